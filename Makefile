@@ -1,0 +1,46 @@
+# Every target bootstraps .venv when it is missing (or when pyproject.toml changed).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARCH := $(shell uname -m)
+# The torch / torchvision pair that pip finds on this kind of machine's disk.
+ifeq ($(ARCH),x86_64)
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+else
+TORCH_PINS := torch==2.9.1 torchvision==0.24.1
+endif
+
+.PHONY: install train test bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev,sweep]' $(TORCH_PINS)
+	touch $(STAMP)
+
+## Train on the embedded default data set (scikit-learn digits). Extra overrides: make train ARGS="smoothing=gamma smoothing.gamma=0.8"
+train: $(STAMP)
+	$(PY) train.py $(ARGS)
+
+## The test suite (CPU, no network).
+test: $(STAMP)
+	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q $(ARGS)
+
+## Benchmarks: results in bench/results/ and bench/RESULTS.md.
+bench: $(STAMP)
+	$(PY) bench/run_all.py $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""ResNet v1 and v2 exactly as the Keras ``cifar10_resnet`` example that Mezzini (2019) trained.
+
+Written by hand because neither torchvision nor timm has these CIFAR-style networks with Keras' details,
+which the paper's numbers depend on:
+
+* v1 (He et al. 2016a): depth ``6n + 2``, stacks of 16/32/64 filters, basic blocks conv-BN-ReLU-conv-BN,
+  a 1×1 convolution (no BN) as the projection shortcut where the stack downsamples.
+* v2 (He et al. 2016b, pre-activation bottleneck): depth ``9n + 2``, bottleneck inputs 16/64/128 and
+  outputs 64/128/256, BN-ReLU-conv ordering, a final BN-ReLU before pooling. Depth 83 is n = 9.
+* Keras defaults: convolutions with bias, ``'same'`` padding (TensorFlow pads the extra row/column at
+  the bottom/right for strided convolutions), BatchNorm momentum 0.99 in Keras terms (0.01 in PyTorch's)
+  and epsilon 1e-3, ``he_normal`` initialisation (a truncated normal with std ``sqrt(2/fan_in)/0.8796``)
+  for convolutions and the classifier, zero biases, and an L2 penalty ``l2·Σw²`` (1e-4) on convolution
+  kernels only, exposed through ``optimizer_param_groups()`` as weight decay ``2·l2`` on those tensors.
+
+Departure from the example: its head is ``AveragePooling2D(pool_size=8)``, global only for 32-pixel
+inputs. Here the head pools globally, so 8, 28, 32 and 72 pixel inputs all work; for 32×32 inputs the two
+are the same operation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KERAS_BN_MOMENTUM = 0.01  # PyTorch's convention: Keras' momentum=0.99
+KERAS_BN_EPS = 1e-3
+TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978  # Keras VarianceScaling(distribution="truncated_normal")
+
+
+def keras_he_normal_(weight: torch.Tensor) -> torch.Tensor:
+    fan_in = weight[0].numel()
+    std = math.sqrt(2.0 / fan_in) / TRUNCATED_NORMAL_STD_CORRECTION
+    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's ``padding='same'``: output size ``ceil(input / stride)``, any odd
+    padding total put at the bottom/right."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        sizes = zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True)
+        for size, kernel, stride in sizes:
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        if any(pads):
+            x = F.pad(x, pads)
+        return super().forward(x)
+
+
+def keras_batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+
+
+class ConvBNAct(nn.Sequential):
+    """Keras' ``resnet_layer``: conv → BN → ReLU when ``conv_first``, else BN → ReLU → conv; BN and the
+    activation each optional."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        activation: bool = True,
+        batch_norm: bool = True,
+        conv_first: bool = True,
+    ) -> None:
+        conv = Conv2dSame(in_channels, out_channels, kernel_size, stride)
+        norm_channels = out_channels if conv_first else in_channels
+        post = ([keras_batch_norm(norm_channels)] if batch_norm else []) + ([nn.ReLU()] if activation else [])
+        super().__init__(*([conv, *post] if conv_first else [*post, conv]))
+
+
+class BasicBlockV1(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            ConvBNAct(in_channels, out_channels, stride=stride),
+            ConvBNAct(out_channels, out_channels, activation=False),
+        )
+        self.shortcut = (
+            ConvBNAct(in_channels, out_channels, 1, stride, activation=False, batch_norm=False)
+            if stride != 1 or in_channels != out_channels
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.shortcut(x) + self.residual(x))
+
+
+class BottleneckBlockV2(nn.Module):
+    def __init__(self, in_channels: int, bottleneck: int, out_channels: int, stride: int, preactivate: bool) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            ConvBNAct(
+                in_channels, bottleneck, 1, stride, activation=preactivate, batch_norm=preactivate, conv_first=False
+            ),
+            ConvBNAct(bottleneck, bottleneck, 3, conv_first=False),
+            ConvBNAct(bottleneck, out_channels, 1, conv_first=False),
+        )
+        self.shortcut = (
+            ConvBNAct(in_channels, out_channels, 1, stride, activation=False, batch_norm=False)
+            if stride != 1 or in_channels != out_channels
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.residual(x)
+
+
+class _KerasResNet(nn.Module):
+    def __init__(self, l2: float) -> None:
+        super().__init__()
+        self.l2 = float(l2)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                keras_he_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def optimizer_param_groups(self) -> list[dict]:
+        """Keras' ``kernel_regularizer=l2(l2)`` on convolution kernels only, as weight decay ``2·l2``."""
+        kernels = [m.weight for m in self.modules() if isinstance(m, nn.Conv2d)]
+        kernel_ids = {id(p) for p in kernels}
+        others = [p for p in self.parameters() if id(p) not in kernel_ids]
+        return [{"params": kernels, "weight_decay": 2.0 * self.l2}, {"params": others, "weight_decay": 0.0}]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+
+
+def _blocks_per_stage(depth: int, per_block: int, name: str) -> int:
+    if depth < per_block + 2 or (depth - 2) % per_block:
+        valid = ", ".join(str(per_block * n + 2) for n in range(1, 6))
+        raise ValueError(f"model.depth={depth} is not valid for {name}: it must be {per_block}n+2 ({valid}, ...)")
+    return (depth - 2) // per_block
+
+
+class ResNetV1(_KerasResNet):
+    """Keras ResNet v1, depth ``6n + 2`` (20, 32, 44, 56, 110, ...); depth 20 with 10 classes has 0.27 M
+    parameters."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int | Sequence[int] | None = None,
+        depth: int = 20,
+        base_width: int = 16,
+        l2: float = 1e-4,
+    ) -> None:
+        super().__init__(l2)
+        blocks = _blocks_per_stage(depth, 6, "ResNet v1")
+        layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
+        channels = base_width
+        for stage in range(3):
+            width = base_width * 2**stage
+            for block in range(blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlockV1(channels, width, stride))
+                channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+        self._init_weights()
+
+
+class ResNetV2(_KerasResNet):
+    """Keras ResNet v2 (pre-activation bottleneck), depth ``9n + 2`` (29, 56, 83, 164, ...); depth 83 with
+    10 classes has about 2.5 M parameters."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int | Sequence[int] | None = None,
+        depth: int = 83,
+        base_width: int = 16,
+        l2: float = 1e-4,
+    ) -> None:
+        super().__init__(l2)
+        blocks = _blocks_per_stage(depth, 9, "ResNet v2")
+        layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
+        channels_in = base_width
+        for stage in range(3):
+            channels_out = channels_in * (4 if stage == 0 else 2)
+            for block in range(blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                in_channels_block = channels_in if block == 0 else channels_out
+                # The stem already ends in BN-ReLU, so the very first block does not pre-activate again.
+                preactivate = not (stage == 0 and block == 0)
+                layers.append(BottleneckBlockV2(in_channels_block, channels_in, channels_out, stride, preactivate))
+            channels_in = channels_out
+        layers += [keras_batch_norm(channels_in), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels_in, num_classes)
+        self._init_weights()

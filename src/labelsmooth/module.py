@@ -1,0 +1,94 @@
+"""The LightningModule: a network, a smoothing strategy and the accuracy / calibration metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+
+from labelsmooth.metrics import classification_metrics
+
+OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class LabelSmoothingClassifier(pl.LightningModule):
+    """Trains ``net`` with the loss ``criterion(logits, target)`` (a smoothing strategy).
+
+    Validation and test use the unsmoothed metrics of ``labelsmooth.metrics`` (accuracy, NLL, ECE, MCE,
+    Brier) logged as ``val/<metric>`` and ``test/<metric>``, plus ``val/acc_best``, the best validation
+    accuracy so far (the paper's reported number). ``optimizer`` and ``scheduler`` are partials (Hydra
+    ``_partial_: true``) completed with the parameters / optimizer here. A network that needs per-group
+    optimizer settings (e.g. weight decay on convolution kernels only) exposes
+    ``optimizer_param_groups()``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        criterion: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.criterion = criterion
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.num_classes = int(num_classes)
+        self.train_loss = MeanMetric()
+        self.val_metrics = classification_metrics(self.num_classes, prefix="val/")
+        self.test_metrics = classification_metrics(self.num_classes, prefix="test/")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def on_train_start(self) -> None:
+        # The sanity-check validation before training must not count towards the best accuracy.
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, target = batch
+        loss = self.criterion(self(inputs), target)
+        self.train_loss(loss.detach())
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, target = batch
+        self.val_metrics.update(self(inputs), target)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.val_acc_best.update(values["val/acc"])
+        values["val/acc_best"] = self.val_acc_best.compute()
+        # torchmetrics has already reduced the values over processes; sync_dist only quiets Lightning.
+        self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, target = batch
+        self.test_metrics.update(self(inputs), target)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute()
+        self.test_metrics.reset()
+        self.log_dict(values, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = getattr(self.net, "optimizer_param_groups", None)
+        params = groups() if callable(groups) else self.parameters()
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

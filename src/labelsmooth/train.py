@@ -1,0 +1,244 @@
+"""Training entry point: a Hydra app over ``conf/train.yaml``.
+
+One run: compose the config → seed → data module (it knows ``num_classes``, the image shape and the
+class prior) → model and smoothing strategy → LightningModule → Trainer → ``fit`` → validate and test
+the best checkpoint → ``metrics.json`` → finish the W&B run with the right exit code → return the
+optimized metric to the sweeper.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class ConfigurationError(ValueError):
+    """A run configuration that cannot work, with a message that says how to fix it."""
+
+
+@dataclass
+class RunContext:
+    """What the Hydra runtime knows about this job, as plain values (so ``train`` is testable without it)."""
+
+    output_dir: Path
+    choices: dict[str, str] = field(default_factory=dict)
+    multirun: bool = False
+    sweep_dir: str | None = None
+    job_num: int | None = None
+    override_dirname: str = ""
+
+    @classmethod
+    def from_hydra(cls) -> RunContext:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        return cls(
+            output_dir=Path(hydra_cfg.runtime.output_dir),
+            choices={k: str(v) for k, v in hydra_cfg.runtime.choices.items() if v is not None},
+            multirun=multirun,
+            sweep_dir=str(hydra_cfg.sweep.dir) if multirun else None,
+            job_num=int(hydra_cfg.job.num) if multirun else None,
+            override_dirname=str(hydra_cfg.job.override_dirname or ""),
+        )
+
+
+def _requested_devices(trainer_cfg: DictConfig) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int):
+        if devices >= 0:
+            return devices
+    elif OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        return len(devices)
+    elif isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        return int(devices)
+    import torch  # "auto" or -1: every visible accelerator
+
+    return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
+
+
+def check_multirun_ddp(trainer_cfg: DictConfig, multirun: bool) -> None:
+    """Lightning's subprocess DDP re-launches the script per device, which Hydra multirun cannot do."""
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    if multirun and strategy.startswith("ddp") and "spawn" not in strategy and _requested_devices(trainer_cfg) > 1:
+        raise ConfigurationError(
+            f"trainer.strategy={strategy} with {_requested_devices(trainer_cfg)} devices cannot run inside a Hydra "
+            "multirun: Lightning's subprocess DDP re-launches the script, which a sweep job cannot do. Instead "
+            "run one process per job (trainer=default or trainer.devices=1) and run jobs in parallel with "
+            "hydra/launcher=joblib (one machine) or hydra/launcher=submitit_slurm (a cluster), or run the DDP "
+            "training as a single run without -m."
+        )
+
+
+def smoothing_parameters(smoothing_cfg: DictConfig | None) -> dict[str, Any]:
+    """The strategy's parameters as flat ``smoothing.<name>`` entries of ``metrics.json``."""
+    if not smoothing_cfg:
+        return {}
+    values = OmegaConf.to_container(smoothing_cfg, resolve=True)
+    return {
+        f"smoothing.{key}": value
+        for key, value in values.items()
+        if not key.startswith("_") and (value is None or isinstance(value, (int, float, str, bool, list)))
+    }
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The user's error behind Hydra's ``InstantiationException`` wrappers."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _target_name(node: DictConfig | None) -> str:
+    if not node or "_target_" not in node:
+        return "none"
+    return str(node["_target_"]).rsplit(".", 1)[-1]
+
+
+def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, has_logger: bool) -> list:
+    """The configured callbacks, less progress bars under ``trainer.enable_progress_bar=false`` and the
+    learning-rate monitor when there is no logger to write to."""
+    from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
+
+    if not callbacks_cfg:
+        return []
+    callbacks = [hydra.utils.instantiate(entry) for entry in callbacks_cfg.values() if entry and "_target_" in entry]
+    unusable = (() if progress_bar else (ProgressBar,)) + (() if has_logger else (LearningRateMonitor,))
+    return [c for c in callbacks if not isinstance(c, unusable)]
+
+
+def _instantiate_logger(cfg: DictConfig, context: RunContext):
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return False
+    logger_cfg = cfg.logger
+    if logger_cfg._target_.endswith("WandbLogger"):
+        extra: dict[str, Any] = {}
+        if os.environ.get("WANDB_MODE", "").lower() in {"online", "run"}:
+            extra["offline"] = False
+        if context.multirun and logger_cfg.get("group") is None:
+            extra["group"] = "sweep-" + "-".join(Path(context.sweep_dir or "sweep").parts[-2:])
+        if logger_cfg.get("name") is None and context.override_dirname:
+            extra["name"] = context.override_dirname
+        return hydra.utils.instantiate(logger_cfg, **extra)
+    return hydra.utils.instantiate(logger_cfg)
+
+
+def _finish_wandb(logger: Any, exit_code: int) -> None:
+    """End this job's W&B run (if one was started) so the next job of the same process gets its own."""
+    if logger is None or type(logger).__name__ != "WandbLogger":
+        return
+    import wandb
+
+    if wandb.run is not None:
+        if wandb.run.settings._offline:
+            run_dir = Path(wandb.run.dir).parent
+            print(f"W&B offline run saved; upload it with: wandb sync {run_dir}")
+        wandb.finish(exit_code=exit_code)
+
+
+def _print_summary(summary: dict[str, Any], output_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary.get('dataset')} · {summary.get('model')} · {summary.get('smoothing')}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(k for k in summary if k.startswith(("val/", "test/"))):
+        value = summary[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(table)
+    console.print(f"test accuracy: {summary.get('test/acc', float('nan')):.4f}   outputs: {output_dir}")
+
+
+def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """Train, validate and test one configuration; write ``metrics.json``; return the summary dict."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from labelsmooth.module import LabelSmoothingClassifier
+    from labelsmooth.run_outputs import write_metrics_json
+
+    summary: dict[str, Any] = {
+        "status": "running",
+        "seed": cfg.get("seed"),
+        "dataset": context.choices.get("dataset", _target_name(cfg.get("dataset"))),
+        "model": context.choices.get("model", _target_name(cfg.get("model"))),
+        "smoothing": context.choices.get("smoothing", _target_name(cfg.get("smoothing"))),
+        **smoothing_parameters(cfg.get("smoothing")),
+    }
+    logger: Any = None
+    exit_code = 1
+    try:
+        check_multirun_ddp(cfg.trainer, context.multirun)
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = hydra.utils.instantiate(cfg.dataset)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        num_classes = datamodule.num_classes
+        net = hydra.utils.instantiate(
+            cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
+        )
+        criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+        scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+        module = LabelSmoothingClassifier(
+            net=net,
+            criterion=criterion,
+            optimizer=hydra.utils.instantiate(cfg.optimizer),
+            scheduler=scheduler,
+            num_classes=num_classes,
+        )
+        logger = _instantiate_logger(cfg, context)
+        callbacks = _instantiate_callbacks(
+            cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), has_logger=bool(logger)
+        )
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        if logger:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best_ckpt = best or None
+        summary["checkpoint"] = best
+        for results in (
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False),
+            trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False),
+        ):
+            for key, value in results[0].items():
+                summary[key] = float(value)
+        summary["epochs"] = trainer.current_epoch
+        summary["world_size"] = trainer.world_size
+        summary["status"] = "completed"
+        exit_code = 0
+        return summary
+    except BaseException as error:
+        cause = root_cause(error)
+        summary["status"] = "failed"
+        summary["error_type"] = type(cause).__name__
+        summary["error"] = str(cause)
+        raise
+    finally:
+        if rank_zero_only.rank == 0:
+            write_metrics_json(context.output_dir, summary)
+            if summary["status"] == "completed":
+                _print_summary(summary, context.output_dir)
+        _finish_wandb(logger, exit_code)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    summary = train(cfg, RunContext.from_hydra())
+    value = summary.get(cfg.get("optimized_metric"))
+    return float(value) if value is not None else None

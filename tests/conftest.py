@@ -1,0 +1,68 @@
+"""Shared fixtures: composed configs (as ``python train.py`` would build them) and a runner for them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from labelsmooth.train import CONFIG_DIR, RunContext, train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_train_config(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
+    """The composed ``conf/train.yaml`` with ``overrides``, its output dir pointed at ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides or []))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+def choices_of(overrides: list[str]) -> dict[str, str]:
+    defaults = {"dataset": "digits", "model": "resnet_v1", "smoothing": "uniform"}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in defaults:
+            defaults[key] = value
+    return defaults
+
+
+FAST = ["debug=fast", "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+
+
+def run_training(tmp_path: Path, overrides: list[str]) -> dict:
+    """Train in this process (a few batches unless overridden) and return the run's summary."""
+    cfg = compose_train_config([*FAST, *overrides], output_dir=tmp_path)
+    return train(cfg, RunContext(output_dir=tmp_path, choices=choices_of(overrides)))
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python train.py <args>`` as a user would run it, from the repository root."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT

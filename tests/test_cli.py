@@ -1,0 +1,67 @@
+"""``python train.py`` as users run it: Hydra multirun, DDP over gloo, and the output layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
+
+
+def job_dirs(log_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in (log_dir / "multirun").glob("*/*/*/metrics.json"))
+
+
+def test_multirun_runs_every_job_with_its_own_outputs_and_wandb_run(tmp_path: Path) -> None:
+    result = run_cli(
+        ["-m", "smoothing=gamma", "smoothing.gamma=0.6,0.8", *FAST, f"paths.log_dir={tmp_path}"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(tmp_path)
+    assert [p.name for p in jobs] == ["0", "1"]
+    gammas = []
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "completed"
+        gammas.append(metrics["smoothing.gamma"])
+        assert (job / ".hydra" / "config.yaml").is_file()
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+    assert gammas == [0.6, 0.8]
+
+
+def test_the_issue_command_single_value_multirun(tmp_path: Path) -> None:
+    result = run_cli(
+        ["smoothing=gamma", "smoothing.gamma=0.8", *FAST, "logger=none", "-m"],
+        cwd=tmp_path,
+        env={"LABELSMOOTH_ROOT": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = job_dirs(tmp_path / "outputs")
+    assert json.loads((job / "metrics.json").read_text())["smoothing.gamma"] == 0.8
+
+
+def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
+    result = run_cli([*FAST, "logger=none"], cwd=tmp_path, env={"LABELSMOOTH_ROOT": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics,) = (tmp_path / "outputs" / "runs").glob("*/*/metrics.json")
+    assert json.loads(metrics.read_text())["status"] == "completed"
+    assert "test accuracy" in result.stdout
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
+    result = run_cli(
+        ["trainer=ddp", "trainer.accelerator=cpu", *FAST, "logger=csv", f"paths.log_dir={tmp_path}"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["world_size"] == 2
+
+
+def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:
+    result = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "hydra/launcher=joblib" in result.stderr

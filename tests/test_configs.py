@@ -1,0 +1,52 @@
+"""Every option of every config group composes, and its objects instantiate."""
+
+from __future__ import annotations
+
+import hydra
+import pytest
+import torch
+
+from labelsmooth.train import CONFIG_DIR
+from tests.conftest import compose_train_config
+
+GROUPS = ["dataset", "model", "smoothing", "optimizer", "scheduler", "trainer", "callbacks", "logger", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group: str, option: str, tmp_path) -> None:
+    cfg = compose_train_config([f"{group}={option}"], output_dir=tmp_path)
+    assert cfg.seed == 0
+    assert cfg.paths.output_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("option", options("smoothing"))
+def test_every_strategy_instantiates_as_a_loss(option: str, tmp_path) -> None:
+    cfg = compose_train_config([f"smoothing={option}"], output_dir=tmp_path)
+    strategy = hydra.utils.instantiate(cfg.smoothing, num_classes=10)
+    loss = strategy(torch.randn(4, 10), torch.tensor([0, 1, 2, 3]))
+    assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("option", options("model"))
+def test_every_model_instantiates_for_digits(option: str, tmp_path) -> None:
+    cfg = compose_train_config([f"model={option}"], output_dir=tmp_path)
+    net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_optimizers_are_partials(tmp_path) -> None:
+    for option in options("optimizer"):
+        cfg = compose_train_config([f"optimizer={option}"], output_dir=tmp_path)
+        factory = hydra.utils.instantiate(cfg.optimizer)
+        assert isinstance(factory([torch.nn.Parameter(torch.zeros(1))]), torch.optim.Optimizer)
+
+
+def test_unknown_option_names_the_valid_ones(tmp_path) -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="gamma"):
+        compose_train_config(["smoothing=gama"], output_dir=tmp_path)

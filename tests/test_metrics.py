@@ -1,0 +1,45 @@
+"""Metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from labelsmooth.metrics import BrierScore, NegativeLogLikelihood, classification_metrics
+
+
+def test_nll_and_brier_match_their_formulas() -> None:
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    target = torch.tensor([0, 1, 2])
+    logits = probs.log()
+    nll, brier = NegativeLogLikelihood(), BrierScore()
+    nll.update(logits[:2], target[:2])
+    nll.update(logits[2:], target[2:])
+    brier.update(logits, target)
+    expected_nll = -(math.log(0.7) + math.log(0.1) + math.log(0.3)) / 3
+    expected_brier = ((0.09 + 0.04 + 0.01) + (0.01 + 0.81 + 0.64) + (0.09 + 0.16 + 0.49)) / 3
+    assert math.isclose(nll.compute().item(), expected_nll, rel_tol=1e-5)
+    assert math.isclose(brier.compute().item(), expected_brier, rel_tol=1e-5)
+
+
+def test_ece_and_mce_on_a_hand_computed_example() -> None:
+    # Confidences 0.9 (correct), 0.9 (wrong), 0.6 (correct), 0.6 (correct) in 15 equal-width bins:
+    # bin of 0.9: accuracy 0.5, confidence 0.9, weight 1/2; bin of 0.6: accuracy 1, confidence 0.6, weight 1/2.
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    target = torch.tensor([0, 1, 0, 1])
+    metrics = classification_metrics(2, prefix="val/")
+    metrics.update(probs.log(), target)
+    values = {k: v.item() for k, v in metrics.compute().items()}
+    assert math.isclose(values["val/acc"], 0.75)
+    assert math.isclose(values["val/ece"], 0.5 * 0.4 + 0.5 * 0.4, rel_tol=1e-5)
+    assert math.isclose(values["val/mce"], 0.4, rel_tol=1e-5)
+
+
+def test_logits_inside_unit_interval_are_not_taken_for_probabilities() -> None:
+    logits = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    target = torch.tensor([0, 1])
+    metrics = classification_metrics(2, prefix="test/")
+    metrics.update(logits, target)
+    confidence = logits.softmax(-1).max(-1).values.mean().item()  # both correct: ECE = 1 - mean confidence
+    assert math.isclose(metrics.compute()["test/ece"].item(), 1 - confidence, rel_tol=1e-5)

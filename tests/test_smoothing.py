@@ -1,0 +1,102 @@
+"""The skeleton strategies against reference formulas written out here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from labelsmooth.smoothing import CrossEntropy, GammaSmoothing, UniformSmoothing
+
+
+def reference_loss(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return -(q * torch.log_softmax(logits.double(), dim=-1)).sum(-1).mean()
+
+
+def batch(n: int = 16, k: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=generator) * 3, torch.randint(0, k, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("k", [2, 10, 100, 1000])
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5, 1.0])
+def test_uniform_equals_torch_label_smoothing(k: int, epsilon: float) -> None:
+    logits, target = batch(k=k)
+    ours = UniformSmoothing(k, epsilon=epsilon)(logits, target)
+    torch.testing.assert_close(ours, F.cross_entropy(logits, target, label_smoothing=epsilon))
+
+
+@pytest.mark.parametrize("k", [2, 10, 1000])
+@pytest.mark.parametrize("gamma", [0.6, 0.8, 0.95, 1.0])
+def test_gamma_matches_its_target_and_uniform(k: int, gamma: float) -> None:
+    logits, target = batch(k=k)
+    strategy = GammaSmoothing(k, gamma=gamma)
+    q = torch.full((len(target), k), (1 - gamma) / (k - 1), dtype=torch.float64)
+    q[torch.arange(len(target)), target] = gamma
+    torch.testing.assert_close(strategy(logits, target).double(), reference_loss(logits, q), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(strategy.target_distribution(target).double(), q)
+    uniform = UniformSmoothing(k, epsilon=k * (1 - gamma) / (k - 1))
+    torch.testing.assert_close(strategy(logits, target), uniform(logits, target))
+
+
+def test_target_distributions_sum_to_one() -> None:
+    _, target = batch(k=7)
+    for strategy in (CrossEntropy(7), UniformSmoothing(7, 0.3), GammaSmoothing(7, 0.5)):
+        rows = strategy.target_distribution(target).sum(-1)
+        torch.testing.assert_close(rows, torch.ones_like(rows))
+        logits, _ = batch(k=7)
+        torch.testing.assert_close(
+            strategy(logits, target).double(),
+            reference_loss(logits, strategy.target_distribution(target).double()),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_none_is_cross_entropy() -> None:
+    logits, target = batch()
+    torch.testing.assert_close(CrossEntropy(10)(logits, target), F.cross_entropy(logits, target))
+
+
+def test_gamma_at_or_below_one_over_k_is_refused_with_k_named() -> None:
+    with pytest.raises(ValueError, match=r"gamma=0\.1 .*K=10.*1/K=0\.1"):
+        GammaSmoothing(10, gamma=0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        GammaSmoothing(10, gamma=1.01)
+    GammaSmoothing(10, gamma=0.1001)
+
+
+@pytest.mark.parametrize("epsilon", [-0.01, 1.01])
+def test_epsilon_out_of_range_is_refused(epsilon: float) -> None:
+    with pytest.raises(ValueError, match=r"epsilon=.*\[0, 1\]"):
+        UniformSmoothing(10, epsilon=epsilon)
+
+
+def test_fewer_than_two_classes_is_refused() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        UniformSmoothing(1)
+
+
+class OutputShapeRecorder(TorchDispatchMode):
+    """Records (op name, output shape) of every aten op run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.outputs.append((func.overloadpacket.__name__, tuple(out.shape)))
+        return out
+
+
+@pytest.mark.parametrize("strategy", [UniformSmoothing(100, 0.1), GammaSmoothing(100, 0.9)])
+def test_no_dense_target_on_the_hot_path(strategy) -> None:
+    """The forward pass allocates exactly one (N, K) tensor: the log-probabilities."""
+    logits, target = batch(n=64, k=100)
+    with OutputShapeRecorder() as recorder:
+        strategy(logits, target)
+    dense = [name for name, shape in recorder.outputs if shape == (64, 100) and name not in {"detach", "alias"}]
+    assert dense == ["_log_softmax"], recorder.outputs

@@ -1,0 +1,88 @@
+"""Short real trainings (a few batches of the digits data set) through the real Lightning Trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labelsmooth.train import ConfigurationError, check_multirun_ddp
+from tests.conftest import compose_train_config, run_training
+
+CONTRACT_KEYS = {
+    "val/acc", "val/acc_best", "val/nll", "val/ece", "val/mce", "val/brier",
+    "test/acc", "test/nll", "test/ece", "test/mce", "test/brier",
+    "status", "seed", "dataset", "model", "smoothing",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides,parameter",
+    [
+        (["smoothing=none"], None),
+        (["smoothing=uniform", "smoothing.epsilon=0.2"], ("smoothing.epsilon", 0.2)),
+        (["smoothing=gamma", "smoothing.gamma=0.8"], ("smoothing.gamma", 0.8)),
+    ],
+)
+def test_each_strategy_trains_and_writes_the_run_outputs(tmp_path: Path, overrides, parameter) -> None:
+    summary = run_training(tmp_path, overrides)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics.keys() >= CONTRACT_KEYS
+    assert metrics["status"] == "completed" and metrics["smoothing"] == overrides[0].split("=")[1]
+    assert metrics == json.loads(json.dumps(summary))
+    if parameter:
+        assert metrics[parameter[0]] == parameter[1]
+    for key in CONTRACT_KEYS:
+        if key.startswith(("val/", "test/")):
+            assert 0.0 <= metrics[key] < 10.0, key
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert Path(metrics["checkpoint"]).is_file() and Path(metrics["checkpoint"]).parent == tmp_path / "checkpoints"
+
+
+def test_uniform_and_equivalent_gamma_give_the_same_metrics(tmp_path: Path) -> None:
+    common = ["trainer.max_epochs=2", "trainer.limit_train_batches=4"]
+    uniform = run_training(tmp_path / "u", ["smoothing=uniform", "smoothing.epsilon=0.1", *common])
+    gamma = run_training(tmp_path / "g", ["smoothing=gamma", "smoothing.gamma=0.91", *common])
+    for key in CONTRACT_KEYS:
+        if key.startswith(("val/", "test/")):
+            assert uniform[key] == pytest.approx(gamma[key], abs=1e-6), key
+
+
+def test_mlp_with_bf16_mixed_precision(tmp_path: Path) -> None:
+    summary = run_training(tmp_path, ["model=mlp", "trainer.precision=bf16-mixed", "trainer.accelerator=cpu"])
+    assert summary["status"] == "completed"
+
+
+def test_a_failing_run_records_status_failed(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="gamma"):
+        run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.05"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error_type"] == "ValueError"
+    assert "1/K=0.1" in metrics["error"]
+
+
+def test_wandb_offline_logger_writes_its_files(tmp_path: Path) -> None:
+    summary = run_training(tmp_path, ["logger=wandb"])
+    assert summary["status"] == "completed"
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb"))
+    import wandb
+
+    assert wandb.run is None  # the run was finished
+
+
+@pytest.mark.parametrize("logger,expected", [("csv", "csv"), ("tensorboard", "tensorboard")])
+def test_other_loggers(tmp_path: Path, logger: str, expected: str) -> None:
+    run_training(tmp_path, [f"logger={logger}"])
+    assert any((tmp_path / expected).rglob("*"))
+
+
+def test_multirun_with_subprocess_ddp_is_refused(tmp_path: Path) -> None:
+    cfg = compose_train_config(["trainer=ddp"], output_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="hydra/launcher=joblib"):
+        check_multirun_ddp(cfg.trainer, multirun=True)
+    check_multirun_ddp(cfg.trainer, multirun=False)
+    single = compose_train_config(["trainer=ddp", "trainer.devices=1"], output_dir=tmp_path)
+    check_multirun_ddp(single.trainer, multirun=True)
