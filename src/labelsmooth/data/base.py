@@ -1,0 +1,68 @@
+"""What every data module offers the training code: the data set's shape, classes and class prior."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """A LightningDataModule over train / val / test image classification splits.
+
+    Subclasses set ``num_classes`` and ``image_shape`` and, in ``setup``, the three datasets
+    (``self.train_set``, ``self.val_set``, ``self.test_set``) and ``self.train_targets`` (the training
+    labels, for the class prior). The validation split is for model selection; the test split is only
+    evaluated at the end.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.train_targets: torch.Tensor | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.image_shape[1], self.image_shape[2]
+
+    @property
+    def class_frequencies(self) -> torch.Tensor:
+        """The training split's class frequencies (sums to 1), the prior of Szegedy's general smoothing."""
+        if self.train_targets is None:
+            raise RuntimeError("class_frequencies is known after setup('fit')")
+        counts = torch.bincount(self.train_targets.long(), minlength=self.num_classes).double()
+        return (counts / counts.sum()).float()
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool, batch_size: int) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False, self.eval_batch_size)
