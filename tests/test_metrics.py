@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from labelsmooth.metrics import BrierScore, NegativeLogLikelihood, classification_metrics
+from labelsmooth.metrics import (
+    AdaptiveCalibrationError,
+    BrierScore,
+    NegativeLogLikelihood,
+    classification_metrics,
+)
 
 
 def test_nll_and_brier_match_their_formulas() -> None:
@@ -43,3 +48,29 @@ def test_logits_inside_unit_interval_are_not_taken_for_probabilities() -> None:
     metrics.update(logits, target)
     confidence = logits.softmax(-1).max(-1).values.mean().item()  # both correct: ECE = 1 - mean confidence
     assert math.isclose(metrics.compute()["test/ece"].item(), 1 - confidence, rel_tol=1e-5)
+
+
+def test_collection_has_the_calibration_metrics_on_a_hand_computed_example() -> None:
+    # Top-1 confidences 0.9 (correct), 0.81 (wrong), 0.61 (correct), 0.55 (correct), sent in two batches.
+    probs = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]])
+    target = torch.tensor([0, 1, 1, 0])
+    metrics = classification_metrics(2, prefix="test/")
+    metrics.update(probs[:3].log(), target[:3])
+    metrics.update(probs[3:].log(), target[3:])
+    values = {k: v.item() for k, v in metrics.compute().items()}
+    gaps = [0.1, 0.81, 0.39, 0.45]  # one sample per bin with 15 bins, equal-width or equal-mass
+    assert math.isclose(values["test/ece"], sum(gaps) / 4, rel_tol=1e-5)
+    assert math.isclose(values["test/ace"], sum(gaps) / 4, rel_tol=1e-5)
+    assert math.isclose(values["test/rmsce"], math.sqrt(sum(g * g for g in gaps) / 4), rel_tol=1e-5)
+    assert math.isclose(values["test/confidence"], (0.9 + 0.81 + 0.61 + 0.55) / 4, rel_tol=1e-5)
+    entropy = -sum(p * math.log(p) for row in probs.tolist() for p in row) / 4
+    assert math.isclose(values["test/entropy"], entropy, rel_tol=1e-5)
+
+
+def test_adaptive_ece_uses_equal_mass_bins() -> None:
+    probs = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]])
+    target = torch.tensor([0, 1, 1, 0])
+    ace = AdaptiveCalibrationError(n_bins=2)
+    ace.update(probs.log(), target)
+    # {0.55, 0.61}: accuracy 1, confidence 0.58; {0.81, 0.9}: accuracy 0.5, confidence 0.855.
+    assert math.isclose(ace.compute().item(), 0.5 * 0.42 + 0.5 * 0.355, rel_tol=1e-5)

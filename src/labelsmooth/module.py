@@ -62,9 +62,12 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
-        self.val_metrics.update(self(inputs), target)
+        logits = self(inputs)
+        self.val_metrics.update(logits, target)
+        # Handed to callbacks' on_validation_batch_end (reliability diagrams, temperature scaling).
+        return {"logits": logits.detach(), "target": target}
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
@@ -75,9 +78,11 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
         self.log_dict(values, sync_dist=True)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
-        self.test_metrics.update(self(inputs), target)
+        logits = self(inputs)
+        self.test_metrics.update(logits, target)
+        return {"logits": logits.detach(), "target": target}
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()

@@ -1,0 +1,85 @@
+"""Reliability diagrams with a confidence histogram (Guo et al. 2017, Fig. 1), drawn with matplotlib.
+
+Bins are plain mappings with ``lower``, ``upper``, ``count``, ``accuracy`` and ``confidence`` (the rows of
+``labelsmooth.calibration.binned_statistics`` or of a run's ``calibration/reliability_*.csv``), so the
+report can draw them from run outputs without importing torch or the training code. Figures are built with
+``matplotlib.figure.Figure`` (no pyplot state, no GUI backend needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+BinRow = Mapping[str, float]
+
+
+def summary_of_bins(bins: Sequence[BinRow]) -> dict[str, float]:
+    """Total count, accuracy, mean confidence and ECE (``Σ |B|/N |acc - conf|``) of a list of bins."""
+    total = sum(float(b["count"]) for b in bins)
+    if not total:
+        return {"count": 0.0, "accuracy": float("nan"), "confidence": float("nan"), "ece": float("nan")}
+    return {
+        "count": total,
+        "accuracy": sum(float(b["count"]) * float(b["accuracy"]) for b in bins) / total,
+        "confidence": sum(float(b["count"]) * float(b["confidence"]) for b in bins) / total,
+        "ece": sum(float(b["count"]) * abs(float(b["accuracy"]) - float(b["confidence"])) for b in bins) / total,
+    }
+
+
+def draw_reliability(ax_bars, ax_hist, bins: Sequence[BinRow], title: str = "") -> None:
+    """Accuracy per confidence bin against the diagonal (gaps in red) above the histogram of confidences."""
+    lefts = [float(b["lower"]) for b in bins]
+    widths = [max(float(b["upper"]) - float(b["lower"]), 1e-3) for b in bins]
+    accuracy = [float(b["accuracy"]) for b in bins]
+    confidence = [float(b["confidence"]) for b in bins]
+    stats = summary_of_bins(bins)
+
+    ax_bars.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    ax_bars.bar(lefts, accuracy, width=widths, align="edge", color="tab:blue", edgecolor="black", label="accuracy")
+    ax_bars.bar(
+        lefts,
+        [c - a for a, c in zip(accuracy, confidence, strict=True)],
+        bottom=accuracy,
+        width=widths,
+        align="edge",
+        color="tab:red",
+        alpha=0.35,
+        edgecolor="tab:red",
+        hatch="//",
+        label="gap to confidence",
+    )
+    ax_bars.set_xlim(0, 1)
+    ax_bars.set_ylim(0, 1)
+    ax_bars.set_ylabel("accuracy")
+    ax_bars.set_title(f"{title}  ECE={stats['ece']:.4f}".strip(), fontsize=9)
+    ax_bars.legend(loc="upper left", fontsize=7)
+
+    total = stats["count"] or 1.0
+    ax_hist.bar(lefts, [float(b["count"]) / total for b in bins], width=widths, align="edge", color="tab:grey")
+    ax_hist.axvline(stats["accuracy"], color="tab:blue", linestyle="-", label=f"accuracy {stats['accuracy']:.3f}")
+    ax_hist.axvline(stats["confidence"], color="tab:red", linestyle="--", label=f"confidence {stats['confidence']:.3f}")
+    ax_hist.set_xlim(0, 1)
+    ax_hist.set_xlabel("confidence")
+    ax_hist.set_ylabel("fraction")
+    ax_hist.legend(loc="upper left", fontsize=7)
+
+
+def reliability_figure(panels: Mapping[str, Sequence[BinRow]], panel_width: float = 3.4) -> Figure:
+    """One column per ``title -> bins`` entry, side by side: reliability diagram over confidence histogram."""
+    n = max(len(panels), 1)
+    figure = Figure(figsize=(panel_width * n, 5.2), layout="constrained")
+    axes = figure.subplots(2, n, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1]})
+    for column, (title, bins) in enumerate(panels.items()):
+        draw_reliability(axes[0][column], axes[1][column], bins, title)
+    return figure
+
+
+def save_reliability_figure(panels: Mapping[str, Sequence[BinRow]], path: str | Path) -> Path:
+    """Draw ``reliability_figure(panels)`` and save it as a PNG at ``path`` (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reliability_figure(panels).savefig(path, dpi=110)
+    return path

@@ -1,0 +1,120 @@
+"""Calibration statistics, temperature scaling and the calibration callback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelsmooth.calibration import (
+    binned_statistics,
+    calibration_errors,
+    confidences_and_correct,
+    expected_calibration_error,
+    fit_temperature,
+    temperature_scaled_metrics,
+)
+from tests.conftest import run_training
+
+# Four two-class predictions: top-1 confidences 0.9 (correct), 0.81 (wrong), 0.61 (correct), 0.55 (correct).
+PROBS = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]], dtype=torch.float64)
+TARGET = torch.tensor([0, 1, 1, 0])
+
+
+def test_ece_on_a_hand_computed_example() -> None:
+    # 15 equal-width bins of width 1/15 put each confidence in its own bin: ECE = mean |a_i - c_i|.
+    expected = (abs(1 - 0.9) + abs(0 - 0.81) + abs(1 - 0.61) + abs(1 - 0.55)) / 4
+    assert expected_calibration_error(PROBS.log(), TARGET, n_bins=15) == pytest.approx(expected)
+    # 2 equal-width bins: [0, .5) is empty, [.5, 1] holds all: |3/4 - (0.9+0.81+0.61+0.55)/4|.
+    assert expected_calibration_error(PROBS.log(), TARGET, n_bins=2) == pytest.approx(abs(0.75 - 2.87 / 4))
+
+
+def test_adaptive_ece_on_a_hand_computed_example() -> None:
+    # 2 equal-mass bins: {0.55, 0.61} (accuracy 1, confidence 0.58) and {0.81, 0.9} (accuracy 0.5, conf. 0.855).
+    expected = 0.5 * abs(1 - 0.58) + 0.5 * abs(0.5 - 0.855)
+    assert expected_calibration_error(PROBS.log(), TARGET, n_bins=2, equal_mass=True) == pytest.approx(expected)
+    bins = binned_statistics(*confidences_and_correct(PROBS.log(), TARGET), n_bins=2, equal_mass=True)
+    assert [b.count for b in bins] == [2, 2]
+    assert bins[0].lower == pytest.approx(0.55) and bins[0].upper == pytest.approx(0.61)
+    # More bins than samples: one sample per bin, the same as mean |a_i - c_i|.
+    per_sample = (0.1 + 0.81 + 0.39 + 0.45) / 4
+    assert expected_calibration_error(PROBS.log(), TARGET, n_bins=15, equal_mass=True) == pytest.approx(per_sample)
+
+
+def test_rms_and_max_calibration_error() -> None:
+    bins = binned_statistics(*confidences_and_correct(PROBS.log(), TARGET), n_bins=15)
+    errors = calibration_errors(bins)
+    gaps = [0.1, 0.81, 0.39, 0.45]
+    assert errors["mce"] == pytest.approx(0.81)
+    assert errors["rmsce"] == pytest.approx(math.sqrt(sum(g * g for g in gaps) / 4))
+    assert math.isnan(calibration_errors([])["ece"])
+
+
+def synthetic_logits(temperature: float, n: int = 20000, k: int = 10, seed: int = 0):
+    """Labels drawn from softmax(z): z is calibrated, so the logits ``z * temperature`` need exactly T."""
+    generator = torch.Generator().manual_seed(seed)
+    z = 2.0 * torch.randn(n, k, generator=generator)
+    target = torch.multinomial(z.softmax(-1), 1, generator=generator).squeeze(-1)
+    return z * temperature, target
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 1.0, 2.5])
+def test_temperature_scaling_recovers_a_known_temperature(true_temperature: float) -> None:
+    logits, target = synthetic_logits(true_temperature)
+    assert fit_temperature(logits, target) == pytest.approx(true_temperature, rel=0.05)
+
+
+def test_temperature_scaling_improves_nll_and_ece_of_overconfident_logits() -> None:
+    val_logits, val_target = synthetic_logits(3.0, seed=1)
+    test_logits, test_target = synthetic_logits(3.0, seed=2)
+    temperature = fit_temperature(val_logits, val_target)
+    before = temperature_scaled_metrics(test_logits, test_target, 1.0)
+    after = temperature_scaled_metrics(test_logits, test_target, temperature)
+    assert after["nll"] < before["nll"] and after["ece"] < before["ece"] / 3
+    assert after["ece"] < 0.02
+
+
+def test_fit_temperature_works_under_inference_mode() -> None:
+    logits, target = synthetic_logits(2.0, n=2000)
+    with torch.inference_mode():
+        assert fit_temperature(logits, target) == pytest.approx(2.0, rel=0.1)
+
+
+def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp_path: Path) -> None:
+    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(summary))
+    for split in ("val", "test"):
+        for name in ("ace", "rmsce", "confidence", "entropy"):
+            assert 0.0 <= metrics[f"{split}/{name}"] <= math.log(10) + 1e-6
+    assert metrics["temperature"] > 0
+    for name in ("nll_ts", "ece_ts", "ace_ts", "brier_ts"):
+        assert math.isfinite(metrics[f"test/{name}"])
+    calibration = tmp_path / "calibration"
+    for name in ("reliability_val.png", "reliability_test.png"):
+        assert (calibration / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(calibration / "reliability_test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["split"] for r in rows} == {"test", "test_ts"}
+    test_rows = [r for r in rows if r["split"] == "test"]
+    total = sum(int(r["count"]) for r in test_rows)
+    accuracy = sum(int(r["count"]) * float(r["accuracy"]) for r in test_rows) / total
+    assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-6)
+    # Scaling does not change predictions: the scaled bins hold the same samples with the same accuracy.
+    scaled_rows = [r for r in rows if r["split"] == "test_ts"]
+    assert sum(int(r["count"]) for r in scaled_rows) == total
+    ece = sum(int(r["count"]) * abs(float(r["accuracy"]) - float(r["confidence"])) for r in scaled_rows) / total
+    assert ece == pytest.approx(metrics["test/ece_ts"], abs=1e-4)
+
+
+def test_calibration_plots_and_tables_go_to_wandb(tmp_path: Path) -> None:
+    run_training(tmp_path, ["logger=wandb"])
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    images = list((run / "files" / "media" / "images").rglob("*.png"))
+    tables = list((run / "files" / "media" / "table").rglob("*.json"))
+    assert any("reliability_diagram" in p.name for p in images), images
+    assert any("reliability_bins" in p.name for p in tables), tables
