@@ -1,0 +1,295 @@
+"""The data module shared by every image data set: splits, the in-memory fast path, on-device preprocessing.
+
+A data set is one small subclass that opens its splits (usually through torchvision's own class) and says
+which files it expects. This base class then
+
+* carves the missing validation split (and, where a data set has none, the test split) out of the training
+  split with a fixed seed (``split_seed``, independent of the run's seed); the test split is never used for
+  model selection;
+* decodes data sets that fit in memory (``in_memory=true``) once into one uint8 tensor and serves batches
+  by batch-level indexing (``__getitems__``), with no worker processes; the others stream through
+  DataLoader workers, which only decode and resize to uint8;
+* converts, normalises and augments whole batches on the training device, in the LightningDataModule's
+  ``on_after_batch_transfer`` hook (see ``preprocess.BatchPreprocessor``);
+* computes the training split's pixel statistics once and caches them next to the data (atomic write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from labelsmooth.data.base import ClassificationDataModule
+from labelsmooth.data.preprocess import BatchPreprocessor
+from labelsmooth.data.splits import stratified_carve
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data set's files are absent (and could not be downloaded); the message says what to put where."""
+
+
+class InMemoryImages(Dataset):
+    """uint8 images ``(N, C, H, W)`` and int64 targets ``(N,)`` held in memory.
+
+    ``__getitems__`` (used by the DataLoader's batched fetch) indexes the whole batch at once; pair it with
+    ``collate_fn=already_batched``.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(targets):
+            raise ValueError("InMemoryImages takes uint8 images (N, C, H, W) and N targets")
+        self.images = images.contiguous()
+        self.targets = torch.as_tensor(targets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[index], self.targets[index]
+
+
+def already_batched(batch: Any) -> Any:
+    """The collate function of ``InMemoryImages``: its ``__getitems__`` already returns a batch."""
+    return batch
+
+
+def decode_transform(image_size: int, channels: int):
+    """PIL image → uint8 tensor ``(channels, image_size, image_size)``: convert the mode, resize the shorter
+    side to ``image_size`` (antialiased) and crop the centre square."""
+    from torchvision.transforms import v2
+
+    mode = v2.Grayscale(num_output_channels=1) if channels == 1 else v2.RGB()
+    return v2.Compose([mode, v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
+
+
+def dataset_targets(dataset: Dataset) -> torch.Tensor:
+    """The labels of a torchvision data set without decoding its images."""
+    if isinstance(dataset, Subset):
+        return dataset_targets(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    for attribute in ("targets", "labels", "_labels"):
+        if hasattr(dataset, attribute):
+            return torch.as_tensor(getattr(dataset, attribute), dtype=torch.long)
+    for attribute in ("_samples", "samples", "_flat_character_images"):
+        if hasattr(dataset, attribute):
+            return torch.as_tensor([target for _, target in getattr(dataset, attribute)], dtype=torch.long)
+    raise TypeError(f"cannot read the labels of {type(dataset).__name__} without decoding it")
+
+
+def decode_all(dataset: Dataset, num_workers: int, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every image of ``dataset`` (which yields uint8 tensors of one size) into one tensor."""
+    if isinstance(dataset, InMemoryImages):
+        return dataset.images, dataset.targets
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    images, targets = zip(*loader, strict=True)
+    return torch.cat(images), torch.cat(targets).long()
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class ImageDataModule(ClassificationDataModule):
+    """Base of the image data sets. Subclasses set ``name``, ``expected_files``, ``source`` and implement
+    ``open_split(split, transform, download)`` returning a Dataset of ``(uint8 tensor, label)`` for
+    ``"train"``, ``"val"``, ``"test"``, or ``None`` where the data set has no such split (then it is carved
+    from the training split: ``val_size``, ``test_size``, fractions or counts, seed ``split_seed``).
+    """
+
+    name: str = "image data set"
+    expected_files: str = ""
+    source: str = ""
+    num_classes: int | None = None
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        image_size: int,
+        channels: int,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_size: float | int = 0.1,
+        test_size: float | int = 0.1,
+        split_seed: int = 0,
+        in_memory: bool = True,
+        download: bool = True,
+        input_range: Sequence[float] = (0.0, 1.0),
+        normalize: str = "none",
+        shift: float = 0.0,
+        hflip: bool = False,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers)
+        if channels not in (1, 3):
+            raise ValueError(f"dataset.channels={channels} must be 1 or 3")
+        self.root = Path(root).expanduser() if root is not None else None
+        self.image_shape = (int(channels), int(image_size), int(image_size))
+        self.val_size = val_size
+        self.test_size = test_size
+        self.split_seed = int(split_seed)
+        self.in_memory = bool(in_memory)
+        self.download = bool(download)
+        self.preprocessor = BatchPreprocessor(input_range, normalize, shift, hflip)
+
+    # ---- what a data set provides -------------------------------------------------------------------
+    def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
+        raise NotImplementedError
+
+    def fast_arrays(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The split as uint8 ``(N, C, H, W)`` and labels without decoding image by image, where the data set
+        already stores arrays of the configured size (MNIST, CIFAR, SVHN); ``None`` to decode."""
+        return None
+
+    def cache_key(self) -> dict[str, Any]:
+        """What identifies this data set's files besides its class (e.g. a domain or a subset)."""
+        return {}
+
+    # ---- opening, with a clear error when the files are absent -------------------------------------
+    def missing_message(self) -> str:
+        return (
+            f"{self.name}: files not found under {self.root}. Expected there: {self.expected_files}. "
+            f"Get them from {self.source} and put them in {self.root} (set dataset.root or paths.data_dir), "
+            "or run once with network access and dataset.download=true."
+        )
+
+    def _open(self, split: str, download: bool) -> Dataset | None:
+        transform = decode_transform(self.image_shape[1], self.image_shape[0])
+        try:
+            return self.open_split(split, transform, download=False)
+        except (RuntimeError, FileNotFoundError, NotADirectoryError) as missing:
+            if not download:
+                raise DatasetNotFoundError(f"{self.missing_message()} ({missing})") from missing
+        try:
+            return self.open_split(split, transform, download=True)
+        except Exception as failed:  # no network, a moved URL, a checksum mismatch: say what to do by hand
+            raise DatasetNotFoundError(f"{self.missing_message()} (download failed: {failed})") from failed
+
+    def prepare_data(self) -> None:
+        """Download what is missing (Lightning calls this on one process per node)."""
+        for split in SPLITS:
+            self._open(split, download=self.download)
+
+    # ---- splits ------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        opened = {split: self._open(split, download=False) for split in SPLITS}
+        base_train = opened["train"]
+        if base_train is None:
+            raise RuntimeError(f"{type(self).__name__}.open_split('train') returned None")
+        train_index = torch.arange(len(base_train))
+        targets = dataset_targets(base_train)
+        carved: dict[str, torch.Tensor] = {}
+        for split, size in (("test", self.test_size), ("val", self.val_size)):
+            if opened[split] is None:
+                kept, carved[split] = stratified_carve(targets[train_index], size, self.split_seed + len(carved))
+                carved[split] = train_index[carved[split]]
+                train_index = train_index[kept]
+        if self.num_classes is None:
+            self.num_classes = len(getattr(base_train, "classes", [])) or int(targets.max()) + 1
+        self.train_targets = targets[train_index]
+
+        if self.in_memory:
+            decoded = {id(base_train): self._decode(base_train)}
+            sets = {}
+            for split in SPLITS:
+                source = base_train if split in carved or split == "train" else opened[split]
+                if id(source) not in decoded:
+                    decoded[id(source)] = self._decode(source)
+                images, labels = decoded[id(source)]
+                index = train_index if split == "train" else carved.get(split)
+                if index is not None:
+                    images, labels = images[index], labels[index]
+                sets[split] = InMemoryImages(images, labels)
+            self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
+        else:
+            self.train_set = Subset(base_train, train_index.tolist())
+            self.val_set = Subset(base_train, carved["val"].tolist()) if "val" in carved else opened["val"]
+            self.test_set = Subset(base_train, carved["test"].tolist()) if "test" in carved else opened["test"]
+        if self.preprocessor.needs_statistics:
+            self.preprocessor.set_statistics(*self._training_statistics())
+
+    def _decode(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        arrays = self.fast_arrays(dataset)
+        if arrays is not None and tuple(arrays[0].shape[1:]) == self.image_shape:
+            return arrays[0].contiguous(), arrays[1].long()
+        return decode_all(dataset, self.num_workers)
+
+    # ---- pixel statistics of the training split, cached next to the data ----------------------------
+    def _statistics_cache(self) -> Path | None:
+        if self.root is None:
+            return None
+        key = {
+            "data_set": type(self).__name__, **self.cache_key(), "image_shape": self.image_shape,
+            "val_size": self.val_size, "test_size": self.test_size, "split_seed": self.split_seed,
+            "train_samples": len(self.train_set),
+        }  # fmt: skip
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return self.root / ".labelsmooth_cache" / f"{type(self).__name__}-train-statistics-{digest}.pt"
+
+    def _training_statistics(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        cache = self._statistics_cache()
+        if cache is not None and cache.is_file():
+            stored = torch.load(cache, weights_only=True)
+            return stored["pixel_sum"], stored["pixel_sq_sum"], int(stored["count"])
+        pixel_sum = torch.zeros(self.image_shape, dtype=torch.float64)
+        pixel_sq_sum = torch.zeros(self.image_shape, dtype=torch.float64)
+        if isinstance(self.train_set, InMemoryImages):
+            batches = (self.train_set.images[i : i + 4096] for i in range(0, len(self.train_set), 4096))
+        else:
+            loader = DataLoader(self.train_set, batch_size=256, num_workers=self.num_workers)
+            batches = (images for images, _ in loader)
+        for images in batches:
+            values = images.double()
+            pixel_sum += values.sum(0)
+            pixel_sq_sum += values.square().sum(0)
+        count = len(self.train_set)
+        if cache is not None:
+            _atomic_torch_save({"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}, cache)
+        return pixel_sum, pixel_sq_sum, count
+
+    # ---- loaders and on-device preprocessing -----------------------------------------------------------
+    def _loader(self, dataset: Dataset | None, shuffle: bool, batch_size: int) -> DataLoader:
+        if not isinstance(dataset, InMemoryImages):
+            return super()._loader(dataset, shuffle, batch_size)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=0,
+            collate_fn=already_batched,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def preprocess_batch(self, batch: Any, train: bool) -> Any:
+        """uint8 images → float network inputs (scaled, normalised; shifted and flipped when ``train``)."""
+        images, targets = batch
+        if images.dtype == torch.uint8:
+            images = self.preprocessor(images, train=train)
+        return images, targets
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        return self.preprocess_batch(batch, train=bool(trainer is not None and trainer.training))

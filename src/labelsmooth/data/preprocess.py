@@ -1,0 +1,108 @@
+"""The paper's preprocessing, applied to whole uint8 batches on the training device.
+
+Written by hand because torchvision's transforms work image by image (or draw one shift for the whole
+batch), while the Keras ``ImageDataGenerator`` of Mezzini (2019) draws an independent sub-pixel shift per
+image. Order as in the Keras ``cifar10_resnet`` example: scale to ``input_range`` → subtract the mean of the
+training split → (training only) random shift with ``fill_mode='nearest'`` → random horizontal flip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+NORMALIZATIONS = ("none", "pixel_mean", "standardize")
+
+
+def scale_to_range(images: torch.Tensor, input_range: Sequence[float]) -> torch.Tensor:
+    """uint8 pixels ``v`` in 0..255 → ``lo + (hi - lo)·v/255`` (``[0.01, 1]`` is the seeds' scaling)."""
+    low, high = float(input_range[0]), float(input_range[1])
+    return images.float().mul_((high - low) / 255.0).add_(low)
+
+
+def random_shift(images: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each image by ``(dx, dy) ~ U(-fraction, fraction)·(W, H)`` pixels, sub-pixel (bilinear), the
+    uncovered border filled with the nearest edge pixel: Keras' ``width_shift_range=height_shift_range=
+    fraction`` with ``fill_mode='nearest'``, one independent draw per image."""
+    if fraction <= 0:
+        return images
+    batch = images.shape[0]
+    shifts = (torch.rand(batch, 2, generator=generator, device="cpu") * 2 - 1) * fraction
+    # affine_grid works in [-1, 1] coordinates: a shift of fraction·W pixels is 2·fraction there.
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -2.0 * shifts
+    theta = theta.to(device=images.device, dtype=images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_horizontal_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class BatchPreprocessor:
+    """uint8 batch ``(N, C, H, W)`` → float batch ready for the network.
+
+    ``normalize``: ``none``; ``pixel_mean`` subtracts the per-pixel mean image of the training split (Keras'
+    ``subtract_pixel_mean``, Mezzini 2019); ``standardize`` subtracts the scalar mean and divides by the scalar
+    standard deviation of the training split. ``shift`` (fraction of width/height) and ``hflip`` apply to
+    training batches only.
+    """
+
+    def __init__(
+        self,
+        input_range: Sequence[float] = (0.0, 1.0),
+        normalize: str = "none",
+        shift: float = 0.0,
+        hflip: bool = False,
+    ) -> None:
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"dataset.normalize={normalize!r} is not one of {NORMALIZATIONS}")
+        if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
+            raise ValueError(f"dataset.input_range={list(input_range)} must be [low, high] with low < high")
+        if not 0.0 <= shift < 1.0:
+            raise ValueError(f"dataset.shift={shift} must lie in [0, 1)")
+        self.input_range = (float(input_range[0]), float(input_range[1]))
+        self.normalize = normalize
+        self.shift = float(shift)
+        self.hflip = bool(hflip)
+        self.mean: torch.Tensor | None = None  # (C, H, W) pixel mean or a scalar, in input_range units
+        self.std: torch.Tensor | None = None
+
+    @property
+    def needs_statistics(self) -> bool:
+        return self.normalize != "none"
+
+    def set_statistics(self, pixel_sum: torch.Tensor, pixel_sq_sum: torch.Tensor, count: int) -> None:
+        """Fix the normalisation from the training split's per-pixel sums of uint8 values (float64)."""
+        low, high = self.input_range
+        scale = (high - low) / 255.0
+        pixel_mean = pixel_sum / count
+        if self.normalize == "pixel_mean":
+            self.mean = (low + scale * pixel_mean).float()
+        elif self.normalize == "standardize":
+            values = count * pixel_sum.numel()
+            mean = pixel_sum.sum() / values
+            variance = pixel_sq_sum.sum() / values - mean**2
+            self.mean = (low + scale * mean).float()
+            self.std = (scale * variance.clamp_min(1e-12).sqrt()).float()
+
+    def __call__(self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.needs_statistics and self.mean is None:
+            raise RuntimeError("BatchPreprocessor: call set_statistics() with the training split first")
+        x = scale_to_range(images, self.input_range)
+        if self.mean is not None:
+            x = x - self.mean.to(x.device)
+        if self.std is not None:
+            x = x / self.std.to(x.device)
+        if train:
+            x = random_shift(x, self.shift, generator)
+            if self.hflip:
+                x = random_horizontal_flip(x, generator)
+        return x

@@ -1,0 +1,37 @@
+"""Fixed-seed, stratified carving of a validation (or test) split out of a training split."""
+
+from __future__ import annotations
+
+import torch
+
+
+def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``range(len(targets))`` into (kept, carved) index tensors, both sorted.
+
+    ``size`` is a fraction in (0, 1) or a number of samples (an int ≥ 1, turned into the fraction
+    ``size / len(targets)``). Every class gives up ``round(fraction · n_class)`` of its samples, chosen by a
+    ``torch.Generator`` seeded with ``seed``, so the carve is the same in every run and every process.
+    Vectorised: one permutation, one stable sort by class, each sample's rank within its class.
+    """
+    targets = torch.as_tensor(targets).long()
+    count = len(targets)
+    fraction = float(size) if isinstance(size, float) and size < 1 else float(size) / max(count, 1)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"cannot carve {size!r} samples out of a split of {count}")
+    generator = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(count, generator=generator)
+    order = order[torch.sort(targets[order], stable=True).indices]
+    sorted_targets = targets[order]
+    class_counts = torch.bincount(sorted_targets)
+    class_starts = torch.cumsum(class_counts, 0) - class_counts
+    rank = torch.arange(count) - class_starts[sorted_targets]
+    per_class = torch.round(class_counts.double() * fraction).long()
+    carved_mask = rank < per_class[sorted_targets]
+    carved = torch.sort(order[carved_mask]).values
+    kept = torch.sort(order[~carved_mask]).values
+    if len(carved) == 0 or len(kept) == 0:
+        raise ValueError(
+            f"carving {size!r} out of {count} samples leaves an empty split: use a larger dataset.val_size "
+            "(a fraction, or a number of samples)"
+        )
+    return kept, carved
