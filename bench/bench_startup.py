@@ -1,0 +1,101 @@
+"""Benchmark 5: start-up. ``python train.py --help``, and the time from launching ``python train.py`` to its
+first training step, vs a plain PyTorch script that does the same (import torch, load digits, build the
+ResNet, first step: ``plain_first_step.py``) and vs ``python -c "import torch"``.
+
+The first training step is stamped by ``probes.WallClockMarks``, added to the run's callbacks from the
+command line, so the measured run is the real CLI with its defaults (W&B offline logger and all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, REPO_ROOT, alternate, median, ratio, write_result
+
+TINY_RUN = ["model=resnet_v1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
+
+
+def bench_env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+
+
+def run_process(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    done = subprocess.run(args, cwd=REPO_ROOT, env=bench_env(), capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed, done
+
+
+def marks_overrides(marks_file: Path, output_root: Path) -> list[str]:
+    return [
+        "+callbacks.wall_clock._target_=probes.WallClockMarks",
+        f"+callbacks.wall_clock.path={marks_file}",
+        f"paths.log_dir={output_root}",
+    ]
+
+
+def time_to_first_step_pipeline() -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        marks = Path(tmp) / "marks.jsonl"
+        launched = time.time()
+        run_process([sys.executable, "train.py", *TINY_RUN, *marks_overrides(marks, Path(tmp))])
+        first = json.loads(marks.read_text().splitlines()[0])["first_train_step"]
+    return first - launched
+
+
+def time_to_first_step_plain() -> float:
+    launched = time.time()
+    _, done = run_process([sys.executable, str(BENCH_DIR / "plain_first_step.py")])
+    line = next(x for x in done.stdout.splitlines() if x.startswith("first_train_step"))
+    return float(line.split()[1]) - launched
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    repetitions = 2 if quick else 3
+    help_s, import_s = alternate(
+        lambda: run_process([sys.executable, "train.py", "--help"])[0],
+        lambda: run_process([sys.executable, "-c", "import torch"])[0],
+        repetitions,
+    )
+    first_ours, first_plain = alternate(time_to_first_step_pipeline, time_to_first_step_plain, repetitions)
+    rows = [
+        {
+            "measure": "python train.py --help vs python -c 'import torch'",
+            "ours_s": median(help_s),
+            "baseline_s": median(import_s),
+            "ratio": ratio(median(help_s), median(import_s)),
+            "raw_ours": help_s,
+            "raw_baseline": import_s,
+        },
+        {
+            "measure": "launch -> first training step: train.py vs plain script",
+            "ours_s": median(first_ours),
+            "baseline_s": median(first_plain),
+            "ratio": ratio(median(first_ours), median(first_plain)),
+            "raw_ours": first_ours,
+            "raw_baseline": first_plain,
+        },
+    ]
+    return {"title": "Start-up, seconds (wall clock of fresh processes)", "goal": "report", "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    write_result("startup", run(quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Benchmark 4: sweep overhead. The wall time of a 5-job multirun of tiny runs (``python train.py -m
+seed=0,1,2,3,4``, Hydra's default launcher, the default W&B offline logger) minus the jobs' own training
+time (from ``fit`` start to the end of ``test``, stamped inside each job by ``probes.WallClockMarks``),
+divided by 5: the start-up cost per job (Python, imports, Hydra, data set-up, Lightning, W&B, outputs).
+A single run (``python train.py``, one job) is measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench_startup import marks_overrides, run_process
+from common import median, write_result
+
+JOBS = 5
+TINY_RUN = ["model=mlp", "trainer.max_epochs=2"]
+
+
+def overhead(multirun: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        marks_file = Path(tmp) / "marks.jsonl"
+        args = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY_RUN]
+        args += marks_overrides(marks_file, Path(tmp))
+        if multirun:
+            args.append("seed=" + ",".join(str(s) for s in range(JOBS)))
+        wall, _ = run_process(args)
+        marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
+    jobs = len(marks)
+    work = sum(m["test_end"] - m["fit_start"] for m in marks)
+    return {"wall_s": wall, "jobs": jobs, "work_s": work, "overhead_per_job_s": (wall - work) / max(jobs, 1)}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    repetitions = 1 if quick else 2
+    rows = []
+    for multirun in (True, False):
+        samples = [overhead(multirun) for _ in range(repetitions)]
+        rows.append(
+            {
+                "measure": f"{JOBS}-job multirun" if multirun else "single run",
+                "jobs": samples[0]["jobs"],
+                "wall_s": median([s["wall_s"] for s in samples]),
+                "work_s": median([s["work_s"] for s in samples]),
+                "overhead_per_job_s": median([s["overhead_per_job_s"] for s in samples]),
+                "goal": "< 3 s per job",
+                "raw": samples,
+            }
+        )
+    return {"title": "Sweep overhead per job, seconds", "goal": "< 3 s per job", "tiny_run": TINY_RUN, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    write_result("sweep", run(quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()

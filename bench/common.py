@@ -1,0 +1,142 @@
+"""Shared helpers of the benchmarks: the composed training config, timing, machine facts, result files.
+
+Every benchmark module has ``run(quick: bool) -> dict`` and writes ``bench/results/<name>.json``; the dict
+holds ``rows`` (one per comparison, each with ``ours_s``, ``baseline_s`` and ``ratio``) so that
+``run_all.py`` can render ``bench/RESULTS.md`` from the JSON files alone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_train_config(overrides: list[str] | None = None, output_dir: Path | None = None):
+    """``conf/train.yaml`` composed with ``overrides`` exactly as ``python train.py <overrides>`` would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from labelsmooth.train import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides or []))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def ratio(ours: float, baseline: float) -> float:
+    return float(ours / baseline) if baseline > 0 else float("nan")
+
+
+def time_call(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> float:
+    """Wall time of one ``fn()`` call in seconds (after ``sync`` for asynchronous devices)."""
+    start = time.perf_counter()
+    fn()
+    if sync is not None:
+        sync()
+    return time.perf_counter() - start
+
+
+def alternate(
+    ours: Callable[[], float], baseline: Callable[[], float], repetitions: int
+) -> tuple[list[float], list[float]]:
+    """Run ``ours`` and ``baseline`` alternately ``repetitions`` times (the order flips each round, so a
+    slow drift of the machine's load hits both alike); each returns its own measured seconds."""
+    ours_s: list[float] = []
+    baseline_s: list[float] = []
+    for rep in range(repetitions):
+        pair = [(ours, ours_s), (baseline, baseline_s)]
+        for fn, sink in pair if rep % 2 == 0 else reversed(pair):
+            sink.append(fn())
+    return ours_s, baseline_s
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    return {
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_1min": round(load, 2),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (with the machine's facts) and print a short table."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    result = {"name": name, "machine": machine_info(), **result}
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print_rows(name, result.get("rows", []))
+    print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
+    return path
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n== {title} ==")
+    for row in rows:
+        parts = [f"{k}={_fmt(v)}" for k, v in row.items() if not isinstance(v, (list, dict))]
+        print("  " + "  ".join(parts))
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,199 @@
+"""Run every benchmark and write ``bench/results/<name>.json`` and ``bench/RESULTS.md``.
+
+``make bench`` (or ``python bench/run_all.py``); ``--quick`` for fewer repetitions, ``--only loss data`` for
+some of them, ``--report`` to re-render RESULTS.md from the JSON files already there. Each benchmark runs in
+its own process (a crash in one does not lose the others); its full output goes to
+``outputs/bench-logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from common import REPO_ROOT, RESULTS_DIR, machine_info  # noqa: E402
+
+BENCHMARKS = {
+    "pipeline": "bench_pipeline.py",
+    "loss": "bench_loss.py",
+    "data": "bench_data.py",
+    "sweep": "bench_sweep.py",
+    "startup": "bench_startup.py",
+}
+LOG_DIR = REPO_ROOT / "outputs" / "bench-logs"
+NOTES = BENCH_DIR / "NOTES.md"
+
+
+def run_benchmark(name: str, quick: bool) -> tuple[int, float]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"{name}.log"
+    args = [sys.executable, str(BENCH_DIR / BENCHMARKS[name]), *(["--quick"] if quick else [])]
+    print(f"-- {name}: {' '.join(args[1:])}  (log: {log.relative_to(REPO_ROOT)})", flush=True)
+    start = time.perf_counter()
+    with log.open("w") as handle:
+        code = subprocess.run(args, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
+    elapsed = time.perf_counter() - start
+    print(f"   {'done' if code == 0 else f'FAILED ({code})'} in {elapsed:.0f} s", flush=True)
+    return code, elapsed
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def section_pipeline(result: dict) -> list[str]:
+    rows = [
+        [
+            r["case"],
+            r.get("train_steps_per_epoch", "all"),
+            r["train_ours_s"],
+            r["train_loop_s"],
+            f"**{fmt(r['train_ratio'])}**",
+            r["epoch_ours_s"],
+            r["epoch_loop_s"],
+            f"**{fmt(r['epoch_ratio'])}**",
+            f"{r['val_acc_ours']:.4f} / {r['val_acc_loop']:.4f}",
+        ]
+        for r in result["rows"]
+    ]
+    headers = [
+        "case",
+        "steps/epoch",
+        "train pass: ours s",
+        "loop s",
+        "ratio",
+        "whole epoch: ours s",
+        "loop s",
+        "ratio",
+        "final val acc ours / loop",
+    ]
+    return table(headers, rows)
+
+
+def section_loss(result: dict) -> list[str]:
+    rows = []
+    for r in result["rows"]:
+        if "error" in r:
+            rows.append([r["strategy"], r["K"], r.get("dtype", ""), "", "", r["error"][:80], ""])
+            continue
+        ratio_text = fmt(r["ratio"])
+        if r["strategy"] in {"uniform", "gamma"}:
+            ratio_text = f"**{ratio_text}** (goal <= 1.05)"
+        rows.append([r["strategy"], r["K"], r["dtype"], r["ours_us"], r["baseline_us"], ratio_text, r["epsilon"]])
+    return table(["strategy", "K", "dtype", "ours µs", "F.cross_entropy µs", "ratio", "ε of baseline"], rows)
+
+
+def section_data(result: dict) -> list[str]:
+    lines = []
+    if result.get("note"):
+        lines.append(f"Note: {result['note']}\n")
+    rows = [
+        [
+            r["baseline"],
+            r.get("ours_img_s", float("nan")),
+            r["baseline_img_s"],
+            f"**{fmt(r.get('speedup', float('nan')))}**",
+        ]
+        for r in result["rows"]
+    ]
+    return lines + table(["baseline", "ours img/s", "baseline img/s", "speed-up (ours / baseline)"], rows)
+
+
+def section_sweep(result: dict) -> list[str]:
+    rows = [
+        [r["measure"], r["jobs"], r["wall_s"], r["work_s"], f"**{fmt(r['overhead_per_job_s'])}**"]
+        for r in result["rows"]
+    ]
+    return table(["measure", "jobs", "wall s", "training inside jobs s", "overhead per job s (goal < 3)"], rows)
+
+
+def section_startup(result: dict) -> list[str]:
+    rows = [[r["measure"], r["ours_s"], r["baseline_s"], f"**{fmt(r['ratio'])}**"] for r in result["rows"]]
+    return table(["measure", "ours s", "baseline s", "ratio"], rows)
+
+
+SECTIONS = {
+    "pipeline": section_pipeline,
+    "loss": section_loss,
+    "data": section_data,
+    "sweep": section_sweep,
+    "startup": section_startup,
+}
+
+
+def render(durations: dict[str, float]) -> str:
+    machine = machine_info()
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`bench/run_all.py`) from `bench/results/*.json`; do not edit by hand.",
+        "",
+        f"- machine: {machine['cpu']}, **{machine['cpu_cores']} CPU cores**, GPU: {machine['gpu']}",
+        f"- torch {machine['torch']}, Python {machine['python']}, commit {machine['git_commit']}",
+        f"- date: {machine['date']}; 1-minute load average at the end: {machine['load_average_1min']}",
+        "- medians of repetitions; ours and the baseline alternate within one process; ratio = ours / baseline",
+        "  (time: lower is better), except the data path (images/s: speed-up = ours / baseline).",
+        "",
+    ]
+    for name, render_section in SECTIONS.items():
+        path = RESULTS_DIR / f"{name}.json"
+        if not path.is_file():
+            lines += [f"## {name}", "", "not run", ""]
+            continue
+        result = json.loads(path.read_text())
+        took = f" (took {durations[name]:.0f} s)" if name in durations else ""
+        measured = result.get("machine", {})
+        lines += [f"## {result.get('title', name)}", ""]
+        lines += [
+            f"goal: {result.get('goal', 'report')}; measured {measured.get('date', '?')}, load average "
+            f"{measured.get('load_average_1min', '?')}{took}; raw numbers: `bench/results/{name}.json`",
+            "",
+        ]
+        lines += render_section(result)
+        lines.append("")
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text().strip(), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for debugging the benchmarks)")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--report", action="store_true", help="only re-render RESULTS.md from results/*.json")
+    args = parser.parse_args()
+    durations: dict[str, float] = {}
+    failed = []
+    start = time.perf_counter()
+    if not args.report:
+        for name in args.only or list(BENCHMARKS):
+            code, durations[name] = run_benchmark(name, args.quick)
+            if code != 0:
+                failed.append(name)
+    (BENCH_DIR / "RESULTS.md").write_text(render(durations))
+    print((BENCH_DIR / "RESULTS.md").read_text())
+    print(f"total {time.perf_counter() - start:.0f} s; wrote bench/RESULTS.md")
+    if failed:
+        sys.exit(f"failed benchmarks: {', '.join(failed)} (see {LOG_DIR.relative_to(REPO_ROOT)})")
+
+
+if __name__ == "__main__":
+    main()
