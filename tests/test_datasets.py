@@ -1,0 +1,192 @@
+"""Every data set loads through the real code from a tiny copy in its real on-disk format (download off)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+
+from labelsmooth.data import DatasetNotFoundError, InMemoryImages
+from labelsmooth.data.image_data import already_batched
+from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
+from labelsmooth.data.splits import stratified_carve
+from tests.conftest import compose_train_config, run_cli
+from tests.datasets_on_disk import WRITERS, relax_checksums, write_mnist
+
+# data set → (number of classes of the data set, image shape, (train, val, test) sizes of its tiny copy)
+EXPECTED = {
+    "mnist": (10, (1, 28, 28), (20, 10, 20)),
+    "cifar10": (10, (3, 32, 32), (120, 30, 10)),
+    "cifar100": (100, (3, 32, 32), (100, 100, 100)),
+    "svhn": (10, (3, 32, 32), (20, 10, 10)),
+    "gtsrb": (43, (3, 32, 32), (86, 43, 7)),
+    "dtd": (47, (3, 72, 72), (6, 3, 3)),
+    "aircraft": (3, (3, 72, 72), (6, 3, 3)),
+    "flowers102": (102, (3, 72, 72), (6, 3, 3)),
+    "omniglot": (4, (1, 105, 105), (8, 4, 4)),
+    "imagenet": (1000, (3, 72, 72), (6, 3, 3)),
+    "imagenette": (10, (3, 128, 128), (6, 3, 3)),
+    "decathlon": (3, (3, 72, 72), (6, 3, 3)),
+    "image_folder": (3, (3, 32, 32), (6, 3, 3)),
+}
+
+
+def build(name: str, root: Path, **overrides):
+    """The data module as ``python train.py dataset=<name>`` builds it, pointed at the tiny copy."""
+    location = WRITERS[name](root)
+    settings = {"download": False, "num_workers": 0, **location, **overrides}
+    cfg = compose_train_config([f"dataset={name}"], output_dir=root)
+    return hydra.utils.instantiate(
+        cfg.dataset, **{k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "streaming"])
+def test_each_data_set_loads_from_its_on_disk_format(name: str, in_memory: bool, tmp_path: Path, monkeypatch) -> None:
+    relax_checksums(monkeypatch)
+    num_classes, shape, sizes = EXPECTED[name]
+    data = build(name, tmp_path, in_memory=in_memory, batch_size=4)
+    data.prepare_data()
+    data.setup("fit")
+    assert data.num_classes == num_classes
+    assert data.image_shape == shape and data.in_channels == shape[0] and data.image_size == shape[1:]
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == sizes
+    assert data.class_frequencies.shape == (num_classes,)
+    assert data.class_frequencies.sum().item() == pytest.approx(1.0)
+    images, targets = next(iter(data.train_dataloader()))
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (4, *shape)
+    assert targets.dtype == torch.long and int(targets.max()) < num_classes
+    inputs, _ = data.on_after_batch_transfer((images, targets), 0)
+    assert inputs.dtype == torch.float32 and inputs.min() >= 0.0 and inputs.max() <= 1.0
+    test_images, test_targets = next(iter(data.test_dataloader()))
+    assert tuple(test_images.shape[1:]) == shape and int(test_targets.max()) < num_classes
+    if in_memory:  # the writers make class k brighter than class 0: labels travel with their images
+        train = data.train_set
+        brightness = [train.images[train.targets == k].float().mean() for k in (0, int(train.targets.max()))]
+        assert brightness[0] + 10 < brightness[1]
+
+
+def test_in_memory_and_streaming_give_the_same_pixels(tmp_path: Path, monkeypatch) -> None:
+    relax_checksums(monkeypatch)
+    batches = []
+    for in_memory in (True, False):
+        data = build("gtsrb", tmp_path / str(in_memory), in_memory=in_memory, batch_size=200)
+        data.setup("fit")
+        batches.append(next(iter(data.val_dataloader())))
+    assert torch.equal(batches[0][0], batches[1][0]) and torch.equal(batches[0][1], batches[1][1])
+
+
+def test_svhn_label_ten_is_digit_zero_and_decathlon_labels_start_at_zero(tmp_path: Path, monkeypatch) -> None:
+    relax_checksums(monkeypatch)
+    svhn = build("svhn", tmp_path / "svhn")
+    svhn.setup("fit")
+    assert sorted(svhn.test_set.targets.tolist()) == list(range(10))
+    decathlon = build("decathlon", tmp_path / "decathlon")
+    decathlon.setup("fit")
+    assert sorted(set(decathlon.train_set.targets.tolist())) == [0, 1, 2]
+    assert decathlon.train_dataloader().dataset.images.shape[1:] == (3, 72, 72)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "decathlon", "imagenet"])
+def test_missing_files_name_the_files_and_the_directory(name: str, tmp_path: Path) -> None:
+    cfg = compose_train_config([f"dataset={name}", f"paths.data_dir={tmp_path / 'empty'}", "dataset.download=false"])
+    data = hydra.utils.instantiate(cfg.dataset)
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.prepare_data()
+    message = str(error.value)
+    assert str(data.root) in message and data.expected_files in message and data.source in message
+
+
+def test_validation_is_carved_from_train_and_the_test_split_is_untouched(tmp_path: Path) -> None:
+    data = build("mnist", tmp_path)
+    data.setup("fit")
+    train, val = data.train_set, data.val_set
+    assert len(train) + len(val) == 30 and len(data.test_set) == 20
+    assert not set(map(bytes, train.images.numpy())) & set(map(bytes, val.images.numpy()))
+    again = build("mnist", tmp_path / "again")
+    again.setup("fit")
+    assert torch.equal(again.val_set.images, val.images)  # fixed split seed
+
+
+def test_stratified_carve_is_fixed_disjoint_and_per_class() -> None:
+    targets = torch.arange(10).repeat_interleave(20)
+    kept, carved = stratified_carve(targets, 0.1, seed=3)
+    assert len(carved) == 20 and torch.bincount(targets[carved]).tolist() == [2] * 10
+    assert set(kept.tolist()).isdisjoint(carved.tolist()) and len(kept) + len(carved) == 200
+    assert torch.equal(carved, stratified_carve(targets, 0.1, seed=3)[1])
+    assert not torch.equal(carved, stratified_carve(targets, 0.1, seed=4)[1])
+    assert len(stratified_carve(targets, 50, seed=0)[1]) == 50
+    with pytest.raises(ValueError, match="empty split"):
+        stratified_carve(torch.arange(10), 0.2, seed=0)
+
+
+def test_pixel_mean_is_computed_on_train_and_cached_next_to_the_data(tmp_path: Path, monkeypatch) -> None:
+    relax_checksums(monkeypatch)
+    data = build("cifar10", tmp_path, normalize="pixel_mean")
+    data.setup("fit")
+    (cache,) = (tmp_path / ".labelsmooth_cache").glob("CIFAR10DataModule-train-statistics-*.pt")
+    expected = data.train_set.images.double().mean(0) / 255.0
+    torch.testing.assert_close(data.preprocessor.mean.double(), expected)
+    inputs, _ = data.preprocess_batch((data.train_set.images, data.train_set.targets), train=False)
+    assert inputs.mean(0).abs().max() < 1e-5  # the training split has zero mean at every pixel
+    stored = torch.load(cache, weights_only=True)
+    stored["pixel_sum"] *= 0  # a second module reads the cache instead of recomputing
+    torch.save(stored, cache)
+    again = build("cifar10", tmp_path, normalize="pixel_mean")
+    again.setup("fit")
+    assert again.preprocessor.mean.abs().max() == 0
+
+
+def test_input_range_is_the_seeds_scaling() -> None:
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)
+    scaled = BatchPreprocessor(input_range=[0.01, 1.0])(images, train=False)
+    assert scaled.flatten().tolist() == pytest.approx([0.01, 1.0])
+
+
+def test_random_shift_is_sub_pixel_per_image_and_fills_with_the_edge() -> None:
+    ramp = torch.arange(10.0).view(1, 1, 1, 10).expand(64, 1, 10, 10).contiguous()
+    shifted = random_shift(ramp, 0.1, generator=torch.Generator().manual_seed(0))
+    offsets = (shifted - ramp)[:, 0, 5, 5]  # the interior of a linear ramp moves by exactly the shift
+    assert offsets.abs().max() <= 1.0 + 1e-5 and len(set(offsets.round(decimals=4).tolist())) > 32
+    assert ((offsets - offsets.round()).abs() > 1e-3).any()  # sub-pixel
+    assert shifted.min() >= 0 and shifted.max() <= 9  # border filled with the nearest edge value, not zeros
+    assert torch.equal(random_shift(ramp, 0.0), ramp)
+
+
+def test_training_batches_are_augmented_evaluation_batches_are_not(tmp_path: Path) -> None:
+    data = build("mnist", tmp_path, shift=0.1, hflip=True)
+    data.setup("fit")
+    batch = (data.train_set.images[:8], data.train_set.targets[:8])
+    plain = data.preprocess_batch(batch, train=False)[0]
+    assert torch.equal(plain, data.preprocess_batch(batch, train=False)[0])
+    assert not torch.equal(plain, data.preprocess_batch(batch, train=True)[0])
+
+
+def test_in_memory_loader_indexes_whole_batches() -> None:
+    calls = []
+
+    class Counting(InMemoryImages):
+        def __getitems__(self, indices):
+            calls.append(len(indices))
+            return super().__getitems__(indices)
+
+    data = Counting(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
+    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, collate_fn=already_batched)
+    assert [len(y) for _, y in loader] == [4, 4, 2] and calls == [4, 4, 2]
+
+
+def test_training_on_an_on_disk_data_set_under_ddp(tmp_path: Path) -> None:
+    """Lightning's distributed sampler over the in-memory batch fetch: 2 CPU processes, MNIST idx files."""
+    write_mnist(tmp_path / "data")
+    args = ["dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", "dataset.val_size=0.34",
+            "dataset.batch_size=4", "dataset.shift=0.1", "model.depth=8", "trainer=ddp", "trainer.accelerator=cpu",
+            "debug=fast", "trainer.enable_progress_bar=false", "logger=none", f"paths.log_dir={tmp_path}"]  # fmt: skip
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["status"] == "completed" and metrics["world_size"] == 2 and metrics["dataset"] == "mnist"
