@@ -35,10 +35,18 @@ class LabelSmoothingClassifier(pl.LightningModule):
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if augment is not None and not callable(getattr(criterion, "mixed_target_loss", None)):
+            raise ValueError(
+                f"The batch augment {type(augment).__name__} mixes targets, but the smoothing strategy "
+                f"{type(criterion).__name__} has no target distribution to smooth a mixed target with (it has no "
+                "mixed_target_loss). Use augment=none, or a strategy with a target (README: Smoothing strategies)."
+            )
         self.net = net
         self.criterion = criterion
+        self.augment = augment
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
@@ -55,9 +63,19 @@ class LabelSmoothingClassifier(pl.LightningModule):
         # The sanity-check validation before training must not count towards the best accuracy.
         self.val_acc_best.reset()
 
+    def on_train_epoch_start(self) -> None:
+        # Stateful strategies (online label smoothing) update their targets from the last epoch's statistics.
+        hook = getattr(self.criterion, "on_train_epoch_start", None)
+        if callable(hook):
+            hook()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, target = batch
-        loss = self.criterion(self(inputs), target)
+        if self.augment is not None:  # MixUp / CutMix: mix first, then the strategy smooths the mixed target once
+            inputs, mixed_target = self.augment(inputs, target)
+            loss = self.criterion.mixed_target_loss(self(inputs), mixed_target)
+        else:
+            loss = self.criterion(self(inputs), target)
         self.train_loss(loss.detach())
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss

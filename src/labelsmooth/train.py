@@ -192,6 +192,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
         )
         criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+        if callable(getattr(criterion, "set_class_frequencies", None)):  # strategies that use the class prior
+            criterion.set_class_frequencies(datamodule.class_frequencies)
+        augment = hydra.utils.instantiate(cfg.augment, num_classes=num_classes) if cfg.get("augment") else None
         scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
         module = LabelSmoothingClassifier(
             net=net,
@@ -199,6 +202,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             optimizer=hydra.utils.instantiate(cfg.optimizer),
             scheduler=scheduler,
             num_classes=num_classes,
+            augment=augment,
         )
         logger = _instantiate_logger(cfg, context)
         callbacks = _instantiate_callbacks(

@@ -1,29 +1,43 @@
-"""Plain cross entropy, Szegedy's uniform label smoothing and Mezzini's γ smoothing.
+"""Fixed-target smoothing: plain cross entropy, Szegedy's uniform and prior smoothing, Mezzini's γ smoothing.
 
-Uniform and γ smoothing both put one weight on the true class and one equal weight on every class, so
-their loss is computed from two reductions of the log-probabilities, without a dense (N, K) target:
+Each mixes the hard target with a fixed distribution ``u``: ``q = (1 - ε)·onehot(y) + ε·u``. The loss is
+computed from reductions of the log-probabilities, without a dense (N, K) target:
 
-    loss = -(w_true - w_all) · log p_y  -  w_all · Σ_k log p_k
+    loss = -(1 - ε)·log p_y  -  ε·Σ_k u_k log p_k
 
-The log-softmax and both reductions run in float32, also under mixed precision, where summing K
-half-precision log-probabilities loses the small terms and can overflow.
+(for uniform ``u`` the last term is ``ε/K·Σ_k log p_k``). Under MixUp the hard target is a mixture ``m`` and
+``-(1 - ε)·Σ_k m_k log p_k`` replaces the first term: mix first, then smooth, exactly once.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
+from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range, float32_log_softmax
 
 
 def two_weight_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, true_class_weight: float, every_class_weight: float
 ) -> torch.Tensor:
     """Mean of ``-(Σ_k q_k log p_k)`` for ``q_k = every_class_weight + [k = y]·(true_class_weight - every)``."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = float32_log_softmax(logits)
     true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
     loss = -(true_class_weight - every_class_weight) * true_log_prob
+    if every_class_weight:
+        loss = loss - every_class_weight * log_probs.sum(dim=-1)
+    return loss.mean()
+
+
+def mixed_two_weight_cross_entropy(
+    logits: torch.Tensor, mixed_target: torch.Tensor, keep: float, every_class_weight: float
+) -> torch.Tensor:
+    """Mean of ``-Σ_k (keep·m_k + every_class_weight) log p_k`` for an unsmoothed soft target ``m``."""
+    log_probs = float32_log_softmax(logits)
+    loss = -keep * (mixed_target * log_probs).sum(dim=-1)
     if every_class_weight:
         loss = loss - every_class_weight * log_probs.sum(dim=-1)
     return loss.mean()
@@ -32,11 +46,14 @@ def two_weight_cross_entropy(
 class CrossEntropy(TargetDistributionStrategy):
     """No smoothing: cross entropy against the one-hot target, ``q = onehot(y)``."""
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), target)
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target)
 
-    def target_distribution(self, target: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-        return F.one_hot(target.long(), num_classes or self.num_classes).float()
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        return hard_target.float()
+
+    def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        return mixed_two_weight_cross_entropy(logits, mixed_target, 1.0, 0.0)
 
 
 class UniformSmoothing(TargetDistributionStrategy):
@@ -59,13 +76,14 @@ class UniformSmoothing(TargetDistributionStrategy):
     def on_value(self) -> float:
         return 1.0 - self.epsilon + self.off_value
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return two_weight_cross_entropy(logits, target, self.on_value, self.off_value)
 
-    def target_distribution(self, target: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-        k = num_classes or self.num_classes
-        q = torch.full((target.shape[0], k), self.epsilon / k, device=target.device)
-        return q.scatter_(1, target.long().unsqueeze(1), 1.0 - self.epsilon + self.epsilon / k)
+    def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        return mixed_two_weight_cross_entropy(logits, mixed_target, 1.0 - self.epsilon, self.off_value)
+
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        return (1.0 - self.epsilon) * hard_target.float() + self.epsilon / hard_target.shape[-1]
 
     def hyperparameters(self) -> dict[str, float]:
         return {"epsilon": self.epsilon}
@@ -100,13 +118,85 @@ class GammaSmoothing(TargetDistributionStrategy):
     def equivalent_epsilon(self) -> float:
         return self.num_classes * (1.0 - self.gamma) / (self.num_classes - 1)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return two_weight_cross_entropy(logits, target, self.gamma, self.off_value)
 
-    def target_distribution(self, target: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-        k = num_classes or self.num_classes
-        q = torch.full((target.shape[0], k), (1.0 - self.gamma) / (k - 1), device=target.device)
-        return q.scatter_(1, target.long().unsqueeze(1), self.gamma)
+    def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        return mixed_two_weight_cross_entropy(logits, mixed_target, self.gamma - self.off_value, self.off_value)
+
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.gamma - self.off_value) * hard_target.float() + self.off_value
 
     def hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma}
+
+
+def check_distribution(name: str, values: Sequence[float] | torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A validated probability vector: ``num_classes`` finite non-negative entries that sum to 1 (±1e-4)."""
+    vector = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if vector.numel() != num_classes:
+        raise ValueError(f"smoothing.{name} has {vector.numel()} entries; it needs one per class (K={num_classes}).")
+    if not torch.isfinite(vector).all() or (vector < 0).any():
+        raise ValueError(f"smoothing.{name}={vector.tolist()} must have finite entries in [0, 1].")
+    total = float(vector.sum())
+    if abs(total - 1.0) > 1e-4:
+        raise ValueError(f"smoothing.{name} sums to {total:.6g}; a distribution must sum to 1 (within 1e-4).")
+    return (vector / vector.sum()).float()
+
+
+class PriorSmoothing(TargetDistributionStrategy):
+    """Label smoothing towards a fixed prior (Szegedy et al. 2016, §7, the general form).
+
+    ``q = (1 - ε)·onehot(y) + ε·u`` with ``u`` a fixed distribution over the K classes: by default the training
+    set's class frequencies (the training code hands them over through ``set_class_frequencies``), or the
+    given ``prior`` vector (K non-negative entries summing to 1). With a balanced training set it is uniform
+    smoothing. ``u`` is a buffer, so checkpoints carry it.
+    """
+
+    def __init__(self, num_classes: int, epsilon: float = 0.1, prior: Sequence[float] | None = None) -> None:
+        super().__init__(num_classes)
+        check_range("epsilon", epsilon, 0.0, 1.0)
+        self.epsilon = float(epsilon)
+        self.prior_given = prior is not None
+        self._warned = False
+        given = check_distribution("prior", prior, self.num_classes) if self.prior_given else None
+        self.register_buffer("prior", given if given is not None else torch.full((self.num_classes,), 1 / num_classes))
+        # Whether ``prior`` holds a given vector or the class frequencies (a buffer, so a checkpoint restores it).
+        self.register_buffer("prior_is_set", torch.tensor(self.prior_given))
+
+    def set_class_frequencies(self, class_frequencies: torch.Tensor | Sequence[float]) -> None:
+        """Use the training set's class frequencies as ``u`` (unless a ``prior`` vector was given)."""
+        if self.prior_given:
+            return
+        frequencies = check_distribution("prior (class frequencies)", class_frequencies, self.num_classes)
+        self.prior.copy_(frequencies.to(self.prior.device))
+        self.prior_is_set.fill_(True)
+
+    def _prior(self) -> torch.Tensor:
+        if not self._warned:  # checked once: reading a device flag every step would synchronize
+            self._warned = True
+            if not bool(self.prior_is_set):
+                warnings.warn(
+                    "PriorSmoothing has neither a prior vector nor the class frequencies (set_class_frequencies was "
+                    "not called); it smooths towards the uniform distribution.",
+                    stacklevel=3,
+                )
+        return self.prior.float()
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = float32_log_softmax(logits)
+        true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+        return (-(1.0 - self.epsilon) * true_log_prob - self.epsilon * (log_probs @ self._prior())).mean()
+
+    def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        log_probs = float32_log_softmax(logits)
+        mixed = (mixed_target * log_probs).sum(dim=-1)
+        return (-(1.0 - self.epsilon) * mixed - self.epsilon * (log_probs @ self._prior())).mean()
+
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        if hard_target.shape[-1] != self.num_classes:
+            raise ValueError(f"the prior has K={self.num_classes} entries, the target {hard_target.shape[-1]}")
+        return (1.0 - self.epsilon) * hard_target.float() + self.epsilon * self._prior().to(hard_target.device)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon}

@@ -1,0 +1,71 @@
+"""Bootstrapping (Reed et al. 2014, "Training Deep Neural Networks on Noisy Labels with Bootstrapping"):
+the target mixes the given label with the network's own current prediction.
+
+* soft: ``q = β·onehot(y) + (1 - β)·p``
+* hard: ``q = β·onehot(y) + (1 - β)·onehot(argmax_k p_k)``
+
+``loss = -Σ_k q_k log p_k``. Reed et al. used ``β = 0.95`` (soft) and ``β = 0.8`` (hard).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
+
+
+class BootstrapStrategy(TargetDistributionStrategy):
+    """Shared part of the two bootstrapping targets: ``q = β·hard + (1 - β)·prediction_target(logits)``."""
+
+    def __init__(self, num_classes: int, beta: float) -> None:
+        super().__init__(num_classes)
+        check_range("beta", beta, 0.0, 1.0)
+        self.beta = float(beta)
+
+    def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        if logits is None:
+            raise ValueError(f"{type(self).__name__}'s target depends on the prediction: pass logits=")
+        return self.beta * hard_target.float() + (1.0 - self.beta) * self.prediction_target(logits.float())
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"beta": self.beta}
+
+
+class SoftBootstrapping(BootstrapStrategy):
+    """Soft bootstrapping, ``q = β·onehot(y) + (1 - β)·p`` (Reed et al. 2014, §3.2).
+
+    ``detach_prediction=True`` (the usual choice, and the default) treats ``p`` in the target as a constant, so
+    the loss is a cross entropy against a moving target. With ``False`` the gradient also flows through the
+    target and the loss becomes ``β·CE - (1 - β)·Σ_k p_k log p_k = β·CE + (1 - β)·H(p)``, which (as in Reed et al.'s
+    formulation) adds entropy minimization.
+    """
+
+    def __init__(self, num_classes: int, beta: float = 0.95, detach_prediction: bool = True) -> None:
+        super().__init__(num_classes, beta)
+        if not isinstance(detach_prediction, bool):
+            raise ValueError(f"smoothing.detach_prediction={detach_prediction!r} must be true or false.")
+        self.detach_prediction = detach_prediction
+
+    def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits, dim=-1)
+        return probs.detach() if self.detach_prediction else probs
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"beta": self.beta, "detach_prediction": self.detach_prediction}
+
+
+class HardBootstrapping(BootstrapStrategy):
+    """Hard bootstrapping, ``q = β·onehot(y) + (1 - β)·onehot(argmax_k p_k)`` (Reed et al. 2014, §3.2).
+
+    The argmax has no gradient, so the target is a constant either way (there is nothing to detach).
+    """
+
+    def __init__(self, num_classes: int, beta: float = 0.8) -> None:
+        super().__init__(num_classes, beta)
+
+    def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()

@@ -1,0 +1,51 @@
+"""DisturbLabel (Xie et al. 2016, "DisturbLabel: Regularizing CNN on the Loss Layer")."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from labelsmooth.smoothing.base import SmoothingStrategy, check_range
+
+
+class DisturbLabel(SmoothingStrategy):
+    """Cross entropy against randomly disturbed labels: in training, each label is replaced with probability
+    ``α`` by a class drawn uniformly from all K classes (possibly the true one), then ``loss = -log p_ỹ``.
+
+    In expectation the target is ``(1 - α)·onehot(y) + α/K``, uniform smoothing with ``ε = α``, but each sample
+    sees a hard, noisy label. Outside training (``strategy.eval()``) it is plain cross entropy. The draws come
+    from the strategy's own generator seeded with ``seed`` (the run seed in ``conf/smoothing/disturb_label.yaml``),
+    so a run is reproducible; the generator's state is saved in checkpoints (the module's extra state), so a
+    resumed run continues the same sequence. A single disturbed label is not a target distribution, so it
+    refuses MixUp / CutMix.
+    """
+
+    def __init__(self, num_classes: int, alpha: float = 0.1, seed: int = 0) -> None:
+        super().__init__(num_classes)
+        check_range("alpha", alpha, 0.0, 1.0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"smoothing.seed={seed!r} must be an integer in [0, 2^63).")
+        self.alpha = float(alpha)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        return {"generator_state": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator_state"].cpu().clone())
+
+    def disturb(self, target: torch.Tensor) -> torch.Tensor:
+        """``target`` with each entry replaced, with probability α, by a uniformly drawn class."""
+        n = target.shape[0]
+        replace = torch.rand(n, generator=self.generator) < self.alpha
+        random_labels = torch.randint(0, self.num_classes, (n,), generator=self.generator)
+        return torch.where(replace.to(target.device), random_labels.to(target.device), target.long())
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.training and self.alpha > 0:
+            target = self.disturb(target)
+        return F.cross_entropy(logits, target)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "seed": self.seed}

@@ -1,0 +1,84 @@
+"""Smoothing for sigmoid heads: K independent binary outputs trained with binary cross entropy.
+
+Each output ``k`` gets a target ``t_k = off + (on - off)·h_k`` for a hard (one-hot, multi-hot or MixUp-mixed)
+target ``h``; the targets do not sum to 1, so they are not a softmax distribution. The loss of a sample is the
+negative log-likelihood of its K Bernoulli outputs, summed over the outputs and averaged over the batch:
+
+    loss = mean_n Σ_k BCE(σ(z_k), t_k),  BCE(σ(z), t) = softplus(z) - t·z
+
+computed from reductions of the logits, without a dense (N, K) target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from labelsmooth.smoothing.base import MixableStrategy, check_range
+
+
+class SigmoidTargetStrategy(MixableStrategy):
+    """Binary cross entropy of K sigmoid outputs against targets ``off`` (other classes) and ``on`` (true class)."""
+
+    off_value: float
+    on_value: float
+
+    def sigmoid_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """The (N, K) per-output targets of class indices ``target`` (for inspection; not used by the loss)."""
+        return self.smooth(F.one_hot(target.long(), self.num_classes).float())
+
+    def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        return self.off_value + (self.on_value - self.off_value) * hard_target.float()
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        true_logit = logits.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+        per_sample = F.softplus(logits).sum(-1) - self.off_value * logits.sum(-1)
+        return (per_sample - (self.on_value - self.off_value) * true_logit).mean()
+
+    def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        per_sample = F.softplus(logits).sum(-1) - self.off_value * logits.sum(-1)
+        return (per_sample - (self.on_value - self.off_value) * (mixed_target * logits).sum(-1)).mean()
+
+
+class BinarySmoothing(SigmoidTargetStrategy):
+    """Label smoothing for sigmoid / BCE heads (one-vs-rest or multi-label).
+
+    ``convention="uniform"`` (default, Szegedy's ε spread over K classes): ``on = 1 - ε + ε/K``, ``off = ε/K``.
+    ``convention="keras"`` (``tf.keras.losses.BinaryCrossentropy(label_smoothing=ε)``, which smooths each output
+    towards 0.5 as a two-class problem): ``on = 1 - ε/2``, ``off = ε/2``.
+    """
+
+    CONVENTIONS = ("uniform", "keras")
+
+    def __init__(self, num_classes: int, epsilon: float = 0.1, convention: str = "uniform") -> None:
+        super().__init__(num_classes)
+        check_range("epsilon", epsilon, 0.0, 1.0)
+        if convention not in self.CONVENTIONS:
+            raise ValueError(f"smoothing.convention={convention!r} must be one of {list(self.CONVENTIONS)}.")
+        self.epsilon = float(epsilon)
+        self.convention = convention
+        spread = 2 if convention == "keras" else self.num_classes
+        self.off_value = self.epsilon / spread
+        self.on_value = 1.0 - self.epsilon + self.off_value
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon, "convention": self.convention}
+
+
+class TargetRange(SigmoidTargetStrategy):
+    """Targets squeezed into ``[low, high]``: every sigmoid output gets ``low``, the true class ``high``.
+
+    The from-scratch MNIST network of the seeds (Rashid, "Make Your Own Neural Network", 2016) used
+    ``[0.01, 0.99]``, because a sigmoid never reaches 0 or 1, and paired it with inputs scaled to ``[0.01, 1]``
+    (the data sets' ``dataset.input_range=[0.01,1]`` option). ``0 <= low < high <= 1``.
+    """
+
+    def __init__(self, num_classes: int, low: float = 0.01, high: float = 0.99) -> None:
+        super().__init__(num_classes)
+        check_range("low", low, 0.0, 1.0, high_inclusive=False)
+        check_range("high", high, low, 1.0, low_inclusive=False, why="high must exceed low.")
+        self.off_value = float(low)
+        self.on_value = float(high)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"low": self.off_value, "high": self.on_value}

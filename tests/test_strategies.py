@@ -1,0 +1,453 @@
+"""Every smoothing strategy against a reference formula written out here, in float64, over random logits."""
+
+from __future__ import annotations
+
+import math
+
+import hydra
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelsmooth.smoothing import (
+    BinarySmoothing,
+    ConfidencePenalty,
+    CrossEntropy,
+    DisturbLabel,
+    GammaSmoothing,
+    HardBootstrapping,
+    KLUniformRegularizer,
+    OnlineLabelSmoothing,
+    PriorSmoothing,
+    SoftBootstrapping,
+    TargetDistributionStrategy,
+    TargetRange,
+    UniformSmoothing,
+)
+from labelsmooth.train import CONFIG_DIR
+from tests.conftest import compose_train_config, run_training
+
+EXAMPLES = settings(max_examples=20, deadline=None)
+
+
+@st.composite
+def logits_and_labels(draw, min_k: int = 2, max_k: int = 1000):
+    """(N, K) float32 logits (scale up to 20, so some rows are near one-hot) and (N,) labels."""
+    k = draw(st.integers(min_k, max_k))
+    n = draw(st.integers(1, 8))
+    scale = draw(st.sampled_from([0.1, 1.0, 5.0, 20.0]))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    logits = torch.randn(n, k, generator=generator) * scale
+    return logits, torch.randint(0, k, (n,), generator=generator)
+
+
+def onehot(labels: torch.Tensor, k: int) -> torch.Tensor:
+    return F.one_hot(labels, k).double()
+
+
+def cross_entropy_against(q: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return -(q * torch.log_softmax(logits.double(), dim=-1)).sum(-1).mean()
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, scale: float = 1.0) -> None:
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=2e-5, atol=2e-5 * scale)
+
+
+def grad_of(loss_fn, logits: torch.Tensor) -> torch.Tensor:
+    leaf = logits.detach().clone().requires_grad_(True)
+    loss_fn(leaf).backward()
+    return leaf.grad
+
+
+# --- fixed-target strategies -------------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 1.0))
+def test_uniform_equals_torch_label_smoothing(data, epsilon: float) -> None:
+    logits, labels = data
+    ours = UniformSmoothing(logits.shape[1], epsilon)
+    close(ours(logits, labels), F.cross_entropy(logits.double(), labels, label_smoothing=epsilon))
+    close(
+        grad_of(lambda z: ours(z, labels), logits),
+        grad_of(lambda z: F.cross_entropy(z, labels, label_smoothing=epsilon), logits),
+    )
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.01, 1.0))
+def test_gamma_is_uniform_with_the_equivalent_epsilon(data, fraction: float) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    gamma = 1.0 / k + fraction * (1.0 - 1.0 / k)
+    strategy, uniform = GammaSmoothing(k, gamma), UniformSmoothing(k, k * (1 - gamma) / (k - 1))
+    q = torch.full((len(labels), k), (1 - gamma) / (k - 1), dtype=torch.float64)
+    q[torch.arange(len(labels)), labels] = gamma
+    close(strategy(logits, labels), cross_entropy_against(q, logits))
+    close(strategy(logits, labels), uniform(logits, labels))
+    close(grad_of(lambda z: strategy(z, labels), logits), grad_of(lambda z: uniform(z, labels), logits))
+
+
+@EXAMPLES
+@given(logits_and_labels(max_k=300), st.floats(0.0, 1.0), st.integers(0, 1000))
+def test_prior_smoothing_against_its_formula(data, epsilon: float, seed: int) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    prior = torch.rand(k, generator=torch.Generator().manual_seed(seed)).double()
+    prior /= prior.sum()
+    strategy = PriorSmoothing(k, epsilon, prior=prior.tolist())
+    q = (1 - epsilon) * onehot(labels, k) + epsilon * prior
+    close(strategy(logits, labels), cross_entropy_against(q, logits))
+    close(strategy.target_distribution(labels), q)
+
+
+def test_prior_defaults_to_the_class_frequencies_and_a_given_prior_wins() -> None:
+    frequencies = torch.tensor([0.5, 0.3, 0.2])
+    strategy = PriorSmoothing(3, 0.3)
+    strategy.set_class_frequencies(frequencies)
+    torch.testing.assert_close(strategy.target_distribution(torch.tensor([1]))[0], torch.tensor([0.15, 0.79, 0.06]))
+    given_prior = PriorSmoothing(3, 0.3, prior=[0.2, 0.2, 0.6])
+    given_prior.set_class_frequencies(frequencies)
+    torch.testing.assert_close(given_prior.prior, torch.tensor([0.2, 0.2, 0.6]))
+    restored = PriorSmoothing(3, 0.3)
+    restored.load_state_dict(strategy.state_dict())
+    torch.testing.assert_close(restored.prior, frequencies)
+    with pytest.warns(UserWarning, match="set_class_frequencies"):
+        PriorSmoothing(3)(torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+# --- sigmoid heads -----------------------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 1.0), st.sampled_from(["uniform", "keras"]))
+def test_binary_smoothing_against_bce(data, epsilon: float, convention: str) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    y = onehot(labels, k)
+    t = y * (1 - epsilon) + (0.5 * epsilon if convention == "keras" else epsilon / k)
+    expected = F.binary_cross_entropy_with_logits(logits.double(), t, reduction="none").sum(-1).mean()
+    strategy = BinarySmoothing(k, epsilon, convention=convention)
+    close(strategy(logits, labels), expected, scale=k)
+    close(strategy.sigmoid_targets(labels), t)
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 0.49), st.floats(0.51, 1.0))
+def test_target_range_against_bce(data, low: float, high: float) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    t = torch.full((len(labels), k), low, dtype=torch.float64)
+    t[torch.arange(len(labels)), labels] = high
+    expected = F.binary_cross_entropy_with_logits(logits.double(), t, reduction="none").sum(-1).mean()
+    strategy = TargetRange(k, low, high)
+    close(strategy(logits, labels), expected, scale=k)
+    close(
+        grad_of(lambda z: strategy(z, labels), logits),
+        grad_of(lambda z: F.binary_cross_entropy_with_logits(z, t.float(), reduction="none").sum(-1).mean(), logits),
+    )
+
+
+# --- regularizers -------------------------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 5.0))
+def test_kl_uniform_is_scaled_uniform_smoothing_plus_a_constant(data, beta: float) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    strategy = KLUniformRegularizer(k, beta)
+    log_p = torch.log_softmax(logits.double(), -1)
+    kl_u_p = F.kl_div(log_p, torch.full_like(log_p, 1 / k), reduction="none").sum(-1)  # Σ u (log u - log p)
+    close(strategy(logits, labels), F.cross_entropy(logits.double(), labels) + beta * kl_u_p.mean(), scale=1 + beta)
+    uniform = UniformSmoothing(k, beta / (1 + beta))
+    close(strategy(logits, labels), (1 + beta) * uniform(logits, labels) - beta * math.log(k), scale=(1 + beta) * 10)
+    close(
+        grad_of(lambda z: strategy(z, labels), logits),
+        grad_of(lambda z: (1 + beta) * uniform(z, labels), logits),
+        scale=1 + beta,
+    )
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 5.0))
+def test_confidence_penalty_against_its_formula(data, beta: float) -> None:
+    logits, labels = data
+    strategy = ConfidencePenalty(logits.shape[1], beta)
+
+    def reference(z: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(z, labels) - beta * torch.distributions.Categorical(logits=z).entropy().mean()
+
+    close(strategy(logits, labels), reference(logits.double()), scale=1 + beta * 10)
+    close(grad_of(lambda z: strategy(z, labels), logits), grad_of(reference, logits.double()), scale=1 + beta)
+
+
+# --- bootstrapping ------------------------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 1.0))
+def test_soft_bootstrap_against_its_formula_and_gradients(data, beta: float) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    p = torch.softmax(logits.double(), -1)
+    q = beta * onehot(labels, k) + (1 - beta) * p
+    detached, attached = SoftBootstrapping(k, beta), SoftBootstrapping(k, beta, detach_prediction=False)
+    close(detached(logits, labels), cross_entropy_against(q, logits))
+    close(attached(logits, labels), cross_entropy_against(q, logits))
+    # Detached: the gradient of a cross entropy against a fixed q, (p - q)/N.
+    close(grad_of(lambda z: detached(z, labels), logits), (p - q) / len(labels))
+
+    # Attached: the loss is β·CE + (1-β)·H(p), entropy minimization included.
+    def attached_reference(z: torch.Tensor) -> torch.Tensor:
+        entropy = torch.distributions.Categorical(logits=z).entropy().mean()
+        return beta * F.cross_entropy(z, labels) + (1 - beta) * entropy
+
+    close(grad_of(lambda z: attached(z, labels), logits), grad_of(attached_reference, logits.double()))
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.floats(0.0, 1.0))
+def test_hard_bootstrap_against_its_formula(data, beta: float) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    q = beta * onehot(labels, k) + (1 - beta) * onehot(logits.argmax(-1), k)
+    strategy = HardBootstrapping(k, beta)
+    close(strategy(logits, labels), cross_entropy_against(q, logits))
+    close(strategy.target_distribution(labels, logits=logits), q)
+    close(grad_of(lambda z: strategy(z, labels), logits), (torch.softmax(logits.double(), -1) - q) / len(labels))
+
+
+# --- DisturbLabel -------------------------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(logits_and_labels(max_k=50), st.floats(0.0, 1.0), st.integers(0, 2**31))
+def test_disturb_label_against_its_formula(data, alpha: float, seed: int) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    strategy = DisturbLabel(k, alpha, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    replace = torch.rand(len(labels), generator=generator) < alpha
+    disturbed = torch.where(replace, torch.randint(0, k, (len(labels),), generator=generator), labels)
+    close(strategy(logits, labels), F.cross_entropy(logits.double(), disturbed))
+    strategy.eval()
+    close(strategy(logits, labels), F.cross_entropy(logits.double(), labels))
+
+
+def test_disturb_label_rate_reproducibility_and_checkpointed_generator() -> None:
+    k, alpha = 10, 0.3
+    labels = torch.zeros(20000, dtype=torch.long)
+    changed = (DisturbLabel(k, alpha, seed=1).disturb(labels) != labels).float().mean().item()
+    assert changed == pytest.approx(alpha * (k - 1) / k, abs=0.015)
+    first, same_seed, other_seed = (
+        DisturbLabel(k, alpha, seed=1),
+        DisturbLabel(k, alpha, seed=1),
+        DisturbLabel(k, alpha, seed=2),
+    )
+    batch = torch.arange(64) % k
+    assert torch.equal(first.disturb(batch), same_seed.disturb(batch))
+    assert not torch.equal(first.disturb(batch), other_seed.disturb(batch))
+    resumed = DisturbLabel(k, alpha, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    assert torch.equal(resumed.disturb(batch), first.disturb(batch))
+
+
+# --- online label smoothing ---------------------------------------------------------------------------------------
+
+
+def online_reference_targets(batches, k: int, initial: torch.Tensor) -> torch.Tensor:
+    """Row c: the mean softmax over the correctly classified samples of class c (the old row when there are none)."""
+    targets = initial.clone().double()
+    logits = torch.cat([b[0] for b in batches]).double()
+    labels = torch.cat([b[1] for b in batches])
+    p = torch.softmax(logits, -1)
+    correct = p.argmax(-1) == labels
+    for c in range(k):
+        rows = p[correct & (labels == c)]
+        if len(rows):
+            targets[c] = rows.mean(0)
+    return targets
+
+
+@settings(max_examples=10, deadline=None)
+@given(logits_and_labels(max_k=30), st.floats(0.0, 1.0), st.integers(0, 1000))
+def test_online_label_smoothing_against_its_formula(data, alpha: float, seed: int) -> None:
+    logits, labels = data
+    k = logits.shape[1]
+    strategy = OnlineLabelSmoothing(k, alpha)
+    close(strategy(logits, labels), F.cross_entropy(logits.double(), labels))  # epoch 0: identity S
+    generator = torch.Generator().manual_seed(seed)
+    epoch = [(torch.randn(16, k, generator=generator) * 3, torch.randint(0, k, (16,), generator=generator))]
+    epoch.append((logits, labels))  # already observed above
+    strategy(*epoch[0])
+    strategy.on_train_epoch_start()
+    s = online_reference_targets(epoch, k, torch.eye(k))
+    close(strategy.soft_targets, s)
+    close(strategy.soft_targets.sum(-1), torch.ones(k))
+    q = alpha * onehot(labels, k) + (1 - alpha) * s[labels]
+    strategy.eval()  # no statistics gathered outside training
+    close(strategy(logits, labels), cross_entropy_against(q, logits))
+    close(strategy.target_distribution(labels), q)
+    assert strategy.correct_counts.sum() == 0
+
+
+def test_online_state_is_checkpointed_and_initial_epsilon_smooths_epoch_zero() -> None:
+    strategy = OnlineLabelSmoothing(4, 0.5, initial_epsilon=0.2)
+    torch.testing.assert_close(strategy.soft_targets[0], torch.tensor([0.85, 0.05, 0.05, 0.05]))
+    strategy(torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0]]), torch.tensor([0, 1]))
+    restored = OnlineLabelSmoothing(4, 0.5, initial_epsilon=0.2)
+    restored.load_state_dict(strategy.state_dict())
+    assert restored.correct_counts.tolist() == [1, 1, 0, 0]
+    restored.on_train_epoch_start()
+    strategy.on_train_epoch_start()
+    torch.testing.assert_close(restored.soft_targets, strategy.soft_targets)
+    torch.testing.assert_close(restored.soft_targets[2], torch.tensor([0.05, 0.05, 0.85, 0.05]))  # unseen: kept
+
+
+def _online_ddp_worker(rank: int, world_size: int, port: int, batches, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    strategy = OnlineLabelSmoothing(5)
+    strategy(*batches[rank])
+    strategy.on_train_epoch_start()
+    queue.put((rank, strategy.soft_targets.tolist()))
+    dist.destroy_process_group()
+
+
+def test_online_statistics_are_summed_across_processes() -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(40, 5, generator=generator) * 2, torch.randint(0, 5, (40,), generator=generator)) for _ in range(2)
+    ]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    mp.start_processes(_online_ddp_worker, args=(2, port, batches, queue), nprocs=2, start_method="spawn")
+    results = dict(queue.get(timeout=60) for _ in range(2))
+    expected = online_reference_targets(batches, 5, torch.eye(5))
+    for rank in range(2):
+        torch.testing.assert_close(torch.tensor(results[rank], dtype=torch.float64), expected, rtol=1e-6, atol=1e-6)
+
+
+# --- properties shared by all strategies --------------------------------------------------------------------------
+
+
+def target_strategies(k: int) -> list[TargetDistributionStrategy]:
+    prior = torch.linspace(1, 2, k)
+    return [
+        CrossEntropy(k),
+        UniformSmoothing(k, 0.3),
+        GammaSmoothing(k, 0.7),
+        PriorSmoothing(k, 0.4, prior=(prior / prior.sum()).tolist()),
+        SoftBootstrapping(k, 0.6),
+        HardBootstrapping(k, 0.6),
+        OnlineLabelSmoothing(k, 0.5, initial_epsilon=0.3),
+    ]
+
+
+@settings(max_examples=10, deadline=None)
+@given(logits_and_labels(max_k=200))
+def test_target_distributions_sum_to_one_and_define_the_loss(data) -> None:
+    logits, labels = data
+    for strategy in target_strategies(logits.shape[1]):
+        q = strategy.target_distribution(labels, logits=logits)
+        assert (q >= 0).all(), strategy
+        close(q.sum(-1), torch.ones(len(labels)))
+        close(strategy(logits, labels), cross_entropy_against(q.double(), logits))
+
+
+ALL_STRATEGIES = [
+    CrossEntropy(10),
+    UniformSmoothing(10, 0.2),
+    GammaSmoothing(10, 0.8),
+    PriorSmoothing(10, 0.2, prior=[0.1] * 10),
+    TargetRange(10),
+    KLUniformRegularizer(10, 0.3),
+    ConfidencePenalty(10, 0.3),
+    SoftBootstrapping(10),
+    HardBootstrapping(10),
+    DisturbLabel(10, 0.0),
+    OnlineLabelSmoothing(10, initial_epsilon=0.1),
+    BinarySmoothing(10, 0.2),
+]
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: type(s).__name__)
+def test_float32_under_bf16_autocast(strategy) -> None:
+    """Under mixed precision the loss is computed in float32 from the (half-precision) logits."""
+    generator = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(16, 10)
+    inputs, labels = torch.randn(32, 16, generator=generator), torch.randint(0, 10, (32,), generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = layer(inputs)
+        loss = strategy(logits, labels)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, strategy(logits.float(), labels), rtol=1e-6, atol=1e-6)
+
+
+INVALID = [
+    (UniformSmoothing, {"epsilon": -0.1}, r"epsilon=-0\.1.*\[0, 1\]"),
+    (UniformSmoothing, {"epsilon": 1.5}, r"epsilon=1\.5.*\[0, 1\]"),
+    (GammaSmoothing, {"gamma": 0.05}, r"gamma=0\.05.*1/K"),
+    (GammaSmoothing, {"gamma": 1.2}, r"gamma=1\.2"),
+    (PriorSmoothing, {"epsilon": 2.0}, r"epsilon=2"),
+    (PriorSmoothing, {"prior": [0.5, 0.5]}, r"prior has 2 entries.*K=10"),
+    (PriorSmoothing, {"prior": [0.2] * 10}, r"prior sums to 2"),
+    (PriorSmoothing, {"prior": [-0.1, 0.3] + [0.1] * 8}, r"prior=.*\[0, 1\]"),
+    (TargetRange, {"low": -0.01}, r"low=-0\.01.*\[0, 1\)"),
+    (TargetRange, {"low": 0.6, "high": 0.4}, r"high=0\.4.*\(0\.6, 1\]"),
+    (TargetRange, {"high": 1.1}, r"high=1\.1"),
+    (KLUniformRegularizer, {"beta": -1.0}, r"beta=-1\.0.*\[0, inf\]"),
+    (ConfidencePenalty, {"beta": float("nan")}, r"beta=nan"),
+    (SoftBootstrapping, {"beta": 1.1}, r"beta=1\.1.*\[0, 1\]"),
+    (SoftBootstrapping, {"detach_prediction": "yes"}, r"detach_prediction='yes'"),
+    (HardBootstrapping, {"beta": -0.5}, r"beta=-0\.5"),
+    (DisturbLabel, {"alpha": 1.5}, r"alpha=1\.5.*\[0, 1\]"),
+    (DisturbLabel, {"seed": 1.5}, r"seed=1\.5"),
+    (OnlineLabelSmoothing, {"alpha": 2.0}, r"alpha=2\.0"),
+    (OnlineLabelSmoothing, {"initial_epsilon": -1.0}, r"initial_epsilon=-1\.0"),
+    (BinarySmoothing, {"epsilon": 1.01}, r"epsilon=1\.01"),
+    (BinarySmoothing, {"convention": "tf"}, r"convention='tf'.*uniform.*keras"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,message", INVALID, ids=[f"{c.__name__}-{next(iter(k))}" for c, k, _ in INVALID])
+def test_every_invalid_parameter_is_refused_by_name(cls, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cls(10, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [type(s) for s in ALL_STRATEGIES], ids=lambda c: c.__name__)
+def test_every_strategy_refuses_fewer_than_two_classes(cls) -> None:
+    with pytest.raises(ValueError, match="num_classes=1"):
+        cls(1)
+
+
+STRATEGY_OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "smoothing").glob("*.yaml"))
+
+
+def test_every_strategy_has_a_config_and_records_its_parameters(tmp_path) -> None:
+    assert len(STRATEGY_OPTIONS) == 12, STRATEGY_OPTIONS
+    for option in STRATEGY_OPTIONS:
+        cfg = compose_train_config([f"smoothing={option}", "seed=7"], output_dir=tmp_path)
+        strategy = hydra.utils.instantiate(cfg.smoothing, num_classes=10)
+        for name, value in strategy.hyperparameters().items():
+            assert cfg.smoothing[name] == value, (option, name)
+
+
+@pytest.mark.parametrize("option", STRATEGY_OPTIONS)
+def test_every_strategy_trains(tmp_path, option: str) -> None:
+    summary = run_training(tmp_path, [f"smoothing={option}", "model=mlp", "trainer.limit_train_batches=2"])
+    assert summary["status"] == "completed"
+    assert summary["smoothing"] == option
+    assert 0.0 <= summary["test/acc"] <= 1.0 and math.isfinite(summary["test/nll"])
