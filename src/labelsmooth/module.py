@@ -55,13 +55,10 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.val_metrics = classification_metrics(self.num_classes, prefix="val/")
         self.test_metrics = classification_metrics(self.num_classes, prefix="test/")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best accuracy
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    def on_train_start(self) -> None:
-        # The sanity-check validation before training must not count towards the best accuracy.
-        self.val_acc_best.reset()
 
     def on_train_epoch_start(self) -> None:
         # Stateful strategies (online label smoothing) update their targets from the last epoch's statistics.
@@ -90,8 +87,9 @@ class LabelSmoothingClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.val_acc_best.update(values["val/acc"])
-        values["val/acc_best"] = self.val_acc_best.compute()
+        if not self.trainer.sanity_checking:  # the check before training does not count towards the best
+            self.val_acc_best.update(values["val/acc"])
+            values["val/acc_best"] = self.val_acc_best.compute()
         # torchmetrics has already reduced the values over processes; sync_dist only quiets Lightning.
         self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
         self.log_dict(values, sync_dist=True)

@@ -8,19 +8,27 @@ optimized metric to the sweeper.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+log = logging.getLogger(__name__)
 
 
 class ConfigurationError(ValueError):
     """A run configuration that cannot work, with a message that says how to fix it."""
+
+
+# Errors that come from the user's configuration, data or files rather than from a bug: they are reported as
+# one short message without a traceback (unless HYDRA_FULL_ERROR=1).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, FloatingPointError, NotImplementedError)
 
 
 @dataclass
@@ -65,6 +73,28 @@ def _requested_devices(trainer_cfg: DictConfig) -> int:
     import torch  # "auto" or -1: every visible accelerator
 
     return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
+
+
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """Refuse more devices than this machine has, before Lightning launches processes for them."""
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    devices = trainer_cfg.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        return
+    requested = _requested_devices(trainer_cfg)
+    if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
+        available, kind = torch.cuda.device_count(), "GPU"
+    elif accelerator in {"cpu", "auto"}:
+        available, kind = os.cpu_count() or 1, "CPU core"
+    else:
+        return
+    if requested > available:
+        raise ConfigurationError(
+            f"trainer.devices={devices} asks for {requested} {kind}s but this machine has {available}. "
+            f"Use trainer.devices={max(available, 1)} or fewer" + (" (or trainer=cpu)" if kind == "GPU" else "") + "."
+        )
 
 
 def check_multirun_ddp(trainer_cfg: DictConfig, multirun: bool) -> None:
@@ -119,14 +149,23 @@ def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool,
     return [c for c in callbacks if not isinstance(c, unusable)]
 
 
-def _instantiate_logger(cfg: DictConfig, context: RunContext):
+def _instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
+    from labelsmooth.wandb_setup import wants_online, why_wandb_cannot_go_online
+
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return False
     logger_cfg = cfg.logger
     if logger_cfg._target_.endswith("WandbLogger"):
-        extra: dict[str, Any] = {}
-        if os.environ.get("WANDB_MODE", "").lower() in {"online", "run"}:
-            extra["offline"] = False
+        extra: dict[str, Any] = {"offline": True}
+        if wants_online(bool(logger_cfg.get("offline", True))):
+            reason = why_wandb_cannot_go_online()
+            if reason is None:
+                extra["offline"] = False
+            else:
+                log.warning("W&B online mode is not possible (%s); logging offline instead.", reason)
+                os.environ["WANDB_MODE"] = "offline"
+        if resume_wandb_id and logger_cfg.get("id") is None:
+            extra["id"] = resume_wandb_id
         if context.multirun and logger_cfg.get("group") is None:
             extra["group"] = "sweep-" + "-".join(Path(context.sweep_dir or "sweep").parts[-2:])
         if logger_cfg.get("name") is None and context.override_dirname:
@@ -163,13 +202,58 @@ def _print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     console.print(f"test accuracy: {summary.get('test/acc', float('nan')):.4f}   outputs: {output_dir}")
 
 
+def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None, str | None]:
+    """The checkpoint ``fit`` starts from (``resume`` or ``ckpt_path``) and the W&B run id to continue."""
+    from labelsmooth.resume import LAST_CHECKPOINT, previous_wandb_run_id
+
+    resume = cfg.get("resume", False)
+    if resume in (None, False) or str(resume).lower() == "false":
+        return cfg.get("ckpt_path"), None
+    last = context.output_dir / LAST_CHECKPOINT
+    if not last.is_file():
+        where = "this sweep job's directory" if context.multirun else "an earlier run with the same overrides"
+        raise ConfigurationError(
+            f"resume={resume}: nothing to resume: {where} has no {LAST_CHECKPOINT} (looked in {context.output_dir}). "
+            "Start without resume=true, or name the run: resume=outputs/runs/<date>/<time>."
+        )
+    log.info("Resuming from %s", last)
+    return str(last), previous_wandb_run_id(context.output_dir)
+
+
+def check_model_fits_data(net: Any, datamodule: Any) -> None:
+    """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
+    import torch
+
+    shape = (2, *datamodule.image_shape)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(shape))
+    except (RuntimeError, ValueError) as error:
+        raise ConfigurationError(
+            f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
+            f"(channels, height, width): {str(error).splitlines()[0]}. Choose a model for this input size and "
+            "number of channels."
+        ) from error
+    finally:
+        net.train(was_training)
+    if out.shape != (2, datamodule.num_classes):
+        raise ConfigurationError(
+            f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
+            f"{datamodule.num_classes} classes"
+        )
+
+
 def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     """Train, validate and test one configuration; write ``metrics.json``; return the summary dict."""
     import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
 
+    from labelsmooth.checkpoints import check_checkpoint_matches
     from labelsmooth.module import LabelSmoothingClassifier
     from labelsmooth.run_outputs import write_metrics_json
+    from labelsmooth.wandb_setup import redact_secrets
 
     summary: dict[str, Any] = {
         "status": "running",
@@ -183,6 +267,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     exit_code = 1
     try:
         check_multirun_ddp(cfg.trainer, context.multirun)
+        check_devices(cfg.trainer)
+        ckpt_path, resume_wandb_id = _start_checkpoint(cfg, context)
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = hydra.utils.instantiate(cfg.dataset)
         datamodule.prepare_data()
@@ -204,21 +290,24 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             num_classes=num_classes,
             augment=augment,
         )
-        logger = _instantiate_logger(cfg, context)
+        check_model_fits_data(net, datamodule)
+        if ckpt_path:
+            check_checkpoint_matches(ckpt_path, module)
+        logger = _instantiate_logger(cfg, context, resume_wandb_id)
         callbacks = _instantiate_callbacks(
             cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), has_logger=bool(logger)
         )
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
         if logger:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
 
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         best_ckpt = best or None
         summary["checkpoint"] = best
         for results in (
-            trainer.validate(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False),
-            trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False),
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False, weights_only=True),
+            trainer.test(module, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False, weights_only=True),
         ):
             for key, value in results[0].items():
                 summary[key] = float(value)
@@ -231,7 +320,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         cause = root_cause(error)
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
-        summary["error"] = str(cause)
+        summary["error"] = redact_secrets(str(cause))
+        log.error("%s: %s", summary["error_type"], summary["error"])
         raise
     finally:
         if rank_zero_only.rank == 0:
@@ -241,8 +331,24 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         _finish_wandb(logger, exit_code)
 
 
+class RunFailed(CompactHydraException):
+    """A run stopped by a configuration, data or file problem: Hydra prints only this message (and the full
+    traceback when ``HYDRA_FULL_ERROR=1``)."""
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg, RunContext.from_hydra())
+    if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
+        from labelsmooth.sweeps import completed_job, optimized_value
+
+        if (done := completed_job(cfg, RunContext.from_hydra().output_dir)) is not None:
+            return optimized_value(done, cfg.get("optimized_metric"))
+    try:
+        summary = train(cfg, RunContext.from_hydra())
+    except Exception as error:
+        cause = root_cause(error)
+        if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
+            raise RunFailed(f"{type(cause).__name__}: {cause}") from error
+        raise
     value = summary.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else None

@@ -1,0 +1,54 @@
+"""Checking a checkpoint before training or evaluation starts from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path that does not exist, is not a Lightning checkpoint, or belongs to another model."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a Lightning checkpoint with ``weights_only=True`` (no pickled code runs)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"ckpt_path={path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path} is a directory; give the .ckpt file inside it")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for foreign or damaged files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}: {first_line[:200]}). "
+            "Checkpoints from untrusted sources are never unpickled."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={path} is not a Lightning checkpoint (it has no 'state_dict')")
+    return checkpoint
+
+
+def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
+    """Raise ``CheckpointError`` unless the checkpoint's weights fit ``module`` key for key and shape for shape."""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["state_dict"]
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - expected.keys())
+    reshaped = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(expected.keys() & saved.keys())
+        if hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or reshaped:
+        example = (reshaped or missing or unexpected)[0]
+        raise CheckpointError(
+            f"ckpt_path={path} belongs to another model: {len(missing)} weights missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model and dataset overrides "
+            "of the run that wrote it (see its .hydra/overrides.yaml)."
+        )
+    return checkpoint

@@ -1,0 +1,64 @@
+"""W&B without surprises: offline unless asked, never hanging without network or login, no secrets logged."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def wants_online(offline_setting: bool) -> bool:
+    """Online when the config says ``offline: false`` or the environment says ``WANDB_MODE=online``."""
+    return (not offline_setting) or os.environ.get("WANDB_MODE", "").lower() in {"online", "run"}
+
+
+def why_wandb_cannot_go_online(timeout: float = 3.0) -> str | None:
+    """A reason W&B online mode would fail or hang here (no API key, no route to the server), or None."""
+    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    parsed = urlparse(base_url)
+    host = parsed.hostname or "api.wandb.ai"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    has_key = bool(os.environ.get("WANDB_API_KEY"))
+    if not has_key:
+        try:
+            has_key = netrc.netrc().authenticators(host) is not None
+        except (FileNotFoundError, netrc.NetrcParseError, OSError):
+            has_key = False
+    if not has_key:
+        return f"no W&B API key (set WANDB_API_KEY or run `wandb login`) for {host}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as error:
+        return f"cannot reach {host}:{port} ({error.__class__.__name__}: {error})"
+    return None
+
+
+def secret_values() -> set[str]:
+    """Values of environment variables whose names look like secrets (e.g. ``WANDB_API_KEY``)."""
+    return {v for k, v in os.environ.items() if SECRET_KEY_PATTERN.search(k) and len(v) >= 8}
+
+
+def redact_secrets(value: Any, secrets: set[str] | None = None) -> Any:
+    """A copy of a config tree with secret-looking keys and any secret environment value replaced."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if SECRET_KEY_PATTERN.search(str(k)) and v not in (None, "") else redact_secrets(v, secrets))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_secrets(v, secrets) for v in value)
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+    return value

@@ -1,0 +1,244 @@
+"""Faults, bad input, secrets and reproducibility: what the user sees when something goes wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelsmooth.callbacks.nan_guard import NonFiniteLossError
+from labelsmooth.checkpoints import CheckpointError, check_checkpoint_matches
+from labelsmooth.data import DigitsDataModule
+from labelsmooth.models import MLP, ResNetV1
+from labelsmooth.resume import find_run_to_resume, previous_wandb_run_id
+from labelsmooth.run_outputs import write_text_atomic
+from labelsmooth.train import ConfigurationError, check_devices, check_model_fits_data
+from labelsmooth.wandb_setup import REDACTED, redact_secrets
+from tests.conftest import REPO_ROOT, compose_train_config, run_cli, run_training
+
+QUIET = ["trainer.enable_progress_bar=false"]
+RESULT_KEYS = ("val/acc", "val/acc_best", "val/nll", "val/ece", "test/acc", "test/nll", "test/ece", "test/brier")
+
+
+def assert_short_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-2000:]
+
+
+def cli(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    """The CLI as users run it: without HYDRA_FULL_ERROR."""
+    return run_cli([*args, *QUIET, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env={"HYDRA_FULL_ERROR": "", **env})
+
+
+# --- Interruption -----------------------------------------------------------------------------------------
+
+
+def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) -> None:
+    overrides = ["model=mlp", "trainer.max_epochs=6", "trainer.deterministic=true", "logger=wandb", *QUIET]
+    reference = run_cli([*overrides, f"paths.log_dir={tmp_path / 'a'}"], cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    (reference_metrics,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
+
+    log_dir = tmp_path / "b"
+    args = [*overrides, f"paths.log_dir={log_dir}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(log_dir.glob("runs/*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (run_dir,) = log_dir.glob("runs/*/*")
+    assert not (run_dir / "metrics.json").exists(), "the run finished before it was killed"
+
+    time.sleep(1.1)  # a fresh run would get another <time> directory
+    resumed = run_cli([*args, "resume=true"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads(reference_metrics.read_text())
+    assert metrics["status"] == "completed"
+    for key in RESULT_KEYS:
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
+    wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and len({name.rsplit("-", 1)[1] for name in wandb_runs}) == 1
+
+
+def test_resume_with_nothing_to_resume_is_a_short_error(tmp_path: Path) -> None:
+    assert_short_error(cli(["debug=fast", "logger=none", "resume=true"], tmp_path), "nothing to resume")
+
+
+def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:
+    for name, overrides in (("2026-01-01/10-00-00", ["seed=1"]), ("2026-01-01/11-00-00", ["seed=2"])):
+        run = tmp_path / name
+        (run / ".hydra").mkdir(parents=True)
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    assert find_run_to_resume(tmp_path, ["seed=1", "resume=true"]) == tmp_path / "2026-01-01/10-00-00"
+    assert find_run_to_resume(tmp_path, ["seed=3", "resume=true"]) is None
+    (tmp_path / "wandb" / "offline-run-20260101_100000-abc123").mkdir(parents=True)
+    assert previous_wandb_run_id(tmp_path) == "abc123"
+
+
+# --- Failed jobs and non-finite losses ----------------------------------------------------------------------
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    result = cli(["-m", "smoothing=gamma", "smoothing.gamma=0.05,0.8", "debug=fast", "logger=wandb"], tmp_path)
+    assert_short_error(result, "1/K=0.1")
+    jobs = sorted((tmp_path / "multirun").glob("*/*/*/metrics.json"))
+    failed, completed = (json.loads(p.read_text()) for p in jobs)
+    assert failed["status"] == "failed" and failed["error_type"] == "ValueError" and "gamma" in failed["error"]
+    assert completed["status"] == "completed" and completed["smoothing.gamma"] == 0.8
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    overrides = ["model=mlp", "optimizer=sgd", "optimizer.lr=1e30", "callbacks.nan_guard.check_every_n_steps=1"]
+    with pytest.raises(NonFiniteLossError, match=r"global step \d+ .*learning rate too high"):
+        run_training(tmp_path, overrides)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error_type"] == "NonFiniteLossError"
+    for checkpoint in (tmp_path / "checkpoints").glob("*.ckpt"):
+        weights = torch.load(checkpoint, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+# --- W&B, secrets, atomic writes ------------------------------------------------------------------------------
+
+
+def test_wandb_online_without_login_falls_back_to_offline(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    summary = run_training(tmp_path / "run", ["logger=wandb", "logger.offline=false"])
+    assert summary["status"] == "completed"
+    assert "logging offline instead" in caplog.text
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_wandb_online_without_network_falls_back_to_offline(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    summary = run_training(tmp_path, ["logger=wandb"])
+    assert summary["status"] == "completed"
+    assert "cannot reach 127.0.0.1:9" in caplog.text
+
+
+def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
+    secret = "s3cr3t-" + "k" * 33
+    result = cli(["debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05"], tmp_path,
+                 WANDB_API_KEY=secret)  # fmt: skip
+    assert result.returncode != 0  # a failing run writes its error too
+    ok = cli(["debug=fast", "logger=wandb"], tmp_path, WANDB_API_KEY=secret)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert secret not in result.stdout + result.stderr + ok.stdout + ok.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
+    assert files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_redact_secrets() -> None:
+    config = {"logger": {"api_key": "abc", "name": "run"}, "note": "token=SECRETVALUE1", "list": ["SECRETVALUE1"]}
+    redacted = redact_secrets(config, {"SECRETVALUE1"})
+    assert redacted == {"logger": {"api_key": REDACTED, "name": "run"}, "note": f"token={REDACTED}", "list": [REDACTED]}
+
+
+def test_atomic_write_never_leaves_a_half_written_file(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "metrics.json"
+    write_text_atomic(target, '{"status": "completed"}')
+
+    def crash(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(target, '{"status": "half')
+    assert target.read_text() == '{"status": "completed"}'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# --- Bad input --------------------------------------------------------------------------------------------
+
+
+def test_unknown_config_option_lists_the_valid_ones(tmp_path: Path) -> None:
+    assert_short_error(cli(["smoothing=gama"], tmp_path), "gama", "gamma", "uniform")
+
+
+def test_gamma_at_one_over_k_is_a_short_error_and_full_error_shows_the_traceback(tmp_path: Path) -> None:
+    args = ["debug=fast", "logger=none", "smoothing=gamma", "smoothing.gamma=0.1"]
+    assert_short_error(cli(args, tmp_path), "K=10", "1/K=0.1")
+    full = cli(args, tmp_path, HYDRA_FULL_ERROR="1")
+    assert full.returncode != 0 and "Traceback" in full.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["smoothing=uniform", "smoothing.epsilon=1.5"], r"epsilon=1.5 .*\[0, 1\]"),
+        (["smoothing=gamma", "smoothing.gamma=0.0"], r"gamma=0.0 .*1/K"),
+    ],
+)
+def test_out_of_range_parameters_name_the_range(tmp_path: Path, overrides, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        run_training(tmp_path, overrides)
+
+
+def test_a_model_that_does_not_fit_the_data_set(tmp_path: Path) -> None:
+    digits = DigitsDataModule()
+    with pytest.raises(ConfigurationError, match=r"inputs of shape \(1, 8, 8\)"):
+        check_model_fits_data(MLP(10, 1, 28), digits)
+    with pytest.raises(ConfigurationError, match="3 classes"):
+        check_model_fits_data(ResNetV1(7, 1, depth=8), type("D", (), {"image_shape": (1, 8, 8), "num_classes": 3})())
+    check_model_fits_data(ResNetV1(10, 1, depth=8), digits)
+
+
+def test_checkpoint_paths_that_cannot_work(tmp_path: Path) -> None:
+    assert_short_error(cli(["debug=fast", "logger=none", f"ckpt_path={tmp_path}/missing.ckpt"], tmp_path),
+                       "no such file")  # fmt: skip
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        check_checkpoint_matches(garbage, module)
+    summary = run_training(tmp_path / "mlp", ["model=mlp"])
+    with pytest.raises(CheckpointError, match="belongs to another model"):
+        run_training(tmp_path / "resnet", [f"ckpt_path={summary['checkpoint']}"])
+
+
+def test_more_devices_than_exist_is_refused(tmp_path: Path) -> None:
+    cfg = compose_train_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=4096"], output_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="4096 CPU cores but this machine has"):
+        check_devices(cfg.trainer)
+    if not torch.cuda.is_available():
+        gpu = compose_train_config(["trainer=gpu"], output_dir=tmp_path)
+        with pytest.raises(ConfigurationError, match="GPUs but this machine has 0"):
+            check_devices(gpu.trainer)
+
+
+# --- Reproducibility ----------------------------------------------------------------------------------------
+
+
+def test_same_overrides_and_seed_give_the_same_metrics(tmp_path: Path) -> None:
+    overrides = ["trainer.deterministic=true", "trainer.max_epochs=2", "trainer.limit_train_batches=5", "seed=3"]
+    first = run_training(tmp_path / "1", overrides)
+    second = run_training(tmp_path / "2", overrides)
+    assert {k: v for k, v in first.items() if k != "checkpoint"} == {
+        k: v for k, v in second.items() if k != "checkpoint"
+    }
