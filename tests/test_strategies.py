@@ -445,9 +445,21 @@ def test_every_strategy_has_a_config_and_records_its_parameters(tmp_path) -> Non
             assert cfg.smoothing[name] == value, (option, name)
 
 
-@pytest.mark.parametrize("option", STRATEGY_OPTIONS)
+# none, uniform and gamma train in tests/test_training.py; online gets a two-epoch run below.
+@pytest.mark.parametrize("option", sorted(set(STRATEGY_OPTIONS) - {"none", "uniform", "gamma", "online"}))
 def test_every_strategy_trains(tmp_path, option: str) -> None:
     summary = run_training(tmp_path, [f"smoothing={option}", "model=mlp", "trainer.limit_train_batches=2"])
     assert summary["status"] == "completed"
     assert summary["smoothing"] == option
     assert 0.0 <= summary["test/acc"] <= 1.0 and math.isfinite(summary["test/nll"])
+
+
+def test_online_smoothing_learns_its_targets_in_training_and_checkpoints_them(tmp_path) -> None:
+    overrides = ["smoothing=online", "model=mlp", "trainer.max_epochs=2", "trainer.limit_train_batches=4"]
+    summary = run_training(tmp_path, [*overrides, "optimizer.lr=0.01"])
+    assert summary["status"] == "completed"
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    soft_targets = state["criterion.soft_targets"]
+    torch.testing.assert_close(soft_targets.sum(-1), torch.ones(10))
+    assert not torch.equal(soft_targets, torch.eye(10)), "epoch 1 must use the targets learnt in epoch 0"
+    assert state["criterion._extra_state"]["correct_counts"].sum() > 0  # epoch 1's statistics, for the next epoch
