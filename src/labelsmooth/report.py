@@ -1,0 +1,758 @@
+"""Turn sweep directories into the paper's tables and plots, with confidence intervals over seeds.
+
+``python report.py outputs/multirun/<date>/<time> [more sweep dirs] [--wandb]`` reads every job's
+``metrics.json`` and ``.hydra/config.yaml`` / ``overrides.yaml`` (never the training code) and writes into
+the (first) sweep directory:
+
+* ``report.md``: the tables below, the plots and the failed / missing jobs;
+* ``runs.csv`` (one row per job), ``table_<metric>.csv`` and ``best_vs_baseline_<metric>.csv``;
+* ``accuracy_vs_gamma.png``, ``ece_vs_gamma.png``, ``reliability_<dataset>.png`` (test split, seeds pooled,
+  one panel per γ, before and after temperature scaling).
+
+Tables (Mezzini 2019, "Empirical study on label smoothing"):
+
+* Tables 1-2: per data set (rows) and γ (columns), the best validation accuracy ``val/acc_best`` as
+  ``mean ± h (n)`` over seeds, ``h = t_{0.975, n-1} · s / √n`` the half-width of the 95% Student-t confidence
+  interval of the mean (``s`` the sample standard deviation; no interval for n = 1).
+* Table 3: per data set the best γ (highest mean) against γ = 1, the paper's relative difference
+  ``diff % = 100 · (best - baseline) / best``, and a two-sided paired t-test over the seeds both have
+  (``scipy.stats.ttest_rel``). The best γ is picked on the same runs, so the p-value is optimistic.
+* The same tables for the test ECE and for the test ECE after temperature scaling (lower is better).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labelsmooth.reliability import reliability_figure
+
+METRICS_FILE = "metrics.json"
+CALIBRATION_CSV = Path("calibration") / "reliability_test.csv"
+
+
+@dataclass(frozen=True)
+class ReportMetric:
+    """A ``metrics.json`` key reported as a table; values shown ×``scale`` (percent)."""
+
+    key: str
+    title: str
+    higher_is_better: bool
+    scale: float = 100.0
+
+    @property
+    def slug(self) -> str:
+        return self.key.replace("/", "_")
+
+
+REPORT_METRICS = (
+    ReportMetric("val/acc_best", "Best validation accuracy (%)", higher_is_better=True),
+    ReportMetric("test/ece", "Test ECE, 15 bins (%)", higher_is_better=False),
+    ReportMetric("test/ece_ts", "Test ECE after temperature scaling (%)", higher_is_better=False),
+)
+
+
+# -- reading run outputs -------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One job of a sweep: its directory and what it left there."""
+
+    directory: Path
+    status: str  # completed, failed, running (metrics.json says so), incomplete (no metrics.json), unreadable
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def value(self, key: str) -> Any:
+        if key in self.metrics:
+            return self.metrics[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    @property
+    def dataset(self) -> str:
+        name = self.metrics.get("dataset") or _override_value(self.overrides, "dataset")
+        return str(name or _target_name(self.config.get("dataset")) or "?")
+
+    @property
+    def model(self) -> str:
+        name = self.metrics.get("model") or _override_value(self.overrides, "model")
+        return str(name or _target_name(self.config.get("model")) or "?")
+
+    @property
+    def seed(self) -> Any:
+        return self.value("seed")
+
+
+@dataclass
+class MissingJob:
+    """A job the sweep's grid asks for that has no directory (never started, or lost)."""
+
+    sweep_dir: Path
+    number: int
+    overrides: list[str]
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    for item in overrides:
+        name, _, value = item.lstrip("+~").partition("=")
+        if name == key:
+            return value
+    return None
+
+
+def _target_name(node: Any) -> str | None:
+    if isinstance(node, dict) and isinstance(node.get("_target_"), str):
+        return node["_target_"].rsplit(".", 1)[-1]
+    return None
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_job(directory: Path) -> Job:
+    """The job in ``directory`` (a folder with ``.hydra/`` and, once it ended, ``metrics.json``)."""
+    config = _load_yaml(directory / ".hydra" / "config.yaml")
+    overrides = _load_yaml(directory / ".hydra" / "overrides.yaml")
+    job = Job(
+        directory=directory,
+        status="incomplete",
+        config=config if isinstance(config, dict) else {},
+        overrides=[str(o) for o in overrides] if isinstance(overrides, list) else [],
+    )
+    path = directory / METRICS_FILE
+    if not path.exists():
+        job.error = "no metrics.json (still running, killed, or not started)"
+        return job
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(metrics, dict):
+            raise ValueError("metrics.json is not a JSON object")
+    except (OSError, ValueError) as error:
+        job.status, job.error = "unreadable", f"metrics.json: {error}"
+        return job
+    job.metrics = metrics
+    job.status = str(metrics.get("status", "unknown"))
+    if job.status == "failed":
+        job.error = f"{metrics.get('error_type', 'Error')}: {metrics.get('error', '')}".strip()
+    return job
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The overrides of every job of a basic-sweeper grid, in job-number order, from ``multirun.yaml``
+    (Hydra's own grid expansion); None when unknown (no multirun.yaml, or another sweeper such as Optuna)."""
+    multirun = _load_yaml(sweep_dir / "multirun.yaml")
+    if not isinstance(multirun, dict):
+        return None
+    hydra_cfg = multirun.get("hydra") or {}
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        arguments = params + list((hydra_cfg.get("overrides") or {}).get("task") or [])
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:  # an unparsable grid must not stop the report
+        return None
+
+
+def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
+    """Every job under the sweep directories, the grid's jobs without a directory, and problems found."""
+    jobs: list[Job] = []
+    missing: list[MissingJob] = []
+    problems: list[str] = []
+    for sweep_dir in map(Path, sweep_dirs):
+        if not sweep_dir.is_dir():
+            problems.append(f"{sweep_dir}: not a directory")
+            continue
+        directories = sorted(
+            {p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")}
+            | {p.parent for p in sweep_dir.rglob(METRICS_FILE)},
+            key=lambda p: (len(p.parts), int(p.name) if p.name.isdigit() else math.inf, str(p)),
+        )
+        directories = [d for d in directories if d != sweep_dir or (d / METRICS_FILE).exists()]
+        if not directories:
+            problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
+        jobs.extend(read_job(d) for d in directories)
+        grid = expected_jobs(sweep_dir)
+        if grid is not None:
+            for number, overrides in enumerate(grid):
+                if not (sweep_dir / str(number)).is_dir():
+                    missing.append(MissingJob(sweep_dir, number, overrides))
+    return jobs, missing, problems
+
+
+# -- statistics ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of ``n`` values with the half-width of its two-sided confidence interval (NaN for n < 2)."""
+
+    mean: float
+    half_width: float
+    n: int
+    std: float
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def mean_confidence_interval(values: Sequence[float], level: float = 0.95) -> Estimate:
+    """``mean ± t_{(1+level)/2, n-1} · s / √n`` with ``s`` the sample standard deviation (ddof = 1)."""
+    from scipy import stats
+
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0, math.nan)
+    mean = sum(values) / n
+    if n == 1:
+        return Estimate(mean, math.nan, 1, math.nan)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Estimate(mean, float(stats.t.ppf((1 + level) / 2, n - 1)) * std / math.sqrt(n), n, std)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Best parameter value against the baseline on one data set (Table 3)."""
+
+    row: str
+    best: float
+    best_estimate: Estimate
+    baseline: float
+    baseline_estimate: Estimate
+    relative_difference: float  # 100 · (best - baseline) / best, the paper's "diff %"
+    n_pairs: int
+    mean_difference: float
+    t_statistic: float
+    p_value: float
+
+
+def paired_comparison(
+    row: str,
+    by_value: dict[float, dict[Any, float]],
+    baseline: float,
+    higher_is_better: bool,
+) -> PairedComparison | None:
+    """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test)."""
+    from scipy import stats
+
+    estimates = {v: mean_confidence_interval(list(seeds.values())) for v, seeds in by_value.items() if seeds}
+    if baseline not in estimates:
+        return None
+    best = (max if higher_is_better else min)(estimates, key=lambda v: (estimates[v].mean, -abs(v - baseline)))
+    seeds = sorted(set(by_value[best]) & set(by_value[baseline]), key=str)
+    a = [by_value[best][s] for s in seeds]
+    b = [by_value[baseline][s] for s in seeds]
+    t_stat = p_value = math.nan
+    if best != baseline and len(seeds) >= 2:
+        differences = [x - y for x, y in zip(a, b, strict=True)]
+        if any(d != differences[0] for d in differences):
+            result = stats.ttest_rel(a, b)
+            t_stat, p_value = float(result.statistic), float(result.pvalue)
+    best_mean, base_mean = estimates[best].mean, estimates[baseline].mean
+    return PairedComparison(
+        row=row,
+        best=best,
+        best_estimate=estimates[best],
+        baseline=baseline,
+        baseline_estimate=estimates[baseline],
+        relative_difference=100.0 * (best_mean - base_mean) / best_mean if best_mean else math.nan,
+        n_pairs=len(seeds),
+        mean_difference=(sum(a) - sum(b)) / len(seeds) if seeds else math.nan,
+        t_statistic=t_stat,
+        p_value=p_value,
+    )
+
+
+# -- tables --------------------------------------------------------------------------------------------------
+def _row_label(job: Job, multiple_models: bool) -> str:
+    return f"{job.dataset} ({job.model})" if multiple_models else job.dataset
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class Table:
+    """``values[row][parameter value][seed] = metric`` of the completed jobs."""
+
+    metric: ReportMetric
+    values: dict[str, dict[float, dict[Any, float]]]
+
+    @property
+    def columns(self) -> list[float]:
+        return sorted({v for per_row in self.values.values() for v in per_row})
+
+    def estimate(self, row: str, column: float) -> Estimate:
+        return mean_confidence_interval(list(self.values.get(row, {}).get(column, {}).values()))
+
+
+def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Table:
+    completed = [j for j in jobs if j.status == "completed"]
+    models_per_dataset: dict[str, set[str]] = defaultdict(set)
+    for job in completed:
+        models_per_dataset[job.dataset].add(job.model)
+    values: dict[str, dict[float, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
+    for job in completed:
+        column, value = _as_float(job.value(parameter)), _as_float(job.metrics.get(metric.key))
+        if column is None or value is None:
+            continue
+        row = _row_label(job, len(models_per_dataset[job.dataset]) > 1)
+        seed = job.seed if job.seed is not None else str(job.directory)
+        values[row][column][seed] = value
+    return Table(metric, {r: dict(v) for r, v in sorted(values.items())})
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def format_cell(estimate: Estimate, scale: float) -> str:
+    if estimate.n == 0:
+        return "–"
+    if estimate.n == 1:
+        return f"{_fmt(estimate.mean * scale)} (n=1)"
+    return f"{_fmt(estimate.mean * scale)} ± {_fmt(estimate.half_width * scale)} (n={estimate.n})"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _param_label(parameter: str) -> str:
+    name = parameter.rsplit(".", 1)[-1]
+    return {"gamma": "γ", "epsilon": "ε"}.get(name, name)
+
+
+def table_rows(table: Table) -> list[list[str]]:
+    return [
+        [row, *(format_cell(table.estimate(row, c), table.metric.scale) for c in table.columns)] for row in table.values
+    ]
+
+
+def comparisons(table: Table, baseline: float) -> list[PairedComparison]:
+    found = (paired_comparison(r, v, baseline, table.metric.higher_is_better) for r, v in table.values.items())
+    return [c for c in found if c is not None]
+
+
+def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[list[str]]:
+    return [
+        [
+            c.row,
+            f"{c.best:g}",
+            format_cell(c.best_estimate, scale),
+            format_cell(c.baseline_estimate, scale),
+            _fmt(c.relative_difference),
+            str(c.n_pairs),
+            _fmt(c.p_value, 4),
+        ]
+        for c in items
+    ]
+
+
+# -- writing -------------------------------------------------------------------------------------------------
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_table_csv(path: Path, table: Table, parameter: str) -> Path:
+    rows = []
+    for row, per_value in table.values.items():
+        for column in sorted(per_value):
+            e = table.estimate(row, column)
+            seeds = ";".join(str(s) for s in sorted(per_value[column], key=str))
+            rows.append([row, column, e.mean, e.half_width, e.low, e.high, e.std, e.n, seeds])
+    header = ["row", parameter, "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n", "seeds"]
+    return _write_csv(path, header, rows)
+
+
+def write_comparison_csv(path: Path, items: Sequence[PairedComparison], parameter: str) -> Path:
+    header = [
+        "row", f"best_{parameter}", "best_mean", "best_ci95_half_width", "best_n", f"baseline_{parameter}",
+        "baseline_mean", "baseline_ci95_half_width", "baseline_n", "diff_percent", "n_pairs",
+        "mean_paired_difference", "t_statistic", "p_value",
+    ]  # fmt: skip
+    rows = [
+        [
+            c.row,
+            c.best,
+            c.best_estimate.mean,
+            c.best_estimate.half_width,
+            c.best_estimate.n,
+            c.baseline,
+            c.baseline_estimate.mean,
+            c.baseline_estimate.half_width,
+            c.baseline_estimate.n,
+            c.relative_difference,
+            c.n_pairs,
+            c.mean_difference,
+            c.t_statistic,
+            c.p_value,
+        ]  # fmt: skip
+        for c in items
+    ]
+    return _write_csv(path, header, rows)
+
+
+def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str) -> Path:
+    keys = [m.key for m in REPORT_METRICS] + ["val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature"]
+    header = ["directory", "status", "dataset", "model", "smoothing", parameter, "seed", *keys, "error"]
+    rows = [
+        [
+            str(j.directory),
+            j.status,
+            j.dataset,
+            j.model,
+            j.metrics.get("smoothing", ""),
+            j.value(parameter),
+            j.seed,
+            *(j.metrics.get(k, "") for k in keys),
+            j.error,
+        ]  # fmt: skip
+        for j in jobs
+    ]
+    return _write_csv(path, header, rows)
+
+
+def plot_metric_vs_parameter(
+    path: Path, tables: Sequence[Table], parameter: str, ylabel: str, labels: Sequence[str] | None = None
+) -> Path | None:
+    """One panel per data set: mean ± 95% CI of each table's metric against the parameter."""
+    from matplotlib.figure import Figure
+
+    rows = sorted({r for t in tables for r in t.values})
+    if not rows:
+        return None
+    figure = Figure(figsize=(4.2 * len(rows), 3.4), layout="constrained")
+    axes = figure.subplots(1, len(rows), squeeze=False)[0]
+    for ax, row in zip(axes, rows, strict=True):
+        for i, table in enumerate(tables):
+            columns = sorted(table.values.get(row, {}))
+            estimates = [table.estimate(row, c) for c in columns]
+            means = [e.mean * table.metric.scale for e in estimates]
+            errors = [0.0 if math.isnan(e.half_width) else e.half_width * table.metric.scale for e in estimates]
+            label = labels[i] if labels else table.metric.title
+            ax.errorbar(columns, means, yerr=errors, marker="o", capsize=3, label=label)
+        ax.set_title(row)
+        ax.set_xlabel(_param_label(parameter))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if len(tables) > 1:
+            ax.legend(fontsize=8)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def read_bins(job: Job) -> dict[str, list[dict[str, float]]]:
+    """The per-bin test numbers the calibration callback saved, by split (``test``, ``test_ts``)."""
+    path = job.directory / CALIBRATION_CSV
+    bins: dict[str, list[dict[str, float]]] = defaultdict(list)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                bins[record["split"]].append(
+                    {k: float(record[k]) for k in ("lower", "upper", "count", "accuracy", "confidence")}
+                )
+    except (OSError, KeyError, ValueError):
+        return {}
+    return dict(bins)
+
+
+def pool_bins(bin_lists: Iterable[Sequence[dict[str, float]]]) -> list[dict[str, float]]:
+    """Bins of several runs with the same edges merged: counts summed, accuracy and confidence count-weighted."""
+    pooled: dict[tuple[float, float], list[float]] = {}
+    for bins in bin_lists:
+        for b in bins:
+            key = (round(b["lower"], 9), round(b["upper"], 9))
+            entry = pooled.setdefault(key, [0.0, 0.0, 0.0])
+            entry[0] += b["count"]
+            entry[1] += b["count"] * b["accuracy"]
+            entry[2] += b["count"] * b["confidence"]
+    return [
+        {"lower": lo, "upper": hi, "count": n, "accuracy": a / n, "confidence": c / n}
+        for (lo, hi), (n, a, c) in sorted(pooled.items())
+        if n
+    ]
+
+
+def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list[Path]:
+    """Per data set, the test reliability diagrams of every parameter value side by side (seeds pooled);
+    a second row of figures after temperature scaling."""
+    grouped: dict[str, dict[float, list[dict[str, list[dict[str, float]]]]]] = defaultdict(lambda: defaultdict(list))
+    for job in jobs:
+        value = _as_float(job.value(parameter))
+        if job.status == "completed" and value is not None and (bins := read_bins(job)):
+            grouped[job.dataset][value].append(bins)
+    paths = []
+    symbol = _param_label(parameter)
+    for dataset, by_value in sorted(grouped.items()):
+        for split, suffix, what in (("test", "", "test"), ("test_ts", "_ts", "test, temperature-scaled")):
+            panels = {
+                f"{symbol}={v:g} ({what}, {len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
+                for v, runs in sorted(by_value.items())
+            }
+            panels = {title: bins for title, bins in panels.items() if bins}
+            if panels:
+                path = out_dir / f"reliability_{_slug(dataset)}{suffix}.png"
+                reliability_figure(panels, panel_width=3.0).savefig(path, dpi=100)
+                paths.append(path)
+    return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    files: list[Path]
+    tables: list[Table]
+    comparisons: dict[str, list[PairedComparison]]
+    jobs: list[Job]
+    missing: list[MissingJob]
+    problems: list[str]
+
+
+def make_report(
+    sweep_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    parameter: str = "smoothing.gamma",
+    baseline: float = 1.0,
+) -> Report:
+    """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir)."""
+    jobs, missing, problems = collect(sweep_dirs)
+    out = Path(out_dir or sweep_dirs[0])
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_runs_csv(out / "runs.csv", jobs, parameter)]
+    tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
+    compared = {t.metric.key: comparisons(t, baseline) for t in tables}
+    for table in tables:
+        files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
+        files.append(
+            write_comparison_csv(
+                out / f"best_vs_baseline_{table.metric.slug}.csv", compared[table.metric.key], parameter
+            )
+        )
+    plots = [
+        plot_metric_vs_parameter(out / "accuracy_vs_gamma.png", tables[:1], parameter, "best val. accuracy (%)"),
+        plot_metric_vs_parameter(
+            out / "ece_vs_gamma.png", tables[1:], parameter, "test ECE (%)", ["before", "after temperature scaling"]
+        ),
+        *plot_reliability(out, jobs, parameter),
+    ]
+    files += [p for p in plots if p is not None]
+    markdown = out / "report.md"
+    markdown.write_text(
+        render_markdown(sweep_dirs, out, jobs, missing, problems, tables, compared, parameter, baseline, plots),
+        encoding="utf-8",
+    )
+    return Report(out, markdown, [markdown, *files], tables, compared, jobs, missing, problems)
+
+
+def render_markdown(
+    sweep_dirs: Sequence[str | os.PathLike],
+    out: Path,
+    jobs: Sequence[Job],
+    missing: Sequence[MissingJob],
+    problems: Sequence[str],
+    tables: Sequence[Table],
+    compared: dict[str, list[PairedComparison]],
+    parameter: str,
+    baseline: float,
+    plots: Sequence[Path | None],
+) -> str:
+    symbol = _param_label(parameter)
+    counts = defaultdict(int)
+    for job in jobs:
+        counts[job.status] += 1
+    parts = [
+        "# Label smoothing sweep report",
+        "",
+        "Sweeps: " + ", ".join(f"`{d}`" for d in sweep_dirs),
+        "",
+        f"Jobs: {len(jobs)} found ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}), "
+        f"{len(missing)} missing from the grid.",
+        "",
+        "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
+        "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
+    ]
+    for table in tables:
+        parts += ["", f"## Tables 1-2 · {table.metric.title} by {symbol} (`{table.metric.key}`)", ""]
+        if table.values:
+            header = ["data set", *(f"{symbol} = {c:g}" for c in table.columns)]
+            parts.append(_markdown(header, table_rows(table)))
+        else:
+            parts.append(f"No completed job reports `{table.metric.key}` with `{parameter}`.")
+        items = compared[table.metric.key]
+        which = "highest" if table.metric.higher_is_better else "lowest"
+        parts += [
+            "",
+            f"### Table 3 · {table.metric.title}: best {symbol} ({which} mean) vs {symbol} = {baseline:g}",
+            "",
+        ]
+        if items:
+            header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline:g}", "diff %", "pairs", "p-value"]
+            parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
+            parts += [
+                "",
+                "`diff % = 100 · (best - baseline) / best` (the paper's definition); p-value: two-sided paired t-test "
+                "over the seeds both have (`scipy.stats.ttest_rel`); – when fewer than 2 pairs or identical. The best "
+                f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
+            ]
+        else:
+            parts.append(f"No data set has completed runs at {symbol} = {baseline:g}.")
+    shown = [p for p in plots if p is not None]
+    if shown:
+        parts += ["", "## Plots", ""]
+        parts += [f"![{p.stem}]({os.path.relpath(p, out)})" for p in shown]
+    failed = [j for j in jobs if j.status != "completed"]
+    parts += ["", "## Failed, unfinished and missing jobs", ""]
+    if not failed and not missing and not problems:
+        parts.append("None: every job completed.")
+    for job in failed:
+        parts.append(f"- `{job.directory}` ({job.status}): {' '.join(job.overrides)} — {job.error}")
+    for item in missing:
+        parts.append(f"- `{item.sweep_dir}/{item.number}` (missing): {' '.join(item.overrides)}")
+    parts += [f"- {problem}" for problem in problems]
+    return "\n".join(parts) + "\n"
+
+
+# -- W&B ---------------------------------------------------------------------------------------------------------
+def why_wandb_cannot_publish() -> str | None:
+    """Why publishing to W&B cannot work from here (None when it can): offline mode, no API key, no network."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in {"offline", "dryrun", "disabled"}:
+        return f"WANDB_MODE={mode}: W&B is set to offline; unset it (or WANDB_MODE=online) to publish"
+    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if not os.environ.get("WANDB_API_KEY"):
+        import netrc
+
+        try:
+            entry = netrc.netrc().authenticators(host)
+        except (OSError, netrc.NetrcParseError):
+            entry = None
+        if not entry:
+            return f"no W&B API key for {host}: run `wandb login` or set WANDB_API_KEY"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as error:
+        return f"cannot reach {host} ({error}): no network"
+    return None
+
+
+def publish_to_wandb(report: Report, project: str = "labelsmooth", entity: str | None = None) -> str:
+    """Log the summary tables (``wandb.Table``) and plots (``wandb.Image``) to a W&B run of job type
+    ``report``, grouped with the sweep's training runs; return its URL. Raises RuntimeError with the reason
+    when W&B is offline or unreachable."""
+    reason = why_wandb_cannot_publish()
+    if reason:
+        raise RuntimeError(reason)
+    import wandb
+
+    group = "sweep-" + "-".join(report.out_dir.resolve().parts[-2:])
+    run = wandb.init(project=project, entity=entity, job_type="report", group=group, name=f"report-{group}")
+    try:
+        for path in report.files:
+            if path.suffix == ".csv":
+                with open(path, newline="", encoding="utf-8") as handle:
+                    rows = list(csv.reader(handle))
+                if rows:
+                    run.log({f"tables/{path.stem}": wandb.Table(columns=rows[0], data=rows[1:])})
+            elif path.suffix == ".png":
+                run.log({f"plots/{path.stem}": wandb.Image(str(path))})
+        run.save(str(report.markdown), base_path=str(report.out_dir), policy="now")
+        return str(run.url)
+    finally:
+        run.finish()
+
+
+# -- command line --------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="report.py")
+    parser.add_argument("sweep_dirs", nargs="+", help="outputs/multirun/<date>/<time> (one or more)")
+    parser.add_argument("--out", help="where to write the report (default: the first sweep directory)")
+    parser.add_argument("--param", default="smoothing.gamma", help="the swept parameter (default smoothing.gamma)")
+    parser.add_argument("--baseline", type=float, default=1.0, help="the parameter value to compare against (1.0)")
+    parser.add_argument("--wandb", action="store_true", help="also publish the tables and plots to W&B (online)")
+    parser.add_argument("--project", default="labelsmooth", help="W&B project for --wandb")
+    parser.add_argument("--entity", default=None, help="W&B entity for --wandb")
+    args = parser.parse_args(argv)
+
+    console = Console()
+    report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
+    symbol = _param_label(args.param)
+    for table in report.tables:
+        if not table.values:
+            continue
+        shown = RichTable(title=f"{table.metric.title} by {symbol}")
+        shown.add_column("data set")
+        for column in table.columns:
+            shown.add_column(f"{symbol}={column:g}", justify="right")
+        for row in table_rows(table):
+            shown.add_row(*row)
+        console.print(shown)
+    for job in (j for j in report.jobs if j.status != "completed"):
+        console.print(f"[yellow]{job.status}[/]: {job.directory} {job.error}")
+    for item in report.missing:
+        console.print(f"[yellow]missing[/]: {item.sweep_dir}/{item.number} {' '.join(item.overrides)}")
+    for problem in report.problems:
+        console.print(f"[yellow]{problem}[/]")
+    console.print(f"Report: [bold]{report.markdown}[/] ({len(report.files)} files in {report.out_dir})")
+    if args.wandb:
+        try:
+            url = publish_to_wandb(report, args.project, args.entity)
+        except RuntimeError as error:
+            console.print(f"[red]Not published to W&B[/]: {error}. The report files above are complete.")
+            return 2
+        console.print(f"Published to W&B: {url}")
+    return 0

@@ -1,0 +1,176 @@
+"""The report: confidence intervals and paired tests on known numbers, tables from run outputs, failures listed.
+
+The sweep directories here are written by the test (metrics.json / .hydra files with chosen numbers) so
+every expected value is known; tests/test_sweeps.py runs the report on a real sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labelsmooth.report import (
+    REPORT_METRICS,
+    main,
+    make_report,
+    mean_confidence_interval,
+    paired_comparison,
+    pool_bins,
+    why_wandb_cannot_publish,
+)
+
+T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+T_975_DF1 = 12.706204736174698
+
+
+def test_confidence_interval_on_known_numbers() -> None:
+    estimate = mean_confidence_interval([0.1, 0.2, 0.3])
+    assert estimate.mean == pytest.approx(0.2)
+    assert estimate.std == pytest.approx(0.1)
+    assert estimate.half_width == pytest.approx(T_975_DF2 * 0.1 / math.sqrt(3))
+    assert estimate.low == pytest.approx(0.2 - T_975_DF2 * 0.1 / math.sqrt(3))
+    two = mean_confidence_interval([1.0, 3.0])  # s = √2, h = t · √2 / √2
+    assert two.half_width == pytest.approx(T_975_DF1)
+    one = mean_confidence_interval([0.5])
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.half_width)
+    assert mean_confidence_interval([]).n == 0
+
+
+def test_paired_t_test_on_known_numbers() -> None:
+    # Differences per seed 0.1, 0.05, 0.05: mean 1/15, s = √(1/1200), t = mean / (s/√3) = 4 with 2 d.o.f.
+    # The t distribution with 2 d.o.f. has CDF 1/2 + t / (2√(2 + t²)), so p = 1 - 4/√18.
+    by_value = {0.8: {0: 0.9, 1: 0.8, 2: 0.85}, 1.0: {0: 0.8, 1: 0.75, 2: 0.8}, 0.5: {0: 0.1, 1: 0.2}}
+    result = paired_comparison("digits", by_value, baseline=1.0, higher_is_better=True)
+    assert result.best == 0.8 and result.n_pairs == 3
+    assert result.t_statistic == pytest.approx(4.0)
+    assert result.p_value == pytest.approx(1 - 4 / math.sqrt(18))
+    assert result.mean_difference == pytest.approx(1 / 15)
+    assert result.relative_difference == pytest.approx(100 * (0.85 - 0.78333333) / 0.85, rel=1e-5)
+    lower = paired_comparison("digits", by_value, baseline=1.0, higher_is_better=False)
+    assert lower.best == 0.5 and lower.n_pairs == 2  # seeds 0 and 1 only
+
+
+def test_pooled_bins_weight_by_count() -> None:
+    a = [{"lower": 0.0, "upper": 0.5, "count": 1, "accuracy": 1.0, "confidence": 0.4}]
+    b = [
+        {"lower": 0.0, "upper": 0.5, "count": 3, "accuracy": 0.0, "confidence": 0.2},
+        {"lower": 0.5, "upper": 1.0, "count": 2, "accuracy": 0.5, "confidence": 0.7},
+    ]
+    pooled = pool_bins([a, b])
+    assert pooled[0]["count"] == 4 and pooled[0]["accuracy"] == pytest.approx(0.25)
+    assert pooled[0]["confidence"] == pytest.approx((0.4 + 0.6) / 4)
+    assert pooled[1]["count"] == 2
+
+
+def write_job(sweep: Path, number: int, gamma: float, seed: int, metrics: dict | str | None) -> Path:
+    job = sweep / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    config = {"seed": seed, "smoothing": {"_target_": "labelsmooth.smoothing.GammaSmoothing", "gamma": gamma}}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["smoothing=gamma", f"smoothing.gamma={gamma}", f"seed={seed}"])
+    )
+    if isinstance(metrics, dict):
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    elif isinstance(metrics, str):
+        (job / "metrics.json").write_text(metrics)
+    return job
+
+
+def completed(gamma: float, seed: int, acc: float, ece: float, ece_ts: float) -> dict:
+    return {
+        "status": "completed", "dataset": "digits", "model": "resnet_v1", "smoothing": "gamma",
+        "smoothing.gamma": gamma, "seed": seed, "val/acc_best": acc, "test/ece": ece, "test/ece_ts": ece_ts,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"
+    values = {(0.5, 0): (0.90, 0.10, 0.02), (0.5, 1): (0.92, 0.12, 0.03), (1.0, 0): (0.85, 0.20, 0.04)}
+    for number, ((gamma, seed), (acc, ece, ece_ts)) in enumerate(values.items()):
+        write_job(sweep, number, gamma, seed, completed(gamma, seed, acc, ece, ece_ts))
+    failed = {"status": "failed", "error_type": "ValueError", "error": "boom", "seed": 1, "smoothing.gamma": 1.0}
+    write_job(sweep, 3, 1.0, 1, failed)
+    write_job(sweep, 4, 0.7, 0, None)  # never finished: no metrics.json
+    write_job(sweep, 5, 0.7, 1, "{ not json")
+    multirun = {
+        "hydra": {
+            "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+            "overrides": {"task": ["smoothing=gamma", "smoothing.gamma=0.5,1.0,0.7", "seed=0,1"]},
+        }
+    }
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    return sweep
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None:
+    report = make_report([sweep])
+    acc_rows = {float(r["smoothing.gamma"]): r for r in read_csv(sweep / "table_val_acc_best.csv")}
+    assert set(acc_rows) == {0.5, 1.0}
+    assert float(acc_rows[0.5]["mean"]) == pytest.approx(0.91)
+    assert float(acc_rows[0.5]["ci95_half_width"]) == pytest.approx(T_975_DF1 * 0.01)  # s = 0.01·√2, n = 2
+    assert acc_rows[0.5]["n"] == "2" and acc_rows[1.0]["n"] == "1"
+    ece_rows = {float(r["smoothing.gamma"]): r for r in read_csv(sweep / "table_test_ece_ts.csv")}
+    assert float(ece_rows[0.5]["mean"]) == pytest.approx(0.025)
+    (best,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
+    assert float(best["best_smoothing.gamma"]) == 0.5 and best["n_pairs"] == "1"
+    assert float(best["diff_percent"]) == pytest.approx(100 * (0.91 - 0.85) / 0.91)
+    (best_ece,) = read_csv(sweep / "best_vs_baseline_test_ece.csv")
+    assert float(best_ece["best_smoothing.gamma"]) == 0.5  # lowest ECE
+    text = report.markdown.read_text()
+    assert "| digits | 91.00 ± 12.71 (n=2) | 85.00 (n=1) |" in text
+    for expected in ("3 completed", "(failed)", "ValueError: boom", "(incomplete)", "(unreadable)"):
+        assert expected in text
+    assert report.missing == []  # the grid's 6 jobs all have a directory
+    assert {j.status for j in report.jobs} == {"completed", "failed", "incomplete", "unreadable"}
+    assert len(read_csv(sweep / "runs.csv")) == 6
+    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png"):
+        assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_jobs_of_the_grid_without_a_directory_are_listed_as_missing(sweep: Path) -> None:
+    import shutil
+
+    shutil.rmtree(sweep / "4")
+    report = make_report([sweep])
+    assert [(m.number, m.overrides) for m in report.missing] == [
+        (4, ["smoothing=gamma", "smoothing.gamma=0.7", "seed=0"])
+    ]
+    assert "`" + str(sweep) + "/4` (missing): smoothing=gamma smoothing.gamma=0.7 seed=0" in report.markdown.read_text()
+
+
+def test_report_never_crashes_on_empty_or_absent_directories(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = make_report([empty, tmp_path / "absent"])
+    text = report.markdown.read_text()
+    assert "no jobs found" in text and "not a directory" in text
+    assert all(not t.values for t in report.tables) and len(report.tables) == len(REPORT_METRICS)
+
+
+def test_wandb_publishing_says_why_it_cannot_when_offline(sweep: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert "offline" in why_wandb_cannot_publish()
+    assert main([str(sweep), "--wandb"]) == 2
+    out = capsys.readouterr().out
+    assert "Not published to W&B" in out and "WANDB_MODE=offline" in out
+    assert (sweep / "report.md").is_file()
+
+
+def test_wandb_publishing_without_an_api_key_says_so(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert "wandb login" in why_wandb_cannot_publish()
