@@ -45,3 +45,80 @@ def test_mlp_shapes() -> None:
     assert count(mlp) == 784 * 100 + 100 + 100 * 10 + 10
     with pytest.raises(ValueError, match="inputs of shape"):
         mlp(torch.rand(3, 1, 8, 8))
+
+
+def test_paper_presets_have_the_paper_depths(tmp_path) -> None:
+    import hydra
+
+    from tests.conftest import compose_train_config
+
+    for preset, expected in (("resnet20_v1", (ResNetV1, 0.27e6)), ("resnet83_v2", (ResNetV2, 2.5e6))):
+        cfg = compose_train_config([f"model={preset}"], output_dir=tmp_path)
+        net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=3, image_size=(32, 32))
+        assert isinstance(net, expected[0]) and abs(count(net) - expected[1]) / expected[1] < 0.05
+
+
+def test_seed_mlp_preset_is_784_100_10_sigmoid_without_biases(tmp_path) -> None:
+    import hydra
+
+    from tests.conftest import compose_train_config
+
+    cfg = compose_train_config(["model=mlp_seed"], output_dir=tmp_path)
+    mlp = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(28, 28))
+    assert count(mlp) == 784 * 100 + 100 * 10
+    assert any(isinstance(m, torch.nn.Sigmoid) for m in mlp.modules())
+
+
+def test_timm_model_by_name_with_classes_and_channels() -> None:
+    from labelsmooth.models import timm_model
+
+    net = timm_model("resnet18", num_classes=7, in_channels=1, image_size=28)
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 7)
+    vit = timm_model("test_vit", num_classes=5, in_channels=3, image_size=32, pass_image_size=True)
+    assert vit(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_timm_pretrained_loads_a_local_file_and_never_a_hub(tmp_path) -> None:
+    import timm
+
+    from labelsmooth.models import timm_model
+
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=1000, in_chans=3)
+    weights = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), weights)
+    net = timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(weights))
+    first = next(n for n, p in source.named_parameters() if p.dim() == 4)
+    torch.testing.assert_close(dict(net.named_parameters())[first], dict(source.named_parameters())[first])
+    assert net.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+    with pytest.raises(ValueError, match="local file"):
+        timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=True)
+    with pytest.raises(FileNotFoundError):
+        timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(tmp_path / "absent.pth"))
+
+
+def test_keras_step_schedule_matches_the_example() -> None:
+    from labelsmooth.schedules import KerasStepLR
+
+    def keras_lr_schedule(epoch: int) -> float:  # cifar10_resnet.py, verbatim logic
+        lr = 1e-3
+        if epoch > 180:
+            lr *= 0.5e-3
+        elif epoch > 160:
+            lr *= 1e-3
+        elif epoch > 120:
+            lr *= 1e-2
+        elif epoch > 80:
+            lr *= 1e-1
+        return lr
+
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = KerasStepLR(optimizer)
+    rates = []
+    for _ in range(200):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([keras_lr_schedule(epoch) for epoch in range(200)], rel=1e-9)
+    restored = KerasStepLR(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3))
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.last_epoch == 200

@@ -14,7 +14,8 @@ class MLP(nn.Module):
     """``C·H·W → hidden[0] → … → num_classes`` with one activation after each hidden layer.
 
     ``MLP(hidden_sizes=[100], activation="sigmoid")`` on 28×28 MNIST is the 784-100-10 sigmoid network
-    built from scratch in the seeds (Rashid, *Make Your Own Neural Network*).
+    built from scratch in the seeds (Rashid, *Make Your Own Neural Network*); that network has no bias terms
+    (``bias=False``, the ``mlp_seed`` preset).
     """
 
     def __init__(
@@ -25,6 +26,7 @@ class MLP(nn.Module):
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "relu",
         dropout: float = 0.0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -33,11 +35,11 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_channels * height * width
         for width_out in hidden_sizes:
-            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width_in, width_out, bias=bias), ACTIVATIONS[activation]()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width_in = width_out
-        layers.append(nn.Linear(width_in, num_classes))
+        layers.append(nn.Linear(width_in, num_classes, bias=bias))
         self.layers = nn.Sequential(*layers)
         self.input_shape = (in_channels, height, width)
 

@@ -1,0 +1,49 @@
+"""Any timm model by name, built for the data set's number of classes and input channels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+def timm_model(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | Sequence[int] | None = None,
+    pretrained: bool | str | None = False,
+    pass_image_size: bool = False,
+    **model_kwargs: Any,
+) -> nn.Module:
+    """``timm.create_model(name, num_classes=K, in_chans=C, **model_kwargs)``.
+
+    ``pretrained`` is off by default and may only name a local weights file (``.pth``/``.safetensors``): nothing
+    is fetched from a hub. timm adapts the file's first convolution to ``in_channels`` and drops its classifier
+    when the number of classes differs. ``pass_image_size`` passes ``img_size`` (for models such as ViTs whose
+    shape depends on it).
+    """
+    import timm
+
+    if pass_image_size and image_size is not None:
+        model_kwargs["img_size"] = image_size if isinstance(image_size, int) else tuple(image_size)
+    if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() in {"true", "hub", "yes"}):
+        raise ValueError(
+            "model.pretrained=true would fetch weights from a hub, which this project never does: set "
+            "model.pretrained=/path/to/weights.pth (or .safetensors) to start from a local file, or false"
+        )
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **model_kwargs)
+    weights = Path(pretrained).expanduser()
+    if not weights.is_file():
+        raise FileNotFoundError(f"model.pretrained={pretrained}: no such weights file")
+    return timm.create_model(
+        name,
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(weights), "hf_hub_id": None, "url": None},
+        num_classes=num_classes,
+        in_chans=in_channels,
+        **model_kwargs,
+    )
