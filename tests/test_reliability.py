@@ -242,3 +242,38 @@ def test_same_overrides_and_seed_give_the_same_metrics(tmp_path: Path) -> None:
     assert {k: v for k, v in first.items() if k != "checkpoint"} == {
         k: v for k, v in second.items() if k != "checkpoint"
     }
+
+
+# --- DDP ----------------------------------------------------------------------------------------------------
+
+
+def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path) -> None:
+    """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them."""
+    import hydra
+    import pytorch_lightning as pl
+
+    from labelsmooth.module import LabelSmoothingClassifier
+
+    overrides = ["dataset.eval_batch_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=4", "logger=none"]
+    result = cli(["trainer=ddp", "trainer.accelerator=cpu", *overrides], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
+    ddp = json.loads(metrics_file.read_text())
+    assert ddp["world_size"] == 2
+
+    cfg = compose_train_config(overrides, output_dir=tmp_path / "single")
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    assert len(datamodule.val_set) % 2 == 1 and len(datamodule.test_set) % 2 == 1
+    net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
+    module = LabelSmoothingClassifier(
+        net=net,
+        criterion=hydra.utils.instantiate(cfg.smoothing, num_classes=10),
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        num_classes=10,
+    )
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[])
+    single = trainer.validate(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
+    single |= trainer.test(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
+    for key in ("val/acc", "val/nll", "val/ece", "val/brier", "test/acc", "test/nll", "test/ece", "test/brier"):
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key

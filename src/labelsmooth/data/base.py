@@ -45,6 +45,21 @@ class ClassificationDataModule(pl.LightningDataModule):
         counts = torch.bincount(self.train_targets.long(), minlength=self.num_classes).double()
         return (counts / counts.sum()).float()
 
+    @staticmethod
+    def evaluation_sampler(dataset: Dataset, shuffle: bool):
+        """Under DDP, a sampler that gives each evaluation sample to exactly one process.
+
+        Lightning's default ``DistributedSampler`` pads the last batch with repeated samples so every process
+        gets as many; the padded duplicates would be counted twice in validation and test metrics.
+        """
+        import torch.distributed as dist
+
+        if shuffle or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(dataset, shuffle=False)
+
     def _loader(self, dataset: Dataset | None, shuffle: bool, batch_size: int) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not built this split yet")
@@ -52,6 +67,7 @@ class ClassificationDataModule(pl.LightningDataModule):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=self.evaluation_sampler(dataset, shuffle),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -277,6 +277,7 @@ class ImageDataModule(ClassificationDataModule):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=self.evaluation_sampler(dataset, shuffle),
             num_workers=0,
             collate_fn=already_batched,
             pin_memory=torch.cuda.is_available(),
