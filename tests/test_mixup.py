@@ -161,17 +161,26 @@ def test_linear_strategies_mix_their_losses() -> None:
         torch.testing.assert_close(mixed, expected, msg=str(strategy))
 
 
-def test_double_smoothing_would_be_detected() -> None:
-    """timm's Mixup smooths by default (label_smoothing=0.1); fed such a target, uniform smoothing would differ."""
+def test_timm_mixup_would_smooth_a_second_time_and_ours_does_not() -> None:
+    """timm's Mixup smooths its mixed target by default (label_smoothing=0.1): fed to a smoothing strategy, that
+    target would be smoothed twice. BatchMixing hands over the unsmoothed mixture."""
+    import numpy as np
+    from timm.data import Mixup
+
     k, eps = 10, 0.1
-    logits, labels = torch.randn(8, k), torch.randint(0, k, (8,))
+    images, labels = labelled_images(8, k)
+    np.random.seed(0)
+    _, timm_default = Mixup(mixup_alpha=0.4, num_classes=k)(images.clone(), labels)
+    np.random.seed(0)
+    _, timm_unsmoothed = Mixup(mixup_alpha=0.4, num_classes=k, label_smoothing=0.0)(images.clone(), labels)
     strategy = UniformSmoothing(k, eps)
-    _, ours = BatchMixing(k, mixup_alpha=0.4)(torch.rand(8, 1, 8, 8), labels)
-    already_smoothed = ours * (1 - eps) + eps / k  # what a smoothing mixer would hand over
-    once = strategy.mixed_target_loss(logits, ours)
-    twice = strategy.mixed_target_loss(logits, already_smoothed)
+    torch.testing.assert_close(timm_default, strategy.smooth(timm_unsmoothed))  # timm smooths: (1-ε)·m + ε/K
+    logits = torch.randn(8, k)
+    once = strategy.mixed_target_loss(logits, timm_unsmoothed)
+    twice = strategy.mixed_target_loss(logits, timm_default)
     assert not torch.allclose(once, twice)
-    torch.testing.assert_close(once, strategy.soft_target_loss(logits, already_smoothed))
+    _, ours = BatchMixing(k, mixup_alpha=0.4)(images, labels)
+    assert ours.min() == 0 and ((ours > 0).sum(-1) <= 2).all()  # unsmoothed: at most two classes carry mass
 
 
 def test_mixed_loss_is_float32_under_bf16_autocast() -> None:

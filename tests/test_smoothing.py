@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from labelsmooth.smoothing import CrossEntropy, GammaSmoothing, UniformSmoothing
+from labelsmooth.smoothing import (
+    BinarySmoothing,
+    CrossEntropy,
+    GammaSmoothing,
+    PriorSmoothing,
+    TargetRange,
+    UniformSmoothing,
+)
 
 
 def reference_loss(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -92,7 +99,9 @@ class OutputShapeRecorder(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("strategy", [UniformSmoothing(100, 0.1), GammaSmoothing(100, 0.9)])
+@pytest.mark.parametrize(
+    "strategy", [UniformSmoothing(100, 0.1), GammaSmoothing(100, 0.9), PriorSmoothing(100, 0.1, prior=[0.01] * 100)]
+)
 def test_no_dense_target_on_the_hot_path(strategy) -> None:
     """The forward pass allocates exactly one (N, K) tensor: the log-probabilities."""
     logits, target = batch(n=64, k=100)
@@ -100,3 +109,13 @@ def test_no_dense_target_on_the_hot_path(strategy) -> None:
         strategy(logits, target)
     dense = [name for name, shape in recorder.outputs if shape == (64, 100) and name not in {"detach", "alias"}]
     assert dense == ["_log_softmax"], recorder.outputs
+
+
+@pytest.mark.parametrize("strategy", [BinarySmoothing(100, 0.1), TargetRange(100)], ids=lambda s: type(s).__name__)
+def test_sigmoid_strategies_build_no_dense_target(strategy) -> None:
+    """The only (N, K) tensor is softplus of the logits: the targets enter through reductions."""
+    logits, target = batch(n=64, k=100)
+    with OutputShapeRecorder() as recorder:
+        strategy(logits, target)
+    dense = [name for name, shape in recorder.outputs if shape == (64, 100) and name not in {"detach", "alias"}]
+    assert dense == ["softplus"], recorder.outputs

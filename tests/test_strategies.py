@@ -229,7 +229,7 @@ def test_disturb_label_against_its_formula(data, alpha: float, seed: int) -> Non
     logits, labels = data
     k = logits.shape[1]
     strategy = DisturbLabel(k, alpha, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed((seed * 6364136223846793005) % 2**63)  # rank 0, first draw
     replace = torch.rand(len(labels), generator=generator) < alpha
     disturbed = torch.where(replace, torch.randint(0, k, (len(labels),), generator=generator), labels)
     close(strategy(logits, labels), F.cross_entropy(logits.double(), disturbed))
@@ -250,9 +250,12 @@ def test_disturb_label_rate_reproducibility_and_checkpointed_generator() -> None
     batch = torch.arange(64) % k
     assert torch.equal(first.disturb(batch), same_seed.disturb(batch))
     assert not torch.equal(first.disturb(batch), other_seed.disturb(batch))
-    resumed = DisturbLabel(k, alpha, seed=99)
+    resumed = DisturbLabel(k, alpha, seed=1)
     resumed.load_state_dict(first.state_dict())
     assert torch.equal(resumed.disturb(batch), first.disturb(batch))
+    assert not torch.equal(DisturbLabel(k, alpha, seed=1).disturb(batch), first.disturb(batch))  # a later draw
+    seeds = {DisturbLabel.draw_seed(0, rank, draw) for rank in range(8) for draw in range(1000)}
+    assert len(seeds) == 8000  # every process and batch gets its own stream
 
 
 # --- online label smoothing ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from labelsmooth.smoothing.base import SmoothingStrategy, check_range
@@ -13,11 +14,13 @@ class DisturbLabel(SmoothingStrategy):
     ``α`` by a class drawn uniformly from all K classes (possibly the true one), then ``loss = -log p_ỹ``.
 
     In expectation the target is ``(1 - α)·onehot(y) + α/K``, uniform smoothing with ``ε = α``, but each sample
-    sees a hard, noisy label. Outside training (``strategy.eval()``) it is plain cross entropy. The draws come
-    from the strategy's own generator seeded with ``seed`` (the run seed in ``conf/smoothing/disturb_label.yaml``),
-    so a run is reproducible; the generator's state is saved in checkpoints (the module's extra state), so a
-    resumed run continues the same sequence. A single disturbed label is not a target distribution, so it
-    refuses MixUp / CutMix.
+    sees a hard, noisy label. Outside training (``strategy.eval()``) it is plain cross entropy. A single
+    disturbed label is not a target distribution, so it refuses MixUp / CutMix.
+
+    Reproducibility: the draws of the ``t``-th training batch on process ``rank`` come from a generator seeded with
+    ``draw_seed(seed, rank, t)``; ``seed`` is the run seed (``conf/smoothing/disturb_label.yaml``), ``rank`` keeps
+    DDP processes from disturbing the same positions, and the batch count ``t`` is saved in checkpoints (the
+    module's extra state), so a resumed run continues the same sequence.
     """
 
     def __init__(self, num_classes: int, alpha: float = 0.1, seed: int = 0) -> None:
@@ -27,19 +30,27 @@ class DisturbLabel(SmoothingStrategy):
             raise ValueError(f"smoothing.seed={seed!r} must be an integer in [0, 2^63).")
         self.alpha = float(alpha)
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.draws = 0
 
-    def get_extra_state(self) -> dict[str, torch.Tensor]:
-        return {"generator_state": self.generator.get_state()}
+    @staticmethod
+    def draw_seed(seed: int, rank: int, draw: int) -> int:
+        """The generator seed of draw number ``draw`` on process ``rank`` (distinct pairs give distinct seeds)."""
+        return (seed * 6364136223846793005 + rank * 1442695040888963407 + draw) % 2**63
 
-    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator_state"].cpu().clone())
+    def get_extra_state(self) -> dict[str, int]:
+        return {"draws": self.draws}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.draws = int(state["draws"])
 
     def disturb(self, target: torch.Tensor) -> torch.Tensor:
         """``target`` with each entry replaced, with probability α, by a uniformly drawn class."""
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        generator = torch.Generator().manual_seed(self.draw_seed(self.seed, rank, self.draws))
+        self.draws += 1
         n = target.shape[0]
-        replace = torch.rand(n, generator=self.generator) < self.alpha
-        random_labels = torch.randint(0, self.num_classes, (n,), generator=self.generator)
+        replace = torch.rand(n, generator=generator) < self.alpha
+        random_labels = torch.randint(0, self.num_classes, (n,), generator=generator)
         return torch.where(replace.to(target.device), random_labels.to(target.device), target.long())
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
