@@ -118,3 +118,64 @@ def test_calibration_plots_and_tables_go_to_wandb(tmp_path: Path) -> None:
     tables = list((run / "files" / "media" / "table").rglob("*.json"))
     assert any("reliability_diagram" in p.name for p in images), images
     assert any("reliability_bins" in p.name for p in tables), tables
+
+
+def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:
+    """Train a few batches, then ``python eval.py ckpt_path=<best checkpoint>``: same data, same weights, same
+    validation logits, so the same test metrics and the same temperature."""
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import FAST, REPO_ROOT, compose_train_config
+
+    run_dir = tmp_path / "run"
+    overrides = ["smoothing=gamma", "smoothing.gamma=0.7"]
+    trained = run_training(run_dir, overrides)
+    # What Hydra writes next to every run (run_training composes the same config in-process).
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    eval_dir = tmp_path / "eval"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "eval.py"),
+            f"ckpt_path={trained['checkpoint']}",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={eval_dir}",
+            "+trainer.limit_val_batches=2",
+            "+trainer.limit_test_batches=2",
+        ],  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+    assert evaluated["status"] == "completed" and evaluated["smoothing.gamma"] == 0.7
+    assert evaluated["dataset"] == "digits" and evaluated["checkpoint"] == trained["checkpoint"]
+    for key in ("test/acc", "test/nll", "test/ece", "test/ace", "test/brier", "temperature", "test/ece_ts"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-5), key
+    assert (eval_dir / "calibration" / "reliability_test.png").is_file()
+
+
+def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "x.ckpt").write_bytes(b"not a checkpoint")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval.py"), f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "LABELSMOOTH_ROOT": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "no run config" in result.stderr + result.stdout
