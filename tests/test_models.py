@@ -14,6 +14,9 @@ def count(model: torch.nn.Module) -> int:
 
 
 def test_parameter_counts_match_the_keras_example() -> None:
+    # Keras' model.summary() of ResNet20v1: 274,442 parameters, of which 1,376 BN moving statistics (buffers here).
+    model = ResNetV1(10, 3, 32, depth=20)
+    assert count(model) == 273_066 and sum(b.numel() for n, b in model.named_buffers() if "running" in n) == 1_376
     assert 0.26e6 < count(ResNetV1(10, 3, 32, depth=20)) < 0.28e6
     assert 2.4e6 < count(ResNetV2(10, 3, 32, depth=83)) < 2.6e6
 
