@@ -1,0 +1,131 @@
+"""Sweeps as users run them: a tiny γ × seed grid in parallel, the report on it, resuming it, Optuna, SLURM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from labelsmooth.report import mean_confidence_interval
+from labelsmooth.train import CONFIG_DIR
+from tests.conftest import REPO_ROOT, run_cli
+
+FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false"]
+GRID = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "seed=0,1"]
+
+
+def run_report(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "report.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def metrics_of(sweep: Path) -> dict[int, dict]:
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun" / "day" / "time"
+    command = ["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    result = run_cli(command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = metrics_of(sweep)
+    assert sorted(jobs) == [0, 1, 2, 3] and all(m["status"] == "completed" for m in jobs.values())
+
+    report = run_report([str(sweep)], cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = read_csv(sweep / "table_val_acc_best.csv")
+    assert sorted(float(r["smoothing.gamma"]) for r in table) == [0.5, 1.0]
+    text = (sweep / "report.md").read_text()
+    for row in table:
+        gamma = float(row["smoothing.gamma"])
+        values = [m["val/acc_best"] for m in jobs.values() if m["smoothing.gamma"] == gamma]
+        assert len(values) == 2 and row["n"] == "2" and row["seeds"] == "0;1"
+        assert float(row["mean"]) == pytest.approx(sum(values) / 2, abs=1e-12)
+        estimate = mean_confidence_interval(values)
+        assert float(row["ci95_half_width"]) == pytest.approx(estimate.half_width, abs=1e-12)
+        assert f"{100 * estimate.mean:.2f} ± {100 * estimate.half_width:.2f} (n=2)" in text
+    for metric in ("test_ece", "test_ece_ts"):
+        for row in read_csv(sweep / f"table_{metric}.csv"):
+            key = metric.replace("test_", "test/")
+            values = [m[key] for m in jobs.values() if m["smoothing.gamma"] == float(row["smoothing.gamma"])]
+            assert float(row["mean"]) == pytest.approx(sum(values) / len(values), abs=1e-12)
+    (compared,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
+    assert compared["n_pairs"] == "2" and float(compared["baseline_smoothing.gamma"]) == 1.0
+    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png", "reliability_digits.png", "reliability_digits_ts.png"):
+        assert (sweep / name).is_file(), name
+    assert "None: every job completed." in text
+
+    # Resume: job 1 "failed" and job 3 was killed before writing metrics.json; 0 and 2 are kept as they are.
+    failed = {**jobs[1], "status": "failed", "error": "simulated"}
+    (sweep / "1" / "metrics.json").write_text(json.dumps(failed))
+    (sweep / "3" / "metrics.json").unlink()
+    kept = {n: (sweep / str(n) / "metrics.json").read_bytes() for n in (0, 2)}
+    report = run_report([str(sweep)], cwd=tmp_path)
+    text = (sweep / "report.md").read_text()
+    assert "(failed)" in text and "(incomplete)" in text and "simulated" in text
+
+    result = run_cli(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("test accuracy") + result.stderr.count("test accuracy") == 2  # two jobs trained
+    for number, content in kept.items():
+        assert (sweep / str(number) / "metrics.json").read_bytes() == content
+    assert all(m["status"] == "completed" for m in metrics_of(sweep).values())
+
+
+@pytest.mark.slow
+def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    result = run_cli(
+        [
+            "hparams_search=gamma_optuna",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.params={smoothing.gamma:'choice(0.05,0.9)'}",
+            "hydra.sweeper.n_trials=2",
+            *FAST,
+            f"hydra.sweep.dir={sweep}",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = {m["smoothing.gamma"]: m["status"] for m in metrics_of(sweep).values()}
+    assert statuses == {0.9: "completed", 0.05: "failed"}  # γ must exceed 1/K = 0.1
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_params"] == {"smoothing.gamma": 0.9}
+    completed = next(m for m in metrics_of(sweep).values() if m["status"] == "completed")
+    assert best["best_value"] == pytest.approx(completed["val/acc_best"])
+
+
+def compose_hydra(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def test_launcher_and_search_presets_compose() -> None:
+    slurm = compose_hydra(["hydra/launcher=slurm", "trainer.devices=1"])
+    launcher = slurm.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == 1
+    assert OmegaConf.select(slurm, "hydra.launcher.gpus_per_node") == 1
+    parallel = compose_hydra(["hydra/launcher=parallel"])
+    assert parallel.hydra.launcher._target_.endswith("JoblibLauncher")
+    for search, parameter in (("gamma_optuna", "smoothing.gamma"), ("epsilon_optuna", "smoothing.epsilon")):
+        cfg = compose_hydra([f"hparams_search={search}"])
+        assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc_best"
+        assert parameter in cfg.hydra.sweeper.params and parameter.split(".")[1] in cfg.smoothing
+    assert compose_hydra([]).resume_sweep is False
