@@ -8,6 +8,7 @@ report can draw them from run outputs without importing torch or the training co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def draw_reliability(ax_bars, ax_hist, bins: Sequence[BinRow], title: str = "") 
     ax_bars.set_xlim(0, 1)
     ax_bars.set_ylim(0, 1)
     ax_bars.set_ylabel("accuracy")
-    ax_bars.set_title(f"{title}  ECE={stats['ece']:.4f}".strip(), fontsize=9)
+    ax_bars.set_title(f"{title}\nECE={stats['ece']:.4f}".strip(), fontsize=9)
     ax_bars.legend(loc="upper left", fontsize=7)
 
     total = stats["count"] or 1.0
@@ -67,13 +68,23 @@ def draw_reliability(ax_bars, ax_hist, bins: Sequence[BinRow], title: str = "") 
     ax_hist.legend(loc="upper left", fontsize=7)
 
 
-def reliability_figure(panels: Mapping[str, Sequence[BinRow]], panel_width: float = 3.4) -> Figure:
-    """One column per ``title -> bins`` entry, side by side: reliability diagram over confidence histogram."""
+def reliability_figure(
+    panels: Mapping[str, Sequence[BinRow]], panel_width: float = 3.4, panels_per_row: int = 5, title: str = ""
+) -> Figure:
+    """One panel per ``title -> bins`` entry, side by side (``panels_per_row`` to a row): the reliability diagram
+    over the confidence histogram."""
     n = max(len(panels), 1)
-    figure = Figure(figsize=(panel_width * n, 5.2), layout="constrained")
-    axes = figure.subplots(2, n, squeeze=False, sharex="col", gridspec_kw={"height_ratios": [3, 1]})
-    for column, (title, bins) in enumerate(panels.items()):
-        draw_reliability(axes[0][column], axes[1][column], bins, title)
+    columns = min(n, panels_per_row)
+    rows = math.ceil(n / columns)
+    figure = Figure(figsize=(panel_width * columns, 5.2 * rows), layout="constrained")
+    subfigures = figure.subfigures(rows, columns, squeeze=False)
+    for index, (panel_title, bins) in enumerate(panels.items()):
+        axes = subfigures[index // columns][index % columns].subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+        draw_reliability(axes[0], axes[1], bins, panel_title)
+    if title:
+        figure.suptitle(title)
     return figure
 
 

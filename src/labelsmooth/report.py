@@ -528,15 +528,16 @@ def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list
     paths = []
     symbol = _param_label(parameter)
     for dataset, by_value in sorted(grouped.items()):
-        for split, suffix, what in (("test", "", "test"), ("test_ts", "_ts", "test, temperature-scaled")):
+        for split, suffix, what in (("test", "", "test"), ("test_ts", "_ts", "test after temperature scaling")):
             panels = {
-                f"{symbol}={v:g} ({what}, {len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
+                f"{symbol}={v:g} ({len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
                 for v, runs in sorted(by_value.items())
             }
             panels = {title: bins for title, bins in panels.items() if bins}
             if panels:
                 path = out_dir / f"reliability_{_slug(dataset)}{suffix}.png"
-                reliability_figure(panels, panel_width=3.0).savefig(path, dpi=100)
+                figure = reliability_figure(panels, panel_width=3.0, title=f"{dataset}: {what}, seeds pooled")
+                figure.savefig(path, dpi=100)
                 paths.append(path)
     return paths
 
@@ -619,6 +620,11 @@ def render_markdown(
         "",
         "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
         "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
+        "",
+        f"Table 3 compares the best {symbol} with {symbol} = {baseline:g}: `diff % = 100 · (best - baseline) / best` "
+        "(the paper's definition); p-value: two-sided paired t-test over the seeds both have "
+        "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
+        f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
     ]
     for table in tables:
         parts += ["", f"## Tables 1-2 · {table.metric.title} by {symbol} (`{table.metric.key}`)", ""]
@@ -637,12 +643,6 @@ def render_markdown(
         if items:
             header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline:g}", "diff %", "pairs", "p-value"]
             parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
-            parts += [
-                "",
-                "`diff % = 100 · (best - baseline) / best` (the paper's definition); p-value: two-sided paired t-test "
-                "over the seeds both have (`scipy.stats.ttest_rel`); – when fewer than 2 pairs or identical. The best "
-                f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
-            ]
         else:
             parts.append(f"No data set has completed runs at {symbol} = {baseline:g}.")
     shown = [p for p in plots if p is not None]
@@ -731,16 +731,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
     symbol = _param_label(args.param)
-    for table in report.tables:
+    for table in report.tables:  # one row per parameter value, one column per data set (fits a terminal)
         if not table.values:
             continue
-        shown = RichTable(title=f"{table.metric.title} by {symbol}")
-        shown.add_column("data set")
+        shown = RichTable(title=f"{table.metric.title}: mean ± 95% CI (n)")
+        shown.add_column(symbol, justify="right")
+        for row in table.values:
+            shown.add_column(row, justify="right")
         for column in table.columns:
-            shown.add_column(f"{symbol}={column:g}", justify="right")
-        for row in table_rows(table):
-            shown.add_row(*row)
+            shown.add_row(
+                f"{column:g}", *(format_cell(table.estimate(r, column), table.metric.scale) for r in table.values)
+            )
         console.print(shown)
+        items = report.comparisons[table.metric.key]
+        if items:
+            compared = RichTable(title=f"Table 3 · {table.metric.title}: best {symbol} vs {symbol} = {args.baseline:g}")
+            for name in ("data set", f"best {symbol}", "best", "baseline", "diff %", "pairs", "p-value"):
+                compared.add_column(name, justify="left" if name == "data set" else "right")
+            for row in comparison_rows(items, table.metric.scale):
+                compared.add_row(*row)
+            console.print(compared)
     for job in (j for j in report.jobs if j.status != "completed"):
         console.print(f"[yellow]{job.status}[/]: {job.directory} {job.error}")
     for item in report.missing:
