@@ -19,11 +19,12 @@ the tests share them.
 * Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks"): one scalar
   ``T > 0`` divides the logits, ``softmax(z / T)``, fitted by minimising the NLL on held-out (validation)
   logits. It keeps the argmax, so accuracy is unchanged. torchmetrics / Lightning have no fitter, so it is
-  written here: L-BFGS over ``log T`` (keeps ``T`` positive) on the full batch of logits.
+  written here: a bounded scalar search (scipy) over ``log T`` on the full set of logits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -123,33 +124,31 @@ def expected_calibration_error(
 
 
 def fit_temperature(
-    logits: torch.Tensor, target: torch.Tensor, max_iter: int = 200, bounds: tuple[float, float] = (0.01, 100.0)
+    logits: torch.Tensor, target: torch.Tensor, bounds: tuple[float, float] = (0.01, 100.0), tolerance: float = 1e-9
 ) -> float:
-    """The temperature ``T = argmin_T NLL(softmax(z / T), y)`` (Guo et al. 2017), by L-BFGS over ``log T``.
+    """The temperature ``T = argmin_T NLL(softmax(z / T), y)`` (Guo et al. 2017) on held-out logits.
 
-    ``logits`` (N, K) and ``target`` (N,) are the held-out set (the validation split). The result is clamped
-    to ``bounds``; for N = 0 it is 1 (no scaling).
+    ``logits`` (N, K) and ``target`` (N,) are the held-out set (the validation split). The NLL is convex in
+    ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
+    (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
+    the result does not depend on the order of the samples (under DDP they arrive interleaved). For N = 0 it is
+    1 (no scaling).
     """
+    from scipy.optimize import minimize_scalar
+
     if logits.shape[0] == 0:
         return 1.0
-    # Lightning evaluates under inference mode: leave it, and copy the (inference) tensors, to use autograd.
-    with torch.inference_mode(False), torch.enable_grad():
-        logits = logits.detach().float().cpu().clone()
-        target = target.detach().long().cpu().clone()
-        log_t = torch.zeros(1, requires_grad=True)
-        optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+    with torch.inference_mode(False), torch.no_grad():
+        logits = logits.detach().cpu().double()
+        target = target.detach().cpu().long()
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(logits / log_t.exp(), target)
-            loss.backward()
-            return loss
+        def nll(log_t: float) -> float:
+            return float(F.cross_entropy(logits / math.exp(log_t), target))
 
-        optimizer.step(closure)
-        temperature = float(log_t.detach().exp())
-    if not torch.isfinite(torch.tensor(temperature)):
-        return 1.0
-    return min(max(temperature, bounds[0]), bounds[1])
+        result = minimize_scalar(
+            nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": tolerance}
+        )
+    return float(math.exp(result.x))
 
 
 def temperature_scaled_metrics(

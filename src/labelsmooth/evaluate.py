@@ -82,6 +82,7 @@ def build_module(run_cfg: DictConfig, datamodule: Any):
 def evaluate(cfg: DictConfig, output_dir: Path, dataset_choice: str | None = None) -> dict[str, Any]:
     """Validate and test ``cfg.ckpt_path``; write ``metrics.json`` into ``output_dir``; return the summary."""
     import pytorch_lightning as pl
+    from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.callbacks import CalibrationCallback
     from labelsmooth.checkpoints import check_checkpoint_matches
@@ -135,7 +136,8 @@ def evaluate(cfg: DictConfig, output_dir: Path, dataset_choice: str | None = Non
         summary["error"] = str(error)
         raise
     finally:
-        write_metrics_json(output_dir, summary)
+        if rank_zero_only.rank == 0:
+            write_metrics_json(output_dir, summary)
         if type(logger).__name__ == "WandbLogger":
             import wandb
 
@@ -163,5 +165,8 @@ def main(cfg: DictConfig) -> float | None:
     runtime = HydraConfig.get().runtime
     output_dir = Path(runtime.output_dir)
     summary = evaluate(cfg, output_dir, dataset_choice=runtime.choices.get("dataset"))
-    print_summary(summary, output_dir)
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print_summary(summary, output_dir)
     return summary.get("test/acc")
