@@ -42,13 +42,13 @@ from labelsmooth.reliability import save_reliability_figure
 BIN_COLUMNS = ["split", "lower", "upper", "count", "accuracy", "confidence"]
 
 
-def gather_across_processes(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Concatenate ``tensor`` (first dimension may differ per process) from every DDP process, on CPU."""
+def gather_across_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (its first dimension may differ per process) from every DDP process; on CPU."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return tensor
+        return tensor.cpu()
     from torchmetrics.utilities.distributed import gather_all_tensors
 
-    return torch.cat([part.cpu() for part in gather_all_tensors(tensor.to(device))])
+    return torch.cat([part.cpu() for part in gather_all_tensors(tensor.contiguous())])
 
 
 def write_bins_csv(path: Path, rows: dict[str, list[CalibrationBin]]) -> Path:
@@ -94,7 +94,8 @@ class CalibrationCallback(pl.Callback):
     # -- collecting --------------------------------------------------------------------------------------
     def _collect(self, outputs: Any) -> None:
         if isinstance(outputs, dict) and "logits" in outputs and "target" in outputs:
-            self._batches.append((outputs["logits"].detach().float().cpu(), outputs["target"].detach().cpu()))
+            # Kept on the device until the epoch ends: no host synchronisation per batch.
+            self._batches.append((outputs["logits"].detach().float(), outputs["target"].detach()))
 
     def _gathered(self, pl_module: pl.LightningModule) -> tuple[torch.Tensor, torch.Tensor] | None:
         batches, self._batches = self._batches, []
@@ -102,7 +103,7 @@ class CalibrationCallback(pl.Callback):
             return None
         logits = torch.cat([b[0] for b in batches])
         target = torch.cat([b[1] for b in batches])
-        return gather_across_processes(logits, pl_module.device), gather_across_processes(target, pl_module.device)
+        return gather_across_processes(logits), gather_across_processes(target)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches = []
