@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import torch
-from common import alternate, median, ratio, write_result
+from common import BENCH_THREADS, alternate, median, ratio, use_bench_threads, write_result
 from synthetic_data import synthetic_images
 from torch.utils.data import DataLoader, Dataset
 
@@ -56,10 +56,7 @@ def images_per_second(loader: DataLoader, step) -> float:
 def run(quick: bool = False) -> dict[str, Any]:
     from torchvision.transforms import v2
 
-    # One intra-op thread for both: per-image ops with 2 threads on a busy 2-core machine stall for
-    # milliseconds each (measured: 168 us per image with 1 thread, 8.5 ms with 2 under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    use_bench_threads()
     count = 2_000 if quick else 10_000
     repetitions = 2 if quick else 3
     images, targets = uint8_images(count)
@@ -109,13 +106,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         row["baseline_img_s"] = median(base)
         row["speedup"] = ratio(row["ours_img_s"], row["baseline_img_s"])
         rows.append(row)
-    torch.set_num_threads(threads)
     return {
         "title": f"Data path, images per second at batch {BATCH} (shift {SHIFT} + horizontal flip), CPU",
         "goal": "report (higher is better; speedup = ours / baseline)",
         "images": count,
         "note": note,
-        "torch_threads": 1,
+        "torch_threads": BENCH_THREADS,
         "rows": rows,
     }
 

@@ -15,7 +15,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import REPO_ROOT, alternate, compose_train_config, median, ratio, write_result
+from common import (
+    BENCH_THREADS,
+    REPO_ROOT,
+    alternate,
+    compose_train_config,
+    median,
+    ratio,
+    use_bench_threads,
+    write_result,
+)
 
 N = 256
 CLASS_COUNTS = (10, 100, 1000)
@@ -56,10 +65,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     import hydra
 
     repetitions = 3 if quick else 11
-    # One intra-op thread: these are sub-millisecond operations, which two threads on a shared 2-core
-    # machine turn into millisecond stalls (the measurement would then be of the machine's load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    use_bench_threads()
     rows: list[dict[str, Any]] = []
     generator = torch.Generator().manual_seed(0)
     for name, cfg in strategy_configs().items():
@@ -103,12 +109,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                     # Same loss as torch's label smoothing (in float32): the comparison is like for like.
                     row["loss_gap_vs_torch"] = abs(ours_value - baseline_loss(logits.float(), target).item())
                 rows.append(row)
-    torch.set_num_threads(threads)
     return {
         "title": f"Loss forward+backward, N={N}, microseconds per call",
         "goal": "uniform and gamma <= 1.05x F.cross_entropy(label_smoothing)",
         "strategies": strategy_names(),
-        "torch_threads": 1,
+        "torch_threads": BENCH_THREADS,
         "rows": rows,
     }
 

@@ -1,12 +1,14 @@
 """Benchmark 1: the pipeline (``train()`` with its real Trainer, module and data module) vs a plain loop.
 
 "Pipeline" is ``labelsmooth.train.train`` on the config that ``python train.py <overrides>`` composes (W&B
-offline logger, checkpoints, learning-rate monitor, progress bar: the defaults), plus a callback that
-timestamps the epochs. "Plain loop" is a hand-written PyTorch loop over the same data set object, model
-config, loss, optimizer, scheduler, batch size and number of steps, with the same seed: one training pass
-and one validation pass (accuracy) per epoch. Both run in this process, alternately; the first epoch of
-each run is warm-up and is not timed. Reported: the median seconds per epoch (training pass, and whole
-epoch including validation and checkpoints) and the final validation accuracy of both.
+offline logger, checkpoints, calibration, NaN guard, progress bar: the defaults), plus a callback that
+timestamps the epochs. "Plain loop" is a hand-written PyTorch loop over the same data module's torch
+DataLoaders and batch preprocessing, the same model config, loss, optimizer, scheduler, batch size and number
+of steps, with the same seed: one training pass and one validation pass (accuracy) per epoch. Both run in
+this process, alternately, with one torch thread (see ``common.BENCH_THREADS``); the first epoch of each run
+is warm-up and is not timed. Reported: the median seconds per epoch (training pass, and whole epoch with
+validation, checkpoints and plots) and the final validation accuracy of both (the same seed gives the same
+numbers: a check that both train the same model on the same batches).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from typing import Any
 
 import probes
 import torch
-from common import alternate, compose_train_config, median, ratio, write_result
-from torch.utils.data import DataLoader
+from common import BENCH_THREADS, alternate, compose_train_config, median, ratio, use_bench_threads, write_result
 
 SYNTHETIC_DATASET = {
     "_target_": "synthetic_data.SyntheticImageDataModule",
@@ -51,8 +52,8 @@ class Case:
 
 
 def cases(quick: bool) -> list[Case]:
-    epochs = 3 if quick else 5
-    synthetic_steps = 4 if quick else 12
+    epochs = 3 if quick else 4
+    synthetic_steps = 4 if quick else 8
     return [
         Case("digits · MLP", ["model=mlp"], epochs),
         Case("digits · ResNet-8 v1", ["model=resnet_v1", "model.depth=8"], epochs),
@@ -110,8 +111,11 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
     groups = getattr(net, "optimizer_param_groups", None)
     optimizer = hydra.utils.instantiate(cfg.optimizer)(groups() if callable(groups) else net.parameters())
     scheduler = hydra.utils.instantiate(cfg.scheduler)(optimizer) if cfg.get("scheduler") else None
-    train_loader = DataLoader(datamodule.train_set, batch_size=datamodule.batch_size, shuffle=True)
-    val_loader = DataLoader(datamodule.val_set, batch_size=datamodule.eval_batch_size)
+    # The data module's own torch DataLoaders (its in-memory batch fetch) and its batch preprocessing (what
+    # Lightning calls in on_after_batch_transfer): the same data pipeline, without the framework.
+    train_loader = datamodule.train_dataloader()
+    val_loader = datamodule.val_dataloader()
+    preprocess = getattr(datamodule, "preprocess_batch", None) or (lambda batch, train: batch)
 
     train_s: list[float] = []
     epoch_s: list[float] = []
@@ -120,9 +124,10 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
         start = time.perf_counter()
         net.train()
         loss_sum = torch.zeros(())
-        for step, (inputs, target) in enumerate(train_loader):
+        for step, batch in enumerate(train_loader):
             if case.train_steps is not None and step >= case.train_steps:
                 break
+            inputs, target = preprocess(batch, train=True)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(net(inputs), target)
             loss.backward()
@@ -133,9 +138,10 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
         correct = torch.zeros((), dtype=torch.long)
         seen = 0
         with torch.inference_mode():
-            for step, (inputs, target) in enumerate(val_loader):
+            for step, batch in enumerate(val_loader):
                 if case.val_steps is not None and step >= case.val_steps:
                     break
+                inputs, target = preprocess(batch, train=False)
                 correct += (net(inputs).argmax(dim=-1) == target).sum()
                 seen += target.numel()
         val_acc = correct.item() / max(seen, 1)
@@ -148,6 +154,7 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    use_bench_threads()
     repetitions = 2 if quick else 3
     rows = []
     for case in cases(quick):
@@ -181,6 +188,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {
         "title": "Pipeline vs plain PyTorch loop, seconds per epoch after warm-up",
         "goal": "ratio <= 1.10",
+        "torch_threads": BENCH_THREADS,
         "rows": rows,
     }
 

@@ -26,6 +26,18 @@ RESULTS_DIR = BENCH_DIR / "results"
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# One torch (OpenMP) thread everywhere, ours and baseline alike. This 2-core machine is shared: with two
+# intra-op threads, a ResNet-20 step took 2-7 s instead of 1.1-1.5 s whenever another process held a core
+# (each parallel region waits for its descheduled thread), which made every ratio a measure of the load.
+BENCH_THREADS = 1
+os.environ.setdefault("OMP_NUM_THREADS", str(BENCH_THREADS))
+
+
+def use_bench_threads() -> None:
+    import torch
+
+    torch.set_num_threads(BENCH_THREADS)
+
 
 def compose_train_config(overrides: list[str] | None = None, output_dir: Path | None = None):
     """``conf/train.yaml`` composed with ``overrides`` exactly as ``python train.py <overrides>`` would."""

@@ -51,7 +51,9 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.num_classes = int(num_classes)
-        self.train_loss = MeanMetric()
+        # nan_strategy='disable': no per-step `isnan(x).any()` host sync (a NaN loss shows in the epoch mean,
+        # and the NaN guard callback stops the run).
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_metrics = classification_metrics(self.num_classes, prefix="val/")
         self.test_metrics = classification_metrics(self.num_classes, prefix="test/")
         self.val_acc_best = MaxMetric()
@@ -73,7 +75,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
             loss = self.criterion.mixed_target_loss(self(inputs), mixed_target)
         else:
             loss = self.criterion(self(inputs), target)
-        self.train_loss(loss.detach())
+        self.train_loss.update(loss.detach())  # update, not forward: no per-step batch value (logged per epoch)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
