@@ -451,7 +451,8 @@ def test_every_strategy_has_a_config_and_records_its_parameters(tmp_path) -> Non
 # none, uniform and gamma train in tests/test_training.py; online gets a two-epoch run below.
 @pytest.mark.parametrize("option", sorted(set(STRATEGY_OPTIONS) - {"none", "uniform", "gamma", "online"}))
 def test_every_strategy_trains(tmp_path, option: str) -> None:
-    summary = run_training(tmp_path, [f"smoothing={option}", "model=mlp", "trainer.limit_train_batches=2"])
+    quick = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]
+    summary = run_training(tmp_path, [f"smoothing={option}", "model=mlp", *quick])
     assert summary["status"] == "completed"
     assert summary["smoothing"] == option
     assert 0.0 <= summary["test/acc"] <= 1.0 and math.isfinite(summary["test/nll"])
