@@ -17,17 +17,17 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
         ``q = α·onehot(y) + (1 - α)·S_y``,  ``loss = -Σ_k q_k log p_k = α·CE + (1 - α)·(-Σ_k S_{y,k} log p_k)``
 
     (Zhang et al. use ``α = 0.5``). In epoch 0 ``S`` is uniform smoothing with ``initial_epsilon``
-    (``S_c = (1 - ε)·onehot(c) + ε/K``; ``ε = 0``: one-hot, so epoch 0 is plain cross entropy). Deviation from
-    the reference code, which leaves such rows zero: a class with no correctly classified sample in an epoch keeps
-    its previous row.
+    (``S_c = (1 - ε)·onehot(c) + ε/K``; ``ε = 0``: one-hot, so epoch 0 is plain cross entropy). A choice made here,
+    where the paper leaves it open: a class with no correctly classified sample in an epoch keeps its previous row.
 
     The statistics are gathered in ``forward`` while training (``p`` detached) and turned into ``S`` by
     ``on_train_epoch_start()``, which the training module calls at the start of every training epoch (so a run
     resumed from an end-of-epoch checkpoint still applies the statistics of the epoch it saved). Under
     ``torch.distributed`` the sums and counts are first added across processes. ``S`` is a buffer (identical on
     every process); the running sums and counts are per-process, so they live in the module's extra state
-    (saved in checkpoints, but not a buffer that DDP would overwrite with rank 0's copy). Under MixUp a sample
-    counts for the class with the largest weight in its mixed target.
+    (saved in checkpoints, but not a buffer that DDP would overwrite with rank 0's copy; a checkpoint holds rank 0's
+    share, so after a DDP resume mid-way the next ``S`` is estimated from that share). Under MixUp a sample counts
+    for the class with the largest weight in its mixed target.
     """
 
     def __init__(self, num_classes: int, alpha: float = 0.5, initial_epsilon: float = 0.0) -> None:
