@@ -76,8 +76,13 @@ class LabelSmoothingClassifier(pl.LightningModule):
         else:
             loss = self.criterion(self(inputs), target)
         self.train_loss.update(loss.detach())  # update, not forward: no per-step batch value (logged per epoch)
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # The epoch's mean loss, logged once per epoch: a per-step self.log costs ~0.5 ms of Lightning
+        # bookkeeping per step on a small CPU (bench/RESULTS.md). compute() has already reduced over processes.
+        self.log("train/loss", self.train_loss.compute(), prog_bar=True, sync_dist=True)
+        self.train_loss.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
