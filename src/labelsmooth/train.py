@@ -262,6 +262,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         "model": context.choices.get("model", _target_name(cfg.get("model"))),
         "smoothing": context.choices.get("smoothing", _target_name(cfg.get("smoothing"))),
         **smoothing_parameters(cfg.get("smoothing")),
+        "augment": context.choices.get("augment", _target_name(cfg.get("augment"))),
     }
     logger: Any = None
     exit_code = 1
