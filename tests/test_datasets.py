@@ -190,3 +190,12 @@ def test_training_on_an_on_disk_data_set_under_ddp(tmp_path: Path) -> None:
     (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["status"] == "completed" and metrics["world_size"] == 2 and metrics["dataset"] == "mnist"
+
+
+def test_decathlon_streams_imagenet12_and_keeps_the_other_domains_in_memory(tmp_path: Path) -> None:
+    from labelsmooth.data import DecathlonDataModule
+
+    assert DecathlonDataModule(str(tmp_path), domain="imagenet12", in_memory=None).in_memory is False
+    assert DecathlonDataModule(str(tmp_path), domain="dtd", in_memory=None).in_memory is True
+    with pytest.raises(ValueError, match="vgg-flowers"):
+        DecathlonDataModule(str(tmp_path), domain="flowers")

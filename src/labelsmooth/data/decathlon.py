@@ -61,7 +61,8 @@ class DecathlonDataModule(ImageDataModule):
     def __init__(self, root: str, domain: str = "aircraft", image_size: int = 72, channels: int = 3, **kwargs: Any):
         if domain not in DOMAINS:
             raise ValueError(f"dataset.domain={domain!r} is not one of {DOMAINS}")
-        kwargs.setdefault("in_memory", domain != "imagenet12")
+        if kwargs.get("in_memory") is None:  # imagenet12's 1.2 M images stream, the other domains fit in memory
+            kwargs["in_memory"] = domain != "imagenet12"
         super().__init__(root, image_size, channels, **kwargs)
         self.domain = domain
         self.expected_files = (

@@ -98,9 +98,11 @@ class BatchPreprocessor:
             raise RuntimeError("BatchPreprocessor: call set_statistics() with the training split first")
         x = scale_to_range(images, self.input_range)
         if self.mean is not None:
-            x = x - self.mean.to(x.device)
+            self.mean = self.mean.to(x.device)  # moved once, then reused on the training device
+            x = x - self.mean
         if self.std is not None:
-            x = x / self.std.to(x.device)
+            self.std = self.std.to(x.device)
+            x = x / self.std
         if train:
             x = random_shift(x, self.shift, generator)
             if self.hflip:
