@@ -199,3 +199,20 @@ def test_decathlon_streams_imagenet12_and_keeps_the_other_domains_in_memory(tmp_
     assert DecathlonDataModule(str(tmp_path), domain="dtd", in_memory=None).in_memory is True
     with pytest.raises(ValueError, match="vgg-flowers"):
         DecathlonDataModule(str(tmp_path), domain="flowers")
+
+
+def test_a_failed_download_says_what_to_put_where(tmp_path: Path, monkeypatch) -> None:
+    """Offline with ``download=true``: torchvision's download raises (here without touching the network)."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import MNIST
+
+    def offline(self) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setattr(MNIST, "download", offline)
+    cfg = compose_train_config(["dataset=mnist", f"paths.data_dir={tmp_path}"])
+    data = hydra.utils.instantiate(cfg.dataset)
+    with pytest.raises(DatasetNotFoundError, match="download failed.*no network") as error:
+        data.prepare_data()
+    assert "MNIST/raw/train-images-idx3-ubyte" in str(error.value) and str(tmp_path) in str(error.value)
