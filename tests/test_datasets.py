@@ -216,3 +216,9 @@ def test_a_failed_download_says_what_to_put_where(tmp_path: Path, monkeypatch) -
     with pytest.raises(DatasetNotFoundError, match="download failed.*no network") as error:
         data.prepare_data()
     assert "MNIST/raw/train-images-idx3-ubyte" in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_declared_number_of_classes_is_checked_against_the_labels(tmp_path: Path) -> None:
+    data = build("mnist", tmp_path, num_classes=5)
+    with pytest.raises(ValueError, match=r"outside 0\.\.4"):
+        data.setup("fit")

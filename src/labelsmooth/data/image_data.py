@@ -139,8 +139,11 @@ class ImageDataModule(ClassificationDataModule):
         normalize: str = "none",
         shift: float = 0.0,
         hflip: bool = False,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
+        if num_classes is not None:  # declared by the config; checked against the labels in setup
+            self.num_classes = int(num_classes)
         if channels not in (1, 3):
             raise ValueError(f"dataset.channels={channels} must be 1 or 3")
         self.root = Path(root).expanduser() if root is not None else None
@@ -208,6 +211,11 @@ class ImageDataModule(ClassificationDataModule):
                 train_index = train_index[kept]
         if self.num_classes is None:
             self.num_classes = len(getattr(base_train, "classes", [])) or int(targets.max()) + 1
+        if int(targets.max()) >= self.num_classes or int(targets.min()) < 0:
+            raise ValueError(
+                f"{self.name}: labels run from {int(targets.min())} to {int(targets.max())}, outside "
+                f"0..{self.num_classes - 1} (dataset.num_classes={self.num_classes})"
+            )
         self.train_targets = targets[train_index]
 
         if self.in_memory:
