@@ -53,7 +53,7 @@ class Case:
 
 def cases(quick: bool) -> list[Case]:
     epochs = 3 if quick else 4
-    synthetic_steps = 4 if quick else 8
+    synthetic_steps = 4 if quick else 6
     return [
         Case("digits · MLP", ["model=mlp"], epochs),
         Case("digits · ResNet-8 v1", ["model=resnet_v1", "model.depth=8"], epochs),
@@ -63,7 +63,7 @@ def cases(quick: bool) -> list[Case]:
             ["model=resnet_v1", "model.depth=20"],
             3,
             dataset=SYNTHETIC_DATASET,
-            trainer={"limit_train_batches": synthetic_steps, "limit_val_batches": 2, "limit_test_batches": 2},
+            trainer={"limit_train_batches": synthetic_steps, "limit_val_batches": 1, "limit_test_batches": 1},
         ),
     ]
 
