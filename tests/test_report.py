@@ -174,3 +174,32 @@ def test_wandb_publishing_without_an_api_key_says_so(monkeypatch, tmp_path: Path
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     assert "wandb login" in why_wandb_cannot_publish()
+
+
+def test_several_sweeps_give_one_row_per_data_set(tmp_path: Path) -> None:
+    for dataset, acc in (("digits", 0.9), ("mnist", 0.99)):
+        sweep = tmp_path / dataset
+        for number, seed in enumerate((0, 1)):
+            metrics = {**completed(1.0, seed, acc + seed / 100, 0.1, 0.01), "dataset": dataset}
+            write_job(sweep, number, 1.0, seed, metrics)
+    report = make_report([tmp_path / "digits", tmp_path / "mnist"], out_dir=tmp_path / "report")
+    (table, *_) = report.tables
+    assert list(table.values) == ["digits", "mnist"]
+    assert table.estimate("mnist", 1.0).mean == pytest.approx(0.995)
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_publishing_logs_the_tables_and_plots_to_a_wandb_run(sweep: Path, monkeypatch) -> None:
+    """The publishing code path against a real (offline) W&B run: only the online check is bypassed."""
+    import labelsmooth.report as report_module
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(report_module, "why_wandb_cannot_publish", lambda: None)
+    report = make_report([sweep])
+    report_module.publish_to_wandb(report)
+    (run,) = (sweep / "wandb").glob("offline-run-*")
+    tables = [p.name for p in (run / "files" / "media" / "table").rglob("*.json")]
+    images = [p.name for p in (run / "files" / "media" / "images").rglob("*.png")]
+    assert any("table_val_acc_best" in name for name in tables)
+    assert any("accuracy_vs_gamma" in name for name in images)

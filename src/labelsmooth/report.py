@@ -695,7 +695,9 @@ def publish_to_wandb(report: Report, project: str = "labelsmooth", entity: str |
     import wandb
 
     group = "sweep-" + "-".join(report.out_dir.resolve().parts[-2:])
-    run = wandb.init(project=project, entity=entity, job_type="report", group=group, name=f"report-{group}")
+    run = wandb.init(
+        project=project, entity=entity, job_type="report", group=group, name=f"report-{group}", dir=str(report.out_dir)
+    )
     try:
         for path in report.files:
             if path.suffix == ".csv":
