@@ -12,30 +12,15 @@ from torch.utils.data import Dataset
 from labelsmooth.data.image_data import ImageDataModule, InMemoryImages
 
 
-def stratified_split(
-    targets: np.ndarray, fractions: tuple[float, float], seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of a stratified (train, val, test) split with the given val and test fractions."""
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(targets))
-    val_fraction, test_fraction = fractions
-    rest, test = train_test_split(indices, test_size=test_fraction, stratify=targets, random_state=seed)
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1.0 - test_fraction), stratify=targets[rest], random_state=seed
-    )
-    return np.sort(train), np.sort(val), np.sort(test)
-
-
 class DigitsDataModule(ImageDataModule):
     """1,797 grey-scale 8×8 digits (UCI ML hand-written digits, via ``sklearn.datasets.load_digits``).
 
-    Split train / val / test with a fixed ``split_seed`` (scikit-learn's stratified ``train_test_split``),
-    independent of the run's seed, so every run of a sweep sees the same split: ``test_fraction`` of all
-    images is the test split (360), ``val_fraction`` of all images the validation split (270). Pixels (0..16)
-    are stored as uint8 (``v·255/16``, exact up to rounding) and by default standardised with the training
-    split's mean and standard deviation (``normalize``); the paper's options (``pixel_mean``, ``shift``,
-    ``hflip``, ``input_range``) work as for every other image data set.
+    Split train / val / test with a fixed ``split_seed`` (stratified, ``stratified_carve``), independent of the
+    run's seed, so every run of a sweep sees the same split: ``test_fraction`` of all images is the test split
+    (359 images), ``val_fraction`` of all images the validation split (269). Pixels (0..16) are stored as uint8
+    (``v·255/16``, exact up to rounding) and by default standardised with the training split's mean and
+    standard deviation (``normalize``); the paper's options (``pixel_mean``, ``shift``, ``hflip``,
+    ``input_range``) work as for every other image data set.
     """
 
     name = "digits"
@@ -62,22 +47,17 @@ class DigitsDataModule(ImageDataModule):
             raise ValueError("dataset.val_fraction + dataset.test_fraction must be below 1")
         super().__init__(
             None, 8, 1, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-            split_seed=split_seed,
+            val_size=val_fraction / (1.0 - test_fraction), test_size=test_fraction, split_seed=split_seed,
             in_memory=True, download=False, normalize=normalize, input_range=input_range, shift=shift, hflip=hflip,
             **kwargs,
         )  # fmt: skip
         self.fractions = (float(val_fraction), float(test_fraction))
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
-        if not hasattr(self, "_splits"):
-            from sklearn.datasets import load_digits
+        if split != "train":
+            return None
+        from sklearn.datasets import load_digits
 
-            digits = load_digits()
-            images = torch.from_numpy(np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
-            targets = torch.from_numpy(digits.target.astype(np.int64))
-            indices = stratified_split(digits.target, self.fractions, self.split_seed)
-            self._splits = {
-                name: InMemoryImages(images[index], targets[index])
-                for name, index in zip(("train", "val", "test"), indices, strict=True)
-            }
-        return self._splits[split]
+        digits = load_digits()
+        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+        return InMemoryImages(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(digits.target.astype(np.int64)))
