@@ -42,6 +42,11 @@ def run_benchmark(name: str, quick: bool) -> tuple[int, float]:
         code = subprocess.run(args, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
     elapsed = time.perf_counter() - start
     print(f"   {'done' if code == 0 else f'FAILED ({code})'} in {elapsed:.0f} s", flush=True)
+    result_file = RESULTS_DIR / f"{name}.json"
+    if code == 0 and result_file.is_file():  # keep the duration with the numbers, for --report
+        result = json.loads(result_file.read_text())
+        result["took_s"] = round(elapsed, 1)
+        result_file.write_text(json.dumps(result, indent=2) + "\n")
     return code, elapsed
 
 
@@ -139,8 +144,13 @@ SECTIONS = {
 }
 
 
-def render(durations: dict[str, float]) -> str:
+def render() -> str:
     machine = machine_info()
+    suite = RESULTS_DIR / "run_all.json"
+    suite_line = ""
+    if suite.is_file():
+        run = json.loads(suite.read_text())
+        suite_line = f"- last `make bench`{' --quick' if run.get('quick') else ''}: {run['total_s']:.0f} s in all"
     lines = [
         "# Benchmark results",
         "",
@@ -148,9 +158,11 @@ def render(durations: dict[str, float]) -> str:
         "",
         f"- machine: {machine['cpu']}, **{machine['cpu_cores']} CPU cores**, GPU: {machine['gpu']}",
         f"- torch {machine['torch']}, Python {machine['python']}, commit {machine['git_commit']}",
-        f"- date: {machine['date']}; 1-minute load average at the end: {machine['load_average_1min']}",
+        f"- rendered {machine['date']} (1-minute load average {machine['load_average_1min']});"
+        " each section says when it was measured",
         "- medians of repetitions; ours and the baseline alternate within one process; ratio = ours / baseline",
         "  (time: lower is better), except the data path (images/s: speed-up = ours / baseline).",
+        suite_line,
         "",
     ]
     for name, render_section in SECTIONS.items():
@@ -159,7 +171,7 @@ def render(durations: dict[str, float]) -> str:
             lines += [f"## {name}", "", "not run", ""]
             continue
         result = json.loads(path.read_text())
-        took = f" (took {durations[name]:.0f} s)" if name in durations else ""
+        took = f" (took {result['took_s']:.0f} s)" if "took_s" in result else ""
         measured = result.get("machine", {})
         lines += [f"## {result.get('title', name)}", ""]
         lines += [
@@ -180,15 +192,17 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--report", action="store_true", help="only re-render RESULTS.md from results/*.json")
     args = parser.parse_args()
-    durations: dict[str, float] = {}
     failed = []
     start = time.perf_counter()
     if not args.report:
         for name in args.only or list(BENCHMARKS):
-            code, durations[name] = run_benchmark(name, args.quick)
+            code, _ = run_benchmark(name, args.quick)
             if code != 0:
                 failed.append(name)
-    (BENCH_DIR / "RESULTS.md").write_text(render(durations))
+        if not args.only:
+            total = {"total_s": round(time.perf_counter() - start, 1), "quick": args.quick, "failed": failed}
+            (RESULTS_DIR / "run_all.json").write_text(json.dumps(total, indent=2) + "\n")
+    (BENCH_DIR / "RESULTS.md").write_text(render())
     print((BENCH_DIR / "RESULTS.md").read_text())
     print(f"total {time.perf_counter() - start:.0f} s; wrote bench/RESULTS.md")
     if failed:
