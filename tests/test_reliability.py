@@ -51,18 +51,21 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
     log_dir = tmp_path / "b"
     args = [*overrides, f"paths.log_dir={log_dir}"]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "train.py"), *args],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    output = tmp_path / "killed_run.log"
+    with output.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "train.py"), *args],
+            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 300
     while not list(log_dir.glob("runs/*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert process.poll() is None, "the run ended before its first checkpoint:\n" + output.read_text()[-3000:]
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     (run_dir,) = log_dir.glob("runs/*/*")
     assert not (run_dir / "metrics.json").exists(), "the run finished before it was killed"
+    assert any(run_dir.glob("wandb/offline-run-*")), output.read_text()[-3000:]
 
     time.sleep(1.1)  # a fresh run would get another <time> directory
     resumed = run_cli([*args, "resume=true"], cwd=tmp_path)
@@ -72,7 +75,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
     expected = json.loads(reference_metrics.read_text())
     assert metrics["status"] == "completed"
     for key in RESULT_KEYS:
-        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), key
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), (key, resumed.stderr[-3000:])
     wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and len({name.rsplit("-", 1)[1] for name in wandb_runs}) == 1
 
