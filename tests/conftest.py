@@ -50,9 +50,16 @@ def run_training(tmp_path: Path, overrides: list[str]) -> dict:
     return train(cfg, RunContext(output_dir=tmp_path, choices=choices_of(overrides)))
 
 
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """The environment of a fresh ``python train.py``: offline W&B, and not attached to the W&B service that
+    in-process tests started in this pytest process (``WANDB_SERVICE``), which would outlive a killed run."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **overrides}
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python train.py <args>`` as a user would run it, from the repository root."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1", **(env or {})}
+    full_env = subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})})
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "train.py"), *args],
         cwd=cwd,

@@ -125,7 +125,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
 
     from omegaconf import OmegaConf
 
-    from tests.conftest import FAST, REPO_ROOT, compose_train_config
+    from tests.conftest import FAST, REPO_ROOT, compose_train_config, subprocess_env
 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7"]
@@ -148,6 +148,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
             capture_output=True,
             text=True,
             timeout=300,
+            env=subprocess_env(),
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads((output / "metrics.json").read_text())
@@ -170,7 +171,7 @@ def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) ->
     import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.conftest import REPO_ROOT, subprocess_env
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "x.ckpt").write_bytes(b"not a checkpoint")
@@ -180,7 +181,7 @@ def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) ->
         capture_output=True,
         text=True,
         timeout=120,
-        env={**__import__("os").environ, "LABELSMOOTH_ROOT": str(tmp_path)},
+        env=subprocess_env(LABELSMOOTH_ROOT=str(tmp_path)),
     )
     assert result.returncode != 0
     assert "no run config" in result.stderr + result.stdout

@@ -21,7 +21,7 @@ from labelsmooth.resume import find_run_to_resume, previous_wandb_run_id
 from labelsmooth.run_outputs import write_text_atomic
 from labelsmooth.train import ConfigurationError, check_devices, check_model_fits_data
 from labelsmooth.wandb_setup import REDACTED, redact_secrets
-from tests.conftest import REPO_ROOT, compose_train_config, run_cli, run_training
+from tests.conftest import REPO_ROOT, compose_train_config, run_cli, run_training, subprocess_env
 
 QUIET = ["trainer.enable_progress_bar=false"]
 RESULT_KEYS = ("val/acc", "val/acc_best", "val/nll", "val/ece", "test/acc", "test/nll", "test/ece", "test/brier")
@@ -50,7 +50,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
 
     log_dir = tmp_path / "b"
     args = [*overrides, f"paths.log_dir={log_dir}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = subprocess_env()
     output = tmp_path / "killed_run.log"
     with output.open("w") as log_file:
         process = subprocess.Popen(
