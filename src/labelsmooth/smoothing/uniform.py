@@ -5,8 +5,9 @@ computed from reductions of the log-probabilities, without a dense (N, K) target
 
     loss = -(1 - ε)·log p_y  -  ε·Σ_k u_k log p_k
 
-(for uniform ``u`` the last term is ``ε/K·Σ_k log p_k``). Under MixUp the hard target is a mixture ``m`` and
-``-(1 - ε)·Σ_k m_k log p_k`` replaces the first term: mix first, then smooth, exactly once.
+For uniform ``u`` (and γ smoothing, which is uniform smoothing with ``ε = K(1-γ)/(K-1)``) that is exactly
+torch's ``F.cross_entropy(label_smoothing=ε)``, used as is (in float32). Under MixUp the hard target is a
+mixture ``m`` and ``-(1 - ε)·Σ_k m_k log p_k`` replaces the first term: mix first, then smooth, exactly once.
 """
 
 from __future__ import annotations
@@ -18,18 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range, float32_log_softmax
-
-
-def two_weight_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, true_class_weight: float, every_class_weight: float
-) -> torch.Tensor:
-    """Mean of ``-(Σ_k q_k log p_k)`` for ``q_k = every_class_weight + [k = y]·(true_class_weight - every)``."""
-    log_probs = float32_log_softmax(logits)
-    true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
-    loss = -(true_class_weight - every_class_weight) * true_log_prob
-    if every_class_weight:
-        loss = loss - every_class_weight * log_probs.sum(dim=-1)
-    return loss.mean()
 
 
 def mixed_two_weight_cross_entropy(
@@ -72,12 +61,9 @@ class UniformSmoothing(TargetDistributionStrategy):
     def off_value(self) -> float:
         return self.epsilon / self.num_classes
 
-    @property
-    def on_value(self) -> float:
-        return 1.0 - self.epsilon + self.off_value
-
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return two_weight_cross_entropy(logits, target, self.on_value, self.off_value)
+        # torch's fused label smoothing: log-softmax, then the true-class and the summed log-probabilities.
+        return F.cross_entropy(logits, target, label_smoothing=self.epsilon)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return mixed_two_weight_cross_entropy(logits, mixed_target, 1.0 - self.epsilon, self.off_value)
@@ -119,7 +105,7 @@ class GammaSmoothing(TargetDistributionStrategy):
         return self.num_classes * (1.0 - self.gamma) / (self.num_classes - 1)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return two_weight_cross_entropy(logits, target, self.gamma, self.off_value)
+        return F.cross_entropy(logits, target, label_smoothing=self.equivalent_epsilon)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return mixed_two_weight_cross_entropy(logits, mixed_target, self.gamma - self.off_value, self.off_value)
