@@ -19,46 +19,46 @@ from labelsmooth.calibration import binned_statistics, calibration_errors, confi
 ECE_BINS = 15
 
 
-class NegativeLogLikelihood(Metric):
+class PerSampleMean(Metric):
+    """The mean over samples of ``per_sample(logits, target)``, summed in float64 and reduced across processes."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.total += self.per_sample(logits.float(), target).double().sum()
+        self.count += target.numel()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count.clamp(min=1)).float()
+
+
+class NegativeLogLikelihood(PerSampleMean):
     """Mean negative log-likelihood of the true class, ``-1/N Σ_i log softmax(z_i)_{y_i}``."""
 
-    full_state_update = False
     higher_is_better = False
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += F.cross_entropy(logits.float(), target, reduction="sum").double()
-        self.count += target.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, reduction="none")
 
 
-class BrierScore(Metric):
+class BrierScore(PerSampleMean):
     """Multiclass Brier score (Brier 1950), ``1/N Σ_i Σ_k (p_ik - [k = y_i])²``, in [0, 2]."""
 
-    full_state_update = False
     higher_is_better = False
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        probs = logits.float().softmax(dim=-1)
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(dim=-1)
         true_prob = probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
         # Σ_k (p_k - onehot_k)² = Σ_k p_k² - 2 p_y + 1, without a dense one-hot.
-        per_sample = probs.square().sum(dim=-1) - 2.0 * true_prob + 1.0
-        self.total += per_sample.double().sum()
-        self.count += target.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
+        return probs.square().sum(dim=-1) - 2.0 * true_prob + 1.0
 
 
 class SoftmaxCalibrationError(MulticlassCalibrationError):
@@ -100,41 +100,19 @@ class AdaptiveCalibrationError(Metric):
         return torch.tensor(calibration_errors(bins)["ece"], dtype=torch.float32)
 
 
-class MeanConfidence(Metric):
+class MeanConfidence(PerSampleMean):
     """Mean top-1 confidence ``1/N Σ_i max_k softmax(z_i)_k`` (compare with accuracy: over-/under-confidence)."""
 
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += logits.float().softmax(dim=-1).max(dim=-1).values.double().sum()
-        self.count += target.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(dim=-1).max(dim=-1).values
 
 
-class MeanPredictiveEntropy(Metric):
+class MeanPredictiveEntropy(PerSampleMean):
     """Mean entropy of the predictive distribution, ``-1/N Σ_i Σ_k p_ik log p_ik`` in nats (0 … log K)."""
 
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        log_probs = logits.float().log_softmax(dim=-1)
-        self.total += -(log_probs.exp() * log_probs).sum(dim=-1).double().sum()
-        self.count += target.numel()
-
-    def compute(self) -> torch.Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = logits.log_softmax(dim=-1)
+        return -(log_probs.exp() * log_probs).sum(dim=-1)
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
