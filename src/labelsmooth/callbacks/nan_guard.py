@@ -14,9 +14,9 @@ class NonFiniteLossError(FloatingPointError):
 class NonFiniteLossGuard(Callback):
     """Watches the training loss; raises ``NonFiniteLossError`` naming the first bad step and likely causes.
 
-    The check is kept on the device (no host sync per step): the first non-finite step is recorded in a
-    device tensor and read back every ``check_every_n_steps`` steps and always before validation, which is
-    where checkpoints are written, so the last checkpoint on disk is always a finite one.
+    No host sync and no tensor operation per step: the losses of the last steps are kept (as device scalars)
+    and checked together every ``check_every_n_steps`` steps and always before validation, which is where
+    checkpoints are written, so the last checkpoint on disk is always a finite one.
     """
 
     def __init__(self, check_every_n_steps: int = 10) -> None:
@@ -24,22 +24,16 @@ class NonFiniteLossGuard(Callback):
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
         self.check_every_n_steps = int(check_every_n_steps)
-        self._first_bad_step: torch.Tensor | None = None
-        self._bad_loss: torch.Tensor | None = None
+        self._pending_steps: list[int] = []
+        self._pending_losses: list[torch.Tensor] = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        loss = loss.detach()
-        step = trainer.global_step
-        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._bad_loss = torch.zeros((), dtype=torch.float32, device=loss.device)
-        bad_now = ~torch.isfinite(loss) & (self._first_bad_step < 0)
-        self._first_bad_step = torch.where(bad_now, torch.as_tensor(step, device=loss.device), self._first_bad_step)
-        self._bad_loss = torch.where(bad_now, loss.float(), self._bad_loss)
-        if step % self.check_every_n_steps == 0:
+        self._pending_steps.append(trainer.global_step)
+        self._pending_losses.append(loss.detach())
+        if len(self._pending_losses) >= self.check_every_n_steps:
             self._raise_if_bad(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -50,12 +44,15 @@ class NonFiniteLossGuard(Callback):
         self._raise_if_bad(trainer)
 
     def _raise_if_bad(self, trainer: pl.Trainer) -> None:
-        if self._first_bad_step is None:
+        if not self._pending_losses:
             return
-        first_bad = int(self._first_bad_step.item())
-        if first_bad < 0:
+        losses = torch.stack([loss.float() for loss in self._pending_losses])
+        steps, self._pending_steps, self._pending_losses = self._pending_steps, [], []
+        bad = ~torch.isfinite(losses)
+        if not bool(bad.any()):  # the one host sync, every check_every_n_steps steps
             return
-        value = float(self._bad_loss.item())
+        first = int(bad.nonzero()[0, 0])
+        first_bad, value = steps[first], float(losses[first])
         precision = str(trainer.precision)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         lr = optimizer.param_groups[0].get("lr") if optimizer else None
