@@ -280,3 +280,18 @@ def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path
     single |= trainer.test(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
     for key in ("val/acc", "val/nll", "val/ece", "val/brier", "test/acc", "test/nll", "test/ece", "test/brier"):
         assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_a_damaged_data_set_file_is_named(tmp_path: Path) -> None:
+    from labelsmooth.data import DatasetNotFoundError
+    from labelsmooth.data.torchvision_sets import CIFAR10DataModule
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        (folder / name).write_bytes(b"\x80\x04not a pickle at all")
+    (folder / "batches.meta").write_bytes(b"truncated")
+    with pytest.raises(DatasetNotFoundError, match=r"damaged files .*checksum mismatch.*data_batch_1"):
+        CIFAR10DataModule(root=str(tmp_path), download=False).prepare_data()
+    assert_short_error(cli(["dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false"], tmp_path),
+                       "damaged files", "batches.meta")  # fmt: skip

@@ -169,9 +169,19 @@ class ImageDataModule(ClassificationDataModule):
         return {}
 
     # ---- opening, with a clear error when the files are absent -------------------------------------
+    def damaged_files(self) -> list[str]:
+        """Files that are present but fail the data set's own integrity check (e.g. torchvision's MD5 sums)."""
+        return []
+
     def missing_message(self) -> str:
+        damaged = self.damaged_files()
+        if damaged:
+            return (
+                f"{self.name}: damaged files under {self.root} (checksum mismatch): {', '.join(damaged)}. Delete "
+                f"them and put intact copies there (from {self.source}), or run with dataset.download=true."
+            )
         return (
-            f"{self.name}: files not found under {self.root}. Expected there: {self.expected_files}. "
+            f"{self.name}: files missing or unreadable under {self.root}. Expected there: {self.expected_files}. "
             f"Get them from {self.source} and put them in {self.root} (set dataset.root or paths.data_dir), "
             "or run once with network access and dataset.download=true."
         )

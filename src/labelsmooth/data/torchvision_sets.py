@@ -63,6 +63,17 @@ class CIFAR10DataModule(ImageDataModule):
     def fast_arrays(self, dataset: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
         return torch.from_numpy(dataset.data).permute(0, 3, 1, 2), torch.as_tensor(dataset.targets)
 
+    def damaged_files(self) -> list[str]:
+        from torchvision.datasets.utils import check_integrity
+
+        cls = self._torchvision_class()
+        folder = self.root / cls.base_folder
+        return [
+            str(folder / name)
+            for name, md5 in (*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"]))
+            if (folder / name).is_file() and not check_integrity(str(folder / name), md5)
+        ]
+
 
 class CIFAR100DataModule(CIFAR10DataModule):
     """CIFAR-100: as CIFAR-10 with 100 fine classes."""
