@@ -9,7 +9,9 @@ import torch
 from labelsmooth.train import CONFIG_DIR
 from tests.conftest import compose_train_config
 
-GROUPS = ["dataset", "model", "smoothing", "optimizer", "scheduler", "trainer", "callbacks", "logger", "debug"]
+GROUPS = [
+    "dataset", "model", "smoothing", "augment", "optimizer", "scheduler", "trainer", "callbacks", "logger", "debug"
+]  # fmt: skip
 
 
 def options(group: str) -> list[str]:
