@@ -12,12 +12,11 @@ one pass over 10,000 CIFAR-sized images per timing (synthetic pixels; the values
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 import torch
-from common import BENCH_THREADS, alternate, median, ratio, use_bench_threads, write_result
+from common import BENCH_THREADS, alternate, benchmark_main, median, ratio, use_bench_threads
 from synthetic_data import synthetic_images
 from torch.utils.data import DataLoader, Dataset
 
@@ -117,10 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    write_result("data", run(quick=args.quick))
+    benchmark_main("data", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ over alternating repetitions of a block of calls, with one torch thread.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -19,11 +18,11 @@ from common import (
     BENCH_THREADS,
     REPO_ROOT,
     alternate,
+    benchmark_main,
     compose_train_config,
     median,
     ratio,
     use_bench_threads,
-    write_result,
 )
 
 N = 256
@@ -119,10 +118,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    write_result("loss", run(quick=args.quick))
+    benchmark_main("loss", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

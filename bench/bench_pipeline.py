@@ -13,7 +13,6 @@ numbers: a check that both train the same model on the same batches).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,15 @@ from typing import Any
 
 import probes
 import torch
-from common import BENCH_THREADS, alternate, compose_train_config, median, ratio, use_bench_threads, write_result
+from common import (
+    BENCH_THREADS,
+    alternate,
+    benchmark_main,
+    compose_train_config,
+    median,
+    ratio,
+    use_bench_threads,
+)
 
 SYNTHETIC_DATASET = {
     "_target_": "synthetic_data.SyntheticImageDataModule",
@@ -194,10 +201,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer epochs and repetitions (debugging)")
-    args = parser.parse_args()
-    write_result("pipeline", run(quick=args.quick))
+    benchmark_main("pipeline", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

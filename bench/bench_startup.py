@@ -8,7 +8,6 @@ command line, so the measured run is the real CLI with its defaults (W&B offline
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, REPO_ROOT, alternate, median, ratio, write_result
+from common import BENCH_DIR, REPO_ROOT, alternate, benchmark_main, median, ratio
 
 TINY_RUN = ["model=resnet_v1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1"]
 
@@ -91,10 +90,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    write_result("startup", run(quick=args.quick))
+    benchmark_main("startup", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

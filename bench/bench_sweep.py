@@ -7,7 +7,6 @@ A single run (``python train.py``, one job) is measured the same way.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_startup import marks_overrides, run_process
-from common import median, write_result
+from common import benchmark_main, median
 
 JOBS = 5
 TINY_RUN = ["model=mlp", "trainer.max_epochs=2"]
@@ -55,10 +54,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    write_result("sweep", run(quick=args.quick))
+    benchmark_main("sweep", run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ holds ``rows`` (one per comparison, each with ``ours_s``, ``baseline_s`` and ``r
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -138,6 +139,13 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     print_rows(name, result.get("rows", []))
     print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
     return path
+
+
+def benchmark_main(name: str, run: Callable[..., dict[str, Any]], description: str) -> None:
+    """The command line of one benchmark module: ``python bench/bench_<name>.py [--quick]``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for debugging the benchmark)")
+    write_result(name, run(quick=parser.parse_args().quick))
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
