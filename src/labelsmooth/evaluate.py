@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelsmooth.run_outputs import METRICS_FILE, read_metrics_json
-from labelsmooth.train import CONFIG_DIR, smoothing_parameters
+from labelsmooth.train import CONFIG_DIR, build_module, smoothing_parameters
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +56,6 @@ def load_run_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str, str]]:
         runtime = OmegaConf.load(hydra_file).hydra.get("runtime", {})
         choices.update({str(k): str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None})
     return OmegaConf.load(config_file), choices
-
-
-def build_module(run_cfg: DictConfig, datamodule: Any):
-    """The run's LightningModule (network, strategy, metrics), rebuilt as ``train`` builds it."""
-    from labelsmooth.module import LabelSmoothingClassifier
-
-    num_classes = datamodule.num_classes
-    net = hydra.utils.instantiate(
-        run_cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
-    )
-    criterion = hydra.utils.instantiate(run_cfg.smoothing, num_classes=num_classes)
-    if callable(getattr(criterion, "set_class_frequencies", None)):
-        criterion.set_class_frequencies(datamodule.class_frequencies)
-    augment = hydra.utils.instantiate(run_cfg.augment, num_classes=num_classes) if run_cfg.get("augment") else None
-    return LabelSmoothingClassifier(
-        net=net,
-        criterion=criterion,
-        optimizer=hydra.utils.instantiate(run_cfg.optimizer),
-        num_classes=num_classes,
-        augment=augment,
-    )
 
 
 def evaluate(cfg: DictConfig, output_dir: Path, dataset_choice: str | None = None) -> dict[str, Any]:

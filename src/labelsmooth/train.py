@@ -245,13 +245,36 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         )
 
 
+def build_module(cfg: DictConfig, datamodule: Any):
+    """The LightningModule of a run config: network, strategy, batch augment, optimizer and scheduler, sized by
+    the data module (classes, channels, image size, class prior)."""
+    from labelsmooth.module import LabelSmoothingClassifier
+
+    num_classes = datamodule.num_classes
+    net = hydra.utils.instantiate(
+        cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
+    )
+    criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+    if callable(getattr(criterion, "set_class_frequencies", None)):  # strategies that use the class prior
+        criterion.set_class_frequencies(datamodule.class_frequencies)
+    augment = hydra.utils.instantiate(cfg.augment, num_classes=num_classes) if cfg.get("augment") else None
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    return LabelSmoothingClassifier(
+        net=net,
+        criterion=criterion,
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        num_classes=num_classes,
+        augment=augment,
+    )
+
+
 def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     """Train, validate and test one configuration; write ``metrics.json``; return the summary dict."""
     import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.checkpoints import check_checkpoint_matches
-    from labelsmooth.module import LabelSmoothingClassifier
     from labelsmooth.run_outputs import write_metrics_json
     from labelsmooth.wandb_setup import redact_secrets
 
@@ -274,24 +297,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         datamodule = hydra.utils.instantiate(cfg.dataset)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        num_classes = datamodule.num_classes
-        net = hydra.utils.instantiate(
-            cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
-        )
-        criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
-        if callable(getattr(criterion, "set_class_frequencies", None)):  # strategies that use the class prior
-            criterion.set_class_frequencies(datamodule.class_frequencies)
-        augment = hydra.utils.instantiate(cfg.augment, num_classes=num_classes) if cfg.get("augment") else None
-        scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        module = LabelSmoothingClassifier(
-            net=net,
-            criterion=criterion,
-            optimizer=hydra.utils.instantiate(cfg.optimizer),
-            scheduler=scheduler,
-            num_classes=num_classes,
-            augment=augment,
-        )
-        check_model_fits_data(net, datamodule)
+        module = build_module(cfg, datamodule)
+        check_model_fits_data(module.net, datamodule)
         if ckpt_path:
             check_checkpoint_matches(ckpt_path, module)
         logger = _instantiate_logger(cfg, context, resume_wandb_id)
