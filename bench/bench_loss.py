@@ -19,11 +19,12 @@ from common import (
     REPO_ROOT,
     alternate,
     benchmark_main,
-    compose_train_config,
     median,
     ratio,
     use_bench_threads,
 )
+
+from labelsmooth.train import compose_config as compose_train_config
 
 N = 256
 CLASS_COUNTS = (10, 100, 1000)

@@ -25,11 +25,12 @@ from common import (
     BENCH_THREADS,
     alternate,
     benchmark_main,
-    compose_train_config,
     median,
     ratio,
     use_bench_threads,
 )
+
+from labelsmooth.train import compose_config as compose_train_config
 
 SYNTHETIC_DATASET = {
     "_target_": "synthetic_data.SyntheticImageDataModule",

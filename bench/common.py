@@ -40,24 +40,6 @@ def use_bench_threads() -> None:
     torch.set_num_threads(BENCH_THREADS)
 
 
-def compose_train_config(overrides: list[str] | None = None, output_dir: Path | None = None):
-    """``conf/train.yaml`` composed with ``overrides`` exactly as ``python train.py <overrides>`` would."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    from labelsmooth.train import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides or []))
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir)
-    return cfg
-
-
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

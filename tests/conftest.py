@@ -8,28 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
 
-from labelsmooth.train import CONFIG_DIR, RunContext, train
+from labelsmooth.train import RunContext, train
+from labelsmooth.train import compose_config as compose_train_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-
-
-def compose_train_config(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
-    """The composed ``conf/train.yaml`` with ``overrides``, its output dir pointed at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides or []))
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir)
-    return cfg
 
 
 def choices_of(overrides: list[str]) -> dict[str, str]:

@@ -245,6 +245,23 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         )
 
 
+def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides`` as ``python train.py <overrides>`` would, outside a Hydra
+    app (tests, benchmarks, notebooks); ``output_dir`` replaces the run directory Hydra would have made."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides or []))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
 def build_module(cfg: DictConfig, datamodule: Any):
     """The LightningModule of a run config: network, strategy, batch augment, optimizer and scheduler, sized by
     the data module (classes, channels, image size, class prior)."""

@@ -13,7 +13,19 @@ import torch
 from labelsmooth.smoothing.base import SmoothingStrategy, check_range, float32_log_softmax
 
 
-class KLUniformRegularizer(SmoothingStrategy):
+class _BetaRegularizer(SmoothingStrategy):
+    """Cross entropy plus a regularizer weighted by ``β >= 0`` (``β = 0`` is cross entropy)."""
+
+    def __init__(self, num_classes: int, beta: float = 0.1) -> None:
+        super().__init__(num_classes)
+        check_range("beta", beta, 0.0, math.inf)
+        self.beta = float(beta)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"beta": self.beta}
+
+
+class KLUniformRegularizer(_BetaRegularizer):
     """Cross entropy plus ``β·KL(u‖p)`` with ``u`` uniform (the form of label smoothing discussed by Pereyra et
     al. 2017, "Regularizing Neural Networks by Penalizing Confident Output Distributions", §3.2).
 
@@ -22,11 +34,6 @@ class KLUniformRegularizer(SmoothingStrategy):
     It equals ``(1 + β)`` times uniform smoothing with ``ε = β/(1 + β)`` minus the constant ``β·log K``: the same
     gradients up to the factor ``1 + β``, so the same optimum. ``β >= 0``; ``β = 0`` is cross entropy.
     """
-
-    def __init__(self, num_classes: int, beta: float = 0.1) -> None:
-        super().__init__(num_classes)
-        check_range("beta", beta, 0.0, math.inf)
-        self.beta = float(beta)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
@@ -39,11 +46,8 @@ class KLUniformRegularizer(SmoothingStrategy):
     def equivalent_epsilon(self) -> float:
         return self.beta / (1.0 + self.beta)
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"beta": self.beta}
 
-
-class ConfidencePenalty(SmoothingStrategy):
+class ConfidencePenalty(_BetaRegularizer):
     """The confidence penalty (Pereyra et al. 2017, "Regularizing Neural Networks by Penalizing Confident Output
     Distributions", §3.1): cross entropy minus ``β`` times the entropy of the prediction,
 
@@ -53,16 +57,8 @@ class ConfidencePenalty(SmoothingStrategy):
     the gradient flows through the entropy term (``p`` is not detached).
     """
 
-    def __init__(self, num_classes: int, beta: float = 0.1) -> None:
-        super().__init__(num_classes)
-        check_range("beta", beta, 0.0, math.inf)
-        self.beta = float(beta)
-
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
         true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
         entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
         return (-true_log_prob - self.beta * entropy).mean()
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"beta": self.beta}
