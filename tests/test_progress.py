@@ -1,0 +1,98 @@
+"""The progress output of logs and CI: whole lines, the epoch's own metrics, validate and test."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from labelsmooth.callbacks.progress import LineProgress, progress_bar
+
+
+class TinyClassifier(pl.LightningModule):
+    """Logs ``train/loss`` (the epoch mean) in ``on_train_epoch_end`` as ``LabelSmoothingClassifier`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 3)
+        self.epoch_losses: list[float] = []
+        self._losses: list[torch.Tensor] = []
+
+    def training_step(self, batch, batch_idx):
+        inputs, target = batch
+        loss = nn.functional.cross_entropy(self.net(inputs), target)
+        self._losses.append(loss.detach())
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        mean = torch.stack(self._losses).mean()
+        self._losses = []
+        self.epoch_losses.append(float(mean))
+        self.log("train/loss", mean, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        inputs, target = batch
+        self.log("val/acc", (self.net(inputs).argmax(-1) == target).float().mean(), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def loader(n: int, batch_size: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(n)
+    data = TensorDataset(torch.randn(n, 4, generator=generator), torch.randint(0, 3, (n,), generator=generator))
+    return DataLoader(data, batch_size=batch_size)
+
+
+def test_line_progress_writes_whole_lines_with_each_epochs_own_loss() -> None:
+    stream = io.StringIO()
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    trainer = pl.Trainer(
+        max_epochs=2, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=[LineProgress(refresh_rate=2, stream=stream)],
+    )  # fmt: skip
+    trainer.fit(model, loader(20, 4), loader(8, 4))  # 5 training steps, 2 validation batches per epoch
+    trainer.validate(model, loader(8, 4), verbose=False)
+    trainer.test(model, loader(12, 4), verbose=False)
+
+    output = stream.getvalue()
+    assert "\r" not in output
+    number = r"(?<=[= ])\d+(\.\d+)?(e[-+]?\d+)?(?= s$| s,| steps/s$|,|$)"  # timings, rates and metric values
+    shapes = [re.sub(number, "X", line) for line in output.splitlines()]
+    assert shapes == [
+        "Epoch 0/1: 2/5 steps, X steps/s",
+        "Epoch 0/1: 4/5 steps, X steps/s",
+        "Epoch 0/1 done: 5 steps in X s, val/acc=X, train/loss=X",
+        "Epoch 1/1: 2/5 steps, X steps/s",
+        "Epoch 1/1: 4/5 steps, X steps/s",
+        "Epoch 1/1 done: 5 steps in X s, val/acc=X, train/loss=X",
+        "Validation: 2 batches in X s",
+        "Testing: 2/3 batches",
+        "Testing: 3 batches in X s",
+    ]
+    done = [line for line in output.splitlines() if " done: " in line]
+    for epoch, line in enumerate(done):  # each epoch's own loss, logged after the callbacks' on_train_epoch_end
+        assert line.endswith(f"train/loss={model.epoch_losses[epoch]:.4g}")
+
+
+def test_line_progress_is_silent_when_disabled() -> None:
+    stream = io.StringIO()
+    bar = LineProgress(refresh_rate=1, stream=stream)
+    bar.disable()
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[bar])
+    trainer.fit(TinyClassifier(), loader(8, 4), loader(8, 4))
+    assert stream.getvalue() == ""
+
+
+def test_progress_bar_is_lines_without_a_terminal() -> None:
+    # pytest captures stdout, so it is not a terminal here.
+    assert isinstance(progress_bar(non_interactive_refresh_rate=7), LineProgress)
+    assert progress_bar(non_interactive_refresh_rate=7).refresh_rate == 7
