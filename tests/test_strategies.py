@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import hydra
@@ -148,6 +149,24 @@ def test_target_range_against_bce(data, low: float, high: float) -> None:
         grad_of(lambda z: strategy(z, labels), logits),
         grad_of(lambda z: F.binary_cross_entropy_with_logits(z, t.float(), reduction="none").sum(-1).mean(), logits),
     )
+
+
+@EXAMPLES
+@given(logits_and_labels(), st.sampled_from([BinarySmoothing, TargetRange]))
+def test_sigmoid_heads_predict_the_normalised_one_vs_rest_probabilities(data, cls) -> None:
+    """``softmax(prediction_logits(z)) = σ(z) / Σ_j σ(z_j)``, with the argmax of ``z``."""
+    logits, _ = data
+    prediction = cls(logits.shape[1]).prediction_logits(logits)
+    assert prediction.dtype == torch.float32 and prediction.shape == logits.shape
+    sigmoid = torch.sigmoid(logits.double())
+    close(prediction.softmax(-1), sigmoid / sigmoid.sum(-1, keepdim=True))
+    assert torch.equal(prediction.argmax(-1), logits.argmax(-1))
+
+
+def test_sigmoid_prediction_logits_stay_exact_when_every_output_is_near_zero() -> None:
+    logits = torch.tensor([[-200.0, -201.0, -205.0]])
+    expected = torch.softmax(torch.tensor([[0.0, -1.0, -5.0]], dtype=torch.float64), -1)  # σ(z) ≈ e^z here
+    close(TargetRange(3).prediction_logits(logits).softmax(-1), expected)
 
 
 # --- regularizers -------------------------------------------------------------------------------------------------
@@ -396,6 +415,33 @@ def test_float32_under_bf16_autocast(strategy) -> None:
         loss = strategy(logits, labels)
     assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
     torch.testing.assert_close(loss, strategy(logits.float(), labels), rtol=1e-6, atol=1e-6)
+
+
+SOFTMAX_STRATEGIES = [s for s in ALL_STRATEGIES if not isinstance(s, (BinarySmoothing, TargetRange))]
+
+
+@pytest.mark.parametrize("strategy", SOFTMAX_STRATEGIES, ids=lambda s: type(s).__name__)
+def test_softmax_strategies_predict_softmax_of_the_logits(strategy) -> None:
+    """The base ``prediction_logits`` is the identity (in float32), also under autocast and in training mode,
+    and leaves a stateful strategy's statistics alone."""
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(1))
+    strategy.train()
+    before = copy.deepcopy(strategy.state_dict())  # buffers and extra state (online's statistics, a generator)
+    assert torch.equal(strategy.prediction_logits(logits), logits)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = logits.bfloat16()
+        prediction = strategy.prediction_logits(half)
+    assert prediction.dtype == torch.float32 and torch.equal(prediction, half.float())
+    torch.testing.assert_close(strategy.state_dict(), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("strategy", [TargetRange(10), BinarySmoothing(10, 0.2)], ids=lambda s: type(s).__name__)
+def test_sigmoid_prediction_logits_are_float32_under_bf16_autocast(strategy) -> None:
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(2)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        prediction = strategy.prediction_logits(logits)
+    assert prediction.dtype == torch.float32
+    torch.testing.assert_close(prediction, F.logsigmoid(logits.float()))
 
 
 INVALID = [

@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from labelsmooth.calibration import fit_temperature
+from labelsmooth.smoothing import BinarySmoothing, CrossEntropy, TargetRange
 from labelsmooth.train import ConfigurationError, check_multirun_ddp
 from tests.conftest import compose_train_config, run_training
 
@@ -86,3 +90,54 @@ def test_multirun_with_subprocess_ddp_is_refused(tmp_path: Path) -> None:
     check_multirun_ddp(cfg.trainer, multirun=False)
     single = compose_train_config(["trainer=ddp", "trainer.devices=1"], output_dir=tmp_path)
     check_multirun_ddp(single.trainer, multirun=True)
+
+
+def sigmoid_distribution(logits: torch.Tensor) -> torch.Tensor:
+    probs = torch.sigmoid(logits.double())
+    return probs / probs.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "criterion,distribution",
+    [
+        (TargetRange(3), sigmoid_distribution),
+        (BinarySmoothing(3, 0.1), sigmoid_distribution),
+        (CrossEntropy(3), lambda z: z.double().softmax(-1)),
+    ],
+    ids=["target_range", "binary", "none"],
+)
+def test_metrics_and_calibration_read_the_strategys_predictive_distribution(tmp_path: Path, criterion, distribution):
+    """Sigmoid heads are evaluated on ``σ(z_k) / Σ_j σ(z_j)``, softmax strategies on ``softmax(z)``: the logged
+    NLL, the logits the calibration callback keeps and the temperature it fits on them all use that distribution."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from labelsmooth.callbacks import CalibrationCallback
+    from labelsmooth.module import LabelSmoothingClassifier
+
+    generator = torch.Generator().manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        net.weight.copy_(torch.randn(3, 4, generator=generator) * 2)
+        net.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))  # sigmoid outputs far from summing to 1
+    inputs, target = torch.randn(40, 4, generator=generator), torch.randint(0, 3, (40,), generator=generator)
+    module = LabelSmoothingClassifier(net, criterion, lambda params: torch.optim.SGD(params, lr=0.1), num_classes=3)
+    calibration = CalibrationCallback(output_dir=str(tmp_path))
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[calibration]
+    )
+    loader = DataLoader(TensorDataset(inputs, target), batch_size=16)
+    results = trainer.validate(module, loader, verbose=False)[0] | trainer.test(module, loader, verbose=False)[0]
+
+    with torch.no_grad():
+        logits = net(inputs)
+    probs = distribution(logits)
+    nll = -probs.gather(-1, target.unsqueeze(-1)).log().mean()
+    brier = (probs - F.one_hot(target, 3).double()).square().sum(-1).mean()
+    for split in ("val", "test"):
+        assert results[f"{split}/nll"] == pytest.approx(float(nll), rel=1e-5), split
+        assert results[f"{split}/brier"] == pytest.approx(float(brier), rel=1e-5), split
+        assert results[f"{split}/acc"] == pytest.approx(float((logits.argmax(-1) == target).double().mean())), split
+    torch.testing.assert_close(calibration.val_logits.double().softmax(-1), probs, rtol=1e-5, atol=1e-6)
+    expected_temperature = fit_temperature(probs.log(), target)  # softmax(log p / T) ∝ p^(1/T), whatever p's logits
+    assert results["temperature"] == pytest.approx(expected_temperature, rel=1e-4)

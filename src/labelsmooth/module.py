@@ -21,10 +21,12 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     Validation and test use the unsmoothed metrics of ``labelsmooth.metrics`` (accuracy, NLL, ECE, MCE,
     Brier) logged as ``val/<metric>`` and ``test/<metric>``, plus ``val/acc_best``, the best validation
-    accuracy so far (the paper's reported number). ``optimizer`` and ``scheduler`` are partials (Hydra
-    ``_partial_: true``) completed with the parameters / optimizer here. A network that needs per-group
-    optimizer settings (e.g. weight decay on convolution kernels only) exposes
-    ``optimizer_param_groups()``.
+    accuracy so far (the paper's reported number). They read the strategy's ``prediction_logits(z)``, logits
+    whose softmax is the model's predictive distribution (``z`` itself for softmax strategies; ``logsigmoid(z)``
+    for sigmoid heads, whose normalised one-vs-rest probabilities are the distribution), and so do the callbacks
+    that receive the step outputs (reliability diagrams, temperature scaling). ``optimizer`` and ``scheduler`` are
+    partials (Hydra ``_partial_: true``) completed with the parameters / optimizer here. A network that needs
+    per-group optimizer settings (e.g. weight decay on convolution kernels only) exposes ``optimizer_param_groups()``.
     """
 
     def __init__(
@@ -62,6 +64,11 @@ class LabelSmoothingClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The criterion's ``prediction_logits`` (float32); the logits in float32 for a criterion without one."""
+        convert = getattr(self.criterion, "prediction_logits", None)
+        return convert(logits) if callable(convert) else logits.float()
+
     def on_train_epoch_start(self) -> None:
         # Stateful strategies (online label smoothing) update their targets from the last epoch's statistics.
         hook = getattr(self.criterion, "on_train_epoch_start", None)
@@ -86,7 +93,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
-        logits = self(inputs)
+        logits = self.prediction_logits(self(inputs))
         self.val_metrics.update(logits, target)
         # Handed to callbacks' on_validation_batch_end (reliability diagrams, temperature scaling).
         return {"logits": logits.detach(), "target": target}
@@ -103,7 +110,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
-        logits = self(inputs)
+        logits = self.prediction_logits(self(inputs))
         self.test_metrics.update(logits, target)
         return {"logits": logits.detach(), "target": target}
 

@@ -3,7 +3,9 @@
 The scalar calibration metrics (ECE, adaptive ECE, MCE, RMS, Brier, confidence, entropy) are logged by the
 LightningModule's metric collection. This callback needs the logits themselves: the module's
 ``validation_step`` / ``test_step`` return ``{"logits", "target"}``, which arrive here in
-``on_*_batch_end``. Per evaluation epoch the callback gathers them over DDP processes and
+``on_*_batch_end``. Those logits are the strategy's ``prediction_logits``, whose softmax is the model's
+predictive distribution (for sigmoid heads ``logsigmoid(z)``: the normalised one-vs-rest probabilities), the same
+distribution the logged metrics read. Per evaluation epoch the callback gathers them over DDP processes and
 
 * validation (not the sanity check): draws the reliability diagram with its confidence histogram
   (15 equal-width bins) to ``<output_dir>/calibration/reliability_val.png`` (the latest epoch), logs it to

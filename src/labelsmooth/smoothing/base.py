@@ -9,6 +9,12 @@ that can smooth such a mixture implements ``mixed_target_loss(logits, mixed_targ
 once; a strategy without a target (a regularizer of p, a label-noise method) does not have that method, and
 the training module refuses to mix with it.
 
+Evaluation reads a strategy's predictions through ``prediction_logits(logits)``: logits whose softmax is the
+model's predictive distribution, which the validation / test metrics, reliability diagrams and temperature
+scaling use. It is the identity for the softmax strategies (``p = softmax(z)``); a strategy whose outputs mean
+something else overrides it (sigmoid heads: ``logsigmoid(z)``, see ``labelsmooth.smoothing.sigmoid``). It must
+keep the argmax, so accuracy reads the same either way, and it never touches a strategy's state.
+
 Every loss is computed in float32 with autocast disabled, also under ``16-mixed`` / ``bf16-mixed``: summing K
 half-precision log-probabilities loses the small terms and can overflow.
 """
@@ -72,6 +78,15 @@ class SmoothingStrategy(nn.Module):
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits whose softmax is the model's predictive distribution, in float32, for evaluation.
+
+        The identity here: a strategy trained through ``log softmax(z)`` predicts ``p = softmax(z)``. A strategy
+        whose outputs are read differently (sigmoid heads) overrides it, keeping the argmax. No state is read or
+        updated, so it is safe in validation and test.
+        """
+        return logits.float()
 
     def hyperparameters(self) -> dict[str, float]:
         """The strategy's own parameters, as recorded in ``metrics.json`` (``smoothing.<name>``)."""

@@ -7,6 +7,17 @@ negative log-likelihood of its K Bernoulli outputs, summed over the outputs and 
     loss = mean_n Σ_k BCE(σ(z_k), t_k),  BCE(σ(z), t) = softplus(z) - t·z
 
 computed from reductions of the logits, without a dense (N, K) target.
+
+Predictive distribution (what the validation / test metrics, reliability diagrams and temperature scaling read):
+the K one-vs-rest probabilities normalised to sum to 1,
+
+    p_k = σ(z_k) / Σ_j σ(z_j),  i.e.  p = softmax(logsigmoid(z)),
+
+so ``prediction_logits(z) = logsigmoid(z)``. This is a convention, not something the BCE loss defines: the K
+Bernoulli outputs of a one-vs-rest head need not sum to 1, and normalising them is the usual way to read such a
+head as a multiclass distribution (as in one-vs-rest calibration). ``logsigmoid`` is increasing, so the argmax
+(and accuracy) is that of ``z``; computing it in log space keeps the distribution exact when every ``σ(z_k)``
+underflows. Temperature scaling then fits ``p_k ∝ σ(z_k)^(1/T)``.
 """
 
 from __future__ import annotations
@@ -29,6 +40,14 @@ class SigmoidTargetStrategy(MixableStrategy):
 
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return self.off_value + (self.on_value - self.off_value) * hard_target.float()
+
+    def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logsigmoid(z)`` in float32: its softmax is ``σ(z_k) / Σ_j σ(z_j)``, the normalised one-vs-rest
+        probabilities (module docstring)."""
+        if torch.is_autocast_enabled(logits.device.type):
+            with torch.autocast(device_type=logits.device.type, enabled=False):
+                return F.logsigmoid(logits.float())
+        return F.logsigmoid(logits.float())
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         true_logit = logits.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
