@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[dev,sweep]' $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev,sweep,report]' $(TORCH_PINS)
 	touch $(STAMP)
 
 ## Train on the embedded default data set (scikit-learn digits). Extra overrides: make train ARGS="smoothing=gamma smoothing.gamma=0.8"

@@ -7,8 +7,10 @@ every expected value is known; tests/test_sweeps.py runs the report on a real sw
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,14 @@ import yaml
 
 from labelsmooth.report import (
     REPORT_METRICS,
+    build_wandb_report,
     main,
     make_report,
     mean_confidence_interval,
     paired_comparison,
     pool_bins,
+    wandb_groups,
+    wandb_setting,
     why_wandb_cannot_publish,
 )
 
@@ -70,7 +75,11 @@ def test_pooled_bins_weight_by_count() -> None:
 def write_job(sweep: Path, number: int, gamma: float, seed: int, metrics: dict | str | None) -> Path:
     job = sweep / str(number)
     (job / ".hydra").mkdir(parents=True)
-    config = {"seed": seed, "smoothing": {"_target_": "labelsmooth.smoothing.GammaSmoothing", "gamma": gamma}}
+    config = {
+        "seed": seed,
+        "smoothing": {"_target_": "labelsmooth.smoothing.GammaSmoothing", "gamma": gamma},
+        "logger": {"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "labelsmooth", "group": None},
+    }
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (job / ".hydra" / "overrides.yaml").write_text(
         yaml.safe_dump(["smoothing=gamma", f"smoothing.gamma={gamma}", f"seed={seed}"])
@@ -189,17 +198,135 @@ def test_several_sweeps_give_one_row_per_data_set(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "report.md").is_file()
 
 
-def test_publishing_logs_the_tables_and_plots_to_a_wandb_run(sweep: Path, monkeypatch) -> None:
-    """The publishing code path against a real (offline) W&B run: only the online check is bypassed."""
-    import labelsmooth.report as report_module
+def test_the_summary_run_holds_the_tables_and_plots(sweep: Path, monkeypatch) -> None:
+    """The summary run against a real (offline) W&B run."""
+    from labelsmooth.report import log_summary_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setattr(report_module, "why_wandb_cannot_publish", lambda: None)
-    report = make_report([sweep])
-    report_module.publish_to_wandb(report)
+    log_summary_run(make_report([sweep]), "labelsmooth", None, "sweep-2026-01-01-00-00-00")
     (run,) = (sweep / "wandb").glob("offline-run-*")
     tables = [p.name for p in (run / "files" / "media" / "table").rglob("*.json")]
     images = [p.name for p in (run / "files" / "media" / "images").rglob("*.png")]
     assert any("table_val_acc_best" in name for name in tables)
     assert any("accuracy_vs_gamma" in name for name in images)
+
+
+def test_wandb_groups_are_those_the_training_jobs_logged_to(sweep: Path) -> None:
+    jobs = make_report([sweep]).jobs
+    assert wandb_groups(jobs) == ["sweep-2026-01-01-00-00-00"]  # train.py: "sweep-" + the sweep dir's last 2 parts
+    assert wandb_setting(jobs, "project") == "labelsmooth" and wandb_setting(jobs, "entity") is None
+    jobs[0].config["logger"]["group"] = "my-group"
+    jobs[1].config["logger"] = {"_target_": "pytorch_lightning.loggers.TensorBoardLogger"}
+    assert wandb_groups(jobs) == ["my-group", "sweep-2026-01-01-00-00-00"]
+    assert wandb_groups(jobs[1:2]) == []
+
+
+def _offline_socket(monkeypatch) -> None:
+    import socket
+
+    def refuse(self, address):
+        raise AssertionError(f"network use: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+def test_wandb_report_page_shows_the_tables_the_sweep_runs_and_the_summary_run(sweep: Path, monkeypatch) -> None:
+    from wandb_workspaces import expr
+
+    report = make_report([sweep])
+    group = "sweep-2026-01-01-00-00-00"
+    _offline_socket(monkeypatch)  # building the page must not ask the W&B API
+    page = build_wandb_report(report, "labelsmooth", "me", [group], "run123")
+    assert (page.entity, page.project) == ("me", "labelsmooth")
+    assert "2026-01-01/00-00-00" in page.title and "3 of 6 jobs completed" in page.description
+
+    (markdown,) = [b for b in page.blocks if type(b).__name__ == "MarkdownBlock"]
+    assert "| digits | 91.00 ± 12.71 (n=2) | 85.00 (n=1) |" in markdown.text  # Table 1, as in report.md
+    assert "| digits | 11.00 ± 12.71 (n=2) | 20.00 (n=1) |" in markdown.text  # test ECE
+    assert "ValueError: boom" in markdown.text and "![" not in markdown.text  # plots are panels, not file links
+
+    training, summary = [b for b in page.blocks if type(b).__name__ == "PanelGrid"]
+    (runs,) = training.runsets
+    assert (runs.entity, runs.project) == ("me", "labelsmooth")
+    filters = expr.filters_tree_to_v2(expr.expr_to_filters(runs.filters))["filters"]
+    by_key = {f["key"]["name"]: (f["op"], f["value"]) for f in filters}
+    assert by_key == {"group": ("IN", [group]), "jobType": ("!=", "report")}
+
+    configs = [p._to_model().config for p in training.panels]
+    scatter = [c for c, p in zip(configs, training.panels, strict=True) if type(p).__name__ == "ScatterPlot"]
+    assert {c.x_axis for c in scatter} == {"config:smoothing.value.gamma"}  # nested W&B config smoothing.gamma
+    assert {c.y_axis for c in scatter} == {"summary:val/acc_best", "summary:test/ece", "summary:test/ece_ts"}
+    bars = [c for c, p in zip(configs, training.panels, strict=True) if type(p).__name__ == "BarPlot"]
+    assert {c.group_by for c in bars} == {"smoothing.value.gamma"}
+    assert {m for c in bars for m in c.metrics} == {"val/acc_best", "test/ece", "test/ece_ts"}
+
+    (summary_runs,) = summary.runsets
+    (only,) = expr.filters_tree_to_v2(expr.expr_to_filters(summary_runs.filters))["filters"]
+    assert (only["key"]["name"], only["op"], only["value"]) == ("name", "=", "run123")
+    media = {k for p in summary.panels if type(p).__name__ == "MediaBrowser" for k in p.media_keys}
+    assert {"plots/accuracy_vs_gamma", "plots/ece_vs_gamma"} <= media
+    tables = {p.table_name for p in summary.panels if type(p).__name__ == "WeavePanelSummaryTable"}
+    assert {"tables/table_val_acc_best", "tables/best_vs_baseline_test_ece", "tables/runs"} <= tables
+
+    # The spec save() sends, with the API's one answer while building it (the project's id) given here.
+    import wandb_workspaces.reports.v2.interface as interface
+
+    monkeypatch.setattr(interface, "execute_graphql", lambda api, query, variables: {"project": {"internalId": "1"}})
+    monkeypatch.setattr(interface, "_get_api", lambda: None)
+    spec = page._to_model().spec.model_dump_json(by_alias=True, exclude_none=True)
+    assert all(key in spec for key in ("config:smoothing.value.gamma", "tables/runs", "plots/ece_vs_gamma", group))
+
+    seed_page = build_wandb_report(dataclasses.replace(report, parameter="seed"), "p", "me", [group], "run123")
+    seed_grid = next(b for b in seed_page.blocks if type(b).__name__ == "PanelGrid")
+    assert {p._to_model().config.x_axis for p in seed_grid.panels if type(p).__name__ == "ScatterPlot"} == {
+        "config:seed.value"
+    }
+
+
+def test_wandb_report_page_without_a_group_says_so(sweep: Path) -> None:
+    page = build_wandb_report(make_report([sweep]), "labelsmooth", "me", [], "run123")
+    grids = [b for b in page.blocks if type(b).__name__ == "PanelGrid"]
+    assert len(grids) == 1  # the summary run only
+    assert any("No W&B group found" in str(getattr(b, "text", "")) for b in page.blocks)
+
+
+def test_wandb_publishing_without_wandb_workspaces_says_how_to_install_it(sweep: Path, monkeypatch, capsys) -> None:
+    for name in ("wandb_workspaces", "wandb_workspaces.reports", "wandb_workspaces.reports.v2"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main([str(sweep), "--wandb"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Not published to W&B" in out and "wandb-workspaces" in out and ".[report]" in out
+    assert not (sweep / "wandb").exists()  # nothing logged
+
+
+def test_wandb_publishing_logs_the_run_then_saves_the_page(sweep: Path, monkeypatch, capsys) -> None:
+    """``--wandb`` end to end with an offline run; only the online check and the page's save are replaced."""
+    import wandb_workspaces.reports.v2 as wr
+    from wandb_workspaces import expr
+
+    import labelsmooth.report as report_module
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(report_module, "why_wandb_cannot_publish", lambda: None)
+    saved = []
+
+    def save(self, draft=False, clone=False):
+        saved.append(self)
+        self.id = "abc123"
+        return self
+
+    monkeypatch.setattr(wr.Report, "save", save)
+    monkeypatch.setattr(wr.Report, "url", property(lambda self: f"https://wandb.test/{self.entity}/reports/{self.id}"))
+    assert main([str(sweep), "--wandb", "--entity", "me"]) == 0
+    (page,) = saved
+    (run,) = (sweep / "wandb").glob("offline-run-*")
+    run_id = run.name.rsplit("-", 1)[-1]
+    summary = [b for b in page.blocks if type(b).__name__ == "PanelGrid"][-1]
+    (only,) = expr.filters_tree_to_v2(expr.expr_to_filters(summary.runsets[0].filters))["filters"]
+    assert only["value"] == run_id  # the page shows the run just logged
+    out = " ".join(capsys.readouterr().out.split())
+    assert "W&B report: https://wandb.test/me/reports/abc123" in out and "W&B summary run" in out

@@ -9,6 +9,10 @@ the (first) sweep directory:
 * ``accuracy_vs_gamma.png``, ``ece_vs_gamma.png``, ``reliability_<dataset>.png`` (test split, seeds pooled,
   one panel per γ, before and after temperature scaling).
 
+``--wandb`` (online, logged in, the ``report`` extra) also logs the tables and plots to a W&B run of job type
+``report`` and saves a W&B report page: the tables, panels over the sweep's training runs (its W&B group)
+against the swept parameter, and the summary run's plots and tables (:func:`build_wandb_report`).
+
 Tables (Mezzini 2019, "Empirical study on label smoothing"):
 
 * Tables 1-2: per data set (rows) and γ (columns), the best validation accuracy ``val/acc_best`` as
@@ -39,6 +43,7 @@ from labelsmooth.reliability import reliability_figure
 
 METRICS_FILE = "metrics.json"
 CALIBRATION_CSV = Path("calibration") / "reliability_test.csv"
+MARKDOWN_TITLE = "# Label smoothing sweep report"
 
 
 @dataclass(frozen=True)
@@ -556,6 +561,9 @@ class Report:
     jobs: list[Job]
     missing: list[MissingJob]
     problems: list[str]
+    sweep_dirs: list[Path] = field(default_factory=list)
+    parameter: str = "smoothing.gamma"
+    baseline: float = 1.0
 
 
 def make_report(
@@ -591,7 +599,10 @@ def make_report(
         render_markdown(sweep_dirs, out, jobs, missing, problems, tables, compared, parameter, baseline, plots),
         encoding="utf-8",
     )
-    return Report(out, markdown, [markdown, *files], tables, compared, jobs, missing, problems)
+    return Report(
+        out, markdown, [markdown, *files], tables, compared, jobs, missing, problems,
+        [Path(d) for d in sweep_dirs], parameter, baseline,
+    )  # fmt: skip
 
 
 def render_markdown(
@@ -611,7 +622,7 @@ def render_markdown(
     for job in jobs:
         counts[job.status] += 1
     parts = [
-        "# Label smoothing sweep report",
+        MARKDOWN_TITLE,
         "",
         "Sweeps: " + ", ".join(f"`{d}`" for d in sweep_dirs),
         "",
@@ -662,6 +673,9 @@ def render_markdown(
 
 
 # -- W&B ---------------------------------------------------------------------------------------------------------
+REPORT_EXTRA = "pip install -e '.[report]' (or pip install 'wandb-workspaces>=0.4')"
+
+
 def why_wandb_cannot_publish() -> str | None:
     """Why publishing to W&B cannot work from here (None when it can): offline mode, no API key, no network."""
     mode = os.environ.get("WANDB_MODE", "").lower()
@@ -685,32 +699,226 @@ def why_wandb_cannot_publish() -> str | None:
     return None
 
 
-def publish_to_wandb(report: Report, project: str = "labelsmooth", entity: str | None = None) -> str:
-    """Log the summary tables (``wandb.Table``) and plots (``wandb.Image``) to a W&B run of job type
-    ``report``, grouped with the sweep's training runs; return its URL. Raises RuntimeError with the reason
-    when W&B is offline or unreachable."""
-    reason = why_wandb_cannot_publish()
-    if reason:
-        raise RuntimeError(reason)
+def _reports_api() -> Any:
+    """``wandb_workspaces.reports.v2`` (the W&B Reports API); RuntimeError saying how to install it if missing."""
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError as error:
+        raise RuntimeError(
+            f"the W&B report page needs the wandb-workspaces package ({error}): {REPORT_EXTRA}"
+        ) from error
+    return wr
+
+
+def _wandb_loggers(jobs: Sequence[Job]) -> list[tuple[Job, dict[str, Any]]]:
+    """The jobs that logged to W&B, with their ``logger`` config."""
+    found = []
+    for job in jobs:
+        logger = job.config.get("logger")
+        if isinstance(logger, dict) and str(logger.get("_target_", "")).endswith("WandbLogger"):
+            found.append((job, logger))
+    return found
+
+
+def _plain(value: Any) -> str | None:
+    """A config string as given (None for null, empty or an unresolved ``${...}`` interpolation)."""
+    return value if isinstance(value, str) and value and "${" not in value else None
+
+
+def wandb_groups(jobs: Sequence[Job]) -> list[str]:
+    """The W&B groups of the jobs' training runs, named as ``labelsmooth.train`` names them: ``logger.group``
+    when the job's config sets it, else ``sweep-<date>-<time>`` from the sweep directory of a multirun job
+    (``<sweep dir>/<job number>``). Jobs that logged elsewhere (another logger, none) and single runs have none."""
+    groups = set()
+    for job, logger in _wandb_loggers(jobs):
+        if group := _plain(logger.get("group")):
+            groups.add(group)
+        elif logger.get("group") is None and job.directory.name.isdigit():
+            groups.add("sweep-" + "-".join(job.directory.resolve().parent.parts[-2:]))
+    return sorted(groups)
+
+
+def wandb_setting(jobs: Sequence[Job], key: str) -> str | None:
+    """``logger.<key>`` (``project``, ``entity``) when every W&B job sets the same plain value, else None."""
+    values = {_plain(logger.get(key)) for _, logger in _wandb_loggers(jobs)}
+    return values.pop() if len(values) == 1 else None
+
+
+def _summary_key(path: Path) -> str | None:
+    """Where a report file goes in the summary run: ``tables/<name>`` (CSV) or ``plots/<name>`` (PNG)."""
+    return {".csv": f"tables/{path.stem}", ".png": f"plots/{path.stem}"}.get(path.suffix)
+
+
+@dataclass(frozen=True)
+class SummaryRun:
+    """The W&B run holding the report's tables and plots."""
+
+    id: str
+    url: str
+    entity: str
+
+
+def log_summary_run(report: Report, project: str, entity: str | None, group: str | None) -> SummaryRun:
+    """Log the CSV tables (``wandb.Table`` under ``tables/<name>``) and plots (``wandb.Image`` under
+    ``plots/<name>``) in one step to a W&B run of job type ``report`` in the sweep's group; attach report.md."""
     import wandb
 
-    group = "sweep-" + "-".join(report.out_dir.resolve().parts[-2:])
     run = wandb.init(
-        project=project, entity=entity, job_type="report", group=group, name=f"report-{group}", dir=str(report.out_dir)
+        project=project,
+        entity=entity,
+        job_type="report",
+        group=group,
+        name=f"report-{group}" if group else "report",
+        dir=str(report.out_dir),
     )
     try:
+        logged: dict[str, Any] = {}
         for path in report.files:
+            key = _summary_key(path)
             if path.suffix == ".csv":
                 with open(path, newline="", encoding="utf-8") as handle:
                     rows = list(csv.reader(handle))
                 if rows:
-                    run.log({f"tables/{path.stem}": wandb.Table(columns=rows[0], data=rows[1:])})
+                    logged[key] = wandb.Table(columns=rows[0], data=rows[1:])
             elif path.suffix == ".png":
-                run.log({f"plots/{path.stem}": wandb.Image(str(path))})
+                logged[key] = wandb.Image(str(path))
+        run.log(logged)
         run.save(str(report.markdown), base_path=str(report.out_dir), policy="now")
-        return str(run.url)
+        return SummaryRun(id=run.id, url=str(run.url), entity=str(run.entity or ""))
     finally:
         run.finish()
+
+
+def build_wandb_report(report: Report, project: str, entity: str, groups: Sequence[str], summary_run_id: str) -> Any:
+    """The W&B report page of the sweep, unsaved (a ``wandb_workspaces.reports.v2.Report``; ``.save()`` publishes
+    it). Building it touches no network (``entity`` is given); saving, and turning its run sets into the saved
+    spec, ask the W&B API. Blocks, in order:
+
+    * the tables of report.md (Markdown; the plots are panels further down);
+    * a panel grid over the sweep's training runs (``groups``, job type other than ``report``): per report
+      metric a scatter plot of the run's summary value against the swept parameter (the nested W&B config key,
+      e.g. ``smoothing.gamma``, one point per seed) and a bar chart of its mean ± standard deviation per value,
+      and the validation accuracy per epoch averaged per value;
+    * a panel grid over the summary run (``summary_run_id``): its plots (media browsers) and tables.
+    """
+    wr = _reports_api()
+    from wandb_workspaces import expr
+
+    parameter, symbol = report.parameter, _param_label(report.parameter)
+    completed = sum(job.status == "completed" for job in report.jobs)
+    names = ", ".join("/".join(Path(d).resolve().parts[-2:]) for d in report.sweep_dirs) or str(report.out_dir)
+    title = f"Label smoothing sweep {names}"
+    description = (
+        f"{completed} of {len(report.jobs)} jobs completed, {len(report.missing)} missing from the grid; swept "
+        f"{parameter}. Made by report.py from " + ", ".join(str(d) for d in report.sweep_dirs) + "."
+    )
+    tables_md = render_markdown(
+        report.sweep_dirs, report.out_dir, report.jobs, report.missing, report.problems, report.tables,
+        report.comparisons, parameter, report.baseline, plots=[],
+    ).removeprefix(MARKDOWN_TITLE + "\n\n")  # fmt: skip
+    blocks: list[Any] = [wr.H1(text="Tables"), wr.MarkdownBlock(text=tables_md), wr.H1(text="Training runs")]
+    x = wr.Config(parameter)
+    if groups:
+        runs = wr.Runset(
+            entity=entity,
+            project=project,
+            name="training runs",
+            filters=[expr.Metric("Group").isin(list(groups)), expr.Metric("JobType") != "report"],
+        )
+        panels = [
+            wr.ScatterPlot(
+                title=f"{m.key} vs {symbol} (one point per run)",
+                x=x,
+                y=wr.SummaryMetric(m.key),
+                layout=wr.Layout(w=8, h=8),
+            )
+            for m in REPORT_METRICS
+        ]
+        panels += [
+            wr.BarPlot(
+                title=f"{m.key} by {symbol}: mean ± std over runs",
+                metrics=[m.key],
+                orientation="v",
+                groupby=x,
+                groupby_aggfunc="mean",
+                groupby_rangefunc="stddev",
+                layout=wr.Layout(w=8, h=8),
+            )
+            for m in REPORT_METRICS
+        ]
+        panels.append(
+            wr.LinePlot(
+                title=f"val/acc per epoch, mean ± std by {symbol}",
+                x="epoch",  # Lightning logs the epoch with every metric
+                y=["val/acc"],
+                groupby=x,
+                groupby_aggfunc="mean",
+                groupby_rangefunc="stddev",
+                layout=wr.Layout(w=24, h=8),
+            )
+        )
+        blocks += [
+            wr.P(
+                text=f"The sweep's training runs (W&B group {', '.join(groups)}), against {symbol} (config "
+                f"{parameter}); values are fractions, the tables above show percent."
+            ),
+            wr.PanelGrid(runsets=[runs], panels=panels),
+        ]
+    else:
+        blocks.append(
+            wr.P(text="No W&B group found: the jobs did not log to W&B (logger) or were not part of a multirun.")
+        )
+    summary = wr.Runset(
+        entity=entity, project=project, name="summary run", filters=[expr.Metric("ID") == summary_run_id]
+    )
+    keys = [(key, path) for path in report.files if (key := _summary_key(path))]
+    media = [
+        wr.MediaBrowser(
+            title=key, media_keys=[key], num_columns=1, layout=wr.Layout(w=24 if "reliability" in key else 12, h=10)
+        )
+        for key, path in keys
+        if path.suffix == ".png"
+    ]
+    tables = [
+        wr.WeavePanelSummaryTable(table_name=key, layout=wr.Layout(w=24, h=10))
+        for key, path in keys
+        if path.suffix == ".csv"
+    ]
+    blocks += [
+        wr.H1(text="Plots and tables"),
+        wr.P(text="From the summary run (job type report): means with 95% confidence intervals over seeds."),
+        wr.PanelGrid(runsets=[summary], panels=media + tables),
+    ]
+    return wr.Report(project=project, entity=entity, title=title[:128], description=description, blocks=blocks)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Where ``--wandb`` put the sweep: the report page and the summary run."""
+
+    report_url: str
+    run_url: str
+
+
+def publish_to_wandb(report: Report, project: str = "labelsmooth", entity: str | None = None) -> Publication:
+    """Log the summary run (:func:`log_summary_run`), then save the report page (:func:`build_wandb_report`)
+    next to it; return both URLs. Raises RuntimeError with the reason when wandb-workspaces is missing, W&B is
+    offline or unreachable, or the page could not be saved."""
+    _reports_api()
+    reason = why_wandb_cannot_publish()
+    if reason:
+        raise RuntimeError(reason)
+    groups = wandb_groups(report.jobs)
+    run = log_summary_run(report, project, entity, groups[0] if groups else None)
+    try:
+        page = build_wandb_report(report, project, entity or run.entity, groups, run.id)
+        page.save()
+        return Publication(report_url=str(page.url), run_url=run.url)
+    except Exception as error:  # the API's errors are of many kinds; the run is logged either way
+        raise RuntimeError(
+            f"the summary run is logged ({run.url}) but the report page could not be saved: "
+            f"{type(error).__name__}: {error}"
+        ) from error
 
 
 # -- command line --------------------------------------------------------------------------------------------
@@ -718,6 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="report.py")
@@ -725,9 +934,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the report (default: the first sweep directory)")
     parser.add_argument("--param", default="smoothing.gamma", help="the swept parameter (default smoothing.gamma)")
     parser.add_argument("--baseline", type=float, default=1.0, help="the parameter value to compare against (1.0)")
-    parser.add_argument("--wandb", action="store_true", help="also publish the tables and plots to W&B (online)")
-    parser.add_argument("--project", default="labelsmooth", help="W&B project for --wandb")
-    parser.add_argument("--entity", default=None, help="W&B entity for --wandb")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also publish a W&B report page and a run with the tables and plots"
+    )
+    parser.add_argument("--project", help="W&B project for --wandb (default: the training runs' logger.project)")
+    parser.add_argument("--entity", help="W&B entity for --wandb (default: the training runs' logger.entity)")
     args = parser.parse_args(argv)
 
     console = Console()
@@ -761,10 +972,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[yellow]{problem}[/]")
     console.print(f"Report: [bold]{report.markdown}[/] ({len(report.files)} files in {report.out_dir})")
     if args.wandb:
+        project = args.project or wandb_setting(report.jobs, "project") or "labelsmooth"
+        entity = args.entity or wandb_setting(report.jobs, "entity")
         try:
-            url = publish_to_wandb(report, args.project, args.entity)
+            published = publish_to_wandb(report, project, entity)
         except RuntimeError as error:
-            console.print(f"[red]Not published to W&B[/]: {error}. The report files above are complete.")
+            console.print(f"[red]Not published to W&B[/]: {escape(str(error))}. The report files above are complete.")
             return 2
-        console.print(f"Published to W&B: {url}")
+        console.print(f"W&B report: [bold]{published.report_url}[/]")
+        console.print(f"W&B summary run (tables and plots): {published.run_url}")
     return 0
