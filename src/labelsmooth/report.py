@@ -464,7 +464,10 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str) -> Path:
 def plot_metric_vs_parameter(
     path: Path, tables: Sequence[Table], parameter: str, ylabel: str, labels: Sequence[str] | None = None
 ) -> Path | None:
-    """One panel per data set: mean ± 95% CI of each table's metric against the parameter."""
+    """One panel per data set: mean ± 95% CI of each table's metric against the parameter, with each seed's
+    value as a faint dot. With few seeds the Student-t interval is wide (n = 2: ±12.7 standard errors) and can
+    reach past the metric's range; the y axis stays within [0, 1]·scale (every report metric is a fraction)
+    and the bars are clipped there, while the tables keep the exact numbers."""
     from matplotlib.figure import Figure
 
     rows = sorted({r for t in tables for r in t.values})
@@ -473,13 +476,27 @@ def plot_metric_vs_parameter(
     figure = Figure(figsize=(4.2 * len(rows), 3.4), layout="constrained")
     axes = figure.subplots(1, len(rows), squeeze=False)[0]
     for ax, row in zip(axes, rows, strict=True):
+        shown: list[float] = []
+        upper_limit = max(t.metric.scale for t in tables)
         for i, table in enumerate(tables):
-            columns = sorted(table.values.get(row, {}))
+            scale = table.metric.scale
+            per_value = table.values.get(row, {})
+            columns = sorted(per_value)
             estimates = [table.estimate(row, c) for c in columns]
-            means = [e.mean * table.metric.scale for e in estimates]
-            errors = [0.0 if math.isnan(e.half_width) else e.half_width * table.metric.scale for e in estimates]
+            means = [e.mean * scale for e in estimates]
+            errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
             label = labels[i] if labels else table.metric.title
-            ax.errorbar(columns, means, yerr=errors, marker="o", capsize=3, label=label)
+            line = ax.errorbar(columns, means, yerr=errors, marker="o", capsize=3, label=label)
+            seeds_x = [c for c in columns for _ in per_value[c]]
+            seeds_y = [v * scale for c in columns for v in per_value[c].values()]
+            ax.scatter(seeds_x, seeds_y, s=10, alpha=0.35, color=line.lines[0].get_color(), zorder=3)
+            shown += seeds_y + [m + e for m, e in zip(means, errors, strict=True)]
+            shown += [m - e for m, e in zip(means, errors, strict=True)]
+        finite = [v for v in shown if math.isfinite(v)]
+        if finite:
+            low, high = max(min(finite), 0.0), min(max(finite), upper_limit)
+            pad = 0.05 * (high - low) or 0.01 * upper_limit
+            ax.set_ylim(max(low - pad, 0.0), min(high + pad, upper_limit))
         ax.set_title(row)
         ax.set_xlabel(_param_label(parameter))
         ax.set_ylabel(ylabel)
