@@ -1,0 +1,139 @@
+"""BestAndLastCheckpoint: last.ckpt after every epoch, a relative link to a new best, never dangling, resumable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
+from labelsmooth.checkpoints import load_checkpoint
+
+SCORES = [0.5, 0.7, 0.6, 0.6, 0.9, 0.8]  # val/acc per epoch: new bests at epochs 0, 1 and 4
+IMPROVED = {0, 1, 4}
+
+
+class ScriptedScore(pl.LightningModule):
+    """Trains a linear layer and logs ``val/acc`` from ``SCORES`` (by epoch), so the best epochs are known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 3)
+
+    def training_step(self, batch, batch_idx):
+        inputs, target = batch
+        return nn.functional.cross_entropy(self.net(inputs), target)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", SCORES[self.current_epoch])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class DirectoryWatch(Callback):
+    """Records the checkpoint directory after each epoch's checkpoints (at the next epoch's start and at the end)
+    and checks, at every removal of a checkpoint, that ``last.ckpt`` does not point at the file going away."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.after_epoch: list[dict] = []
+        self.removals = 0
+        self._first_epoch_started = False
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        remove = trainer.strategy.remove_checkpoint
+
+        def checked_remove(filepath) -> None:
+            last = self.directory / "last.ckpt"
+            assert last.resolve() != Path(filepath).resolve(), "last.ckpt would dangle"
+            self.removals += 1
+            remove(filepath)
+
+        trainer.strategy.remove_checkpoint = checked_remove
+
+    def _record(self) -> None:
+        last = self.directory / "last.ckpt"
+        self.after_epoch.append(
+            {
+                "last_epoch": load_checkpoint(last)["epoch"],
+                "link": os.readlink(last) if last.is_symlink() else None,
+                "files": sorted(p.name for p in self.directory.iterdir()),
+            }
+        )
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._first_epoch_started:
+            self._record()
+        self._first_epoch_started = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._record()
+
+
+def checkpoint_callback(directory: Path) -> BestAndLastCheckpoint:
+    return BestAndLastCheckpoint(
+        dirpath=directory, filename="best-epoch{epoch:03d}", monitor="val/acc", mode="max",
+        save_last=True, save_top_k=1, auto_insert_metric_name=False,
+    )  # fmt: skip
+
+
+def fit(directory: Path, max_epochs: int, ckpt_path: str | None = None) -> tuple[pl.Trainer, DirectoryWatch]:
+    watch = DirectoryWatch(directory)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=[checkpoint_callback(directory), watch],
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(16, 4, generator=generator), torch.randint(0, 3, (16,), generator=generator))
+    trainer.fit(ScriptedScore(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
+    return trainer, watch
+
+
+def test_last_checkpoint_holds_every_epoch_and_links_to_a_new_best(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    trainer, watch = fit(directory, max_epochs=len(SCORES))
+    assert [state["last_epoch"] for state in watch.after_epoch] == list(range(len(SCORES)))
+    for epoch, state in enumerate(watch.after_epoch):
+        best = f"best-epoch{max(e for e in IMPROVED if e <= epoch):03d}.ckpt"
+        assert state["files"] == sorted([best, "last.ckpt"]), (epoch, state)
+        # A new best: one write, and last.ckpt a relative link to it; otherwise last.ckpt is a file of its own.
+        assert state["link"] == (best if epoch in IMPROVED else None), (epoch, state)
+    assert watch.removals == len(IMPROVED) - 1
+    assert trainer.checkpoint_callback.best_model_path == str(directory / "best-epoch004.ckpt")
+
+
+def test_a_copied_or_moved_run_directory_keeps_a_loadable_last_checkpoint(tmp_path: Path) -> None:
+    fit(tmp_path / "run" / "checkpoints", max_epochs=5)  # ends on a new best: last.ckpt is a link
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_symlink()
+    shutil.copytree(tmp_path / "run", tmp_path / "copy", symlinks=True)  # as cp -r: the link itself is copied
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    for run in ("copy", "moved"):
+        last = tmp_path / run / "checkpoints" / "last.ckpt"
+        assert last.is_symlink() and last.is_file()
+        assert load_checkpoint(last)["epoch"] == 4
+
+
+def test_a_run_resumes_from_a_linked_last_checkpoint(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    fit(directory, max_epochs=2)  # epoch 1 is a new best: last.ckpt links to best-epoch001.ckpt
+    assert os.readlink(directory / "last.ckpt") == "best-epoch001.ckpt"
+    trainer, watch = fit(directory, max_epochs=len(SCORES), ckpt_path=str(directory / "last.ckpt"))
+    assert [state["last_epoch"] for state in watch.after_epoch] == list(range(2, len(SCORES)))
+    callback = trainer.checkpoint_callback
+    assert callback.best_model_path == str(directory / "best-epoch004.ckpt")
+    assert float(callback.best_model_score) == pytest.approx(SCORES[4])
+    assert sorted(p.name for p in directory.iterdir()) == ["best-epoch004.ckpt", "last.ckpt"]
+    assert load_checkpoint(directory / "last.ckpt")["epoch"] == len(SCORES) - 1
+
+
+def test_state_key_is_model_checkpoints_so_older_checkpoints_resume_with_their_best() -> None:
+    kwargs = {"monitor": "val/acc", "mode": "max", "save_last": True}
+    assert BestAndLastCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
