@@ -14,7 +14,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 class BestAndLastCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` (same arguments) whose ``last.ckpt`` holds the state after every epoch.
 
-    Lightning (2.5 and later) writes ``last.ckpt`` only at a step where it also wrote a top-k checkpoint, so with
+    Lightning 2.6 and later write ``last.ckpt`` only at a step where they also wrote a top-k checkpoint, so with
     ``monitor`` it holds the best epoch rather than the latest one (``resume=true`` would repeat every epoch since
     the best), and an epoch that improves the best writes the same state twice. Here, with ``save_last`` set, at
     every point where the checkpoints are updated (each epoch's end):
