@@ -69,20 +69,20 @@ def instrument() -> None:
     from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
     from pytorch_lightning.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
-    from torchmetrics import MetricCollection
 
     from labelsmooth.callbacks.calibration import CalibrationCallback
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.callbacks.nan_guard import NonFiniteLossGuard
     from labelsmooth.callbacks.progress import LineProgress
     from labelsmooth.callbacks.rng_state import RandomStateCheckpoint
+    from labelsmooth.metrics import ClassificationMetrics
     from labelsmooth.module import LabelSmoothingClassifier
 
     timed(_EvaluationLoop, "run", "validation loop (all of it)")
     timed(LabelSmoothingClassifier, "validation_step", "  validation_step (forward + metric update)")
-    timed(MetricCollection, "update", "    metrics: update")
-    timed(MetricCollection, "compute", "  metrics: compute")
-    timed(MetricCollection, "reset", "  metrics: reset")
+    timed(ClassificationMetrics, "update", "    metrics: update")
+    timed(ClassificationMetrics, "compute", "  metrics: compute")
+    timed(ClassificationMetrics, "reset", "  metrics: reset")
     timed(LightningModule, "log", "  self.log / log_dict")
     timed(CalibrationCallback, "on_validation_batch_end", "  calibration: collect logits")
     timed(CalibrationCallback, "on_validation_epoch_end", "  calibration: epoch end (diagram every n)")

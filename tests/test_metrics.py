@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_calibration_error
 
+from labelsmooth.calibration import binned_statistics, calibration_errors, confidences_and_correct
 from labelsmooth.metrics import (
     AdaptiveCalibrationError,
     BrierScore,
@@ -74,3 +77,52 @@ def test_adaptive_ece_uses_equal_mass_bins() -> None:
     ace.update(probs.log(), target)
     # {0.55, 0.61}: accuracy 1, confidence 0.58; {0.81, 0.9}: accuracy 0.5, confidence 0.855.
     assert math.isclose(ace.compute().item(), 0.5 * 0.42 + 0.5 * 0.355, rel_tol=1e-5)
+
+
+def separate_metrics(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """The nine metrics one at a time, as before they shared a softmax: torchmetrics' accuracy and binned
+    calibration errors, the NLL, Brier score, confidence and entropy formulas, ``binned_statistics`` for the ACE."""
+    probs = logits.softmax(-1)
+    confidence, correct = confidences_and_correct(logits, target)
+    return {
+        "acc": multiclass_accuracy(logits, target, num_classes, average="micro").item(),
+        "nll": F.cross_entropy(logits, target).item(),
+        "ece": multiclass_calibration_error(probs, target, num_classes, n_bins=15, norm="l1").item(),
+        "mce": multiclass_calibration_error(probs, target, num_classes, n_bins=15, norm="max").item(),
+        "rmsce": multiclass_calibration_error(probs, target, num_classes, n_bins=15, norm="l2").item(),
+        "brier": (probs - F.one_hot(target, num_classes)).square().sum(-1).mean().item(),
+        "ace": calibration_errors(binned_statistics(confidence, correct, 15, equal_mass=True))["ece"],
+        "confidence": confidence.mean().item(),
+        "entropy": -(probs * logits.log_softmax(-1)).sum(-1).mean().item(),
+    }
+
+
+def test_one_softmax_for_all_nine_gives_the_values_of_the_separate_metrics() -> None:
+    generator = torch.Generator().manual_seed(0)
+    k = 10
+    logits = torch.randn(1000, k, generator=generator) * torch.linspace(0.1, 8, 1000).unsqueeze(-1)
+    logits[:20, 0] = 60.0  # confidence exactly 1.0 in float32: torchmetrics' extra bin
+    target = torch.randint(0, k, (1000,), generator=generator)
+    metrics = classification_metrics(k, prefix="val/")
+    for part in range(4):  # several batches
+        metrics.update(logits[part * 250 : (part + 1) * 250], target[part * 250 : (part + 1) * 250])
+    values = {name.removeprefix("val/"): value.item() for name, value in metrics.compute().items()}
+    expected = separate_metrics(logits, target, k)
+    assert list(values) == sorted(expected)
+    for name, value in expected.items():
+        assert math.isclose(values[name], value, rel_tol=1e-5, abs_tol=1e-6), (name, values[name], value)
+
+
+def test_states_merged_as_across_processes_give_the_whole_sets_values() -> None:
+    """DDP reduction: sums are summed and the per-sample confidences concatenated (``merge_state`` applies each
+    state's ``dist_reduce_fx`` as the synchronisation across processes does)."""
+    generator = torch.Generator().manual_seed(1)
+    logits, target = torch.randn(300, 5, generator=generator) * 3, torch.randint(0, 5, (300,), generator=generator)
+    whole, first, second = (classification_metrics(5, prefix="test/") for _ in range(3))
+    whole.update(logits, target)
+    first.update(logits[:170], target[:170])
+    second.update(logits[170:], target[170:])
+    first.merge_state(second)
+    merged, expected = first.compute(), whole.compute()
+    for name, value in expected.items():
+        assert math.isclose(merged[name].item(), value.item(), rel_tol=1e-6), name

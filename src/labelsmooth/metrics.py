@@ -1,20 +1,19 @@
-"""Accuracy and calibration metrics, as torchmetrics collections over logits.
+"""Accuracy and calibration metrics over logits, as torchmetrics ``Metric`` objects.
 
-Every metric here takes the raw (N, K) logits and (N,) class indices. torchmetrics has accuracy and the
-binned calibration errors over equal-width bins (ECE, MCE, RMS); it lacks a multiclass negative
-log-likelihood, Brier score, adaptive (equal-mass) ECE, mean confidence and mean predictive entropy, so those
-are written here as small ``Metric`` subclasses with DDP-synchronised states.
+Every metric here takes the raw (N, K) logits and (N,) class indices. ``classification_metrics`` gives all nine
+validation / test metrics from one ``ClassificationMetrics`` object, which takes one log-softmax per batch for all
+of them; ``NegativeLogLikelihood``, ``BrierScore`` and ``AdaptiveCalibrationError`` are the same quantities one at a
+time (torchmetrics lacks a multiclass NLL, the Brier score and an equal-mass ECE). States are DDP-synchronised.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from labelsmooth.calibration import binned_statistics, calibration_errors, confidences_and_correct
+from labelsmooth.calibration import confidences_and_correct
 
 ECE_BINS = 15
 
@@ -61,24 +60,12 @@ class BrierScore(PerSampleMean):
         return probs.square().sum(dim=-1) - 2.0 * true_prob + 1.0
 
 
-class SoftmaxCalibrationError(MulticlassCalibrationError):
-    """torchmetrics' binned calibration error, fed softmax probabilities computed from logits in float32.
-
-    (torchmetrics itself only applies a softmax when some input lies outside [0, 1], so logits that happen
-    to lie inside [0, 1] would be taken for probabilities.)
-    """
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        super().update(logits.float().softmax(dim=-1), target)
-
-
 class AdaptiveCalibrationError(Metric):
-    """Adaptive ECE: ECE over ``n_bins`` equal-mass bins (Nguyen & O'Connor 2015; Nixon et al. 2019).
+    """Adaptive ECE: ECE over ``n_bins`` equal-mass bins (Nguyen & O'Connor 2015; Nixon et al. 2019), alone.
 
     ``Σ_m |B_m|/N · |acc(B_m) - conf(B_m)|`` where ``B_1..B_M`` split the sorted top-1 confidences into
-    groups of equal size. torchmetrics only has equal-width bins, so this keeps the confidences and
-    correctness (two floats per sample; ``cat`` states, gathered across DDP processes) and bins them in
-    ``labelsmooth.calibration.binned_statistics``.
+    groups of equal size (``equal_mass_calibration_error``). torchmetrics only has equal-width bins, so this keeps
+    the confidences and correctness (two floats per sample; ``cat`` states, gathered across DDP processes).
     """
 
     full_state_update = False
@@ -96,41 +83,143 @@ class AdaptiveCalibrationError(Metric):
         self.correct.append(correct)
 
     def compute(self) -> torch.Tensor:
-        bins = binned_statistics(dim_zero_cat(self.confidence), dim_zero_cat(self.correct), self.n_bins, True)
-        return torch.tensor(calibration_errors(bins)["ece"], dtype=torch.float32)
+        return equal_mass_calibration_error(dim_zero_cat(self.confidence), dim_zero_cat(self.correct), self.n_bins)
 
 
-class MeanConfidence(PerSampleMean):
-    """Mean top-1 confidence ``1/N Σ_i max_k softmax(z_i)_k`` (compare with accuracy: over-/under-confidence)."""
+class ClassificationMetrics(Metric):
+    """Top-1 accuracy, NLL, ECE, MCE and RMS calibration error, adaptive ECE, Brier score, mean confidence and
+    mean predictive entropy, from one log-softmax per batch; ``compute`` returns them as ``{prefix + name: value}``.
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(dim=-1).max(dim=-1).values
+    Per batch, with ``log p = log_softmax(z)`` in float32 (computed once):
 
+    * accuracy ``[argmax_k z_k = y]`` (as torchmetrics' micro-averaged ``MulticlassAccuracy``), counted;
+    * per-sample means, summed in float64: NLL ``-log p_y``; Brier score ``Σ_k p_k² - 2 p_y + 1`` (Brier 1950,
+      in [0, 2]; no dense one-hot); top-1 confidence ``c = max_k p_k``; entropy ``-Σ_k p_k log p_k`` (nats);
+    * the top-1 confidence ``c_i`` and its correctness ``a_i`` kept per sample (two floats), for the binned errors
+      at ``compute``, each ``Σ_b |B_b|/N · g_b`` style sum over bins of the gap ``g_b = |mean_b a - mean_b c|``:
 
-class MeanPredictiveEntropy(PerSampleMean):
-    """Mean entropy of the predictive distribution, ``-1/N Σ_i Σ_k p_ik log p_ik`` in nats (0 … log K)."""
+      - ECE = ``Σ_b |B_b|/N g_b``, MCE = ``max_b g_b``, RMS = ``sqrt(Σ_b |B_b|/N g_b²)`` over ``n_bins``
+        equal-width bins ``[m/M, (m+1)/M)`` in torchmetrics' convention (float32 ``bucketize`` with
+        ``right=True``; a confidence of exactly 1 gets a bin of its own), so the values are those of
+        ``MulticlassCalibrationError`` (Naeini et al. 2015; Guo et al. 2017);
+      - adaptive ECE (Nguyen & O'Connor 2015; Nixon et al. 2019): the ECE over ``min(M, N)`` equal-mass bins,
+        the confidences sorted ascending (stable) and split by ``torch.tensor_split``, as
+        ``labelsmooth.calibration.binned_statistics(..., equal_mass=True)``.
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    Before, each of the nine metrics was its own torchmetrics object with its own softmax, argument checks and
+    states (four of them kept per-sample confidences); the values are unchanged up to float rounding.
+    """
+
+    full_state_update = False
+    NAMES = ("acc", "nll", "ece", "mce", "brier", "ace", "rmsce", "confidence", "entropy")
+
+    def __init__(self, num_classes: int, prefix: str = "", n_bins: int = ECE_BINS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.prefix = prefix
+        self.n_bins = int(n_bins)
+        self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # Σ NLL, Σ Brier, Σ confidence, Σ entropy
+        self.add_state("sums", default=torch.zeros(4, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("confidence", default=[], dist_reduce_fx="cat")
+        self.add_state("confident_correct", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        logits = logits.detach().float()
+        target = target.long()
         log_probs = logits.log_softmax(dim=-1)
-        return -(log_probs.exp() * log_probs).sum(dim=-1)
+        probs = log_probs.exp()
+        confidence, predicted = probs.max(dim=-1)
+        true_log_prob = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        per_sample = torch.stack(
+            [
+                -true_log_prob,
+                probs.square().sum(dim=-1) - 2.0 * true_log_prob.exp() + 1.0,
+                confidence,
+                -(probs * log_probs).sum(dim=-1),
+            ]
+        )
+        self.sums += per_sample.double().sum(dim=-1)
+        self.correct += (logits.argmax(dim=-1) == target).sum()
+        self.count += target.numel()
+        self.confidence.append(confidence)
+        self.confident_correct.append((predicted == target).float())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.count.clamp(min=1)
+        nll, brier, mean_confidence, entropy = (self.sums / count).float()
+        confidence, correct = _cat(self.confidence), _cat(self.confident_correct)
+        ece, mce, rmsce = equal_width_calibration_errors(confidence, correct, self.n_bins)
+        values = {
+            "acc": (self.correct / count).float(),
+            "nll": nll,
+            "ece": ece,
+            "mce": mce,
+            "brier": brier,
+            "ace": equal_mass_calibration_error(confidence, correct, self.n_bins),
+            "rmsce": rmsce,
+            "confidence": mean_confidence,
+            "entropy": entropy,
+        }
+        return {f"{self.prefix}{name}": values[name] for name in sorted(values)}  # MetricCollection's order
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+def _cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """A ``cat`` state as one tensor: a list before synchronisation, a tensor after it; empty if nothing came."""
+    if isinstance(state, list) and not state:
+        return torch.zeros(0)
+    return dim_zero_cat(state)
+
+
+def _binned_gaps(gap: torch.Tensor, index: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per bin: the number of samples and ``|Σ_i (a_i - c_i)|`` over its samples (float64)."""
+    counts = torch.bincount(index, minlength=n_bins).to(torch.float64)
+    summed = torch.zeros(n_bins, dtype=torch.float64, device=gap.device).index_add_(0, index, gap)
+    return counts, summed.abs()
+
+
+def equal_width_calibration_errors(
+    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = ECE_BINS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ECE, MCE and RMS calibration error over ``n_bins`` equal-width bins, in torchmetrics' binning convention
+    (``MulticlassCalibrationError``: float32 boundaries ``linspace(0, 1, M + 1)``, ``bucketize(right=True) - 1``,
+    so a confidence of exactly 1 is in a bin ``M`` of its own). NaN for no samples."""
+    if confidence.numel() == 0:
+        nan = torch.tensor(float("nan"))
+        return nan, nan, nan
+    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32, device=confidence.device)
+    index = torch.bucketize(confidence.float(), boundaries, right=True) - 1
+    counts, gaps = _binned_gaps(correct.double() - confidence.double(), index, n_bins + 1)
+    weights = counts / confidence.numel()
+    gaps = gaps / counts.clamp(min=1)  # |acc(B) - conf(B)|, 0 for an empty bin
+    return (
+        (weights * gaps).sum().float(),
+        gaps.max().float(),
+        (weights * gaps.square()).sum().sqrt().float(),
+    )
+
+
+def equal_mass_calibration_error(
+    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = ECE_BINS
+) -> torch.Tensor:
+    """Adaptive ECE: ``(1/N) Σ_g |Σ_{i∈g} (a_i - c_i)|`` over ``min(n_bins, N)`` equal-mass groups of the confidences
+    sorted ascending (stable sort; ``torch.tensor_split`` sizes: the first ``N mod G`` groups one larger). NaN for
+    no samples."""
+    n = confidence.numel()
+    if n == 0:
+        return torch.tensor(float("nan"))
+    groups = min(n_bins, n)
+    order = torch.argsort(confidence, stable=True)
+    sizes = torch.full((groups,), n // groups, dtype=torch.long, device=confidence.device)
+    sizes[: n % groups] += 1
+    index = torch.repeat_interleave(torch.arange(groups, device=confidence.device), sizes)
+    _, gaps = _binned_gaps((correct.double() - confidence.double())[order], index, groups)
+    return (gaps.sum() / n).float()
+
+
+def classification_metrics(num_classes: int, prefix: str) -> ClassificationMetrics:
     """Top-1 accuracy, NLL, ECE, MCE and RMS calibration error (15 equal-width bins), adaptive ECE (15
     equal-mass bins), Brier score, mean confidence and mean predictive entropy, named ``<prefix><metric>``:
-    ``acc nll ece mce brier ace rmsce confidence entropy``."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro"),
-            "nll": NegativeLogLikelihood(),
-            "ece": SoftmaxCalibrationError(num_classes=num_classes, n_bins=ECE_BINS, norm="l1"),
-            "mce": SoftmaxCalibrationError(num_classes=num_classes, n_bins=ECE_BINS, norm="max"),
-            "brier": BrierScore(),
-            "ace": AdaptiveCalibrationError(n_bins=ECE_BINS),
-            "rmsce": SoftmaxCalibrationError(num_classes=num_classes, n_bins=ECE_BINS, norm="l2"),
-            "confidence": MeanConfidence(),
-            "entropy": MeanPredictiveEntropy(),
-        },
-        prefix=prefix,
-        compute_groups=False,
-    )
+    ``acc nll ece mce brier ace rmsce confidence entropy`` (``ClassificationMetrics``: one softmax per batch)."""
+    return ClassificationMetrics(num_classes, prefix=prefix, n_bins=ECE_BINS)
