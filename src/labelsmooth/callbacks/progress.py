@@ -72,7 +72,7 @@ class LineProgress(ProgressBar):
 
     # -- training ----------------------------------------------------------------------------------------
     def _epoch_label(self, trainer: pl.Trainer, epoch: int) -> str:
-        """``Epoch 3/199``: epochs count from 0 as in Lightning and the checkpoint names; after the slash the last one."""
+        """``Epoch 3/199``: epochs count from 0 (as in Lightning and the checkpoint names); after the slash the last."""
         max_epochs = trainer.max_epochs
         return f"Epoch {epoch}/{max_epochs - 1}" if max_epochs is not None and max_epochs > 0 else f"Epoch {epoch}"
 
