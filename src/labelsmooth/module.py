@@ -69,11 +69,21 @@ class LabelSmoothingClassifier(pl.LightningModule):
         convert = getattr(self.criterion, "prediction_logits", None)
         return convert(logits) if callable(convert) else logits.float()
 
-    def on_train_epoch_start(self) -> None:
-        # Stateful strategies (online label smoothing) update their targets from the last epoch's statistics.
-        hook = getattr(self.criterion, "on_train_epoch_start", None)
+    def _end_criterion_epoch(self) -> None:
+        # Stateful strategies (online label smoothing) turn the epoch's statistics into their next targets.
+        hook = getattr(self.criterion, "on_train_epoch_end", None)
         if callable(hook):
             hook()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # After the epoch's last batch, before validation and the epoch's checkpoint: the checkpoint then holds
+        # the new targets and no per-process statistics (under DDP only rank 0's would be saved).
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self._end_criterion_epoch()
+
+    def on_train_epoch_start(self) -> None:
+        # A no-op after the hook above; applies the statistics of data of unknown length and of older checkpoints.
+        self._end_criterion_epoch()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, target = batch

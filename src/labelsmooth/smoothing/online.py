@@ -21,13 +21,14 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
     where the paper leaves it open: a class with no correctly classified sample in an epoch keeps its previous row.
 
     The statistics are gathered in ``forward`` while training (``p`` detached) and turned into ``S`` by
-    ``on_train_epoch_start()``, which the training module calls at the start of every training epoch (so a run
-    resumed from an end-of-epoch checkpoint still applies the statistics of the epoch it saved). Under
-    ``torch.distributed`` the sums and counts are first added across processes. ``S`` is a buffer (identical on
-    every process); the running sums and counts are per-process, so they live in the module's extra state
-    (saved in checkpoints, but not a buffer that DDP would overwrite with rank 0's copy; a checkpoint holds rank 0's
-    share, so after a DDP resume mid-way the next ``S`` is estimated from that share). Under MixUp a sample counts
-    for the class with the largest weight in its mixed target.
+    ``on_train_epoch_end()``, which the training module calls right after the last training batch of every
+    epoch, before validation and the epoch's checkpoint (and again, harmlessly, at the start of the next epoch:
+    for data of unknown length and checkpoints written before this order). Under ``torch.distributed`` the sums
+    and counts are first added across processes, so every process holds the same ``S`` and empty statistics when
+    the checkpoint is written: a DDP run resumed from it continues exactly. ``S`` is a buffer; the running sums
+    and counts are per-process, so they live in the module's extra state (saved in checkpoints, but not a buffer
+    that DDP would overwrite with rank 0's copy). Under MixUp a sample counts for the class with the largest
+    weight in its mixed target.
     """
 
     def __init__(self, num_classes: int, alpha: float = 0.5, initial_epsilon: float = 0.0) -> None:
@@ -69,8 +70,9 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
         self.correct_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
 
     @torch.no_grad()
-    def on_train_epoch_start(self) -> None:
-        """Replace ``S`` by the class-wise mean predictions gathered since the last call; reset the statistics."""
+    def on_train_epoch_end(self) -> None:
+        """Replace ``S`` by the class-wise mean predictions gathered since the last call (summed over processes
+        under ``torch.distributed``: every process must call it) and reset the statistics."""
         self._statistics_to(self.soft_targets.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.prediction_sums)
