@@ -99,9 +99,8 @@ class ClassificationMetrics(Metric):
       at ``compute``, each ``Σ_b |B_b|/N · g_b`` style sum over bins of the gap ``g_b = |mean_b a - mean_b c|``:
 
       - ECE = ``Σ_b |B_b|/N g_b``, MCE = ``max_b g_b``, RMS = ``sqrt(Σ_b |B_b|/N g_b²)`` over ``n_bins``
-        equal-width bins ``[m/M, (m+1)/M)`` in torchmetrics' convention (float32 ``bucketize`` with
-        ``right=True``; a confidence of exactly 1 gets a bin of its own), so the values are those of
-        ``MulticlassCalibrationError`` (Naeini et al. 2015; Guo et al. 2017);
+        equal-width bins (Naeini et al. 2015; Guo et al. 2017), by torchmetrics (``binary_calibration_error``
+        on the pairs ``(c_i, a_i)``: the values and binning of ``MulticlassCalibrationError``);
       - adaptive ECE (Nguyen & O'Connor 2015; Nixon et al. 2019): the ECE over ``min(M, N)`` equal-mass bins,
         the confidences sorted ascending (stable) and split by ``torch.tensor_split``, as
         ``labelsmooth.calibration.binned_statistics(..., equal_mass=True)``.
@@ -182,22 +181,21 @@ def _binned_gaps(gap: torch.Tensor, index: torch.Tensor, n_bins: int) -> tuple[t
 def equal_width_calibration_errors(
     confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = ECE_BINS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ECE, MCE and RMS calibration error over ``n_bins`` equal-width bins, in torchmetrics' binning convention
-    (``MulticlassCalibrationError``: float32 boundaries ``linspace(0, 1, M + 1)``, ``bucketize(right=True) - 1``,
-    so a confidence of exactly 1 is in a bin ``M`` of its own). NaN for no samples."""
+    """ECE, MCE and RMS calibration error over ``n_bins`` equal-width bins of the top-1 confidences ``c_i`` and
+    their correctness ``a_i``: torchmetrics' ``binary_calibration_error`` on the pairs ``(c_i, a_i)``, which is
+    what ``MulticlassCalibrationError`` computes after taking the top-1 confidence (same binning). NaN for no
+    samples."""
+    from torchmetrics.functional.classification import binary_calibration_error
+
     if confidence.numel() == 0:
         nan = torch.tensor(float("nan"))
         return nan, nan, nan
-    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32, device=confidence.device)
-    index = torch.bucketize(confidence.float(), boundaries, right=True) - 1
-    counts, gaps = _binned_gaps(correct.double() - confidence.double(), index, n_bins + 1)
-    weights = counts / confidence.numel()
-    gaps = gaps / counts.clamp(min=1)  # |acc(B) - conf(B)|, 0 for an empty bin
-    return (
-        (weights * gaps).sum().float(),
-        gaps.max().float(),
-        (weights * gaps.square()).sum().sqrt().float(),
+    confidence, correct = confidence.float(), correct.long()
+    ece, mce, rmsce = (
+        binary_calibration_error(confidence, correct, n_bins=n_bins, norm=norm, validate_args=False)
+        for norm in ("l1", "max", "l2")
     )
+    return ece, mce, rmsce
 
 
 def equal_mass_calibration_error(
