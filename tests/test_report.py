@@ -330,3 +330,27 @@ def test_wandb_publishing_logs_the_run_then_saves_the_page(sweep: Path, monkeypa
     assert only["value"] == run_id  # the page shows the run just logged
     out = " ".join(capsys.readouterr().out.split())
     assert "W&B report: https://wandb.test/me/reports/abc123" in out and "W&B summary run" in out
+
+
+def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun" / "2026-01-02" / "00-00-00"
+    accuracies = {("none", 0): 0.80, ("none", 1): 0.82, ("uniform", 0): 0.85, ("uniform", 1): 0.86, ("gamma", 0): 0.7}
+    for number, ((name, seed), acc) in enumerate(accuracies.items()):
+        metrics = {**completed(0.9, seed, acc, 0.1, 0.05), "smoothing": name}
+        write_job(sweep, number, 0.9, seed, metrics)
+    report = make_report([sweep], parameter="smoothing")
+    assert report.baseline == "none"
+    acc_table = report.tables[0]
+    assert acc_table.columns == ["gamma", "none", "uniform"]
+    (compared,) = report.comparisons["val/acc_best"]
+    assert (compared.best, compared.baseline, compared.n_pairs) == ("uniform", "none", 2)
+    assert compared.mean_difference == pytest.approx(0.045)
+    text = report.markdown.read_text()
+    assert "| digits | 70.00 (n=1) | 81.00 ± 12.71 (n=2) | 85.50 ± 6.35 (n=2) |" in text
+    assert "best smoothing (highest mean) vs smoothing = none" in text
+    assert "| digits | uniform | 85.50 ± 6.35 (n=2) | 81.00 ± 12.71 (n=2) | 5.26 | 2 |" in text
+    assert (sweep / "accuracy_vs_gamma.png").read_bytes()[:4] == b"\x89PNG"
+    # A numeric parameter given as text still finds its column; an explicit name overrides the default.
+    assert make_report([sweep], parameter="smoothing", baseline="uniform").baseline == "uniform"
+    assert make_report([sweep], parameter="smoothing.gamma", baseline="0.9").baseline == 0.9
+    assert make_report([sweep], parameter="smoothing.gamma").baseline == 1.0  # no such column: nothing compared

@@ -88,6 +88,33 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_strategies_compared_by_name(tmp_path: Path) -> None:
+    """Does label smoothing help here? none vs uniform vs γ over seeds, reported with `--param smoothing`."""
+    sweep = tmp_path / "multirun" / "day" / "time"
+    grid = ["smoothing=none,uniform,gamma", "seed=0,1"]
+    command = ["-m", *grid, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    result = run_cli(command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = metrics_of(sweep)
+    assert len(jobs) == 6 and all(m["status"] == "completed" for m in jobs.values())
+
+    report = run_report([str(sweep), "--param", "smoothing"], cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = {r["smoothing"]: r for r in read_csv(sweep / "table_val_acc_best.csv")}
+    assert set(table) == {"gamma", "none", "uniform"}
+    for name, row in table.items():
+        values = [m["val/acc_best"] for m in jobs.values() if m["smoothing"] == name]
+        assert row["n"] == "2" and float(row["mean"]) == pytest.approx(sum(values) / 2, abs=1e-12)
+    (compared,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
+    assert compared["baseline_smoothing"] == "none" and compared["n_pairs"] == "2"
+    text = (sweep / "report.md").read_text()
+    assert "| data set | smoothing = gamma | smoothing = none | smoothing = uniform |" in text
+    assert "vs smoothing = none" in text
+    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png", "reliability_digits.png"):
+        assert (sweep / name).is_file(), name
+
+
+@pytest.mark.slow
 def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     result = run_cli(

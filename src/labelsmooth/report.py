@@ -22,6 +22,9 @@ Tables (Mezzini 2019, "Empirical study on label smoothing"):
   ``diff % = 100 · (best - baseline) / best``, and a two-sided paired t-test over the seeds both have
   (``scipy.stats.ttest_rel``). The best γ is picked on the same runs, so the p-value is optimistic.
 * The same tables for the test ECE and for the test ECE after temperature scaling (lower is better).
+
+The swept parameter (``--param``) is γ by default; any number (``smoothing.epsilon``, ``seed``) or name works:
+``--param smoothing`` compares strategies (columns ``none``, ``uniform``, ...; Table 3 against ``none``).
 """
 
 from __future__ import annotations
@@ -250,9 +253,9 @@ class PairedComparison:
     """Best parameter value against the baseline on one data set (Table 3)."""
 
     row: str
-    best: float
+    best: float | str
     best_estimate: Estimate
-    baseline: float
+    baseline: float | str
     baseline_estimate: Estimate
     relative_difference: float  # 100 · (best - baseline) / best, the paper's "diff %"
     n_pairs: int
@@ -263,8 +266,8 @@ class PairedComparison:
 
 def paired_comparison(
     row: str,
-    by_value: dict[float, dict[Any, float]],
-    baseline: float,
+    by_value: dict[Any, dict[Any, float]],
+    baseline: float | str,
     higher_is_better: bool,
 ) -> PairedComparison | None:
     """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test)."""
@@ -273,7 +276,12 @@ def paired_comparison(
     estimates = {v: mean_confidence_interval(list(seeds.values())) for v, seeds in by_value.items() if seeds}
     if baseline not in estimates:
         return None
-    best = (max if higher_is_better else min)(estimates, key=lambda v: (estimates[v].mean, -abs(v - baseline)))
+
+    def rank(value: Any) -> tuple[float, float]:  # by mean; among equal means the value nearest the baseline
+        near = -abs(value - baseline) if isinstance(value, float) and isinstance(baseline, float) else 0.0
+        return estimates[value].mean, near if higher_is_better else -near
+
+    best = (max if higher_is_better else min)(estimates, key=rank)
     seeds = sorted(set(by_value[best]) & set(by_value[baseline]), key=str)
     a = [by_value[best][s] for s in seeds]
     b = [by_value[baseline][s] for s in seeds]
@@ -313,18 +321,55 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+ParameterValue = float | str
+
+
+def as_parameter_value(value: Any) -> ParameterValue | None:
+    """A job's value of the swept parameter as a table column: a finite number as a float (γ, ε, a seed), other
+    plain values as text (``smoothing``: the strategy's name; booleans as ``true`` / ``false``); None for a
+    missing or nested value."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    number = _as_float(value)
+    return number if number is not None else str(value)
+
+
+def column_order(value: ParameterValue) -> tuple[int, float, str]:
+    """Numbers ascending, then names alphabetically."""
+    return (1, 0.0, value) if isinstance(value, str) else (0, value, "")
+
+
+def format_value(value: ParameterValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def resolve_baseline(baseline: float | str | None, columns: Iterable[ParameterValue]) -> ParameterValue:
+    """The column that ``baseline`` names (``"1"`` matches 1.0); by default 1.0 (γ = 1: no smoothing) when the
+    parameter is numeric and ``none`` (the strategy without smoothing) when it is a name."""
+    columns = list(columns)
+    if baseline is None:
+        baseline = "none" if columns and all(isinstance(c, str) for c in columns) else 1.0
+    number = _as_float(baseline)
+    for column in columns:
+        if (isinstance(column, float) and number is not None and column == number) or column == str(baseline):
+            return column
+    return number if number is not None else str(baseline)
+
+
 @dataclass
 class Table:
     """``values[row][parameter value][seed] = metric`` of the completed jobs."""
 
     metric: ReportMetric
-    values: dict[str, dict[float, dict[Any, float]]]
+    values: dict[str, dict[ParameterValue, dict[Any, float]]]
 
     @property
-    def columns(self) -> list[float]:
-        return sorted({v for per_row in self.values.values() for v in per_row})
+    def columns(self) -> list[ParameterValue]:
+        return sorted({v for per_row in self.values.values() for v in per_row}, key=column_order)
 
-    def estimate(self, row: str, column: float) -> Estimate:
+    def estimate(self, row: str, column: ParameterValue) -> Estimate:
         return mean_confidence_interval(list(self.values.get(row, {}).get(column, {}).values()))
 
 
@@ -333,9 +378,9 @@ def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Ta
     models_per_dataset: dict[str, set[str]] = defaultdict(set)
     for job in completed:
         models_per_dataset[job.dataset].add(job.model)
-    values: dict[str, dict[float, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
+    values: dict[str, dict[ParameterValue, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
     for job in completed:
-        column, value = _as_float(job.value(parameter)), _as_float(job.metrics.get(metric.key))
+        column, value = as_parameter_value(job.value(parameter)), _as_float(job.metrics.get(metric.key))
         if column is None or value is None:
             continue
         row = _row_label(job, len(models_per_dataset[job.dataset]) > 1)
@@ -373,7 +418,7 @@ def table_rows(table: Table) -> list[list[str]]:
     ]
 
 
-def comparisons(table: Table, baseline: float) -> list[PairedComparison]:
+def comparisons(table: Table, baseline: ParameterValue) -> list[PairedComparison]:
     found = (paired_comparison(r, v, baseline, table.metric.higher_is_better) for r, v in table.values.items())
     return [c for c in found if c is not None]
 
@@ -382,7 +427,7 @@ def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[lis
     return [
         [
             c.row,
-            f"{c.best:g}",
+            format_value(c.best),
             format_cell(c.best_estimate, scale),
             format_cell(c.baseline_estimate, scale),
             _fmt(c.relative_difference),
@@ -486,6 +531,12 @@ def plot_metric_vs_parameter(
             means = [e.mean * scale for e in estimates]
             errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
             label = labels[i] if labels else table.metric.title
+            if any(isinstance(c, str) for c in table.columns):  # names: a categorical axis, in column order
+                columns = [format_value(c) for c in table.columns if c in per_value]
+                per_value = {format_value(c): v for c, v in per_value.items()}
+                estimates = [table.estimate(row, c) for c in table.columns if c in table.values.get(row, {})]
+                means = [e.mean * scale for e in estimates]
+                errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
             line = ax.errorbar(columns, means, yerr=errors, marker="o", capsize=3, label=label)
             seeds_x = [c for c in columns for _ in per_value[c]]
             seeds_y = [v * scale for c in columns for v in per_value[c].values()]
@@ -542,9 +593,11 @@ def pool_bins(bin_lists: Iterable[Sequence[dict[str, float]]]) -> list[dict[str,
 def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list[Path]:
     """Per data set, the test reliability diagrams of every parameter value side by side (seeds pooled);
     a second row of figures after temperature scaling."""
-    grouped: dict[str, dict[float, list[dict[str, list[dict[str, float]]]]]] = defaultdict(lambda: defaultdict(list))
+    grouped: dict[str, dict[ParameterValue, list[dict[str, list[dict[str, float]]]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for job in jobs:
-        value = _as_float(job.value(parameter))
+        value = as_parameter_value(job.value(parameter))
         if job.status == "completed" and value is not None and (bins := read_bins(job)):
             grouped[job.dataset][value].append(bins)
     paths = []
@@ -552,8 +605,8 @@ def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list
     for dataset, by_value in sorted(grouped.items()):
         for split, suffix, what in (("test", "", "test"), ("test_ts", "_ts", "test after temperature scaling")):
             panels = {
-                f"{symbol}={v:g} ({len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
-                for v, runs in sorted(by_value.items())
+                f"{symbol}={format_value(v)} ({len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
+                for v, runs in sorted(by_value.items(), key=lambda item: column_order(item[0]))
             }
             panels = {title: bins for title, bins in panels.items() if bins}
             if panels:
@@ -580,21 +633,25 @@ class Report:
     problems: list[str]
     sweep_dirs: list[Path] = field(default_factory=list)
     parameter: str = "smoothing.gamma"
-    baseline: float = 1.0
+    baseline: ParameterValue = 1.0
 
 
 def make_report(
     sweep_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike | None = None,
     parameter: str = "smoothing.gamma",
-    baseline: float = 1.0,
+    baseline: float | str | None = None,
 ) -> Report:
-    """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir)."""
+    """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
+    ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
+    the value to compare the best with (default: 1.0 for a number, ``none`` for a name; see ``resolve_baseline``).
+    """
     jobs, missing, problems = collect(sweep_dirs)
     out = Path(out_dir or sweep_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     files = [write_runs_csv(out / "runs.csv", jobs, parameter)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
+    baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns})
     compared = {t.metric.key: comparisons(t, baseline) for t in tables}
     for table in tables:
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
@@ -631,7 +688,7 @@ def render_markdown(
     tables: Sequence[Table],
     compared: dict[str, list[PairedComparison]],
     parameter: str,
-    baseline: float,
+    baseline: ParameterValue,
     plots: Sequence[Path | None],
 ) -> str:
     symbol = _param_label(parameter)
@@ -649,7 +706,8 @@ def render_markdown(
         "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
         "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
         "",
-        f"Table 3 compares the best {symbol} with {symbol} = {baseline:g}: `diff % = 100 · (best - baseline) / best` "
+        f"Table 3 compares the best {symbol} with {symbol} = {format_value(baseline)}: "
+        "`diff % = 100 · (best - baseline) / best` "
         "(the paper's definition); p-value: two-sided paired t-test over the seeds both have "
         "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
         f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
@@ -657,7 +715,7 @@ def render_markdown(
     for table in tables:
         parts += ["", f"## Tables 1-2 · {table.metric.title} by {symbol} (`{table.metric.key}`)", ""]
         if table.values:
-            header = ["data set", *(f"{symbol} = {c:g}" for c in table.columns)]
+            header = ["data set", *(f"{symbol} = {format_value(c)}" for c in table.columns)]
             parts.append(_markdown(header, table_rows(table)))
         else:
             parts.append(f"No completed job reports `{table.metric.key}` with `{parameter}`.")
@@ -665,14 +723,15 @@ def render_markdown(
         which = "highest" if table.metric.higher_is_better else "lowest"
         parts += [
             "",
-            f"### Table 3 · {table.metric.title}: best {symbol} ({which} mean) vs {symbol} = {baseline:g}",
+            f"### Table 3 · {table.metric.title}: best {symbol} ({which} mean) vs {symbol} = {format_value(baseline)}",
             "",
         ]
         if items:
-            header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline:g}", "diff %", "pairs", "p-value"]
+            baseline_name = f"{symbol} = {format_value(baseline)}"
+            header = ["data set", f"best {symbol}", "best", baseline_name, "diff %", "pairs", "p-value"]
             parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
         else:
-            parts.append(f"No data set has completed runs at {symbol} = {baseline:g}.")
+            parts.append(f"No data set has completed runs at {symbol} = {format_value(baseline)}.")
     shown = [p for p in plots if p is not None]
     if shown:
         parts += ["", "## Plots", ""]
@@ -806,6 +865,21 @@ def log_summary_run(report: Report, project: str, entity: str | None, group: str
         run.finish()
 
 
+def wandb_config_key(jobs: Sequence[Job], parameter: str) -> str:
+    """The W&B config key that identifies the swept value: ``parameter`` itself (the runs' W&B config is their
+    resolved Hydra config, nested), or ``<parameter>._target_`` where it names a config group whose node is a
+    mapping (``smoothing``: runs then group by their strategy's class)."""
+    for job in jobs:
+        node: Any = job.config
+        for part in parameter.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            return f"{parameter}._target_"
+        if node is not None:
+            return parameter
+    return parameter
+
+
 def build_wandb_report(report: Report, project: str, entity: str, groups: Sequence[str], summary_run_id: str) -> Any:
     """The W&B report page of the sweep, unsaved (a ``wandb_workspaces.reports.v2.Report``; ``.save()`` publishes
     it). Building it touches no network (``entity`` is given); saving, and turning its run sets into the saved
@@ -834,7 +908,7 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
         report.comparisons, parameter, report.baseline, plots=[],
     ).removeprefix(MARKDOWN_TITLE + "\n\n")  # fmt: skip
     blocks: list[Any] = [wr.H1(text="Tables"), wr.MarkdownBlock(text=tables_md), wr.H1(text="Training runs")]
-    x = wr.Config(parameter)
+    x = wr.Config(wandb_config_key(report.jobs, parameter))
     if groups:
         runs = wr.Runset(
             entity=entity,
@@ -949,8 +1023,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="report.py")
     parser.add_argument("sweep_dirs", nargs="+", help="outputs/multirun/<date>/<time> (one or more)")
     parser.add_argument("--out", help="where to write the report (default: the first sweep directory)")
-    parser.add_argument("--param", default="smoothing.gamma", help="the swept parameter (default smoothing.gamma)")
-    parser.add_argument("--baseline", type=float, default=1.0, help="the parameter value to compare against (1.0)")
+    parser.add_argument(
+        "--param",
+        default="smoothing.gamma",
+        help="the swept parameter: a number (default smoothing.gamma) or a name (smoothing: compare strategies)",
+    )
+    parser.add_argument(
+        "--baseline", help="the parameter value to compare against (default: 1 for a number, none for a name)"
+    )
     parser.add_argument(
         "--wandb", action="store_true", help="also publish a W&B report page and a run with the tables and plots"
     )
@@ -970,12 +1050,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown.add_column(row, justify="right")
         for column in table.columns:
             shown.add_row(
-                f"{column:g}", *(format_cell(table.estimate(r, column), table.metric.scale) for r in table.values)
+                format_value(column),
+                *(format_cell(table.estimate(r, column), table.metric.scale) for r in table.values),
             )
         console.print(shown)
         items = report.comparisons[table.metric.key]
         if items:
-            compared = RichTable(title=f"Table 3 · {table.metric.title}: best {symbol} vs {symbol} = {args.baseline:g}")
+            compared = RichTable(
+                title=f"Table 3 · {table.metric.title}: best {symbol} vs {symbol} = {format_value(report.baseline)}"
+            )
             for name in ("data set", f"best {symbol}", "best", "baseline", "diff %", "pairs", "p-value"):
                 compared.add_column(name, justify="left" if name == "data set" else "right")
             for row in comparison_rows(items, table.metric.scale):
