@@ -354,3 +354,12 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
     assert make_report([sweep], parameter="smoothing", baseline="uniform").baseline == "uniform"
     assert make_report([sweep], parameter="smoothing.gamma", baseline="0.9").baseline == 0.9
     assert make_report([sweep], parameter="smoothing.gamma").baseline == 1.0  # no such column: nothing compared
+
+
+def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
+    from labelsmooth.report import collect, wandb_config_key
+
+    jobs, _, _ = collect([sweep])
+    assert wandb_config_key(jobs, "smoothing.gamma") == "smoothing.gamma"
+    assert wandb_config_key(jobs, "smoothing") == "smoothing._target_"  # the W&B config holds the group's node
+    assert wandb_config_key(jobs, "seed") == "seed"
