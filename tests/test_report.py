@@ -363,3 +363,22 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
     assert wandb_config_key(jobs, "smoothing.gamma") == "smoothing.gamma"
     assert wandb_config_key(jobs, "smoothing") == "smoothing._target_"  # the W&B config holds the group's node
     assert wandb_config_key(jobs, "seed") == "seed"
+
+
+def test_the_swept_parameter_is_inferred_from_the_sweep_command_line(sweep: Path, tmp_path: Path) -> None:
+    from labelsmooth.report import infer_parameter, swept_parameters
+
+    assert swept_parameters(sweep) == ["smoothing.gamma"]  # "seed=0,1" is a replicate, not the parameter
+    assert make_report([sweep]).parameter == "smoothing.gamma"
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    task = ["smoothing=none,uniform", "seed=0,1", "trainer.max_epochs=3", "hydra.sweep.dir=x,y"]
+    (strategies / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    assert infer_parameter([strategies]) == "smoothing"
+    two = tmp_path / "two"
+    two.mkdir()
+    task = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "dataset.shift=0,0.1"]
+    (two / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    assert swept_parameters(two) == ["smoothing.gamma", "dataset.shift"]
+    assert infer_parameter([two]) == "smoothing.gamma"  # ambiguous: the default, --param chooses
+    assert infer_parameter([tmp_path / "absent"]) == "smoothing.gamma"

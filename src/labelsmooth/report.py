@@ -188,6 +188,37 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
         return None
 
 
+DEFAULT_PARAMETER = "smoothing.gamma"
+REPLICATE_KEYS = {"seed"}
+
+
+def swept_parameters(sweep_dir: Path) -> list[str]:
+    """The keys a sweep varies besides the seed (``smoothing.gamma=0.6,0.8`` → ``smoothing.gamma``), from the
+    command line recorded in ``multirun.yaml``: its sweep overrides and the sweeper's ``params``."""
+    multirun = _load_yaml(sweep_dir / "multirun.yaml")
+    if not isinstance(multirun, dict):
+        return []
+    hydra_cfg = multirun.get("hydra") or {}
+    params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] if isinstance(params, dict) else []
+    arguments += list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = OverridesParser.create().parse_overrides(arguments)
+    except Exception:  # an unparsable command line must not stop the report
+        return []
+    keys = [o.key_or_group for o in overrides if o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    return [k for k in dict.fromkeys(keys) if k not in REPLICATE_KEYS]
+
+
+def infer_parameter(sweep_dirs: Iterable[str | os.PathLike]) -> str:
+    """The one key the sweeps vary besides the seed; ``smoothing.gamma`` when that is not a single key (a grid
+    over several keys, or nothing recorded): name it with ``--param`` then."""
+    found = {key for d in sweep_dirs for key in swept_parameters(Path(d))}
+    return found.pop() if len(found) == 1 else DEFAULT_PARAMETER
+
+
 def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
     """Every job under the sweep directories, the grid's jobs without a directory, and problems found."""
     jobs: list[Job] = []
@@ -639,13 +670,15 @@ class Report:
 def make_report(
     sweep_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike | None = None,
-    parameter: str = "smoothing.gamma",
+    parameter: str | None = None,
     baseline: float | str | None = None,
 ) -> Report:
     """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
     ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
     the value to compare the best with (default: 1.0 for a number, ``none`` for a name; see ``resolve_baseline``).
+    Without ``parameter``, the one key the sweeps vary besides the seed (``infer_parameter``).
     """
+    parameter = parameter or infer_parameter(sweep_dirs)
     jobs, missing, problems = collect(sweep_dirs)
     out = Path(out_dir or sweep_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -699,6 +732,8 @@ def render_markdown(
         MARKDOWN_TITLE,
         "",
         "Sweeps: " + ", ".join(f"`{d}`" for d in sweep_dirs),
+        "",
+        f"Swept parameter: `{parameter}` (columns; `report.py --param` to choose another), rows: data sets.",
         "",
         f"Jobs: {len(jobs)} found ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}), "
         f"{len(missing)} missing from the grid.",
@@ -1025,8 +1060,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the report (default: the first sweep directory)")
     parser.add_argument(
         "--param",
-        default="smoothing.gamma",
-        help="the swept parameter: a number (default smoothing.gamma) or a name (smoothing: compare strategies)",
+        help="the swept parameter, a number (smoothing.gamma) or a name (smoothing: compare strategies); default: "
+        "the one key the sweep varies besides the seed, else smoothing.gamma",
     )
     parser.add_argument(
         "--baseline", help="the parameter value to compare against (default: 1 for a number, none for a name)"
@@ -1040,7 +1075,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console()
     report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
-    symbol = _param_label(args.param)
+    symbol = _param_label(report.parameter)
     for table in report.tables:  # one row per parameter value, one column per data set (fits a terminal)
         if not table.values:
             continue
@@ -1070,6 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[yellow]missing[/]: {item.sweep_dir}/{item.number} {' '.join(item.overrides)}")
     for problem in report.problems:
         console.print(f"[yellow]{problem}[/]")
+    console.print(f"Swept parameter: [bold]{escape(report.parameter)}[/] (--param to choose another)")
     console.print(f"Report: [bold]{report.markdown}[/] ({len(report.files)} files in {report.out_dir})")
     if args.wandb:
         project = args.project or wandb_setting(report.jobs, "project") or "labelsmooth"
