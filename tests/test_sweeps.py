@@ -111,7 +111,7 @@ def test_strategies_compared_by_name(tmp_path: Path) -> None:
     text = (sweep / "report.md").read_text()
     assert "| data set | smoothing = gamma | smoothing = none | smoothing = uniform |" in text
     assert "vs smoothing = none" in text
-    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png", "reliability_digits.png"):
+    for name in ("accuracy_vs_smoothing.png", "ece_vs_smoothing.png", "reliability_digits.png"):
         assert (sweep / name).is_file(), name
 
 

@@ -6,8 +6,8 @@ the (first) sweep directory:
 
 * ``report.md``: the tables below, the plots and the failed / missing jobs;
 * ``runs.csv`` (one row per job), ``table_<metric>.csv`` and ``best_vs_baseline_<metric>.csv``;
-* ``accuracy_vs_gamma.png``, ``ece_vs_gamma.png``, ``reliability_<dataset>.png`` (test split, seeds pooled,
-  one panel per γ, before and after temperature scaling).
+* ``accuracy_vs_gamma.png``, ``ece_vs_gamma.png`` (``_vs_<parameter>``), ``reliability_<dataset>.png`` (test
+  split, seeds pooled, one panel per γ, before and after temperature scaling).
 
 ``--wandb`` (online, logged in, the ``report`` extra) also logs the tables and plots to a W&B run of job type
 ``report`` and saves a W&B report page: the tables, panels over the sweep's training runs (its W&B group)
@@ -693,10 +693,11 @@ def make_report(
                 out / f"best_vs_baseline_{table.metric.slug}.csv", compared[table.metric.key], parameter
             )
         )
+    name = _slug(parameter.rsplit(".", 1)[-1])  # accuracy_vs_gamma.png, accuracy_vs_smoothing.png, ...
     plots = [
-        plot_metric_vs_parameter(out / "accuracy_vs_gamma.png", tables[:1], parameter, "best val. accuracy (%)"),
+        plot_metric_vs_parameter(out / f"accuracy_vs_{name}.png", tables[:1], parameter, "best val. accuracy (%)"),
         plot_metric_vs_parameter(
-            out / "ece_vs_gamma.png", tables[1:], parameter, "test ECE (%)", ["before", "after temperature scaling"]
+            out / f"ece_vs_{name}.png", tables[1:], parameter, "test ECE (%)", ["before", "after temperature scaling"]
         ),
         *plot_reliability(out, jobs, parameter),
     ]
