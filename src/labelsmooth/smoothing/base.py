@@ -22,6 +22,8 @@ half-precision log-probabilities loses the small terms and can overflow.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,15 @@ def float32_log_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1)
 
 
+def in_float32(function: Callable[..., torch.Tensor], logits: torch.Tensor, *args: Any) -> torch.Tensor:
+    """``function(logits.float(), *args)`` with autocast disabled (entered only when autocast is on: the context
+    switch costs microseconds per call)."""
+    if torch.is_autocast_enabled(logits.device.type):
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return function(logits.float(), *args)
+    return function(logits.float(), *args)
+
+
 class SmoothingStrategy(nn.Module):
     """Base class of every strategy: a loss over (N, K) logits and (N,) class indices.
 
@@ -71,10 +82,7 @@ class SmoothingStrategy(nn.Module):
         self.num_classes = check_num_classes(num_classes)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(logits.device.type):  # the context switch costs µs: only when needed
-            with torch.autocast(device_type=logits.device.type, enabled=False):
-                return self.compute_loss(logits.float(), target)
-        return self.compute_loss(logits.float(), target)
+        return in_float32(self.compute_loss, logits, target)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from labelsmooth.smoothing.base import MixableStrategy, check_range
+from labelsmooth.smoothing.base import MixableStrategy, check_range, in_float32
 
 
 class SigmoidTargetStrategy(MixableStrategy):
@@ -44,10 +44,7 @@ class SigmoidTargetStrategy(MixableStrategy):
     def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """``logsigmoid(z)`` in float32: its softmax is ``σ(z_k) / Σ_j σ(z_j)``, the normalised one-vs-rest
         probabilities (module docstring)."""
-        if torch.is_autocast_enabled(logits.device.type):
-            with torch.autocast(device_type=logits.device.type, enabled=False):
-                return F.logsigmoid(logits.float())
-        return F.logsigmoid(logits.float())
+        return in_float32(F.logsigmoid, logits)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         true_logit = logits.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
