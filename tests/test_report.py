@@ -365,20 +365,20 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
     assert wandb_config_key(jobs, "seed") == "seed"
 
 
-def test_the_swept_parameter_is_inferred_from_the_sweep_command_line(sweep: Path, tmp_path: Path) -> None:
-    from labelsmooth.report import infer_parameter, swept_parameters
+def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tmp_path: Path) -> None:
+    from labelsmooth.report import Job, infer_parameter, swept_parameters
 
-    assert swept_parameters(sweep) == ["smoothing.gamma"]  # "seed=0,1" is a replicate, not the parameter
-    assert make_report([sweep]).parameter == "smoothing.gamma"
-    strategies = tmp_path / "strategies"
-    strategies.mkdir()
-    task = ["smoothing=none,uniform", "seed=0,1", "trainer.max_epochs=3", "hydra.sweep.dir=x,y"]
-    (strategies / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
-    assert infer_parameter([strategies]) == "smoothing"
-    two = tmp_path / "two"
-    two.mkdir()
-    task = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "dataset.shift=0,0.1"]
-    (two / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    def jobs(*command_lines: list[str]) -> list[Job]:
+        return [Job(directory=tmp_path / str(i), status="completed", overrides=o) for i, o in enumerate(command_lines)]
+
+    assert make_report([sweep]).parameter == "smoothing.gamma"  # "seed=0,1" is a replicate, not the parameter
+    by_name = jobs(
+        ["smoothing=none", "seed=0", "trainer.max_epochs=3"], ["smoothing=uniform", "seed=1", "trainer.max_epochs=3"]
+    )
+    assert swept_parameters(by_name) == ["smoothing"] and infer_parameter(by_name) == "smoothing"
+    two = jobs(["smoothing.gamma=0.5", "dataset.shift=0"], ["smoothing.gamma=1.0", "dataset.shift=0.1"])
     assert swept_parameters(two) == ["smoothing.gamma", "dataset.shift"]
-    assert infer_parameter([two]) == "smoothing.gamma"  # ambiguous: the default, --param chooses
-    assert infer_parameter([tmp_path / "absent"]) == "smoothing.gamma"
+    assert infer_parameter(two) == "smoothing.gamma"  # ambiguous: the default, --param chooses
+    partial = jobs(["seed=0"], ["seed=0", "model=mlp"])  # a key only some jobs set varies against its default
+    assert infer_parameter(partial) == "model"
+    assert infer_parameter([]) == "smoothing.gamma"

@@ -91,14 +91,14 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
 def test_strategies_compared_by_name(tmp_path: Path) -> None:
     """Does label smoothing help here? none vs uniform vs γ over seeds, reported by strategy name."""
     sweep = tmp_path / "multirun" / "day" / "time"
-    grid = ["smoothing=none,uniform,gamma", "seed=0,1"]
-    command = ["-m", *grid, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    grid = ["sweep=strategies", "seed=0,1"]  # the preset: none,uniform,gamma x seeds (these win); no -m needed
+    command = [*grid, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     result = run_cli(command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = metrics_of(sweep)
     assert len(jobs) == 6 and all(m["status"] == "completed" for m in jobs.values())
 
-    report = run_report([str(sweep)], cwd=tmp_path)  # the swept key, smoothing, is found in multirun.yaml
+    report = run_report([str(sweep)], cwd=tmp_path)  # the swept key, smoothing, is found from the jobs
     assert report.returncode == 0, report.stderr[-3000:]
     assert "Swept parameter: smoothing" in report.stdout
     table = {r["smoothing"]: r for r in read_csv(sweep / "table_val_acc_best.csv")}
@@ -156,4 +156,9 @@ def test_launcher_and_search_presets_compose() -> None:
         assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
         assert cfg.hydra.sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc_best"
         assert parameter in cfg.hydra.sweeper.params and parameter.split(".")[1] in cfg.smoothing
+    strategies = compose_hydra(["sweep=strategies"]).hydra
+    assert str(strategies.mode).endswith("MULTIRUN") and strategies.sweeper.params.smoothing == "none,uniform,gamma"
+    grid = compose_hydra(["sweep=gamma_grid", "experiment=mezzini2019"])
+    assert grid.hydra.sweeper.params["smoothing.gamma"].split(",") == [f"0.{i}" for i in range(2, 10)] + ["1.0"]
+    assert grid.hydra.sweeper.params.seed == "0,1,2" and grid.trainer.max_epochs == 200  # composes with the recipe
     assert compose_hydra([]).resume_sweep is False

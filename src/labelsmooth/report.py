@@ -192,31 +192,28 @@ DEFAULT_PARAMETER = "smoothing.gamma"
 REPLICATE_KEYS = {"seed"}
 
 
-def swept_parameters(sweep_dir: Path) -> list[str]:
-    """The keys a sweep varies besides the seed (``smoothing.gamma=0.6,0.8`` → ``smoothing.gamma``), from the
-    command line recorded in ``multirun.yaml``: its sweep overrides and the sweeper's ``params``."""
-    multirun = _load_yaml(sweep_dir / "multirun.yaml")
-    if not isinstance(multirun, dict):
-        return []
-    hydra_cfg = multirun.get("hydra") or {}
-    params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] if isinstance(params, dict) else []
-    arguments += list((hydra_cfg.get("overrides") or {}).get("task") or [])
-    try:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        overrides = OverridesParser.create().parse_overrides(arguments)
-    except Exception:  # an unparsable command line must not stop the report
-        return []
-    keys = [o.key_or_group for o in overrides if o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
-    return [k for k in dict.fromkeys(keys) if k not in REPLICATE_KEYS]
+def swept_parameters(jobs: Sequence[Job]) -> list[str]:
+    """The override keys whose values differ between the jobs, besides the seed (``smoothing.gamma=0.6,0.8`` →
+    ``smoothing.gamma``), in the order of the first job's command line: what a grid, a ``sweep=`` preset or
+    an Optuna search actually varied."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for item in job.overrides:
+            key, _, value = item.lstrip("+~").partition("=")
+            values.setdefault(key, set()).add(value)
+    for job in jobs:  # a key some jobs do not override at all varies too (its default against a value)
+        keys = {item.lstrip("+~").partition("=")[0] for item in job.overrides}
+        for key in values.keys() - keys:
+            values[key].add("<default>")
+    swept = [k for k, v in values.items() if len(v) > 1 and not k.startswith("hydra")]
+    return [k for k in swept if k not in REPLICATE_KEYS]
 
 
-def infer_parameter(sweep_dirs: Iterable[str | os.PathLike]) -> str:
-    """The one key the sweeps vary besides the seed; ``smoothing.gamma`` when that is not a single key (a grid
-    over several keys, or nothing recorded): name it with ``--param`` then."""
-    found = {key for d in sweep_dirs for key in swept_parameters(Path(d))}
-    return found.pop() if len(found) == 1 else DEFAULT_PARAMETER
+def infer_parameter(jobs: Sequence[Job]) -> str:
+    """The one key the jobs vary besides the seed; ``smoothing.gamma`` when that is not a single key (several
+    keys, or nothing varied): name it with ``--param`` then."""
+    found = swept_parameters(jobs)
+    return found[0] if len(found) == 1 else DEFAULT_PARAMETER
 
 
 def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
@@ -676,10 +673,10 @@ def make_report(
     """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
     ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
     the value to compare the best with (default: 1.0 for a number, ``none`` for a name; see ``resolve_baseline``).
-    Without ``parameter``, the one key the sweeps vary besides the seed (``infer_parameter``).
+    Without ``parameter``, the one key the jobs vary besides the seed (``infer_parameter``).
     """
-    parameter = parameter or infer_parameter(sweep_dirs)
     jobs, missing, problems = collect(sweep_dirs)
+    parameter = parameter or infer_parameter(jobs)
     out = Path(out_dir or sweep_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     files = [write_runs_csv(out / "runs.csv", jobs, parameter)]
