@@ -554,19 +554,16 @@ def plot_metric_vs_parameter(
         for i, table in enumerate(tables):
             scale = table.metric.scale
             per_value = table.values.get(row, {})
-            columns = sorted(per_value)
+            columns = [c for c in table.columns if c in per_value]
             estimates = [table.estimate(row, c) for c in columns]
             means = [e.mean * scale for e in estimates]
             errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
+            categorical = any(isinstance(c, str) for c in table.columns)  # names: a categorical axis, column order
+            x = [format_value(c) for c in columns] if categorical else columns
             label = labels[i] if labels else table.metric.title
-            if any(isinstance(c, str) for c in table.columns):  # names: a categorical axis, in column order
-                columns = [format_value(c) for c in table.columns if c in per_value]
-                per_value = {format_value(c): v for c, v in per_value.items()}
-                estimates = [table.estimate(row, c) for c in table.columns if c in table.values.get(row, {})]
-                means = [e.mean * scale for e in estimates]
-                errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
-            line = ax.errorbar(columns, means, yerr=errors, marker="o", capsize=3, label=label)
-            seeds_x = [c for c in columns for _ in per_value[c]]
+            style = "none" if categorical else "-"  # no line between unordered names
+            line = ax.errorbar(x, means, yerr=errors, marker="o", capsize=3, linestyle=style, label=label)
+            seeds_x = [position for position, c in zip(x, columns, strict=True) for _ in per_value[c]]
             seeds_y = [v * scale for c in columns for v in per_value[c].values()]
             ax.scatter(seeds_x, seeds_y, s=10, alpha=0.35, color=line.lines[0].get_color(), zorder=3)
             shown += seeds_y + [m + e for m, e in zip(means, errors, strict=True)]
