@@ -44,20 +44,9 @@ def cli(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
 
 def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) -> None:
     overrides = ["model=mlp", "trainer.max_epochs=6", "trainer.deterministic=true", "logger=wandb", *QUIET]
-    reference = run_cli([*overrides, f"paths.log_dir={tmp_path / 'a'}"], cwd=tmp_path)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    (reference_metrics,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
-
-    log_dir = tmp_path / "b"
-    args = [*overrides, f"paths.log_dir={log_dir}"]
-    run_dir = kill_after_first_checkpoint(args, log_dir, tmp_path)
-    assert any(run_dir.glob("wandb/offline-run-*"))
-
-    time.sleep(1.1)  # a fresh run would get another <time> directory
-    resumed = run_cli([*args, "resume=true"], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
-    assert_same_results(run_dir / "metrics.json", reference_metrics, resumed)
+    run_dir = kill_resume_and_compare(
+        overrides, tmp_path, before_resume=lambda killed: any(killed.glob("wandb/offline-run-*"))
+    )
     wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and len({name.rsplit("-", 1)[1] for name in wandb_runs}) == 1
 
@@ -65,17 +54,31 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
 def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     """Two CPU processes; online smoothing's per-process statistics must not be lost at the checkpoint."""
     overrides = ["trainer=ddp", "smoothing=online", "model=mlp", "trainer.max_epochs=6", "trainer.deterministic=true"]
-    overrides += ["logger=csv", *QUIET]
+    kill_resume_and_compare([*overrides, "logger=csv", *QUIET], tmp_path)
+
+
+def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=lambda run_dir: True) -> Path:
+    """A reference run; the same run SIGKILLed after its first checkpoint, then ``resume=true``: it finishes in
+    its own directory with the reference's metrics. ``before_resume(run_dir)`` must hold for the killed run."""
     reference = run_cli([*overrides, f"paths.log_dir={tmp_path / 'a'}"], cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
     (reference_metrics,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
+
     log_dir = tmp_path / "b"
     args = [*overrides, f"paths.log_dir={log_dir}"]
     run_dir = kill_after_first_checkpoint(args, log_dir, tmp_path)
-    time.sleep(1.1)
+    assert before_resume(run_dir)
+
+    time.sleep(1.1)  # a fresh run would get another <time> directory
     resumed = run_cli([*args, "resume=true"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_results(run_dir / "metrics.json", reference_metrics, resumed)
+    assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads(reference_metrics.read_text())
+    assert metrics["status"] == "completed"
+    for key in RESULT_KEYS:
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), (key, resumed.stderr[-3000:])
+    return run_dir
 
 
 def kill_after_first_checkpoint(args: list[str], log_dir: Path, cwd: Path) -> Path:
@@ -95,14 +98,6 @@ def kill_after_first_checkpoint(args: list[str], log_dir: Path, cwd: Path) -> Pa
     (run_dir,) = log_dir.glob("runs/*/*")
     assert not (run_dir / "metrics.json").exists(), "the run finished before it was killed"
     return run_dir
-
-
-def assert_same_results(metrics_path: Path, reference_path: Path, resumed: subprocess.CompletedProcess) -> None:
-    metrics = json.loads(metrics_path.read_text())
-    expected = json.loads(reference_path.read_text())
-    assert metrics["status"] == "completed"
-    for key in RESULT_KEYS:
-        assert metrics[key] == pytest.approx(expected[key], abs=1e-6), (key, resumed.stderr[-3000:])
 
 
 def test_resume_with_nothing_to_resume_is_a_short_error(tmp_path: Path) -> None:
