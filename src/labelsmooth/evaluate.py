@@ -141,6 +141,9 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from labelsmooth.quiet import silence_library_noise
+
+    silence_library_noise()
     runtime = HydraConfig.get().runtime
     output_dir = Path(runtime.output_dir)
     summary = evaluate(cfg, output_dir, dataset_choice=runtime.choices.get("dataset"))

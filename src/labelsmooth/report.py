@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from labelsmooth.reliability import reliability_figure
+from labelsmooth.wandb_setup import sweep_group_name
 
 METRICS_FILE = "metrics.json"
 CALIBRATION_CSV = Path("calibration") / "reliability_test.csv"
@@ -840,7 +841,7 @@ def wandb_groups(jobs: Sequence[Job]) -> list[str]:
         if group := _plain(logger.get("group")):
             groups.add(group)
         elif logger.get("group") is None and job.directory.name.isdigit():
-            groups.add("sweep-" + "-".join(job.directory.resolve().parent.parts[-2:]))
+            groups.add(sweep_group_name(job.directory.resolve().parent))
     return sorted(groups)
 
 

@@ -150,7 +150,12 @@ def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool,
 
 
 def _instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
-    from labelsmooth.wandb_setup import wants_online, why_wandb_cannot_go_online
+    from labelsmooth.wandb_setup import (
+        remove_anonymous_setting,
+        sweep_group_name,
+        wants_online,
+        why_wandb_cannot_go_online,
+    )
 
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return False
@@ -167,10 +172,12 @@ def _instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: s
         if resume_wandb_id and logger_cfg.get("id") is None:
             extra["id"] = resume_wandb_id
         if context.multirun and logger_cfg.get("group") is None:
-            extra["group"] = "sweep-" + "-".join(Path(context.sweep_dir or "sweep").parts[-2:])
+            extra["group"] = sweep_group_name(context.sweep_dir or "sweep")
         if logger_cfg.get("name") is None and context.override_dirname:
             extra["name"] = context.override_dirname
-        return hydra.utils.instantiate(logger_cfg, **extra)
+        logger = hydra.utils.instantiate(logger_cfg, **extra)
+        remove_anonymous_setting(logger)
+        return logger
     return hydra.utils.instantiate(logger_cfg)
 
 
@@ -351,9 +358,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     finally:
         if rank_zero_only.rank == 0:
             write_metrics_json(context.output_dir, summary)
-            if summary["status"] == "completed":
-                _print_summary(summary, context.output_dir)
         _finish_wandb(logger, exit_code)
+        if rank_zero_only.rank == 0 and summary["status"] == "completed":  # last, after W&B's run summary
+            _print_summary(summary, context.output_dir)
 
 
 class RunFailed(CompactHydraException):
@@ -363,6 +370,9 @@ class RunFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from labelsmooth.quiet import silence_library_noise
+
+    silence_library_noise()
     if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
         from labelsmooth.sweeps import completed_job, optimized_value
 

@@ -7,6 +7,7 @@ import netrc
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,6 +42,20 @@ def why_wandb_cannot_go_online(timeout: float = 3.0) -> str | None:
     except OSError as error:
         return f"cannot reach {host}:{port} ({error.__class__.__name__}: {error})"
     return None
+
+
+def sweep_group_name(sweep_dir: str | Path) -> str:
+    """The W&B group shared by the jobs of one multirun: ``sweep-<date>-<time>`` from its sweep directory
+    (``outputs/multirun/<date>/<time>``), so that the report finds the runs of a sweep it reads."""
+    return "sweep-" + "-".join(Path(sweep_dir).parts[-2:])
+
+
+def remove_anonymous_setting(logger: Any) -> None:
+    """Drop the ``anonymous`` argument that Lightning's ``WandbLogger`` always hands to ``wandb.init``: W&B >= 0.23
+    ignores it and prints a deprecation warning for it on every run."""
+    init_arguments = getattr(logger, "_wandb_init", None)
+    if isinstance(init_arguments, dict) and init_arguments.get("anonymous") is None:
+        init_arguments.pop("anonymous", None)
 
 
 def secret_values() -> set[str]:

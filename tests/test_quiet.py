@@ -1,0 +1,48 @@
+"""The library messages every run would print (and that ask nothing of the user) are silenced; others are not."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from labelsmooth.quiet import silence_library_noise
+from labelsmooth.wandb_setup import remove_anonymous_setting, sweep_group_name
+
+
+def test_lightning_tips_are_dropped_and_other_lightning_messages_kept(caplog) -> None:
+    silence_library_noise()
+    silence_library_noise()  # idempotent: one filter
+    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    assert len(lightning.filters) == 1
+    with caplog.at_level(logging.INFO):
+        lightning.info("💡 Tip: For seamless cloud logging, try installing litlogger")
+        lightning.info("GPU available: False, used: False")
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == ["GPU available: False, used: False"]
+
+
+def test_the_leafspec_deprecation_is_silenced_and_other_future_warnings_are_not() -> None:
+    from torch.utils._pytree import LeafSpec
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_library_noise()
+        LeafSpec()
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+def test_wandb_logger_no_longer_passes_the_anonymous_setting(tmp_path: Path) -> None:
+    from pytorch_lightning.loggers import WandbLogger
+
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="labelsmooth")
+    assert "anonymous" in logger._wandb_init  # what Lightning hands to wandb.init, and W&B warns about
+    remove_anonymous_setting(logger)
+    assert "anonymous" not in logger._wandb_init
+    assert logger._wandb_init["project"] == "labelsmooth"
+
+
+def test_sweep_group_name_is_the_sweep_directorys_date_and_time() -> None:
+    assert sweep_group_name("outputs/multirun/2026-11-23/01-02-03") == "sweep-2026-11-23-01-02-03"
+    assert sweep_group_name(Path("/abs/outputs/multirun/2026-11-23/01-02-03")) == "sweep-2026-11-23-01-02-03"
