@@ -30,6 +30,7 @@ from common import (
     use_bench_threads,
 )
 
+from labelsmooth.models.l2_penalty import apply_l2_penalties
 from labelsmooth.train import compose_config as compose_train_config
 
 SYNTHETIC_DATASET = {
@@ -118,6 +119,8 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
     criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=datamodule.num_classes)
     groups = getattr(net, "optimizer_param_groups", None)
     optimizer = hydra.utils.instantiate(cfg.optimizer)(groups() if callable(groups) else net.parameters())
+    if apply_l2_penalties(optimizer):
+        raise NotImplementedError("the plain loop has no L2 loss term: benchmark with an optimizer like Adam or SGD")
     scheduler = hydra.utils.instantiate(cfg.scheduler)(optimizer) if cfg.get("scheduler") else None
     # The data module's own torch DataLoaders (its in-memory batch fetch) and its batch preprocessing (what
     # Lightning calls in on_after_batch_transfer): the same data pipeline, without the framework.

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from labelsmooth.models import MLP, ResNetV1
+from labelsmooth.models.l2_penalty import apply_l2_penalties, l2_penalty
 from labelsmooth.models.resnet import ResNetV2
 
 
@@ -37,9 +38,43 @@ def test_invalid_depth_names_the_valid_ones(depth: int) -> None:
 def test_l2_applies_to_convolution_kernels_only() -> None:
     model = ResNetV1(10, 3, 32, depth=8, l2=1e-4)
     decayed, plain = model.optimizer_param_groups()
-    assert decayed["weight_decay"] == pytest.approx(2e-4) and plain["weight_decay"] == 0.0
+    assert decayed["l2"] == pytest.approx(1e-4) and "l2" not in plain
     assert all(p.dim() == 4 for p in decayed["params"])
     assert sum(p.numel() for g in (decayed, plain) for p in g["params"]) == count(model)
+
+
+def keras_l2_gradient_step(optimizer_factory, weight_decay: float, l2: float = 1e-4):
+    """One optimizer step on a loss, returning (weights after the step, the same with Keras' L2 in the loss and
+    ``weight_decay`` applied by a plain optimizer over every parameter)."""
+    torch.manual_seed(0)
+    model = ResNetV1(10, 3, 8, depth=8, l2=l2)
+    reference = ResNetV1(10, 3, 8, depth=8, l2=l2)
+    reference.load_state_dict(model.state_dict())
+    inputs = torch.randn(4, 3, 8, 8)
+    optimizer = optimizer_factory(model.optimizer_param_groups(), weight_decay=weight_decay)
+    in_loss = apply_l2_penalties(optimizer)
+    loss = model(inputs).square().mean()
+    if in_loss:
+        loss = loss + l2_penalty(in_loss)
+    loss.backward()
+    optimizer.step()
+    kernels = [m.weight for m in reference.modules() if isinstance(m, torch.nn.Conv2d)]
+    ref_optimizer = optimizer_factory(reference.parameters(), weight_decay=weight_decay)
+    ref_loss = reference(inputs).square().mean() + l2 * sum(k.pow(2).sum() for k in kernels)
+    ref_loss.backward()
+    ref_optimizer.step()
+    return [p.detach() for p in model.parameters()], [p.detach() for p in reference.parameters()], in_loss
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-3])
+def test_keras_l2_means_the_same_under_every_optimizer(name: str, weight_decay: float) -> None:
+    """model.l2 is Keras' ``l2·Σw²`` in the loss; optimizer.weight_decay keeps its own meaning on every parameter."""
+    factory = getattr(torch.optim, name)
+    ours, reference, in_loss = keras_l2_gradient_step(lambda p, **kw: factory(p, lr=0.1, **kw), weight_decay)
+    assert bool(in_loss) == (name == "AdamW")  # coupled decay (SGD, Adam) takes it as weight decay 2·l2
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_shapes() -> None:

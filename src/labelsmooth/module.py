@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
 from labelsmooth.metrics import classification_metrics
+from labelsmooth.models.l2_penalty import L2Terms, apply_l2_penalties, l2_penalty
 
 OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -26,7 +27,8 @@ class LabelSmoothingClassifier(pl.LightningModule):
     for sigmoid heads, whose normalised one-vs-rest probabilities are the distribution), and so do the callbacks
     that receive the step outputs (reliability diagrams, temperature scaling). ``optimizer`` and ``scheduler`` are
     partials (Hydra ``_partial_: true``) completed with the parameters / optimizer here. A network that needs
-    per-group optimizer settings (e.g. weight decay on convolution kernels only) exposes ``optimizer_param_groups()``.
+    per-group optimizer settings exposes ``optimizer_param_groups()``; a group's ``l2`` entry (Keras' L2 on
+    convolution kernels) is applied as ``labelsmooth.models.l2_penalty`` says, the same under any optimizer.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.test_metrics = classification_metrics(self.num_classes, prefix="test/")
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best accuracy
+        self.l2_in_loss: L2Terms = []  # L2 penalties the optimizer's weight decay cannot express (AdamW)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -93,6 +96,8 @@ class LabelSmoothingClassifier(pl.LightningModule):
         else:
             loss = self.criterion(self(inputs), target)
         self.train_loss.update(loss.detach())  # update, not forward: no per-step batch value (logged per epoch)
+        if self.l2_in_loss:
+            loss = loss + l2_penalty(self.l2_in_loss)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -131,8 +136,8 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = getattr(self.net, "optimizer_param_groups", None)
-        params = groups() if callable(groups) else self.parameters()
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(groups() if callable(groups) else self.parameters())
+        self.l2_in_loss = apply_l2_penalties(optimizer)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer)

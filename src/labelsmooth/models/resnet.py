@@ -11,7 +11,8 @@ which the paper's numbers depend on:
   the bottom/right for strided convolutions), BatchNorm momentum 0.99 in Keras terms (0.01 in PyTorch's)
   and epsilon 1e-3, ``he_normal`` initialisation (a truncated normal with std ``sqrt(2/fan_in)/0.8796``)
   for convolutions and the classifier, zero biases, and an L2 penalty ``l2·Σw²`` (1e-4) on convolution
-  kernels only, exposed through ``optimizer_param_groups()`` as weight decay ``2·l2`` on those tensors.
+  kernels only, declared in ``optimizer_param_groups()`` (see ``labelsmooth.models.l2_penalty``: weight decay
+  ``2·l2`` on those tensors under SGD / Adam, a loss term under AdamW).
 
 Departure from the example: its head is ``AveragePooling2D(pool_size=8)``, global only for 32-pixel
 inputs. Here the head pools globally, so 8, 28, 32 and 72 pixel inputs all work; for 32×32 inputs the two
@@ -129,11 +130,13 @@ class _KerasResNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def optimizer_param_groups(self) -> list[dict]:
-        """Keras' ``kernel_regularizer=l2(l2)`` on convolution kernels only, as weight decay ``2·l2``."""
+        """Keras' ``kernel_regularizer=l2(l2)`` on convolution kernels only: the kernels' group declares ``l2``,
+        which ``labelsmooth.models.l2_penalty.apply_l2_penalties`` turns into weight decay ``2·l2`` (SGD, Adam) or
+        a loss term (AdamW). Neither group sets ``weight_decay``: ``optimizer.weight_decay`` applies to both."""
         kernels = [m.weight for m in self.modules() if isinstance(m, nn.Conv2d)]
         kernel_ids = {id(p) for p in kernels}
         others = [p for p in self.parameters() if id(p) not in kernel_ids]
-        return [{"params": kernels, "weight_decay": 2.0 * self.l2}, {"params": others, "weight_decay": 0.0}]
+        return [{"params": kernels, "l2": self.l2}, {"params": others}]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
