@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import hydra
@@ -99,6 +100,44 @@ def test_missing_files_name_the_files_and_the_directory(name: str, tmp_path: Pat
         data.prepare_data()
     message = str(error.value)
     assert str(data.root) in message and data.expected_files in message and data.source in message
+    assert ("dataset.download=true" in message) == data.downloadable
+
+
+# data set → what its missing-files message must say about where to get the files, besides expected_files
+NOT_DOWNLOADABLE = {
+    "imagenet": ["image-net.org", "registering", "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",
+                 "ILSVRC2012_devkit_t12.tar.gz"],
+    "decathlon": ["robots.ox.ac.uk/~vgg/decathlon", "decathlon-1.0-devkit.tar.gz", "decathlon-1.0-data.tar.gz",
+                  "unpacks into a decathlon-1.0/ directory",
+                  "dataset.root must point at that decathlon-1.0/ directory"],
+    "image_folder": ["one sub-directory per class under {data_dir}/images/train"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NOT_DOWNLOADABLE))
+def test_data_sets_torchvision_cannot_download_say_where_to_get_them(name: str, tmp_path: Path) -> None:
+    """Even with ``dataset.download=true`` nothing is attempted, and the message gives no download advice."""
+    empty = tmp_path / "empty"
+    cfg = compose_train_config([f"dataset={name}", f"paths.data_dir={empty}"])
+    assert cfg.dataset.download is False  # the config does not promise a download the code cannot do
+    data = hydra.utils.instantiate(cfg.dataset, download=True)
+    assert data.downloadable is False and data.download is False
+    with pytest.raises(DatasetNotFoundError) as error:
+        data.prepare_data()
+    message = str(error.value)
+    assert data.expected_files in message and str(data.root) in message
+    for phrase in NOT_DOWNLOADABLE[name]:
+        assert phrase.format(data_dir=empty) in message
+    assert "dataset.download" not in message and "download failed" not in message and "network" not in message
+    assert "Get them from your own images" not in message
+    assert not empty.exists()  # nothing was fetched or written
+
+
+def test_decathlon_root_is_the_directory_its_devkit_unpacks_into(tmp_path: Path) -> None:
+    cfg = compose_train_config(["dataset=decathlon", f"paths.data_dir={tmp_path}"])
+    assert Path(cfg.dataset.root) == tmp_path / "decathlon-1.0"
+    with pytest.raises(DatasetNotFoundError, match="unpack imagenet12's image archive from image-net.org"):
+        hydra.utils.instantiate(cfg.dataset, domain="imagenet12").prepare_data()
 
 
 def test_validation_is_carved_from_train_and_the_test_split_is_untouched(tmp_path: Path) -> None:
@@ -139,6 +178,20 @@ def test_pixel_mean_is_computed_on_train_and_cached_next_to_the_data(tmp_path: P
     again = build("cifar10", tmp_path, normalize="pixel_mean")
     again.setup("fit")
     assert again.preprocessor.mean.abs().max() == 0
+
+
+def test_an_unwritable_statistics_cache_warns_and_the_run_goes_on(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A read-only data mount, or here a plain file where the cache directory would go: a warning, no cache."""
+    relax_checksums(monkeypatch)
+    data = build("cifar10", tmp_path, normalize="pixel_mean")
+    (tmp_path / ".labelsmooth_cache").write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="labelsmooth.data.image_data"):
+        data.setup("fit")
+    expected = data.train_set.images.double().mean(0) / 255.0
+    torch.testing.assert_close(data.preprocessor.mean.double(), expected)
+    (warning,) = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert str(tmp_path / ".labelsmooth_cache") in warning.getMessage() and "uncached" in warning.getMessage()
+    assert (tmp_path / ".labelsmooth_cache").read_text() == "not a directory"
 
 
 def test_input_range_is_the_seeds_scaling() -> None:

@@ -5,6 +5,10 @@ JPEG images (shorter side 72 pixels), whose ``file_name`` entries are relative t
 (``data/<domain>/<split>/<class>/<image>.jpg``). Category ids (e.g. 10001..10100 for aircraft) are mapped
 to 0..K-1 in increasing id order. The test annotations are not public, so the official validation set is
 the test split here and validation is carved from the training set.
+
+The files are fetched by hand (torchvision has no Decathlon class): the devkit archive unpacks into a
+``decathlon-1.0/`` directory holding ``annotations/``; each ``<domain>.tar`` of the data archive is unpacked
+into ``decathlon-1.0/data/``. ``root`` is that ``decathlon-1.0/`` directory.
 """
 
 from __future__ import annotations
@@ -56,7 +60,11 @@ class DecathlonDataModule(ImageDataModule):
     """One domain of the Visual Domain Decathlon: ``dataset=decathlon dataset.domain=dtd``."""
 
     name = "Visual Domain Decathlon"
-    source = "https://www.robots.ox.ac.uk/~vgg/decathlon/ (decathlon-1.0-devkit.tar.gz + decathlon-1.0-data.tar.gz)"
+    downloadable = False
+    source = (
+        "the Visual Domain Decathlon site, https://www.robots.ox.ac.uk/~vgg/decathlon/ (decathlon-1.0-devkit.tar.gz "
+        "+ decathlon-1.0-data.tar.gz; imagenet12's images are a separate archive from image-net.org)"
+    )
 
     def __init__(self, root: str, domain: str = "aircraft", image_size: int = 72, channels: int = 3, **kwargs: Any):
         if domain not in DOMAINS:
@@ -72,6 +80,19 @@ class DecathlonDataModule(ImageDataModule):
 
     def cache_key(self) -> dict[str, Any]:
         return {"domain": self.domain}
+
+    def where_to_get(self) -> str:
+        images = (
+            "imagenet12's image archive from image-net.org (decathlon-1.0-data-imagenet.tar)"
+            if self.domain == "imagenet12"
+            else f"{self.domain}.tar from the data archive"
+        )
+        return (
+            f"Get them from {self.source}. The devkit archive unpacks into a decathlon-1.0/ directory holding "
+            f"annotations/; unpack {images} into decathlon-1.0/data/. dataset.root must point at that "
+            f"decathlon-1.0/ directory itself (the one holding annotations/ and data/; now {self.root}). "
+            "They cannot be fetched automatically."
+        )
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         if split == "val":

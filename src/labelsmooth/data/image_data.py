@@ -11,13 +11,15 @@ which files it expects. This base class then
   DataLoader workers, which only decode and resize to uint8;
 * converts, normalises and augments whole batches on the training device, in the LightningDataModule's
   ``on_after_batch_transfer`` hook (see ``preprocess.BatchPreprocessor``);
-* computes the training split's pixel statistics once and caches them next to the data (atomic write).
+* computes the training split's pixel statistics once and caches them next to the data (atomic write; where
+  the cache cannot be written, e.g. on a read-only data mount, it warns and goes on without it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -33,9 +35,12 @@ from labelsmooth.data.splits import stratified_carve
 
 SPLITS = ("train", "val", "test")
 
+log = logging.getLogger(__name__)
+
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The data set's files are absent (and could not be downloaded); the message says what to put where."""
+    """The data set's files are absent (and were not or could not be downloaded); the message says what to put
+    where and where to get it."""
 
 
 class InMemoryImages(Dataset):
@@ -115,11 +120,14 @@ class ImageDataModule(ClassificationDataModule):
     ``open_split(split, transform, download)`` returning a Dataset of ``(uint8 tensor, label)`` for
     ``"train"``, ``"val"``, ``"test"``, or ``None`` where the data set has no such split (then it is carved
     from the training split: ``val_size``, ``test_size``, fractions or counts, seed ``split_seed``).
+    A data set that torchvision cannot download sets ``downloadable = False``: ``download`` is then ignored
+    and the error for missing files says where to get them by hand (``where_to_get``), with no download advice.
     """
 
     name: str = "image data set"
     expected_files: str = ""
     source: str = ""
+    downloadable: bool = True
     num_classes: int | None = None
 
     def __init__(
@@ -152,7 +160,7 @@ class ImageDataModule(ClassificationDataModule):
         self.test_size = test_size
         self.split_seed = int(split_seed)
         self.in_memory = bool(in_memory)
-        self.download = bool(download)
+        self.download = bool(download) and self.downloadable
         self.preprocessor = BatchPreprocessor(input_range, normalize, shift, hflip)
 
     # ---- what a data set provides -------------------------------------------------------------------
@@ -173,17 +181,25 @@ class ImageDataModule(ClassificationDataModule):
         """Files that are present but fail the data set's own integrity check (e.g. torchvision's MD5 sums)."""
         return []
 
+    def where_to_get(self) -> str:
+        """The sentence of the missing-files error that says how to obtain them; it offers
+        ``dataset.download=true`` only where torchvision can download the data set."""
+        advice = f"Get them from {self.source} and put them in {self.root} (set dataset.root or paths.data_dir)"
+        if self.downloadable:
+            return f"{advice}, or run once with network access and dataset.download=true."
+        return f"{advice}. They cannot be fetched automatically."
+
     def missing_message(self) -> str:
         damaged = self.damaged_files()
         if damaged:
+            refetch = ", or run with dataset.download=true" if self.downloadable else ""
             return (
                 f"{self.name}: damaged files under {self.root} (checksum mismatch): {', '.join(damaged)}. Delete "
-                f"them and put intact copies there (from {self.source}), or run with dataset.download=true."
+                f"them and put intact copies there (from {self.source}){refetch}."
             )
         return (
             f"{self.name}: files missing or unreadable under {self.root}. Expected there: {self.expected_files}. "
-            f"Get them from {self.source} and put them in {self.root} (set dataset.root or paths.data_dir), "
-            "or run once with network access and dataset.download=true."
+            f"{self.where_to_get()}"
         )
 
     def _open(self, split: str, download: bool) -> Dataset | None:
@@ -191,7 +207,7 @@ class ImageDataModule(ClassificationDataModule):
         try:
             return self.open_split(split, transform, download=False)
         except (RuntimeError, FileNotFoundError, NotADirectoryError) as missing:
-            if not download:
+            if not (download and self.downloadable):  # nothing to try: say what to put where
                 raise DatasetNotFoundError(f"{self.missing_message()} ({missing})") from missing
         try:
             return self.open_split(split, transform, download=True)
@@ -284,7 +300,14 @@ class ImageDataModule(ClassificationDataModule):
             pixel_sq_sum += values.square().sum(0)
         count = len(self.train_set)
         if cache is not None:
-            _atomic_torch_save({"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}, cache)
+            try:
+                _atomic_torch_save({"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}, cache)
+            except (OSError, RuntimeError) as failed:  # read-only data, a file in the way, a full disk (torch.save)
+                log.warning(
+                    "%s: could not cache the training split's pixel statistics at %s (%s); using them uncached, "
+                    "they are recomputed each run.",
+                    self.name, cache, failed,
+                )  # fmt: skip
         return pixel_sum, pixel_sq_sum, count
 
     # ---- loaders and on-device preprocessing -----------------------------------------------------------

@@ -16,6 +16,7 @@ class ImageFolderDataModule(ImageDataModule):
     the other folders must have the same ones."""
 
     name = "image folder"
+    downloadable = False
     source = "your own images"
 
     def __init__(
@@ -27,13 +28,19 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int = 3,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("download", False)
         super().__init__(Path(train_dir).parent, image_size, channels, **kwargs)
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.expected_files = f"{train_dir}/<class>/<image> (and the same layout in val_dir / test_dir if given)"
 
     def cache_key(self) -> dict[str, Any]:
         return {"dirs": self.dirs}
+
+    def where_to_get(self) -> str:
+        return (
+            f"Put your own images there: one sub-directory per class under {self.dirs['train']} (dataset.train_dir), "
+            "named after the class and holding its images; dataset.val_dir / dataset.test_dir, where given, need "
+            "the same class sub-directories."
+        )
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import ImageFolder

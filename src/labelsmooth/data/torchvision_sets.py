@@ -1,7 +1,8 @@
 """The study's data sets through torchvision's own classes, one small data module each.
 
 Each says which files it expects under ``root`` (the error message when they are absent repeats it) and
-where its splits come from. ``download=true`` lets torchvision fetch what it can when the machine is online.
+where its splits come from. ``download=true`` lets torchvision fetch what it can when the machine is online;
+ImageNet it cannot (``downloadable = False``): its files are fetched by hand, after registration.
 """
 
 from __future__ import annotations
@@ -230,15 +231,20 @@ class OmniglotDataModule(ImageDataModule):
 
 class ImageNetDataModule(ImageDataModule):
     """ILSVRC2012 (1,000 classes) in torchvision's layout. Its test labels are not public, so the official
-    validation set is the test split and validation is carved from train. Streams by default."""
+    validation set is the test split and validation is carved from train. Streams by default. Not
+    downloadable: image-net.org gives the archives only to registered users."""
 
     name = "ImageNet (ILSVRC2012)"
     num_classes = 1000
+    downloadable = False
     expected_files = (
         "ILSVRC2012_devkit_t12.tar.gz and ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar (torchvision unpacks "
         "them into meta.bin, train/<wnid>/*.JPEG, val/<wnid>/*.JPEG), or those three already unpacked"
     )
-    source = "https://image-net.org/download-images (registration required; no automatic download)"
+    source = (
+        "https://image-net.org/download-images after registering there (ILSVRC2012: the training and validation "
+        "image tars and the development kit, task 1 & 2)"
+    )
 
     def __init__(self, root: str, image_size: int = 72, channels: int = 3, **kwargs: Any) -> None:
         kwargs.setdefault("in_memory", False)
