@@ -382,3 +382,111 @@ def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tm
     partial = jobs(["seed=0"], ["seed=0", "model=mlp"])  # a key only some jobs set varies against its default
     assert infer_parameter(partial) == "model"
     assert infer_parameter([]) == "smoothing.gamma"
+
+
+# -- bad paths, duplicate runs, atomic writes --------------------------------------------------------------------
+def test_a_mistyped_or_file_path_is_refused_before_anything_is_created(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    real = Path("outputs/multirun/2026-01-01/00-00-00")
+    write_job(real, 0, 0.5, 0, completed(0.5, 0, 0.9, 0.1, 0.02))
+    typo = "outputs/multirun/2026-01-01/00-00-0"
+    assert main([typo]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"report.py: {typo}: no such directory (existing sweep directories: {real})"
+    assert not Path(typo).exists()
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert main([str(real), str(a_file)]) == 2  # one bad path among good ones: nothing written
+    assert capsys.readouterr().err.strip().startswith(f"report.py: {a_file}: not a directory")
+    assert a_file.read_text() == "x" and not (real / "report.md").exists()
+    assert main([str(real), "--out", str(a_file)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    with pytest.raises(NotADirectoryError):
+        make_report([tmp_path / "absent"])
+    assert not (tmp_path / "absent").exists()
+
+
+def test_report_py_on_a_file_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+
+    a_file = tmp_path / "report.md"
+    a_file.write_text("x")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "report.py"), str(a_file)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"report.py: {a_file}: not a directory" and result.stdout == ""
+
+
+def test_the_same_job_in_two_sweeps_counts_once_and_the_other_is_listed(tmp_path: Path, capsys) -> None:
+    import os
+
+    first, second = tmp_path / "multirun" / "a", tmp_path / "multirun" / "b"
+    for number, (gamma, seed, acc) in enumerate(((0.5, 0, 0.90), (0.5, 1, 0.92), (1.0, 0, 0.85), (1.0, 1, 0.86))):
+        write_job(first, number, gamma, seed, completed(gamma, seed, acc, 0.1, 0.02))
+    write_job(second, 0, 0.5, 0, completed(0.5, 0, 0.70, 0.3, 0.05))  # the same job again, an older result
+    old = (first / "0" / "metrics.json").stat().st_mtime - 60
+    os.utime(second / "0" / "metrics.json", (old, old))  # the later directory, but the older metrics.json
+
+    report = make_report([first, second])
+    acc = report.tables[0]
+    assert acc.values["digits"][0.5] == {0: pytest.approx(0.90), 1: pytest.approx(0.92)}  # the newer, n = 2
+    assert report.comparisons["val/acc_best"][0].n_pairs == 2
+    (duplicate,) = report.duplicates
+    assert (duplicate.job.directory, duplicate.kept.directory) == (second / "0", first / "0")
+    text = report.markdown.read_text()
+    assert "Jobs: 5 found (5 completed), 0 missing from the grid, 1 duplicate run not counted" in text
+    assert "| digits | 91.00 ± 12.71 (n=2) | 85.50 ± 6.35 (n=2) |" in text
+    listed = text.split("## Duplicate runs (not counted)", 1)[1]
+    assert f"| digits | 0.5 | 0 | `{second / '0'}` | 70.00 | 30.00 | 5.00 | `{first / '0'}` |" in listed
+    runs = {r["directory"]: r for r in read_csv(first / "runs.csv")}
+    assert len(runs) == 5 and runs[str(second / "0")]["duplicate_of"] == str(first / "0")
+    assert runs[str(first / "0")]["duplicate_of"] == ""
+
+    os.utime(second / "0" / "metrics.json")  # now the second sweep's result is the most recent one
+    assert main([str(first), str(second)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"warning: duplicate run not counted: {first / '0'}" in out
+    assert make_report([first, second]).tables[0].values["digits"][0.5][0] == pytest.approx(0.70)
+
+
+def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
+    import os
+
+    import matplotlib.figure
+
+    import labelsmooth.report as report_module
+
+    written = []
+    real_write = report_module.write_text_atomic
+
+    def recording_write(path: Path, text: str) -> Path:
+        written.append(path.name)
+        return real_write(path, text)
+
+    monkeypatch.setattr(report_module, "write_text_atomic", recording_write)
+    report = make_report([sweep])
+    csvs = {p.name for p in report.files if p.suffix == ".csv"}
+    assert len(csvs) == 7 and sorted(written) == sorted([*csvs, "report.md"])
+    assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in report.files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # as a plain open() would, not mkstemp's 0o600
+    assert report.markdown.read_text().startswith("# Label smoothing sweep report\n")
+    assert len(read_csv(sweep / "runs.csv")) == 6 and (sweep / "runs.csv").read_text().endswith("\n")
+    png = sweep / "accuracy_vs_gamma.png"
+    before = png.read_bytes()
+    assert before[:4] == b"\x89PNG"
+
+    def broken_savefig(self, fname, **kwargs):
+        Path(fname).write_bytes(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        make_report([sweep])
+    assert png.read_bytes() == before  # the old plot stays whole
+    assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]

@@ -4,7 +4,9 @@
 ``metrics.json`` and ``.hydra/config.yaml`` / ``overrides.yaml`` (never the training code) and writes into
 the (first) sweep directory:
 
-* ``report.md``: the tables below, the plots and the failed / missing jobs;
+* ``report.md``: the tables below, the plots, the failed / missing jobs and the duplicate runs not counted (of
+  completed jobs with the same data set, swept value and seed, e.g. one job in two sweep directories, only the
+  one with the most recent ``metrics.json`` counts);
 * ``runs.csv`` (one row per job), ``table_<metric>.csv`` and ``best_vs_baseline_<metric>.csv``;
 * ``accuracy_vs_gamma.png``, ``ece_vs_gamma.png`` (``_vs_<parameter>``), ``reliability_<dataset>.png`` (test
   split, seeds pooled, one panel per γ, before and after temperature scaling).
@@ -30,10 +32,14 @@ The swept parameter (``--param``) is γ by default; any number (``smoothing.epsi
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import json
 import math
 import os
 import socket
+import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +49,7 @@ from typing import Any
 import yaml
 
 from labelsmooth.reliability import reliability_figure
+from labelsmooth.run_outputs import write_text_atomic
 from labelsmooth.wandb_setup import sweep_group_name
 
 METRICS_FILE = "metrics.json"
@@ -402,7 +409,54 @@ class Table:
         return mean_confidence_interval(list(self.values.get(row, {}).get(column, {}).values()))
 
 
+@dataclass(frozen=True)
+class DuplicateRun:
+    """A completed job not counted: a more recent completed job has the same row (data set), parameter value
+    and seed, and the paired test pairs by seed, so one seed counts once."""
+
+    job: Job
+    kept: Job
+    row: str
+    column: ParameterValue
+    seed: Any
+
+
+def _finished_at(job: Job) -> int:
+    """When the job wrote its metrics.json (ns since the epoch; -1 when it cannot be read)."""
+    try:
+        return (job.directory / METRICS_FILE).stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def counted_jobs(jobs: Sequence[Job], parameter: str) -> tuple[list[Job], list[DuplicateRun]]:
+    """The jobs without the completed duplicates, and those duplicates: of several completed jobs with the same
+    data set (and model, where a data set has several), value of ``parameter`` and seed (e.g. the same job in two
+    sweep directories), only the one whose metrics.json is the most recent counts."""
+    completed = [j for j in jobs if j.status == "completed"]
+    models_per_dataset: dict[str, set[str]] = defaultdict(set)
+    for job in completed:
+        models_per_dataset[job.dataset].add(job.model)
+    groups: dict[tuple[str, ParameterValue, Any], list[Job]] = defaultdict(list)
+    for job in completed:
+        column = as_parameter_value(job.value(parameter))
+        if column is not None and job.seed is not None:
+            row = _row_label(job, len(models_per_dataset[job.dataset]) > 1)
+            groups[(row, column, job.seed)].append(job)
+    dropped: dict[int, DuplicateRun] = {}
+    for (row, column, _), group in groups.items():
+        if len(group) > 1:
+            kept = max(group, key=lambda j: (_finished_at(j), str(j.directory)))
+            for job in group:
+                if job is not kept:
+                    dropped[id(job)] = DuplicateRun(job, kept, row, column, job.seed)
+    return [j for j in jobs if id(j) not in dropped], list(dropped.values())
+
+
 def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Table:
+    """The metric per row and parameter value over the seeds of the completed jobs, duplicates not counted
+    (:func:`counted_jobs`)."""
+    jobs, _ = counted_jobs(jobs, parameter)
     completed = [j for j in jobs if j.status == "completed"]
     models_per_dataset: dict[str, set[str]] = defaultdict(set)
     for job in completed:
@@ -468,12 +522,41 @@ def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[lis
 
 
 # -- writing -------------------------------------------------------------------------------------------------
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+def _file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write atomically (temporary file in the same directory, renamed over ``path``), with the usual
+    permissions rather than the temporary file's 0o600."""
+    write_text_atomic(path, text)
+    os.chmod(path, _file_mode())
     return path
+
+
+def _save_figure(figure: Any, path: Path, dpi: int) -> Path:
+    """``figure.savefig`` to a temporary PNG in the same directory, renamed over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp, dpi=dpi, format="png")
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return _write_text(path, buffer.getvalue())
 
 
 def write_table_csv(path: Path, table: Table, parameter: str) -> Path:
@@ -515,9 +598,11 @@ def write_comparison_csv(path: Path, items: Sequence[PairedComparison], paramete
     return _write_csv(path, header, rows)
 
 
-def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str) -> Path:
+def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: Sequence[DuplicateRun] = ()) -> Path:
+    """One row per job; ``duplicate_of`` names the job counted instead of a duplicate (:func:`counted_jobs`)."""
     keys = [m.key for m in REPORT_METRICS] + ["val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature"]
-    header = ["directory", "status", "dataset", "model", "smoothing", parameter, "seed", *keys, "error"]
+    header = ["directory", "status", "dataset", "model", "smoothing", parameter, "seed", *keys, "error", "duplicate_of"]
+    kept = {id(d.job): str(d.kept.directory) for d in duplicates}
     rows = [
         [
             str(j.directory),
@@ -529,6 +614,7 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str) -> Path:
             j.seed,
             *(j.metrics.get(k, "") for k in keys),
             j.error,
+            kept.get(id(j), ""),
         ]  # fmt: skip
         for j in jobs
     ]
@@ -580,8 +666,7 @@ def plot_metric_vs_parameter(
         ax.grid(alpha=0.3)
         if len(tables) > 1:
             ax.legend(fontsize=8)
-    figure.savefig(path, dpi=110)
-    return path
+    return _save_figure(figure, path, dpi=110)
 
 
 def read_bins(job: Job) -> dict[str, list[dict[str, float]]]:
@@ -638,8 +723,7 @@ def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list
             if panels:
                 path = out_dir / f"reliability_{_slug(dataset)}{suffix}.png"
                 figure = reliability_figure(panels, panel_width=3.0, title=f"{dataset}: {what}, seeds pooled")
-                figure.savefig(path, dpi=100)
-                paths.append(path)
+                paths.append(_save_figure(figure, path, dpi=100))
     return paths
 
 
@@ -660,6 +744,7 @@ class Report:
     sweep_dirs: list[Path] = field(default_factory=list)
     parameter: str = "smoothing.gamma"
     baseline: ParameterValue = 1.0
+    duplicates: list[DuplicateRun] = field(default_factory=list)
 
 
 def make_report(
@@ -671,13 +756,19 @@ def make_report(
     """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
     ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
     the value to compare the best with (default: 1.0 for a number, ``none`` for a name; see ``resolve_baseline``).
-    Without ``parameter``, the one key the jobs vary besides the seed (``infer_parameter``).
+    Without ``parameter``, the one key the jobs vary besides the seed (``infer_parameter``). Of completed jobs
+    with the same data set, value and seed only the most recent counts (``counted_jobs``); the others are listed.
+    Every file is written atomically. Raises NotADirectoryError, creating nothing, when there is no ``out_dir``
+    and the first sweep directory is not an existing directory.
     """
+    if out_dir is None and not Path(sweep_dirs[0]).is_dir():
+        raise NotADirectoryError(f"{sweep_dirs[0]}: not an existing directory")
     jobs, missing, problems = collect(sweep_dirs)
     parameter = parameter or infer_parameter(jobs)
+    counted, duplicates = counted_jobs(jobs, parameter)
     out = Path(out_dir or sweep_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
-    files = [write_runs_csv(out / "runs.csv", jobs, parameter)]
+    files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
     baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns})
     compared = {t.metric.key: comparisons(t, baseline) for t in tables}
@@ -694,17 +785,18 @@ def make_report(
         plot_metric_vs_parameter(
             out / f"ece_vs_{name}.png", tables[1:], parameter, "test ECE (%)", ["before", "after temperature scaling"]
         ),
-        *plot_reliability(out, jobs, parameter),
+        *plot_reliability(out, counted, parameter),
     ]
     files += [p for p in plots if p is not None]
-    markdown = out / "report.md"
-    markdown.write_text(
-        render_markdown(sweep_dirs, out, jobs, missing, problems, tables, compared, parameter, baseline, plots),
-        encoding="utf-8",
+    markdown = _write_text(
+        out / "report.md",
+        render_markdown(
+            sweep_dirs, out, jobs, missing, problems, tables, compared, parameter, baseline, plots, duplicates
+        ),
     )
     return Report(
         out, markdown, [markdown, *files], tables, compared, jobs, missing, problems,
-        [Path(d) for d in sweep_dirs], parameter, baseline,
+        [Path(d) for d in sweep_dirs], parameter, baseline, duplicates,
     )  # fmt: skip
 
 
@@ -719,11 +811,14 @@ def render_markdown(
     parameter: str,
     baseline: ParameterValue,
     plots: Sequence[Path | None],
+    duplicates: Sequence[DuplicateRun] = (),
 ) -> str:
     symbol = _param_label(parameter)
     counts = defaultdict(int)
     for job in jobs:
         counts[job.status] += 1
+    plural = "s" if len(duplicates) != 1 else ""
+    not_counted = f", {len(duplicates)} duplicate run{plural} not counted (listed below)" if duplicates else ""
     parts = [
         MARKDOWN_TITLE,
         "",
@@ -732,7 +827,7 @@ def render_markdown(
         f"Swept parameter: `{parameter}` (columns; `report.py --param` to choose another), rows: data sets.",
         "",
         f"Jobs: {len(jobs)} found ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}), "
-        f"{len(missing)} missing from the grid.",
+        f"{len(missing)} missing from the grid{not_counted}.",
         "",
         "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
         "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
@@ -763,6 +858,31 @@ def render_markdown(
             parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
         else:
             parts.append(f"No data set has completed runs at {symbol} = {format_value(baseline)}.")
+    if duplicates:
+        parts += [
+            "",
+            "## Duplicate runs (not counted)",
+            "",
+            f"Completed jobs with the same data set, {symbol} and seed as a more recent one (by the time of their "
+            "`metrics.json`): only the most recent counts, so no seed counts twice in a mean or a paired test.",
+            "",
+        ]
+        header = ["data set", symbol, "seed", "not counted", *(f"{m.key} (%)" for m in REPORT_METRICS), "counted"]
+        rows = [
+            [
+                d.row,
+                format_value(d.column),
+                str(d.seed),
+                f"`{d.job.directory}`",
+                *(
+                    _fmt(v * m.scale) if (v := _as_float(d.job.metrics.get(m.key))) is not None else "–"
+                    for m in REPORT_METRICS
+                ),
+                f"`{d.kept.directory}`",
+            ]
+            for d in duplicates
+        ]
+        parts.append(_markdown(header, rows))
     shown = [p for p in plots if p is not None]
     if shown:
         parts += ["", "## Plots", ""]
@@ -936,7 +1056,7 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
     )
     tables_md = render_markdown(
         report.sweep_dirs, report.out_dir, report.jobs, report.missing, report.problems, report.tables,
-        report.comparisons, parameter, report.baseline, plots=[],
+        report.comparisons, parameter, report.baseline, plots=[], duplicates=report.duplicates,
     ).removeprefix(MARKDOWN_TITLE + "\n\n")  # fmt: skip
     blocks: list[Any] = [wr.H1(text="Tables"), wr.MarkdownBlock(text=tables_md), wr.H1(text="Training runs")]
     x = wr.Config(wandb_config_key(report.jobs, parameter))
@@ -1044,6 +1164,38 @@ def publish_to_wandb(report: Report, project: str = "labelsmooth", entity: str |
 
 
 # -- command line --------------------------------------------------------------------------------------------
+MULTIRUN_DIR = Path("outputs") / "multirun"
+
+
+def nearest_sweep_dirs(path: str | os.PathLike, limit: int = 3) -> list[str]:
+    """The existing sweep directories (``<multirun>/<date>/<time>``) whose paths are closest to ``path``, or, when
+    none is close, the most recent ones; ``<multirun>`` is the ``multirun`` folder that ``path`` names, else
+    ``outputs/multirun`` here."""
+    parts = Path(path).parts
+    root = Path(*parts[: parts.index("multirun") + 1]) if "multirun" in parts[:-1] else MULTIRUN_DIR
+    try:
+        found = sorted(str(p) for p in root.glob("*/*") if p.is_dir())
+    except OSError:
+        return []
+    return difflib.get_close_matches(str(path), found, n=limit, cutoff=0.6) or found[-limit:][::-1]
+
+
+def invalid_paths(sweep_dirs: Sequence[str], out_dir: str | None) -> list[str]:
+    """One line per path that cannot be used (a sweep directory that is not an existing directory, an ``--out``
+    that exists but is not a directory), naming the nearest sweep directories."""
+    lines = []
+    for path in sweep_dirs:
+        if not Path(path).is_dir():
+            what = "not a directory" if Path(path).exists() else "no such directory"
+            nearest = nearest_sweep_dirs(path)
+            lines.append(
+                f"{path}: {what}" + (f" (existing sweep directories: {', '.join(nearest)})" if nearest else "")
+            )
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        lines.append(f"--out {out_dir}: exists and is not a directory")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -1069,6 +1221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--entity", help="W&B entity for --wandb (default: the training runs' logger.entity)")
     args = parser.parse_args(argv)
 
+    invalid = invalid_paths(args.sweep_dirs, args.out)
+    for line in invalid:  # before anything is created
+        print(f"report.py: {line}", file=sys.stderr)
+    if invalid:
+        return 2
     console = Console()
     report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
     symbol = _param_label(report.parameter)
@@ -1101,6 +1258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[yellow]missing[/]: {item.sweep_dir}/{item.number} {' '.join(item.overrides)}")
     for problem in report.problems:
         console.print(f"[yellow]{problem}[/]")
+    for item in report.duplicates:
+        console.print(
+            f"[yellow]warning: duplicate run not counted[/]: {escape(str(item.job.directory))} (same data set, "
+            f"{symbol} and seed as the more recent {escape(str(item.kept.directory))}; see report.md)",
+            soft_wrap=True,
+        )
     console.print(f"Swept parameter: [bold]{escape(report.parameter)}[/] (--param to choose another)")
     console.print(f"Report: [bold]{report.markdown}[/] ({len(report.files)} files in {report.out_dir})")
     if args.wandb:
