@@ -181,6 +181,8 @@ def test_redact_secrets() -> None:
     config = {"logger": {"api_key": "abc", "name": "run"}, "note": "token=SECRETVALUE1", "list": ["SECRETVALUE1"]}
     redacted = redact_secrets(config, {"SECRETVALUE1"})
     assert redacted == {"logger": {"api_key": REDACTED, "name": "run"}, "note": f"token={REDACTED}", "list": [REDACTED]}
+    overrides = ["+logger.api_key=plain-value", "seed=1", "smoothing.gamma=0.8"]
+    assert redact_secrets(overrides, set()) == [f"+logger.api_key={REDACTED}", "seed=1", "smoothing.gamma=0.8"]
 
 
 def test_atomic_write_never_leaves_a_half_written_file(tmp_path: Path, monkeypatch) -> None:

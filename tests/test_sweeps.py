@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from labelsmooth.report import mean_confidence_interval
+from labelsmooth.sweeps import completed_job, job_overrides
 from labelsmooth.train import CONFIG_DIR
 from tests.conftest import REPO_ROOT, run_cli
 
@@ -162,3 +163,30 @@ def test_launcher_and_search_presets_compose() -> None:
     assert grid.hydra.sweeper.params["smoothing.gamma"].split(",") == [f"0.{i}" for i in range(2, 10)] + ["1.0"]
     assert grid.hydra.sweeper.params.seed == "0,1,2" and grid.trainer.max_epochs == 200  # composes with the recipe
     assert compose_hydra([]).resume_sweep is False
+
+
+def _write_metrics(directory: Path, **fields) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "metrics.json").write_text(json.dumps({"status": "completed", "val/acc_best": 0.5, **fields}))
+    return directory
+
+
+def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
+    overrides = ["smoothing=gamma", "smoothing.gamma=0.8", "seed=1", "dataset=digits"]
+    cfg = compose_hydra(overrides)
+    choices = {"dataset": "digits", "model": "resnet_v1", "smoothing": "gamma", "augment": "none"}
+    recorded = {"seed": 1, "smoothing.gamma": 0.8, **choices}
+    job = _write_metrics(tmp_path / "same", overrides=job_overrides(overrides), **recorded)
+    assert completed_job(cfg, job, [*reversed(overrides), "resume_sweep=true"], choices)["val/acc_best"] == 0.5
+    # A job of another grid in the same directory: another data set, another training length.
+    other = _write_metrics(tmp_path / "other", overrides=job_overrides([*overrides[:3], "dataset=mnist"]), **recorded)
+    assert completed_job(cfg, other, overrides, choices) is None
+    longer = _write_metrics(tmp_path / "longer", overrides=job_overrides([*overrides, "trainer.max_epochs=9"]))
+    assert completed_job(cfg, longer, overrides, choices) is None
+    # Recorded before metrics.json kept the overrides: data set, model, strategy names and parameters must match.
+    old = _write_metrics(tmp_path / "old", **recorded)
+    assert completed_job(cfg, old, overrides, choices) is not None
+    old_other = _write_metrics(tmp_path / "old_other", **{**recorded, "dataset": "mnist", "model": "mlp"})
+    assert completed_job(cfg, old_other, overrides, choices) is None
+    failed = _write_metrics(tmp_path / "failed", overrides=job_overrides(overrides), **{**recorded, "status": "failed"})
+    assert completed_job(cfg, failed, overrides, choices) is None

@@ -3,14 +3,17 @@
 Re-running a multirun with ``resume_sweep=true`` and the old sweep directory
 (``hydra.sweep.dir=outputs/multirun/<date>/<time>``) gives every job the directory it had before (Hydra numbers
 the jobs of the same grid the same way). A job whose ``metrics.json`` there says ``completed`` *for the same
-seed and strategy parameters* returns its recorded metric instead of training again; failed, interrupted or
-missing jobs run again.
+job* returns its recorded metric instead of training again; failed, interrupted or missing jobs run again. The
+same job: the same command-line overrides (``metrics.json`` records them as ``overrides``, less
+``resume_sweep``), or, for runs recorded before that, the same data set, model, strategy, batch mixing, seed and
+strategy parameters.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +24,25 @@ from labelsmooth.run_outputs import METRICS_FILE
 log = logging.getLogger(__name__)
 
 
-def _recorded_parameters(cfg: DictConfig) -> dict[str, Any]:
+def job_overrides(task_overrides: Sequence[str]) -> list[str]:
+    """The overrides that define a job (Hydra's ``overrides.task``), sorted, less ``resume_sweep`` itself."""
+    return sorted(o for o in task_overrides if o.lstrip("+~").split("=", 1)[0] != "resume_sweep")
+
+
+def _recorded_parameters(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else {}
     parameters = {
         f"smoothing.{k}": v for k, v in smoothing.items() if not k.startswith("_") and not isinstance(v, dict)
     }
-    return {"seed": cfg.get("seed"), **parameters}
+    names = {key: choices[key] for key in ("dataset", "model", "smoothing", "augment") if key in choices}
+    return {"seed": cfg.get("seed"), **names, **parameters}
 
 
-def completed_job(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | None:
-    """The ``metrics.json`` of ``output_dir`` if it records a completed run of this seed and these strategy
-    parameters; None (run the job) otherwise."""
+def completed_job(
+    cfg: DictConfig, output_dir: str | Path, task_overrides: Sequence[str], choices: dict[str, str]
+) -> dict[str, Any] | None:
+    """The ``metrics.json`` of ``output_dir`` if it records a completed run of the same job (``task_overrides``:
+    Hydra's ``overrides.task``; ``choices``: the config-group choices); None (run the job) otherwise."""
     path = Path(output_dir) / METRICS_FILE
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
@@ -39,8 +50,11 @@ def completed_job(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | N
         return None
     if not isinstance(metrics, dict) or metrics.get("status") != "completed":
         return None
-    expected = _recorded_parameters(cfg)
-    different = {k: (metrics.get(k), v) for k, v in expected.items() if k in metrics and metrics.get(k) != v}
+    if isinstance(metrics.get("overrides"), list):
+        expected = {"overrides": job_overrides(task_overrides)}
+    else:  # recorded before metrics.json kept the overrides: what it has of the job's identity, all of it
+        expected = _recorded_parameters(cfg, choices)
+    different = {k: (metrics.get(k), v) for k, v in expected.items() if metrics.get(k) != v}
     if different:
         log.warning("resume_sweep: %s holds a different job (%s); running this one again", path, different)
         return None

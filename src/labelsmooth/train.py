@@ -41,6 +41,7 @@ class RunContext:
     sweep_dir: str | None = None
     job_num: int | None = None
     override_dirname: str = ""
+    overrides: tuple[str, ...] = ()  # the job's command-line overrides (Hydra's overrides.task)
 
     @classmethod
     def from_hydra(cls) -> RunContext:
@@ -56,6 +57,7 @@ class RunContext:
             sweep_dir=str(hydra_cfg.sweep.dir) if multirun else None,
             job_num=int(hydra_cfg.job.num) if multirun else None,
             override_dirname=str(hydra_cfg.job.override_dirname or ""),
+            overrides=tuple(str(o) for o in hydra_cfg.overrides.task),
         )
 
 
@@ -300,6 +302,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
     from labelsmooth.checkpoints import check_checkpoint_matches
     from labelsmooth.run_outputs import write_metrics_json
+    from labelsmooth.sweeps import job_overrides
     from labelsmooth.wandb_setup import redact_secrets
 
     summary: dict[str, Any] = {
@@ -310,6 +313,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         "smoothing": context.choices.get("smoothing", _target_name(cfg.get("smoothing"))),
         **smoothing_parameters(cfg.get("smoothing")),
         "augment": context.choices.get("augment", _target_name(cfg.get("augment"))),
+        "overrides": redact_secrets(job_overrides(context.overrides)),
     }
     logger: Any = None
     exit_code = 1
@@ -376,7 +380,8 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
         from labelsmooth.sweeps import completed_job, optimized_value
 
-        if (done := completed_job(cfg, RunContext.from_hydra().output_dir)) is not None:
+        context = RunContext.from_hydra()
+        if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))
     try:
         summary = train(cfg, RunContext.from_hydra())

@@ -74,6 +74,9 @@ def redact_secrets(value: Any, secrets: set[str] | None = None) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_secrets(v, secrets) for v in value)
     if isinstance(value, str):
+        key, equals, _ = value.partition("=")
+        if equals and SECRET_KEY_PATTERN.search(key) and " " not in key:  # a command-line override of a secret
+            return f"{key}={REDACTED}"
         for secret in secrets:
             value = value.replace(secret, REDACTED)
     return value
