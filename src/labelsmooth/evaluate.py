@@ -11,6 +11,8 @@ temperature fitted on the validation logits (``labelsmooth.callbacks.Calibration
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,68 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelsmooth.run_outputs import METRICS_FILE, read_metrics_json
-from labelsmooth.train import CONFIG_DIR, build_module, smoothing_parameters
+from labelsmooth.train import (
+    CONFIG_DIR,
+    USER_ERRORS,
+    RunContext,
+    RunFailed,
+    _finish_wandb,
+    _instantiate_logger,
+    build_module,
+    root_cause,
+    smoothing_parameters,
+)
 
 log = logging.getLogger(__name__)
+
+EXAMPLE_CKPT = "outputs/runs/<date>/<time>/checkpoints/best-epoch012.ckpt"
+WHERE_CHECKPOINTS_ARE = (
+    "Checkpoints are under outputs/runs/<date>/<time>/checkpoints/ (sweeps: outputs/multirun/<date>/<time>/<job>/"
+    "checkpoints/)."
+)
 
 
 class EvaluationError(ValueError):
     """A checkpoint that cannot be evaluated as asked, with what to do about it."""
+
+
+def checkpoint_path(cfg: DictConfig) -> str:
+    """``cfg.ckpt_path``, or an ``EvaluationError`` that says how to give it."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise EvaluationError(
+            f"ckpt_path= is required: the checkpoint to evaluate, e.g. python eval.py ckpt_path={EXAMPLE_CKPT}"
+        )
+    return str(cfg.ckpt_path)
+
+
+def _newest_checkpoint(log_dir: str | Path | None) -> Path | None:
+    """The most recently written ``best-*.ckpt`` of the runs under ``log_dir`` (a suggestion for a wrong path)."""
+    if not log_dir or not Path(log_dir).is_dir():
+        return None
+    root = Path(log_dir)
+    found = [*root.glob("runs/*/*/checkpoints/best-*.ckpt"), *root.glob("multirun/*/*/*/checkpoints/best-*.ckpt")]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (as a user would type it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def missing_checkpoint_message(ckpt_path: str | Path, log_dir: str | Path | None = None) -> str:
+    """Why ``ckpt_path`` is not a checkpoint file, and where the checkpoints are."""
+    path = Path(ckpt_path)
+    if path.is_dir():
+        inside = sorted([*path.glob("*.ckpt"), *path.glob("checkpoints/*.ckpt")])
+        if inside:
+            return f"ckpt_path={ckpt_path} is a directory: give a .ckpt file, e.g. ckpt_path={_shown(inside[0])}"
+        return f"ckpt_path={ckpt_path} is a directory with no .ckpt file. {WHERE_CHECKPOINTS_ARE}"
+    newest = _newest_checkpoint(log_dir)
+    suggestion = f" The newest: ckpt_path={_shown(newest)}" if newest else ""
+    return f"ckpt_path={ckpt_path}: no such checkpoint file. {WHERE_CHECKPOINTS_ARE}{suggestion}"
 
 
 def run_directory(ckpt_path: str | Path) -> Path:
@@ -33,12 +90,13 @@ def run_directory(ckpt_path: str | Path) -> Path:
     return Path(ckpt_path).resolve().parent.parent
 
 
-def load_run_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str, str]]:
-    """The run's composed config and its config-group choices (``dataset``, ``model``, ``smoothing``)."""
+def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) -> tuple[DictConfig, dict[str, str]]:
+    """The run's composed config and its config-group choices (``dataset``, ``model``, ``smoothing``); ``log_dir``
+    (``paths.log_dir``) is where to look for a checkpoint to suggest when ``ckpt_path`` does not exist."""
     run_dir = run_directory(ckpt_path)
     config_file = run_dir / ".hydra" / "config.yaml"
     if not Path(ckpt_path).is_file():
-        raise EvaluationError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        raise EvaluationError(missing_checkpoint_message(ckpt_path, log_dir))
     if not config_file.is_file():
         raise EvaluationError(
             f"no run config at {config_file}: eval.py rebuilds the model from the config of the run the checkpoint "
@@ -58,47 +116,59 @@ def load_run_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str, str]]:
     return OmegaConf.load(config_file), choices
 
 
-def evaluate(cfg: DictConfig, output_dir: Path, dataset_choice: str | None = None) -> dict[str, Any]:
-    """Validate and test ``cfg.ckpt_path``; write ``metrics.json`` into ``output_dir``; return the summary."""
+def evaluate(
+    cfg: DictConfig, output_dir: Path, dataset_choice: str | None = None, context: RunContext | None = None
+) -> dict[str, Any]:
+    """Validate and test ``cfg.ckpt_path``; write ``metrics.json`` into ``output_dir``; return the summary.
+
+    The logger is set up as in training (``logger=wandb logger.offline=false`` without a login or network logs
+    offline, with one warning); a W&B run it starts is finished with exit code 0, or 1 when the evaluation failed.
+    ``context`` (default: a single run in ``output_dir``) names and groups that W&B run."""
     import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.callbacks import CalibrationCallback
     from labelsmooth.checkpoints import check_checkpoint_matches
     from labelsmooth.run_outputs import write_metrics_json
+    from labelsmooth.wandb_setup import redact_secrets
 
-    run_cfg, choices = load_run_config(cfg.ckpt_path)
-    with open_dict(run_cfg):
-        run_cfg.paths = cfg.paths  # data_dir and output_dir of this evaluation
-        if cfg.get("dataset"):
-            run_cfg.dataset = cfg.dataset
-    summary: dict[str, Any] = {
-        "status": "running",
-        "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "run_dir": str(run_directory(cfg.ckpt_path)),
-        "seed": run_cfg.get("seed"),
-        "dataset": dataset_choice or choices.get("dataset", "?"),
-        "trained_on": choices.get("dataset", "?"),
-        "model": choices.get("model", "?"),
-        "smoothing": choices.get("smoothing", "?"),
-        **smoothing_parameters(run_cfg.get("smoothing")),
-    }
-    logger: Any = False
+    context = context or RunContext(output_dir=Path(output_dir))
+    summary: dict[str, Any] = {"status": "running"}
+    logger: Any = None
+    exit_code = 1
     try:
+        ckpt_path = checkpoint_path(cfg)
+        summary["checkpoint"] = str(Path(ckpt_path).resolve())
+        summary["run_dir"] = str(run_directory(ckpt_path))
+        run_cfg, choices = load_run_config(ckpt_path, cfg.paths.get("log_dir"))
+        with open_dict(run_cfg):
+            run_cfg.paths = cfg.paths  # data_dir and output_dir of this evaluation
+            if cfg.get("dataset"):
+                run_cfg.dataset = cfg.dataset
+        summary.update(
+            {
+                "seed": run_cfg.get("seed"),
+                "dataset": dataset_choice or choices.get("dataset", "?"),
+                "trained_on": choices.get("dataset", "?"),
+                "model": choices.get("model", "?"),
+                "smoothing": choices.get("smoothing", "?"),
+                **smoothing_parameters(run_cfg.get("smoothing")),
+            }
+        )
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = hydra.utils.instantiate(run_cfg.dataset)
         datamodule.prepare_data()
         datamodule.setup("fit")
         module = build_module(run_cfg, datamodule)
         try:
-            checkpoint = check_checkpoint_matches(cfg.ckpt_path, module)
+            checkpoint = check_checkpoint_matches(ckpt_path, module)
         except ValueError as error:
             raise EvaluationError(
                 f"{error}. With dataset= the data set must have the classes and image shape the model was trained on."
             ) from error
         module.load_state_dict(checkpoint["state_dict"])
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
-        logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else False
+        logger = _instantiate_logger(_as_eval_job(cfg), context)
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[calibration], logger=logger, enable_checkpointing=False
         )
@@ -108,19 +178,32 @@ def evaluate(cfg: DictConfig, output_dir: Path, dataset_choice: str | None = Non
         ):
             summary.update({key: float(value) for key, value in results[0].items()})
         summary["status"] = "completed"
+        exit_code = 0
         return summary
     except BaseException as error:
+        cause = root_cause(error)
         summary["status"] = "failed"
-        summary["error_type"] = type(error).__name__
-        summary["error"] = str(error)
+        summary["error_type"] = type(cause).__name__
+        summary["error"] = redact_secrets(str(cause))
+        log.error("%s: %s", summary["error_type"], summary["error"])
         raise
     finally:
         if rank_zero_only.rank == 0:
             write_metrics_json(output_dir, summary)
-        if type(logger).__name__ == "WandbLogger":
-            import wandb
+        _finish_wandb(logger, exit_code)
 
-            wandb.finish(exit_code=0 if summary["status"] == "completed" else 1)
+
+def _as_eval_job(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the W&B logger's ``job_type: train`` (conf/logger/wandb.yaml) changed to ``eval``."""
+    logger_cfg = cfg.get("logger")
+    if not logger_cfg or not str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
+        return cfg
+    if logger_cfg.get("job_type") != "train":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.logger.job_type = "eval"
+    return cfg
 
 
 def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
@@ -137,18 +220,32 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     console.print(f"outputs: {output_dir}")
 
 
+def _context_from_hydra() -> RunContext:
+    """This job as ``train.py`` sees its own; the W&B run is named by its overrides less ``ckpt_path`` (long, and
+    recorded in ``metrics.json``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = sorted(str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("ckpt_path="))
+    return dataclasses.replace(RunContext.from_hydra(), override_dirname=",".join(overrides))
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
+    """Evaluate; configuration, data and file problems end the run with one line (as in ``train.py``: the full
+    traceback with ``HYDRA_FULL_ERROR=1``) and exit code 1."""
+    from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.quiet import silence_library_noise
 
     silence_library_noise()
-    runtime = HydraConfig.get().runtime
-    output_dir = Path(runtime.output_dir)
-    summary = evaluate(cfg, output_dir, dataset_choice=runtime.choices.get("dataset"))
-    from pytorch_lightning.utilities import rank_zero_only
-
+    context = _context_from_hydra()
+    try:
+        summary = evaluate(cfg, context.output_dir, dataset_choice=context.choices.get("dataset"), context=context)
+    except Exception as error:
+        cause = root_cause(error)
+        if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
+            raise RunFailed(f"{type(cause).__name__}: {cause}") from error
+        raise
     if rank_zero_only.rank == 0:
-        print_summary(summary, output_dir)
+        print_summary(summary, context.output_dir)
     return summary.get("test/acc")

@@ -1,0 +1,149 @@
+"""``python eval.py`` on bad input: one short message and exit code 1 (as ``train.py``), W&B online without a login
+falls back to offline, and a W&B run that eval started is finished with the run's exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import FAST, REPO_ROOT, compose_train_config, run_training, subprocess_env
+
+QUIET = ["trainer.enable_progress_bar=false"]
+
+
+def run_eval(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``python eval.py <args>`` as a user runs it: no HYDRA_FULL_ERROR, W&B offline unless ``env`` says otherwise
+    (``WANDB_MODE=""`` drops it), outputs under ``cwd``."""
+    overrides = {"LABELSMOOTH_ROOT": str(cwd), "HYDRA_FULL_ERROR": "", **env}
+    full_env = {k: v for k, v in subprocess_env(**overrides).items() if v}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """What Hydra prints for a failed job on stderr, less its own header and hint lines."""
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip()
+        and not line.startswith(("Error executing job", "Set the environment variable HYDRA_FULL_ERROR"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few batches of training; the run directory as Hydra leaves it (``.hydra/config.yaml`` next to
+    ``checkpoints/``)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    trained = run_training(run_dir, [])
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_train_config(FAST, output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    return Path(trained["checkpoint"])
+
+
+def test_eval_py_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:
+    result = run_eval([f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "MissingMandatoryValue" not in result.stderr, result.stderr
+    assert error_lines(result) == [
+        "EvaluationError: ckpt_path= is required: the checkpoint to evaluate, e.g. "
+        "python eval.py ckpt_path=outputs/runs/<date>/<time>/checkpoints/best-epoch012.ckpt"
+    ], result.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_eval_py_on_a_missing_checkpoint_says_where_checkpoints_are(tmp_path: Path) -> None:
+    earlier = tmp_path / "outputs" / "runs" / "2025-01-02" / "03-04-05" / "checkpoints" / "best-epoch007.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
+    result = run_eval(["ckpt_path=/nonexistent/x.ckpt", f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result) == [
+        "EvaluationError: ckpt_path=/nonexistent/x.ckpt: no such checkpoint file. Checkpoints are under "
+        "outputs/runs/<date>/<time>/checkpoints/ (sweeps: outputs/multirun/<date>/<time>/<job>/checkpoints/). "
+        "The newest: ckpt_path=outputs/runs/2025-01-02/03-04-05/checkpoints/best-epoch007.ckpt"
+    ], result.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error_type"] == "EvaluationError"
+
+    # A run directory instead of its checkpoint: the checkpoint inside it is named.
+    result = run_eval([f"ckpt_path={earlier.parents[1].relative_to(tmp_path)}"], cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result) == [
+        "EvaluationError: ckpt_path=outputs/runs/2025-01-02/03-04-05 is a directory: give a .ckpt file, "
+        "e.g. ckpt_path=outputs/runs/2025-01-02/03-04-05/checkpoints/best-epoch007.ckpt"
+    ], result.stderr
+
+    # HYDRA_FULL_ERROR=1 still gives the whole traceback.
+    result = run_eval(["ckpt_path=/nonexistent/x.ckpt"], cwd=tmp_path, HYDRA_FULL_ERROR="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr
+
+
+def wandb_exit_codes(eval_dir: Path) -> list[str]:
+    """The exit codes W&B recorded for the runs under ``eval_dir`` (its debug log of each run)."""
+    logs = sorted(eval_dir.glob("wandb/offline-run-*/logs/debug.log"))
+    assert logs, f"no W&B run under {eval_dir}"
+    return [
+        line.rsplit(":", 1)[1].strip()
+        for log in logs
+        for line in log.read_text().splitlines()
+        if "got exitcode" in line
+    ]
+
+
+def test_eval_py_with_wandb_online_but_no_login_logs_offline(tmp_path: Path, checkpoint: Path) -> None:
+    home = tmp_path / "home"  # no ~/.netrc, no W&B settings
+    home.mkdir()
+    result = run_eval(
+        [
+            f"ckpt_path={checkpoint}",
+            "logger=wandb",
+            "logger.offline=false",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+            *QUIET,
+        ],
+        cwd=tmp_path,
+        HOME=str(home),
+        WANDB_MODE="",
+        WANDB_API_KEY="",
+        WANDB_BASE_URL="http://127.0.0.1:9",  # nothing listens there: no network either way
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "UsageError" not in output and "Traceback" not in output, output[-3000:]
+    assert output.count("W&B online mode is not possible (no W&B API key") == 1, output[-3000:]
+    assert "logging offline instead" in output
+    assert "W&B offline run saved; upload it with: wandb sync" in output
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "completed"
+    assert wandb_exit_codes(tmp_path / "eval") == ["0"]
+
+
+def test_failing_eval_py_exits_1_and_finishes_its_wandb_run_as_failed(tmp_path: Path, checkpoint: Path) -> None:
+    # n_bins=0 is refused by the calibration metrics at the end of validation, after the W&B run has started.
+    result = run_eval(
+        [f"ckpt_path={checkpoint}", "logger=wandb", "n_bins=0", f"hydra.run.dir={tmp_path / 'eval'}", *QUIET],
+        cwd=tmp_path,
+        HOME=str(tmp_path),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert error_lines(result)[-1] == (
+        "ValueError: Expected argument `n_bins` to be an integer larger than 0, but got 0"
+    ), result.stderr
+    assert "W&B offline run saved; upload it with: wandb sync" in output
+    assert wandb_exit_codes(tmp_path / "eval") == ["1"]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error_type"] == "ValueError"
