@@ -152,6 +152,66 @@ def test_target_range_against_bce(data, low: float, high: float) -> None:
 
 
 @EXAMPLES
+@given(
+    logits_and_labels(max_k=50),
+    st.floats(0.0, 1.0),
+    st.sampled_from(["uniform", "keras"]),
+    st.sampled_from(["multi_hot", "soft"]),
+    st.integers(0, 2**31 - 1),
+)
+def test_binary_smoothing_multi_label_against_bce(data, epsilon: float, convention: str, kind: str, seed: int) -> None:
+    """An (N, K) multi-hot or soft target ``h``: each output's target is ``off + (on - off)·h_k``, smoothed once."""
+    logits, _ = data
+    n, k = logits.shape
+    generator = torch.Generator().manual_seed(seed)
+    h = torch.rand(n, k, generator=generator, dtype=torch.float64)
+    h = (h < 0.3).double() if kind == "multi_hot" else h
+    off = 0.5 * epsilon if convention == "keras" else epsilon / k
+    on = 1 - epsilon + off
+    t = off + (on - off) * h
+
+    def reference(z: torch.Tensor) -> torch.Tensor:  # mean over samples of Σ_k -[t log σ(z) + (1-t) log(1-σ(z))]
+        return -(t * F.logsigmoid(z.double()) + (1 - t) * F.logsigmoid(-z.double())).sum(-1).mean()
+
+    strategy = BinarySmoothing(k, epsilon, convention=convention)
+    target = h.bool() if kind == "multi_hot" else h.float()
+    close(strategy(logits, target), reference(logits), scale=k)
+    close(strategy(logits, target), strategy.mixed_target_loss(logits, h.float()), scale=k)
+    close(grad_of(lambda z: strategy(z, target), logits), grad_of(reference, logits))
+
+
+@EXAMPLES
+@given(logits_and_labels(max_k=50), st.floats(0.0, 0.49), st.floats(0.51, 1.0), st.integers(0, 2**31 - 1))
+def test_target_range_multi_hot_against_bce(data, low: float, high: float, seed: int) -> None:
+    logits, _ = data
+    h = (torch.rand(logits.shape, generator=torch.Generator().manual_seed(seed)) < 0.3).long()
+    t = torch.where(h.bool(), high, low).double()
+    expected = -(t * F.logsigmoid(logits.double()) + (1 - t) * F.logsigmoid(-logits.double())).sum(-1).mean()
+    close(TargetRange(logits.shape[1], low, high)(logits, h), expected, scale=logits.shape[1])
+
+
+@EXAMPLES
+@given(logits_and_labels(max_k=50), st.sampled_from([BinarySmoothing, TargetRange]))
+def test_sigmoid_heads_class_indices_equal_their_one_hot_target(data, cls) -> None:
+    """Indices (N,) and the same labels as an (N, K) one-hot target give the same loss: neither smooths twice."""
+    logits, labels = data
+    strategy = cls(logits.shape[1])
+    close(strategy(logits, labels), strategy(logits, F.one_hot(labels, logits.shape[1])), scale=logits.shape[1])
+
+
+@pytest.mark.parametrize("cls", [BinarySmoothing, TargetRange])
+@pytest.mark.parametrize(
+    "logits_shape,target_shape",
+    [((4, 5), (4, 1)), ((4, 5), (4, 6)), ((4, 5), (3,)), ((4, 5), (4, 5, 1)), ((4, 5), ()), ((5,), (5,))],
+)
+def test_sigmoid_heads_refuse_other_target_shapes(cls, logits_shape: tuple, target_shape: tuple) -> None:
+    strategy = cls(5)
+    target = torch.zeros(target_shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"target has shape .*expected logits \(N, K\) with class indices \(N,\)"):
+        strategy(torch.randn(logits_shape), target)
+
+
+@EXAMPLES
 @given(logits_and_labels(), st.sampled_from([BinarySmoothing, TargetRange]))
 def test_sigmoid_heads_predict_the_normalised_one_vs_rest_probabilities(data, cls) -> None:
     """``softmax(prediction_logits(z)) = σ(z) / Σ_j σ(z_j)``, with the argmax of ``z``."""
@@ -456,7 +516,9 @@ INVALID = [
     (TargetRange, {"low": -0.01}, r"low=-0\.01.*\[0, 1\)"),
     (TargetRange, {"low": 0.6, "high": 0.4}, r"high=0\.4.*\(0\.6, 1\]"),
     (TargetRange, {"high": 1.1}, r"high=1\.1"),
-    (KLUniformRegularizer, {"beta": -1.0}, r"beta=-1\.0.*\[0, inf\]"),
+    (KLUniformRegularizer, {"beta": -1.0}, r"beta=-1\.0.*\[0, inf\)"),
+    (KLUniformRegularizer, {"beta": math.inf}, r"beta=inf is out of range.*\[0, inf\)"),
+    (ConfidencePenalty, {"beta": math.inf}, r"beta=inf is out of range.*\[0, inf\)"),
     (ConfidencePenalty, {"beta": float("nan")}, r"beta=nan"),
     (SoftBootstrapping, {"beta": 1.1}, r"beta=1\.1.*\[0, 1\]"),
     (SoftBootstrapping, {"detach_prediction": "yes"}, r"detach_prediction='yes'"),

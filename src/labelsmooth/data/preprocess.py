@@ -53,6 +53,10 @@ class BatchPreprocessor:
     ``subtract_pixel_mean``, Mezzini 2019); ``standardize`` subtracts the scalar mean and divides by the scalar
     standard deviation of the training split. ``shift`` (fraction of width/height) and ``hflip`` apply to
     training batches only.
+
+    An ``input_range`` other than ``[0, 1]`` needs ``normalize="none"``: standardisation cancels any affine scaling
+    exactly, and ``pixel_mean`` cancels its offset, so the pair would silently do nothing (or less than asked) and
+    is refused with a ``ValueError``.
     """
 
     def __init__(
@@ -66,6 +70,18 @@ class BatchPreprocessor:
             raise ValueError(f"dataset.normalize={normalize!r} is not one of {NORMALIZATIONS}")
         if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
             raise ValueError(f"dataset.input_range={list(input_range)} must be [low, high] with low < high")
+        if normalize != "none" and (float(input_range[0]), float(input_range[1])) != (0.0, 1.0):
+            why = (
+                "standardisation cancels any affine input scaling exactly"
+                if normalize == "standardize"
+                else "subtracting the pixel mean cancels the range's offset"
+            )
+            raise ValueError(
+                f"dataset.input_range={[float(v) for v in input_range]} does not combine with "
+                f"dataset.normalize={normalize}: {why}, so the range would silently do nothing (or less than asked). "
+                "Add dataset.normalize=none (the seeds' scaling: dataset.input_range=[0.01,1] "
+                "dataset.normalize=none), or keep dataset.input_range=[0,1]."
+            )
         if not 0.0 <= shift < 1.0:
             raise ValueError(f"dataset.shift={shift} must lie in [0, 1)")
         self.input_range = (float(input_range[0]), float(input_range[1]))

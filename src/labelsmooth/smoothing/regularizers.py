@@ -14,11 +14,12 @@ from labelsmooth.smoothing.base import SmoothingStrategy, check_range, float32_l
 
 
 class _BetaRegularizer(SmoothingStrategy):
-    """Cross entropy plus a regularizer weighted by ``β >= 0`` (``β = 0`` is cross entropy)."""
+    """Cross entropy plus a regularizer weighted by a finite ``β >= 0`` (``β = 0`` is cross entropy; ``β = inf``
+    would make the loss infinite and is refused)."""
 
     def __init__(self, num_classes: int, beta: float = 0.1) -> None:
         super().__init__(num_classes)
-        check_range("beta", beta, 0.0, math.inf)
+        check_range("beta", beta, 0.0, math.inf, high_inclusive=False)
         self.beta = float(beta)
 
     def hyperparameters(self) -> dict[str, float]:

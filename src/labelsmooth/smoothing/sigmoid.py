@@ -8,6 +8,11 @@ negative log-likelihood of its K Bernoulli outputs, summed over the outputs and 
 
 computed from reductions of the logits, without a dense (N, K) target.
 
+``strategy(logits, target)`` takes ``logits`` (N, K) and either class indices ``target`` (N,) (one-vs-rest: ``h`` is
+one-hot) or an (N, K) multi-hot or soft target ``h`` (multi-label; values in [0, 1], unsmoothed: the strategy
+smooths it once, through the same loss as a MixUp / CutMix mixture, ``mixed_target_loss``). Any other shape is
+refused with a ``ValueError``.
+
 Predictive distribution (what the validation / test metrics, reliability diagrams and temperature scaling read):
 the K one-vs-rest probabilities normalised to sum to 1,
 
@@ -34,6 +39,19 @@ class SigmoidTargetStrategy(MixableStrategy):
     off_value: float
     on_value: float
 
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean loss of ``logits`` (N, K) against class indices (N,) or an unsmoothed (N, K) multi-hot / soft
+        target (multi-label), smoothed once either way."""
+        if logits.dim() == 2 and target.dim() == 1 and target.shape[0] == logits.shape[0]:
+            return super().forward(logits, target)
+        if logits.dim() == 2 and target.shape == logits.shape:
+            return self.mixed_target_loss(logits, target)
+        raise ValueError(
+            f"{type(self).__name__}: target has shape {tuple(target.shape)} for logits of shape "
+            f"{tuple(logits.shape)}; expected logits (N, K) with class indices (N,) or a multi-hot / soft target "
+            "(N, K) of the logits' shape."
+        )
+
     def sigmoid_targets(self, target: torch.Tensor) -> torch.Tensor:
         """The (N, K) per-output targets of class indices ``target`` (for inspection; not used by the loss)."""
         return self.smooth(F.one_hot(target.long(), self.num_classes).float())
@@ -58,6 +76,10 @@ class SigmoidTargetStrategy(MixableStrategy):
 
 class BinarySmoothing(SigmoidTargetStrategy):
     """Label smoothing for sigmoid / BCE heads (one-vs-rest or multi-label).
+
+    ``loss = strategy(logits, target)`` with ``logits`` (N, K) and ``target`` either class indices (N,) (one-vs-rest)
+    or an unsmoothed (N, K) multi-hot / soft target in [0, 1] (multi-label, e.g. ``BinarySmoothing(5, 0.1)(logits,
+    multi_hot)``); each output ``k`` is trained against ``off + (on - off)·h_k``. Other shapes raise ``ValueError``.
 
     ``convention="uniform"`` (default, Szegedy's ε spread over K classes): ``on = 1 - ε + ε/K``, ``off = ε/K``.
     ``convention="keras"`` (``tf.keras.losses.BinaryCrossentropy(label_smoothing=ε)``, which smooths each output
@@ -86,7 +108,9 @@ class TargetRange(SigmoidTargetStrategy):
 
     The from-scratch MNIST network of the seeds (Rashid, "Make Your Own Neural Network", 2016) used
     ``[0.01, 0.99]``, because a sigmoid never reaches 0 or 1, and paired it with inputs scaled to ``[0.01, 1]``
-    (the data sets' ``dataset.input_range=[0.01,1]`` option). ``0 <= low < high <= 1``.
+    (``dataset.input_range=[0.01,1] dataset.normalize=none``: normalisation would cancel the scaling, so the data
+    sets refuse the pair with any other ``normalize``). ``0 <= low < high <= 1``. Targets as for
+    ``BinarySmoothing``: class indices (N,) or an unsmoothed (N, K) multi-hot / soft target.
     """
 
     def __init__(self, num_classes: int, low: float = 0.01, high: float = 0.99) -> None:
