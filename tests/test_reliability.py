@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labelsmooth.callbacks.nan_guard import NonFiniteLossError
+from labelsmooth.callbacks.nan_guard import NonFiniteLossError, NonFiniteLossGuard
 from labelsmooth.checkpoints import CheckpointError, check_checkpoint_matches
 from labelsmooth.data import DigitsDataModule
 from labelsmooth.models import MLP, ResNetV1
@@ -140,6 +140,33 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
+@pytest.mark.parametrize("bad_batch,accumulate", [(3, 1), (5, 2)])
+def test_the_non_finite_loss_message_names_the_step_and_batch_that_produced_it(bad_batch, accumulate) -> None:
+    import pytorch_lightning as pl
+
+    class NaNAtOneBatch(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            loss = self.layer(batch[0]).square().mean()
+            return loss * float("nan") if batch_idx == bad_batch else loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2)), batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accumulate_grad_batches=accumulate, callbacks=[NonFiniteLossGuard(1)],
+    )  # fmt: skip
+    with pytest.raises(
+        NonFiniteLossError, match=rf"global step {bad_batch // accumulate} \(epoch 0, batch {bad_batch};"
+    ):
+        trainer.fit(NaNAtOneBatch(), data)
+
+
 # --- W&B, secrets, atomic writes ------------------------------------------------------------------------------
 
 
@@ -188,6 +215,9 @@ def test_redact_secrets() -> None:
 def test_atomic_write_never_leaves_a_half_written_file(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "metrics.json"
     write_text_atomic(target, '{"status": "completed"}')
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not mkstemp's 0o600
 
     def crash(*_):
         raise OSError("disk full")
@@ -253,8 +283,9 @@ def test_more_devices_than_exist_is_refused(tmp_path: Path) -> None:
         check_devices(cfg.trainer)
     if not torch.cuda.is_available():
         gpu = compose_train_config(["trainer=gpu"], output_dir=tmp_path)
-        with pytest.raises(ConfigurationError, match="GPUs but this machine has 0"):
+        with pytest.raises(ConfigurationError, match="asks for 1 GPU but this machine has none") as refused:
             check_devices(gpu.trainer)
+        assert "trainer=cpu" in str(refused.value) and "devices=1 or fewer" not in str(refused.value)
 
 
 # --- Reproducibility ----------------------------------------------------------------------------------------

@@ -94,7 +94,6 @@ def reliability_figure(
 
 def save_reliability_figure(panels: Mapping[str, Sequence[BinRow]], path: str | Path) -> Path:
     """Draw ``reliability_figure(panels)`` and save it as a PNG at ``path`` (folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    reliability_figure(panels).savefig(path, dpi=110)
-    return path
+    from labelsmooth.run_outputs import save_figure_atomic
+
+    return save_figure_atomic(reliability_figure(panels), path, dpi=110)

@@ -39,7 +39,6 @@ import math
 import os
 import socket
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from typing import Any
 import yaml
 
 from labelsmooth.reliability import reliability_figure
-from labelsmooth.run_outputs import write_text_atomic
+from labelsmooth.run_outputs import save_figure_atomic, write_text_atomic
 from labelsmooth.wandb_setup import sweep_group_name
 
 METRICS_FILE = "metrics.json"
@@ -522,41 +521,12 @@ def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[lis
 
 
 # -- writing -------------------------------------------------------------------------------------------------
-def _file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` gives a new file (0o666 less the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write atomically (temporary file in the same directory, renamed over ``path``), with the usual
-    permissions rather than the temporary file's 0o600."""
-    write_text_atomic(path, text)
-    os.chmod(path, _file_mode())
-    return path
-
-
-def _save_figure(figure: Any, path: Path, dpi: int) -> Path:
-    """``figure.savefig`` to a temporary PNG in the same directory, renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, format="png")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    return _write_text(path, buffer.getvalue())
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def write_table_csv(path: Path, table: Table, parameter: str) -> Path:
@@ -666,7 +636,7 @@ def plot_metric_vs_parameter(
         ax.grid(alpha=0.3)
         if len(tables) > 1:
             ax.legend(fontsize=8)
-    return _save_figure(figure, path, dpi=110)
+    return save_figure_atomic(figure, path, dpi=110)
 
 
 def read_bins(job: Job) -> dict[str, list[dict[str, float]]]:
@@ -723,7 +693,7 @@ def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list
             if panels:
                 path = out_dir / f"reliability_{_slug(dataset)}{suffix}.png"
                 figure = reliability_figure(panels, panel_width=3.0, title=f"{dataset}: {what}, seeds pooled")
-                paths.append(_save_figure(figure, path, dpi=100))
+                paths.append(save_figure_atomic(figure, path, dpi=100))
     return paths
 
 
@@ -788,7 +758,7 @@ def make_report(
         *plot_reliability(out, counted, parameter),
     ]
     files += [p for p in plots if p is not None]
-    markdown = _write_text(
+    markdown = write_text_atomic(
         out / "report.md",
         render_markdown(
             sweep_dirs, out, jobs, missing, problems, tables, compared, parameter, baseline, plots, duplicates

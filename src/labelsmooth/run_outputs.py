@@ -1,4 +1,6 @@
-"""The run-outputs contract: ``metrics.json``, a flat JSON object written atomically at the end of a run."""
+"""The run-outputs contract: ``metrics.json``, a flat JSON object written atomically at the end of a run; and
+the atomic writes every output file goes through (a temporary file in the same directory, renamed over the
+target), so a crash never leaves a half-written file that a later step trusts."""
 
 from __future__ import annotations
 
@@ -6,28 +8,53 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file in the same directory, fsync it, then rename it over ``path``."""
+def new_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file (0o666 less the umask), for the temporary
+    files, which ``mkstemp`` creates 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """``write(temporary_path)`` into the directory of ``path``, then rename the result over ``path``; on any
+    error the temporary file is removed and ``path`` keeps its old contents."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, fsynced) atomically to ``path``."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write_atomic(path, write)
+
+
+def save_figure_atomic(figure: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """A matplotlib ``figure`` saved atomically as a PNG at ``path``."""
+    return write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
 
 
 def _json_value(value: Any) -> Any:

@@ -92,10 +92,16 @@ def check_devices(trainer_cfg: DictConfig) -> None:
         available, kind = os.cpu_count() or 1, "CPU core"
     else:
         return
+    if requested > available and available == 0:
+        raise ConfigurationError(
+            f"trainer.accelerator={accelerator} asks for {requested} GPU{'s' if requested > 1 else ''} but this "
+            "machine has none (torch sees no CUDA device). Use trainer=cpu, or trainer=default to take a GPU when "
+            "there is one."
+        )
     if requested > available:
         raise ConfigurationError(
             f"trainer.devices={devices} asks for {requested} {kind}s but this machine has {available}. "
-            f"Use trainer.devices={max(available, 1)} or fewer" + (" (or trainer=cpu)" if kind == "GPU" else "") + "."
+            f"Use trainer.devices={available} or fewer" + (" (or trainer=cpu)" if kind == "GPU" else "") + "."
         )
 
 

@@ -23,6 +23,7 @@ The PNG and CSV files are written with any logger (W&B, CSV, none); images and t
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from labelsmooth.calibration import (
     temperature_scaled_metrics,
 )
 from labelsmooth.reliability import save_reliability_figure
+from labelsmooth.run_outputs import write_text_atomic
 
 BIN_COLUMNS = ["split", "lower", "upper", "count", "accuracy", "confidence"]
 
@@ -55,14 +57,13 @@ def gather_across_processes(tensor: torch.Tensor) -> torch.Tensor:
 
 def write_bins_csv(path: Path, rows: dict[str, list[CalibrationBin]]) -> Path:
     """Per-bin numbers of each split (``val``, ``test``, ``test_ts``) as CSV: ``BIN_COLUMNS``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(BIN_COLUMNS)
-        for split, bins in rows.items():
-            for b in bins:
-                writer.writerow([split, b.lower, b.upper, b.count, b.accuracy, b.confidence])
-    return path
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(BIN_COLUMNS)
+    for split, bins in rows.items():
+        for b in bins:
+            writer.writerow([split, b.lower, b.upper, b.count, b.accuracy, b.confidence])
+    return write_text_atomic(path, buffer.getvalue())
 
 
 class CalibrationCallback(pl.Callback):

@@ -24,14 +24,19 @@ class NonFiniteLossGuard(Callback):
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
         self.check_every_n_steps = int(check_every_n_steps)
-        self._pending_steps: list[int] = []
+        self._pending_steps: list[tuple[int, int]] = []  # (global step, batch index) of each pending loss
         self._pending_losses: list[torch.Tensor] = []
+        self._step_of_batch = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        # The step this batch's loss belongs to: by on_train_batch_end the optimizer step has counted it already.
+        self._step_of_batch = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        self._pending_steps.append(trainer.global_step)
+        self._pending_steps.append((self._step_of_batch, batch_idx))
         self._pending_losses.append(loss.detach())
         if len(self._pending_losses) >= self.check_every_n_steps:
             self._raise_if_bad(trainer)
@@ -52,14 +57,15 @@ class NonFiniteLossGuard(Callback):
         if not bool(bad.any()):  # the one host sync, every check_every_n_steps steps
             return
         first = int(bad.nonzero()[0, 0])
-        first_bad, value = steps[first], float(losses[first])
+        (first_bad, batch_index), value = steps[first], float(losses[first])
         precision = str(trainer.precision)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         lr = optimizer.param_groups[0].get("lr") if optimizer else None
         checkpoint = trainer.checkpoint_callback
         last = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
         raise NonFiniteLossError(
-            f"the training loss became {value} at global step {first_bad} (epoch {trainer.current_epoch}). "
+            f"the training loss became {value} at global step {first_bad} (epoch {trainer.current_epoch}, batch "
+            f"{batch_index}; steps count from 0). "
             f"Likely causes: a learning rate too high (optimizer.lr={lr}), "
             + (
                 f"overflow in half precision (trainer.precision={precision}; try bf16-mixed or 32), "
