@@ -23,12 +23,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from labelsmooth.run_outputs import METRICS_FILE, read_metrics_json
 from labelsmooth.train import (
     CONFIG_DIR,
-    USER_ERRORS,
     RunContext,
-    RunFailed,
-    _finish_wandb,
-    _instantiate_logger,
+    as_compact_user_error,
     build_module,
+    finish_wandb,
+    instantiate_logger,
     root_cause,
     smoothing_parameters,
 )
@@ -168,7 +167,7 @@ def evaluate(
             ) from error
         module.load_state_dict(checkpoint["state_dict"])
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
-        logger = _instantiate_logger(_as_eval_job(cfg), context)
+        logger = instantiate_logger(_as_eval_job(cfg), context)
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[calibration], logger=logger, enable_checkpointing=False
         )
@@ -190,7 +189,7 @@ def evaluate(
     finally:
         if rank_zero_only.rank == 0:
             write_metrics_json(output_dir, summary)
-        _finish_wandb(logger, exit_code)
+        finish_wandb(logger, exit_code)
 
 
 def _as_eval_job(cfg: DictConfig) -> DictConfig:
@@ -242,10 +241,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = evaluate(cfg, context.output_dir, dataset_choice=context.choices.get("dataset"), context=context)
     except Exception as error:
-        cause = root_cause(error)
-        if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
-            raise RunFailed(f"{type(cause).__name__}: {cause}") from error
-        raise
+        compact = as_compact_user_error(error)
+        if compact is error:
+            raise
+        raise compact from error
     if rank_zero_only.rank == 0:
         print_summary(summary, context.output_dir)
     return summary.get("test/acc")

@@ -157,7 +157,7 @@ def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool,
     return [c for c in callbacks if not isinstance(c, unusable)]
 
 
-def _instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
+def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
     from labelsmooth.wandb_setup import (
         remove_anonymous_setting,
         sweep_group_name,
@@ -189,7 +189,7 @@ def _instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: s
     return hydra.utils.instantiate(logger_cfg)
 
 
-def _finish_wandb(logger: Any, exit_code: int) -> None:
+def finish_wandb(logger: Any, exit_code: int) -> None:
     """End this job's W&B run (if one was started) so the next job of the same process gets its own."""
     if logger is None or type(logger).__name__ != "WandbLogger":
         return
@@ -335,7 +335,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
             check_checkpoint_matches(ckpt_path, module)
-        logger = _instantiate_logger(cfg, context, resume_wandb_id)
+        logger = instantiate_logger(cfg, context, resume_wandb_id)
         callbacks = _instantiate_callbacks(
             cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), has_logger=bool(logger)
         )
@@ -368,7 +368,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     finally:
         if rank_zero_only.rank == 0:
             write_metrics_json(context.output_dir, summary)
-        _finish_wandb(logger, exit_code)
+        finish_wandb(logger, exit_code)
         if rank_zero_only.rank == 0 and summary["status"] == "completed":  # last, after W&B's run summary
             _print_summary(summary, context.output_dir)
 
@@ -376,6 +376,15 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 class RunFailed(CompactHydraException):
     """A run stopped by a configuration, data or file problem: Hydra prints only this message (and the full
     traceback when ``HYDRA_FULL_ERROR=1``)."""
+
+
+def as_compact_user_error(error: Exception) -> Exception:
+    """``RunFailed`` with the message of the user's error behind ``error`` (configuration, data, files); ``error``
+    itself when it is a bug, whose traceback the user should see."""
+    cause = root_cause(error)
+    if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
+        return RunFailed(f"{type(cause).__name__}: {cause}")
+    return error
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -392,9 +401,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg, RunContext.from_hydra())
     except Exception as error:
-        cause = root_cause(error)
-        if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
-            raise RunFailed(f"{type(cause).__name__}: {cause}") from error
-        raise
+        compact = as_compact_user_error(error)
+        if compact is error:
+            raise
+        raise compact from error
     value = summary.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else None
