@@ -18,7 +18,7 @@ DATA_SETS = sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
 
 
 def test_the_three_recipes_exist() -> None:
-    assert {"mezzini2019", "seed_mnist_mlp", "szegedy_lsr"} <= set(PRESETS)
+    assert {"mezzini2019", "mezzini2019_imagenet", "seed_mnist_mlp", "szegedy_lsr"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("dataset", DATA_SETS)
@@ -43,9 +43,22 @@ def test_mezzini2019_is_the_papers_recipe(dataset: str, tmp_path: Path) -> None:
     assert cfg.trainer.max_epochs == 200 and cfg.dataset.batch_size == 32
     assert cfg.dataset.shift == 0.1 and cfg.dataset.hflip and cfg.dataset.normalize == "pixel_mean"
     assert cfg.optimized_metric == "val/acc_best"
-    v1_20 = dataset in {"mnist", "imagenet", "digits"}
+    v1_20 = dataset in {"mnist", "imagenet", "decathlon_imagenet12", "digits"}
     assert cfg.model.depth == (20 if v1_20 else 83)
     assert cfg.model._target_.endswith("ResNetV1" if v1_20 else "ResNetV2")
+
+
+@pytest.mark.parametrize("dataset,target", [(None, "DecathlonDataModule"), ("imagenet", "ImageNetDataModule")])
+def test_mezzini2019_imagenet_has_the_papers_imagenet_exceptions(dataset, target, tmp_path: Path) -> None:
+    overrides = ["experiment=mezzini2019_imagenet", *([f"dataset={dataset}"] if dataset else [])]
+    cfg = compose_train_config(overrides, output_dir=tmp_path)
+    assert cfg.dataset._target_.endswith(target) and (dataset or cfg.dataset.domain == "imagenet12")
+    assert cfg.dataset.batch_size == 64 and cfg.dataset.normalize == "none"  # §4: no mean subtraction, batch 64
+    assert cfg.model._target_.endswith("ResNetV1") and cfg.model.depth == 20 and cfg.trainer.max_epochs == 200
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.scheduler.milestones == [80, 120, 160, 180]
+    assert cfg.dataset.shift == 0.1 and cfg.dataset.hflip and cfg.smoothing._target_.endswith("GammaSmoothing")
+    smaller = compose_train_config([*overrides, "dataset.batch_size=8"], output_dir=tmp_path)
+    assert smaller.dataset.batch_size == 8  # the command line still wins
 
 
 def test_command_line_choices_win_over_the_recipe(tmp_path: Path) -> None:
