@@ -300,6 +300,20 @@ def test_same_overrides_and_seed_give_the_same_metrics(tmp_path: Path) -> None:
     }
 
 
+def test_num_threads_fixes_torchs_thread_pool_and_is_recorded(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        summary = run_training(tmp_path / "one", ["num_threads=1", "trainer.max_epochs=1"])
+        assert summary["num_threads"] == 1 == torch.get_num_threads()
+        assert json.loads((tmp_path / "one" / "metrics.json").read_text())["num_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert run_training(tmp_path / "default", ["trainer.max_epochs=1"])["num_threads"] == before
+    for bad in ("0", "two"):
+        with pytest.raises(ConfigurationError, match="num_threads=.* must be a positive integer"):
+            run_training(tmp_path / f"bad{bad}", [f"num_threads={bad}"])
+
+
 # --- DDP ----------------------------------------------------------------------------------------------------
 
 

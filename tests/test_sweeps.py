@@ -150,6 +150,10 @@ def test_launcher_and_search_presets_compose() -> None:
     launcher = slurm.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == 1
     assert OmegaConf.select(slurm, "hydra.launcher.gpus_per_node") == 1
+    on_cpu = compose_hydra(["hydra/launcher=slurm", "trainer=cpu"])
+    assert OmegaConf.select(on_cpu, "hydra.launcher.gpus_per_node") == 0  # no GPU reserved for a CPU job
+    two = compose_hydra(["hydra/launcher=slurm", "trainer=gpu", "trainer.devices=[0,1]"])
+    assert OmegaConf.select(two, "hydra.launcher.gpus_per_node") == 2
     parallel = compose_hydra(["hydra/launcher=parallel"])
     assert parallel.hydra.launcher._target_.endswith("JoblibLauncher")
     for search, parameter in (("gamma_optuna", "smoothing.gamma"), ("epsilon_optuna", "smoothing.epsilon")):

@@ -66,3 +66,18 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
     """The value of the optimized metric (``val/acc_best``) for the sweeper, None when absent."""
     value = metrics.get(name) if name else None
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def gpus_per_job(accelerator: object, devices: object) -> int:
+    """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
+    ``trainer.accelerator=cpu``, else ``trainer.devices`` (a count, a list of ids or ``"0,1"``; 1 for ``auto``)."""
+    if str(accelerator).lower() == "cpu":
+        return 0
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return max(devices, 1) if devices >= 0 else 1
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text.isdigit() and int(text) > 0 else 1

@@ -235,6 +235,17 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
     return str(last), previous_wandb_run_id(context.output_dir)
 
 
+def set_num_threads(num_threads: Any) -> None:
+    """``torch.set_num_threads(num_threads)`` (``num_threads`` config key); None keeps torch's default."""
+    import torch
+
+    if num_threads is None:
+        return
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ConfigurationError(f"num_threads={num_threads!r} must be a positive integer (null: torch's default)")
+    torch.set_num_threads(num_threads)
+
+
 def check_model_fits_data(net: Any, datamodule: Any) -> None:
     """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
     import torch
@@ -304,6 +315,7 @@ def build_module(cfg: DictConfig, datamodule: Any):
 def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     """Train, validate and test one configuration; write ``metrics.json``; return the summary dict."""
     import pytorch_lightning as pl
+    import torch
     from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.checkpoints import check_checkpoint_matches
@@ -327,6 +339,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_multirun_ddp(cfg.trainer, context.multirun)
         check_devices(cfg.trainer)
         ckpt_path, resume_wandb_id = _start_checkpoint(cfg, context)
+        set_num_threads(cfg.get("num_threads"))
+        summary["num_threads"] = torch.get_num_threads()
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = hydra.utils.instantiate(cfg.dataset)
         datamodule.prepare_data()
