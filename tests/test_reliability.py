@@ -238,7 +238,11 @@ def test_unknown_config_option_lists_the_valid_ones(tmp_path: Path) -> None:
 
 def test_gamma_at_one_over_k_is_a_short_error_and_full_error_shows_the_traceback(tmp_path: Path) -> None:
     args = ["debug=fast", "logger=none", "smoothing=gamma", "smoothing.gamma=0.1"]
-    assert_short_error(cli(args, tmp_path), "K=10", "1/K=0.1")
+    short = cli(args, tmp_path)
+    assert_short_error(short, "K=10", "1/K=0.1")
+    assert (short.stdout + short.stderr).count("must exceed 1/K=0.1") == 1  # printed once, by Hydra
+    (log_file,) = tmp_path.rglob("train.log")
+    assert "must exceed 1/K=0.1" in log_file.read_text()  # and kept in the run's log
     full = cli(args, tmp_path, HYDRA_FULL_ERROR="1")
     assert full.returncode != 0 and "Traceback" in full.stderr
 

@@ -28,6 +28,7 @@ from labelsmooth.train import (
     build_module,
     finish_wandb,
     instantiate_logger,
+    log_failure,
     root_cause,
     smoothing_parameters,
 )
@@ -184,7 +185,7 @@ def evaluate(
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
         summary["error"] = redact_secrets(str(cause))
-        log.error("%s: %s", summary["error_type"], summary["error"])
+        log_failure(f"{summary['error_type']}: {summary['error']}", to_console=False)
         raise
     finally:
         if rank_zero_only.rank == 0:

@@ -377,7 +377,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
         summary["error"] = redact_secrets(str(cause))
-        log.error("%s: %s", summary["error_type"], summary["error"])
+        log_failure(f"{summary['error_type']}: {summary['error']}", to_console=context.multirun)
         raise
     finally:
         if rank_zero_only.rank == 0:
@@ -385,6 +385,18 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         finish_wandb(logger, exit_code)
         if rank_zero_only.rank == 0 and summary["status"] == "completed":  # last, after W&B's run summary
             _print_summary(summary, context.output_dir)
+
+
+def log_failure(message: str, to_console: bool) -> None:
+    """Log a run's error to the run's log file, and to the console only when asked: a single run's error is
+    printed once by Hydra as it exits, while in a multirun each job's failure shows as it happens."""
+    if to_console:
+        log.error(message)
+        return
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 class RunFailed(CompactHydraException):
