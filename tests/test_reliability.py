@@ -140,8 +140,10 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
-@pytest.mark.parametrize("bad_batch,accumulate", [(3, 1), (5, 2)])
-def test_the_non_finite_loss_message_names_the_step_and_batch_that_produced_it(bad_batch, accumulate) -> None:
+@pytest.mark.parametrize("bad_epoch,bad_batch,accumulate,step", [(0, 3, 1, 3), (0, 5, 2, 2), (1, 2, 1, 10)])
+def test_the_non_finite_loss_message_names_the_step_and_batch_that_produced_it(
+    bad_epoch: int, bad_batch: int, accumulate: int, step: int
+) -> None:
     import pytorch_lightning as pl
 
     class NaNAtOneBatch(pl.LightningModule):
@@ -151,19 +153,19 @@ def test_the_non_finite_loss_message_names_the_step_and_batch_that_produced_it(b
 
         def training_step(self, batch, batch_idx):
             loss = self.layer(batch[0]).square().mean()
-            return loss * float("nan") if batch_idx == bad_batch else loss
+            bad = self.current_epoch == bad_epoch and batch_idx == bad_batch
+            return loss * float("nan") if bad else loss
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2)), batch_size=2)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2)), batch_size=2)  # 8 batches
     trainer = pl.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, accumulate_grad_batches=accumulate, callbacks=[NonFiniteLossGuard(1)],
     )  # fmt: skip
-    with pytest.raises(
-        NonFiniteLossError, match=rf"global step {bad_batch // accumulate} \(epoch 0, batch {bad_batch};"
-    ):
+    expected = rf"global step {step} \(epoch {bad_epoch}, batch {bad_batch};"
+    with pytest.raises(NonFiniteLossError, match=expected):
         trainer.fit(NaNAtOneBatch(), data)
 
 

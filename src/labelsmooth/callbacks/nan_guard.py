@@ -26,17 +26,19 @@ class NonFiniteLossGuard(Callback):
         self.check_every_n_steps = int(check_every_n_steps)
         self._pending_steps: list[tuple[int, int]] = []  # (global step, batch index) of each pending loss
         self._pending_losses: list[torch.Tensor] = []
-        self._step_of_batch = 0
+        self._epoch_start_step = 0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        # The step this batch's loss belongs to: by on_train_batch_end the optimizer step has counted it already.
-        self._step_of_batch = trainer.global_step
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A batch's global step is derived from this (by on_train_batch_end the optimizer step has counted the
+        # batch already): one hook per epoch rather than one more per step.
+        self._epoch_start_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        self._pending_steps.append((self._step_of_batch, batch_idx))
+        step = self._epoch_start_step + batch_idx // max(int(trainer.accumulate_grad_batches), 1)
+        self._pending_steps.append((step, batch_idx))
         self._pending_losses.append(loss.detach())
         if len(self._pending_losses) >= self.check_every_n_steps:
             self._raise_if_bad(trainer)
