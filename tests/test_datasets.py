@@ -275,3 +275,22 @@ def test_declared_number_of_classes_is_checked_against_the_labels(tmp_path: Path
     data = build("mnist", tmp_path, num_classes=5)
     with pytest.raises(ValueError, match=r"outside 0\.\.4"):
         data.setup("fit")
+
+
+@pytest.mark.parametrize(
+    "overrides,sizes",
+    [([], (1169, 269, 359)), (["dataset.val_size=0.25"], (1079, 359, 359)), (["dataset.test_size=100"], None)],
+)
+def test_digits_splits_use_the_same_keys_as_every_data_set(tmp_path: Path, overrides, sizes) -> None:
+    """`dataset.val_size` / `dataset.test_size` (fraction or count) work on digits as on every data set."""
+    cfg = compose_train_config(["dataset=digits", *overrides], output_dir=tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    loaders = (datamodule.train_dataloader(), datamodule.val_dataloader(), datamodule.test_dataloader())
+    train, val, test = (len(loader.dataset) for loader in loaders)
+    assert train + val + test == 1797
+    if sizes is not None:
+        assert (train, val, test) == sizes
+    else:
+        assert abs(test - 100) <= 5  # a count, carved per class with rounding
