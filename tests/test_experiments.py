@@ -101,3 +101,12 @@ def test_seed_recipe_trains_on_mnist_files(tmp_path: Path) -> None:
          "dataset.val_size=0.34", "trainer.limit_train_batches=20"],
     )  # fmt: skip
     assert summary["status"] == "completed" and 0.0 <= summary["test/acc"] <= 1.0
+
+
+def test_a_recipe_picked_model_is_named_by_class_and_depth(tmp_path: Path) -> None:
+    from labelsmooth.train import model_name
+
+    for dataset, expected in (("cifar10", "ResNetV2-83"), ("mnist", "ResNetV1-20")):
+        cfg = compose_train_config(["experiment=mezzini2019", f"dataset={dataset}"], output_dir=tmp_path)
+        assert model_name(f"mezzini2019/{dataset}", cfg.model) == expected  # Hydra's choice: the recipe's file
+    assert model_name("resnet_v1", compose_train_config([], output_dir=tmp_path).model) == "resnet_v1"

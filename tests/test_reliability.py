@@ -101,7 +101,10 @@ def kill_after_first_checkpoint(args: list[str], log_dir: Path, cwd: Path) -> Pa
 
 
 def test_resume_with_nothing_to_resume_is_a_short_error(tmp_path: Path) -> None:
-    assert_short_error(cli(["debug=fast", "logger=none", "resume=true"], tmp_path), "nothing to resume")
+    assert_short_error(
+        cli(["debug=fast", "logger=none", "resume=true"], tmp_path),
+        "nothing to resume: no earlier run with the same overrides under",
+    )
 
 
 def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:

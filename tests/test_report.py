@@ -389,10 +389,16 @@ def test_a_mistyped_or_file_path_is_refused_before_anything_is_created(tmp_path:
     monkeypatch.chdir(tmp_path)
     real = Path("outputs/multirun/2026-01-01/00-00-00")
     write_job(real, 0, 0.5, 0, completed(0.5, 0, 0.9, 0.1, 0.02))
+    (real / "multirun.yaml").write_text("{}")
     typo = "outputs/multirun/2026-01-01/00-00-0"
     assert main([typo]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"report.py: {typo}: no such directory (existing sweep directories: {real})"
+    named = Path("outputs/multirun/compare")  # hydra.sweep.dir=outputs/multirun/compare: its jobs are not sweeps
+    write_job(named, 0, 0.5, 0, completed(0.5, 0, 0.9, 0.1, 0.02))
+    (named / "multirun.yaml").write_text("{}")
+    assert main(["outputs/multirun/compar"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"(existing sweep directories: {named})")
     assert not Path(typo).exists()
 
     a_file = tmp_path / "notes.txt"

@@ -1138,13 +1138,16 @@ MULTIRUN_DIR = Path("outputs") / "multirun"
 
 
 def nearest_sweep_dirs(path: str | os.PathLike, limit: int = 3) -> list[str]:
-    """The existing sweep directories (``<multirun>/<date>/<time>``) whose paths are closest to ``path``, or, when
-    none is close, the most recent ones; ``<multirun>`` is the ``multirun`` folder that ``path`` names, else
+    """The existing sweep directories (those holding Hydra's ``multirun.yaml``: ``<multirun>/<date>/<time>``, or
+    ``<multirun>/<name>`` for a named ``hydra.sweep.dir``) whose paths are closest to ``path``, or, when none is
+    close, the most recent ones; ``<multirun>`` is the ``multirun`` folder that ``path`` names, else
     ``outputs/multirun`` here."""
     parts = Path(path).parts
     root = Path(*parts[: parts.index("multirun") + 1]) if "multirun" in parts[:-1] else MULTIRUN_DIR
     try:
-        found = sorted(str(p) for p in root.glob("*/*") if p.is_dir())
+        found = sorted(
+            {str(p.parent) for pattern in ("*/multirun.yaml", "*/*/multirun.yaml") for p in root.glob(pattern)}
+        )
     except OSError:
         return []
     return difflib.get_close_matches(str(path), found, n=limit, cutoff=0.6) or found[-limit:][::-1]

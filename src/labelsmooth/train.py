@@ -18,6 +18,8 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
+from labelsmooth.log_files import log_to_files
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,16 @@ def _target_name(node: DictConfig | None) -> str:
     return str(node["_target_"]).rsplit(".", 1)[-1]
 
 
+def model_name(choice: str | None, model_cfg: DictConfig | None) -> str:
+    """The model as ``metrics.json`` and the report name it: the ``model=`` choice (``resnet_v1``), or, where a
+    recipe picked it per data set (``mezzini2019/cifar10``), its class and depth (``ResNetV2-83``)."""
+    if choice and "/" not in choice:
+        return choice
+    name = _target_name(model_cfg)
+    depth = model_cfg.get("depth") if model_cfg else None
+    return f"{name}-{depth}" if depth is not None else name
+
+
 def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, has_logger: bool) -> list:
     """The configured callbacks, less progress bars under ``trainer.enable_progress_bar=false`` and the
     learning-rate monitor when there is no logger to write to."""
@@ -226,10 +238,16 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
         return cfg.get("ckpt_path"), None
     last = context.output_dir / LAST_CHECKPOINT
     if not last.is_file():
-        where = "this sweep job's directory" if context.multirun else "an earlier run with the same overrides"
+        if context.multirun:
+            what = f"this sweep job's directory {context.output_dir} has no {LAST_CHECKPOINT}"
+        elif str(resume).lower() == "true":
+            runs_root = context.output_dir.parent.parent
+            what = f"no earlier run with the same overrides under {runs_root} has a {LAST_CHECKPOINT}"
+        else:
+            what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         raise ConfigurationError(
-            f"resume={resume}: nothing to resume: {where} has no {LAST_CHECKPOINT} (looked in {context.output_dir}). "
-            "Start without resume=true, or name the run: resume=outputs/runs/<date>/<time>."
+            f"resume={resume}: nothing to resume: {what}. Start without resume=true, or name the run: "
+            "resume=outputs/runs/<date>/<time>."
         )
     log.info("Resuming from %s", last)
     return str(last), previous_wandb_run_id(context.output_dir)
@@ -327,7 +345,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         "status": "running",
         "seed": cfg.get("seed"),
         "dataset": context.choices.get("dataset", _target_name(cfg.get("dataset"))),
-        "model": context.choices.get("model", _target_name(cfg.get("model"))),
+        "model": model_name(context.choices.get("model"), cfg.get("model")),
         "smoothing": context.choices.get("smoothing", _target_name(cfg.get("smoothing"))),
         **smoothing_parameters(cfg.get("smoothing")),
         "augment": context.choices.get("augment", _target_name(cfg.get("augment"))),
@@ -392,11 +410,8 @@ def log_failure(message: str, to_console: bool) -> None:
     printed once by Hydra as it exits, while in a multirun each job's failure shows as it happens."""
     if to_console:
         log.error(message)
-        return
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+    else:
+        log_to_files(log, logging.ERROR, message)
 
 
 class RunFailed(CompactHydraException):
