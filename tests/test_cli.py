@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
 
 FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
 
@@ -65,3 +65,16 @@ def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:
     result = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}"], cwd=tmp_path)
     assert result.returncode != 0
     assert "hydra/launcher=joblib" in result.stderr
+
+
+def test_help_lists_the_config_groups_and_the_sweep_launchers(tmp_path: Path) -> None:
+    result = run_cli(["--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    smoothing = next(line for line in lines if line.startswith("smoothing: "))
+    strategies = sorted(p.stem for p in (REPO_ROOT / "conf" / "smoothing").glob("*.yaml"))
+    assert smoothing == "smoothing: " + ", ".join(strategies)
+    launchers = next(line for line in lines if line.startswith("hydra/launcher: "))
+    for name in ("joblib", "parallel", "slurm", "submitit_slurm"):
+        assert name in launchers
+    assert "num_threads: null" in result.stdout  # and the composed config

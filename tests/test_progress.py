@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -96,3 +97,22 @@ def test_progress_bar_is_lines_without_a_terminal() -> None:
     # pytest captures stdout, so it is not a terminal here.
     assert isinstance(progress_bar(non_interactive_refresh_rate=7), LineProgress)
     assert progress_bar(non_interactive_refresh_rate=7).refresh_rate == 7
+
+
+def test_each_epoch_is_one_line_in_the_log_file_and_not_on_the_console(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from tests.conftest import run_training
+
+    log_file = logging.FileHandler(tmp_path / "train.log")
+    logging.getLogger().addHandler(log_file)
+    try:
+        with caplog.at_level(logging.INFO):
+            run_training(tmp_path / "run", ["trainer.max_epochs=2", "logger=none"])
+    finally:
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    lines = [line for line in (tmp_path / "train.log").read_text().splitlines() if " done: " in line]
+    assert [line.split(" done:")[0] for line in lines] == ["epoch 0", "epoch 1"]
+    assert all("train/loss=" in line and "val/acc=" in line and "val/ece=" in line for line in lines)
+    assert "epoch 0 done" not in caplog.text  # the console has the progress bar's line instead
