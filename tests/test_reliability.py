@@ -275,7 +275,12 @@ def test_a_model_that_does_not_fit_the_data_set(tmp_path: Path) -> None:
 
 def test_checkpoint_paths_that_cannot_work(tmp_path: Path) -> None:
     assert_short_error(cli(["debug=fast", "logger=none", f"ckpt_path={tmp_path}/missing.ckpt"], tmp_path),
-                       "no such file")  # fmt: skip
+                       "no such file", "resume=true")  # fmt: skip
+    # Checked before the data set is read (or downloaded): the checkpoint error, not the missing CIFAR files.
+    no_data = ["dataset=cifar10", f"dataset.root={tmp_path}/no-data", "dataset.download=false"]
+    early = cli(["debug=fast", "logger=none", *no_data, f"ckpt_path={tmp_path}/missing.ckpt"], tmp_path)
+    assert_short_error(early, "CheckpointError", "no such file")
+    assert "cifar-10" not in early.stderr
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")
     module = torch.nn.Linear(2, 2)

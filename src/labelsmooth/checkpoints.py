@@ -12,13 +12,22 @@ class CheckpointError(ValueError):
     """A checkpoint path that does not exist, is not a Lightning checkpoint, or belongs to another model."""
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a Lightning checkpoint with ``weights_only=True`` (no pickled code runs)."""
+def check_checkpoint_path(path: str | Path) -> Path:
+    """Raise ``CheckpointError`` unless ``path`` is an existing file (cheap: checked before any data is read)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"ckpt_path={path}: no such file")
+        raise CheckpointError(
+            f"ckpt_path={path}: no such file. A run's checkpoints are <run>/checkpoints/best-epochNNN.ckpt and "
+            "last.ckpt; to continue an interrupted run, use resume=true instead."
+        )
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path} is a directory; give the .ckpt file inside it")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a Lightning checkpoint with ``weights_only=True`` (no pickled code runs)."""
+    path = check_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or damaged files

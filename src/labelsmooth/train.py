@@ -336,7 +336,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     import torch
     from pytorch_lightning.utilities import rank_zero_only
 
-    from labelsmooth.checkpoints import check_checkpoint_matches
+    from labelsmooth.checkpoints import check_checkpoint_matches, check_checkpoint_path
     from labelsmooth.run_outputs import write_metrics_json
     from labelsmooth.sweeps import job_overrides
     from labelsmooth.wandb_setup import redact_secrets
@@ -357,6 +357,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_multirun_ddp(cfg.trainer, context.multirun)
         check_devices(cfg.trainer)
         ckpt_path, resume_wandb_id = _start_checkpoint(cfg, context)
+        if ckpt_path:  # a mistyped path fails before the data set is downloaded or read
+            check_checkpoint_path(ckpt_path)
         set_num_threads(cfg.get("num_threads"))
         summary["num_threads"] = torch.get_num_threads()
         pl.seed_everything(cfg.seed, workers=True)
