@@ -253,15 +253,22 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
     return str(last), previous_wandb_run_id(context.output_dir)
 
 
+_TORCH_DEFAULT_THREADS: list[int] = []  # torch's own thread count, seen before any job of this process set one
+
+
 def set_num_threads(num_threads: Any) -> None:
-    """``torch.set_num_threads(num_threads)`` (``num_threads`` config key); None keeps torch's default."""
+    """``torch.set_num_threads(num_threads)`` (``num_threads`` config key); None: torch's default, also for a job
+    that follows, in the same process (a sequential multirun), one that set another count."""
     import torch
 
+    if not _TORCH_DEFAULT_THREADS:
+        _TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
     if num_threads is None:
-        return
+        num_threads = _TORCH_DEFAULT_THREADS[0]
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ConfigurationError(f"num_threads={num_threads!r} must be a positive integer (null: torch's default)")
-    torch.set_num_threads(num_threads)
+    if torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
 
 
 def check_model_fits_data(net: Any, datamodule: Any) -> None:
@@ -435,14 +442,14 @@ def main(cfg: DictConfig) -> float | None:
     from labelsmooth.quiet import silence_library_noise
 
     silence_library_noise()
+    context = RunContext.from_hydra()
     if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
         from labelsmooth.sweeps import completed_job, optimized_value
 
-        context = RunContext.from_hydra()
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))
     try:
-        summary = train(cfg, RunContext.from_hydra())
+        summary = train(cfg, context)
     except Exception as error:
         compact = as_compact_user_error(error)
         if compact is error:
