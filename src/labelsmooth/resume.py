@@ -1,7 +1,7 @@
 """Finding the run a ``resume=true`` continues: its directory, last checkpoint and W&B run id.
 
-Used by Hydra's ``hydra.run.dir`` (through the ``labelsmooth.run_dir`` resolver) so a resumed run writes
-into the directory of the interrupted one, and by the training entry point.
+Used by Hydra's ``hydra.run.dir`` (through the ``ls_run_dir`` resolver of ``labelsmooth.resolvers``) so a
+resumed run writes into the directory of the interrupted one, and by the training entry point.
 """
 
 from __future__ import annotations

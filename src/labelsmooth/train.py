@@ -19,6 +19,9 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.log_files import log_to_files
+from labelsmooth.resolvers import register_resolvers
+
+register_resolvers()  # before Hydra composes conf/ (hydra.run.dir uses ls_run_dir)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger(__name__)
