@@ -24,6 +24,7 @@ from labelsmooth.report import (
     mean_confidence_interval,
     paired_comparison,
     pool_bins,
+    resolve_baseline,
     wandb_groups,
     wandb_setting,
     why_wandb_cannot_publish,
@@ -496,3 +497,15 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
         make_report([sweep])
     assert png.read_bytes() == before  # the old plot stays whole
     assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def test_the_default_baseline_is_the_unsmoothed_value() -> None:
+    gammas = [0.6, 0.8, 1.0]
+    assert resolve_baseline(None, gammas, "smoothing.gamma") == 1.0
+    assert resolve_baseline(None, [0.0, 0.1, 0.2], "smoothing.epsilon") == 0.0  # ε = 0: no smoothing
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.epsilon") == 0.0  # not ε = 1, a uniform target
+    assert resolve_baseline(None, [0.8, 0.95, 1.0], "smoothing.beta") == 1.0  # bootstrap β = 1: the hard target
+    assert resolve_baseline(None, [0.0, 0.3], "smoothing.beta") == 0.0  # penalty β = 0
+    assert resolve_baseline(None, ["gamma", "none", "uniform"], "smoothing") == "none"
+    assert resolve_baseline(None, [0.1, 0.2], "smoothing.epsilon") == 1.0  # not swept: Table 3 says so
+    assert resolve_baseline("0.8", gammas, "smoothing.gamma") == 0.8  # --baseline wins

@@ -380,12 +380,28 @@ def format_value(value: ParameterValue) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def resolve_baseline(baseline: float | str | None, columns: Iterable[ParameterValue]) -> ParameterValue:
-    """The column that ``baseline`` names (``"1"`` matches 1.0); by default 1.0 (γ = 1: no smoothing) when the
-    parameter is numeric and ``none`` (the strategy without smoothing) when it is a name."""
+# Parameters whose "no smoothing / no regularization" value is 0 (ε, α, β of the penalties, the target_range
+# floor); for the others (γ, the bootstrap β, the target_range ceiling) it is 1.
+ZERO_IS_UNSMOOTHED = {"epsilon", "initial_epsilon", "alpha", "low"}
+
+
+def resolve_baseline(
+    baseline: float | str | None, columns: Iterable[ParameterValue], parameter: str | None = None
+) -> ParameterValue:
+    """The column that ``baseline`` names (``"1"`` matches 1.0). By default the unsmoothed value: ``none`` (the
+    strategy without smoothing) when the parameter is a name; for a number, 0 when the parameter is one whose 0
+    means no smoothing (``smoothing.epsilon``, ...) and 0 is swept, else 1.0 (γ = 1) when swept, else 0 when
+    swept, else 1.0 (Table 3 then says that no run has it and how to choose another)."""
     columns = list(columns)
     if baseline is None:
-        baseline = "none" if columns and all(isinstance(c, str) for c in columns) else 1.0
+        numbers = {c for c in columns if isinstance(c, float)}
+        zero_first = parameter is not None and parameter.rsplit(".", 1)[-1] in ZERO_IS_UNSMOOTHED
+        if columns and all(isinstance(c, str) for c in columns):
+            baseline = "none"
+        elif zero_first and 0.0 in numbers:
+            baseline = 0.0
+        else:
+            baseline = 1.0 if 1.0 in numbers or 0.0 not in numbers else 0.0
     number = _as_float(baseline)
     for column in columns:
         if (isinstance(column, float) and number is not None and column == number) or column == str(baseline):
@@ -725,7 +741,7 @@ def make_report(
 ) -> Report:
     """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
     ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
-    the value to compare the best with (default: 1.0 for a number, ``none`` for a name; see ``resolve_baseline``).
+    the value to compare the best with (default: the unsmoothed value, ``none``, γ = 1, ε = 0; ``resolve_baseline``).
     Without ``parameter``, the one key the jobs vary besides the seed (``infer_parameter``). Of completed jobs
     with the same data set, value and seed only the most recent counts (``counted_jobs``); the others are listed.
     Every file is written atomically. Raises NotADirectoryError, creating nothing, when there is no ``out_dir``
@@ -740,7 +756,7 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
-    baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns})
+    baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns}, parameter)
     compared = {t.metric.key: comparisons(t, baseline) for t in tables}
     for table in tables:
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
@@ -827,7 +843,10 @@ def render_markdown(
             header = ["data set", f"best {symbol}", "best", baseline_name, "diff %", "pairs", "p-value"]
             parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
         else:
-            parts.append(f"No data set has completed runs at {symbol} = {format_value(baseline)}.")
+            parts.append(
+                f"No data set has completed runs at {symbol} = {format_value(baseline)}: choose the value to "
+                "compare with by `report.py --baseline VALUE`."
+            )
     if duplicates:
         parts += [
             "",
