@@ -17,6 +17,10 @@ class NonFiniteLossGuard(Callback):
     No host sync and no tensor operation per step: the losses of the last steps are kept (as device scalars)
     and checked together every ``check_every_n_steps`` steps and always before validation, which is where
     checkpoints are written, so the last checkpoint on disk is always a finite one.
+
+    Not Lightning's own checks: ``Trainer(detect_anomaly=True)`` runs autograd's anomaly mode (slow, every step,
+    and it raises from deep inside backward without the step or a hint), and ``EarlyStopping(check_finite=True)``
+    watches a logged metric once per epoch, after that epoch's checkpoint may already hold non-finite weights.
     """
 
     def __init__(self, check_every_n_steps: int = 10) -> None:

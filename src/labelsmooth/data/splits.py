@@ -12,6 +12,11 @@ def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tup
     ``size / len(targets)``). Every class gives up ``round(fraction · n_class)`` of its samples, chosen by a
     ``torch.Generator`` seeded with ``seed``, so the carve is the same in every run and every process.
     Vectorised: one permutation, one stable sort by class, each sample's rank within its class.
+
+    Not ``sklearn.model_selection.train_test_split(stratify=...)``: that rounds the carve as a whole and hands
+    the remainder to classes by its own rule, which depends on NumPy's generator, and refuses classes with a
+    single sample; here every class gives up its own rounded share from a torch generator, the same on every
+    process and platform, and a class too small to give any keeps all its samples.
     """
     targets = torch.as_tensor(targets).long()
     count = len(targets)

@@ -10,7 +10,9 @@ from labelsmooth.smoothing.base import SmoothingStrategy, check_range
 
 
 class DisturbLabel(SmoothingStrategy):
-    """Cross entropy against randomly disturbed labels: in training, each label is replaced with probability
+    """DisturbLabel (Xie, Wang, Wei, Wang, Tian, CVPR 2016, "DisturbLabel: Regularizing CNN on the Loss Layer").
+
+    Cross entropy against randomly disturbed labels: in training, each label is replaced with probability
     ``α`` by a class drawn uniformly from all K classes (possibly the true one), then ``loss = -log p_ỹ``.
 
     In expectation the target is ``(1 - α)·onehot(y) + α/K``, uniform smoothing with ``ε = α``, but each sample

@@ -9,7 +9,9 @@ from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
 
 
 class OnlineLabelSmoothing(TargetDistributionStrategy):
-    """Class-wise soft targets learnt from the model's own predictions during the previous epoch.
+    """Online label smoothing (Zhang, Jiang, Hou, Cheng, Xu, Cheng, "Delving Deep into Label Smoothing", IEEE
+    Transactions on Image Processing 30, 2021): class-wise soft targets learnt from the model's own predictions
+    during the previous epoch.
 
     ``S ∈ R^{K×K}``: row ``S_c`` is the mean predicted distribution ``p`` over the training samples of class
     ``c`` that the model classified correctly during the previous epoch. The target mixes it with the hard label,

@@ -75,7 +75,9 @@ class SigmoidTargetStrategy(MixableStrategy):
 
 
 class BinarySmoothing(SigmoidTargetStrategy):
-    """Label smoothing for sigmoid / BCE heads (one-vs-rest or multi-label).
+    """Label smoothing for sigmoid / BCE heads (one-vs-rest or multi-label): Szegedy et al.'s uniform smoothing
+    ("Rethinking the Inception Architecture for Computer Vision", CVPR 2016, §7) applied to K independent
+    Bernoulli outputs.
 
     ``loss = strategy(logits, target)`` with ``logits`` (N, K) and ``target`` either class indices (N,) (one-vs-rest)
     or an unsmoothed (N, K) multi-hot / soft target in [0, 1] (multi-label, e.g. ``BinarySmoothing(5, 0.1)(logits,
