@@ -347,6 +347,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.checkpoints import check_checkpoint_matches, check_checkpoint_path
+    from labelsmooth.quiet import silence_library_noise
     from labelsmooth.run_outputs import write_metrics_json
     from labelsmooth.sweeps import job_overrides
     from labelsmooth.wandb_setup import redact_secrets
@@ -363,6 +364,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     }
     logger: Any = None
     exit_code = 1
+    silence_library_noise()
     try:
         check_multirun_ddp(cfg.trainer, context.multirun)
         check_devices(cfg.trainer)
@@ -442,9 +444,6 @@ def as_compact_user_error(error: Exception) -> Exception:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from labelsmooth.quiet import silence_library_noise
-
-    silence_library_noise()
     context = RunContext.from_hydra()
     if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
         from labelsmooth.sweeps import completed_job, optimized_value
