@@ -103,11 +103,18 @@ def machine_info() -> dict[str, Any]:
 
 
 def _git_commit() -> str:
+    """The short commit, with ``+changes`` when files other than the benchmark results differ from it."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
         )
-        return out.stdout.strip() or "unknown"
+        outside_results = ["--", ".", ":!bench/results", ":!bench/RESULTS.md"]
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", *outside_results],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        commit = out.stdout.strip() or "unknown"
+        return commit + ("+changes" if status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -123,11 +130,13 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
-def benchmark_main(name: str, run: Callable[..., dict[str, Any]], description: str) -> None:
-    """The command line of one benchmark module: ``python bench/bench_<name>.py [--quick]``."""
+def benchmark_main(name: str, run: Callable[..., dict[str, Any]], description: str) -> dict[str, Any]:
+    """The command line of one benchmark module: ``python bench/bench_<name>.py [--quick]``; returns the result."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for debugging the benchmark)")
-    write_result(name, run(quick=parser.parse_args().quick))
+    result = run(quick=parser.parse_args().quick)
+    write_result(name, result)
+    return result
 
 
 def print_rows(title: str, rows: list[dict[str, Any]]) -> None:

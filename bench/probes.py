@@ -27,8 +27,16 @@ class EpochClock(Callback):
         self.val_starts: list[float] = []
         self.train_end: float | None = None
         self.val_acc: list[float] = []
+        self.train_loss: list[float] = []  # each epoch's mean training loss (the module logs it at its epoch end)
+
+    def _record_train_loss(self, trainer) -> None:
+        value = trainer.callback_metrics.get("train/loss")
+        if value is not None and len(self.train_loss) < len(self.epoch_starts):
+            self.train_loss.append(float(value))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.epoch_starts:
+            self._record_train_loss(trainer)
         self.epoch_starts.append(time.perf_counter())
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -41,6 +49,7 @@ class EpochClock(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.train_end = time.perf_counter()
+        self._record_train_loss(trainer)
         FINISHED.append(self)
 
     def train_seconds(self) -> list[float]:
@@ -53,7 +62,8 @@ class EpochClock(Callback):
 
 class WallClockMarks(Callback):
     """Wall-clock (``time.time()``) marks of one run, appended as JSON lines to ``path``: the first training
-    step, the start of ``fit`` and the end of ``test`` (the work of the job; the rest is overhead)."""
+    step, the start and end of ``fit`` (the training) and the end of ``test`` (after the final validation, test,
+    reliability diagrams and temperature scaling)."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -61,6 +71,9 @@ class WallClockMarks(Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.marks.setdefault("fit_start", time.time())
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.marks.setdefault("fit_end", time.time())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.marks.setdefault("first_train_step", time.time())

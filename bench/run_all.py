@@ -76,6 +76,7 @@ def section_pipeline(result: dict) -> list[str]:
             r["epoch_loop_s"],
             f"**{fmt(r['epoch_ratio'])}**",
             f"{r['val_acc_ours']:.4f} / {r['val_acc_loop']:.4f}",
+            _same_training(r),
         ]
         for r in result["rows"]
     ]
@@ -89,8 +90,16 @@ def section_pipeline(result: dict) -> list[str]:
         "loop s",
         "ratio",
         "final val acc ours / loop",
+        "same training (val acc, train loss)",
     ]
     return table(headers, rows)
+
+
+def _same_training(row: dict) -> str:
+    if "same_training" not in row:
+        return "not checked"
+    losses = f"loss {row['train_loss_ours']:.6g} / {row['train_loss_loop']:.6g}"
+    return f"yes ({losses})" if row["same_training"] else f"**NO** ({losses})"
 
 
 def section_loss(result: dict) -> list[str]:
@@ -102,8 +111,13 @@ def section_loss(result: dict) -> list[str]:
         ratio_text = fmt(r["ratio"])
         if r["strategy"] in {"uniform", "gamma"}:
             ratio_text = f"**{ratio_text}** (goal <= 1.05)"
-        rows.append([r["strategy"], r["K"], r["dtype"], r["ours_us"], r["baseline_us"], ratio_text, r["epsilon"]])
-    return table(["strategy", "K", "dtype", "ours µs", "F.cross_entropy µs", "ratio", "ε of baseline"], rows)
+        core = f"{fmt(r['core_us'])} ({fmt(r['core_ratio'])})" if "core_us" in r else ""
+        rows.append([r["strategy"], r["K"], r["dtype"], r["ours_us"], r["baseline_us"], ratio_text, core, r["epsilon"]])
+    headers = [
+        "strategy", "K", "dtype", "ours µs", "F.cross_entropy µs", "ratio",
+        "compute_loss alone µs (ratio)", "ε of baseline",
+    ]  # fmt: skip
+    return table(headers, rows)
 
 
 def section_data(result: dict) -> list[str]:
@@ -124,10 +138,27 @@ def section_data(result: dict) -> list[str]:
 
 def section_sweep(result: dict) -> list[str]:
     rows = [
-        [r["measure"], r["jobs"], r["wall_s"], r["work_s"], f"**{fmt(r['overhead_per_job_s'])}**"]
+        [
+            r["measure"],
+            r["jobs"],
+            r["wall_s"],
+            r["work_s"],
+            r.get("evaluation_s", ""),
+            f"**{fmt(r['overhead_per_job_s'])}**",
+            fmt(r["wall_s"] / r["work_s"]) if r.get("work_s") else "",
+        ]
         for r in result["rows"]
     ]
-    return table(["measure", "jobs", "wall s", "training inside jobs s", "overhead per job s (goal < 3)"], rows)
+    headers = [
+        "measure",
+        "jobs",
+        "wall s",
+        "training (fit) inside jobs s",
+        "of the rest: final validation + test s",
+        "overhead per job s (goal < 3)",
+        "wall / training",
+    ]
+    return table(headers, rows)
 
 
 def section_startup(result: dict) -> list[str]:
@@ -157,7 +188,7 @@ def render() -> str:
         "Written by `make bench` (`bench/run_all.py`) from `bench/results/*.json`; do not edit by hand.",
         "",
         f"- machine: {machine['cpu']}, **{machine['cpu_cores']} CPU cores**, GPU: {machine['gpu']}",
-        f"- torch {machine['torch']}, Python {machine['python']}, commit {machine['git_commit']}",
+        f"- torch {machine['torch']}, Python {machine['python']}; rendered at commit {machine['git_commit']}",
         f"- rendered {machine['date']} (1-minute load average {machine['load_average_1min']});"
         " each section says when it was measured",
         "- medians of repetitions; ours and the baseline alternate within one process; ratio = ours / baseline",
@@ -175,7 +206,8 @@ def render() -> str:
         measured = result.get("machine", {})
         lines += [f"## {result.get('title', name)}", ""]
         lines += [
-            f"goal: {result.get('goal', 'report')}; measured {measured.get('date', '?')}, load average "
+            f"goal: {result.get('goal', 'report')}; measured {measured.get('date', '?')} at commit "
+            f"{measured.get('git_commit', '?')}, load average "
             f"{measured.get('load_average_1min', '?')}{took}; raw numbers: `bench/results/{name}.json`",
             "",
         ]
