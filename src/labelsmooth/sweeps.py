@@ -68,16 +68,22 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def gpus_per_job(accelerator: object, devices: object) -> int:
-    """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
-    ``trainer.accelerator=cpu``, else ``trainer.devices`` (a count, a list of ids or ``"0,1"``; 1 for ``auto``)."""
-    if str(accelerator).lower() == "cpu":
-        return 0
+def explicit_device_count(devices: object) -> int | None:
+    """The number of devices ``trainer.devices`` names (a count, a list of ids, ``"0,1"``, ``"2"``); None for
+    ``auto`` and ``-1`` (every visible device, known only on the machine that runs the job)."""
     if isinstance(devices, int) and not isinstance(devices, bool):
-        return max(devices, 1) if devices >= 0 else 1
+        return devices if devices >= 0 else None
     if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
         return len(devices)
     text = str(devices).strip()
     if "," in text:
         return len([d for d in text.split(",") if d.strip()])
-    return int(text) if text.isdigit() and int(text) > 0 else 1
+    return int(text) if text.isdigit() else None
+
+
+def gpus_per_job(accelerator: object, devices: object) -> int:
+    """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
+    ``trainer.accelerator=cpu``, else the count ``trainer.devices`` names (1 for ``auto``)."""
+    if str(accelerator).lower() == "cpu":
+        return 0
+    return max(explicit_device_count(devices) or 1, 1)

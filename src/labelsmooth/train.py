@@ -67,16 +67,11 @@ class RunContext:
 
 
 def _requested_devices(trainer_cfg: DictConfig) -> int:
-    devices = trainer_cfg.get("devices", 1)
-    if isinstance(devices, int):
-        if devices >= 0:
-            return devices
-    elif OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        return len(devices)
-    elif isinstance(devices, str) and "," in devices:
-        return len([d for d in devices.split(",") if d.strip()])
-    elif isinstance(devices, str) and devices.strip().isdigit():
-        return int(devices)
+    from labelsmooth.sweeps import explicit_device_count
+
+    count = explicit_device_count(trainer_cfg.get("devices", 1))
+    if count is not None:
+        return count
     import torch  # "auto" or -1: every visible accelerator
 
     return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
