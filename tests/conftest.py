@@ -43,11 +43,14 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return {**env, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **overrides}
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python train.py <args>`` as a user would run it, from the repository root."""
-    full_env = subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})})
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None, script: str = "train.py"
+) -> subprocess.CompletedProcess:
+    """``python <script> <args>`` (``train.py``, ``eval.py``) as a user would run it; an empty value in ``env``
+    removes that variable (e.g. ``WANDB_MODE=""``)."""
+    full_env = {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        [sys.executable, str(REPO_ROOT / script), *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

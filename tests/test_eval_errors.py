@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import FAST, REPO_ROOT, compose_train_config, run_training, subprocess_env
+from tests.conftest import FAST, compose_train_config, run_cli, run_training
 
 QUIET = ["trainer.enable_progress_bar=false"]
 
@@ -19,15 +18,8 @@ QUIET = ["trainer.enable_progress_bar=false"]
 def run_eval(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """``python eval.py <args>`` as a user runs it: no HYDRA_FULL_ERROR, W&B offline unless ``env`` says otherwise
     (``WANDB_MODE=""`` drops it), outputs under ``cwd``."""
-    overrides = {"LABELSMOOTH_ROOT": str(cwd), "HYDRA_FULL_ERROR": "", **env}
-    full_env = {k: v for k, v in subprocess_env(**overrides).items() if v}
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "eval.py"), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return run_cli(
+        args, cwd, timeout=300, env={"LABELSMOOTH_ROOT": str(cwd), "HYDRA_FULL_ERROR": "", **env}, script="eval.py"
     )
 
 
