@@ -8,6 +8,7 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
+from labelsmooth.callbacks.progress import format_metric
 from labelsmooth.log_files import log_files, log_to_files
 
 log = logging.getLogger("labelsmooth.epochs")
@@ -46,6 +47,5 @@ class EpochLogFile(pl.Callback):
         self._finished = None
         if not log_files():  # no log file (tests, benchmarks): nothing to read back from the device
             return
-        values = {k: v.item() if hasattr(v, "item") else v for k, v in trainer.callback_metrics.items()}
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
+        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(trainer.callback_metrics.items()))
         log_to_files(log, logging.INFO, f"epoch {epoch} done: {steps} steps in {seconds:.3g} s; {metrics}")

@@ -19,7 +19,8 @@ def progress_bar(refresh_rate: int = 1, non_interactive_refresh_rate: int = 50) 
     return LineProgress(refresh_rate=non_interactive_refresh_rate)
 
 
-def _format_value(value: Any) -> str:
+def format_metric(value: Any) -> str:
+    """A logged value (tensor or number) as progress and log lines show it: 4 significant digits."""
     value = value.item() if hasattr(value, "item") else value
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -81,7 +82,7 @@ class LineProgress(ProgressBar):
             return
         epoch, steps, seconds = self._finished_epoch
         self._finished_epoch = None
-        metrics = "".join(f", {k}={_format_value(v)}" for k, v in trainer.progress_bar_metrics.items())
+        metrics = "".join(f", {k}={format_metric(v)}" for k, v in trainer.progress_bar_metrics.items())
         self.print(f"{self._epoch_label(trainer, epoch)} done: {steps} steps in {seconds:.3g} s{metrics}")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
