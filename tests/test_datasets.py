@@ -294,3 +294,30 @@ def test_digits_splits_use_the_same_keys_as_every_data_set(tmp_path: Path, overr
         assert (train, val, test) == sizes
     else:
         assert abs(test - 100) <= 5  # a count, carved per class with rounding
+
+
+def test_a_garbled_mnist_file_is_reported_as_unreadable_not_missing(tmp_path: Path) -> None:
+    from labelsmooth.data import DatasetUnreadableError
+
+    data = build("mnist", tmp_path)  # writes the tiny copy
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(bytes(range(256)) * 4)  # no idx header: torchvision's reader fails an assertion
+    with pytest.raises(DatasetUnreadableError, match=r"MNIST: cannot read the files under .*\(AssertionError\)") as e:
+        data.prepare_data()
+    assert "damaged or not in the expected format" in str(e.value) and "train-labels-idx1-ubyte" in str(e.value)
+    data = build("mnist", tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[: len(images.read_bytes()) // 2])  # truncated: a wrong size
+    with pytest.raises(DatasetUnreadableError, match="cannot read the files") as e:
+        data.prepare_data()
+    assert "download" not in str(e.value).split("Expected there")[0]
+
+
+def test_a_truncated_decathlon_annotation_file_is_named(tmp_path: Path) -> None:
+    from labelsmooth.data import DatasetUnreadableError
+
+    data = build("decathlon", tmp_path)
+    annotations = tmp_path / "annotations" / "dtd_train.json"
+    annotations.write_text(annotations.read_text()[:40])
+    with pytest.raises(DatasetUnreadableError, match=r"dtd_train\.json is not a Decathlon \(COCO-style\) annotation"):
+        data.prepare_data()

@@ -107,6 +107,43 @@ def test_resume_with_nothing_to_resume_is_a_short_error(tmp_path: Path) -> None:
     )
 
 
+def finished_run(run_dir: Path, overrides: list[str]) -> bytes:
+    """A run directory as a completed run leaves it (metrics.json, .hydra/overrides.yaml, last.ckpt); returns the
+    bytes of its metrics.json."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"the finished run's weights")
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    metrics = {"status": "completed", "overrides": sorted(overrides), "test/acc": 0.97, "val/acc_best": 0.98}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return (run_dir / "metrics.json").read_bytes()
+
+
+def test_resuming_a_finished_run_with_other_overrides_leaves_its_results(tmp_path: Path) -> None:
+    run_dir = tmp_path / "finished"
+    common = ["debug=fast", "logger=none", *QUIET, f"paths.log_dir={tmp_path}"]
+    before = finished_run(run_dir, [*common, "smoothing=uniform"])
+    result = cli(["debug=fast", "logger=none", "smoothing=gamma", f"resume={run_dir}"], tmp_path)
+    assert_short_error(
+        result,
+        "holds the completed run of another job (the finished run had smoothing=uniform; this command has "
+        "smoothing=gamma)",
+        "Resume it with its own overrides",
+    )
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"the finished run's weights"
+    assert "smoothing=uniform" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # put back after Hydra
+
+
+def test_a_failed_resume_of_a_finished_run_keeps_its_completed_result(tmp_path: Path) -> None:
+    run_dir = tmp_path / "finished"
+    before = finished_run(run_dir, ["debug=fast", "logger=none", *QUIET, f"paths.log_dir={tmp_path}"])
+    result = cli(["debug=fast", "logger=none", f"resume={run_dir}"], tmp_path)  # its last.ckpt is not a checkpoint
+    assert_short_error(result, "last.ckpt")
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert "keeps the completed result it holds" in (run_dir / "train.log").read_text()
+
+
 def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:
     for name, overrides in (("2026-01-01/10-00-00", ["seed=1"]), ("2026-01-01/11-00-00", ["seed=2"])):
         run = tmp_path / name
@@ -271,6 +308,11 @@ def test_a_model_that_does_not_fit_the_data_set(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="3 classes"):
         check_model_fits_data(ResNetV1(7, 1, depth=8), type("D", (), {"image_shape": (1, 8, 8), "num_classes": 3})())
     check_model_fits_data(ResNetV1(10, 1, depth=8), digits)
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=10, in_chans=1)  # asserts its 224-pixel input
+    with pytest.raises(ConfigurationError, match=r"Input height \(8\).*model.pass_image_size=true"):
+        check_model_fits_data(vit, digits)
 
 
 def test_checkpoint_paths_that_cannot_work(tmp_path: Path) -> None:

@@ -87,6 +87,16 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
         assert (sweep / str(number) / "metrics.json").read_bytes() == content
     assert all(m["status"] == "completed" for m in metrics_of(sweep).values())
 
+    # The grid in another order numbers the jobs differently: every job meets another job's result and leaves it.
+    kept = {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(4)}
+    reordered = ["smoothing=gamma", "smoothing.gamma=1.0,0.5", "seed=0,1"]
+    result = run_cli(["-m", *reordered, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "holds the completed run of another job" in result.stderr and "re-run it with the same grid" in result.stderr
+    for number, content in kept.items():
+        assert (sweep / str(number) / "metrics.json").read_bytes() == content
+    assert "test accuracy" not in result.stdout + result.stderr
+
 
 @pytest.mark.slow
 def test_strategies_compared_by_name(tmp_path: Path) -> None:

@@ -12,6 +12,19 @@ class CheckpointError(ValueError):
     """A checkpoint path that does not exist, is not a Lightning checkpoint, or belongs to another model."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint whose weights do not fit the model (another model, number of classes or input)."""
+
+
+def first_sentence(error: BaseException, limit: int = 200) -> str:
+    """The first sentence of an error's first line (torch's load errors run on for a paragraph)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    sentence = lines[0].split(". ", 1)[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
 def check_checkpoint_path(path: str | Path) -> Path:
     """Raise ``CheckpointError`` unless ``path`` is an existing file (cheap: checked before any data is read)."""
     path = Path(path)
@@ -31,10 +44,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or damaged files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}: {first_line[:200]}). "
-            "Checkpoints from untrusted sources are never unpickled."
+            f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}: {first_sentence(error)}): it "
+            "is damaged (e.g. a run killed while writing it: use another checkpoint of the run, such as its "
+            "best-epochNNN.ckpt) or was not written by this project. Checkpoints are loaded as weights only "
+            "(torch.load(weights_only=True)); code pickled in them never runs."
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={path} is not a Lightning checkpoint (it has no 'state_dict')")
@@ -55,7 +69,7 @@ def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
     ]
     if missing or unexpected or reshaped:
         example = (reshaped or missing or unexpected)[0]
-        raise CheckpointError(
+        raise CheckpointMismatchError(
             f"ckpt_path={path} belongs to another model: {len(missing)} weights missing, {len(unexpected)} "
             f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model and dataset overrides "
             "of the run that wrote it (see its .hydra/overrides.yaml)."

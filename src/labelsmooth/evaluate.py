@@ -26,6 +26,7 @@ from labelsmooth.train import (
     RunContext,
     as_compact_user_error,
     build_module,
+    error_message,
     finish_wandb,
     instantiate_logger,
     log_failure,
@@ -128,7 +129,7 @@ def evaluate(
     from pytorch_lightning.utilities import rank_zero_only
 
     from labelsmooth.callbacks import CalibrationCallback
-    from labelsmooth.checkpoints import check_checkpoint_matches
+    from labelsmooth.checkpoints import CheckpointMismatchError, check_checkpoint_matches
     from labelsmooth.run_outputs import write_metrics_json
     from labelsmooth.wandb_setup import redact_secrets
 
@@ -162,9 +163,12 @@ def evaluate(
         module = build_module(run_cfg, datamodule)
         try:
             checkpoint = check_checkpoint_matches(ckpt_path, module)
-        except ValueError as error:
+        except CheckpointMismatchError as error:
+            if not dataset_choice:
+                raise
             raise EvaluationError(
-                f"{error}. With dataset= the data set must have the classes and image shape the model was trained on."
+                f"{error} With dataset={dataset_choice} the data set must have the classes and image shape the model "
+                f"was trained on (it was trained on {choices.get('dataset', '?')})."
             ) from error
         module.load_state_dict(checkpoint["state_dict"])
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
@@ -184,7 +188,7 @@ def evaluate(
         cause = root_cause(error)
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
-        summary["error"] = redact_secrets(str(cause))
+        summary["error"] = redact_secrets(error_message(cause))
         log_failure(f"{summary['error_type']}: {summary['error']}", to_console=False)
         raise
     finally:

@@ -3,7 +3,8 @@
 Re-running a multirun with ``resume_sweep=true`` and the old sweep directory
 (``hydra.sweep.dir=outputs/multirun/<date>/<time>``) gives every job the directory it had before (Hydra numbers
 the jobs of the same grid the same way). A job whose ``metrics.json`` there says ``completed`` *for the same
-job* returns its recorded metric instead of training again; failed, interrupted or missing jobs run again. The
+job* returns its recorded metric instead of training again; failed, interrupted or missing jobs run again; a
+directory that holds the completed run of *another* job (the grid changed) is left alone and its job fails. The
 same job: the same command-line overrides (``metrics.json`` records them as ``overrides``, less
 ``resume_sweep``), or, for runs recorded before that, the same data set, model, strategy, batch mixing, seed and
 strategy parameters.
@@ -55,8 +56,7 @@ def completed_job(
     else:  # recorded before metrics.json kept the overrides: what it has of the job's identity, all of it
         expected = _recorded_parameters(cfg, choices)
     different = {k: (metrics.get(k), v) for k, v in expected.items() if metrics.get(k) != v}
-    if different:
-        log.warning("resume_sweep: %s holds a different job (%s); running this one again", path, different)
+    if different:  # train() refuses to replace the other job's result (labelsmooth.result_guard)
         return None
     log.info("resume_sweep: %s says completed; skipping this job", path)
     return metrics

@@ -77,6 +77,18 @@ def _requested_devices(trainer_cfg: DictConfig) -> int:
     return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
 
 
+TRAINER_COUNTS = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "accumulate_grad_batches": 1}
+
+
+def check_trainer_counts(trainer_cfg: DictConfig) -> None:
+    """Refuse a ``trainer.max_epochs`` (``min_epochs``, ``max_steps``, ``accumulate_grad_batches``) that is not a
+    whole number in range before the data set is read (Lightning would fail on it only once training starts)."""
+    for key, minimum in TRAINER_COUNTS.items():
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ConfigurationError(f"trainer.{key}={value!r} must be an integer >= {minimum} (or null)")
+
+
 def check_devices(trainer_cfg: DictConfig) -> None:
     """Refuse more devices than this machine has, before Lightning launches processes for them."""
     import torch
@@ -137,6 +149,16 @@ def root_cause(error: BaseException) -> BaseException:
     while isinstance(error, InstantiationException) and error.__cause__ is not None:
         error = error.__cause__
     return error
+
+
+def error_message(error: BaseException) -> str:
+    """The message of ``error``; for an error re-raised from a DataLoader worker, whose message carries the
+    worker's whole traceback, its last line (the worker's own error, e.g. the image file it could not read)."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"in a DataLoader worker: {lines[-1]}"
 
 
 def _target_name(node: DictConfig | None) -> str:
@@ -279,11 +301,13 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
     try:
         with torch.no_grad():
             out = net(torch.zeros(shape))
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
         raise ConfigurationError(
             f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
-            f"(channels, height, width): {str(error).splitlines()[0]}. Choose a model for this input size and "
-            "number of channels."
+            f"(channels, height, width): {lines[0] if lines else type(error).__name__}. Choose a model for this "
+            f"input size and number of channels{fixed_size if type(net).__module__.startswith('timm') else ''}."
         ) from error
     finally:
         net.train(was_training)
@@ -343,6 +367,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
     from labelsmooth.checkpoints import check_checkpoint_matches, check_checkpoint_path
     from labelsmooth.quiet import silence_library_noise
+    from labelsmooth.result_guard import may_replace
     from labelsmooth.run_outputs import write_metrics_json
     from labelsmooth.sweeps import job_overrides
     from labelsmooth.wandb_setup import redact_secrets
@@ -359,9 +384,14 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     }
     logger: Any = None
     exit_code = 1
+    keeps_other_result = False
     silence_library_noise()
     try:
+        if (refusal := refusal_of_other_completed_job(context, summary["overrides"])) is not None:
+            keeps_other_result = True
+            raise refusal
         check_multirun_ddp(cfg.trainer, context.multirun)
+        check_trainer_counts(cfg.trainer)
         check_devices(cfg.trainer)
         ckpt_path, resume_wandb_id = _start_checkpoint(cfg, context)
         if ckpt_path:  # a mistyped path fails before the data set is downloaded or read
@@ -403,15 +433,37 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         cause = root_cause(error)
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
-        summary["error"] = redact_secrets(str(cause))
+        summary["error"] = redact_secrets(error_message(cause))
         log_failure(f"{summary['error_type']}: {summary['error']}", to_console=context.multirun)
         raise
     finally:
-        if rank_zero_only.rank == 0:
+        if rank_zero_only.rank == 0 and not keeps_other_result and may_replace(context.output_dir, summary):
             write_metrics_json(context.output_dir, summary)
         finish_wandb(logger, exit_code)
         if rank_zero_only.rank == 0 and summary["status"] == "completed":  # last, after W&B's run summary
             _print_summary(summary, context.output_dir)
+
+
+def refusal_of_other_completed_job(context: RunContext, overrides: list[str]) -> ConfigurationError | None:
+    """The error that refuses this run when its directory holds the completed run of another job (see
+    ``labelsmooth.result_guard``), after putting back that run's ``.hydra/overrides.yaml``; None otherwise."""
+    from labelsmooth.result_guard import describe_difference, other_completed_job, restore_recorded_overrides
+
+    recorded = other_completed_job(context.output_dir, overrides)
+    if recorded is None:
+        return None
+    restore_recorded_overrides(context.output_dir, recorded)
+    if context.multirun:
+        fix = (
+            "The sweep's grid is not the one that ran there (other values or another order give the jobs other "
+            "numbers): re-run it with the same grid, or give it a new hydra.sweep.dir."
+        )
+    else:
+        fix = "Resume it with its own overrides, or start a new run without resume=."
+    return ConfigurationError(
+        f"{context.output_dir} holds the completed run of another job ({describe_difference(recorded, overrides)}); "
+        f"its metrics.json and checkpoints are left as they are. {fix}"
+    )
 
 
 def log_failure(message: str, to_console: bool) -> None:
@@ -433,7 +485,7 @@ def as_compact_user_error(error: Exception) -> Exception:
     itself when it is a bug, whose traceback the user should see."""
     cause = root_cause(error)
     if isinstance(cause, USER_ERRORS) or type(cause).__name__ == "MisconfigurationException":
-        return RunFailed(f"{type(cause).__name__}: {cause}")
+        return RunFailed(f"{type(cause).__name__}: {error_message(cause)}")
     return error
 
 

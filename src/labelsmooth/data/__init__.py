@@ -3,7 +3,7 @@
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.decathlon import DecathlonDataModule
 from labelsmooth.data.digits import DigitsDataModule
-from labelsmooth.data.image_data import DatasetNotFoundError, ImageDataModule, InMemoryImages
+from labelsmooth.data.image_data import DatasetNotFoundError, DatasetUnreadableError, ImageDataModule, InMemoryImages
 from labelsmooth.data.image_folder import ImageFolderDataModule
 from labelsmooth.data.torchvision_sets import (
     CIFAR10DataModule,
@@ -25,6 +25,7 @@ __all__ = [
     "ClassificationDataModule",
     "DTDDataModule",
     "DatasetNotFoundError",
+    "DatasetUnreadableError",
     "DecathlonDataModule",
     "DigitsDataModule",
     "FGVCAircraftDataModule",

@@ -7,6 +7,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
+def whole_number(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, or a ``ValueError`` that names the config key and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    return value
+
+
 class ClassificationDataModule(pl.LightningDataModule):
     """A LightningDataModule over train / val / test image classification splits.
 
@@ -21,9 +28,9 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.num_workers = int(num_workers)
+        self.batch_size = whole_number("dataset.batch_size", batch_size, minimum=1)
+        self.eval_batch_size = whole_number("dataset.eval_batch_size", eval_batch_size or batch_size, minimum=1)
+        self.num_workers = whole_number("dataset.num_workers", num_workers, minimum=0)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

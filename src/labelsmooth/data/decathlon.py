@@ -32,16 +32,23 @@ class DecathlonImages(Dataset):
 
     def __init__(self, root: Path, annotation_file: Path, transform: Any = None) -> None:
         with open(annotation_file) as handle:
-            coco = json.load(handle)
-        categories = sorted(coco["categories"], key=lambda category: category["id"])
-        label_of = {category["id"]: label for label, category in enumerate(categories)}
-        image_label = {note["image_id"]: label_of[note["category_id"]] for note in coco.get("annotations", [])}
-        self.classes = [str(category.get("name", category["id"])) for category in categories]
-        self._samples = [
-            (str(root / image["file_name"]), image_label[image["id"]])
-            for image in sorted(coco["images"], key=lambda image: image["id"])
-            if image["id"] in image_label
-        ]
+            try:
+                coco = json.load(handle)
+                categories = sorted(coco["categories"], key=lambda category: category["id"])
+                label_of = {category["id"]: label for label, category in enumerate(categories)}
+                notes = coco.get("annotations", [])
+                image_label = {note["image_id"]: label_of[note["category_id"]] for note in notes}
+                self.classes = [str(category.get("name", category["id"])) for category in categories]
+                self._samples = [
+                    (str(root / image["file_name"]), image_label[image["id"]])
+                    for image in sorted(coco["images"], key=lambda image: image["id"])
+                    if image["id"] in image_label
+                ]
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise ValueError(
+                    f"{annotation_file} is not a Decathlon (COCO-style) annotation file: {type(error).__name__}: "
+                    f"{error}"
+                ) from error
         if not self._samples:
             raise RuntimeError(f"{annotation_file} has no labelled images")
         self.transform = transform

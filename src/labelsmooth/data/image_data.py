@@ -43,6 +43,33 @@ class DatasetNotFoundError(FileNotFoundError):
     where and where to get it."""
 
 
+class DatasetUnreadableError(ValueError):
+    """The data set's files are present but cannot be read (truncated, garbled, another format)."""
+
+
+def looks_missing(error: BaseException) -> bool:
+    """Whether opening a split failed because files are absent (torchvision's "Dataset not found ... use
+    download=True", a missing file or folder) rather than unreadable."""
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(
+        phrase in text for phrase in ("not found", "not present", "download=true", "does not exist")
+    )
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message, without a trailing period (messages are embedded)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__).rstrip(".")
+
+
+def describe(error: BaseException) -> str:
+    """``Type: first line of the message``, or the type alone when there is no message."""
+    line = first_line(error)
+    return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+
+
 class InMemoryImages(Dataset):
     """uint8 images ``(N, C, H, W)`` and int64 targets ``(N,)`` held in memory.
 
@@ -202,17 +229,30 @@ class ImageDataModule(ClassificationDataModule):
             f"{self.where_to_get()}"
         )
 
+    def unreadable_message(self, error: BaseException) -> str:
+        """The error for files that are present but cannot be read (truncated, garbled, another format)."""
+        if self.damaged_files():
+            return self.missing_message()
+        return (
+            f"{self.name}: cannot read the files under {self.root} ({describe(error)}): "
+            f"a file there is damaged or not in the expected format. Expected there: {self.expected_files}. "
+            f"Replace the damaged file with an intact copy from {self.source}."
+        )
+
     def _open(self, split: str, download: bool) -> Dataset | None:
         transform = decode_transform(self.image_shape[1], self.image_shape[0])
         try:
             return self.open_split(split, transform, download=False)
-        except (RuntimeError, FileNotFoundError, NotADirectoryError) as missing:
-            if not (download and self.downloadable):  # nothing to try: say what to put where
-                raise DatasetNotFoundError(f"{self.missing_message()} ({missing})") from missing
+        except Exception as error:
+            if not looks_missing(error):
+                raise DatasetUnreadableError(self.unreadable_message(error)) from error
+            missing = error
+        if not (download and self.downloadable):  # nothing to try: say what to put where
+            raise DatasetNotFoundError(f"{self.missing_message()} ({first_line(missing)})") from missing
         try:
             return self.open_split(split, transform, download=True)
         except Exception as failed:  # no network, a moved URL, a checksum mismatch: say what to do by hand
-            raise DatasetNotFoundError(f"{self.missing_message()} (download failed: {failed})") from failed
+            raise DatasetNotFoundError(f"{self.missing_message()} (download failed: {first_line(failed)})") from failed
 
     def prepare_data(self) -> None:
         """Download what is missing (Lightning calls this on one process per node)."""

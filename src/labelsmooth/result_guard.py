@@ -1,0 +1,80 @@
+"""Keeping results already earned: a run never replaces the completed ``metrics.json`` of another job, and a
+failure never replaces a completed result.
+
+A run can be pointed at a directory that holds a finished run: ``resume=<dir>`` with other overrides than the
+run there had, or a re-run sweep (``resume_sweep=true``) whose grid order or values changed, so that Hydra's
+job numbers now name other jobs. Such a run is refused before it touches anything but Hydra's ``.hydra/``
+files, which Hydra writes before any of our code runs: ``.hydra/overrides.yaml`` is put back from the overrides
+the finished run recorded in its ``metrics.json``, so the report still reads the right job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labelsmooth.resume import comparable_overrides
+from labelsmooth.run_outputs import METRICS_FILE, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+COMPLETED = "completed"
+
+
+def completed_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` of ``run_dir`` when it records a completed run, else None."""
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") == COMPLETED else None
+
+
+def same_job(recorded: Sequence[str], overrides: Sequence[str]) -> bool:
+    """Whether two override lists define the same run (``resume``, ``ckpt_path`` aside)."""
+    return comparable_overrides(recorded) == comparable_overrides(overrides)
+
+
+def restore_recorded_overrides(run_dir: str | Path, recorded: Sequence[str]) -> None:
+    """Put back ``.hydra/overrides.yaml`` of a finished run from the overrides its ``metrics.json`` recorded."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if path.parent.is_dir():
+        write_text_atomic(path, yaml.safe_dump(list(recorded), default_flow_style=False))
+
+
+def other_completed_job(run_dir: str | Path, overrides: Sequence[str]) -> list[str] | None:
+    """The recorded overrides of the completed run in ``run_dir`` when it is *another* job than ``overrides``
+    (both as ``metrics.json`` records them: sorted, secrets redacted); None when there is no completed run
+    there, it is this job, or it recorded no overrides (runs from before ``metrics.json`` kept them)."""
+    metrics = completed_result(run_dir)
+    recorded = metrics.get("overrides") if metrics else None
+    if not isinstance(recorded, list) or same_job(recorded, overrides):
+        return None
+    return [str(o) for o in recorded]
+
+
+def describe_difference(recorded: Sequence[str], overrides: Sequence[str]) -> str:
+    """``only there: ...; only now: ...`` for two override lists."""
+    before, now = comparable_overrides(recorded), comparable_overrides(overrides)
+    parts = []
+    if before - now:
+        parts.append("the finished run had " + " ".join(sorted(before - now)))
+    if now - before:
+        parts.append("this command has " + " ".join(sorted(now - before)))
+    return "; ".join(parts)
+
+
+def may_replace(run_dir: str | Path, summary: dict[str, Any]) -> bool:
+    """Whether ``summary`` may be written over ``run_dir/metrics.json``: not a failure over a completed result
+    (e.g. ``resume=<dir>`` of a finished run whose data set is now missing)."""
+    if summary.get("status") == COMPLETED or completed_result(run_dir) is None:
+        return True
+    log.warning(
+        "%s keeps the completed result it holds; this run's failure is in train.log", Path(run_dir) / METRICS_FILE
+    )
+    return False
