@@ -128,7 +128,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     from tests.conftest import FAST, REPO_ROOT, compose_train_config, subprocess_env
 
     run_dir = tmp_path / "run"
-    overrides = ["smoothing=gamma", "smoothing.gamma=0.7"]
+    overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
     trained = run_training(run_dir, overrides)
     # What Hydra writes next to every run (run_training composes the same config in-process).
     (run_dir / ".hydra").mkdir()
@@ -160,6 +160,11 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     for key in ("test/acc", "test/nll", "test/ece", "test/ace", "test/brier", "temperature", "test/ece_ts"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-5), key
     assert (eval_dir / "calibration" / "reliability_test.png").is_file()
+    assert evaluated["val/acc_best"] == evaluated["val/acc"]  # this evaluation's, not the checkpoint's training best
+    # dataset= names the data set afresh but keeps the run's input preprocessing (here per-pixel mean subtraction).
+    named = run_eval(tmp_path / "eval_named", "dataset=digits")
+    for key in ("test/acc", "test/nll", "test/ece", "temperature"):
+        assert named[key] == pytest.approx(trained[key], abs=1e-5), key
     # Two DDP processes (gloo on CPU) each see part of the data; the callback gathers the logits, so the
     # temperature and the scaled metrics are those of the whole split.
     distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")

@@ -278,6 +278,14 @@ def test_unknown_config_option_lists_the_valid_ones(tmp_path: Path) -> None:
     assert_short_error(cli(["smoothing=gama"], tmp_path), "gama", "gamma", "uniform")
 
 
+def test_a_bad_strategy_parameter_is_refused_before_the_data_set_is_read(tmp_path: Path) -> None:
+    # CIFAR-100 is absent here: the γ error (K = 100 from the config) comes first, not the missing files.
+    args = ["debug=fast", "logger=none", "dataset=cifar100", "dataset.download=false", "smoothing=gamma"]
+    result = cli([*args, "smoothing.gamma=0.005", f"paths.data_dir={tmp_path}/empty"], tmp_path)
+    assert_short_error(result, "1/K=0.01")
+    assert "cifar-100-python" not in result.stderr
+
+
 def test_gamma_at_one_over_k_is_a_short_error_and_full_error_shows_the_traceback(tmp_path: Path) -> None:
     args = ["debug=fast", "logger=none", "smoothing=gamma", "smoothing.gamma=0.1"]
     short = cli(args, tmp_path)

@@ -506,6 +506,47 @@ def test_the_default_baseline_is_the_unsmoothed_value() -> None:
     assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.epsilon") == 0.0  # not ε = 1, a uniform target
     assert resolve_baseline(None, [0.8, 0.95, 1.0], "smoothing.beta") == 1.0  # bootstrap β = 1: the hard target
     assert resolve_baseline(None, [0.0, 0.3], "smoothing.beta") == 0.0  # penalty β = 0
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.beta", "confidence_penalty") == 0.0
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.beta", "bootstrap_soft") == 1.0
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.alpha", "online") == 1.0  # α = 1: the hard target
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.alpha", "disturb_label") == 0.0  # α = 0: no noise
     assert resolve_baseline(None, ["gamma", "none", "uniform"], "smoothing") == "none"
     assert resolve_baseline(None, [0.1, 0.2], "smoothing.epsilon") == 1.0  # not swept: Table 3 says so
     assert resolve_baseline("0.8", gammas, "smoothing.gamma") == 0.8  # --baseline wins
+
+
+def test_a_param_the_jobs_lack_or_do_not_vary_is_refused(sweep: Path, capsys) -> None:
+    assert main([str(sweep), "--param", "smoothing.gama"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "report.py: --param smoothing.gama: no job has this key; the jobs vary smoothing.gamma"
+    )
+    assert main([str(sweep), "--param", "smoothing._target_"]) == 2  # one value for all: the γ columns would pool
+    assert "every job has smoothing._target_=labelsmooth.smoothing.GammaSmoothing" in capsys.readouterr().err
+    assert not (sweep / "report.md").exists()
+    assert main([str(sweep), "--param", "smoothing.gamma"]) == 0
+
+
+def test_reliability_diagrams_are_drawn_per_row_of_the_tables(tmp_path: Path) -> None:
+    """Two models on one data set: two rows in the tables, so two diagrams, never one pooling both models."""
+    sweep = tmp_path / "sweep"
+    for number, (model, gamma, accuracy) in enumerate([("MLP", 0.9, 0.2), ("MLP", 1.0, 0.3), ("ResNet", 0.9, 0.9)]):
+        job = write_job(sweep, number, gamma, 0, {**completed(gamma, 0, 0.9, 0.1, 0.02), "model": model})
+        (job / "calibration").mkdir()
+        rows = ["split,lower,upper,count,accuracy,confidence", f"test,0.5,1.0,10,{accuracy},0.75"]
+        (job / "calibration" / "reliability_test.csv").write_text("\n".join(rows) + "\n")
+    report = make_report([sweep])
+    drawn = sorted(p.name for p in report.files if p.name.startswith("reliability_"))
+    assert drawn == ["reliability_digits__MLP_.png", "reliability_digits__ResNet_.png"]
+    assert sorted(report.tables[0].values) == ["digits (MLP)", "digits (ResNet)"]
+
+
+def test_a_non_finite_value_is_left_out_and_listed(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    write_job(sweep, 0, 0.9, 0, completed(0.9, 0, 0.9, 0.1, 0.02))
+    write_job(sweep, 1, 0.9, 1, {**completed(0.9, 1, 0.8, 0.1, 0.02), "test/ece": float("nan")})
+    report = make_report([sweep])
+    ece = next(t for t in report.tables if t.metric.key == "test/ece")
+    assert ece.values["digits"][0.9] == {0: pytest.approx(0.1)}
+    assert any("test/ece = nan is not a finite number" in line for line in report.problems)
+    assert "test/ece = nan is not a finite number" in report.markdown.read_text()

@@ -204,3 +204,25 @@ def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
     assert completed_job(cfg, old_other, overrides, choices) is None
     failed = _write_metrics(tmp_path / "failed", overrides=job_overrides(overrides), **{**recorded, "status": "failed"})
     assert completed_job(cfg, failed, overrides, choices) is None
+
+
+def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    result = run_cli(
+        [
+            "hparams_search=epsilon_optuna",
+            "hydra.sweeper.params={smoothing.epsilon:'choice(1.5,2.0)'}",  # ε must lie in [0, 1]
+            "hydra.sweeper.n_trials=2",
+            *FAST,
+            f"hydra.sweep.dir={sweep}",
+        ],  # fmt: skip
+        cwd=tmp_path,
+        env={"HYDRA_FULL_ERROR": ""},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "No trials are completed yet" not in result.stderr
+    assert f"No trial of the Optuna search completed: every trial failed (their errors are above, and in {sweep}" in (
+        result.stderr
+    )
+    assert {m["status"] for m in metrics_of(sweep).values()} == {"failed"}
+    assert not (sweep / "optimization_results.yaml").exists()

@@ -71,7 +71,7 @@ def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
         example = (reshaped or missing or unexpected)[0]
         raise CheckpointMismatchError(
             f"ckpt_path={path} belongs to another model: {len(missing)} weights missing, {len(unexpected)} "
-            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model and dataset overrides "
-            "of the run that wrote it (see its .hydra/overrides.yaml)."
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model, dataset and smoothing "
+            "overrides of the run that wrote it (see its .hydra/overrides.yaml)."
         )
     return checkpoint

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +106,40 @@ def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) ->
         )
     hydra_file = run_dir / ".hydra" / "hydra.yaml"
     choices: dict[str, str] = {}
-    if (run_dir / METRICS_FILE).is_file():  # the names the run recorded (dataset, model, smoothing)
-        try:
-            recorded = read_metrics_json(run_dir)
-            choices = {k: str(recorded[k]) for k in ("dataset", "model", "smoothing") if recorded.get(k)}
-        except ValueError:
-            pass
     if hydra_file.is_file():
         runtime = OmegaConf.load(hydra_file).hydra.get("runtime", {})
-        choices.update({str(k): str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None})
+        choices = {str(k): str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None}
+    if (run_dir / METRICS_FILE).is_file():  # the names the run recorded win (model: ResNetV1-20, not a preset path)
+        try:
+            recorded = read_metrics_json(run_dir)
+            choices.update({k: str(recorded[k]) for k in ("dataset", "model", "smoothing") if recorded.get(k)})
+        except ValueError:
+            pass
     return OmegaConf.load(config_file), choices
+
+
+PREPROCESSING_KEYS = ("normalize", "input_range")
+
+
+def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The ``dataset=`` config of an evaluation, with the input preprocessing the run was trained with
+    (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction): a model gives
+    its accuracy only on inputs prepared as in training. A key given on the command line
+    (``dataset.normalize=...``) wins."""
+    from labelsmooth.resume import override_key
+
+    given = {override_key(o) for o in overrides}
+    merged = copy.deepcopy(requested)
+    kept = []
+    with open_dict(merged):
+        for key in PREPROCESSING_KEYS:
+            if key in trained_on and key in merged and f"dataset.{key}" not in given:
+                if merged[key] != trained_on[key]:
+                    kept.append(f"{key}={OmegaConf.to_container(trained_on, resolve=True)[key]}")
+                merged[key] = trained_on[key]
+    if kept:
+        log.info("The run's input preprocessing is kept for the evaluation data set: %s", ", ".join(kept))
+    return merged
 
 
 def evaluate(
@@ -145,7 +170,7 @@ def evaluate(
         with open_dict(run_cfg):
             run_cfg.paths = cfg.paths  # data_dir and output_dir of this evaluation
             if cfg.get("dataset"):
-                run_cfg.dataset = cfg.dataset
+                run_cfg.dataset = dataset_for_evaluation(run_cfg.dataset, cfg.dataset, context.overrides)
         summary.update(
             {
                 "seed": run_cfg.get("seed"),
@@ -171,6 +196,7 @@ def evaluate(
                 f"was trained on (it was trained on {choices.get('dataset', '?')})."
             ) from error
         module.load_state_dict(checkpoint["state_dict"])
+        module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
         logger = instantiate_logger(_as_eval_job(cfg), context)
         trainer = hydra.utils.instantiate(

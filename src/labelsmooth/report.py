@@ -216,6 +216,28 @@ def swept_parameters(jobs: Sequence[Job]) -> list[str]:
     return [k for k in swept if k not in REPLICATE_KEYS]
 
 
+class ParameterError(ValueError):
+    """A ``--param`` that the jobs do not have, or that would pool jobs which differ in what they vary."""
+
+
+def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
+    """Raise ``ParameterError`` when no completed job has ``parameter``, or when it takes one value while the jobs
+    vary another key (its table would average different runs and call all but one per seed duplicates)."""
+    completed = [job for job in jobs if job.status == "completed"]
+    if not completed:
+        return
+    values = {as_parameter_value(job.value(parameter)) for job in completed}
+    varied = swept_parameters(jobs)
+    choices = ", ".join(varied) if varied else "nothing besides the seed"
+    if values == {None}:
+        raise ParameterError(f"--param {parameter}: no job has this key; the jobs vary {choices}")
+    if len(values) == 1 and varied and parameter not in varied:
+        raise ParameterError(
+            f"--param {parameter}: every job has {parameter}={format_value(values.pop())} while they vary {choices}; "
+            "its table would pool different runs. Choose one of those keys."
+        )
+
+
 def infer_parameter(jobs: Sequence[Job]) -> str:
     """The one key the jobs vary besides the seed; ``smoothing.gamma`` when that is not a single key (several
     keys, or nothing varied): name it with ``--param`` then."""
@@ -380,25 +402,46 @@ def format_value(value: ParameterValue) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# Parameters whose "no smoothing / no regularization" value is 0 (ε, α, β of the penalties, the target_range
-# floor); for the others (γ, the bootstrap β, the target_range ceiling) it is 1.
-ZERO_IS_UNSMOOTHED = {"epsilon", "initial_epsilon", "alpha", "low"}
+# The value of a strategy parameter (conf/smoothing/<strategy>.yaml) at which the strategy does not smooth or
+# regularize, where it is 0: ε of uniform / prior / binary, the floor of target_range, α of disturb_label, β of the
+# penalties. (strategy, parameter) first, then the parameter alone; everything else (γ, the bootstrap β, online's α,
+# the target_range ceiling) is unsmoothed at 1.
+ZERO_IS_UNSMOOTHED = {
+    (None, "epsilon"): True,
+    (None, "initial_epsilon"): True,
+    (None, "low"): True,
+    (None, "alpha"): True,  # disturb_label
+    ("online", "alpha"): False,  # q = α·onehot + (1-α)·S_y: α = 1 is the hard target
+    ("kl_uniform", "beta"): True,
+    ("confidence_penalty", "beta"): True,
+}
+
+
+def zero_is_unsmoothed(parameter: str | None, strategy: str | None = None) -> bool:
+    """Whether 0 is the unsmoothed value of ``parameter`` (``smoothing.alpha``) of ``strategy`` (``online``)."""
+    if parameter is None:
+        return False
+    name = parameter.rsplit(".", 1)[-1]
+    return ZERO_IS_UNSMOOTHED.get((strategy, name), ZERO_IS_UNSMOOTHED.get((None, name), False))
 
 
 def resolve_baseline(
-    baseline: float | str | None, columns: Iterable[ParameterValue], parameter: str | None = None
+    baseline: float | str | None,
+    columns: Iterable[ParameterValue],
+    parameter: str | None = None,
+    strategy: str | None = None,
 ) -> ParameterValue:
     """The column that ``baseline`` names (``"1"`` matches 1.0). By default the unsmoothed value: ``none`` (the
-    strategy without smoothing) when the parameter is a name; for a number, 0 when the parameter is one whose 0
-    means no smoothing (``smoothing.epsilon``, ...) and 0 is swept, else 1.0 (γ = 1) when swept, else 0 when
-    swept, else 1.0 (Table 3 then says that no run has it and how to choose another)."""
+    strategy without smoothing) when the parameter is a name; for a number, 0 when 0 means no smoothing for the
+    parameter of ``strategy`` (the jobs' one strategy; ``smoothing.epsilon``, ``alpha`` of ``disturb_label``, ...)
+    and 0 is swept, else 1.0 (γ = 1, online's α = 1) when swept, else 0 when swept, else 1.0 (Table 3 then says
+    that no run has it and how to choose another)."""
     columns = list(columns)
     if baseline is None:
         numbers = {c for c in columns if isinstance(c, float)}
-        zero_first = parameter is not None and parameter.rsplit(".", 1)[-1] in ZERO_IS_UNSMOOTHED
         if columns and all(isinstance(c, str) for c in columns):
             baseline = "none"
-        elif zero_first and 0.0 in numbers:
+        elif zero_is_unsmoothed(parameter, strategy) and 0.0 in numbers:
             baseline = 0.0
         else:
             baseline = 1.0 if 1.0 in numbers or 0.0 not in numbers else 0.0
@@ -485,6 +528,18 @@ def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Ta
         seed = job.seed if job.seed is not None else str(job.directory)
         values[row][column][seed] = value
     return Table(metric, {r: dict(v) for r, v in sorted(values.items())})
+
+
+def non_finite_values(jobs: Sequence[Job]) -> list[str]:
+    """One line per completed job and report metric whose recorded value is not a finite number (a NaN ECE):
+    left out of its table, so the table's n is smaller than the number of completed seeds."""
+    return [
+        f"{job.directory}: {metric.key} = {job.metrics[metric.key]} is not a finite number; left out of its table"
+        for job in jobs
+        if job.status == "completed"
+        for metric in REPORT_METRICS
+        if job.metrics.get(metric.key) is not None and _as_float(job.metrics[metric.key]) is None
+    ]
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -688,18 +743,23 @@ def pool_bins(bin_lists: Iterable[Sequence[dict[str, float]]]) -> list[dict[str,
 
 
 def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list[Path]:
-    """Per data set, the test reliability diagrams of every parameter value side by side (seeds pooled);
-    a second row of figures after temperature scaling."""
+    """Per row of the tables (a data set, or a data set and model when it was trained with several), the test
+    reliability diagrams of every parameter value side by side (seeds pooled); a second figure after temperature
+    scaling."""
     grouped: dict[str, dict[ParameterValue, list[dict[str, list[dict[str, float]]]]]] = defaultdict(
         lambda: defaultdict(list)
     )
+    models_per_dataset: dict[str, set[str]] = defaultdict(set)
+    for job in jobs:
+        if job.status == "completed":
+            models_per_dataset[job.dataset].add(job.model)
     for job in jobs:
         value = as_parameter_value(job.value(parameter))
         if job.status == "completed" and value is not None and (bins := read_bins(job)):
-            grouped[job.dataset][value].append(bins)
+            grouped[_row_label(job, len(models_per_dataset[job.dataset]) > 1)][value].append(bins)
     paths = []
     symbol = _param_label(parameter)
-    for dataset, by_value in sorted(grouped.items()):
+    for row, by_value in sorted(grouped.items()):
         for split, suffix, what in (("test", "", "test"), ("test_ts", "_ts", "test after temperature scaling")):
             panels = {
                 f"{symbol}={format_value(v)} ({len(runs)} runs)": pool_bins(r[split] for r in runs if split in r)
@@ -707,8 +767,10 @@ def plot_reliability(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list
             }
             panels = {title: bins for title, bins in panels.items() if bins}
             if panels:
-                path = out_dir / f"reliability_{_slug(dataset)}{suffix}.png"
-                figure = reliability_figure(panels, panel_width=3.0, title=f"{dataset}: {what}, seeds pooled")
+                path = out_dir / f"reliability_{_slug(row)}{suffix}.png"
+                figure = reliability_figure(
+                    panels, panel_width=3.0, title=f"{row}: {what}, seeds pooled (ECE of the pooled bins)"
+                )
                 paths.append(save_figure_atomic(figure, path, dpi=100))
     return paths
 
@@ -750,13 +812,18 @@ def make_report(
     if out_dir is None and not Path(sweep_dirs[0]).is_dir():
         raise NotADirectoryError(f"{sweep_dirs[0]}: not an existing directory")
     jobs, missing, problems = collect(sweep_dirs)
+    if parameter:
+        check_parameter(jobs, parameter)
     parameter = parameter or infer_parameter(jobs)
     counted, duplicates = counted_jobs(jobs, parameter)
+    problems = [*problems, *non_finite_values(counted)]
     out = Path(out_dir or sweep_dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
-    baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns}, parameter)
+    strategies = {str(job.value("smoothing")) for job in counted if job.status == "completed"}
+    strategy = strategies.pop() if len(strategies) == 1 else None
+    baseline = resolve_baseline(baseline, {c for t in tables for c in t.columns}, parameter, strategy)
     compared = {t.metric.key: comparisons(t, baseline) for t in tables}
     for table in tables:
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
@@ -1204,7 +1271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the one key the sweep varies besides the seed, else smoothing.gamma",
     )
     parser.add_argument(
-        "--baseline", help="the parameter value to compare against (default: 1 for a number, none for a name)"
+        "--baseline",
+        help="the parameter value to compare against (default: the unsmoothed value: none for a name, 0 for ε, α "
+        "of disturb_label, β of kl_uniform / confidence_penalty and the target_range floor when swept, else 1)",
     )
     parser.add_argument(
         "--wandb", action="store_true", help="also publish a W&B report page and a run with the tables and plots"
@@ -1219,7 +1288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if invalid:
         return 2
     console = Console()
-    report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
+    try:
+        report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
+    except ParameterError as error:
+        print(f"report.py: {error}", file=sys.stderr)
+        return 2
     symbol = _param_label(report.parameter)
     for table in report.tables:  # one row per parameter value, one column per data set (fits a terminal)
         if not table.values:

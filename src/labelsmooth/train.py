@@ -265,10 +265,13 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
             what = f"no earlier run with the same overrides under {runs_root} has a {LAST_CHECKPOINT}"
         else:
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
-        raise ConfigurationError(
-            f"resume={resume}: nothing to resume: {what}. Start without resume=true, or name the run: "
-            "resume=outputs/runs/<date>/<time>."
+        fix = (
+            "To continue a sweep, run it again without resume= but with resume_sweep=true and "
+            "hydra.sweep.dir=<its directory>: completed jobs are skipped, the others run again."
+            if context.multirun
+            else "Start without resume=true, or name the run: resume=outputs/runs/<date>/<time>."
         )
+        raise ConfigurationError(f"resume={resume}: nothing to resume: {what}. {fix}")
     log.info("Resuming from %s", last)
     return str(last), previous_wandb_run_id(context.output_dir)
 
@@ -316,6 +319,15 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
             f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
             f"{datamodule.num_classes} classes"
         )
+
+
+def check_strategy_before_data(cfg: DictConfig) -> None:
+    """Build the smoothing strategy once, before any data is read or downloaded, when the data set config declares
+    its number of classes: a γ <= 1/K or an ε out of range then fails in a second, not after the data set was
+    decoded. (Data sets that count their classes from the files are checked when the module is built.)"""
+    num_classes = cfg.dataset.get("num_classes") if cfg.get("dataset") else None
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and cfg.get("smoothing"):
+        hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
@@ -398,6 +410,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             check_checkpoint_path(ckpt_path)
         set_num_threads(cfg.get("num_threads"))
         summary["num_threads"] = torch.get_num_threads()
+        check_strategy_before_data(cfg)
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = hydra.utils.instantiate(cfg.dataset)
         datamodule.prepare_data()

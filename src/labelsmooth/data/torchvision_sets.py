@@ -265,13 +265,17 @@ class ImagenetteDataModule(ImageDataModule):
 
     name = "Imagenette"
     num_classes = 10
-    expected_files = "imagenette2-<size>/train/<wnid>/*.JPEG, imagenette2-<size>/val/<wnid>/*.JPEG"
-    source = "https://github.com/fastai/imagenette (imagenette2-160.tgz etc., extract into root)"
+    FOLDERS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": "imagenette2-160"}  # torchvision's
 
     def __init__(self, root: str, image_size: int = 128, channels: int = 3, size: str = "160px", **kwargs: Any) -> None:
+        if size not in self.FOLDERS:
+            raise ValueError(f"dataset.size={size!r} must be one of {', '.join(self.FOLDERS)}")
         kwargs.setdefault("in_memory", False)
         super().__init__(root, image_size, channels, **kwargs)
         self.size = size
+        folder = self.FOLDERS[size]
+        self.expected_files = f"{folder}/train/<wnid>/*.JPEG, {folder}/val/<wnid>/*.JPEG"
+        self.source = f"https://github.com/fastai/imagenette ({folder}.tgz, extract into root)"
 
     def cache_key(self) -> dict[str, Any]:
         return {"size": self.size}

@@ -1,0 +1,46 @@
+"""hydra-optuna-sweeper's Optuna sweeper, ending a search in which no trial completed with one message.
+
+The plugin asks Optuna for the best trial after the last one, and when every trial failed (a missing data set,
+an impossible search range) Optuna answers with ``ValueError: No trials are completed yet`` and a traceback
+through the plugin. ``FailureTolerantOptunaSweeper`` says what happened instead: every trial failed, where their
+errors are, and that there is no best value. It lives under ``hydra_plugins`` because Hydra instantiates
+sweepers only from there (``conf/hparams_search/*.yaml`` select it with ``hydra.sweeper._target_``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.errors import CompactHydraException
+
+try:
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+except ImportError:  # the `sweep` extra (hydra-optuna-sweeper) is not installed
+    OptunaSweeper = None
+
+
+class NoTrialCompleted(CompactHydraException):
+    """Every trial of an Optuna search failed: there is no best value to report."""
+
+
+if OptunaSweeper is not None:
+
+    class FailureTolerantOptunaSweeper(OptunaSweeper):
+        """``OptunaSweeper`` whose study with no completed trial ends in ``NoTrialCompleted`` (exit code 1, one
+        message) rather than Optuna's ``ValueError`` traceback."""
+
+        def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+            self.sweep_dir = str(config.hydra.sweep.dir)
+            super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+        def sweep(self, arguments: list[str]) -> None:
+            try:
+                return super().sweep(arguments)
+            except ValueError as error:
+                if "No trials are completed yet" not in str(error):
+                    raise
+                raise NoTrialCompleted(
+                    f"No trial of the Optuna search completed: every trial failed (their errors are above, and in "
+                    f"{self.sweep_dir}/<trial>/metrics.json), so there is no best value and no "
+                    "optimization_results.yaml. Fix the error and run the search again."
+                ) from None
