@@ -38,6 +38,7 @@ def test_every_preset_composes_with_every_data_set(preset: str, dataset: str, tm
 def test_mezzini2019_is_the_papers_recipe(dataset: str, tmp_path: Path) -> None:
     cfg = compose_train_config(["experiment=mezzini2019", f"dataset={dataset}"], output_dir=tmp_path)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
+    assert cfg.optimizer.eps == 1e-7  # Keras' K.epsilon()
     assert cfg.scheduler.milestones == [80, 120, 160, 180]
     assert cfg.scheduler.factors == [0.1, 0.01, 0.001, 0.0005]
     assert cfg.trainer.max_epochs == 200 and cfg.dataset.batch_size == 32

@@ -50,7 +50,7 @@ class KLUniformRegularizer(_BetaRegularizer):
 
 class ConfidencePenalty(_BetaRegularizer):
     """The confidence penalty (Pereyra et al. 2017, "Regularizing Neural Networks by Penalizing Confident Output
-    Distributions", §3.1): cross entropy minus ``β`` times the entropy of the prediction,
+    Distributions", §3): cross entropy minus ``β`` times the entropy of the prediction,
 
     ``loss = -log p_y - β·H(p)``, ``H(p) = -Σ_k p_k log p_k``.
 
