@@ -153,6 +153,7 @@ def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:
         (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     assert find_run_to_resume(tmp_path, ["seed=1", "resume=true"]) == tmp_path / "2026-01-01/10-00-00"
     assert find_run_to_resume(tmp_path, ["seed=3", "resume=true"]) is None
+    assert find_run_to_resume(tmp_path, ["seed=1", "resume=true", "logger=csv", "paths.data_dir=/data"]) is not None
     (tmp_path / "wandb" / "offline-run-20260101_100000-abc123").mkdir(parents=True)
     assert previous_wandb_run_id(tmp_path) == "abc123"
 

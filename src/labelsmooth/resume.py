@@ -12,7 +12,9 @@ from pathlib import Path
 import yaml
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-IGNORED_OVERRIDE_KEYS = {"resume", "ckpt_path"}
+IGNORED_OVERRIDE_KEYS = {"resume", "ckpt_path", "logger", "trainer.enable_progress_bar"}
+# Keys that say where outputs go or how they are shown, not what is trained.
+IGNORED_OVERRIDE_PREFIXES = ("paths.", "logger.")
 
 
 def override_key(override: str) -> str:
@@ -20,8 +22,13 @@ def override_key(override: str) -> str:
 
 
 def comparable_overrides(overrides: Iterable[str]) -> frozenset[str]:
-    """The overrides that define a run, less those that only say how to start it (``resume``, ``ckpt_path``)."""
-    return frozenset(o for o in overrides if override_key(o) not in IGNORED_OVERRIDE_KEYS)
+    """The overrides that define a run, less those that only say how to start it (``resume``, ``ckpt_path``),
+    where its outputs go (``paths.*``) or how they are shown (``logger``, the progress bar)."""
+    return frozenset(
+        o
+        for o in overrides
+        if override_key(o) not in IGNORED_OVERRIDE_KEYS and not override_key(o).startswith(IGNORED_OVERRIDE_PREFIXES)
+    )
 
 
 def find_run_to_resume(runs_root: str | Path, overrides: Iterable[str]) -> Path | None:

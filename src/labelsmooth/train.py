@@ -305,7 +305,7 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         with torch.no_grad():
             out = net(torch.zeros(shape))
     except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
         fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
         raise ConfigurationError(
             f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
