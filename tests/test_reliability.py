@@ -247,6 +247,22 @@ def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
         assert secret.encode() not in path.read_bytes(), path
 
 
+def test_wandb_run_name_config_and_disabled_mode(tmp_path: Path, monkeypatch) -> None:
+    from labelsmooth.train import RunContext, instantiate_logger, wandb_config
+
+    cfg = compose_train_config(["logger=wandb"], output_dir=tmp_path)
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    context = RunContext(output_dir=tmp_path, override_dirname="+wandb_api_key=abcdefgh12345678,seed=3")
+    logger = instantiate_logger(cfg, context)  # the W&B run itself starts only when something is logged
+    assert logger._wandb_init["name"] == f"+wandb_api_key={REDACTED},seed=3"
+    choices = {"dataset": "digits", "model": "resnet_v1", "smoothing": "gamma", "hydra/launcher": "basic"}
+    config = wandb_config(cfg, choices)
+    assert config["choices"] == {"dataset": "digits", "model": "resnet_v1", "smoothing": "gamma"}
+    assert config["seed"] == cfg.seed and config["smoothing"]["_target_"] == cfg.smoothing._target_
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert instantiate_logger(cfg, context) is False
+
+
 def test_redact_secrets() -> None:
     config = {"logger": {"api_key": "abc", "name": "run"}, "note": "token=SECRETVALUE1", "list": ["SECRETVALUE1"]}
     redacted = redact_secrets(config, {"SECRETVALUE1"})

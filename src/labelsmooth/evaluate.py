@@ -33,6 +33,7 @@ from labelsmooth.train import (
     log_failure,
     root_cause,
     smoothing_parameters,
+    wandb_config,
 )
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def evaluate(
         module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
         logger = instantiate_logger(_as_eval_job(cfg), context)
+        if logger:
+            logger.log_hyperparams(redact_secrets(evaluation_config(run_cfg, choices, summary)))
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[calibration], logger=logger, enable_checkpointing=False
         )
@@ -221,6 +224,16 @@ def evaluate(
         if rank_zero_only.rank == 0:
             write_metrics_json(output_dir, summary)
         finish_wandb(logger, exit_code)
+
+
+def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+    """The W&B config of an evaluation: the evaluated run's config and config-group names (``wandb_config``), the
+    data set evaluated on, and where the checkpoint and its run are."""
+    config = wandb_config(run_cfg, {**choices, "dataset": str(summary.get("dataset", choices.get("dataset", "")))})
+    config["evaluation"] = {
+        key: summary.get(key) for key in ("checkpoint", "run_dir", "dataset", "trained_on") if key in summary
+    }
+    return config
 
 
 def _as_eval_job(cfg: DictConfig) -> DictConfig:

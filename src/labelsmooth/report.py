@@ -964,8 +964,11 @@ def why_wandb_cannot_publish() -> str | None:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in {"offline", "dryrun", "disabled"}:
         return f"WANDB_MODE={mode}: W&B is set to offline; unset it (or WANDB_MODE=online) to publish"
-    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    from urllib.parse import urlparse
+
+    parsed = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host = parsed.hostname or "api.wandb.ai"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)  # a self-hosted server names its port
     if not os.environ.get("WANDB_API_KEY"):
         import netrc
 
@@ -976,7 +979,7 @@ def why_wandb_cannot_publish() -> str | None:
         if not entry:
             return f"no W&B API key for {host}: run `wandb login` or set WANDB_API_KEY"
     try:
-        socket.create_connection((host, 443), timeout=3).close()
+        socket.create_connection((host, port), timeout=3).close()
     except OSError as error:
         return f"cannot reach {host} ({error}): no network"
     return None

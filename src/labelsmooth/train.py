@@ -191,6 +191,7 @@ def _instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool,
 
 def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
     from labelsmooth.wandb_setup import (
+        redact_secrets,
         remove_anonymous_setting,
         sweep_group_name,
         wants_online,
@@ -201,6 +202,11 @@ def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: st
         return False
     logger_cfg = cfg.logger
     if logger_cfg._target_.endswith("WandbLogger"):
+        if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+            log.info("WANDB_MODE=disabled: no W&B run (metrics.json, checkpoints and plots are written as usual)")
+            return False
+        if cfg.get("paths") and cfg.paths.get("log_dir"):  # W&B's staged table files next to the runs, not in ~
+            os.environ.setdefault("WANDB_DATA_DIR", str(Path(cfg.paths.log_dir) / ".wandb-data"))
         extra: dict[str, Any] = {"offline": True}
         if wants_online(bool(logger_cfg.get("offline", True))):
             reason = why_wandb_cannot_go_online()
@@ -214,11 +220,22 @@ def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: st
         if context.multirun and logger_cfg.get("group") is None:
             extra["group"] = sweep_group_name(context.sweep_dir or "sweep")
         if logger_cfg.get("name") is None and context.override_dirname:
-            extra["name"] = context.override_dirname
+            extra["name"] = ",".join(redact_secrets(context.override_dirname.split(",")))
         logger = hydra.utils.instantiate(logger_cfg, **extra)
         remove_anonymous_setting(logger)
         return logger
     return hydra.utils.instantiate(logger_cfg)
+
+
+CHOSEN_GROUPS = ("dataset", "model", "smoothing", "augment", "experiment", "hparams_search", "sweep")
+
+
+def wandb_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """The logged run config: the resolved Hydra config, plus ``choices``, the config-group names (``dataset:
+    cifar10``, ``smoothing: gamma``, ...) that the config itself only holds as class paths: what W&B filters by."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["choices"] = {group: choices[group] for group in CHOSEN_GROUPS if choices.get(group)}
+    return config
 
 
 def finish_wandb(logger: Any, exit_code: int) -> None:
@@ -425,7 +442,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         )
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
         if logger:
-            logger.log_hyperparams(redact_secrets(OmegaConf.to_container(cfg, resolve=True)))
+            logger.log_hyperparams(redact_secrets(wandb_config(cfg, context.choices)))
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
