@@ -168,6 +168,10 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     failed, completed = (json.loads(p.read_text()) for p in jobs)
     assert failed["status"] == "failed" and failed["error_type"] == "ValueError" and "gamma" in failed["error"]
     assert completed["status"] == "completed" and completed["smoothing.gamma"] == 0.8
+    # The failed job failed before training, and still has its W&B run in the sweep's group, with the error.
+    (failed_run,) = jobs[0].parent.glob("wandb/offline-run-*/run-*.wandb")
+    record = failed_run.read_bytes()
+    assert b"error_type" in record and b"ValueError" in record and b"sweep-" in record
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

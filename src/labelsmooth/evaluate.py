@@ -223,7 +223,7 @@ def evaluate(
     finally:
         if rank_zero_only.rank == 0:
             write_metrics_json(output_dir, summary)
-        finish_wandb(logger, exit_code)
+        finish_wandb(logger, exit_code, summary)
 
 
 def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:

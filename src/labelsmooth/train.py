@@ -238,13 +238,16 @@ def wandb_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     return config
 
 
-def finish_wandb(logger: Any, exit_code: int) -> None:
-    """End this job's W&B run (if one was started) so the next job of the same process gets its own."""
+def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = None) -> None:
+    """End this job's W&B run (if one was started) so the next job of the same process gets its own; a failed
+    run's W&B summary gets the ``status``, ``error_type`` and ``error`` of its ``metrics.json``."""
     if logger is None or type(logger).__name__ != "WandbLogger":
         return
     import wandb
 
     if wandb.run is not None:
+        if exit_code != 0 and summary is not None:
+            wandb.run.summary.update({k: summary[k] for k in ("status", "error_type", "error") if k in summary})
         if wandb.run.settings._offline:
             run_dir = Path(wandb.run.dir).parent
             print(f"W&B offline run saved; upload it with: wandb sync {run_dir}")
@@ -465,11 +468,13 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         summary["error_type"] = type(cause).__name__
         summary["error"] = redact_secrets(error_message(cause))
         log_failure(f"{summary['error_type']}: {summary['error']}", to_console=context.multirun)
+        if logger is None and context.multirun and isinstance(error, Exception):
+            logger = failed_job_wandb_run(cfg, context)
         raise
     finally:
         if rank_zero_only.rank == 0 and not keeps_other_result and may_replace(context.output_dir, summary):
             write_metrics_json(context.output_dir, summary)
-        finish_wandb(logger, exit_code)
+        finish_wandb(logger, exit_code, summary)
         if rank_zero_only.rank == 0 and summary["status"] == "completed":  # last, after W&B's run summary
             _print_summary(summary, context.output_dir)
 
@@ -494,6 +499,24 @@ def refusal_of_other_completed_job(context: RunContext, overrides: list[str]) ->
         f"{context.output_dir} holds the completed run of another job ({describe_difference(recorded, overrides)}); "
         f"its metrics.json and checkpoints are left as they are. {fix}"
     )
+
+
+def failed_job_wandb_run(cfg: DictConfig, context: RunContext) -> Any:
+    """A W&B run for a sweep job that failed before its logger was built (a bad parameter, missing data), so the
+    sweep's W&B group shows every job, this one as failed; None without a W&B logger or when it cannot start."""
+    from labelsmooth.wandb_setup import redact_secrets
+
+    logger_cfg = cfg.get("logger")
+    if not logger_cfg or not str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
+        return None
+    try:
+        logger = instantiate_logger(cfg, context)
+        if logger:
+            logger.log_hyperparams(redact_secrets(wandb_config(cfg, context.choices)))
+        return logger or None
+    except Exception as error:  # the job's own error is the one to report
+        log.warning("No W&B run for this failed job: %s", error)
+        return None
 
 
 def log_failure(message: str, to_console: bool) -> None:
