@@ -100,6 +100,28 @@ def kill_after_first_checkpoint(args: list[str], log_dir: Path, cwd: Path) -> Pa
     return run_dir
 
 
+def test_sigterm_fails_the_run_with_a_non_zero_exit_code_and_says_how_to_continue(tmp_path: Path) -> None:
+    """A scheduler's time limit or preemption: Lightning's SIGTERMException would exit 0, as if the run succeeded."""
+    log_dir = tmp_path / "runs_root"
+    args = ["model=mlp", "trainer.max_epochs=200", "logger=none", *QUIET, f"paths.log_dir={log_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(log_dir.glob("runs/*/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, output[-3000:]
+    assert "Interrupted: stopped by SIGTERM" in output and "resume=true" in output
+    (metrics_file,) = log_dir.glob("runs/*/*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["status"] == "failed" and metrics["error_type"] == "Interrupted"
+    assert "run it again with the same overrides and resume=true" in metrics["error"]
+
+
 def test_resume_with_nothing_to_resume_is_a_short_error(tmp_path: Path) -> None:
     assert_short_error(
         cli(["debug=fast", "logger=none", "resume=true"], tmp_path),
@@ -154,6 +176,14 @@ def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:
     assert find_run_to_resume(tmp_path, ["seed=1", "resume=true"]) == tmp_path / "2026-01-01/10-00-00"
     assert find_run_to_resume(tmp_path, ["seed=3", "resume=true"]) is None
     assert find_run_to_resume(tmp_path, ["seed=1", "resume=true", "logger=csv", "paths.data_dir=/data"]) is not None
+    killed = tmp_path / "2026-01-01/12-00-00"  # killed before its first checkpoint: no last.ckpt, no metrics.json
+    (killed / ".hydra").mkdir(parents=True)
+    (killed / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
+    assert find_run_to_resume(tmp_path, ["seed=2"]) == tmp_path / "2026-01-01/11-00-00"
+    assert find_run_to_resume(tmp_path, ["seed=2"], with_checkpoint=False) == killed
+    assert find_run_to_resume(tmp_path, ["seed=2"], with_checkpoint=False, exclude=killed) is None
+    (killed / "metrics.json").write_text('{"status": "failed"}')  # a run that failed and said so is not "killed"
+    assert find_run_to_resume(tmp_path, ["seed=2"], with_checkpoint=False) is None
     (tmp_path / "wandb" / "offline-run-20260101_100000-abc123").mkdir(parents=True)
     assert previous_wandb_run_id(tmp_path) == "abc123"
 
@@ -212,6 +242,35 @@ def test_the_non_finite_loss_message_names_the_step_and_batch_that_produced_it(
     expected = rf"global step {step} \(epoch {bad_epoch}, batch {bad_batch};"
     with pytest.raises(NonFiniteLossError, match=expected):
         trainer.fit(NaNAtOneBatch(), data)
+
+
+def test_weights_made_non_finite_by_a_step_with_a_finite_loss_stop_the_run_before_validation() -> None:
+    import pytorch_lightning as pl
+
+    class OverflowingStep(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+            self.validated = False
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).square().mean()  # finite: the weights are still finite here
+
+        def validation_step(self, batch, batch_idx):
+            self.validated = True
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=float("inf"))  # the update writes inf / NaN
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 2)), batch_size=2)  # 1 batch
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[NonFiniteLossGuard(1)], num_sanity_val_steps=0,
+    )  # fmt: skip
+    module = OverflowingStep()
+    with pytest.raises(NonFiniteLossError, match=r"weights became non-finite by global step 0 .*learning rate: inf"):
+        trainer.fit(module, data, data)
+    assert not module.validated
 
 
 # --- W&B, secrets, atomic writes ------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     result = run_cli(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("test accuracy") + result.stderr.count("test accuracy") == 2  # two jobs trained
+    assert (result.stdout + result.stderr).count("continues from its last checkpoint") == 2  # from their last.ckpt
     for number, content in kept.items():
         assert (sweep / str(number) / "metrics.json").read_bytes() == content
     assert all(m["status"] == "completed" for m in metrics_of(sweep).values())

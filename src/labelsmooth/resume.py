@@ -31,13 +31,19 @@ def comparable_overrides(overrides: Iterable[str]) -> frozenset[str]:
     )
 
 
-def find_run_to_resume(runs_root: str | Path, overrides: Iterable[str]) -> Path | None:
-    """The latest run under ``runs_root/<date>/<time>/`` with the same overrides and a ``last.ckpt``."""
+def find_run_to_resume(
+    runs_root: str | Path, overrides: Iterable[str], with_checkpoint: bool = True, exclude: Path | None = None
+) -> Path | None:
+    """The latest run under ``runs_root/<date>/<time>/`` with the same overrides and a ``last.ckpt``; with
+    ``with_checkpoint=False`` the latest killed before its first checkpoint (neither ``last.ckpt`` nor
+    ``metrics.json``), to say so. ``exclude`` (this run's own new directory) is never returned."""
     wanted = comparable_overrides(overrides)
     candidates = sorted(Path(runs_root).glob("*/*/.hydra/overrides.yaml"), reverse=True)
     for overrides_file in candidates:
         run_dir = overrides_file.parent.parent
-        if not (run_dir / LAST_CHECKPOINT).is_file():
+        has_checkpoint = (run_dir / LAST_CHECKPOINT).is_file()
+        killed_early = not has_checkpoint and not (run_dir / "metrics.json").exists()
+        if run_dir == exclude or not (has_checkpoint if with_checkpoint else killed_early):
             continue
         try:
             previous = yaml.safe_load(overrides_file.read_text()) or []

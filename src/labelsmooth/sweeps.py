@@ -3,8 +3,9 @@
 Re-running a multirun with ``resume_sweep=true`` and the old sweep directory
 (``hydra.sweep.dir=outputs/multirun/<date>/<time>``) gives every job the directory it had before (Hydra numbers
 the jobs of the same grid the same way). A job whose ``metrics.json`` there says ``completed`` *for the same
-job* returns its recorded metric instead of training again; failed, interrupted or missing jobs run again; a
-directory that holds the completed run of *another* job (the grid changed) is left alone and its job fails. The
+job* returns its recorded metric instead of training again; an interrupted or failed job with a last checkpoint
+continues from it, missing ones run from the start; a directory that holds the completed run of *another* job
+(the grid changed) is left alone and its job fails. The
 same job: the same command-line overrides (``metrics.json`` records them as ``overrides``, less
 ``resume_sweep``), or, for runs recorded before that, the same data set, model, strategy, batch mixing, seed and
 strategy parameters.
@@ -60,6 +61,21 @@ def completed_job(
         return None
     log.info("resume_sweep: %s says completed; skipping this job", path)
     return metrics
+
+
+def can_continue(output_dir: str | Path, task_overrides: Sequence[str]) -> bool:
+    """Whether an unfinished job of a re-run sweep continues from its ``checkpoints/last.ckpt``: there is one, and
+    the job's ``metrics.json``, if it wrote one (an interrupted or failed run), records this job's overrides."""
+    from labelsmooth.result_guard import same_job
+    from labelsmooth.resume import LAST_CHECKPOINT
+
+    if not (Path(output_dir) / LAST_CHECKPOINT).is_file():
+        return False
+    try:
+        recorded = json.loads((Path(output_dir) / METRICS_FILE).read_text(encoding="utf-8")).get("overrides")
+    except (OSError, ValueError, AttributeError):
+        return True  # killed before it wrote metrics.json: the same grid gives the same job this directory
+    return not isinstance(recorded, list) or same_job(recorded, job_overrides(task_overrides))
 
 
 def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import hydra
 from hydra.errors import CompactHydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelsmooth.log_files import log_to_files
 from labelsmooth.resolvers import register_resolvers
@@ -271,7 +271,7 @@ def _print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None, str | None]:
     """The checkpoint ``fit`` starts from (``resume`` or ``ckpt_path``) and the W&B run id to continue."""
-    from labelsmooth.resume import LAST_CHECKPOINT, previous_wandb_run_id
+    from labelsmooth.resume import LAST_CHECKPOINT, find_run_to_resume, previous_wandb_run_id
 
     resume = cfg.get("resume", False)
     if resume in (None, False) or str(resume).lower() == "false":
@@ -283,6 +283,11 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
         elif str(resume).lower() == "true":
             runs_root = context.output_dir.parent.parent
             what = f"no earlier run with the same overrides under {runs_root} has a {LAST_CHECKPOINT}"
+            unfinished = find_run_to_resume(
+                runs_root, context.overrides, with_checkpoint=False, exclude=context.output_dir
+            )
+            if unfinished is not None:
+                what += f" (the latest, {unfinished}, stopped before its first checkpoint: start it afresh)"
         else:
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         fix = (
@@ -467,6 +472,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         summary["status"] = "failed"
         summary["error_type"] = type(cause).__name__
         summary["error"] = redact_secrets(error_message(cause))
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            summary["error_type"], summary["error"] = "Interrupted", interruption_message(cause, context.multirun)
         log_failure(f"{summary['error_type']}: {summary['error']}", to_console=context.multirun)
         if logger is None and context.multirun and isinstance(error, Exception):
             logger = failed_job_wandb_run(cfg, context)
@@ -499,6 +506,26 @@ def refusal_of_other_completed_job(context: RunContext, overrides: list[str]) ->
         f"{context.output_dir} holds the completed run of another job ({describe_difference(recorded, overrides)}); "
         f"its metrics.json and checkpoints are left as they are. {fix}"
     )
+
+
+class RunInterrupted(SystemExit):
+    """The run was stopped by SIGTERM or Ctrl-C: exit code 1 (Lightning's own ``SIGTERMException`` exits 0, which
+    would tell a scheduler or a script that the run succeeded) and the message says how to continue."""
+
+
+def interruption_message(cause: BaseException, multirun: bool) -> str:
+    what = (
+        "stopped by SIGTERM (a time limit, preemption or kill)"
+        if "SIGTERM" in type(cause).__name__
+        else ("interrupted (Ctrl-C)")
+    )
+    how = (
+        "run the same command again with resume_sweep=true and hydra.sweep.dir=<this sweep's directory> (completed "
+        "jobs are skipped, interrupted ones continue)"
+        if multirun
+        else "run it again with the same overrides and resume=true"
+    )
+    return f"{what}; to continue from its last checkpoint, {how}"
 
 
 def failed_job_wandb_run(cfg: DictConfig, context: RunContext) -> Any:
@@ -545,13 +572,19 @@ def as_compact_user_error(error: Exception) -> Exception:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     context = RunContext.from_hydra()
-    if cfg.get("resume_sweep"):  # re-run of a sweep: jobs already completed in their directory are skipped
-        from labelsmooth.sweeps import completed_job, optimized_value
+    if cfg.get("resume_sweep"):  # re-run of a sweep: completed jobs are skipped, interrupted ones continue
+        from labelsmooth.sweeps import can_continue, completed_job, optimized_value
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))
+        if not cfg.get("resume") and can_continue(context.output_dir, context.overrides):
+            log.info("resume_sweep: %s continues from its last checkpoint", context.output_dir)
+            with open_dict(cfg):
+                cfg.resume = True
     try:
         summary = train(cfg, context)
+    except (KeyboardInterrupt, SystemExit) as error:
+        raise RunInterrupted(f"Interrupted: {interruption_message(error, context.multirun)}") from error
     except Exception as error:
         compact = as_compact_user_error(error)
         if compact is error:

@@ -28,7 +28,7 @@ class NonFiniteLossGuard(Callback):
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
         self.check_every_n_steps = int(check_every_n_steps)
-        self._pending_steps: list[tuple[int, int]] = []  # (global step, batch index) of each pending loss
+        self._pending_steps: list[tuple[int, int, float | None]] = []  # (global step, batch index, lr) per loss
         self._pending_losses: list[torch.Tensor] = []
         self._epoch_start_step = 0
 
@@ -42,7 +42,7 @@ class NonFiniteLossGuard(Callback):
         if loss is None:
             return
         step = self._epoch_start_step + batch_idx // max(int(trainer.accumulate_grad_batches), 1)
-        self._pending_steps.append((step, batch_idx))
+        self._pending_steps.append((step, batch_idx, _learning_rate(trainer)))  # the rate this step used
         self._pending_losses.append(loss.detach())
         if len(self._pending_losses) >= self.check_every_n_steps:
             self._raise_if_bad(trainer)
@@ -50,9 +50,11 @@ class NonFiniteLossGuard(Callback):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.training or trainer.state.fn == "fit":
             self._raise_if_bad(trainer)
+            self._raise_if_weights_bad(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._raise_if_bad(trainer)
+        self._raise_if_weights_bad(trainer, pl_module)
 
     def _raise_if_bad(self, trainer: pl.Trainer) -> None:
         if not self._pending_losses:
@@ -63,25 +65,45 @@ class NonFiniteLossGuard(Callback):
         if not bool(bad.any()):  # the one host sync, every check_every_n_steps steps
             return
         first = int(bad.nonzero()[0, 0])
-        (first_bad, batch_index), value = steps[first], float(losses[first])
-        precision = str(trainer.precision)
-        optimizer = trainer.optimizers[0] if trainer.optimizers else None
-        lr = optimizer.param_groups[0].get("lr") if optimizer else None
-        checkpoint = trainer.checkpoint_callback
-        last = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
+        (first_bad, batch_index, lr), value = steps[first], float(losses[first])
         raise NonFiniteLossError(
             f"the training loss became {value} at global step {first_bad} (epoch {trainer.current_epoch}, batch "
-            f"{batch_index}; steps count from 0). "
-            f"Likely causes: a learning rate too high (optimizer.lr={lr}), "
-            + (
-                f"overflow in half precision (trainer.precision={precision}; try bf16-mixed or 32), "
-                if "16" in precision
-                else ""
-            )
-            + "or diverging inputs. "
-            + (
-                f"The last good checkpoint is kept: start from it with a lower learning rate via ckpt_path={last}"
-                if last
-                else "No checkpoint had been written yet."
-            )
+            f"{batch_index}; steps count from 0). " + _causes_and_fix(trainer, lr)
         )
+
+    def _raise_if_weights_bad(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A step whose loss was finite can still write NaN into the weights (its update overflowed): checked once
+        per epoch, before validation and the checkpoint (one fused reduction, one host sync)."""
+        flags = [torch.isfinite(p).all() for p in pl_module.parameters() if p.is_floating_point()]
+        if not flags or bool(torch.stack(flags).all()):
+            return
+        raise NonFiniteLossError(
+            f"the weights became non-finite by global step {trainer.global_step - 1} (epoch {trainer.current_epoch}):"
+            " an update overflowed although the losses were finite. "
+            + _causes_and_fix(trainer, _learning_rate(trainer))
+        )
+
+
+def _learning_rate(trainer: pl.Trainer) -> float | None:
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    return optimizer.param_groups[0].get("lr") if optimizer else None
+
+
+def _causes_and_fix(trainer: pl.Trainer, lr: float | None) -> str:
+    precision = str(trainer.precision)
+    checkpoint = trainer.checkpoint_callback
+    last = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
+    half = (
+        f"overflow in half precision (trainer.precision={precision}; try bf16-mixed or 32), "
+        if "16" in precision
+        else ""
+    )
+    kept = (
+        f"The last good checkpoint is kept ({last}); ckpt_path= would continue it with its own learning rate and "
+        "schedule (they are restored with the optimizer), so retrain with a lower optimizer.lr instead."
+        if last
+        else "No checkpoint had been written yet."
+    )
+    return (
+        f"Likely causes: a learning rate too high (this step's learning rate: {lr}), {half}or diverging inputs. {kept}"
+    )
