@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from labelsmooth.error_text import first_sentence
+
 
 class CheckpointError(ValueError):
     """A checkpoint path that does not exist, is not a Lightning checkpoint, or belongs to another model."""
@@ -14,15 +16,6 @@ class CheckpointError(ValueError):
 
 class CheckpointMismatchError(CheckpointError):
     """A readable checkpoint whose weights do not fit the model (another model, number of classes or input)."""
-
-
-def first_sentence(error: BaseException, limit: int = 200) -> str:
-    """The first sentence of an error's first line (torch's load errors run on for a paragraph)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    sentence = lines[0].split(". ", 1)[0].rstrip(".")
-    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 
 def check_checkpoint_path(path: str | Path) -> Path:

@@ -292,7 +292,8 @@ def _start_checkpoint(cfg: DictConfig, context: RunContext) -> tuple[str | None,
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         fix = (
             "To continue a sweep, run it again without resume= but with resume_sweep=true and "
-            "hydra.sweep.dir=<its directory>: completed jobs are skipped, the others run again."
+            "hydra.sweep.dir=<its directory>: completed jobs are skipped, interrupted ones continue from their last "
+            "checkpoint, the others start afresh."
             if context.multirun
             else "Start without resume=true, or name the run: resume=outputs/runs/<date>/<time>."
         )
@@ -323,6 +324,8 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
     """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
     import torch
 
+    from labelsmooth.error_text import first_line
+
     shape = (2, *datamodule.image_shape)
     was_training = net.training
     net.eval()
@@ -330,11 +333,10 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         with torch.no_grad():
             out = net(torch.zeros(shape))
     except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
-        lines = [line.strip().rstrip(".") for line in str(error).splitlines() if line.strip()]
         fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
         raise ConfigurationError(
             f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
-            f"(channels, height, width): {lines[0] if lines else type(error).__name__}. Choose a model for this "
+            f"(channels, height, width): {first_line(error)}. Choose a model for this "
             f"input size and number of channels{fixed_size if type(net).__module__.startswith('timm') else ''}."
         ) from error
     finally:
@@ -514,11 +516,8 @@ class RunInterrupted(SystemExit):
 
 
 def interruption_message(cause: BaseException, multirun: bool) -> str:
-    what = (
-        "stopped by SIGTERM (a time limit, preemption or kill)"
-        if "SIGTERM" in type(cause).__name__
-        else ("interrupted (Ctrl-C)")
-    )
+    sigterm = "SIGTERM" in type(cause).__name__  # Lightning's SIGTERMException
+    what = "stopped by SIGTERM (a time limit, preemption or kill)" if sigterm else "interrupted (Ctrl-C)"
     how = (
         "run the same command again with resume_sweep=true and hydra.sweep.dir=<this sweep's directory> (completed "
         "jobs are skipped, interrupted ones continue)"

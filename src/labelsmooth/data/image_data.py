@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor
+from labelsmooth.error_text import describe, first_line
 from labelsmooth.data.splits import stratified_carve
 
 SPLITS = ("train", "val", "test")
@@ -58,16 +59,6 @@ def looks_missing(error: BaseException) -> bool:
     )
 
 
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of an error's message, without a trailing period (messages are embedded)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__).rstrip(".")
-
-
-def describe(error: BaseException) -> str:
-    """``Type: first line of the message``, or the type alone when there is no message."""
-    line = first_line(error)
-    return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
 
 
 class InMemoryImages(Dataset):
