@@ -31,6 +31,7 @@ class NonFiniteLossGuard(Callback):
         self._pending_steps: list[tuple[int, int, float | None]] = []  # (global step, batch index, lr) per loss
         self._pending_losses: list[torch.Tensor] = []
         self._epoch_start_step = 0
+        self._weights_checked_at = -1  # the global step the weights were last found finite at
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A batch's global step is derived from this (by on_train_batch_end the optimizer step has counted the
@@ -74,8 +75,11 @@ class NonFiniteLossGuard(Callback):
     def _raise_if_weights_bad(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A step whose loss was finite can still write NaN into the weights (its update overflowed): checked once
         per epoch, before validation and the checkpoint (one fused reduction, one host sync)."""
+        if trainer.global_step == self._weights_checked_at:  # validation at the epoch's end checked them already
+            return
         flags = [torch.isfinite(p).all() for p in pl_module.parameters() if p.is_floating_point()]
         if not flags or bool(torch.stack(flags).all()):
+            self._weights_checked_at = trainer.global_step
             return
         raise NonFiniteLossError(
             f"the weights became non-finite by global step {trainer.global_step - 1} (epoch {trainer.current_epoch}):"
