@@ -140,6 +140,9 @@ def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None
     assert float(best_ece["best_smoothing.gamma"]) == 0.5  # lowest ECE
     text = report.markdown.read_text()
     assert "| digits | 91.00 ± 12.71 (n=2) | 85.00 (n=1) |" in text
+    # Table 3: γ = 0.5 has seeds 0 and 1, γ = 1 only seed 0 (seed 1 failed): diff % over unequal seeds is marked.
+    assert "| digits | 0.5 | 91.00 ± 12.71 (n=2) | 85.00 (n=1) | 6.59 † | 1 | – |" in text
+    assert "† best and baseline were not run on the same seeds" in text
     for expected in ("3 completed", "(failed)", "ValueError: boom", "(incomplete)", "(unreadable)"):
         assert expected in text
     assert report.missing == []  # the grid's 6 jobs all have a directory

@@ -576,6 +576,18 @@ def comparisons(table: Table, baseline: ParameterValue) -> list[PairedComparison
     return [c for c in found if c is not None]
 
 
+UNPAIRED_MARK = "†"
+UNPAIRED_NOTE = (
+    f"{UNPAIRED_MARK} best and baseline were not run on the same seeds: diff % compares their means over all their "
+    "seeds, the p-value only the seeds both have (pairs)."
+)
+
+
+def unpaired(comparison: PairedComparison) -> bool:
+    """Whether the best or the baseline has seeds the other lacks (a failed or missing job)."""
+    return comparison.n_pairs < max(comparison.best_estimate.n, comparison.baseline_estimate.n)
+
+
 def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[list[str]]:
     return [
         [
@@ -583,7 +595,7 @@ def comparison_rows(items: Sequence[PairedComparison], scale: float) -> list[lis
             format_value(c.best),
             format_cell(c.best_estimate, scale),
             format_cell(c.baseline_estimate, scale),
-            _fmt(c.relative_difference),
+            _fmt(c.relative_difference) + (f" {UNPAIRED_MARK}" if unpaired(c) else ""),
             str(c.n_pairs),
             _fmt(c.p_value, 4),
         ]
@@ -909,6 +921,8 @@ def render_markdown(
             baseline_name = f"{symbol} = {format_value(baseline)}"
             header = ["data set", f"best {symbol}", "best", baseline_name, "diff %", "pairs", "p-value"]
             parts.append(_markdown(header, comparison_rows(items, table.metric.scale)))
+            if any(unpaired(c) for c in items):
+                parts += ["", UNPAIRED_NOTE]
         else:
             parts.append(
                 f"No data set has completed runs at {symbol} = {format_value(baseline)}: choose the value to "
