@@ -201,7 +201,7 @@ def evaluate(
         calibration = CalibrationCallback(output_dir=str(output_dir), n_bins=cfg.n_bins)
         logger = instantiate_logger(_as_eval_job(cfg), context)
         if logger:
-            logger.log_hyperparams(redact_secrets(evaluation_config(run_cfg, choices, summary)))
+            logger.log_hyperparams(evaluation_config(run_cfg, choices, summary))
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[calibration], logger=logger, enable_checkpointing=False
         )
@@ -230,9 +230,10 @@ def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dic
     """The W&B config of an evaluation: the evaluated run's config and config-group names (``wandb_config``), the
     data set evaluated on, and where the checkpoint and its run are."""
     config = wandb_config(run_cfg, {**choices, "dataset": str(summary.get("dataset", choices.get("dataset", "")))})
-    config["evaluation"] = {
-        key: summary.get(key) for key in ("checkpoint", "run_dir", "dataset", "trained_on") if key in summary
-    }
+    from labelsmooth.wandb_setup import redact_secrets
+
+    block = {key: summary.get(key) for key in ("checkpoint", "run_dir", "dataset", "trained_on") if key in summary}
+    config["evaluation"] = redact_secrets(block)
     return config
 
 

@@ -10,7 +10,6 @@ the finished run recorded in its ``metrics.json``, so the report still reads the
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import yaml
 
 from labelsmooth.resume import comparable_overrides
-from labelsmooth.run_outputs import METRICS_FILE, write_text_atomic
+from labelsmooth.run_outputs import METRICS_FILE, recorded_metrics, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +27,8 @@ COMPLETED = "completed"
 
 def completed_result(run_dir: str | Path) -> dict[str, Any] | None:
     """The ``metrics.json`` of ``run_dir`` when it records a completed run, else None."""
-    try:
-        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return metrics if isinstance(metrics, dict) and metrics.get("status") == COMPLETED else None
+    metrics = recorded_metrics(run_dir)
+    return metrics if metrics is not None and metrics.get("status") == COMPLETED else None
 
 
 def same_job(recorded: Sequence[str], overrides: Sequence[str]) -> bool:

@@ -74,3 +74,12 @@ def write_metrics_json(output_dir: str | os.PathLike, metrics: Mapping[str, Any]
 def read_metrics_json(run_dir: str | os.PathLike) -> dict[str, Any]:
     with open(Path(run_dir) / METRICS_FILE, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def recorded_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``metrics.json`` of ``run_dir`` as a dict; None when there is none or it is not a readable object."""
+    try:
+        metrics = read_metrics_json(run_dir)
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None

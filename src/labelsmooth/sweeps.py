@@ -13,7 +13,6 @@ strategy parameters.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from labelsmooth.run_outputs import METRICS_FILE
+from labelsmooth.run_outputs import METRICS_FILE, recorded_metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,9 @@ def completed_job(
 ) -> dict[str, Any] | None:
     """The ``metrics.json`` of ``output_dir`` if it records a completed run of the same job (``task_overrides``:
     Hydra's ``overrides.task``; ``choices``: the config-group choices); None (run the job) otherwise."""
-    path = Path(output_dir) / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict) or metrics.get("status") != "completed":
+    from labelsmooth.result_guard import completed_result
+
+    if (metrics := completed_result(output_dir)) is None:
         return None
     if isinstance(metrics.get("overrides"), list):
         expected = {"overrides": job_overrides(task_overrides)}
@@ -59,7 +55,7 @@ def completed_job(
     different = {k: (metrics.get(k), v) for k, v in expected.items() if metrics.get(k) != v}
     if different:  # train() refuses to replace the other job's result (labelsmooth.result_guard)
         return None
-    log.info("resume_sweep: %s says completed; skipping this job", path)
+    log.info("resume_sweep: %s says completed; skipping this job", Path(output_dir) / METRICS_FILE)
     return metrics
 
 
@@ -71,10 +67,9 @@ def can_continue(output_dir: str | Path, task_overrides: Sequence[str]) -> bool:
 
     if not (Path(output_dir) / LAST_CHECKPOINT).is_file():
         return False
-    try:
-        recorded = json.loads((Path(output_dir) / METRICS_FILE).read_text(encoding="utf-8")).get("overrides")
-    except (OSError, ValueError, AttributeError):
+    if (metrics := recorded_metrics(output_dir)) is None:
         return True  # killed before it wrote metrics.json: the same grid gives the same job this directory
+    recorded = metrics.get("overrides")
     return not isinstance(recorded, list) or same_job(recorded, job_overrides(task_overrides))
 
 

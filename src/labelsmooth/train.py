@@ -231,11 +231,14 @@ CHOSEN_GROUPS = ("dataset", "model", "smoothing", "augment", "experiment", "hpar
 
 
 def wandb_config(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """The logged run config: the resolved Hydra config, plus ``choices``, the config-group names (``dataset:
-    cifar10``, ``smoothing: gamma``, ...) that the config itself only holds as class paths: what W&B filters by."""
+    """The logged run config, secrets redacted: the resolved Hydra config, plus ``choices``, the config-group names
+    (``dataset: cifar10``, ``smoothing: gamma``, ...) that the config itself only holds as class paths: what W&B
+    filters by."""
+    from labelsmooth.wandb_setup import redact_secrets
+
     config = OmegaConf.to_container(cfg, resolve=True)
     config["choices"] = {group: choices[group] for group in CHOSEN_GROUPS if choices.get(group)}
-    return config
+    return redact_secrets(config)
 
 
 def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = None) -> None:
@@ -452,7 +455,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         )
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
         if logger:
-            logger.log_hyperparams(redact_secrets(wandb_config(cfg, context.choices)))
+            logger.log_hyperparams(wandb_config(cfg, context.choices))
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -530,7 +533,6 @@ def interruption_message(cause: BaseException, multirun: bool) -> str:
 def failed_job_wandb_run(cfg: DictConfig, context: RunContext) -> Any:
     """A W&B run for a sweep job that failed before its logger was built (a bad parameter, missing data), so the
     sweep's W&B group shows every job, this one as failed; None without a W&B logger or when it cannot start."""
-    from labelsmooth.wandb_setup import redact_secrets
 
     logger_cfg = cfg.get("logger")
     if not logger_cfg or not str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
@@ -538,7 +540,7 @@ def failed_job_wandb_run(cfg: DictConfig, context: RunContext) -> Any:
     try:
         logger = instantiate_logger(cfg, context)
         if logger:
-            logger.log_hyperparams(redact_secrets(wandb_config(cfg, context.choices)))
+            logger.log_hyperparams(wandb_config(cfg, context.choices))
         return logger or None
     except Exception as error:  # the job's own error is the one to report
         log.warning("No W&B run for this failed job: %s", error)
