@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with the calibration metrics and temperature scaling: ``python eval.py ckpt_path=...``."""
 
-from labelsmooth.evaluate import main
+from labelsmooth.cli.evaluate import main
 
 if __name__ == "__main__":
     main()

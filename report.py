@@ -2,7 +2,7 @@
 
 import sys
 
-from labelsmooth.report import main
+from labelsmooth.report.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,9 +2,11 @@
 
 The strategies are whatever ``conf/smoothing/*.yaml`` holds when the benchmark runs, each instantiated from
 its YAML with ``num_classes=K`` (so a new strategy is picked up without touching this file). N = 256 logits,
-K in {10, 100, 1000}, float32 and bfloat16 logits; ε of the baseline is the strategy's own ``epsilon`` when
-it has one, else the ε that matches ``gamma`` (``ε = K(1-γ)/(K-1)``), else 0.1. Each timing is the median
-over alternating repetitions of a block of calls, with one torch thread.
+K in {10, 100, 1000}, float32 and bfloat16 logits; ε of the baseline is the strategy's equivalent uniform
+smoothing: its own ``epsilon`` when it has one, else its ``equivalent_epsilon`` (γ smoothing: ``K(1-γ)/(K-1)``;
+KL to uniform: ``β/(1+β)``), else 0, plain cross entropy (the calibration losses: focal, MbLS, LogitNorm, label
+relaxation, MaxSup, and the other regularisers). Each timing is the median over alternating repetitions of a
+block of calls, with one torch thread.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from common import (
     use_bench_threads,
 )
 
-from labelsmooth.train import compose_config as compose_train_config
+from labelsmooth.cli.build import compose_config as compose_train_config
 
 N = 256
 CLASS_COUNTS = (10, 100, 1000)
@@ -33,7 +35,7 @@ GOAL_STRATEGIES = {"uniform", "gamma"}
 
 
 def strategy_names() -> list[str]:
-    return [path.stem for path in sorted((REPO_ROOT / "conf" / "smoothing").glob("*.yaml"))]
+    return [path.stem for path in sorted((REPO_ROOT / "src" / "labelsmooth" / "conf" / "smoothing").glob("*.yaml"))]
 
 
 def strategy_configs() -> dict[str, Any]:
@@ -42,12 +44,12 @@ def strategy_configs() -> dict[str, Any]:
     return {name: compose_train_config([f"smoothing={name}"]).smoothing for name in strategy_names()}
 
 
-def baseline_epsilon(strategy: torch.nn.Module, num_classes: int) -> float:
-    if hasattr(strategy, "epsilon"):
-        return float(strategy.epsilon)
-    if hasattr(strategy, "gamma"):
-        return num_classes * (1.0 - float(strategy.gamma)) / (num_classes - 1)
-    return 0.1
+def baseline_epsilon(strategy: torch.nn.Module) -> float:
+    """ε of ``F.cross_entropy(label_smoothing=ε)`` that matches the strategy (0: plain cross entropy)."""
+    for name in ("epsilon", "equivalent_epsilon"):
+        if hasattr(strategy, name):
+            return float(getattr(strategy, name))
+    return 0.0
 
 
 def block_timer(loss_fn, logits: torch.Tensor, target: torch.Tensor, calls: int):
@@ -77,7 +79,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             except Exception as error:  # a strategy that needs more than num_classes: report, do not crash
                 rows.append({"strategy": name, "K": num_classes, "error": f"{type(error).__name__}: {error}"})
                 continue
-            epsilon = baseline_epsilon(strategy, num_classes)
+            epsilon = baseline_epsilon(strategy)
 
             def baseline_loss(logits, target, epsilon=epsilon):
                 return F.cross_entropy(logits, target, label_smoothing=epsilon)

@@ -1,6 +1,6 @@
 """Benchmark 1: the pipeline (``train()`` with its real Trainer, module and data module) vs a plain loop.
 
-"Pipeline" is ``labelsmooth.train.train`` on the config that ``python train.py <overrides>`` composes (W&B
+"Pipeline" is ``labelsmooth.cli.train.train`` on the config that ``python train.py <overrides>`` composes (W&B
 offline logger, checkpoints, calibration, NaN guard, progress bar: the defaults), plus a callback that
 timestamps the epochs. "Plain loop" is a hand-written PyTorch loop over the same data module's torch
 DataLoaders and batch preprocessing, the same model config, loss, optimizer, scheduler, batch size and number
@@ -34,8 +34,8 @@ from common import (
     use_bench_threads,
 )
 
+from labelsmooth.cli.build import compose_config as compose_train_config
 from labelsmooth.models.l2_penalty import apply_l2_penalties
-from labelsmooth.train import compose_config as compose_train_config
 
 SYNTHETIC_DATASET = {
     "_target_": "synthetic_data.SyntheticImageDataModule",
@@ -99,7 +99,8 @@ def build_config(case: Case, seed: int, output_dir: Path):
 
 
 def run_pipeline(case: Case, seed: int) -> dict[str, Any]:
-    from labelsmooth.train import RunContext, train
+    from labelsmooth.cli.train import train
+    from labelsmooth.runs.context import RunContext
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         cfg = build_config(case, seed, Path(tmp))

@@ -70,12 +70,12 @@ def instrument() -> None:
     from pytorch_lightning.loops.evaluation_loop import _EvaluationLoop
     from pytorch_lightning.trainer.connectors.logger_connector.logger_connector import _LoggerConnector
 
+    from labelsmooth.calibration.metrics import ClassificationMetrics
     from labelsmooth.callbacks.calibration import CalibrationCallback
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.callbacks.nan_guard import NonFiniteLossGuard
     from labelsmooth.callbacks.progress import LineProgress
     from labelsmooth.callbacks.rng_state import RandomStateCheckpoint
-    from labelsmooth.metrics import ClassificationMetrics
     from labelsmooth.module import LabelSmoothingClassifier
 
     timed(_EvaluationLoop, "run", "validation loop (all of it)")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from labelsmooth.train import RunContext, train
-from labelsmooth.train import compose_config as compose_train_config
+from labelsmooth.cli.build import compose_config as compose_train_config
+from labelsmooth.cli.train import train
+from labelsmooth.runs.context import RunContext
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,17 +7,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from labelsmooth.calibration import (
-    binned_statistics,
-    calibration_errors,
-    confidences_and_correct,
-    expected_calibration_error,
-    fit_temperature,
-    temperature_scaled_metrics,
-)
+from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct, expected_calibration_error
+from labelsmooth.calibration.bins import calibration_errors
+from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
+from labelsmooth.runs.layout import RunDirectory
 from tests.conftest import run_training
 
 # Four two-class predictions: top-1 confidences 0.9 (correct), 0.81 (wrong), 0.61 (correct), 0.55 (correct).
@@ -160,6 +157,18 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     for key in ("test/acc", "test/nll", "test/ece", "test/ace", "test/brier", "temperature", "test/ece_ts"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-5), key
     assert (eval_dir / "calibration" / "reliability_test.png").is_file()
+    # The evaluation saves the predictions of the same weights on the same data as training's final test.
+    assert (
+        evaluated["predictions.test"] == "predictions/test.npz"
+        and evaluated["predictions.val"] == "predictions/val.npz"
+    )
+    for split in ("val", "test"):
+        with (
+            np.load(RunDirectory(eval_dir).predictions(split)) as ours,
+            np.load(RunDirectory(run_dir).predictions(split)) as training,
+        ):
+            np.testing.assert_allclose(ours["logits"], training["logits"], rtol=0, atol=1e-5)
+            np.testing.assert_array_equal(ours["targets"], training["targets"])
     assert evaluated["val/acc_best"] == evaluated["val/acc"]  # this evaluation's, not the checkpoint's training best
     # dataset= names the data set afresh but keeps the run's input preprocessing (here per-pixel mean subtraction).
     named = run_eval(tmp_path / "eval_named", "dataset=digits")
@@ -170,6 +179,16 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
     for key in ("test/acc", "test/ace", "temperature", "test/nll_ts", "test/ece_ts", "test/ace_ts"):
         assert distributed[key] == pytest.approx(evaluated[key], abs=1e-5), key
+    for key in ("test/classwise_ece", "test/smooth_ece", "test/aurc", "test/augrc", "test/smooth_ece_ts", "val/aurc"):
+        assert distributed[key] == pytest.approx(evaluated[key], abs=1e-5), key
+    # Gathered from both processes and put back in the data set's order (359 test samples: the parts differ by one).
+    for split in ("val", "test"):
+        with (
+            np.load(RunDirectory(tmp_path / "eval_ddp").predictions(split)) as ddp,
+            np.load(RunDirectory(eval_dir).predictions(split)) as single,
+        ):
+            np.testing.assert_allclose(ddp["logits"], single["logits"], rtol=0, atol=1e-5)
+            np.testing.assert_array_equal(ddp["targets"], single["targets"])
 
 
 def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) -> None:

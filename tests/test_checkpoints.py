@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
-from labelsmooth.checkpoints import load_checkpoint
+from labelsmooth.runs.checkpoints import load_checkpoint
 
 SCORES = [0.5, 0.7, 0.6, 0.6, 0.9, 0.8]  # val/acc per epoch: new bests at epochs 0, 1 and 4
 IMPROVED = {0, 1, 4}

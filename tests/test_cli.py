@@ -72,7 +72,7 @@ def test_help_lists_the_config_groups_and_the_sweep_launchers(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     smoothing = next(line for line in lines if line.startswith("smoothing: "))
-    strategies = sorted(p.stem for p in (REPO_ROOT / "conf" / "smoothing").glob("*.yaml"))
+    strategies = sorted(p.stem for p in (REPO_ROOT / "src" / "labelsmooth" / "conf" / "smoothing").glob("*.yaml"))
     assert smoothing == "smoothing: " + ", ".join(strategies)
     launchers = next(line for line in lines if line.startswith("hydra/launcher: "))
     for name in ("joblib", "parallel", "slurm", "submitit_slurm"):

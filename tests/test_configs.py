@@ -6,7 +6,7 @@ import hydra
 import pytest
 import torch
 
-from labelsmooth.train import CONFIG_DIR
+from labelsmooth.cli.build import CONFIG_DIR
 from tests.conftest import compose_train_config
 
 GROUPS = [

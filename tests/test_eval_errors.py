@@ -123,7 +123,7 @@ def test_eval_py_with_wandb_online_but_no_login_logs_offline(tmp_path: Path, che
 
 
 def test_failing_eval_py_exits_1_and_finishes_its_wandb_run_as_failed(tmp_path: Path, checkpoint: Path) -> None:
-    # n_bins=0 is refused by the calibration metrics at the end of validation, after the W&B run has started.
+    # n_bins=0 is refused by the calibration callback, built after the W&B run has started.
     result = run_eval(
         [f"ckpt_path={checkpoint}", "logger=wandb", "n_bins=0", f"hydra.run.dir={tmp_path / 'eval'}", *QUIET],
         cwd=tmp_path,
@@ -133,9 +133,9 @@ def test_failing_eval_py_exits_1_and_finishes_its_wandb_run_as_failed(tmp_path: 
     assert result.returncode == 1, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert error_lines(result)[-1] == (
-        "ValueError: Expected argument `n_bins` to be an integer larger than 0, but got 0"
+        "ConfigurationError: n_bins=0 must be an integer >= 1 (the bins of the calibration errors)"
     ), result.stderr
     assert "W&B offline run saved; upload it with: wandb sync" in output
     assert wandb_exit_codes(tmp_path / "eval") == ["1"]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["error_type"] == "ValueError"
+    assert metrics["status"] == "failed" and metrics["error_type"] == "ConfigurationError"

@@ -8,8 +8,8 @@ import hydra
 import pytest
 import torch
 
+from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.models import MLP
-from labelsmooth.train import CONFIG_DIR
 from tests.conftest import compose_train_config, run_training
 from tests.datasets_on_disk import relax_checksums, write_cifar10, write_mnist
 
@@ -105,7 +105,7 @@ def test_seed_recipe_trains_on_mnist_files(tmp_path: Path) -> None:
 
 
 def test_a_recipe_picked_model_is_named_by_class_and_depth(tmp_path: Path) -> None:
-    from labelsmooth.train import model_name
+    from labelsmooth.runs.record import model_name
 
     for dataset, expected in (("cifar10", "ResNetV2-83"), ("mnist", "ResNetV1-20")):
         cfg = compose_train_config(["experiment=mezzini2019", f"dataset={dataset}"], output_dir=tmp_path)

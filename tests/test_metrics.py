@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_calibration_error
 
-from labelsmooth.calibration import binned_statistics, calibration_errors, confidences_and_correct
-from labelsmooth.metrics import (
+from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct
+from labelsmooth.calibration.bins import calibration_errors
+from labelsmooth.calibration.metrics import (
     AdaptiveCalibrationError,
     BrierScore,
     NegativeLogLikelihood,
     classification_metrics,
 )
+from tests import reference_metrics as reference
 
 
 def test_nll_and_brier_match_their_formulas() -> None:
@@ -94,6 +97,21 @@ def separate_metrics(logits: torch.Tensor, target: torch.Tensor, num_classes: in
         "ace": calibration_errors(binned_statistics(confidence, correct, 15, equal_mass=True))["ece"],
         "confidence": confidence.mean().item(),
         "entropy": -(probs * logits.log_softmax(-1)).sum(-1).mean().item(),
+        **new_metrics(logits.numpy(), target.numpy()),
+    }
+
+
+def new_metrics(logits: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Class-wise ECE, smooth ECE, AURC and AUGRC by the independent float64 code of ``tests.reference_metrics``
+    (smooth ECE: relplot, the reference implementation, on the float64 confidences)."""
+    import relplot
+
+    confidence, correct = reference.top1(logits, target)
+    return {
+        "classwise_ece": reference.classwise_ece(logits, target),
+        "smooth_ece": float(relplot.smECE(confidence, correct)),
+        "aurc": reference.aurc(confidence, correct),
+        "augrc": reference.augrc(confidence, correct),
     }
 
 

@@ -6,8 +6,8 @@ import logging
 import warnings
 from pathlib import Path
 
-from labelsmooth.quiet import silence_library_noise
-from labelsmooth.wandb_setup import remove_anonymous_setting, sweep_group_name
+from labelsmooth.tracking.quiet import silence_library_noise
+from labelsmooth.tracking.wandb_run import remove_anonymous_setting, sweep_group_name
 
 
 def test_lightning_tips_are_dropped_and_other_lightning_messages_kept(caplog) -> None:

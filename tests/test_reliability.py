@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from labelsmooth.callbacks.nan_guard import NonFiniteLossError, NonFiniteLossGuard
-from labelsmooth.checkpoints import CheckpointError, check_checkpoint_matches
+from labelsmooth.cli.checks import check_devices, check_model_fits_data
 from labelsmooth.data import DigitsDataModule
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import MLP, ResNetV1
-from labelsmooth.resume import find_run_to_resume, previous_wandb_run_id
-from labelsmooth.run_outputs import write_text_atomic
-from labelsmooth.train import ConfigurationError, check_devices, check_model_fits_data
-from labelsmooth.wandb_setup import REDACTED, redact_secrets
+from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
+from labelsmooth.runs.files import write_text_atomic
+from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
+from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
 from tests.conftest import REPO_ROOT, compose_train_config, run_cli, run_training, subprocess_env
 
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -196,12 +197,12 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     assert_short_error(result, "1/K=0.1")
     jobs = sorted((tmp_path / "multirun").glob("*/*/*/metrics.json"))
     failed, completed = (json.loads(p.read_text()) for p in jobs)
-    assert failed["status"] == "failed" and failed["error_type"] == "ValueError" and "gamma" in failed["error"]
+    assert failed["status"] == "failed" and failed["error_type"] == "ConfigurationError" and "gamma" in failed["error"]
     assert completed["status"] == "completed" and completed["smoothing.gamma"] == 0.8
     # The failed job failed before training, and still has its W&B run in the sweep's group, with the error.
     (failed_run,) = jobs[0].parent.glob("wandb/offline-run-*/run-*.wandb")
     record = failed_run.read_bytes()
-    assert b"error_type" in record and b"ValueError" in record and b"sweep-" in record
+    assert b"error_type" in record and b"ConfigurationError" in record and b"sweep-" in record
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -311,7 +312,8 @@ def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
 
 
 def test_wandb_run_name_config_and_disabled_mode(tmp_path: Path, monkeypatch) -> None:
-    from labelsmooth.train import RunContext, instantiate_logger, wandb_config
+    from labelsmooth.runs.context import RunContext
+    from labelsmooth.tracking.wandb_run import instantiate_logger, wandb_config
 
     cfg = compose_train_config(["logger=wandb"], output_dir=tmp_path)
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))

@@ -16,19 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labelsmooth.report import (
-    REPORT_METRICS,
-    build_wandb_report,
-    main,
-    make_report,
-    mean_confidence_interval,
-    paired_comparison,
-    pool_bins,
-    resolve_baseline,
-    wandb_groups,
-    wandb_setting,
-    why_wandb_cannot_publish,
-)
+from labelsmooth.report.base import REPORT_METRICS
+from labelsmooth.report.baseline import resolve_baseline
+from labelsmooth.report.build import make_report
+from labelsmooth.report.cli import main
+from labelsmooth.report.plots import pool_bins
+from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
+from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174698
@@ -204,7 +198,7 @@ def test_several_sweeps_give_one_row_per_data_set(tmp_path: Path) -> None:
 
 def test_the_summary_run_holds_the_tables_and_plots(sweep: Path, monkeypatch) -> None:
     """The summary run against a real (offline) W&B run."""
-    from labelsmooth.report import log_summary_run
+    from labelsmooth.report.wandb_page import log_summary_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -311,11 +305,11 @@ def test_wandb_publishing_logs_the_run_then_saves_the_page(sweep: Path, monkeypa
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    import labelsmooth.report as report_module
+    import labelsmooth.report.wandb_page as wandb_page
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setattr(report_module, "why_wandb_cannot_publish", lambda: None)
+    monkeypatch.setattr(wandb_page, "why_wandb_cannot_publish", lambda: None)
     saved = []
 
     def save(self, draft=False, clone=False):
@@ -361,7 +355,8 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
 
 
 def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
-    from labelsmooth.report import collect, wandb_config_key
+    from labelsmooth.report.jobs import collect
+    from labelsmooth.report.wandb_page import wandb_config_key
 
     jobs, _, _ = collect([sweep])
     assert wandb_config_key(jobs, "smoothing.gamma") == "smoothing.gamma"
@@ -370,7 +365,7 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
 
 
 def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tmp_path: Path) -> None:
-    from labelsmooth.report import Job, infer_parameter, swept_parameters
+    from labelsmooth.report.jobs import Job, infer_parameter, swept_parameters
 
     def jobs(*command_lines: list[str]) -> list[Job]:
         return [Job(directory=tmp_path / str(i), status="completed", overrides=o) for i, o in enumerate(command_lines)]
@@ -467,16 +462,18 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
 
     import matplotlib.figure
 
-    import labelsmooth.report as report_module
+    import labelsmooth.report.build as build_module
+    import labelsmooth.report.tables as tables_module
 
     written = []
-    real_write = report_module.write_text_atomic
+    real_write = build_module.write_text_atomic
 
     def recording_write(path: Path, text: str) -> Path:
         written.append(path.name)
         return real_write(path, text)
 
-    monkeypatch.setattr(report_module, "write_text_atomic", recording_write)
+    for module in (build_module, tables_module):  # report.md, the CSV files
+        monkeypatch.setattr(module, "write_text_atomic", recording_write)
     report = make_report([sweep])
     csvs = {p.name for p in report.files if p.suffix == ".csv"}
     assert len(csvs) == 7 and sorted(written) == sorted([*csvs, "report.md"])
@@ -504,18 +501,60 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
 
 def test_the_default_baseline_is_the_unsmoothed_value() -> None:
     gammas = [0.6, 0.8, 1.0]
-    assert resolve_baseline(None, gammas, "smoothing.gamma") == 1.0
-    assert resolve_baseline(None, [0.0, 0.1, 0.2], "smoothing.epsilon") == 0.0  # ε = 0: no smoothing
-    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.epsilon") == 0.0  # not ε = 1, a uniform target
-    assert resolve_baseline(None, [0.8, 0.95, 1.0], "smoothing.beta") == 1.0  # bootstrap β = 1: the hard target
-    assert resolve_baseline(None, [0.0, 0.3], "smoothing.beta") == 0.0  # penalty β = 0
-    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.beta", "confidence_penalty") == 0.0
-    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.beta", "bootstrap_soft") == 1.0
-    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.alpha", "online") == 1.0  # α = 1: the hard target
-    assert resolve_baseline(None, [0.0, 0.5, 1.0], "smoothing.alpha", "disturb_label") == 0.0  # α = 0: no noise
-    assert resolve_baseline(None, ["gamma", "none", "uniform"], "smoothing") == "none"
-    assert resolve_baseline(None, [0.1, 0.2], "smoothing.epsilon") == 1.0  # not swept: Table 3 says so
-    assert resolve_baseline("0.8", gammas, "smoothing.gamma") == 0.8  # --baseline wins
+    assert resolve_baseline(None, gammas, unsmoothed=1.0) == 1.0
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], unsmoothed=0.0) == 0.0  # ε = 0, not ε = 1 (a uniform target)
+    assert resolve_baseline(None, [0.0, 0.5, 1.0], unsmoothed=1.0) == 1.0  # online's α = 1: the hard target
+    assert resolve_baseline(None, [0.1, 0.2], unsmoothed=0.0) == 0.0  # not swept: Table 3 says no job ran it
+    assert resolve_baseline(None, ["gamma", "none", "uniform"], unsmoothed=1.0) == "none"
+    # Jobs that record no unsmoothed value: 1 if swept, else 0 if swept, else 1.
+    assert resolve_baseline(None, gammas) == 1.0
+    assert resolve_baseline(None, [0.0, 0.3]) == 0.0
+    assert resolve_baseline(None, [0.1, 0.2]) == 1.0
+    assert resolve_baseline("0.8", gammas, unsmoothed=1.0) == 0.8  # --baseline wins
+
+
+def epsilon_sweep(tmp_path: Path, unsmoothed: dict[float, float] | None) -> Path:
+    """ε ∈ {0, 0.5, 1} × seeds 0, 1; ``unsmoothed`` maps ε to the job's recorded ``unsmoothed.smoothing.epsilon``
+    (None: runs from before it was recorded)."""
+    sweep = tmp_path / "eps"
+    accuracies = {0.0: (0.80, 0.82), 0.5: (0.85, 0.88), 1.0: (0.10, 0.12)}
+    for number, (epsilon, seed) in enumerate((e, s) for e in accuracies for s in (0, 1)):
+        job = sweep / str(number)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"smoothing.epsilon={epsilon}", f"seed={seed}"]))
+        metrics = {
+            "status": "completed", "dataset": "digits", "model": "mlp", "smoothing": "uniform", "seed": seed,
+            "smoothing.epsilon": epsilon, "val/acc_best": accuracies[epsilon][seed], "test/ece": 0.1,
+            "test/ece_ts": 0.05,
+        }  # fmt: skip
+        if unsmoothed is not None:
+            metrics["unsmoothed.smoothing.epsilon"] = unsmoothed[epsilon]
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return sweep
+
+
+def test_the_baseline_is_the_unsmoothed_value_the_jobs_record(tmp_path: Path) -> None:
+    report = make_report([epsilon_sweep(tmp_path, {0.0: 0.0, 0.5: 0.0, 1.0: 0.0})])
+    assert report.parameter == "smoothing.epsilon" and report.baseline == 0.0  # the rule of thumb would say 1
+    (compared,) = report.comparisons["val/acc_best"]
+    assert (compared.best, compared.baseline, compared.n_pairs) == (0.5, 0.0, 2)
+    assert compared.mean_difference == pytest.approx(0.055)
+    text = report.markdown.read_text()
+    assert "Baseline: ε = 0, the value at which the jobs' strategy does not smooth" in text
+    assert "(`unsmoothed.smoothing.epsilon` in metrics.json)." in text
+    assert "| digits | 0.5 | 86.50 ± 19.06 (n=2) | 81.00 ± 12.71 (n=2) | 6.36 | 2 |" in text
+
+
+def test_without_a_recorded_unsmoothed_value_table_3_says_which_rule_chose_the_baseline(tmp_path: Path) -> None:
+    old = make_report([epsilon_sweep(tmp_path / "old", None)])
+    assert old.baseline == 1.0  # 1 is swept
+    assert (
+        "Baseline: ε = 1: no job records `unsmoothed.smoothing.epsilon` (runs from before it was recorded, or not a "
+        "strategy parameter), so the fallback rule applies (1 if swept, else 0 if swept, else 1): 1 is swept."
+    ) in old.markdown.read_text()
+    mixed = make_report([epsilon_sweep(tmp_path / "mixed", {0.0: 0.0, 0.5: 1.0, 1.0: 0.0})])
+    assert mixed.baseline == 1.0
+    assert "the jobs record different values of `unsmoothed.smoothing.epsilon` (0, 1)" in mixed.markdown.read_text()
 
 
 def test_a_param_the_jobs_lack_or_do_not_vary_is_refused(sweep: Path, capsys) -> None:

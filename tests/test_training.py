@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labelsmooth.calibration import fit_temperature
+from labelsmooth.calibration.temperature import fit_temperature
+from labelsmooth.cli.checks import check_multirun_ddp
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing import BinarySmoothing, CrossEntropy, TargetRange
-from labelsmooth.train import ConfigurationError, check_multirun_ddp
 from tests.conftest import compose_train_config, run_training
 
 CONTRACT_KEYS = {
@@ -62,7 +63,7 @@ def test_a_failing_run_records_status_failed(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="gamma"):
         run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.05"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["error_type"] == "ValueError"
+    assert metrics["status"] == "failed" and metrics["error_type"] == "ConfigurationError"
     assert "1/K=0.1" in metrics["error"]
 
 

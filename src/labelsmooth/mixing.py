@@ -18,10 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from labelsmooth.errors import ConfigurationError
+
 
 def _check_alpha(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
-        raise ValueError(f"augment.{name}={value!r} is out of range: it must lie in [0, inf) (0 turns it off).")
+        raise ConfigurationError(f"augment.{name}={value!r} is out of range: it must lie in [0, inf) (0 turns it off).")
     return float(value)
 
 
@@ -47,9 +49,11 @@ class BatchMixing(nn.Module):
         self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
         for name, value in (("prob", prob), ("switch_prob", switch_prob)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"augment.{name}={value!r} is out of range: it must lie in [0, 1].")
+                raise ConfigurationError(f"augment.{name}={value!r} is out of range: it must lie in [0, 1].")
         if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
-            raise ValueError("augment: mixup_alpha and cutmix_alpha are both 0; use augment=none for no mixing.")
+            raise ConfigurationError(
+                "augment: mixup_alpha and cutmix_alpha are both 0; use augment=none for no mixing."
+            )
         self.prob = float(prob)
         self.switch_prob = float(switch_prob)
         mixes = []

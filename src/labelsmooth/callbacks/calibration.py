@@ -1,49 +1,57 @@
-"""Reliability diagrams and temperature scaling as a Lightning callback.
+"""Reliability diagrams, temperature scaling and saved predictions, as a Lightning callback.
 
-The scalar calibration metrics (ECE, adaptive ECE, MCE, RMS, Brier, confidence, entropy) are logged by the
-LightningModule's metric collection. This callback needs the logits themselves: the module's
-``validation_step`` / ``test_step`` return ``{"logits", "target"}``, which arrive here in
-``on_*_batch_end``. Those logits are the strategy's ``prediction_logits``, whose softmax is the model's
-predictive distribution (for sigmoid heads ``logsigmoid(z)``: the normalised one-vs-rest probabilities), the same
-distribution the logged metrics read. Per evaluation epoch the callback gathers them over DDP processes and
+The scalar metrics (accuracy, scores, binned / class-wise / smooth calibration errors, AURC, AUGRC) are logged by
+the LightningModule's metric collection. This callback needs the logits themselves: the module's
+``validation_step`` / ``test_step`` return ``{"logits", "target"}``, which arrive here in ``on_*_batch_end``.
+Those logits are the strategy's ``prediction_logits``, whose softmax is the model's predictive distribution (for
+sigmoid heads ``logsigmoid(z)``: the normalised one-vs-rest probabilities), the same distribution the logged
+metrics read. Per evaluation epoch the callback gathers them over DDP processes (in the data set's order when the
+sampler is an unshuffled ``DistributedSampler``, as the data modules' evaluation sampler is; ``in_dataset_order``)
+and
 
 * validation (not the sanity check): draws the reliability diagram with its confidence histogram
-  (15 equal-width bins) to ``<output_dir>/calibration/reliability_val.png`` (the latest epoch), logs it to
-  W&B as ``val/reliability_diagram`` and the per-bin numbers as the W&B table ``val/reliability_bins``;
-  it keeps the logits of the latest validation epoch;
-* test: fits one temperature on those validation logits by NLL (Guo et al. 2017; in ``train`` and
-  ``evaluate`` the latest validation is ``trainer.validate`` on the best checkpoint, just before ``test``),
-  logs ``temperature``, ``test/nll_ts``, ``test/ece_ts``, ``test/ace_ts``, ``test/brier_ts`` (they land in
-  ``metrics.json``), and draws the test diagrams before and after scaling side by side
-  (``calibration/reliability_test.png`` and ``.csv``; W&B ``test/reliability_diagram``, ``test/reliability_bins``).
+  (15 equal-width bins) to ``calibration/reliability_val.png`` (the latest epoch), logs it to W&B as
+  ``val/reliability_diagram`` and the per-bin numbers as the W&B table ``val/reliability_bins``; it keeps the
+  logits of the latest validation epoch;
+* test: fits one temperature on those validation logits by NLL (Guo et al. 2017; in ``train`` and ``evaluate``
+  the latest validation is ``trainer.validate`` on the best checkpoint, just before ``test``), logs
+  ``temperature`` and ``test/<m>_ts`` for each of ``labelsmooth.calibration.temperature.SCALED_METRICS`` (they
+  land in ``metrics.json``), and draws the test diagrams before and after scaling side by side
+  (``calibration/reliability_test.png`` and ``.csv``; W&B ``test/reliability_diagram``, ``test/reliability_bins``);
+* after ``trainer.validate`` and ``trainer.test`` (not during ``fit``), writes ``predictions/val.npz`` and
+  ``predictions/test.npz``: ``logits`` (float32, N × K) and ``targets`` (int64, N), from which every logged metric
+  can be recomputed; skipped, with a warning and a ``predictions.<split>`` entry in ``metrics.json``, when
+  ``N · K > predictions_max_values``.
 
-The PNG and CSV files are written with any logger (W&B, CSV, none); images and tables go to W&B only.
+Files are written by process 0 only, atomically, with any logger (W&B, CSV, none); images and tables go to W&B
+only. Paths come from ``labelsmooth.runs.layout.RunDirectory``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
-from labelsmooth.calibration import (
-    DEFAULT_BINS,
-    CalibrationBin,
-    binned_statistics,
-    confidences_and_correct,
-    fit_temperature,
-    temperature_scaled_metrics,
-)
-from labelsmooth.reliability import save_reliability_figure
-from labelsmooth.run_outputs import write_text_atomic
+from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct
+from labelsmooth.calibration.bins import DEFAULT_BINS, CalibrationBin
+from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_table_rows
+from labelsmooth.calibration.reliability import reliability_figure
+from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
+from labelsmooth.errors import ConfigurationError
+from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
+from labelsmooth.runs.layout import RunDirectory
 
-BIN_COLUMNS = ["split", "lower", "upper", "count", "accuracy", "confidence"]
+log = logging.getLogger(__name__)
+
+DEFAULT_PREDICTIONS_MAX_VALUES = 50_000_000
 
 
 def gather_across_processes(tensor: torch.Tensor) -> torch.Tensor:
@@ -55,26 +63,50 @@ def gather_across_processes(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([part.cpu() for part in gather_all_tensors(tensor.contiguous())])
 
 
-def write_bins_csv(path: Path, rows: dict[str, list[CalibrationBin]]) -> Path:
-    """Per-bin numbers of each split (``val``, ``test``, ``test_ts``) as CSV: ``BIN_COLUMNS``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(BIN_COLUMNS)
-    for split, bins in rows.items():
-        for b in bins:
-            writer.writerow([split, b.lower, b.upper, b.count, b.accuracy, b.confidence])
-    return write_text_atomic(path, buffer.getvalue())
+def in_dataset_order(gathered: torch.Tensor, sampler: Any) -> torch.Tensor:
+    """The per-process parts of ``gathered`` (process 0's first) put back in the data set's order, when ``sampler``
+    is an unshuffled ``DistributedSampler`` or Lightning's ``UnrepeatedDistributedSampler`` (the data modules'
+    evaluation sampler): process ``r`` of ``W`` holds positions ``r, r + W, r + 2W, …`` of ``range(total_size)``,
+    and a ``DistributedSampler`` repeats the first samples (``i mod N``) to give every process as many, which are
+    dropped here. Any other sampler, or no DDP: ``gathered`` unchanged."""
+    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+    kinds = (torch.utils.data.DistributedSampler, UnrepeatedDistributedSampler)
+    if type(sampler) not in kinds or sampler.shuffle or sampler.drop_last:
+        return gathered
+    n, world, total = len(sampler.dataset), sampler.num_replicas, sampler.total_size
+    if gathered.shape[0] != total or n == 0:
+        return gathered
+    positions = torch.cat([torch.arange(rank, total, world) for rank in range(world)])
+    ordered = gathered.new_empty((n, *gathered.shape[1:]))
+    ordered[positions % n] = gathered  # a repeated sample is written twice, with the same values
+    return ordered
+
+
+def write_predictions(path: Path, logits: torch.Tensor, targets: torch.Tensor) -> Path:
+    """``logits`` (float32) and ``targets`` (int64) as an ``.npz`` file at ``path``, atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a file name
+            np.savez(handle, logits=logits.float().numpy(), targets=targets.long().numpy())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write_atomic(path, write)
 
 
 class CalibrationCallback(pl.Callback):
     """Reliability diagrams (PNG + W&B image and table) each validation epoch and at test; temperature
-    scaling fitted on the latest validation logits and evaluated at test.
+    scaling fitted on the latest validation logits and evaluated at test; the predictions of ``validate`` and
+    ``test`` saved.
 
     Args:
-        output_dir: where ``calibration/`` goes (the run directory); ``trainer.default_root_dir`` if None.
-        n_bins: equal-width bins of the diagrams and of the ECE after temperature scaling.
+        output_dir: the run directory (``calibration/``, ``predictions/``); ``trainer.default_root_dir`` if None.
+        n_bins: equal-width bins of the diagrams.
         plot_every_n_epochs: draw the validation diagram every this many epochs (0: never; test always).
         temperature_scaling: fit and report the temperature at test.
+        save_predictions: write ``predictions/<split>.npz`` after ``trainer.validate`` and ``trainer.test``.
+        predictions_max_values: skip saving a split whose logits hold more than this many values (N · K).
     """
 
     def __init__(
@@ -83,16 +115,31 @@ class CalibrationCallback(pl.Callback):
         n_bins: int = DEFAULT_BINS,
         plot_every_n_epochs: int = 1,
         temperature_scaling: bool = True,
+        save_predictions: bool = True,
+        predictions_max_values: int = DEFAULT_PREDICTIONS_MAX_VALUES,
     ) -> None:
         super().__init__()
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+            raise ConfigurationError(f"n_bins={n_bins!r} must be an integer >= 1 (the bins of the calibration errors)")
+        if not isinstance(predictions_max_values, int) or predictions_max_values < 0:
+            raise ConfigurationError(
+                f"predictions_max_values must be an integer >= 0 (values N·K), got {predictions_max_values!r}"
+            )
         self.output_dir = output_dir
         self.n_bins = n_bins
         self.plot_every_n_epochs = plot_every_n_epochs
         self.temperature_scaling = temperature_scaling
+        self.save_predictions = save_predictions
+        self.predictions_max_values = predictions_max_values
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_logits: torch.Tensor | None = None
         self.val_target: torch.Tensor | None = None
         self.temperature: float | None = None
+        self.predictions: dict[str, str] = {}  # split -> the file written, or why it was skipped
+
+    def run_record(self) -> dict[str, Any]:
+        """``predictions.<split>``: the saved file relative to the run directory, or why it was skipped."""
+        return {f"predictions.{split}": what for split, what in sorted(self.predictions.items())}
 
     # -- collecting --------------------------------------------------------------------------------------
     def _collect(self, outputs: Any) -> None:
@@ -100,13 +147,14 @@ class CalibrationCallback(pl.Callback):
             # Kept on the device until the epoch ends: no host synchronisation per batch.
             self._batches.append((outputs["logits"].detach().float(), outputs["target"].detach()))
 
-    def _gathered(self, pl_module: pl.LightningModule) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _gathered(self, dataloaders: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
         batches, self._batches = self._batches, []
         if not batches:
             return None
-        logits = torch.cat([b[0] for b in batches])
-        target = torch.cat([b[1] for b in batches])
-        return gather_across_processes(logits), gather_across_processes(target)
+        logits = gather_across_processes(torch.cat([b[0] for b in batches]))
+        target = gather_across_processes(torch.cat([b[1] for b in batches]))
+        sampler = getattr(dataloaders, "sampler", None)  # a single DataLoader (several: left as gathered)
+        return in_dataset_order(logits, sampler), in_dataset_order(target, sampler)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches = []
@@ -125,18 +173,21 @@ class CalibrationCallback(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        gathered = self._gathered(pl_module)
+        gathered = self._gathered(trainer.val_dataloaders)
         if gathered is None:
             return
         self.val_logits, self.val_target = gathered
+        final = trainer.state.fn == TrainerFn.VALIDATING
         every = self.plot_every_n_epochs
-        if every and (trainer.current_epoch % every == 0 or trainer.state.fn != TrainerFn.FITTING):
+        if every and (trainer.current_epoch % every == 0 or final):
             bins = binned_statistics(*confidences_and_correct(*gathered), self.n_bins)
             self._publish(trainer, "val", {"val": bins}, {f"validation, epoch {trainer.current_epoch}": bins})
+        if final:
+            self._save_predictions(trainer, "val", *gathered)
 
     # -- test --------------------------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        gathered = self._gathered(pl_module)
+        gathered = self._gathered(trainer.test_dataloaders)
         if gathered is None:
             return
         logits, target = gathered
@@ -156,10 +207,32 @@ class CalibrationCallback(pl.Callback):
                 )
                 panels[f"test, temperature {self.temperature:.3f}"] = rows["test_ts"]
         self._publish(trainer, "test", rows, panels)
+        self._save_predictions(trainer, "test", logits, target)
 
     # -- output ------------------------------------------------------------------------------------------
-    def _directory(self, trainer: pl.Trainer) -> Path:
-        return Path(self.output_dir or trainer.default_root_dir) / "calibration"
+    def _run_directory(self, trainer: pl.Trainer) -> RunDirectory:
+        return RunDirectory(self.output_dir or trainer.default_root_dir)
+
+    def _save_predictions(self, trainer: pl.Trainer, split: str, logits: torch.Tensor, target: torch.Tensor) -> None:
+        if not self.save_predictions:
+            return
+        run = self._run_directory(trainer)
+        values = logits.numel()
+        if values > self.predictions_max_values:
+            self.predictions[split] = (
+                f"skipped: {logits.shape[0]} x {logits.shape[1]} = {values} values > predictions_max_values = "
+                f"{self.predictions_max_values}"
+            )
+            if trainer.is_global_zero:
+                log.warning(
+                    "Not saving %s: %s (callbacks.calibration.predictions_max_values).",
+                    run.predictions(split),
+                    self.predictions[split],
+                )
+            return
+        if trainer.is_global_zero:
+            write_predictions(run.predictions(split), logits, target)
+        self.predictions[split] = run.predictions(split).relative_to(run.root).as_posix()
 
     @rank_zero_only
     def _publish(
@@ -169,17 +242,10 @@ class CalibrationCallback(pl.Callback):
         rows: dict[str, list[CalibrationBin]],
         panels: dict[str, list[CalibrationBin]],
     ) -> None:
-        directory = self._directory(trainer)
-        png = save_reliability_figure(
-            {t: [b.as_dict() for b in bins] for t, bins in panels.items()}, directory / f"reliability_{split}.png"
-        )
-        write_bins_csv(directory / f"reliability_{split}.csv", rows)
+        run = self._run_directory(trainer)
+        png = save_figure_atomic(reliability_figure(panels), run.reliability_png(split), dpi=110)
+        write_text_atomic(run.reliability_csv(split), bins_csv_text(rows))
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
-                data = [
-                    [name, b.lower, b.upper, b.count, b.accuracy, b.confidence]
-                    for name, bins in rows.items()
-                    for b in bins
-                ]
-                logger.log_table(key=f"{split}/reliability_bins", columns=BIN_COLUMNS, data=data)
+                logger.log_table(key=f"{split}/reliability_bins", columns=list(BIN_COLUMNS), data=bins_table_rows(rows))

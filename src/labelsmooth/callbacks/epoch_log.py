@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from labelsmooth.callbacks.progress import format_metric
-from labelsmooth.log_files import log_files, log_to_files
+from labelsmooth.tracking.log_files import log_files, log_to_files
 
 log = logging.getLogger("labelsmooth.epochs")
 

@@ -6,8 +6,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from labelsmooth.errors import ConfigurationError, LabelsmoothError
 
-class NonFiniteLossError(FloatingPointError):
+
+class NonFiniteLossError(LabelsmoothError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
@@ -26,7 +28,7 @@ class NonFiniteLossGuard(Callback):
     def __init__(self, check_every_n_steps: int = 10) -> None:
         super().__init__()
         if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+            raise ConfigurationError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
         self.check_every_n_steps = int(check_every_n_steps)
         self._pending_steps: list[tuple[int, int, float | None]] = []  # (global step, batch index, lr) per loss
         self._pending_losses: list[torch.Tensor] = []

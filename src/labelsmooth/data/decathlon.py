@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from labelsmooth.data.image_data import ImageDataModule
+from labelsmooth.errors import ConfigurationError
 
 DOMAINS = (
     "aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "omniglot", "svhn", "ucf101", "vgg-flowers", "imagenet12",
@@ -75,7 +76,7 @@ class DecathlonDataModule(ImageDataModule):
 
     def __init__(self, root: str, domain: str = "aircraft", image_size: int = 72, channels: int = 3, **kwargs: Any):
         if domain not in DOMAINS:
-            raise ValueError(f"dataset.domain={domain!r} is not one of {DOMAINS}")
+            raise ConfigurationError(f"dataset.domain={domain!r} is not one of {DOMAINS}")
         if kwargs.get("in_memory") is None:  # imagenet12's 1.2 M images stream, the other domains fit in memory
             kwargs["in_memory"] = domain != "imagenet12"
         super().__init__(root, image_size, channels, **kwargs)

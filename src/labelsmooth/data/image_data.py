@@ -31,20 +31,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor
-from labelsmooth.error_text import describe, first_line
 from labelsmooth.data.splits import stratified_carve
+from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line
 
 SPLITS = ("train", "val", "test")
 
 log = logging.getLogger(__name__)
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(LabelsmoothError, FileNotFoundError):
     """The data set's files are absent (and were not or could not be downloaded); the message says what to put
     where and where to get it."""
 
 
-class DatasetUnreadableError(ValueError):
+class DatasetUnreadableError(LabelsmoothError, ValueError):
     """The data set's files are present but cannot be read (truncated, garbled, another format)."""
 
 
@@ -171,7 +171,7 @@ class ImageDataModule(ClassificationDataModule):
         if num_classes is not None:  # declared by the config; checked against the labels in setup
             self.num_classes = int(num_classes)
         if channels not in (1, 3):
-            raise ValueError(f"dataset.channels={channels} must be 1 or 3")
+            raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
         self.root = Path(root).expanduser() if root is not None else None
         self.image_shape = (int(channels), int(image_size), int(image_size))
         self.val_size = val_size
@@ -269,7 +269,7 @@ class ImageDataModule(ClassificationDataModule):
         if self.num_classes is None:
             self.num_classes = len(getattr(base_train, "classes", [])) or int(targets.max()) + 1
         if int(targets.max()) >= self.num_classes or int(targets.min()) < 0:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{self.name}: labels run from {int(targets.min())} to {int(targets.max())}, outside "
                 f"0..{self.num_classes - 1} (dataset.num_classes={self.num_classes})"
             )

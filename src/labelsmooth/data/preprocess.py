@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from labelsmooth.errors import ConfigurationError
+
 NORMALIZATIONS = ("none", "pixel_mean", "standardize")
 
 
@@ -67,23 +69,23 @@ class BatchPreprocessor:
         hflip: bool = False,
     ) -> None:
         if normalize not in NORMALIZATIONS:
-            raise ValueError(f"dataset.normalize={normalize!r} is not one of {NORMALIZATIONS}")
+            raise ConfigurationError(f"dataset.normalize={normalize!r} is not one of {NORMALIZATIONS}")
         if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
-            raise ValueError(f"dataset.input_range={list(input_range)} must be [low, high] with low < high")
+            raise ConfigurationError(f"dataset.input_range={list(input_range)} must be [low, high] with low < high")
         if normalize != "none" and (float(input_range[0]), float(input_range[1])) != (0.0, 1.0):
             why = (
                 "standardisation cancels any affine input scaling exactly"
                 if normalize == "standardize"
                 else "subtracting the pixel mean cancels the range's offset"
             )
-            raise ValueError(
+            raise ConfigurationError(
                 f"dataset.input_range={[float(v) for v in input_range]} does not combine with "
                 f"dataset.normalize={normalize}: {why}, so the range would silently do nothing (or less than asked). "
                 "Add dataset.normalize=none (the seeds' scaling: dataset.input_range=[0.01,1] "
                 "dataset.normalize=none), or keep dataset.input_range=[0,1]."
             )
         if not 0.0 <= shift < 1.0:
-            raise ValueError(f"dataset.shift={shift} must lie in [0, 1)")
+            raise ConfigurationError(f"dataset.shift={shift} must lie in [0, 1)")
         self.input_range = (float(input_range[0]), float(input_range[1]))
         self.normalize = normalize
         self.shift = float(shift)

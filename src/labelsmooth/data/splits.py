@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from labelsmooth.errors import ConfigurationError
+
 
 def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``range(len(targets))`` into (kept, carved) index tensors, both sorted.
@@ -22,7 +24,7 @@ def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tup
     count = len(targets)
     fraction = float(size) if isinstance(size, float) and size < 1 else float(size) / max(count, 1)
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"cannot carve {size!r} samples out of a split of {count}")
+        raise ConfigurationError(f"cannot carve {size!r} samples out of a split of {count}")
     generator = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(count, generator=generator)
     order = order[torch.sort(targets[order], stable=True).indices]
@@ -35,7 +37,7 @@ def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tup
     carved = torch.sort(order[carved_mask]).values
     kept = torch.sort(order[~carved_mask]).values
     if len(carved) == 0 or len(kept) == 0:
-        raise ValueError(
+        raise ConfigurationError(
             f"carving {size!r} out of {count} samples leaves an empty split: use a larger dataset.val_size "
             "(a fraction, or a number of samples)"
         )

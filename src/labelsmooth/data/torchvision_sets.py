@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from labelsmooth.data.image_data import ImageDataModule
+from labelsmooth.errors import ConfigurationError
 
 
 class MNISTDataModule(ImageDataModule):
@@ -269,7 +270,7 @@ class ImagenetteDataModule(ImageDataModule):
 
     def __init__(self, root: str, image_size: int = 128, channels: int = 3, size: str = "160px", **kwargs: Any) -> None:
         if size not in self.FOLDERS:
-            raise ValueError(f"dataset.size={size!r} must be one of {', '.join(self.FOLDERS)}")
+            raise ConfigurationError(f"dataset.size={size!r} must be one of {', '.join(self.FOLDERS)}")
         kwargs.setdefault("in_memory", False)
         super().__init__(root, image_size, channels, **kwargs)
         self.size = size

@@ -7,7 +7,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from labelsmooth.errors import ConfigurationError
+
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+INITS = ("default", "seed_truncated_normal")
+
+
+def seed_truncated_normal_(layer: nn.Linear) -> None:
+    """The seeds' initialisation: each weight from a standard normal truncated to ``[-1/√n_in, 1/√n_in]``
+    (``n_in``: the layer's inputs), python-course.eu's ``truncnorm(-r, r, loc=0, scale=1)`` with ``r = 1/√n_in``,
+    nearly uniform on that interval; biases (the seeds' network has none) zero."""
+    radius = layer.in_features**-0.5
+    nn.init.trunc_normal_(layer.weight, mean=0.0, std=1.0, a=-radius, b=radius)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class MLP(nn.Module):
@@ -15,7 +28,8 @@ class MLP(nn.Module):
 
     ``MLP(hidden_sizes=[100], activation="sigmoid")`` on 28×28 MNIST is the 784-100-10 sigmoid network
     built from scratch in the seeds (Rashid, *Make Your Own Neural Network*); that network has no bias terms
-    (``bias=False``, the ``mlp_seed`` preset).
+    (``bias=False``) and its own initialisation (``init="seed_truncated_normal"``, ``seed_truncated_normal_``), the
+    ``mlp_seed`` preset. ``init="default"`` keeps PyTorch's ``nn.Linear`` initialisation.
     """
 
     def __init__(
@@ -27,10 +41,13 @@ class MLP(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         bias: bool = True,
+        init: str = "default",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
+            raise ConfigurationError(f"model.activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
+        if init not in INITS:
+            raise ConfigurationError(f"model.init={init!r} is not one of {list(INITS)}")
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_channels * height * width
@@ -41,9 +58,25 @@ class MLP(nn.Module):
             width_in = width_out
         layers.append(nn.Linear(width_in, num_classes, bias=bias))
         self.layers = nn.Sequential(*layers)
+        if init == "seed_truncated_normal":
+            for layer in self.layers:
+                if isinstance(layer, nn.Linear):
+                    seed_truncated_normal_(layer)
         self.input_shape = (in_channels, height, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (N, D): the output of the last hidden layer (the flattened input without one)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"MLP built for inputs of shape {self.input_shape}, got {tuple(x.shape[1:])}")
-        return self.layers(x)
+        return self.layers[:-1](x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The logits of penultimate ``features``; the features themselves with ``pre_logits`` (timm's API)."""
+        return features if pre_logits else self.layers[-1](features)
+
+    def get_classifier(self) -> nn.Linear:
+        """The last layer, whose weight rows are the class templates (timm's API)."""
+        return self.layers[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

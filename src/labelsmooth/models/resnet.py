@@ -8,11 +8,17 @@ which the paper's numbers depend on:
 * v2 (He et al. 2016b, pre-activation bottleneck): depth ``9n + 2``, bottleneck inputs 16/64/128 and
   outputs 64/128/256, BN-ReLU-conv ordering, a final BN-ReLU before pooling. Depth 83 is n = 9.
 * Keras defaults: convolutions with bias, ``'same'`` padding (TensorFlow pads the extra row/column at
-  the bottom/right for strided convolutions), BatchNorm momentum 0.99 in Keras terms (0.01 in PyTorch's)
-  and epsilon 1e-3, ``he_normal`` initialisation (a truncated normal with std ``sqrt(2/fan_in)/0.8796``)
-  for convolutions and the classifier, zero biases, and an L2 penalty ``l2·Σw²`` (1e-4) on convolution
+  the bottom/right for strided convolutions), BatchNorm epsilon 1e-3 (its momentum: below), ``he_normal``
+  initialisation (a truncated normal with std ``sqrt(2/fan_in)/0.8796``) for convolutions and the classifier,
+  zero biases, and an L2 penalty ``l2·Σw²`` (1e-4) on convolution
   kernels only, declared in ``optimizer_param_groups()`` (see ``labelsmooth.models.l2_penalty``: weight decay
   ``2·l2`` on those tensors under SGD / Adam, a loss term under AdamW).
+
+BatchNorm momentum, ``bn_momentum``, is in PyTorch's convention, ``running ← (1 - m)·running + m·batch``; Keras'
+``momentum=μ`` means ``running ← μ·running + (1 - μ)·batch``, so ``m = 1 - μ``. The Keras example's 0.99 is
+``bn_momentum=0.01`` (the ``mezzini2019*`` recipes keep it); the default is PyTorch's 0.1 (Keras 0.9). With 0.01 the
+running statistics that evaluation uses average over the last ~1/m = 100 steps and so trail the weights: after a
+short run they describe an older network (precise BN, ``labelsmooth.callbacks.precise_bn``, recomputes them).
 
 Departure from the example: its head is ``AveragePooling2D(pool_size=8)``, global only for 32-pixel
 inputs. Here the head pools globally, so 8, 28, 32 and 72 pixel inputs all work; for 32×32 inputs the two
@@ -28,7 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KERAS_BN_MOMENTUM = 0.01  # PyTorch's convention: Keras' momentum=0.99
+from labelsmooth.errors import ConfigurationError
+
+TORCH_BN_MOMENTUM = 0.1  # PyTorch's default, in PyTorch's convention (Keras' momentum=0.9)
 KERAS_BN_EPS = 1e-3
 TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978  # Keras VarianceScaling(distribution="truncated_normal")
 
@@ -58,7 +66,18 @@ class Conv2dSame(nn.Conv2d):
 
 
 def keras_batch_norm(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+    """BatchNorm with Keras' epsilon; the network sets the momentum of all of them (``bn_momentum``)."""
+    return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS)
+
+
+def check_bn_momentum(bn_momentum: float) -> float:
+    """``bn_momentum`` as a float in (0, 1], or a ``ConfigurationError`` naming the parameter and the range."""
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0.0 < bn_momentum <= 1.0:
+        raise ConfigurationError(
+            f"model.bn_momentum={bn_momentum!r} must lie in (0, 1], in PyTorch's convention (running <- (1 - m)"
+            "·running + m·batch; Keras' momentum μ is m = 1 - μ, e.g. Keras 0.99 is 0.01)"
+        )
+    return float(bn_momentum)
 
 
 class ConvBNAct(nn.Sequential):
@@ -119,15 +138,19 @@ class BottleneckBlockV2(nn.Module):
 
 
 class _KerasResNet(nn.Module):
-    def __init__(self, l2: float) -> None:
+    def __init__(self, l2: float, bn_momentum: float) -> None:
         super().__init__()
         self.l2 = float(l2)
+        self.bn_momentum = check_bn_momentum(bn_momentum)
 
     def _init_weights(self) -> None:
+        """Keras' initialisation of convolutions and the classifier; every BatchNorm gets ``bn_momentum``."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 keras_he_normal_(module.weight)
                 nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.momentum = self.bn_momentum
 
     def optimizer_param_groups(self) -> list[dict]:
         """Keras' ``kernel_regularizer=l2(l2)`` on convolution kernels only: the kernels' group declares ``l2``,
@@ -138,15 +161,28 @@ class _KerasResNet(nn.Module):
         others = [p for p in self.parameters() if id(p) not in kernel_ids]
         return [{"params": kernels, "l2": self.l2}, {"params": others}]
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (N, D): the last stage's maps pooled globally."""
+        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The logits of penultimate ``features``; the features themselves with ``pre_logits`` (timm's API)."""
+        return features if pre_logits else self.classifier(features)
+
+    def get_classifier(self) -> nn.Linear:
+        """The last layer, whose weight rows are the class templates (timm's API)."""
+        return self.classifier
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.features(x)
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+        return self.forward_head(self.forward_features(x))
 
 
 def _blocks_per_stage(depth: int, per_block: int, name: str) -> int:
     if depth < per_block + 2 or (depth - 2) % per_block:
         valid = ", ".join(str(per_block * n + 2) for n in range(1, 6))
-        raise ValueError(f"model.depth={depth} is not valid for {name}: it must be {per_block}n+2 ({valid}, ...)")
+        raise ConfigurationError(
+            f"model.depth={depth} is not valid for {name}: it must be {per_block}n+2 ({valid}, ...)"
+        )
     return (depth - 2) // per_block
 
 
@@ -162,8 +198,9 @@ class ResNetV1(_KerasResNet):
         depth: int = 20,
         base_width: int = 16,
         l2: float = 1e-4,
+        bn_momentum: float = TORCH_BN_MOMENTUM,
     ) -> None:
-        super().__init__(l2)
+        super().__init__(l2, bn_momentum)
         blocks = _blocks_per_stage(depth, 6, "ResNet v1")
         layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
         channels = base_width
@@ -190,8 +227,9 @@ class ResNetV2(_KerasResNet):
         depth: int = 83,
         base_width: int = 16,
         l2: float = 1e-4,
+        bn_momentum: float = TORCH_BN_MOMENTUM,
     ) -> None:
-        super().__init__(l2)
+        super().__init__(l2, bn_momentum)
         blocks = _blocks_per_stage(depth, 9, "ResNet v2")
         layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
         channels_in = base_width

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from labelsmooth.errors import ConfigurationError
+
 
 def timm_model(
     name: str,
@@ -23,14 +25,15 @@ def timm_model(
     ``pretrained`` is off by default and may only name a local weights file (``.pth``/``.safetensors``): nothing
     is fetched from a hub. timm adapts the file's first convolution to ``in_channels`` and drops its classifier
     when the number of classes differs. ``pass_image_size`` passes ``img_size`` (for models such as ViTs whose
-    shape depends on it).
+    shape depends on it). Like the networks of this package, a timm model offers its penultimate features (N, D)
+    as ``forward_head(forward_features(x), pre_logits=True)`` and its last layer as ``get_classifier()``.
     """
     import timm
 
     if pass_image_size and image_size is not None:
         model_kwargs["img_size"] = image_size if isinstance(image_size, int) else tuple(image_size)
     if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() in {"true", "hub", "yes"}):
-        raise ValueError(
+        raise ConfigurationError(
             "model.pretrained=true would fetch weights from a hub, which this project never does: set "
             "model.pretrained=/path/to/weights.pth (or .safetensors) to start from a local file, or false"
         )
@@ -38,7 +41,7 @@ def timm_model(
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **model_kwargs)
     weights = Path(pretrained).expanduser()
     if not weights.is_file():
-        raise FileNotFoundError(f"model.pretrained={pretrained}: no such weights file")
+        raise ConfigurationError(f"model.pretrained={pretrained}: no such weights file")
     return timm.create_model(
         name,
         pretrained=True,

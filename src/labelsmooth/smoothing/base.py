@@ -22,12 +22,14 @@ half-precision log-probabilities loses the small terms and can overflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from labelsmooth.errors import ConfigurationError
 
 
 def check_range(
@@ -42,18 +44,20 @@ def check_range(
 ) -> None:
     """Raise ``ValueError`` naming the parameter, its value and the allowed range when out of range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"smoothing.{name}={value!r} must be a number in the range {low:g}..{high:g}.")
+        raise ConfigurationError(f"smoothing.{name}={value!r} must be a number in the range {low:g}..{high:g}.")
     above_low = value >= low if low_inclusive else value > low
     below_high = value <= high if high_inclusive else value < high
     if not (above_low and below_high):
         interval = f"{'[' if low_inclusive else '('}{low:g}, {high:g}{']' if high_inclusive else ')'}"
         suffix = f" {why}" if why else ""
-        raise ValueError(f"smoothing.{name}={value!r} is out of range: it must lie in {interval}.{suffix}")
+        raise ConfigurationError(f"smoothing.{name}={value!r} is out of range: it must lie in {interval}.{suffix}")
 
 
 def check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 2:
-        raise ValueError(f"num_classes={num_classes!r}: label smoothing needs an integer number of classes >= 2")
+        raise ConfigurationError(
+            f"num_classes={num_classes!r}: label smoothing needs an integer number of classes >= 2"
+        )
     return int(num_classes)
 
 
@@ -75,7 +79,14 @@ class SmoothingStrategy(nn.Module):
     """Base class of every strategy: a loss over (N, K) logits and (N,) class indices.
 
     Subclasses implement ``compute_loss``; ``forward`` runs it in float32 with autocast disabled.
+
+    ``unsmoothed`` declares, for each numeric parameter, the value at which the strategy is plain cross entropy
+    (no smoothing or regularisation): ``{"epsilon": 0.0}`` for uniform smoothing, ``{"gamma": 1.0}`` for γ. Training
+    records it in ``metrics.json`` (``unsmoothed.smoothing.<name>``), the report takes its baseline from there and a
+    parameter schedule switches to it; a strategy with no parameter declares nothing.
     """
+
+    unsmoothed: ClassVar[Mapping[str, float]] = {}
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -97,11 +108,76 @@ class SmoothingStrategy(nn.Module):
         return logits.float()
 
     def hyperparameters(self) -> dict[str, float]:
-        """The strategy's own parameters, as recorded in ``metrics.json`` (``smoothing.<name>``)."""
+        """The strategy's own parameters (its ``repr``; ``metrics.json`` records the configured ones)."""
         return {}
+
+    @classmethod
+    def unsmoothed_value(cls, parameter: str) -> float:
+        """The value of ``parameter`` at which the strategy does not smooth (``unsmoothed``), or a ``ValueError``."""
+        if parameter not in cls.unsmoothed:
+            declared = ", ".join(sorted(cls.unsmoothed)) or "none"
+            raise ConfigurationError(
+                f"{cls.__name__} declares no unsmoothed value for {parameter!r} (it declares: {declared})"
+            )
+        return float(cls.unsmoothed[parameter])
+
+    def numeric_parameters(self) -> dict[str, float]:
+        """The real-valued parameters among ``hyperparameters()`` (those a schedule can change)."""
+        return {k: v for k, v in self.hyperparameters().items() if isinstance(v, float)}
+
+    def parameter_update(self, name: str, value: float) -> dict[str, Any]:
+        """The attributes ``set_parameter(name, value)`` assigns, after checking ``value``.
+
+        The constructor is the one definition of a parameter's range and of the constants derived from it, so the
+        strategy is built twice, with the current parameters and with ``name=value``: the constructor checks
+        ``value``, and the plain attributes that differ between the two (the parameter and what is derived from
+        it, e.g. binary smoothing's on / off targets) are the update. A parameter the constructor turns into
+        tensor state (online smoothing's ``initial_epsilon``, its epoch-0 targets) cannot change after it: refused.
+        """
+        numeric = self.numeric_parameters()
+        if name not in numeric:
+            raise ConfigurationError(
+                f"{type(self).__name__} has no real-valued parameter {name!r} to set (it has: "
+                f"{', '.join(numeric) or 'none'})"
+            )
+        current = type(self)(self.num_classes, **self.hyperparameters())
+        updated = type(self)(self.num_classes, **{**self.hyperparameters(), name: float(value)})
+        if not _same_state(current.state_dict(), updated.state_dict()):
+            raise ConfigurationError(
+                f"{type(self).__name__}.{name} sets up the strategy's state when it is built; it cannot be changed "
+                "during training."
+            )
+        changes: dict[str, Any] = {}
+        for key, new in vars(updated).items():
+            if key.startswith("_") or _same_state(vars(current)[key], new):
+                continue
+            if isinstance(new, torch.Tensor):
+                raise ConfigurationError(
+                    f"{type(self).__name__}.{name} sets up the tensor {key!r} when the strategy is built; it cannot "
+                    "be changed during training."
+                )
+            changes[key] = new
+        return changes
+
+    def set_parameter(self, name: str, value: float) -> None:
+        """Use ``name=value`` from the next call on (a parameter schedule's value for an epoch); checked as the
+        constructor checks it (``ConfigurationError`` naming the parameter and its range)."""
+        for key, new in self.parameter_update(name, value).items():
+            setattr(self, key, new)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in {"num_classes": self.num_classes, **self.hyperparameters()}.items())
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Whether two attribute values or state dicts (tensors, dicts, sequences, plain values) are equal."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 class MixableStrategy(SmoothingStrategy):

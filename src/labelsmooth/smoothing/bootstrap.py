@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
 
 
@@ -35,6 +36,8 @@ class BootstrapStrategy(TargetDistributionStrategy):
             raise ValueError(f"{type(self).__name__}'s target depends on the prediction: pass logits=")
         return self.beta * hard_target.float() + (1.0 - self.beta) * self.prediction_target(logits.float())
 
+    unsmoothed = {"beta": 1.0}
+
     def hyperparameters(self) -> dict[str, float]:
         return {"beta": self.beta}
 
@@ -51,7 +54,7 @@ class SoftBootstrapping(BootstrapStrategy):
     def __init__(self, num_classes: int, beta: float = 0.95, detach_prediction: bool = True) -> None:
         super().__init__(num_classes, beta)
         if not isinstance(detach_prediction, bool):
-            raise ValueError(f"smoothing.detach_prediction={detach_prediction!r} must be true or false.")
+            raise ConfigurationError(f"smoothing.detach_prediction={detach_prediction!r} must be true or false.")
         self.detach_prediction = detach_prediction
 
     def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing.base import SmoothingStrategy, check_range
 
 
@@ -29,7 +30,7 @@ class DisturbLabel(SmoothingStrategy):
         super().__init__(num_classes)
         check_range("alpha", alpha, 0.0, 1.0)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise ValueError(f"smoothing.seed={seed!r} must be an integer in [0, 2^63).")
+            raise ConfigurationError(f"smoothing.seed={seed!r} must be an integer in [0, 2^63).")
         self.alpha = float(alpha)
         self.seed = seed
         self.draws = 0
@@ -59,6 +60,8 @@ class DisturbLabel(SmoothingStrategy):
         if self.training and self.alpha > 0:
             target = self.disturb(target)
         return F.cross_entropy(logits, target)
+
+    unsmoothed = {"alpha": 0.0}
 
     def hyperparameters(self) -> dict[str, float]:
         return {"alpha": self.alpha, "seed": self.seed}

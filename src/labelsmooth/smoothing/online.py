@@ -102,5 +102,7 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
             self.observe(logits, mixed_target.argmax(dim=-1))
         return self.soft_target_loss(logits, self.smooth(mixed_target))
 
+    unsmoothed = {"alpha": 1.0, "initial_epsilon": 0.0}
+
     def hyperparameters(self) -> dict[str, float]:
         return {"alpha": self.alpha, "initial_epsilon": self.initial_epsilon}

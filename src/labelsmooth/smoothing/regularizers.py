@@ -22,6 +22,8 @@ class _BetaRegularizer(SmoothingStrategy):
         check_range("beta", beta, 0.0, math.inf, high_inclusive=False)
         self.beta = float(beta)
 
+    unsmoothed = {"beta": 0.0}
+
     def hyperparameters(self) -> dict[str, float]:
         return {"beta": self.beta}
 

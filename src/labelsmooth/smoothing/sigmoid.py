@@ -1,12 +1,21 @@
-"""Smoothing for sigmoid heads: K independent binary outputs trained with binary cross entropy.
+"""Smoothing for sigmoid heads: K independent binary outputs trained with binary cross entropy or squared error.
 
 Each output ``k`` gets a target ``t_k = off + (on - off)·h_k`` for a hard (one-hot, multi-hot or MixUp-mixed)
-target ``h``; the targets do not sum to 1, so they are not a softmax distribution. The loss of a sample is the
-negative log-likelihood of its K Bernoulli outputs, summed over the outputs and averaged over the batch:
+target ``h``; the targets do not sum to 1, so they are not a softmax distribution. With ``loss="bce"`` (default) the
+loss of a sample is the negative log-likelihood of its K Bernoulli outputs, summed over the outputs and averaged
+over the batch:
 
     loss = mean_n Σ_k BCE(σ(z_k), t_k),  BCE(σ(z), t) = softplus(z) - t·z
 
-computed from reductions of the logits, without a dense (N, K) target.
+computed from reductions of the logits, without a dense (N, K) target. With ``loss="squared_error"`` it is the
+squared error of the sigmoid outputs ``o = σ(z)``, the loss of the classic from-scratch networks (Rashid, "Make Your
+Own Neural Network", 2016; python-course.eu's numpy MNIST network):
+
+    loss = mean_n ½·Σ_k (t_k - o_k)²,   ∂loss_n/∂z_k = -(t_k - o_k)·o_k·(1 - o_k)
+
+so a plain SGD step on the output layer's weights is those networks' update ``W += lr·((t - o)·o(1 - o))·hᵀ``.
+(Their hidden-layer update is not this loss's gradient: they back-propagate the raw error ``t - o``, without the
+factor ``o(1 - o)``, through the output weights already updated; no loss of the logits gives that step.)
 
 ``strategy(logits, target)`` takes ``logits`` (N, K) and either class indices ``target`` (N,) (one-vs-rest: ``h`` is
 one-hot) or an (N, K) multi-hot or soft target ``h`` (multi-label; values in [0, 1], unsmoothed: the strategy
@@ -30,14 +39,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing.base import MixableStrategy, check_range, in_float32
+
+LOSSES = ("bce", "squared_error")
+
+
+def check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise ConfigurationError(f"smoothing.loss={loss!r} must be one of {list(LOSSES)}.")
+    return loss
 
 
 class SigmoidTargetStrategy(MixableStrategy):
-    """Binary cross entropy of K sigmoid outputs against targets ``off`` (other classes) and ``on`` (true class)."""
+    """Binary cross entropy (``loss="bce"``) or squared error (``loss="squared_error"``) of K sigmoid outputs
+    against targets ``off`` (other classes) and ``on`` (true class)."""
 
     off_value: float
     on_value: float
+    loss: str = "bce"
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The mean loss of ``logits`` (N, K) against class indices (N,) or an unsmoothed (N, K) multi-hot / soft
@@ -64,12 +84,20 @@ class SigmoidTargetStrategy(MixableStrategy):
         probabilities (module docstring)."""
         return in_float32(F.logsigmoid, logits)
 
+    def squared_error(self, logits: torch.Tensor, hard_target: torch.Tensor) -> torch.Tensor:
+        """``mean_n ½·Σ_k (t_k - σ(z_k))²`` with ``t = smooth(hard_target)``."""
+        return 0.5 * (self.smooth(hard_target) - torch.sigmoid(logits)).square().sum(-1).mean()
+
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "squared_error":
+            return self.squared_error(logits, F.one_hot(target.long(), self.num_classes))
         true_logit = logits.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
         per_sample = F.softplus(logits).sum(-1) - self.off_value * logits.sum(-1)
         return (per_sample - (self.on_value - self.off_value) * true_logit).mean()
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "squared_error":
+            return self.squared_error(logits, mixed_target)
         per_sample = F.softplus(logits).sum(-1) - self.off_value * logits.sum(-1)
         return (per_sample - (self.on_value - self.off_value) * (mixed_target * logits).sum(-1)).mean()
 
@@ -90,19 +118,22 @@ class BinarySmoothing(SigmoidTargetStrategy):
 
     CONVENTIONS = ("uniform", "keras")
 
-    def __init__(self, num_classes: int, epsilon: float = 0.1, convention: str = "uniform") -> None:
+    def __init__(self, num_classes: int, epsilon: float = 0.1, convention: str = "uniform", loss: str = "bce") -> None:
         super().__init__(num_classes)
+        self.loss = check_loss(loss)
         check_range("epsilon", epsilon, 0.0, 1.0)
         if convention not in self.CONVENTIONS:
-            raise ValueError(f"smoothing.convention={convention!r} must be one of {list(self.CONVENTIONS)}.")
+            raise ConfigurationError(f"smoothing.convention={convention!r} must be one of {list(self.CONVENTIONS)}.")
         self.epsilon = float(epsilon)
         self.convention = convention
         spread = 2 if convention == "keras" else self.num_classes
         self.off_value = self.epsilon / spread
         self.on_value = 1.0 - self.epsilon + self.off_value
 
+    unsmoothed = {"epsilon": 0.0}
+
     def hyperparameters(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon, "convention": self.convention}
+        return {"epsilon": self.epsilon, "convention": self.convention, "loss": self.loss}
 
 
 class TargetRange(SigmoidTargetStrategy):
@@ -111,16 +142,20 @@ class TargetRange(SigmoidTargetStrategy):
     The from-scratch MNIST network of the seeds (Rashid, "Make Your Own Neural Network", 2016) used
     ``[0.01, 0.99]``, because a sigmoid never reaches 0 or 1, and paired it with inputs scaled to ``[0.01, 1]``
     (``dataset.input_range=[0.01,1] dataset.normalize=none``: normalisation would cancel the scaling, so the data
-    sets refuse the pair with any other ``normalize``). ``0 <= low < high <= 1``. Targets as for
-    ``BinarySmoothing``: class indices (N,) or an unsmoothed (N, K) multi-hot / soft target.
+    sets refuse the pair with any other ``normalize``), and trained it on the squared error (``loss="squared_error"``,
+    as ``experiment=seed_mnist_mlp`` does). ``0 <= low < high <= 1``. Targets as for ``BinarySmoothing``: class
+    indices (N,) or an unsmoothed (N, K) multi-hot / soft target.
     """
 
-    def __init__(self, num_classes: int, low: float = 0.01, high: float = 0.99) -> None:
+    def __init__(self, num_classes: int, low: float = 0.01, high: float = 0.99, loss: str = "bce") -> None:
         super().__init__(num_classes)
+        self.loss = check_loss(loss)
         check_range("low", low, 0.0, 1.0, high_inclusive=False)
         check_range("high", high, low, 1.0, low_inclusive=False, why="high must exceed low.")
         self.off_value = float(low)
         self.on_value = float(high)
 
+    unsmoothed = {"low": 0.0, "high": 1.0}
+
     def hyperparameters(self) -> dict[str, float]:
-        return {"low": self.off_value, "high": self.on_value}
+        return {"low": self.off_value, "high": self.on_value, "loss": self.loss}

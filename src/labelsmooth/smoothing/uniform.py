@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range, float32_log_softmax
 
 
@@ -71,6 +72,8 @@ class UniformSmoothing(TargetDistributionStrategy):
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return (1.0 - self.epsilon) * hard_target.float() + self.epsilon / hard_target.shape[-1]
 
+    unsmoothed = {"epsilon": 0.0}
+
     def hyperparameters(self) -> dict[str, float]:
         return {"epsilon": self.epsilon}
 
@@ -113,6 +116,8 @@ class GammaSmoothing(TargetDistributionStrategy):
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return (self.gamma - self.off_value) * hard_target.float() + self.off_value
 
+    unsmoothed = {"gamma": 1.0}
+
     def hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma}
 
@@ -121,12 +126,14 @@ def check_distribution(name: str, values: Sequence[float] | torch.Tensor, num_cl
     """A validated probability vector: ``num_classes`` finite non-negative entries that sum to 1 (±1e-4)."""
     vector = torch.as_tensor(values, dtype=torch.float64).flatten()
     if vector.numel() != num_classes:
-        raise ValueError(f"smoothing.{name} has {vector.numel()} entries; it needs one per class (K={num_classes}).")
+        raise ConfigurationError(
+            f"smoothing.{name} has {vector.numel()} entries; it needs one per class (K={num_classes})."
+        )
     if not torch.isfinite(vector).all() or (vector < 0).any():
-        raise ValueError(f"smoothing.{name}={vector.tolist()} must have finite entries in [0, 1].")
+        raise ConfigurationError(f"smoothing.{name}={vector.tolist()} must have finite entries in [0, 1].")
     total = float(vector.sum())
     if abs(total - 1.0) > 1e-4:
-        raise ValueError(f"smoothing.{name} sums to {total:.6g}; a distribution must sum to 1 (within 1e-4).")
+        raise ConfigurationError(f"smoothing.{name} sums to {total:.6g}; a distribution must sum to 1 (within 1e-4).")
     return (vector / vector.sum()).float()
 
 
@@ -183,6 +190,8 @@ class PriorSmoothing(TargetDistributionStrategy):
         if hard_target.shape[-1] != self.num_classes:
             raise ValueError(f"the prior has K={self.num_classes} entries, the target {hard_target.shape[-1]}")
         return (1.0 - self.epsilon) * hard_target.float() + self.epsilon * self._prior().to(hard_target.device)
+
+    unsmoothed = {"epsilon": 0.0}
 
     def hyperparameters(self) -> dict[str, float]:
         return {"epsilon": self.epsilon}

@@ -1,0 +1,69 @@
+"""Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks") and the scaled metrics.
+
+One scalar ``T > 0`` divides the logits, ``softmax(z / T)``, fitted by minimising the NLL on held-out (validation)
+logits. It keeps each argmax, so accuracy is unchanged. torchmetrics / Lightning have no fitter, so it is written
+here: a bounded scalar search (scipy) over ``log T`` on the full set of logits. The metrics after scaling are those
+of ``labelsmooth.calibration.metrics.ClassificationMetrics`` on ``z / T``, so they are comparable with the logged
+ones term by term.
+
+>>> logits, target = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), torch.tensor([0, 1, 1])
+>>> round(fit_temperature(logits, target), 3)  # 2/3 right: softmax(2/T) = 2/3 at T = 2 / log 2
+2.885
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from labelsmooth.calibration.bins import DEFAULT_BINS
+
+SCALED_METRICS = ("nll", "ece", "ace", "brier", "classwise_ece", "smooth_ece", "aurc", "augrc")
+
+
+def fit_temperature(
+    logits: torch.Tensor, target: torch.Tensor, bounds: tuple[float, float] = (0.01, 100.0), tolerance: float = 1e-9
+) -> float:
+    """The temperature ``T = argmin_T NLL(softmax(z / T), y)`` (Guo et al. 2017) on held-out logits.
+
+    ``logits`` (N, K) and ``target`` (N,) are the held-out set (the validation split). The NLL is convex in
+    ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
+    (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
+    the result does not depend on the order of the samples (under DDP they arrive interleaved). For N = 0 it is
+    1 (no scaling).
+    """
+    from scipy.optimize import minimize_scalar
+
+    if logits.shape[0] == 0:
+        return 1.0
+    with torch.inference_mode(False), torch.no_grad():
+        logits = logits.detach().cpu().double()
+        target = target.detach().cpu().long()
+
+        def nll(log_t: float) -> float:
+            return float(F.cross_entropy(logits / math.exp(log_t), target))
+
+        result = minimize_scalar(
+            nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": tolerance}
+        )
+    return float(math.exp(result.x))
+
+
+def temperature_scaled_metrics(
+    logits: torch.Tensor, target: torch.Tensor, temperature: float, n_bins: int = DEFAULT_BINS
+) -> dict[str, float]:
+    """``SCALED_METRICS`` of ``softmax(logits / temperature)``: NLL, ECE, adaptive ECE, Brier score, class-wise
+    ECE, smooth ECE, AURC and AUGRC, by ``ClassificationMetrics``. AURC and AUGRC change too for K > 2: scaling
+    keeps each prediction but not the ranking of the confidences across samples (``labelsmooth.calibration.
+    selective``)."""
+    from labelsmooth.calibration.metrics import ClassificationMetrics
+
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    scaled = logits.detach().float().cpu() / temperature
+    metrics = ClassificationMetrics(scaled.shape[-1], n_bins=n_bins)
+    metrics.update(scaled, target.detach().long().cpu())
+    values = metrics.compute()
+    return {name: float(values[name]) for name in SCALED_METRICS}

@@ -1,0 +1,165 @@
+"""Precise BatchNorm: the running statistics recomputed from training batches before each evaluation.
+
+A BatchNorm layer normalises with the statistics of the batch in training and with running estimates
+``running ← (1 - m)·running + m·batch`` in evaluation. With a small momentum ``m`` (Keras' 0.99 is ``m = 0.01``)
+those estimates average over the last ~1/m steps, so after a short run, or wherever the weights still move fast,
+they describe an older network than the one evaluated. Precise BN (Wu & Johnson, "Rethinking 'Batch' in BatchNorm",
+2021, §3) replaces them, before evaluating, by the statistics of the current weights on N training batches::
+
+    running_mean = (1/N) Σ_b mean_b,   running_var = (1/N) Σ_b var_b   (var_b: the unbiased batch variance)
+
+the cumulative average BatchNorm computes with ``momentum=None``, which is what ``torch.optim.swa_utils.update_bn``
+does (used here: momentum ``None``, ``reset_running_stats``, N forward passes in train mode without gradients, the
+momentum put back).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import move_data_to_device
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader
+
+from labelsmooth.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+def batch_norm_layers(net: nn.Module) -> list[_BatchNorm]:
+    """Every BatchNorm layer of ``net`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, timm's ``BatchNormAct2d``)."""
+    return [module for module in net.modules() if isinstance(module, _BatchNorm)]
+
+
+def recompute_batch_norm_statistics(net: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
+    """``update_bn`` over ``inputs`` (network inputs on ``net``'s device), with every submodule's train / eval mode
+    put back as it was (``update_bn`` restores only the top module's, recursively); the number of batches used."""
+    modes = {module: module.training for module in net.modules()}
+    used = 0
+
+    def counted() -> Iterator[torch.Tensor]:
+        nonlocal used
+        for batch in inputs:
+            used += 1
+            yield batch
+
+    try:
+        update_bn(counted(), net)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return used
+
+
+class PreciseBatchNorm(Callback):
+    """Before each validation and test (also ``trainer.validate/test(ckpt_path=...)`` after ``fit``, which load the
+    checkpoint's weights first), recomputes the BatchNorm statistics of the module's network from the first
+    ``num_batches`` batches of the training loader (all of them if it has fewer); ``num_batches=0`` is off.
+
+    The batches are those training sees: the trainer's training loader (under DDP each process its own shard),
+    moved to the module's device and preprocessed by the data module's ``preprocess_batch(batch, train=True)``
+    (the on-device scaling, normalisation and augmentation of training batches), under the training precision.
+    MixUp / CutMix, which the training step applies, are left out: evaluation inputs are not mixed. Under DDP
+    each process averages over its own batches, then the processes average their statistics, which is the
+    cumulative average over all their batches (equal counts per process, as Lightning's ``DistributedSampler``
+    gives). The sanity check before training is not recomputed.
+
+    Every recomputation uses the same batches: the loader's shuffle, the augmentation and any dropout draw from
+    generators seeded with ``seed`` (a distributed sampler is held at its epoch-0 order), so the statistics are a
+    function of the weights alone and evaluating a checkpoint again (``trainer.validate(ckpt_path=best)`` after fit,
+    the evaluation app) gives the numbers of the validation that preceded its saving. Those generators are forked,
+    so switching precise BN on leaves the training run itself (its data order and augmentation) unchanged.
+    """
+
+    def __init__(self, num_batches: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
+            raise ConfigurationError(
+                f"precise_bn={num_batches!r} must be an integer >= 0: the number of training batches BatchNorm's "
+                "statistics are recomputed from before each evaluation (0: off)"
+            )
+        self.num_batches = num_batches
+        self.seed = int(seed)
+
+    def run_record(self) -> dict[str, Any]:
+        return {"precise_bn": self.num_batches}
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.recompute(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.recompute(trainer, pl_module)
+
+    def recompute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        net = getattr(pl_module, "net", pl_module)
+        layers = batch_norm_layers(net)
+        if self.num_batches == 0 or not layers:
+            return
+        loader = self._training_loader(trainer)
+        sampler = getattr(loader, "sampler", None)
+        sampler_epoch = getattr(sampler, "epoch", None)  # DistributedSampler: its order depends on the epoch
+        device = pl_module.device
+        preprocess = getattr(trainer.datamodule, "preprocess_batch", None)
+
+        def training_inputs() -> Iterator[torch.Tensor]:
+            for batch in islice(loader, self.num_batches):
+                batch = move_data_to_device(batch, device)
+                if callable(preprocess):
+                    batch = preprocess(batch, train=True)
+                inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+                yield trainer.precision_plugin.convert_input(inputs)
+
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices), trainer.precision_plugin.train_step_context():
+            torch.default_generator.manual_seed(self.seed)
+            for index in cuda_devices:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(self.seed)
+            if sampler_epoch is not None:
+                sampler.set_epoch(0)
+            try:
+                used = recompute_batch_norm_statistics(net, training_inputs())
+            finally:
+                if sampler_epoch is not None:
+                    sampler.set_epoch(sampler_epoch)
+        if used == 0:
+            raise RuntimeError("precise_bn: the training loader gave no batch to recompute BatchNorm's statistics from")
+        if trainer.world_size > 1:
+            for layer in layers:
+                layer.running_mean.copy_(trainer.strategy.reduce(layer.running_mean, reduce_op="mean"))
+                layer.running_var.copy_(trainer.strategy.reduce(layer.running_var, reduce_op="mean"))
+        log.debug("precise_bn: BatchNorm statistics of %d layers recomputed from %d batches", len(layers), used)
+
+    @staticmethod
+    def _training_loader(trainer: pl.Trainer) -> Iterable:
+        """The loader of ``fit`` (with Lightning's distributed sampler under DDP); outside ``fit``, the data
+        module's own training loader."""
+        loader = trainer.train_dataloader
+        if loader is None and trainer.datamodule is not None:
+            loader = trainer.datamodule.train_dataloader()
+        if loader is None:
+            raise ConfigurationError(
+                "precise_bn needs training batches: run it with a data module (trainer.fit/validate/test(datamodule="
+                "...)) or after trainer.fit"
+            )
+        if isinstance(loader, DataLoader) and loader.persistent_workers:
+            # Iterating a loader with persistent workers again resets the workers of the training epoch's iterator.
+            loader = DataLoader(
+                loader.dataset,
+                batch_sampler=loader.batch_sampler,
+                num_workers=loader.num_workers,
+                collate_fn=loader.collate_fn,
+                pin_memory=loader.pin_memory,
+                worker_init_fn=loader.worker_init_fn,
+                multiprocessing_context=loader.multiprocessing_context,
+            )
+        return loader

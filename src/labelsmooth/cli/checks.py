@@ -1,0 +1,173 @@
+"""Checks made before any data is read or downloaded, so a configuration that cannot work fails in a second
+with a message that names the key and the fix (and the device counting they and the SLURM launcher share)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from labelsmooth.errors import ConfigurationError
+
+
+def explicit_device_count(devices: object) -> int | None:
+    """The number of devices ``trainer.devices`` names (a count, a list of ids, ``"0,1"``, ``"2"``); None for
+    ``auto`` and ``-1`` (every visible device, known only on the machine that runs the job)."""
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices if devices >= 0 else None
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text.isdigit() else None
+
+
+def gpus_per_job(accelerator: object, devices: object) -> int:
+    """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
+    ``trainer.accelerator=cpu``, else the count ``trainer.devices`` names (1 for ``auto``)."""
+    if str(accelerator).lower() == "cpu":
+        return 0
+    return max(explicit_device_count(devices) or 1, 1)
+
+
+def requested_devices(trainer_cfg: DictConfig) -> int:
+    count = explicit_device_count(trainer_cfg.get("devices", 1))
+    if count is not None:
+        return count
+    import torch  # "auto" or -1: every visible accelerator
+
+    return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
+
+
+TRAINER_COUNTS = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "accumulate_grad_batches": 1}
+
+
+def check_trainer_counts(trainer_cfg: DictConfig) -> None:
+    """Refuse a ``trainer.max_epochs`` (``min_epochs``, ``max_steps``, ``accumulate_grad_batches``) that is not a
+    whole number in range before the data set is read (Lightning would fail on it only once training starts)."""
+    for key, minimum in TRAINER_COUNTS.items():
+        value = trainer_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise ConfigurationError(f"trainer.{key}={value!r} must be an integer >= {minimum} (or null)")
+
+
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """Refuse more devices than this machine has, before Lightning launches processes for them."""
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    devices = trainer_cfg.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        return
+    requested = requested_devices(trainer_cfg)
+    if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
+        available, kind = torch.cuda.device_count(), "GPU"
+    elif accelerator in {"cpu", "auto"}:
+        available, kind = os.cpu_count() or 1, "CPU core"
+    else:
+        return
+    if requested > available and available == 0:
+        raise ConfigurationError(
+            f"trainer.accelerator={accelerator} asks for {requested} GPU{'s' if requested > 1 else ''} but this "
+            "machine has none (torch sees no CUDA device). Use trainer=cpu, or trainer=default to take a GPU when "
+            "there is one."
+        )
+    if requested > available:
+        raise ConfigurationError(
+            f"trainer.devices={devices} asks for {requested} {kind}s but this machine has {available}. "
+            f"Use trainer.devices={available} or fewer" + (" (or trainer=cpu)" if kind == "GPU" else "") + "."
+        )
+
+
+def check_multirun_ddp(trainer_cfg: DictConfig, multirun: bool) -> None:
+    """Lightning's subprocess DDP re-launches the script per device, which Hydra multirun cannot do."""
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    if multirun and strategy.startswith("ddp") and "spawn" not in strategy and requested_devices(trainer_cfg) > 1:
+        raise ConfigurationError(
+            f"trainer.strategy={strategy} with {requested_devices(trainer_cfg)} devices cannot run inside a Hydra "
+            "multirun: Lightning's subprocess DDP re-launches the script, which a sweep job cannot do. Instead "
+            "run one process per job (trainer=default or trainer.devices=1) and run jobs in parallel with "
+            "hydra/launcher=joblib (one machine) or hydra/launcher=submitit_slurm (a cluster), or run the DDP "
+            "training as a single run without -m."
+        )
+
+
+_TORCH_DEFAULT_THREADS: list[int] = []  # torch's own thread count, seen before any job of this process set one
+
+
+def set_num_threads(num_threads: Any) -> None:
+    """``torch.set_num_threads(num_threads)`` (``num_threads`` config key); None: torch's default, also for a job
+    that follows, in the same process (a sequential multirun), one that set another count."""
+    import torch
+
+    if not _TORCH_DEFAULT_THREADS:
+        _TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
+    if num_threads is None:
+        num_threads = _TORCH_DEFAULT_THREADS[0]
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ConfigurationError(f"num_threads={num_threads!r} must be a positive integer (null: torch's default)")
+    if torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+
+
+def check_model_fits_data(net: Any, datamodule: Any) -> None:
+    """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
+    import torch
+
+    from labelsmooth.errors import first_line
+
+    shape = (2, *datamodule.image_shape)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(shape))
+    except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
+        fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
+        raise ConfigurationError(
+            f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
+            f"(channels, height, width): {first_line(error)}. Choose a model for this "
+            f"input size and number of channels{fixed_size if type(net).__module__.startswith('timm') else ''}."
+        ) from error
+    finally:
+        net.train(was_training)
+    if out.shape != (2, datamodule.num_classes):
+        raise ConfigurationError(
+            f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
+            f"{datamodule.num_classes} classes"
+        )
+
+
+def check_strategy_before_data(cfg: DictConfig) -> None:
+    """Build the smoothing strategy once, before any data is read or downloaded, when the data set config declares
+    its number of classes: a γ <= 1/K or an ε out of range then fails in a second, not after the data set was
+    decoded. (Data sets that count their classes from the files are checked when the module is built.)"""
+    num_classes = cfg.dataset.get("num_classes") if cfg.get("dataset") else None
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and cfg.get("smoothing"):
+        hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """Build the optimizer and the learning-rate scheduler once on a stand-in parameter, so a setting the
+    optimizer refuses (``optimizer.lr=fast``, a negative weight decay) fails before the data set is read, with the
+    key named, instead of in a traceback from inside the first training step."""
+    import torch
+
+    from labelsmooth.errors import first_line
+
+    if not cfg.get("optimizer"):
+        return
+    try:
+        optimizer = hydra.utils.instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        if cfg.get("scheduler"):
+            hydra.utils.instantiate(cfg.scheduler)(optimizer)
+    except (TypeError, ValueError) as error:
+        given = OmegaConf.to_container(cfg.optimizer, resolve=True)
+        settings = ", ".join(f"optimizer.{k}={v!r}" for k, v in given.items() if not str(k).startswith("_"))
+        raise ConfigurationError(
+            f"the optimizer or learning-rate scheduler refuses its settings ({first_line(error)}); the optimizer has "
+            f"{settings}"
+        ) from error

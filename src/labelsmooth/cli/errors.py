@@ -1,0 +1,122 @@
+"""The error policy of the command-line apps.
+
+A problem the user can fix ends the run with one line (and exit code 1; the full traceback with
+``HYDRA_FULL_ERROR=1``): the project's own errors (``labelsmooth.errors.LabelsmoothError``: bad configuration,
+missing or damaged data and files), the configuration errors of Hydra, OmegaConf and Lightning, and file-system
+errors that name their path (a run directory that cannot be created). Every other exception is a bug and keeps its
+traceback, also a ``ValueError`` from inside torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hydra.errors import CompactHydraException
+
+from labelsmooth.errors import LabelsmoothError
+from labelsmooth.tracking.log_files import log_to_files
+
+log = logging.getLogger(__name__)
+
+# Library errors that describe the user's configuration, not a bug, by class name (their modules are imported
+# only when they are raised: Lightning's MisconfigurationException, Hydra's composition errors).
+NAMED_LIBRARY_ERRORS = frozenset(
+    {
+        "MisconfigurationException",
+        "ConfigCompositionException",
+        "MissingConfigException",
+        "OverrideParseException",
+        "ConfigKeyError",
+        "ValidationError",
+        "InterpolationResolutionError",
+        "MissingMandatoryValue",
+    }
+)
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The user's error behind Hydra's ``InstantiationException`` wrappers."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` (unwrapped by ``root_cause``) is a problem the user can fix rather than a bug."""
+    if isinstance(error, (LabelsmoothError, NotImplementedError)) or type(error).__name__ in NAMED_LIBRARY_ERRORS:
+        return True
+    if isinstance(error, (OSError, ValueError, EOFError)) and "Original Traceback" in str(error):
+        return True  # a DataLoader worker could not read a file (a damaged image)
+    return isinstance(error, OSError) and getattr(error, "filename", None) is not None
+
+
+def error_message(error: BaseException) -> str:
+    """The message of ``error``; for an error re-raised from a DataLoader worker, whose message carries the
+    worker's whole traceback, its last line (the worker's own error, e.g. the image file it could not read); for
+    a file-system error, its path and reason."""
+    text = str(error)
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    if "Original Traceback" not in text:
+        return text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"in a DataLoader worker: {lines[-1]}"
+
+
+class RunFailed(CompactHydraException):
+    """A run stopped by a configuration, data or file problem: Hydra prints only this message (and the full
+    traceback when ``HYDRA_FULL_ERROR=1``)."""
+
+
+def as_compact_user_error(error: Exception) -> Exception:
+    """``RunFailed`` with the message of the user's error behind ``error``; ``error`` itself when it is a bug,
+    whose traceback the user should see."""
+    cause = root_cause(error)
+    if is_user_error(cause):
+        return RunFailed(f"{type(cause).__name__}: {error_message(cause)}")
+    return error
+
+
+class RunInterrupted(SystemExit):
+    """The run was stopped by SIGTERM or Ctrl-C: exit code 1 (Lightning's own ``SIGTERMException`` exits 0, which
+    would tell a scheduler or a script that the run succeeded) and the message says how to continue."""
+
+
+def interruption_message(cause: BaseException, multirun: bool) -> str:
+    sigterm = "SIGTERM" in type(cause).__name__  # Lightning's SIGTERMException
+    what = "stopped by SIGTERM (a time limit, preemption or kill)" if sigterm else "interrupted (Ctrl-C)"
+    how = (
+        "run the same command again with resume_sweep=true and hydra.sweep.dir=<this sweep's directory> (completed "
+        "jobs are skipped, interrupted ones continue)"
+        if multirun
+        else "run it again with the same overrides and resume=true"
+    )
+    return f"{what}; to continue from its last checkpoint, {how}"
+
+
+def log_failure(message: str, to_console: bool) -> None:
+    """Log a run's error to the run's log file, and to the console only when asked: a single run's error is
+    printed once by Hydra as it exits, while in a multirun each job's failure shows as it happens."""
+    if to_console:
+        log.error(message)
+    else:
+        log_to_files(log, logging.ERROR, message)
+
+
+def run_app(run, multirun: bool, resumable: bool = True):
+    """``run()`` under the policy: an interruption exits 1 (saying how to continue a ``resumable`` run), a user
+    error becomes one line, a bug keeps its traceback."""
+    try:
+        return run()
+    except (KeyboardInterrupt, SystemExit) as error:
+        if isinstance(error, RunInterrupted):
+            raise
+        how = f": {interruption_message(error, multirun)}" if resumable else ""
+        raise RunInterrupted(f"Interrupted{how}") from error
+    except Exception as error:
+        compact = as_compact_user_error(error)
+        if compact is error:
+            raise
+        raise compact from error

@@ -1,0 +1,148 @@
+"""Evaluate a saved checkpoint: ``python eval.py ckpt_path=<run>/checkpoints/best-epochNNN.ckpt [dataset=...]``.
+
+Checkpoints hold weights only (no hyperparameters), so the model, the smoothing strategy (whose buffers are
+part of the weights) and, unless ``dataset=`` is given, the data set are rebuilt from the run's composed config
+``<run>/.hydra/config.yaml`` (the checkpoint lives in ``<run>/checkpoints/``). The weights are loaded with
+``weights_only=True``. The same metrics as in training (accuracy, NLL, ECE, adaptive ECE, MCE, RMS, Brier,
+confidence, entropy) are computed on the validation and test splits, with the reliability diagrams and the
+temperature fitted on the validation logits (``labelsmooth.callbacks.CalibrationCallback``). Outputs go to
+``outputs/eval/<date>/<time>/``: ``metrics.json``, ``calibration/`` and ``predictions/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, open_dict
+
+from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, build_module
+from labelsmooth.cli.context import context_from_hydra
+from labelsmooth.cli.errors import run_app
+from labelsmooth.cli.lifecycle import RunLifecycle
+from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.runs.context import RunContext
+from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.record import strategy_parameters
+from labelsmooth.runs.saved_run import EvaluationError, checkpoint_path, dataset_for_evaluation, load_run_config
+from labelsmooth.tracking.wandb_run import instantiate_logger, is_wandb, redact_secrets, wandb_config
+
+__all__ = ["EvaluationError", "evaluate", "main"]
+
+register_resolvers()
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    cfg: DictConfig, output_dir: Path, dataset_choice: str | None = None, context: RunContext | None = None
+) -> dict[str, Any]:
+    """Validate and test ``cfg.ckpt_path``; write ``metrics.json`` into ``output_dir``; return the summary.
+
+    The logger is set up as in training (``logger=wandb logger.offline=false`` without a login or network logs
+    offline, with one warning); a W&B run it starts is finished with exit code 0, or 1 when the evaluation failed.
+    ``context`` (default: a single run in ``output_dir``) names and groups that W&B run."""
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from labelsmooth.callbacks import CalibrationCallback
+    from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_checkpoint_matches
+
+    context = context or RunContext(output_dir=Path(output_dir))
+    with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
+        ckpt_path = checkpoint_path(cfg)
+        run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
+        run.summary["run_dir"] = str(RunDirectory.of_checkpoint(ckpt_path).root)
+        run_cfg, choices = load_run_config(ckpt_path, cfg.paths.get("log_dir"))
+        with open_dict(run_cfg):
+            run_cfg.paths = cfg.paths  # data_dir and output_dir of this evaluation
+            run_cfg.teacher_ckpt = None  # a distilled student is evaluated alone: its teacher is not rebuilt
+            if cfg.get("dataset"):
+                run_cfg.dataset = dataset_for_evaluation(run_cfg.dataset, cfg.dataset, context.overrides)
+        smoothing = OmegaConf.to_container(run_cfg.smoothing, resolve=True) if run_cfg.get("smoothing") else None
+        run.summary.update(
+            {
+                "seed": run_cfg.get("seed"),
+                "dataset": dataset_choice or choices.get("dataset", "?"),
+                "trained_on": choices.get("dataset", "?"),
+                "model": choices.get("model", "?"),
+                "smoothing": choices.get("smoothing", "?"),
+                **strategy_parameters(smoothing),
+            }
+        )
+        run.title = f"{run.summary['checkpoint']} on {run.summary['dataset']}"
+
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = build_datamodule(run_cfg.dataset)
+        module = build_module(run_cfg, datamodule)
+        try:
+            checkpoint = check_checkpoint_matches(ckpt_path, module)
+        except CheckpointMismatchError as error:
+            if not dataset_choice:
+                raise
+            raise EvaluationError(
+                f"{error} With dataset={dataset_choice} the data set must have the classes and image shape the model "
+                f"was trained on (it was trained on {choices.get('dataset', '?')})."
+            ) from error
+        module.load_state_dict(checkpoint["state_dict"])
+        module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
+        run.logger = instantiate_logger(_as_eval_job(cfg), context)
+        if run.logger:
+            run.logger.log_hyperparams(evaluation_config(run_cfg, choices, run.summary))
+        calibration = CalibrationCallback(
+            output_dir=str(output_dir),
+            n_bins=cfg.n_bins,
+            save_predictions=cfg.save_predictions,
+            predictions_max_values=cfg.predictions_max_values,
+        )
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=[calibration], logger=run.logger, enable_checkpointing=False
+        )
+        for results in (
+            trainer.validate(module, datamodule=datamodule, verbose=False),
+            trainer.test(module, datamodule=datamodule, verbose=False),
+        ):
+            run.summary.update({key: float(value) for key, value in results[0].items()})
+        run.summary.update(calibration.run_record())
+        run.complete()
+    return run.summary
+
+
+def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+    """The W&B config of an evaluation: the evaluated run's config and config-group names (``wandb_config``), the
+    data set evaluated on, and where the checkpoint and its run are."""
+    config = wandb_config(run_cfg, {**choices, "dataset": str(summary.get("dataset", choices.get("dataset", "")))})
+    block = {key: summary.get(key) for key in ("checkpoint", "run_dir", "dataset", "trained_on") if key in summary}
+    config["evaluation"] = redact_secrets(block)
+    return config
+
+
+def _as_eval_job(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the W&B logger's ``job_type: train`` (conf/logger/wandb.yaml) changed to ``eval``."""
+    if not is_wandb(cfg.get("logger")) or cfg.logger.get("job_type") != "train":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.logger.job_type = "eval"
+    return cfg
+
+
+def _context_from_hydra() -> RunContext:
+    """This job as ``train.py`` sees its own; the W&B run is named by its overrides less ``ckpt_path`` (long, and
+    recorded in ``metrics.json``)."""
+    context = context_from_hydra()
+    overrides = sorted(o for o in context.overrides if not o.startswith("ckpt_path="))
+    return dataclasses.replace(context, override_dirname=",".join(overrides))
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    """Evaluate; configuration, data and file problems end the run with one line (as in ``train.py``: the full
+    traceback with ``HYDRA_FULL_ERROR=1``) and exit code 1."""
+    context = _context_from_hydra()
+    dataset_choice = context.choices.get("dataset")
+    summary = run_app(lambda: evaluate(cfg, context.output_dir, dataset_choice, context), False, resumable=False)
+    return summary.get("test/acc")

@@ -1,0 +1,164 @@
+"""The teacher of a distillation run (``experiment=distill teacher_ckpt=<path>``), loaded from its checkpoint.
+
+A checkpoint describes itself: its run directory (``<run>/checkpoints/<file>.ckpt`` → ``<run>``) holds the run's
+composed config ``.hydra/config.yaml``, from which the teacher's network and strategy are rebuilt exactly as
+``eval.py`` rebuilds them (``labelsmooth.runs.saved_run.load_run_config``, ``build_module``), and its ``metrics.json``,
+which names the teacher's strategy and parameters for the student's ``metrics.json`` (``teacher.*``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from labelsmooth.errors import ConfigurationError, first_sentence
+from labelsmooth.runs.files import recorded_metrics
+from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.record import strategy_parameters
+from labelsmooth.runs.saved_run import load_run_config
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_TEACHER_CKPT = "outputs/runs/<date>/<time>/checkpoints/best-epoch012.ckpt"
+
+# Data set settings a student may set otherwise than its teacher: how batches are loaded and stored, and the
+# training-time input augmentation (the teacher sees the student's batches). Every other key (the data set, its
+# split, its preprocessing) must be the teacher's: otherwise the teacher was trained on images of the student's
+# validation or test split, or is handed inputs prepared otherwise than in its training.
+STUDENT_MAY_CHANGE = frozenset(
+    {"batch_size", "eval_batch_size", "num_workers", "in_memory", "download", "root", "shift", "hflip"}
+)
+
+
+class TeacherLogits(nn.Module):
+    """A trained network read as its strategy reads it: ``criterion.prediction_logits(net(x))``, logits whose
+    softmax is the teacher's predictive distribution (the network's logits for every softmax strategy)."""
+
+    def __init__(self, net: nn.Module, criterion: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.criterion = criterion
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.criterion.prediction_logits(self.net(x))
+
+
+def teacher_run(teacher_ckpt: str | Path) -> tuple[DictConfig, dict[str, str], dict[str, Any]]:
+    """The composed config, the config-group choices (``load_run_config``) and the ``metrics.json`` record (empty
+    when there is none) of the teacher's run, or a ``ConfigurationError`` that names ``teacher_ckpt`` and what is
+    missing."""
+    path = Path(teacher_ckpt)
+    if not path.is_file():
+        what = "is a directory: give the .ckpt file inside it" if path.is_dir() else "no such checkpoint file"
+        raise ConfigurationError(
+            f"teacher_ckpt={teacher_ckpt}: {what}. A teacher is the checkpoint of a finished run, e.g. "
+            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (README: Distillation)"
+        )
+    run = RunDirectory.of_checkpoint(path)
+    if not run.config_yaml.is_file():
+        raise ConfigurationError(
+            f"teacher_ckpt={teacher_ckpt}: no run config at {run.config_yaml}. The teacher is rebuilt from the "
+            "config of the run that wrote the checkpoint, so the checkpoint must stay in <run>/checkpoints/ next "
+            "to <run>/.hydra/"
+        )
+    run_cfg, choices = load_run_config(path)
+    return run_cfg, choices, recorded_metrics(run.root) or {}
+
+
+def check_same_data(teacher_dataset: DictConfig, student_dataset: DictConfig, teacher_ckpt: str | Path) -> None:
+    """Refuse a student data set that differs from the teacher's in anything but ``STUDENT_MAY_CHANGE``."""
+    teacher = OmegaConf.to_container(teacher_dataset, resolve=False)
+    student = OmegaConf.to_container(student_dataset, resolve=False)
+    differences = [
+        f"dataset.{key}: teacher {teacher.get(key)!r}, student {student.get(key)!r}"
+        for key in sorted((teacher.keys() | student.keys()) - STUDENT_MAY_CHANGE)
+        if teacher.get(key) != student.get(key)
+    ]
+    if differences:
+        raise ConfigurationError(
+            f"teacher_ckpt={teacher_ckpt} was trained on other data than this student ({'; '.join(differences)}): "
+            "the teacher would have seen images of the student's validation or test split, or would be given "
+            "inputs prepared otherwise than in its training. Train the student with the teacher's dataset= "
+            "settings (its .hydra/overrides.yaml)."
+        )
+
+
+def check_teacher_before_data(cfg: DictConfig) -> None:
+    """Before any data is read: ``experiment=distill`` without ``teacher_ckpt=`` (or the reverse), a teacher
+    checkpoint without its run, ``distill.alpha`` / ``distill.temperature`` out of range, or a student data set
+    other than the teacher's each fail with a message that says what to give."""
+    if cfg.get("distill") and not cfg.get("teacher_ckpt"):
+        raise ConfigurationError(
+            "experiment=distill needs teacher_ckpt=<the teacher's checkpoint>, e.g. "
+            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (train the teacher first; README: Distillation)"
+        )
+    if not cfg.get("teacher_ckpt"):
+        return
+    if not cfg.get("distill"):
+        raise ConfigurationError(
+            f"teacher_ckpt={cfg.teacher_ckpt} is the teacher of a distillation: add experiment=distill (it sets "
+            "distill.alpha and distill.temperature)"
+        )
+    hydra.utils.instantiate(cfg.distill)
+    run_cfg, _, _ = teacher_run(cfg.teacher_ckpt)
+    check_same_data(run_cfg.dataset, cfg.dataset, cfg.teacher_ckpt)
+
+
+def teacher_record(
+    teacher_ckpt: str | Path, run_cfg: DictConfig, choices: dict[str, str], recorded: dict[str, Any]
+) -> dict[str, Any]:
+    """The student's ``metrics.json`` entries about its teacher: ``teacher.checkpoint``, ``teacher.smoothing`` and
+    ``teacher.smoothing.<param>`` as the teacher's ``metrics.json`` recorded them (its config and ``smoothing=``
+    choice where it has none), and the teacher's ``model``, ``seed``, ``status`` and ``test/acc`` where recorded."""
+    if recorded:
+        parameters = {key: value for key, value in recorded.items() if key.startswith("smoothing.")}
+    else:
+        smoothing = run_cfg.get("smoothing")
+        parameters = strategy_parameters(OmegaConf.to_container(smoothing, resolve=True) if smoothing else None)
+    record: dict[str, Any] = {
+        "teacher.checkpoint": str(Path(teacher_ckpt).resolve()),
+        "teacher.smoothing": recorded.get("smoothing") or choices.get("smoothing", "?"),
+    }
+    record.update({f"teacher.{key}": value for key, value in parameters.items()})
+    record.update(
+        {f"teacher.{key}": recorded[key] for key in ("model", "seed", "status", "test/acc") if key in recorded}
+    )
+    return record
+
+
+def load_teacher(teacher_ckpt: str | Path, datamodule: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher network (``TeacherLogits``: eval mode, frozen parameters) rebuilt from its run's config for
+    ``datamodule``'s classes and image shape with the checkpoint's weights, and its ``teacher_record``."""
+    from labelsmooth.cli.build import build_module
+    from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
+
+    run_cfg, choices, recorded = teacher_run(teacher_ckpt)
+    if recorded.get("status") != "completed":
+        log.warning(
+            "teacher_ckpt=%s: its run's metrics.json says status=%s, not completed: the teacher may be "
+            "unfinished (recorded as teacher.status)",
+            teacher_ckpt,
+            recorded.get("status", "<no metrics.json>"),
+        )
+    with open_dict(run_cfg):
+        run_cfg.teacher_ckpt = None  # a distilled teacher runs without its own teacher
+    # Building the network draws initial weights (then replaced by the checkpoint's): on a copy of torch's random
+    # state, so the student's data order and augmentation are those of the same run without a teacher.
+    with torch.random.fork_rng(devices=[]):
+        module = build_module(run_cfg, datamodule)
+    try:
+        checkpoint = check_checkpoint_matches(teacher_ckpt, module)
+    except CheckpointError as error:
+        raise ConfigurationError(
+            f"teacher_ckpt={teacher_ckpt}: its weights do not fit the network of its run config on this data set "
+            f"({first_sentence(error)})"
+        ) from error
+    module.load_state_dict(checkpoint["state_dict"])
+    teacher = TeacherLogits(module.net, module.criterion).eval().requires_grad_(False)
+    return teacher, teacher_record(teacher_ckpt, run_cfg, choices, recorded)

@@ -1,0 +1,166 @@
+"""The training app: ``python train.py`` (or ``labelsmooth-train``) over ``conf/train.yaml``.
+
+One run: compose the config → check it → seed → data module (it knows ``num_classes``, the image shape and the
+class prior) → model and smoothing strategy → LightningModule → Trainer → ``fit`` → validate and test the best
+checkpoint → ``metrics.json`` → finish the W&B run with the right exit code → return the optimized metric to the
+sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, build_module, build_trainer, compose_config
+from labelsmooth.cli.checks import (
+    check_devices,
+    check_model_fits_data,
+    check_multirun_ddp,
+    check_optimizer,
+    check_strategy_before_data,
+    check_trainer_counts,
+    set_num_threads,
+)
+from labelsmooth.cli.context import context_from_hydra
+from labelsmooth.cli.errors import run_app
+from labelsmooth.cli.lifecycle import RunLifecycle
+from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.errors import ConfigurationError
+from labelsmooth.runs.context import RunContext
+from labelsmooth.runs.overrides import job_overrides
+from labelsmooth.runs.record import model_name, strategy_parameters, target_name, unsmoothed_parameters
+from labelsmooth.tracking.wandb_run import failed_job_wandb_run, instantiate_logger, redact_secrets, wandb_config
+
+__all__ = ["CONFIG_DIR", "ConfigurationError", "RunContext", "compose_config", "main", "train"]
+
+register_resolvers()  # before Hydra composes conf/ (hydra.run.dir uses ls_run_dir)
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """Train, validate and test one configuration; write ``metrics.json``; return the summary dict."""
+    import pytorch_lightning as pl
+    import torch
+
+    from labelsmooth.runs.checkpoints import check_checkpoint_matches, check_checkpoint_path
+    from labelsmooth.runs.result_guard import refuse_other_completed_job
+    from labelsmooth.runs.resume import start_checkpoint
+
+    summary = describe_run(cfg, context)
+    title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']}"
+    failed_run_logger = (lambda: failed_job_wandb_run(cfg, context)) if context.multirun else None
+    with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+        refuse_other_completed_job(context, run.summary["overrides"])
+        check_before_data(cfg, context)
+        ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
+        if ckpt_path:  # a mistyped path fails before the data set is downloaded or read
+            check_checkpoint_path(ckpt_path)
+        set_num_threads(cfg.get("num_threads"))
+        run.summary["num_threads"] = torch.get_num_threads()
+
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = build_datamodule(cfg.dataset)
+        module = build_module(cfg, datamodule)
+        check_model_fits_data(module.net, datamodule)
+        if ckpt_path:
+            check_checkpoint_matches(ckpt_path, module)
+        run.logger = instantiate_logger(cfg, context, resume_wandb_id)
+        trainer = build_trainer(cfg, run.logger)
+        if run.logger:
+            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        run.summary["checkpoint"] = best
+        run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
+        run.summary.update(epochs=trainer.current_epoch, world_size=trainer.world_size)
+        run.summary.update(run_records(module, trainer.callbacks))
+        log_records_to_wandb(run.logger, run.summary)
+        run.complete()
+    return run.summary
+
+
+def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """What ``metrics.json`` records of a run before it starts (so a failed run records it too): seed, the names of
+    the data set, model, strategy and batch mixing, the strategy's parameters and their unsmoothed values, and the
+    job's overrides (secrets redacted)."""
+    smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else None
+    strategy_class = hydra.utils.get_class(smoothing["_target_"]) if smoothing and "_target_" in smoothing else None
+    return {
+        "seed": cfg.get("seed"),
+        "dataset": context.choices.get("dataset", target_name(cfg.get("dataset"))),
+        "model": model_name(context.choices.get("model"), cfg.get("model")),
+        "smoothing": context.choices.get("smoothing", target_name(cfg.get("smoothing"))),
+        **strategy_parameters(smoothing),
+        **unsmoothed_parameters(strategy_class),
+        "augment": context.choices.get("augment", target_name(cfg.get("augment"))),
+        "strategy_schedule": context.choices.get("strategy_schedule", "none"),
+        "overrides": redact_secrets(job_overrides(context.overrides)),
+    }
+
+
+def check_before_data(cfg: DictConfig, context: RunContext) -> None:
+    """Every check that needs no data: trainer counts and devices, DDP in a sweep, optimizer, strategy and
+    distillation teacher."""
+    from labelsmooth.cli.teacher import check_teacher_before_data
+
+    check_multirun_ddp(cfg.trainer, context.multirun)
+    check_trainer_counts(cfg.trainer)
+    check_devices(cfg.trainer)
+    check_optimizer(cfg)
+    check_strategy_before_data(cfg)
+    check_teacher_before_data(cfg)
+
+
+def test_checkpoint(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:
+    """Validation and test metrics of ``ckpt_path`` (the best checkpoint; the last weights when there is none)."""
+    metrics: dict[str, float] = {}
+    for evaluate in (trainer.validate, trainer.test):
+        results = evaluate(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
+        metrics.update({key: float(value) for key, value in results[0].items()})
+    return metrics
+
+
+def run_records(module: Any, callbacks: list) -> dict[str, Any]:
+    """What the LightningModule and the callbacks add to ``metrics.json``: the dict of each one's ``run_record()``
+    (e.g. the epoch of the best validation accuracy, a parameter schedule's values)."""
+    records: dict[str, Any] = {}
+    for part in (module, *callbacks):
+        record = getattr(part, "run_record", None)
+        if callable(record):
+            records.update(record())
+    return records
+
+
+def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
+    """The run's records that are not logged metrics (``val/acc_best_epoch``, ``epochs``, ...) into the W&B run's
+    summary, so W&B filters and sorts by them as the report does."""
+    from labelsmooth.tracking.wandb_run import is_wandb
+
+    if not is_wandb(logger):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "status"}
+        wandb.run.summary.update(plain)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    context = context_from_hydra()
+    if cfg.get("resume_sweep"):  # re-run of a sweep: completed jobs are skipped, interrupted ones continue
+        from labelsmooth.runs.sweeps import can_continue, completed_job, optimized_value
+
+        if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
+            return optimized_value(done, cfg.get("optimized_metric"))
+        if not cfg.get("resume") and can_continue(context.output_dir, context.overrides):
+            log.info("resume_sweep: %s continues from its last checkpoint", context.output_dir)
+            with open_dict(cfg):
+                cfg.resume = True
+    summary = run_app(lambda: train(cfg, context), context.multirun)
+    value = summary.get(cfg.get("optimized_metric"))
+    return float(value) if value is not None else None

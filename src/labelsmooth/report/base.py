@@ -1,0 +1,111 @@
+"""The report's shared vocabulary: the metrics it tables, the swept parameter's values as table columns, labels
+and number formatting. Every other module of the report imports this one; it imports none of them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MARKDOWN_TITLE = "# Label smoothing sweep report"
+DEFAULT_PARAMETER = "smoothing.gamma"
+REPLICATE_KEYS = {"seed"}
+
+
+@dataclass(frozen=True)
+class ReportMetric:
+    """A ``metrics.json`` key reported as a table; values shown ×``scale`` (percent).
+
+    ``optional``: shown (table, CSVs, W&B panels, runs.csv column) only when a completed job records it; the
+    others are always shown, with a line saying that no job reports them. ``accuracy``: its cells mark the seeds
+    that were still improving (best validation accuracy at the last epoch trained).
+    """
+
+    key: str
+    title: str
+    higher_is_better: bool
+    scale: float = 100.0
+    optional: bool = False
+    accuracy: bool = False
+
+    @property
+    def slug(self) -> str:
+        return self.key.replace("/", "_")
+
+
+REPORT_METRICS = (
+    ReportMetric("val/acc_best", "Best validation accuracy (%)", higher_is_better=True, accuracy=True),
+    ReportMetric("test/ece", "Test ECE, 15 bins (%)", higher_is_better=False),
+    ReportMetric("test/ece_ts", "Test ECE after temperature scaling (%)", higher_is_better=False),
+    ReportMetric("test/smooth_ece", "Test smooth ECE (%)", higher_is_better=False, optional=True),
+    ReportMetric(
+        "test/smooth_ece_ts", "Test smooth ECE after temperature scaling (%)", higher_is_better=False, optional=True
+    ),
+    ReportMetric("test/classwise_ece", "Test class-wise ECE, 15 bins (%)", higher_is_better=False, optional=True),
+    ReportMetric(
+        "test/classwise_ece_ts",
+        "Test class-wise ECE after temperature scaling (%)",
+        higher_is_better=False,
+        optional=True,
+    ),
+    ReportMetric("test/aurc", "Test AURC, max-softmax confidence (%)", higher_is_better=False, optional=True),
+    ReportMetric("test/aurc_ts", "Test AURC after temperature scaling (%)", higher_is_better=False, optional=True),
+    ReportMetric("test/augrc", "Test AUGRC, max-softmax confidence (%)", higher_is_better=False, optional=True),
+    ReportMetric("test/augrc_ts", "Test AUGRC after temperature scaling (%)", higher_is_better=False, optional=True),
+)
+
+ParameterValue = float | str
+
+
+def as_float(value: Any) -> float | None:
+    """``value`` as a finite float; None for booleans, None, text that is no number and non-finite numbers."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def as_parameter_value(value: Any) -> ParameterValue | None:
+    """A job's value of the swept parameter as a table column: a finite number as a float (γ, ε, a seed), other
+    plain values as text (``smoothing``: the strategy's name; booleans as ``true`` / ``false``); None for a
+    missing or nested value."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    number = as_float(value)
+    return number if number is not None else str(value)
+
+
+def column_order(value: ParameterValue) -> tuple[int, float, str]:
+    """Numbers ascending, then names alphabetically."""
+    return (1, 0.0, value) if isinstance(value, str) else (0, value, "")
+
+
+def format_value(value: ParameterValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def param_label(parameter: str) -> str:
+    """The symbol of a parameter in headers and axes: ``smoothing.gamma`` → γ, ``smoothing.epsilon`` → ε."""
+    name = parameter.rsplit(".", 1)[-1]
+    return {"gamma": "γ", "epsilon": "ε"}.get(name, name)
+
+
+def slug(text: str) -> str:
+    """``text`` as a file-name part: letters, digits, ``-_.`` kept, anything else ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Making a report: read the sweeps, build the tables and comparisons, write report.md, the CSVs and the plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labelsmooth.report.base import DEFAULT_PARAMETER, REPORT_METRICS, ParameterValue, slug
+from labelsmooth.report.baseline import choose_baseline
+from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_COLUMN, build_distillation_table
+from labelsmooth.report.jobs import (
+    DuplicateRun,
+    Job,
+    MissingJob,
+    check_parameter,
+    collect,
+    counted_jobs,
+    infer_parameter,
+    non_finite_values,
+)
+from labelsmooth.report.markdown import render_markdown
+from labelsmooth.report.penultimate import plot_penultimate_grid
+from labelsmooth.report.plots import plot_metric_vs_parameter, plot_reliability
+from labelsmooth.report.risk_coverage import plot_risk_coverage
+from labelsmooth.report.stats import PairedComparison
+from labelsmooth.report.tables import (
+    Table,
+    build_table,
+    comparisons,
+    write_comparison_csv,
+    write_runs_csv,
+    write_table_csv,
+)
+from labelsmooth.runs.files import write_text_atomic
+
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    files: list[Path]
+    tables: list[Table]
+    comparisons: dict[str, list[PairedComparison]]
+    jobs: list[Job]
+    missing: list[MissingJob]
+    problems: list[str]
+    sweep_dirs: list[Path] = field(default_factory=list)
+    parameter: str = DEFAULT_PARAMETER
+    baseline: ParameterValue = 1.0
+    duplicates: list[DuplicateRun] = field(default_factory=list)
+    baseline_reason: str = ""
+    distillation: Table | None = None
+    plots: list[Path] = field(default_factory=list)
+
+
+def _plots(out: Path, tables: Sequence[Table], counted: Sequence[Job], parameter: str) -> list[Path]:
+    by_key = {t.metric.key: t for t in tables}
+    name = slug(parameter.rsplit(".", 1)[-1])  # accuracy_vs_gamma.png, accuracy_vs_smoothing.png, ...
+    plots = [
+        plot_metric_vs_parameter(
+            out / f"accuracy_vs_{name}.png", [by_key["val/acc_best"]], parameter, "best val. accuracy (%)"
+        ),
+        plot_metric_vs_parameter(
+            out / f"ece_vs_{name}.png",
+            [by_key["test/ece"], by_key["test/ece_ts"]],
+            parameter,
+            "test ECE (%)",
+            ["before", "after temperature scaling"],
+        ),
+        *plot_reliability(out, counted, parameter),
+        *plot_risk_coverage(out, counted, parameter),
+        *plot_penultimate_grid(out, counted, parameter),
+    ]
+    return [p for p in plots if p is not None]
+
+
+def make_report(
+    sweep_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    parameter: str | None = None,
+    baseline: float | str | None = None,
+) -> Report:
+    """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
+    ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
+    the value to compare the best with (default: the unsmoothed value the jobs record, ``none`` for names;
+    ``labelsmooth.report.baseline``). Without ``parameter``, the one key the jobs vary besides the seed
+    (``infer_parameter``). Of completed jobs with the same data set, value and seed only the most recent counts
+    (``counted_jobs``); the others are listed. Every file is written atomically. Raises NotADirectoryError,
+    creating nothing, when there is no ``out_dir`` and the first sweep directory is not an existing directory.
+    """
+    if out_dir is None and not Path(sweep_dirs[0]).is_dir():
+        raise NotADirectoryError(f"{sweep_dirs[0]}: not an existing directory")
+    jobs, missing, problems = collect(sweep_dirs)
+    if parameter:
+        check_parameter(jobs, parameter)
+    parameter = parameter or infer_parameter(jobs)
+    counted, duplicates = counted_jobs(jobs, parameter)
+    problems = [*problems, *non_finite_values(counted)]
+    out = Path(out_dir or sweep_dirs[0])
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
+    tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
+    chosen = choose_baseline(counted, parameter, {c for t in tables for c in t.columns}, baseline)
+    compared = {t.metric.key: comparisons(t, chosen.value) for t in tables}
+    for table in (t for t in tables if t.shown):
+        files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
+        files.append(
+            write_comparison_csv(
+                out / f"best_vs_baseline_{table.metric.slug}.csv", compared[table.metric.key], parameter
+            )
+        )
+    distillation = build_distillation_table(counted)
+    if distillation is not None:
+        path = out / f"table_distillation_{STUDENT_METRIC.slug}.csv"
+        files.append(write_table_csv(path, distillation, TEACHER_COLUMN, replicates="runs"))
+    plots = _plots(out, tables, counted, parameter)
+    report = Report(
+        out, out / REPORT_FILE, files + plots, tables, compared, jobs, missing, problems,
+        [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
+    )  # fmt: skip
+    write_text_atomic(report.markdown, render_markdown(report))
+    report.files.insert(0, report.markdown)
+    return report

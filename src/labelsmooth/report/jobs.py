@@ -1,0 +1,289 @@
+"""Reading a sweep's jobs from their run directories (``labelsmooth.runs.layout.RunDirectory``): what each job
+left there, which jobs of the grid are missing, which key the sweep varied, and which duplicates not to count."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labelsmooth.report.base import (
+    DEFAULT_PARAMETER,
+    REPLICATE_KEYS,
+    REPORT_METRICS,
+    ParameterValue,
+    as_float,
+    as_parameter_value,
+    format_value,
+)
+from labelsmooth.runs.files import read_metrics_json
+from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.overrides import override_key, override_value, parse_override
+from labelsmooth.runs.record import target_name
+
+MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a multirun, in the sweep directory
+
+
+@dataclass
+class Job:
+    """One job of a sweep: its directory and what it left there."""
+
+    directory: Path
+    status: str  # completed, failed, running (metrics.json says so), incomplete (no metrics.json), unreadable
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def run(self) -> RunDirectory:
+        return RunDirectory(self.directory)
+
+    def value(self, key: str) -> Any:
+        """``key`` from metrics.json, else from the job's config (``smoothing.gamma``: its nested node)."""
+        if key in self.metrics:
+            return self.metrics[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def _name(self, group: str) -> str:
+        """As metrics.json names it (``dataset``, ``model``); for a job without one, its override or the class
+        its config node instantiates."""
+        node = self.config.get(group)
+        configured = target_name(node) if isinstance(node, dict) and "_target_" in node else None
+        return str(self.metrics.get(group) or override_value(self.overrides, group) or configured or "?")
+
+    @property
+    def dataset(self) -> str:
+        return self._name("dataset")
+
+    @property
+    def model(self) -> str:
+        return self._name("model")
+
+    @property
+    def seed(self) -> Any:
+        return self.value("seed")
+
+
+@dataclass
+class MissingJob:
+    """A job the sweep's grid asks for that has no directory (never started, or lost)."""
+
+    sweep_dir: Path
+    number: int
+    overrides: list[str]
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_job(directory: Path) -> Job:
+    """The job in ``directory`` (a folder with ``.hydra/`` and, once it ended, ``metrics.json``)."""
+    run = RunDirectory(directory)
+    config = _load_yaml(run.config_yaml)
+    overrides = _load_yaml(run.overrides_yaml)
+    job = Job(
+        directory=directory,
+        status="incomplete",
+        config=config if isinstance(config, dict) else {},
+        overrides=[str(o) for o in overrides] if isinstance(overrides, list) else [],
+    )
+    if not run.metrics_json.exists():
+        job.error = "no metrics.json (still running, killed, or not started)"
+        return job
+    try:
+        metrics = read_metrics_json(directory)
+        if not isinstance(metrics, dict):
+            raise ValueError("metrics.json is not a JSON object")
+    except (OSError, ValueError) as error:
+        job.status, job.error = "unreadable", f"metrics.json: {error}"
+        return job
+    job.metrics = metrics
+    job.status = str(metrics.get("status", "unknown"))
+    if job.status == "failed":
+        job.error = f"{metrics.get('error_type', 'Error')}: {metrics.get('error', '')}".strip()
+    return job
+
+
+def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The overrides of every job of a basic-sweeper grid, in job-number order, from ``multirun.yaml``
+    (Hydra's own grid expansion); None when unknown (no multirun.yaml, or another sweeper such as Optuna)."""
+    multirun = _load_yaml(sweep_dir / MULTIRUN_YAML)
+    if not isinstance(multirun, dict):
+        return None
+    hydra_cfg = multirun.get("hydra") or {}
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        arguments = params + list((hydra_cfg.get("overrides") or {}).get("task") or [])
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:  # an unparsable grid must not stop the report
+        return None
+
+
+def swept_parameters(jobs: Sequence[Job]) -> list[str]:
+    """The override keys whose values differ between the jobs, besides the seed (``smoothing.gamma=0.6,0.8`` →
+    ``smoothing.gamma``), in the order of the first job's command line: what a grid, a ``sweep=`` preset or
+    an Optuna search actually varied."""
+    values: dict[str, set[str | None]] = {}
+    for job in jobs:
+        for item in job.overrides:
+            key, value = parse_override(item)
+            values.setdefault(key, set()).add(value)
+    for job in jobs:  # a key some jobs do not override at all varies too (its default against a value)
+        keys = {override_key(item) for item in job.overrides}
+        for key in values.keys() - keys:
+            values[key].add("<default>")
+    swept = [k for k, v in values.items() if len(v) > 1 and not k.startswith("hydra")]
+    return [k for k in swept if k not in REPLICATE_KEYS]
+
+
+class ParameterError(ValueError):
+    """A ``--param`` that the jobs do not have, or that would pool jobs which differ in what they vary."""
+
+
+def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
+    """Raise ``ParameterError`` when no completed job has ``parameter``, or when it takes one value while the jobs
+    vary another key (its table would average different runs and call all but one per seed duplicates)."""
+    completed = [job for job in jobs if job.status == "completed"]
+    if not completed:
+        return
+    values = {as_parameter_value(job.value(parameter)) for job in completed}
+    varied = swept_parameters(jobs)
+    choices = ", ".join(varied) if varied else "nothing besides the seed"
+    if values == {None}:
+        raise ParameterError(f"--param {parameter}: no job has this key; the jobs vary {choices}")
+    if len(values) == 1 and varied and parameter not in varied:
+        raise ParameterError(
+            f"--param {parameter}: every job has {parameter}={format_value(values.pop())} while they vary {choices}; "
+            "its table would pool different runs. Choose one of those keys."
+        )
+
+
+def infer_parameter(jobs: Sequence[Job]) -> str:
+    """The one key the jobs vary besides the seed; ``smoothing.gamma`` when that is not a single key (several
+    keys, or nothing varied): name it with ``--param`` then."""
+    found = swept_parameters(jobs)
+    return found[0] if len(found) == 1 else DEFAULT_PARAMETER
+
+
+def _job_directories(sweep_dir: Path) -> list[Path]:
+    """The run directories under ``sweep_dir``: those with a Hydra config or a metrics.json, by job number."""
+    layout = RunDirectory(Path())
+    found = set()
+    for marker in (layout.config_yaml, layout.metrics_json):
+        found |= {Path(*p.parts[: len(p.parts) - len(marker.parts)]) for p in sweep_dir.rglob(str(marker))}
+    directories = sorted(found, key=lambda p: (len(p.parts), int(p.name) if p.name.isdigit() else math.inf, str(p)))
+    return [d for d in directories if d != sweep_dir or RunDirectory(d).metrics_json.exists()]
+
+
+def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
+    """Every job under the sweep directories, the grid's jobs without a directory, and problems found."""
+    jobs: list[Job] = []
+    missing: list[MissingJob] = []
+    problems: list[str] = []
+    for sweep_dir in map(Path, sweep_dirs):
+        if not sweep_dir.is_dir():
+            problems.append(f"{sweep_dir}: not a directory")
+            continue
+        directories = _job_directories(sweep_dir)
+        if not directories:
+            problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
+        jobs.extend(read_job(d) for d in directories)
+        grid = expected_jobs(sweep_dir)
+        if grid is not None:
+            for number, overrides in enumerate(grid):
+                if not (sweep_dir / str(number)).is_dir():
+                    missing.append(MissingJob(sweep_dir, number, overrides))
+    return jobs, missing, problems
+
+
+def row_labels(jobs: Sequence[Job]) -> Callable[[Job], str]:
+    """The table row of a job: its data set, or ``data set (model)`` where the completed jobs trained several
+    models on that data set (never one row pooling two models)."""
+    models: dict[str, set[str]] = defaultdict(set)
+    for job in jobs:
+        if job.status == "completed":
+            models[job.dataset].add(job.model)
+    return lambda job: f"{job.dataset} ({job.model})" if len(models[job.dataset]) > 1 else job.dataset
+
+
+def still_improving(job: Job) -> bool | None:
+    """Whether the job's best validation accuracy came in its last epoch (``val/acc_best_epoch == epochs - 1``,
+    both from metrics.json, the epoch 0-based): the budget may have been too short. None without the fields."""
+    best, epochs = as_float(job.metrics.get("val/acc_best_epoch")), as_float(job.metrics.get("epochs"))
+    return None if best is None or epochs is None else best == epochs - 1
+
+
+@dataclass(frozen=True)
+class DuplicateRun:
+    """A completed job not counted: a more recent completed job has the same row (data set), parameter value
+    and seed, and the paired test pairs by seed, so one seed counts once."""
+
+    job: Job
+    kept: Job
+    row: str
+    column: ParameterValue
+    seed: Any
+
+
+def _finished_at(job: Job) -> int:
+    """When the job wrote its metrics.json (ns since the epoch; -1 when it cannot be read)."""
+    try:
+        return job.run.metrics_json.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def counted_jobs(jobs: Sequence[Job], parameter: str) -> tuple[list[Job], list[DuplicateRun]]:
+    """The jobs without the completed duplicates, and those duplicates: of several completed jobs with the same
+    data set (and model, where a data set has several), value of ``parameter`` and seed (e.g. the same job in two
+    sweep directories), only the one whose metrics.json is the most recent counts."""
+    row_of = row_labels(jobs)
+    groups: dict[tuple[str, ParameterValue, Any], list[Job]] = defaultdict(list)
+    for job in jobs:
+        column = as_parameter_value(job.value(parameter))
+        if job.status == "completed" and column is not None and job.seed is not None:
+            groups[(row_of(job), column, job.seed)].append(job)
+    dropped: dict[int, DuplicateRun] = {}
+    for (row, column, _), group in groups.items():
+        if len(group) > 1:
+            kept = max(group, key=lambda j: (_finished_at(j), str(j.directory)))
+            for job in group:
+                if job is not kept:
+                    dropped[id(job)] = DuplicateRun(job, kept, row, column, job.seed)
+    return [j for j in jobs if id(j) not in dropped], list(dropped.values())
+
+
+def non_finite_values(jobs: Sequence[Job]) -> list[str]:
+    """One line per completed job and report metric whose recorded value is not a finite number (a NaN ECE):
+    left out of its table, so the table's n is smaller than the number of completed seeds."""
+    return [
+        f"{job.directory}: {metric.key} = {job.metrics[metric.key]} is not a finite number; left out of its table"
+        for job in jobs
+        if job.status == "completed"
+        for metric in REPORT_METRICS
+        if job.metrics.get(metric.key) is not None and as_float(job.metrics[metric.key]) is None
+    ]

@@ -1,0 +1,147 @@
+"""``report.md``: the tables of a report as Markdown, its notes, the plots linked, failed and missing jobs."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labelsmooth.report.base import MARKDOWN_TITLE, as_float, fmt, format_value, markdown_table, param_label
+from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_KEY
+from labelsmooth.report.tables import (
+    STILL_IMPROVING_NOTE,
+    UNPAIRED_NOTE,
+    Table,
+    comparison_rows,
+    table_rows,
+    unpaired,
+)
+
+if TYPE_CHECKING:
+    from labelsmooth.report.build import Report
+
+
+def _header(report: Report) -> list[str]:
+    symbol = param_label(report.parameter)
+    counts: dict[str, int] = defaultdict(int)
+    for job in report.jobs:
+        counts[job.status] += 1
+    duplicates = report.duplicates
+    plural = "s" if len(duplicates) != 1 else ""
+    not_counted = f", {len(duplicates)} duplicate run{plural} not counted (listed below)" if duplicates else ""
+    lines = [
+        MARKDOWN_TITLE,
+        "",
+        "Sweeps: " + ", ".join(f"`{d}`" for d in report.sweep_dirs),
+        "",
+        f"Swept parameter: `{report.parameter}` (columns; `report.py --param` to choose another), rows: data sets.",
+        "",
+        f"Jobs: {len(report.jobs)} found ({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none'}), "
+        f"{len(report.missing)} missing from the grid{not_counted}.",
+        "",
+        "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
+        "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
+        "",
+        f"Table 3 compares the best {symbol} with {symbol} = {format_value(report.baseline)}: "
+        "`diff % = 100 · (best - baseline) / best` "
+        "(the paper's definition); p-value: two-sided paired t-test over the seeds both have "
+        "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
+        f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
+    ]
+    if report.baseline_reason:
+        lines += ["", f"Baseline: {report.baseline_reason}"]
+    return lines
+
+
+def _metric_tables(report: Report, table: Table) -> list[str]:
+    symbol, baseline = param_label(report.parameter), format_value(report.baseline)
+    parts = ["", f"## Tables 1-2 · {table.metric.title} by {symbol} (`{table.metric.key}`)", ""]
+    if table.values:
+        header = ["data set", *(f"{symbol} = {format_value(c)}" for c in table.columns)]
+        parts.append(markdown_table(header, table_rows(table)))
+        if table.marked:
+            parts += ["", STILL_IMPROVING_NOTE]
+    else:
+        parts.append(f"No completed job reports `{table.metric.key}` with `{report.parameter}`.")
+    items = report.comparisons[table.metric.key]
+    which = "highest" if table.metric.higher_is_better else "lowest"
+    parts += ["", f"### Table 3 · {table.metric.title}: best {symbol} ({which} mean) vs {symbol} = {baseline}", ""]
+    if items:
+        header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline}", "diff %", "pairs", "p-value"]
+        parts.append(markdown_table(header, comparison_rows(items, table)))
+        if any(unpaired(c) for c in items):
+            parts += ["", UNPAIRED_NOTE]
+    else:
+        parts.append(
+            f"No data set has completed runs at {symbol} = {baseline}: choose the value to "
+            "compare with by `report.py --baseline VALUE`."
+        )
+    return parts
+
+
+def _distillation(table: Table) -> list[str]:
+    parts = [
+        "",
+        f"## Distillation · {table.metric.title} by the teacher's smoothing (`{STUDENT_METRIC.key}`)",
+        "",
+        "Rows: the student (data set and model); columns: the teacher's strategy and parameters as the student's "
+        f"metrics.json records them (`{TEACHER_KEY}`, `{TEACHER_KEY}.<param>`). Cells over the student runs of "
+        "each teacher setting (n: student runs, their seeds and teachers of that setting).",
+        "",
+        markdown_table(["student", *(format_value(c) for c in table.columns)], table_rows(table)),
+    ]
+    return parts + (["", STILL_IMPROVING_NOTE] if table.marked else [])
+
+
+def _duplicates(report: Report) -> list[str]:
+    symbol = param_label(report.parameter)
+    metrics = [t.metric for t in report.tables if t.shown]
+    parts = [
+        "",
+        "## Duplicate runs (not counted)",
+        "",
+        f"Completed jobs with the same data set, {symbol} and seed as a more recent one (by the time of their "
+        "`metrics.json`): only the most recent counts, so no seed counts twice in a mean or a paired test.",
+        "",
+    ]
+    header = ["data set", symbol, "seed", "not counted", *(f"{m.key} (%)" for m in metrics), "counted"]
+    rows = [
+        [
+            d.row,
+            format_value(d.column),
+            str(d.seed),
+            f"`{d.job.directory}`",
+            *(fmt(v * m.scale) if (v := as_float(d.job.metrics.get(m.key))) is not None else "–" for m in metrics),
+            f"`{d.kept.directory}`",
+        ]
+        for d in report.duplicates
+    ]
+    return [*parts, markdown_table(header, rows)]
+
+
+def render_markdown(report: Report, plots: Sequence[Path] | None = None) -> str:
+    """report.md of ``report``, linking ``plots`` (default: the report's plots; none for the W&B page, which
+    shows them as panels)."""
+    parts = _header(report)
+    for table in (t for t in report.tables if t.shown):
+        parts += _metric_tables(report, table)
+    if report.distillation is not None:
+        parts += _distillation(report.distillation)
+    if report.duplicates:
+        parts += _duplicates(report)
+    shown = list(report.plots if plots is None else plots)
+    if shown:
+        parts += ["", "## Plots", ""]
+        parts += [f"![{p.stem}]({os.path.relpath(p, report.out_dir)})" for p in shown]
+    failed = [j for j in report.jobs if j.status != "completed"]
+    parts += ["", "## Failed, unfinished and missing jobs", ""]
+    if not failed and not report.missing and not report.problems:
+        parts.append("None: every job completed.")
+    for job in failed:
+        parts.append(f"- `{job.directory}` ({job.status}): {' '.join(job.overrides)} — {job.error}")
+    for item in report.missing:
+        parts.append(f"- `{item.sweep_dir}/{item.number}` (missing): {' '.join(item.overrides)}")
+    parts += [f"- {problem}" for problem in report.problems]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,220 @@
+"""The tables: a metric per row (data set) and parameter value over seeds, their cells, Table 3's comparisons
+with the baseline, and the CSV files (one row per job, per cell, per comparison)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labelsmooth.report.base import (
+    REPORT_METRICS,
+    ParameterValue,
+    ReportMetric,
+    as_float,
+    as_parameter_value,
+    column_order,
+    fmt,
+    format_value,
+)
+from labelsmooth.report.jobs import DuplicateRun, Job, counted_jobs, row_labels, still_improving
+from labelsmooth.report.stats import Estimate, PairedComparison, mean_confidence_interval, paired_comparison
+from labelsmooth.runs.files import write_text_atomic
+
+STILL_IMPROVING_MARK = "↑"
+STILL_IMPROVING_NOTE = (
+    f"{STILL_IMPROVING_MARK}k: k of the n seeds were still improving, their best validation accuracy came in the "
+    "last epoch trained (`val/acc_best_epoch = epochs - 1` in metrics.json): a longer run may change these numbers."
+)
+UNPAIRED_MARK = "†"
+UNPAIRED_NOTE = (
+    f"{UNPAIRED_MARK} best and baseline were not run on the same seeds: diff % compares their means over all their "
+    "seeds, the p-value only the seeds both have (pairs)."
+)
+
+
+@dataclass
+class Table:
+    """``values[row][parameter value][seed] = metric`` of the completed jobs; ``improving[row][value]``: the
+    seeds among them that were still improving (accuracy tables only)."""
+
+    metric: ReportMetric
+    values: dict[str, dict[ParameterValue, dict[Any, float]]]
+    improving: dict[str, dict[ParameterValue, set[Any]]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[ParameterValue]:
+        return sorted({v for per_row in self.values.values() for v in per_row}, key=column_order)
+
+    @property
+    def shown(self) -> bool:
+        """Whether the report shows it: always for the core metrics, for an optional one when a job has it."""
+        return bool(self.values) or not self.metric.optional
+
+    def estimate(self, row: str, column: ParameterValue) -> Estimate:
+        return mean_confidence_interval(list(self.values.get(row, {}).get(column, {}).values()))
+
+    def still_improving(self, row: str, column: ParameterValue) -> int:
+        return len(self.improving.get(row, {}).get(column, ()))
+
+    def cell(self, row: str, column: ParameterValue) -> str:
+        """``mean ± h (n)`` in the metric's scale, with ``↑k`` when k of the seeds were still improving."""
+        text = format_cell(self.estimate(row, column), self.metric.scale)
+        marked = self.still_improving(row, column)
+        return f"{text} {STILL_IMPROVING_MARK}{marked}" if marked else text
+
+    @property
+    def marked(self) -> bool:
+        return any(seeds for per_row in self.improving.values() for seeds in per_row.values())
+
+
+def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Table:
+    """The metric per row and parameter value over the seeds of the completed jobs, duplicates not counted
+    (:func:`counted_jobs`)."""
+    jobs, _ = counted_jobs(jobs, parameter)
+    row_of = row_labels(jobs)
+    values: dict[str, dict[ParameterValue, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
+    improving: dict[str, dict[ParameterValue, set[Any]]] = defaultdict(lambda: defaultdict(set))
+    for job in (j for j in jobs if j.status == "completed"):
+        column, value = as_parameter_value(job.value(parameter)), as_float(job.metrics.get(metric.key))
+        if column is None or value is None:
+            continue
+        row = row_of(job)
+        seed = job.seed if job.seed is not None else str(job.directory)
+        values[row][column][seed] = value
+        if metric.accuracy and still_improving(job):
+            improving[row][column].add(seed)
+    return Table(
+        metric,
+        {r: dict(v) for r, v in sorted(values.items())},
+        {r: {c: s for c, s in v.items() if s} for r, v in improving.items()},
+    )
+
+
+def format_cell(estimate: Estimate, scale: float) -> str:
+    if estimate.n == 0:
+        return "–"
+    if estimate.n == 1:
+        return f"{fmt(estimate.mean * scale)} (n=1)"
+    return f"{fmt(estimate.mean * scale)} ± {fmt(estimate.half_width * scale)} (n={estimate.n})"
+
+
+def table_rows(table: Table) -> list[list[str]]:
+    return [[row, *(table.cell(row, c) for c in table.columns)] for row in table.values]
+
+
+def comparisons(table: Table, baseline: ParameterValue) -> list[PairedComparison]:
+    found = (paired_comparison(r, v, baseline, table.metric.higher_is_better) for r, v in table.values.items())
+    return [c for c in found if c is not None]
+
+
+def unpaired(comparison: PairedComparison) -> bool:
+    """Whether the best or the baseline has seeds the other lacks (a failed or missing job)."""
+    return comparison.n_pairs < max(comparison.best_estimate.n, comparison.baseline_estimate.n)
+
+
+def comparison_rows(items: Sequence[PairedComparison], table: Table) -> list[list[str]]:
+    """Table 3's rows: data set, best value, best and baseline cells (marked as in ``table``), diff %, pairs, p."""
+    return [
+        [
+            c.row,
+            format_value(c.best),
+            table.cell(c.row, c.best),
+            table.cell(c.row, c.baseline),
+            fmt(c.relative_difference) + (f" {UNPAIRED_MARK}" if unpaired(c) else ""),
+            str(c.n_pairs),
+            fmt(c.p_value, 4),
+        ]
+        for c in items
+    ]
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def write_table_csv(path: Path, table: Table, parameter: str, replicates: str = "seeds") -> Path:
+    """One row per cell: mean, 95% interval, standard deviation, n and the ``replicates`` (seeds) it pools."""
+    rows = []
+    for row, per_value in table.values.items():
+        for column in sorted(per_value, key=column_order):
+            e = table.estimate(row, column)
+            seeds = ";".join(str(s) for s in sorted(per_value[column], key=str))
+            rows.append([row, column, e.mean, e.half_width, e.low, e.high, e.std, e.n, seeds])
+    header = ["row", parameter, "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n", replicates]
+    return write_csv(path, header, rows)
+
+
+def write_comparison_csv(path: Path, items: Sequence[PairedComparison], parameter: str) -> Path:
+    header = [
+        "row", f"best_{parameter}", "best_mean", "best_ci95_half_width", "best_n", f"baseline_{parameter}",
+        "baseline_mean", "baseline_ci95_half_width", "baseline_n", "diff_percent", "n_pairs",
+        "mean_paired_difference", "t_statistic", "p_value",
+    ]  # fmt: skip
+    rows = [
+        [
+            c.row,
+            c.best,
+            c.best_estimate.mean,
+            c.best_estimate.half_width,
+            c.best_estimate.n,
+            c.baseline,
+            c.baseline_estimate.mean,
+            c.baseline_estimate.half_width,
+            c.baseline_estimate.n,
+            c.relative_difference,
+            c.n_pairs,
+            c.mean_difference,
+            c.t_statistic,
+            c.p_value,
+        ]  # fmt: skip
+        for c in items
+    ]
+    return write_csv(path, header, rows)
+
+
+RUN_EXTRA_KEYS = ("val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature")
+IMPROVEMENT_KEYS = ("val/acc_best_epoch", "epochs")
+
+
+def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: Sequence[DuplicateRun] = ()) -> Path:
+    """One row per job; ``duplicate_of`` names the job counted instead of a duplicate (:func:`counted_jobs`);
+    ``still_improving`` is ``true`` when the best validation accuracy came in the last epoch (blank without the
+    fields). Optional metrics and the epoch fields get a column when some job records them."""
+    recorded = {key for job in jobs for key in job.metrics}
+    metrics = [m.key for m in REPORT_METRICS if not m.optional or m.key in recorded]
+    epochs = [k for k in IMPROVEMENT_KEYS if k in recorded]
+    keys = [*metrics, *RUN_EXTRA_KEYS, *epochs]
+    improving = ["still_improving"] if epochs else []
+    header = ["directory", "status", "dataset", "model", "smoothing", parameter, "seed", *keys, *improving]
+    kept = {id(d.job): str(d.kept.directory) for d in duplicates}
+
+    def improving_cell(job: Job) -> list[str]:
+        flag = still_improving(job)
+        return [] if not improving else ["" if flag is None else str(flag).lower()]
+
+    rows = [
+        [
+            str(j.directory),
+            j.status,
+            j.dataset,
+            j.model,
+            j.metrics.get("smoothing", ""),
+            j.value(parameter),
+            j.seed,
+            *(j.metrics.get(k, "") for k in keys),
+            *improving_cell(j),
+            j.error,
+            kept.get(id(j), ""),
+        ]  # fmt: skip
+        for j in jobs
+    ]
+    return write_csv(path, [*header, "error", "duplicate_of"], rows)

@@ -1,0 +1,70 @@
+"""Checking a checkpoint before training or evaluation starts from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from labelsmooth.errors import LabelsmoothError, first_sentence
+
+
+class CheckpointError(LabelsmoothError, ValueError):
+    """A checkpoint path that does not exist, is not a Lightning checkpoint, or belongs to another model."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint whose weights do not fit the model (another model, number of classes or input)."""
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """Raise ``CheckpointError`` unless ``path`` is an existing file (cheap: checked before any data is read)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"ckpt_path={path}: no such file. A run's checkpoints are <run>/checkpoints/best-epochNNN.ckpt and "
+            "last.ckpt; to continue an interrupted run, use resume=true instead."
+        )
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={path} is a directory; give the .ckpt file inside it")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a Lightning checkpoint with ``weights_only=True`` (no pickled code runs)."""
+    path = check_checkpoint_path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for foreign or damaged files
+        raise CheckpointError(
+            f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}: {first_sentence(error)}): it "
+            "is damaged (e.g. a run killed while writing it: use another checkpoint of the run, such as its "
+            "best-epochNNN.ckpt) or was not written by this project. Checkpoints are loaded as weights only "
+            "(torch.load(weights_only=True)); code pickled in them never runs."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={path} is not a Lightning checkpoint (it has no 'state_dict')")
+    return checkpoint
+
+
+def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
+    """Raise ``CheckpointError`` unless the checkpoint's weights fit ``module`` key for key and shape for shape."""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["state_dict"]
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - expected.keys())
+    reshaped = [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(expected.keys() & saved.keys())
+        if hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or reshaped:
+        example = (reshaped or missing or unexpected)[0]
+        raise CheckpointMismatchError(
+            f"ckpt_path={path} belongs to another model: {len(missing)} weights missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model, dataset and smoothing "
+            "overrides of the run that wrote it (see its .hydra/overrides.yaml)."
+        )
+    return checkpoint

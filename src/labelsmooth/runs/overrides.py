@@ -1,0 +1,61 @@
+"""Command-line overrides (Hydra's ``overrides.task``: ``key=value``, ``+key=value``, ``~key``), parsed once.
+
+``metrics.json`` records a job's ``overrides``; resume, the result guard, the sweep resume and the report compare
+them. Which overrides define a run and which only say how to start it or where its outputs go is decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+# Keys that say how to start a run (resume, ckpt_path) or how its outputs are shown, not what is trained.
+IGNORED_OVERRIDE_KEYS = frozenset({"resume", "resume_sweep", "ckpt_path", "logger", "trainer.enable_progress_bar"})
+# Keys that say where outputs go or how they are logged.
+IGNORED_OVERRIDE_PREFIXES = ("paths.", "logger.")
+
+
+def parse_override(override: str) -> tuple[str, str | None]:
+    """``(key, value)`` of one override; the value is None for a deletion without one (``~key``).
+
+    >>> parse_override("+smoothing.gamma=0.8")
+    ('smoothing.gamma', '0.8')
+    >>> parse_override("~logger")
+    ('logger', None)
+    """
+    key, equals, value = override.partition("=")
+    return key.strip().lstrip("+~"), (value if equals else None)
+
+
+def override_key(override: str) -> str:
+    """The key of one override, without Hydra's ``+`` / ``++`` / ``~`` prefix."""
+    return parse_override(override)[0]
+
+
+def override_value(overrides: Iterable[str], key: str) -> str | None:
+    """The value the overrides give ``key`` (the last one wins), None when they do not set it."""
+    value = None
+    for override in overrides:
+        name, given = parse_override(override)
+        if name == key:
+            value = given
+    return value
+
+
+def job_overrides(task_overrides: Sequence[str]) -> list[str]:
+    """The overrides that define a job as ``metrics.json`` records them: sorted, less ``resume_sweep`` itself."""
+    return sorted(o for o in task_overrides if override_key(o) != "resume_sweep")
+
+
+def comparable_overrides(overrides: Iterable[str]) -> frozenset[str]:
+    """The overrides that define a run, less those that only say how to start it (``resume``, ``ckpt_path``,
+    ``resume_sweep``), where its outputs go (``paths.*``) or how they are shown (``logger``, the progress bar)."""
+    return frozenset(
+        o
+        for o in overrides
+        if override_key(o) not in IGNORED_OVERRIDE_KEYS and not override_key(o).startswith(IGNORED_OVERRIDE_PREFIXES)
+    )
+
+
+def same_job(recorded: Sequence[str], overrides: Sequence[str]) -> bool:
+    """Whether two override lists define the same run."""
+    return comparable_overrides(recorded) == comparable_overrides(overrides)

@@ -1,0 +1,57 @@
+"""What ``metrics.json`` records about a run besides its metrics: the names of its parts and the strategy's
+parameters, each written here once (training, evaluation, the sweep resume and the report read them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PLAIN_TYPES = (int, float, str, bool, list)
+# ``unsmoothed.smoothing.gamma: 1.0``: the value of a strategy parameter that means "no smoothing"
+UNSMOOTHED_PREFIX = "unsmoothed."
+# ``teacher.smoothing``, ``teacher.smoothing.<param>``: a distilled student's teacher
+TEACHER_PREFIX = "teacher."
+
+
+def target_name(node: Mapping[str, Any] | None) -> str:
+    """The class name a config node instantiates (``_target_: labelsmooth.smoothing.GammaSmoothing`` →
+    ``GammaSmoothing``); ``none`` for an empty node.
+
+    >>> target_name({"_target_": "labelsmooth.models.ResNetV1", "depth": 20})
+    'ResNetV1'
+    """
+    if not node or "_target_" not in node:
+        return "none"
+    return str(node["_target_"]).rsplit(".", 1)[-1]
+
+
+def model_name(choice: str | None, model_cfg: Mapping[str, Any] | None) -> str:
+    """The model as ``metrics.json`` and the report name it: the ``model=`` choice (``resnet_v1``), or, where a
+    recipe picked it per data set (``mezzini2019/cifar10``), its class and depth (``ResNetV2-83``)."""
+    if choice and "/" not in choice:
+        return choice
+    name = target_name(model_cfg)
+    depth = model_cfg.get("depth") if model_cfg else None
+    return f"{name}-{depth}" if depth is not None else name
+
+
+def strategy_parameters(smoothing: Mapping[str, Any] | None, prefix: str = "smoothing.") -> dict[str, Any]:
+    """The strategy's configured parameters (a resolved config mapping) as flat ``smoothing.<name>`` entries.
+
+    >>> strategy_parameters({"_target_": "x.GammaSmoothing", "gamma": 0.8})
+    {'smoothing.gamma': 0.8}
+    """
+    if not smoothing:
+        return {}
+    return {
+        f"{prefix}{key}": value
+        for key, value in smoothing.items()
+        if not str(key).startswith("_") and (value is None or isinstance(value, PLAIN_TYPES))
+    }
+
+
+def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
+    """The parameter values that mean "no smoothing", as the strategy class declares them (``unsmoothed``), as
+    ``unsmoothed.smoothing.<name>`` entries."""
+    declared = getattr(strategy_class, "unsmoothed", None) or {}
+    return {f"{UNSMOOTHED_PREFIX}smoothing.{name}": float(value) for name, value in declared.items()}

@@ -1,0 +1,36 @@
+"""What a run prints when it is done: its metrics as a table, and where its outputs are."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+STILL_IMPROVING = "still improving: the best validation accuracy came in the last epoch (train longer to compare)"
+
+
+def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, extra_keys: Iterable[str] = ()) -> None:
+    """A rich table of the ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``), then the headline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    extra = [key for key in extra_keys if key in summary]
+    for key in sorted(k for k in summary if k.startswith(("val/", "test/"))) + extra:
+        value = summary[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console()
+    console.print(table)
+    if still_improving(summary):
+        console.print(f"[yellow]{STILL_IMPROVING}[/yellow]")
+    accuracy = summary.get("test/acc")
+    headline = f"test accuracy: {accuracy:.4f}   " if isinstance(accuracy, float) else ""
+    console.print(f"{headline}outputs: {output_dir}")
+
+
+def still_improving(summary: dict[str, Any]) -> bool:
+    """Whether the best validation accuracy came in the last epoch trained (``val/acc_best_epoch`` is 0-based)."""
+    best, epochs = summary.get("val/acc_best_epoch"), summary.get("epochs")
+    return isinstance(best, (int, float)) and isinstance(epochs, int) and epochs > 0 and int(best) == epochs - 1

@@ -1,0 +1,60 @@
+"""The error policy: a problem the user can fix is one line; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labelsmooth.cli.errors import RunFailed, as_compact_user_error, is_user_error
+from labelsmooth.data.image_data import DatasetNotFoundError
+from labelsmooth.errors import ConfigurationError
+from labelsmooth.runs.checkpoints import CheckpointError
+from tests.conftest import run_cli
+
+SHORT = {"HYDRA_FULL_ERROR": "", "WANDB_MODE": "disabled"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigurationError("smoothing.gamma=2 is out of range"),
+        DatasetNotFoundError("data/cifar10 is missing"),
+        CheckpointError("ckpt_path=x.ckpt: no such file"),
+        FileNotFoundError(2, "No such file or directory", "/proc/x"),
+        NotImplementedError("not finished: say so"),
+    ],
+)
+def test_the_users_problems_become_one_line(error: Exception) -> None:
+    compact = as_compact_user_error(error)
+    assert isinstance(compact, RunFailed)
+    assert str(compact).startswith(f"{type(error).__name__}: ")
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("Expected input batch_size (3) to match target batch_size (2)"), RuntimeError("boom")]
+)
+def test_a_bug_keeps_its_traceback(error: Exception) -> None:
+    """A ``ValueError`` from inside torch is not the user's configuration: it is raised as it is."""
+    assert as_compact_user_error(error) is error
+    assert not is_user_error(error)
+
+
+def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
+    result = run_cli(["optimizer.lr=fast", "logger=none", "dataset=cifar10"], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ConfigurationError" in result.stderr and "optimizer.lr='fast'" in result.stderr
+    assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
+
+
+def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli([f"hydra.run.dir={blocker}/run", "logger=none"], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"hydra.run.dir={blocker}/run: cannot create the directory (Not a directory). Choose a writable place with "
+        "hydra.run.dir=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too)."
+    ]

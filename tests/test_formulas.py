@@ -1,0 +1,204 @@
+"""The functional formulas of ``labelsmooth.calibration`` against independent float64 implementations
+(``tests.reference_metrics``), the reliability CSV's round trip, the package's doctests and its torch-free parts."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import itertools
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from labelsmooth.calibration.binning import binned_calibration_errors, binned_statistics, confidences_and_correct
+from labelsmooth.calibration.bins import CalibrationBin, calibration_errors, errors_from_sums
+from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_by_split, bins_csv_text, read_bins_csv
+from labelsmooth.calibration.classwise import classwise_calibration_error
+from labelsmooth.calibration.scores import brier_score, negative_log_likelihood
+from labelsmooth.calibration.selective import augrc, aurc, risk_coverage_curve
+from labelsmooth.calibration.smooth import smooth_ece
+from labelsmooth.calibration.temperature import temperature_scaled_metrics
+from tests import reference_metrics as reference
+from tests.conftest import REPO_ROOT
+
+MODULES = [
+    "labelsmooth.calibration.bins",
+    "labelsmooth.calibration.bins_csv",
+    "labelsmooth.calibration.binning",
+    "labelsmooth.calibration.classwise",
+    "labelsmooth.calibration.scores",
+    "labelsmooth.calibration.selective",
+    "labelsmooth.calibration.smooth",
+    "labelsmooth.calibration.temperature",
+]
+
+
+def random_logits(n: int = 600, k: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, k, generator=generator) * torch.linspace(0.2, 9, n).unsqueeze(-1)
+    logits[:15, 0] = 50.0  # float32 confidence exactly 1: the bin [1, 1]
+    logits[15:25] = logits[25:35]  # duplicated rows: tied confidences
+    return logits, torch.randint(0, k, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_doctests(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_calibration_parts_the_report_uses_do_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import labelsmooth.calibration.bins_csv, labelsmooth.calibration.selective\n"
+        "import labelsmooth.calibration.reliability\n"
+        "from labelsmooth.calibration import read_bins_csv, aurc, augrc, risk_coverage_curve\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "from labelsmooth.calibration import fit_temperature\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_binned_errors_match_float64_loops() -> None:
+    logits, target = random_logits()
+    confidence, correct = confidences_and_correct(logits, target)
+    errors = binned_calibration_errors(confidence, correct)
+    c, a = confidence.numpy(), correct.numpy().astype(np.float64)
+    assert errors["ece"] == pytest.approx(reference.equal_width_ece(c, a), rel=1e-12)
+    # MCE and RMSCE from the same bins, written out.
+    boundaries = np.linspace(0, 1, 16, dtype=np.float32)
+    index = np.array([sum(1 for b in boundaries[1:] if v >= b) for v in c])
+    gaps = {m: abs(a[index == m].mean() - c[index == m].astype(np.float64).mean()) for m in set(index.tolist())}
+    weights = {m: (index == m).mean() for m in gaps}
+    assert 15 in gaps  # the saturated samples have their bin
+    assert errors["mce"] == pytest.approx(max(gaps.values()), rel=1e-12)
+    assert errors["rmsce"] == pytest.approx(math.sqrt(sum(weights[m] * gaps[m] ** 2 for m in gaps)), rel=1e-12)
+    # The bins of the diagram give the same numbers.
+    assert calibration_errors(binned_statistics(confidence, correct)) == pytest.approx(errors, rel=1e-12)
+
+
+def test_equal_mass_ece_matches_a_float64_loop() -> None:
+    logits, target = random_logits(n=500, seed=1)
+    confidence, correct = confidences_and_correct(logits, target)
+    c, a = confidence.numpy(), correct.numpy()
+    order = np.argsort(c, kind="stable")
+    expected = sum(abs(a[g].sum() - c[g].astype(np.float64).sum()) for g in np.array_split(order, 15)) / len(c)
+    assert binned_calibration_errors(confidence, correct, equal_mass=True)["ece"] == pytest.approx(expected, rel=1e-12)
+    bins = binned_statistics(confidence, correct, equal_mass=True)
+    assert [b.count for b in bins] == [34] * 5 + [33] * 10
+
+
+def test_empty_bins_give_nan() -> None:
+    empty = torch.zeros(0)
+    for equal_mass in (False, True):
+        assert all(math.isnan(v) for v in binned_calibration_errors(empty, empty, equal_mass=equal_mass).values())
+    assert all(math.isnan(v) for v in calibration_errors([]).values())
+    assert np.isnan(errors_from_sums(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)))["mce"]).all()
+
+
+def test_classwise_ece_matches_a_float64_loop() -> None:
+    logits, target = random_logits(n=400, k=5, seed=2)
+    expected = reference.classwise_ece(logits.numpy(), target.numpy())
+    assert classwise_calibration_error(logits, target) == pytest.approx(expected, rel=1e-6)  # float32 softmaxes
+
+
+def test_nll_and_brier_match_float64() -> None:
+    logits, target = random_logits(n=300, k=6, seed=3)
+    probs = reference.softmax64(logits.numpy())
+    rows = np.arange(len(target))
+    onehot = np.eye(6)[target.numpy()]
+    assert float(negative_log_likelihood(logits, target)) == pytest.approx(-np.log(probs[rows, target]).mean(), 1e-5)
+    assert float(brier_score(logits, target)) == pytest.approx(((probs - onehot) ** 2).sum(1).mean(), rel=1e-5)
+
+
+def test_aurc_and_augrc_match_float64_loops_and_ignore_sample_order() -> None:
+    logits, target = random_logits(n=300, k=5, seed=4)
+    confidence, correct = reference.top1(logits.numpy(), target.numpy())
+    assert len(np.unique(confidence)) < len(confidence)  # ties are exercised
+    assert aurc(confidence, correct) == pytest.approx(reference.aurc(confidence, correct), rel=1e-12)
+    assert augrc(confidence, correct) == pytest.approx(reference.augrc(confidence, correct), rel=1e-12)
+    shuffled = np.random.default_rng(0).permutation(len(confidence))
+    assert aurc(confidence[shuffled], correct[shuffled]) == pytest.approx(aurc(confidence, correct), rel=1e-12)
+    coverage, risk = risk_coverage_curve(confidence, correct)
+    assert coverage[-1] == 1.0 and risk[-1] == pytest.approx(1 - correct.mean())
+    assert aurc(confidence, correct) == pytest.approx(risk.mean())
+
+
+def test_ties_count_as_the_mean_over_their_orderings() -> None:
+    confidence = np.array([0.9, 0.7, 0.7, 0.7, 0.5, 0.5])
+    correct = np.array([1, 0, 1, 1, 0, 1])
+
+    def without_ties(order: tuple[int, ...]) -> tuple[float, float]:
+        errors = np.cumsum(1 - correct[list(order)])
+        i = np.arange(1, len(order) + 1)
+        return float(np.mean(errors / i)), float(np.mean(errors / len(order)))
+
+    orderings = [
+        (0, *a, *b) for a in itertools.permutations([1, 2, 3]) for b in itertools.permutations([4, 5])
+    ]  # every order of the tied samples, the confidences descending
+    mean_aurc, mean_augrc = np.mean([without_ties(o) for o in orderings], axis=0)
+    assert aurc(confidence, correct) == pytest.approx(mean_aurc, rel=1e-12)
+    assert augrc(confidence, correct) == pytest.approx(mean_augrc, rel=1e-12)
+
+
+def test_selective_inputs_are_checked() -> None:
+    assert math.isnan(aurc(np.zeros(0), np.zeros(0))) and math.isnan(augrc(np.zeros(0), np.zeros(0)))
+    assert math.isnan(aurc(np.array([0.5, np.nan]), np.array([1, 0])))
+    with pytest.raises(ValueError, match="same length"):
+        aurc(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="0/1"):
+        aurc(np.zeros(2), np.array([0.5, 1.0]))
+
+
+def test_temperature_keeps_the_ranking_for_two_classes_only() -> None:
+    generator = torch.Generator().manual_seed(5)
+    logits, target = 3 * torch.randn(400, 2, generator=generator), torch.randint(0, 2, (400,), generator=generator)
+    confidence, correct = reference.top1(logits.numpy(), target.numpy())
+    for temperature in (0.3, 3.0):  # (saturated confidences would tie at some temperatures only)
+        scaled = temperature_scaled_metrics(logits, target, temperature)
+        assert scaled["aurc"] == pytest.approx(reference.aurc(confidence, correct), rel=1e-6)
+        assert scaled["augrc"] == pytest.approx(reference.augrc(confidence, correct), rel=1e-6)
+    many = torch.tensor([[1.0] + [0.0] * 10, [0.5, 0.0] + [-100.0] * 9])
+    confidences = [(many / t).softmax(-1).max(-1).values for t in (1.0, 0.2)]
+    assert confidences[0][0] < confidences[0][1] and confidences[1][0] > confidences[1][1]
+
+
+def test_smooth_ece_of_constant_confidence_is_the_gap_and_ignores_order() -> None:
+    correct = np.r_[np.ones(700), np.zeros(300)]
+    assert smooth_ece(np.full(1000, 0.8), correct) == pytest.approx(0.1, abs=1e-3)
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.3, 1.0, 2000)
+    outcome = (rng.uniform(size=2000) < confidence**2).astype(float)
+    order = rng.permutation(2000)
+    assert smooth_ece(confidence[order], outcome[order]) == pytest.approx(smooth_ece(confidence, outcome), abs=1e-12)
+    assert math.isnan(smooth_ece(np.zeros(0), np.zeros(0)))
+
+
+def test_bins_csv_round_trip(tmp_path: Path) -> None:
+    logits, target = random_logits(n=200, seed=6)
+    confidence, correct = confidences_and_correct(logits, target)
+    rows = {"test": binned_statistics(confidence, correct), "test_ts": binned_statistics(confidence**2, correct)}
+    path = tmp_path / "reliability_test.csv"
+    path.write_text(bins_csv_text(rows), encoding="utf-8")
+    read = read_bins_csv(path)
+    assert list(read[0]) == list(BIN_COLUMNS)
+    assert bins_by_split(read) == {split: [b.as_dict() for b in bins] for split, bins in rows.items()}
+    assert all(isinstance(r["count"], int) for r in read)
+    assert calibration_errors(bins_by_split(read)["test"]) == calibration_errors(rows["test"])
+
+
+def test_bins_csv_reader_names_the_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("split,lower,upper,count\ntest,0,1,3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.csv.*confidence"):
+        read_bins_csv(path)
+    path.write_text(bins_csv_text({"test": [CalibrationBin(0.0, 0.5, 2, 1.0, 0.4)]}).replace(",2,", ",two,"))
+    with pytest.raises(ValueError, match=r"bad\.csv, line 2"):
+        read_bins_csv(path)

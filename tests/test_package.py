@@ -1,0 +1,130 @@
+"""The package as a library and as a tool: what each layer may import, and the installed console scripts."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, subprocess_env
+
+PACKAGE = REPO_ROOT / "src" / "labelsmooth"
+TRAINING_STACK = ("pytorch_lightning", "lightning", "hydra", "omegaconf", "wandb", "timm", "torchvision")
+
+# layer -> the project packages it must not import (the design's one-way dependency rules)
+FORBIDDEN = {
+    "smoothing": ("cli", "module", "callbacks", "data", "models", "runs", "tracking", "report", "calibration"),
+    "models": ("cli", "module", "callbacks", "data", "smoothing", "runs", "tracking", "report"),
+    "data": ("cli", "module", "callbacks", "models", "smoothing", "runs", "tracking", "report"),
+    "calibration": ("cli", "module", "callbacks", "data", "models", "smoothing", "runs", "tracking", "report"),
+    "runs": ("cli", "module", "callbacks", "data", "models", "smoothing", "report"),
+    "tracking": ("cli", "module", "callbacks", "data", "models", "smoothing", "report"),
+    "report": ("cli", "module", "callbacks", "data", "models", "smoothing"),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` / ``from ... import`` in ``path`` names (at any depth: lazy imports count)."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_each_layer_imports_only_what_the_dependency_rules_allow(layer: str) -> None:
+    offending = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for module in imported_modules(path):
+            parts = module.split(".")
+            if parts[0] == "labelsmooth" and len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
+                offending.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not offending, offending
+
+
+def test_smoothing_depends_on_torch_alone() -> None:
+    third_party = set()
+    for path in (PACKAGE / "smoothing").rglob("*.py"):
+        third_party |= {m.split(".")[0] for m in imported_modules(path)}
+    assert third_party - set(sys.stdlib_module_names) - {"labelsmooth", "torch", "__future__"} == set()
+
+
+def test_strategies_and_metrics_import_without_the_training_stack() -> None:
+    """``pip install labelsmooth`` (no extra) is enough for ``labelsmooth.smoothing`` and ``labelsmooth.calibration``
+    in a plain PyTorch loop: importing them loads none of Lightning, Hydra, W&B or timm, and the strategies not even
+    torchvision (torchmetrics, which the metrics use, imports torchvision itself when it is installed)."""
+    code = (
+        "import sys, torch\n"
+        "import labelsmooth.smoothing as s\n"
+        "loss = s.GammaSmoothing(num_classes=10, gamma=0.8)(torch.randn(4, 10), torch.tensor([0, 1, 2, 3]))\n"
+        f"print(sorted(m for m in {TRAINING_STACK!r} if m in sys.modules), float(loss) > 0)\n"
+        "import labelsmooth.calibration.metrics\n"
+        f"print(sorted(m for m in {TRAINING_STACK[:-1]!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[] True", "[]"]
+
+
+def test_no_source_file_is_long_and_the_top_level_stays_small() -> None:
+    lengths = {
+        str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")
+    }
+    assert {name: n for name, n in lengths.items() if n > 450} == {}
+    assert len([p for p in PACKAGE.glob("*.py")]) <= 8
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The package built as a wheel and installed (not editable) under a fresh prefix; its dependencies are this
+    environment's."""
+    root = tmp_path_factory.mktemp("install")
+    source = root / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), str(source)], check=True)
+    wheel = next(root.glob("labelsmooth-*.whl"))
+    prefix = root / "prefix"
+    # --ignore-installed: without it pip would uninstall the editable install of this environment
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)], check=True
+    )
+    site = next(prefix.glob("lib/python*/site-packages"))
+    env = subprocess_env(PYTHONPATH=str(site), HYDRA_FULL_ERROR="1")
+    return prefix / "bin", env
+
+
+def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_path: Path) -> None:
+    bin_dir, env = installed
+    for script in ("labelsmooth-train", "labelsmooth-eval", "labelsmooth-report"):
+        result = subprocess.run(
+            [str(bin_dir / script), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    trained = subprocess.run(
+        [str(bin_dir / "labelsmooth-train"), "debug=fast", "logger=none", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (metrics,) = tmp_path.glob("outputs/runs/*/*/metrics.json")
+    assert '"status": "completed"' in metrics.read_text()
+    where = subprocess.run(
+        [sys.executable, "-c", "import labelsmooth; print(labelsmooth.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert str(bin_dir.parent) in where.stdout  # the installed copy ran, not the repository's
