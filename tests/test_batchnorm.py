@@ -144,7 +144,7 @@ def test_final_evaluation_recomputes_the_statistics_of_the_loaded_checkpoint(tmp
     """Fit without precise BN (Keras' momentum: stale statistics), then validate and test the checkpoint with it: the
     statistics are those of the checkpoint's weights on the whole training split (one batch), not the checkpoint's
     running averages nor those of the weights fit ended with."""
-    cfg, datamodule, module = digits_setup(tmp_path, "dataset.batch_size=64")
+    _, datamodule, module = digits_setup(tmp_path, "dataset.batch_size=64")
     fit = trainer(tmp_path, [], max_epochs=2, limit_train_batches=4, enable_checkpointing=True)
     fit.fit(module, datamodule=datamodule)
     checkpoint = fit.checkpoint_callback.best_model_path
@@ -158,14 +158,16 @@ def test_final_evaluation_recomputes_the_statistics_of_the_loaded_checkpoint(tmp
     layers = {name: m for name, m in module.net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
     evaluation = trainer(tmp_path, [PreciseBatchNorm(num_batches=5)])
     for run in (evaluation.validate, evaluation.test):
-        for layer in layers.values():  # garbage that the recomputation must replace
-            layer.running_mean.fill_(7.0)
+        with torch.no_grad():  # other weights and garbage statistics, which loading and recomputing must replace
+            for parameter in module.net.parameters():
+                parameter.add_(0.5)
+            for layer in layers.values():
+                layer.running_mean.fill_(7.0)
         run(module, datamodule=whole, ckpt_path=checkpoint, verbose=False)
         for (name, layer), (values,) in zip(layers.items(), expected.values(), strict=True):
             torch.testing.assert_close(layer.running_mean, per_channel(values).mean(1), rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(layer.running_var, per_channel(values).var(1), rtol=1e-4, atol=1e-5)
             assert (layer.running_mean - stored[f"net.{name}.running_mean"]).abs().max() > 1e-3  # not the stale ones
-    assert cfg.model.bn_momentum == 0.01
 
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -192,3 +194,47 @@ def test_precise_bn_leaves_training_unchanged_and_evaluation_reproducible(tmp_pa
         torch.testing.assert_close(precise_weights[name], value, rtol=0, atol=0, msg=name)
     # The best checkpoint evaluated again gets the statistics its own validation had: the same accuracy.
     assert precise["val/acc"] == precise["val/acc_best"]
+
+
+def test_precise_bn_under_ddp_averages_the_processes_and_stays_reproducible(tmp_path: Path) -> None:
+    """Two DDP processes (gloo on CPU), each recomputing from the first batches of its own shard, then averaging:
+    the best checkpoint holds the average of the two processes' statistics, and evaluated after fit it gets the
+    statistics its own validation had."""
+    import copy
+    import json
+    from itertools import islice
+
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from tests.conftest import run_cli
+
+    run = tmp_path / "run"
+    result = run_cli(
+        ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "precise_bn=3", "debug=fast",
+         "trainer.max_epochs=2", "logger=none", "trainer.enable_progress_bar=false", "model.bn_momentum=0.01",
+         f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert recorded["world_size"] == 2 and recorded["precise_bn"] == 3
+    assert recorded["val/acc"] == recorded["val/acc_best"]
+
+    cfg = compose_config(["logger=none", "model.bn_momentum=0.01"], output_dir=tmp_path)
+    datamodule = build_datamodule(cfg.dataset)
+    module = build_module(cfg, datamodule)
+    stored = torch.load(recorded["checkpoint"], weights_only=True)["state_dict"]
+    module.load_state_dict(stored)
+    loader = datamodule.train_dataloader()
+    statistics = []
+    for rank in (0, 1):
+        shard = DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        batches = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=shard, collate_fn=loader.collate_fn)
+        inputs = [datamodule.preprocess_batch(batch, train=True)[0] for batch in islice(batches, 3)]
+        net = copy.deepcopy(module.net)
+        recompute_batch_norm_statistics(net, inputs)
+        statistics.append({n: b for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var"))})
+    assert statistics[0].keys() == statistics[1].keys() and statistics[0]
+    for name in statistics[0]:
+        average = (statistics[0][name] + statistics[1][name]) / 2
+        torch.testing.assert_close(stored[f"net.{name}"], average, rtol=1e-4, atol=1e-5, msg=name)

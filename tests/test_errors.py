@@ -58,3 +58,14 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> N
         f"hydra.run.dir={blocker}/run: cannot create the directory (Not a directory). Choose a writable place with "
         "hydra.run.dir=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too)."
     ]
+
+
+def test_precise_bn_without_its_callback_is_refused(tmp_path: Path) -> None:
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.checks import check_precise_bn
+
+    check_precise_bn(compose_config(["precise_bn=5"], output_dir=tmp_path))
+    with pytest.raises(ConfigurationError, match="precise_bn=5 needs the PreciseBatchNorm callback"):
+        check_precise_bn(compose_config(["callbacks=none", "precise_bn=5"], output_dir=tmp_path))
+    with pytest.raises(ConfigurationError, match="must be an integer >= 0"):
+        check_precise_bn(compose_config(["precise_bn=-1"], output_dir=tmp_path))

@@ -27,7 +27,7 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from labelsmooth.errors import ConfigurationError
 
@@ -64,18 +64,18 @@ class PreciseBatchNorm(Callback):
     checkpoint's weights first), recomputes the BatchNorm statistics of the module's network from the first
     ``num_batches`` batches of the training loader (all of them if it has fewer); ``num_batches=0`` is off.
 
-    The batches are those training sees: the trainer's training loader (under DDP each process its own shard),
-    moved to the module's device and preprocessed by the data module's ``preprocess_batch(batch, train=True)``
-    (the on-device scaling, normalisation and augmentation of training batches), under the training precision.
-    MixUp / CutMix, which the training step applies, are left out: evaluation inputs are not mixed. Under DDP
-    each process averages over its own batches, then the processes average their statistics, which is the
-    cumulative average over all their batches (equal counts per process, as Lightning's ``DistributedSampler``
-    gives). The sanity check before training is not recomputed.
+    The batches are those training sees: the data module's training loader (under DDP each process its own
+    shard, through a ``DistributedSampler``), moved to the module's device and preprocessed by the data module's
+    ``preprocess_batch(batch, train=True)`` (the on-device scaling, normalisation and augmentation of training
+    batches), under the training precision. MixUp / CutMix, which the training step applies, are left out:
+    evaluation inputs are not mixed. Under DDP each process averages over its own batches, then the processes
+    average their statistics, which is the cumulative average over all their batches (equal counts per process, as
+    the ``DistributedSampler`` gives). The sanity check before training is not recomputed.
 
     Every recomputation uses the same batches: the loader's shuffle, the augmentation and any dropout draw from
-    generators seeded with ``seed`` (a distributed sampler is held at its epoch-0 order), so the statistics are a
-    function of the weights alone and evaluating a checkpoint again (``trainer.validate(ckpt_path=best)`` after fit,
-    the evaluation app) gives the numbers of the validation that preceded its saving. Those generators are forked,
+    generators seeded with ``seed`` (the distributed sampler's shuffle too, at epoch 0), so the statistics are a
+    function of the weights alone and evaluating a checkpoint again with this callback (``trainer.validate(ckpt_path=
+    best)`` after fit) gives the numbers of the validation that preceded its saving. Those generators are forked,
     so switching precise BN on leaves the training run itself (its data order and augmentation) unchanged.
     """
 
@@ -105,8 +105,6 @@ class PreciseBatchNorm(Callback):
         if self.num_batches == 0 or not layers:
             return
         loader = self._training_loader(trainer)
-        sampler = getattr(loader, "sampler", None)
-        sampler_epoch = getattr(sampler, "epoch", None)  # DistributedSampler: its order depends on the epoch
         device = pl_module.device
         preprocess = getattr(trainer.datamodule, "preprocess_batch", None)
 
@@ -124,13 +122,7 @@ class PreciseBatchNorm(Callback):
             for index in cuda_devices:
                 with torch.cuda.device(index):
                     torch.cuda.manual_seed(self.seed)
-            if sampler_epoch is not None:
-                sampler.set_epoch(0)
-            try:
-                used = recompute_batch_norm_statistics(net, training_inputs())
-            finally:
-                if sampler_epoch is not None:
-                    sampler.set_epoch(sampler_epoch)
+            used = recompute_batch_norm_statistics(net, training_inputs())
         if used == 0:
             raise RuntimeError("precise_bn: the training loader gave no batch to recompute BatchNorm's statistics from")
         if trainer.world_size > 1:
@@ -139,27 +131,36 @@ class PreciseBatchNorm(Callback):
                 layer.running_var.copy_(trainer.strategy.reduce(layer.running_var, reduce_op="mean"))
         log.debug("precise_bn: BatchNorm statistics of %d layers recomputed from %d batches", len(layers), used)
 
-    @staticmethod
-    def _training_loader(trainer: pl.Trainer) -> Iterable:
-        """The loader of ``fit`` (with Lightning's distributed sampler under DDP); outside ``fit``, the data
-        module's own training loader."""
-        loader = trainer.train_dataloader
-        if loader is None and trainer.datamodule is not None:
-            loader = trainer.datamodule.train_dataloader()
+    def _training_loader(self, trainer: pl.Trainer) -> Iterable:
+        """The data module's training loader (the loader of ``fit`` without one), made afresh each time so every
+        recomputation sees the same batches: under DDP with a ``DistributedSampler`` of its own (this process's shard
+        of a shuffle seeded with ``seed``, epoch 0), and without persistent workers (iterating the training loader
+        again would reset the workers of an epoch in progress)."""
+        datamodule = trainer.datamodule
+        loader = datamodule.train_dataloader() if datamodule is not None else trainer.train_dataloader
         if loader is None:
             raise ConfigurationError(
                 "precise_bn needs training batches: run it with a data module (trainer.fit/validate/test(datamodule="
                 "...)) or after trainer.fit"
             )
-        if isinstance(loader, DataLoader) and loader.persistent_workers:
-            # Iterating a loader with persistent workers again resets the workers of the training epoch's iterator.
-            loader = DataLoader(
-                loader.dataset,
-                batch_sampler=loader.batch_sampler,
-                num_workers=loader.num_workers,
-                collate_fn=loader.collate_fn,
-                pin_memory=loader.pin_memory,
-                worker_init_fn=loader.worker_init_fn,
-                multiprocessing_context=loader.multiprocessing_context,
-            )
-        return loader
+        distributed = trainer.world_size > 1
+        if not isinstance(loader, DataLoader) or loader.batch_size is None:
+            return loader
+        if not (distributed or loader.persistent_workers):
+            return loader
+        sampler = (
+            DistributedSampler(loader.dataset, trainer.world_size, trainer.global_rank, shuffle=True, seed=self.seed)
+            if distributed
+            else loader.sampler
+        )
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            worker_init_fn=loader.worker_init_fn,
+            multiprocessing_context=loader.multiprocessing_context,
+        )

@@ -20,6 +20,7 @@ from labelsmooth.cli.checks import (
     check_model_fits_data,
     check_multirun_ddp,
     check_optimizer,
+    check_precise_bn,
     check_strategy_before_data,
     check_trainer_counts,
     set_num_threads,
@@ -111,6 +112,7 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> None:
     check_trainer_counts(cfg.trainer)
     check_devices(cfg.trainer)
     check_optimizer(cfg)
+    check_precise_bn(cfg)
     check_strategy_before_data(cfg)
     check_teacher_before_data(cfg)
 

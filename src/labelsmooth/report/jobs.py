@@ -25,6 +25,7 @@ from labelsmooth.report.base import (
 from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.overrides import override_key, override_value, parse_override
+from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
 
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a multirun, in the sweep directory
@@ -231,10 +232,8 @@ def row_labels(jobs: Sequence[Job]) -> Callable[[Job], str]:
 
 
 def still_improving(job: Job) -> bool | None:
-    """Whether the job's best validation accuracy came in its last epoch (``val/acc_best_epoch == epochs - 1``,
-    both from metrics.json, the epoch 0-based): the budget may have been too short. None without the fields."""
-    best, epochs = as_float(job.metrics.get("val/acc_best_epoch")), as_float(job.metrics.get("epochs"))
-    return None if best is None or epochs is None else best == epochs - 1
+    """Whether the job's best validation accuracy came in its last epoch (``labelsmooth.runs.record``)."""
+    return recorded_still_improving(job.metrics)
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,17 @@ def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
     ``unsmoothed.smoothing.<name>`` entries."""
     declared = getattr(strategy_class, "unsmoothed", None) or {}
     return {f"{UNSMOOTHED_PREFIX}smoothing.{name}": float(value) for name, value in declared.items()}
+
+
+def still_improving(metrics: Mapping[str, Any]) -> bool | None:
+    """Whether a run's best validation accuracy came in its last epoch (``val/acc_best_epoch == epochs - 1``, the
+    epoch 0-based), so that its budget may have been too short; None when ``metrics`` lacks either field.
+
+    >>> still_improving({"val/acc_best_epoch": 9, "epochs": 10}), still_improving({"epochs": 10})
+    (True, None)
+    """
+    best, epochs = metrics.get("val/acc_best_epoch"), metrics.get("epochs")
+    numbers = [v for v in (best, epochs) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != 2:
+        return None
+    return float(best) == float(epochs) - 1

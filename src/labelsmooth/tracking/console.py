@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from labelsmooth.runs.record import still_improving
+
 STILL_IMPROVING = "still improving: the best validation accuracy came in the last epoch (train longer to compare)"
 
 
@@ -28,9 +30,3 @@ def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, ext
     accuracy = summary.get("test/acc")
     headline = f"test accuracy: {accuracy:.4f}   " if isinstance(accuracy, float) else ""
     console.print(f"{headline}outputs: {output_dir}")
-
-
-def still_improving(summary: dict[str, Any]) -> bool:
-    """Whether the best validation accuracy came in the last epoch trained (``val/acc_best_epoch`` is 0-based)."""
-    best, epochs = summary.get("val/acc_best_epoch"), summary.get("epochs")
-    return isinstance(best, (int, float)) and isinstance(epochs, int) and epochs > 0 and int(best) == epochs - 1
