@@ -36,3 +36,7 @@ def describe(error: BaseException) -> str:
     """``Type: first line of the message``, or the type alone when there is no message."""
     line = first_line(error)
     return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+
+
+class MissingFileError(LabelsmoothError, FileNotFoundError):
+    """A file the configuration names does not exist (a weights file, an annotation file)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, MissingFileError
 
 
 def timm_model(
@@ -41,7 +41,7 @@ def timm_model(
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **model_kwargs)
     weights = Path(pretrained).expanduser()
     if not weights.is_file():
-        raise ConfigurationError(f"model.pretrained={pretrained}: no such weights file")
+        raise MissingFileError(f"model.pretrained={pretrained}: no such weights file")
     return timm.create_model(
         name,
         pretrained=True,
