@@ -122,7 +122,7 @@ def test_sigmoid_strategies_build_no_dense_target(strategy) -> None:
 
 
 def test_the_strategies_depend_on_torch_alone() -> None:
-    """DESIGN.md: ``smoothing/`` is usable in any PyTorch loop, without Lightning, Hydra or OmegaConf."""
+    """``smoothing/`` is usable in any PyTorch loop, without Lightning, Hydra or OmegaConf."""
     import subprocess
     import sys
 
