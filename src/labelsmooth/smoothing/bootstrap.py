@@ -20,7 +20,7 @@ class BootstrapStrategy(TargetDistributionStrategy):
     """Shared part of the two bootstrapping targets: ``q = β·hard + (1 - β)·prediction_target(logits)``.
 
     The target depends on the prediction, so ``target_distribution(target, num_classes, logits=...)`` needs the
-    logits (the strategy contract's two-argument form raises ``ValueError`` saying so); the training loss always has them.
+    logits (the contract's two-argument form raises ``ValueError`` saying so); the training loss always has them.
     """
 
     def __init__(self, num_classes: int, beta: float) -> None:
