@@ -12,6 +12,7 @@ import pytest
 from labelsmooth.cli.build import compose_config as compose_train_config
 from labelsmooth.cli.train import train
 from labelsmooth.runs.context import RunContext
+from labelsmooth.runs.overrides import override_value
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,11 +22,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 def choices_of(overrides: list[str]) -> dict[str, str]:
     defaults = {"dataset": "digits", "model": "resnet_v1", "smoothing": "uniform"}
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key in defaults:
-            defaults[key] = value
-    return defaults
+    given = {key: override_value(overrides, key) for key in defaults}
+    return {key: value if given[key] is None else given[key] for key, value in defaults.items()}
 
 
 FAST = ["debug=fast", "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]

@@ -108,21 +108,16 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
     """The wheel's ``labelsmooth-train`` trains from a directory outside the repository, and ``labelsmooth-eval``
     of its best checkpoint, after the run directory was moved, gives the run's own test accuracy."""
     bin_dir, env = installed
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
     for script in ("labelsmooth-train", "labelsmooth-eval", "labelsmooth-report"):
-        result = subprocess.run(
-            [str(bin_dir / script), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr
+        run(str(bin_dir / script), "--help")
     quiet = ["logger=none", "trainer.enable_progress_bar=false"]
-    trained = subprocess.run(
-        [str(bin_dir / "labelsmooth-train"), "trainer.max_epochs=1", *quiet],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stderr[-2000:]
+    run(str(bin_dir / "labelsmooth-train"), "trainer.max_epochs=1", *quiet)
     (metrics_file,) = tmp_path.glob("outputs/runs/*/*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["status"] == "completed"
@@ -130,20 +125,7 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
     moved.parent.mkdir()
     shutil.move(metrics_file.parent, moved)
     (best,) = (moved / "checkpoints").glob("best-*.ckpt")
-    evaluated = subprocess.run(
-        [str(bin_dir / "labelsmooth-eval"), f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", *quiet],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    run(str(bin_dir / "labelsmooth-eval"), f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", *quiet)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
-    where = subprocess.run(
-        [sys.executable, "-c", "import labelsmooth; print(labelsmooth.__file__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    where = run(sys.executable, "-c", "import labelsmooth; print(labelsmooth.__file__)")
     assert str(bin_dir.parent) in where.stdout  # the installed copy ran, not the repository's

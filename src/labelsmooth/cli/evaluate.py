@@ -27,6 +27,7 @@ from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.overrides import override_key
 from labelsmooth.runs.record import strategy_parameters
 from labelsmooth.runs.saved_run import EvaluationError, checkpoint_path, dataset_for_evaluation, load_run_config
 from labelsmooth.tracking.wandb_run import instantiate_logger, is_wandb, redact_secrets, wandb_config
@@ -134,7 +135,7 @@ def _context_from_hydra() -> RunContext:
     """This job as ``train.py`` sees its own; the W&B run is named by its overrides less ``ckpt_path`` (long, and
     recorded in ``metrics.json``)."""
     context = context_from_hydra()
-    overrides = sorted(o for o in context.overrides if not o.startswith("ckpt_path="))
+    overrides = sorted(o for o in context.overrides if override_key(o) != "ckpt_path")
     return dataclasses.replace(context, override_dirname=",".join(overrides))
 
 
