@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from common import (
     BENCH_THREADS,
-    REPO_ROOT,
     alternate,
     benchmark_main,
     median,
@@ -26,6 +25,7 @@ from common import (
     use_bench_threads,
 )
 
+from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.cli.build import compose_config as compose_train_config
 
 N = 256
@@ -35,7 +35,7 @@ GOAL_STRATEGIES = {"uniform", "gamma"}
 
 
 def strategy_names() -> list[str]:
-    return [path.stem for path in sorted((REPO_ROOT / "src" / "labelsmooth" / "conf" / "smoothing").glob("*.yaml"))]
+    return [path.stem for path in sorted((CONFIG_DIR / "smoothing").glob("*.yaml"))]
 
 
 def strategy_configs() -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, run_cli
+from labelsmooth.cli.build import CONFIG_DIR
+from tests.conftest import run_cli
 
 FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
 
@@ -72,7 +73,7 @@ def test_help_lists_the_config_groups_and_the_sweep_launchers(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     smoothing = next(line for line in lines if line.startswith("smoothing: "))
-    strategies = sorted(p.stem for p in (REPO_ROOT / "src" / "labelsmooth" / "conf" / "smoothing").glob("*.yaml"))
+    strategies = sorted(p.stem for p in (CONFIG_DIR / "smoothing").glob("*.yaml"))
     assert smoothing == "smoothing: " + ", ".join(strategies)
     launchers = next(line for line in lines if line.startswith("hydra/launcher: "))
     for name in ("joblib", "parallel", "slurm", "submitit_slurm"):

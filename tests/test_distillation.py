@@ -135,11 +135,24 @@ def test_distill_without_a_teacher_fails_before_any_data_is_read(tmp_path: Path)
         run_training(tmp_path, ["experiment=distill", "distill.alpha=2", f"teacher_ckpt={tmp_path}", *missing_data])
 
 
-def test_a_teacher_checkpoint_away_from_its_run_is_refused(tmp_path: Path, teacher_ckpt: str) -> None:
+def test_a_teacher_checkpoint_copied_away_from_its_run_teaches(tmp_path: Path, teacher_ckpt: str) -> None:
+    """The checkpoint carries its run specification: the teacher needs no run directory."""
+    moved = shutil.copy(teacher_ckpt, tmp_path / "teacher.ckpt")
+    summary = run_training(tmp_path / "student", student(str(moved)))
+    assert summary["status"] == "completed" and summary["teacher.smoothing"] == "uniform"
+    assert summary["teacher.smoothing.epsilon"] == 0.2
+
+
+def test_an_old_teacher_checkpoint_away_from_its_run_is_refused(tmp_path: Path, teacher_ckpt: str) -> None:
+    """A checkpoint written before checkpoints carried their specification still needs its run directory."""
+    from labelsmooth.specification import SPECIFICATION_KEY
+
     (tmp_path / "checkpoints").mkdir()
-    moved = shutil.copy(teacher_ckpt, tmp_path / "checkpoints" / "teacher.ckpt")
+    checkpoint = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    del checkpoint[SPECIFICATION_KEY]
+    torch.save(checkpoint, tmp_path / "checkpoints" / "teacher.ckpt")
     with pytest.raises(ConfigurationError, match=r"teacher_ckpt=.*no run config at"):
-        run_training(tmp_path / "student", student(str(moved)))
+        run_training(tmp_path / "student", student(str(tmp_path / "checkpoints" / "teacher.ckpt")))
 
 
 def test_a_student_on_another_split_than_its_teachers_is_refused(tmp_path: Path, teacher_ckpt: str) -> None:

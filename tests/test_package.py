@@ -81,6 +81,22 @@ def test_no_source_file_is_long_and_the_top_level_stays_small() -> None:
     assert len([p for p in PACKAGE.glob("*.py")]) <= 8
 
 
+def test_the_wheel_lists_every_package_and_ships_the_configs() -> None:
+    """``pyproject.toml`` lists the packages (the code under ``src/``, the configs of ``conf/`` as
+    ``labelsmooth.conf``): a package added under ``src/`` and not listed would be missing from the wheel, and the
+    namespace ``hydra_plugins`` not listed would hide our sweeper from Hydra in an editable install."""
+    tomllib = pytest.importorskip("tomllib")
+    setuptools_cfg = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    src = REPO_ROOT / "src"
+    in_src = set()  # every folder of src/ with a module in it or below it
+    for module in src.rglob("*.py"):
+        parts = module.relative_to(src).parent.parts
+        in_src |= {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
+    assert set(setuptools_cfg["packages"]) == in_src | {"labelsmooth.conf"}
+    assert setuptools_cfg["package-dir"]["labelsmooth.conf"] == "conf"
+    assert (REPO_ROOT / "conf" / "train.yaml").is_file() and (REPO_ROOT / "conf" / "eval.yaml").is_file()
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The package built as a wheel and installed (not editable) under a fresh prefix; its dependencies are this
@@ -90,7 +106,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("src", "conf"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), str(source)], check=True)
     wheel = next(root.glob("labelsmooth-*.whl"))
@@ -127,5 +144,7 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
     (best,) = (moved / "checkpoints").glob("best-*.ckpt")
     run(str(bin_dir / "labelsmooth-eval"), f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", *quiet)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
-    where = run(sys.executable, "-c", "import labelsmooth; print(labelsmooth.__file__)")
+    where = run(sys.executable, "-c", "import labelsmooth, labelsmooth.conf; print(labelsmooth.__file__)")
     assert str(bin_dir.parent) in where.stdout  # the installed copy ran, not the repository's
+    configs = run(sys.executable, "-c", "from labelsmooth.cli.build import CONFIG_DIR; print(CONFIG_DIR)")
+    assert configs.stdout.strip().startswith(str(bin_dir.parent))  # and it read the configs the wheel carries

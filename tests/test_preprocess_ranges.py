@@ -11,7 +11,7 @@ import torch
 from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.data.preprocess import NORMALIZATIONS, BatchPreprocessor
 from labelsmooth.smoothing import sigmoid
-from tests.conftest import compose_train_config
+from tests.conftest import REPO_ROOT, compose_train_config
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 DATA_SETS = sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
@@ -75,7 +75,7 @@ def test_every_recipe_that_sets_an_input_range_turns_normalization_off(preset: s
 
 
 def test_the_target_range_advice_names_both_settings() -> None:
-    readme = (CONFIG_DIR.parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     strategies = readme.split("## Smoothing strategies", 1)[1].split("\n## ", 1)[0]
     assert SEEDS_ADVICE in strategies
     assert SEEDS_ADVICE in (CONFIG_DIR / "smoothing" / "target_range.yaml").read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 from labelsmooth.analysis.projection import project_onto_template_plane, projection_figure, template_plane
 from labelsmooth.callbacks.penultimate import (
@@ -21,7 +22,9 @@ from labelsmooth.callbacks.penultimate import (
     sample_of_classes,
     why_no_penultimate_features,
 )
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.data import DigitsDataModule
+from labelsmooth.data.image_data import InMemoryImages
+from labelsmooth.errors import ConfigurationError, FigureSkippedWarning
 from labelsmooth.models import MLP, ResNetV1, ResNetV2, timm_model
 from tests.conftest import run_training
 
@@ -167,3 +170,57 @@ def test_runs_without_a_picture_say_why(caplog) -> None:
             callback.on_test_end(trainer, module)
         assert f"No penultimate-layer picture: {message}" in caplog.text
     assert callback.run_record() == {}
+
+
+class DigitsInTensorDatasets(DigitsDataModule):
+    """The digits held in ``TensorDataset(images, labels)`` splits, as the benchmarks' synthetic data module holds
+    its images: neither a torchvision data set nor the in-memory fast path."""
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for split in ("train_set", "val_set", "test_set"):
+            dataset = getattr(self, split)
+            if isinstance(dataset, InMemoryImages):
+                setattr(self, split, TensorDataset(dataset.images, dataset.targets))
+
+
+class Opaque(Dataset):
+    """A data set whose labels cannot be read without decoding its images (no ``targets``, ``samples``, ...)."""
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int):
+        return self.inner[index]
+
+
+class DigitsInOpaqueDatasets(DigitsInTensorDatasets):
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for split in ("train_set", "val_set", "test_set"):
+            if isinstance(getattr(self, split), TensorDataset):
+                setattr(self, split, Opaque(getattr(self, split)))
+
+
+def test_a_run_on_tensor_datasets_draws_the_picture_and_completes(tmp_path: Path) -> None:
+    summary = run_training(tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInTensorDatasets"])
+    assert (tmp_path / "penultimate_projection.png").stat().st_size > 10_000
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["analysis.projection_classes"] == [0, 1, 2] == summary["analysis.projection_classes"]
+
+
+def test_a_picture_that_cannot_be_drawn_is_a_warning_and_the_run_completes(tmp_path: Path) -> None:
+    with pytest.warns(FigureSkippedWarning) as warned:
+        summary = run_training(tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInOpaqueDatasets"])
+    (warning,) = [w for w in warned if issubclass(w.category, FigureSkippedWarning)]
+    assert str(warning.message) == (
+        "No penultimate-layer picture: TypeError: cannot read the labels of Opaque without decoding it"
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert "analysis.projection_classes" not in metrics and "analysis.projection_classes" not in summary
+    assert not (tmp_path / "penultimate_projection.png").exists()

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelsmooth.cli.build import CONFIG_DIR
+from labelsmooth.cli.train import unsmoothed_parameters
 from labelsmooth.smoothing import (
     BinarySmoothing,
     ConfidencePenalty,
@@ -24,10 +25,14 @@ from labelsmooth.smoothing import (
     LogitNormalization,
     OnlineLabelSmoothing,
     PriorSmoothing,
+    RealParameter,
+    SchedulableParameters,
+    SmoothingStrategy,
     SoftBootstrapping,
     TargetDistributionStrategy,
     TargetRange,
     UniformSmoothing,
+    UsesClassPrior,
 )
 from tests.conftest import compose_train_config, run_training
 
@@ -459,7 +464,7 @@ def configured_strategy(option: str, num_classes: int = 10):
     YAML file is picked up here without editing the tests)."""
     cfg = compose_train_config([f"smoothing={option}", *DETERMINISTIC.get(option, [])], output_dir="/tmp")
     strategy = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
-    if callable(getattr(strategy, "set_class_frequencies", None)):
+    if isinstance(strategy, UsesClassPrior):
         strategy.set_class_frequencies(torch.full((num_classes,), 1.0 / num_classes))
     return strategy
 
@@ -548,6 +553,76 @@ def test_every_invalid_parameter_is_refused_by_name(cls, kwargs: dict, message: 
 def test_every_strategy_refuses_fewer_than_two_classes(cls) -> None:
     with pytest.raises(ValueError, match="num_classes=1"):
         cls(1)
+
+
+class Toy(SmoothingStrategy):
+    """A strategy declared as the library's are: two real-valued parameters, the second bounded by the first."""
+
+    rate = RealParameter(0.0, 2.0, high_inclusive=False, unsmoothed=0.0)
+    width = RealParameter("rate", 5.0, low_inclusive=False, why="width must exceed rate.", fixed=True)
+    options = ("mode",)
+
+    def __init__(self, num_classes: int, rate: float = 1.0, width: float = 3.0, mode: str = "a") -> None:
+        super().__init__(num_classes)
+        self.rate = rate
+        self.width = width
+        self.mode = mode
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target) * self.rate
+
+
+def test_the_declared_parameters_drive_repr_unsmoothed_and_the_record() -> None:
+    toy = Toy(3, rate=1)
+    assert list(Toy.real_parameters) == ["rate", "width"] and Toy.unsmoothed == {"rate": 0.0}
+    assert toy.numeric_parameters() == {"rate": 1.0, "width": 3.0} and isinstance(toy.rate, float)
+    assert toy.hyperparameters() == {"rate": 1.0, "width": 3.0, "mode": "a"}
+    assert repr(toy) == "Toy(num_classes=3, rate=1.0, width=3.0, mode=a)"
+    assert unsmoothed_parameters(Toy) == {"unsmoothed.smoothing.rate": 0.0}
+    assert unsmoothed_parameters(torch.nn.CrossEntropyLoss) == {} and unsmoothed_parameters(None) == {}
+    with pytest.raises(ValueError, match=r"^smoothing\.rate=2\.0 is out of range: it must lie in \[0, 2\)\.$"):
+        Toy(3, rate=1.5, width=2.0).set_parameter("rate", 2.0)
+    narrow = Toy(3, rate=1.0, width=1.5)
+    with pytest.raises(ValueError, match=r"^smoothing\.width=1\.5 is out of range: it must lie in \(1\.8, 5\]\. width"):
+        narrow.set_parameter("rate", 1.8)  # rate is in range, but width must exceed it
+    assert narrow.rate == 1.0
+    with pytest.raises(ValueError, match=r"^Toy\.width sets up the strategy's state when it is built"):
+        Toy(3).set_parameter("width", 4.0)  # fixed once built
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: type(s).__name__)
+def test_every_strategy_declares_its_real_valued_parameters(strategy) -> None:
+    cls = type(strategy)
+    declared = cls.real_parameters
+    assert list(strategy.numeric_parameters()) == list(declared)
+    assert all(isinstance(value, float) for value in strategy.numeric_parameters().values())
+    assert dict(cls.unsmoothed) == {n: d.unsmoothed for n, d in declared.items() if d.unsmoothed is not None}
+    assert unsmoothed_parameters(cls) == {f"unsmoothed.smoothing.{n}": v for n, v in cls.unsmoothed.items()}
+    for name, value in strategy.hyperparameters().items():
+        assert f"{name}={value}" in repr(strategy)
+    assert isinstance(strategy, SchedulableParameters)
+    assert isinstance(strategy, UsesClassPrior) == isinstance(strategy, PriorSmoothing)
+
+
+def test_check_parameters_checks_configured_values_without_building_the_strategy(monkeypatch) -> None:
+    monkeypatch.setattr(SmoothingStrategy, "__init__", lambda *args: pytest.fail("a strategy was built"))
+    assert UniformSmoothing.check_parameters(None, epsilon=0.3) == {"epsilon": 0.3}
+    with pytest.raises(ValueError, match=r"^smoothing\.epsilon=1\.5 is out of range: it must lie in \[0, 1\]\.$"):
+        UniformSmoothing.check_parameters(None, epsilon=1.5)
+    assert GammaSmoothing.check_parameters(None, gamma=0.05) == {"gamma": 0.05}  # 1/K needs K
+    with pytest.raises(ValueError, match=r"gamma=0\.05 is out of range.*With K=10 classes"):
+        GammaSmoothing.check_parameters(10, gamma=0.05)
+    with pytest.raises(ValueError, match=r"high=0\.4 is out of range: it must lie in \(0\.6, 1\]"):
+        TargetRange.check_parameters(None, low=0.6, high=0.4)
+    with pytest.raises(ValueError, match=r"high=0\.005 is out of range: it must lie in \(0\.01, 1\]"):
+        TargetRange.check_parameters(None, high=0.005)  # against the default low
+    assert TargetRange.check_parameters(10, high=0.9, loss="bce") == {"high": 0.9}  # other options: the constructor's
+    with pytest.raises(ValueError, match=r"smoothing\.beta='x' must be a number"):
+        ConfidencePenalty.check_parameters(None, beta="x")
+    with pytest.raises(ValueError, match=r"smoothing\.gamma: UniformSmoothing has no such parameter.*epsilon"):
+        UniformSmoothing.check_parameters(10, gamma=0.9)
+    with pytest.raises(ValueError, match="num_classes=1"):
+        GammaSmoothing.check_parameters(1, gamma=0.9)
 
 
 ISSUE_STRATEGIES = {

@@ -13,15 +13,18 @@ import pytest
 import torch
 
 from labelsmooth.callbacks.strategy_schedule import CosineSchedule, LinearSchedule, TwoStageSchedule
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.smoothing import (
     BinarySmoothing,
     CrossEntropy,
     FocalLoss,
+    GammaSmoothing,
     LogitNormalization,
     MarginLabelSmoothing,
     MaxSuppression,
     OnlineLabelSmoothing,
+    SmoothingStrategy,
     TargetRange,
     UniformSmoothing,
 )
@@ -60,6 +63,88 @@ def test_set_parameter_refuses_values_out_of_range_and_unknown_or_built_in_param
     online = OnlineLabelSmoothing(10)
     online.set_parameter("alpha", 0.8)
     assert online.alpha == 0.8
+
+
+def test_set_parameter_changes_the_value_in_place_without_building_a_strategy(monkeypatch) -> None:
+    strategies = [
+        (UniformSmoothing(10, 0.1), "epsilon", 0.3),
+        (GammaSmoothing(10, 0.9), "gamma", 0.95),
+        (BinarySmoothing(10, 0.1, convention="keras"), "epsilon", 0.25),
+        (TargetRange(10, 0.01, 0.99), "high", 0.9),
+        (OnlineLabelSmoothing(10, 0.5, initial_epsilon=0.2), "alpha", 0.8),
+    ]
+    built = []
+    original = SmoothingStrategy.__init__
+
+    def counting_init(self, num_classes: int) -> None:
+        built.append(type(self).__name__)
+        original(self, num_classes)
+
+    monkeypatch.setattr(SmoothingStrategy, "__init__", counting_init)
+    for strategy, name, value in strategies:
+        buffers = dict(strategy.named_buffers())  # the tensors themselves (online smoothing's targets)
+        strategy.set_parameter(name, value)
+        assert strategy.numeric_parameters()[name] == value and getattr(strategy, name) == value
+        assert all(dict(strategy.named_buffers())[key] is tensor for key, tensor in buffers.items())
+        strategy.check_parameter(name, value)
+    assert built == []
+    binary = strategies[2][0]
+    assert (binary.off_value, binary.on_value) == (0.125, 0.875)  # derived from ε when read: 1 - ε/2, ε/2
+
+
+def test_an_out_of_range_scheduled_value_is_refused_with_the_one_line_message() -> None:
+    for strategy, name, value, message in [
+        (UniformSmoothing(10, 0.1), "epsilon", 1.5, "smoothing.epsilon=1.5 is out of range: it must lie in [0, 1]."),
+        (FocalLoss(10, 3.0), "gamma", -0.1, "smoothing.gamma=-0.1 is out of range: it must lie in [0, inf)."),
+        (
+            GammaSmoothing(10, 0.9),
+            "gamma",
+            0.05,
+            "smoothing.gamma=0.05 is out of range: it must lie in (0.1, 1]. With K=10 classes γ must exceed "
+            "1/K=0.1 so the true class keeps the most mass.",
+        ),
+        (
+            TargetRange(10, 0.01, 0.99),
+            "low",
+            0.995,
+            "smoothing.high=0.99 is out of range: it must lie in (0.995, 1]. high must exceed low.",
+        ),
+        (
+            LogitNormalization(10),
+            "temperature",
+            math.nan,
+            "smoothing.temperature=nan must be a number in the range 0..inf.",
+        ),
+        (
+            OnlineLabelSmoothing(10),
+            "initial_epsilon",
+            0.2,
+            "OnlineLabelSmoothing.initial_epsilon sets up the strategy's state when it is built; it cannot be "
+            "changed during training.",
+        ),
+    ]:
+        before = strategy.hyperparameters()
+        for attempt in (strategy.check_parameter, strategy.set_parameter):
+            with pytest.raises(ConfigurationError) as refused:
+                attempt(name, value)
+            assert str(refused.value) == message
+        assert strategy.hyperparameters() == before
+    schedule, uniform = LinearSchedule(start=0.1, end=0.0), UniformSmoothing(10, 0.1)
+    schedule.setup(SimpleNamespace(max_epochs=3, current_epoch=0), Recorder(uniform), "fit")
+    with pytest.raises(
+        ConfigurationError, match=r"^smoothing\.epsilon=-0\.5 is out of range: it must lie in \[0, 1\]\.$"
+    ):
+        uniform.set_parameter("epsilon", -0.5)
+    assert uniform.epsilon == 0.1
+
+
+def test_a_schedule_needs_a_strategy_with_schedulable_parameters() -> None:
+    with pytest.raises(
+        ConfigurationError, match="needs a smoothing strategy with schedulable parameters.*CrossEntropyLoss"
+    ):
+        TwoStageSchedule(until_epoch=1).setup(
+            SimpleNamespace(max_epochs=3, current_epoch=0), Recorder(torch.nn.CrossEntropyLoss()), "fit"
+        )
 
 
 # --- the schedules' values ------------------------------------------------------------------------------------------

@@ -38,5 +38,11 @@ def describe(error: BaseException) -> str:
     return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
 
 
+class FigureSkippedWarning(UserWarning):
+    """A figure of a finished run could not be drawn: the run keeps its results and says so in one line. The test
+    suite turns this warning into an error (``pyproject.toml``: ``filterwarnings``), so that a bug in the drawing
+    code fails the tests rather than passing as a warning."""
+
+
 class MissingFileError(LabelsmoothError, FileNotFoundError):
     """A file the configuration names does not exist (a weights file, an annotation file)."""

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from labelsmooth.calibration.metrics import classification_metrics
+from labelsmooth.calibration.metrics import PredictionLogits, classification_metrics
+from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models.l2_penalty import L2Terms, apply_l2_penalties, l2_penalty
+from labelsmooth.smoothing import SmoothingStrategy, TakesMixedTargets
+from labelsmooth.specification import SPECIFICATION_KEY, RunSpecification
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``PredictionLogits.compute()`` as (N, K) logits and (N,) targets (torchmetrics squeezes a one-sample set)."""
+    logits, target = gathered
+    target = target.reshape(-1)
+    return logits.reshape(target.numel(), -1), target
 
 
 class FrozenTeacher:
@@ -44,8 +59,13 @@ class LabelSmoothingClassifier(pl.LightningModule):
     accuracy so far (the paper's reported number), and ``val/acc_best_epoch``, the 0-based epoch that reached it
     (the last epoch when the run was still improving). They read the strategy's ``prediction_logits(z)``, logits
     whose softmax is the model's predictive distribution (``z`` itself for softmax strategies; ``logsigmoid(z)``
-    for sigmoid heads, whose normalised one-vs-rest probabilities are the distribution), and so do the callbacks
-    that receive the step outputs (reliability diagrams, temperature scaling). ``optimizer`` and ``scheduler`` are
+    for sigmoid heads, whose normalised one-vs-rest probabilities are the distribution), and so do temperature
+    scaling and the callbacks that receive the step outputs (reliability diagrams, saved predictions). At test epoch
+    end the module fits the temperature on the latest validation epoch's logits (gathered over DDP processes; Guo et
+    al. 2017) and logs ``temperature`` and ``test/<m>_ts`` for ``labelsmooth.calibration.temperature.SCALED_METRICS``
+    (skipped, with an info line, when no validation ran before the test); ``temperature`` stays readable as an
+    attribute (the calibration callback's scaled diagram). ``n_bins`` equal-width (and equal-mass) bins serve every
+    binned metric and its ``_ts`` form. ``optimizer`` and ``scheduler`` are
     partials (Hydra ``_partial_: true``) completed with the parameters / optimizer here. A network that needs
     per-group optimizer settings exposes ``optimizer_param_groups()``; a group's ``l2`` entry (Keras' L2 on
     convolution kernels) is applied as ``labelsmooth.models.l2_penalty`` says, the same under any optimizer.
@@ -61,7 +81,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        criterion: nn.Module,
+        criterion: SmoothingStrategy,
         optimizer: OptimizerFactory,
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
@@ -70,11 +90,12 @@ class LabelSmoothingClassifier(pl.LightningModule):
         teacher: nn.Module | None = None,
         distillation: nn.Module | None = None,
         teacher_record: Mapping[str, Any] | None = None,
+        n_bins: int = 15,
     ) -> None:
         super().__init__()
         if (teacher is None) != (distillation is None):
             raise ValueError("distillation needs both a teacher network and a distillation loss (or neither)")
-        if augment is not None and not callable(getattr(criterion, "mixed_target_loss", None)):
+        if augment is not None and not isinstance(criterion, TakesMixedTargets):
             raise ConfigurationError(
                 f"The batch augment {type(augment).__name__} mixes targets, but the smoothing strategy "
                 f"{type(criterion).__name__} has no target distribution to smooth a mixed target with (it has no "
@@ -90,8 +111,17 @@ class LabelSmoothingClassifier(pl.LightningModule):
         # nan_strategy='disable': no per-step `isnan(x).any()` host sync (a NaN loss shows in the epoch mean,
         # and the NaN guard callback stops the run).
         self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_metrics = classification_metrics(self.num_classes, prefix="val/")
-        self.test_metrics = classification_metrics(self.num_classes, prefix="test/")
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+            raise ConfigurationError(f"n_bins={n_bins!r} must be an integer >= 1 (the bins of the calibration errors)")
+        self.n_bins = n_bins
+        self.val_metrics = classification_metrics(self.num_classes, prefix="val/", n_bins=n_bins)
+        self.test_metrics = classification_metrics(self.num_classes, prefix="test/", n_bins=n_bins)
+        # Temperature scaling: the prediction logits of the latest validation epoch (the held-out set) and of the
+        # test epoch, gathered over processes at test epoch end; not in checkpoints (non-persistent states).
+        self.val_predictions = PredictionLogits()
+        self.test_predictions = PredictionLogits()
+        self.has_val_predictions = False  # a validation epoch (not the sanity check) has filled val_predictions
+        self.temperature: float | None = None  # fitted at test epoch end; None without a validation before test
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best accuracy
         # The 0-based epoch at which val_acc_best last improved during fit (None before the first validation), in
@@ -101,14 +131,96 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.teacher = FrozenTeacher(teacher) if teacher is not None else None
         self.distillation = distillation
         self.teacher_record = dict(teacher_record or {})
+        # What the checkpoints carry to rebuild this module without its run (``from_specification``).
+        self.specification: RunSpecification | None = None
+
+    @classmethod
+    def from_specification(
+        cls,
+        specification: RunSpecification,
+        criterion: SmoothingStrategy | None = None,
+        teacher: nn.Module | None = None,
+        distillation: nn.Module | None = None,
+        teacher_record: Mapping[str, Any] | None = None,
+    ) -> LabelSmoothingClassifier:
+        """The module a run specification describes, freshly initialised; ``criterion`` replaces the strategy the
+        specification would build (a run builds it once, before its data is read)."""
+        module = cls(
+            net=specification.build_network(),
+            criterion=criterion if criterion is not None else specification.build_strategy(),
+            optimizer=specification.build_optimizer_factory(),
+            num_classes=specification.num_classes,
+            scheduler=specification.build_scheduler_factory(),
+            augment=specification.build_augment(),
+            teacher=teacher,
+            distillation=distillation,
+            teacher_record=teacher_record,
+            n_bins=specification.n_bins,
+        )
+        module.specification = specification
+        return module
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, strict: bool = True, **_: Any
+    ) -> LabelSmoothingClassifier:
+        """The trained module of a checkpoint, in eval mode, from the run specification the checkpoint carries (no
+        run directory, config or Hydra needed); ready for ``predict``. Weights load with ``weights_only=True``.
+
+        >>> model = LabelSmoothingClassifier.load_from_checkpoint("model.ckpt", map_location="cpu")  # doctest: +SKIP
+        >>> model.predict(images)  # raw images as the data set stores them  # doctest: +SKIP
+        """
+        from labelsmooth.runs.checkpoints import load_checkpoint
+
+        checkpoint = load_checkpoint(checkpoint_path)
+        module = cls.from_specification(RunSpecification.from_checkpoint(checkpoint, checkpoint_path))
+        module.load_state_dict(checkpoint["state_dict"], strict=strict)
+        module.on_load_checkpoint(checkpoint)
+        if map_location is not None:
+            module.to(torch.device(map_location) if isinstance(map_location, str) else map_location)
+        return module.eval()
+
+    def prepare_inputs(self, images: Any) -> torch.Tensor:
+        """Raw images as the data set stores them → network inputs, as the run's data module prepares them.
+
+        ``images``: a tensor or array of uint8 pixels (scaled to ``input_range`` and normalised with the training
+        split's statistics, as in training) or of floats (used as they are, as the data module uses float
+        batches); ``(N, C, H, W)``, channels-last ``(N, H, W, C)``, ``(N, H, W)`` for one channel, or one image.
+        """
+        from labelsmooth.data.preprocess import BatchPreprocessor
+
+        if self.specification is None:
+            raise RuntimeError(
+                "predict needs the run specification: load the model with "
+                "LabelSmoothingClassifier.load_from_checkpoint(path) or build it with from_specification"
+            )
+        batch = as_image_batch(images, self.specification.image_shape)
+        if batch.dtype == torch.uint8 and self.specification.preprocessing is not None:
+            preprocessor = BatchPreprocessor.from_record(self.specification.preprocessing)
+            batch = preprocessor(batch.to(self.device), train=False)
+        return batch.to(device=self.device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def predict_proba(self, images: Any) -> torch.Tensor:
+        """The predictive distribution (N, K) of raw images (``prepare_inputs``): the softmax of the strategy's
+        ``prediction_logits``, with the network in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.prediction_logits(self(self.prepare_inputs(images))).softmax(dim=-1)
+        finally:
+            self.train(was_training)
+
+    def predict(self, images: Any) -> torch.Tensor:
+        """The predicted class index of each raw image (``predict_proba``'s argmax), shape (N,)."""
+        return self.predict_proba(images).argmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """The criterion's ``prediction_logits`` (float32); the logits in float32 for a criterion without one."""
-        convert = getattr(self.criterion, "prediction_logits", None)
-        return convert(logits) if callable(convert) else logits.float()
+        """The strategy's ``prediction_logits`` (float32): logits whose softmax is the predictive distribution."""
+        return self.criterion.prediction_logits(logits)
 
     def run_record(self) -> dict[str, Any]:
         """The module's ``metrics.json`` entries: ``val/acc_best_epoch`` (the 0-based epoch of fit's best validation
@@ -126,9 +238,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     def _end_criterion_epoch(self) -> None:
         # Stateful strategies (online label smoothing) turn the epoch's statistics into their next targets.
-        hook = getattr(self.criterion, "on_train_epoch_end", None)
-        if callable(hook):
-            hook()
+        self.criterion.on_train_epoch_end()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # After the epoch's last batch, before validation and the epoch's checkpoint: the checkpoint then holds
@@ -167,13 +277,21 @@ class LabelSmoothingClassifier(pl.LightningModule):
         inputs, target = batch
         logits = self.prediction_logits(self(inputs))
         self.val_metrics.update(logits, target)
-        # Handed to callbacks' on_validation_batch_end (reliability diagrams, temperature scaling).
+        if not self.trainer.sanity_checking:
+            self.val_predictions.update(logits, target)  # kept on the device: no host synchronisation
+        # Handed to callbacks' on_validation_batch_end (reliability diagrams, saved predictions).
         return {"logits": logits.detach(), "target": target}
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:  # the sanity check keeps the latest validation's logits
+            self.val_predictions.reset()
+            self.has_val_predictions = False
 
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         if not self.trainer.sanity_checking:  # the check before training does not count towards the best
+            self.has_val_predictions = True
             self._update_best(values["val/acc"])
             values["val/acc_best"] = self.val_acc_best.compute()
             if self.val_acc_best_epoch is not None:
@@ -195,6 +313,8 @@ class LabelSmoothingClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["val_acc_best_epoch"] = self.val_acc_best_epoch
+        if self.specification is not None:
+            checkpoint[SPECIFICATION_KEY] = self.specification.to_checkpoint()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed fit continues from the checkpoint's; loading the best checkpoint after fit keeps fit's own.
@@ -205,12 +325,38 @@ class LabelSmoothingClassifier(pl.LightningModule):
         inputs, target = batch
         logits = self.prediction_logits(self(inputs))
         self.test_metrics.update(logits, target)
+        if self.has_val_predictions:  # only kept when there is a temperature to fit
+            self.test_predictions.update(logits, target)
         return {"logits": logits.detach(), "target": target}
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions.reset()
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()
         self.test_metrics.reset()
         self.log_dict(values, sync_dist=True)
+        scaled = self._temperature_scaling()
+        if scaled:  # plain floats, equal on every process (fitted on the same gathered logits)
+            self.log_dict(scaled, sync_dist=True)
+
+    def _temperature_scaling(self) -> dict[str, float]:
+        """``temperature``, fitted by NLL on the latest validation epoch's logits (Guo et al. 2017, ``fit_temperature``;
+        in ``train`` and ``evaluate`` that is ``trainer.validate`` on the best checkpoint, just before ``test``), and
+        ``test/<m>_ts`` for each of ``SCALED_METRICS`` on the test logits divided by it, over ``n_bins`` bins. Both
+        sets are gathered over DDP processes. Without a validation before the test: nothing (one info line)."""
+        self.temperature = None
+        if not self.has_val_predictions:
+            self.test_predictions.reset()
+            if self.trainer.is_global_zero:
+                log.info("No validation before this test: no temperature fitted, the test/*_ts metrics are skipped.")
+            return {}
+        val_logits, val_target = _as_set(self.val_predictions.compute())
+        test_logits, test_target = _as_set(self.test_predictions.compute())
+        self.test_predictions.reset()
+        self.temperature = fit_temperature(val_logits, val_target)
+        scaled = temperature_scaled_metrics(test_logits, test_target, self.temperature, self.n_bins)
+        return {"temperature": self.temperature, **{f"test/{name}_ts": value for name, value in scaled.items()}}
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = getattr(self.net, "optimizer_param_groups", None)
@@ -220,3 +366,25 @@ class LabelSmoothingClassifier(pl.LightningModule):
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+
+def as_image_batch(images: Any, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """``images`` as an ``(N, C, H, W)`` tensor of the data's ``image_shape``: from ``(N, C, H, W)``, channels-last
+    ``(N, H, W, C)``, ``(N, H, W)`` when ``C = 1``, or a single image in any of these layouts; its dtype kept."""
+    batch = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    channels, height, width = image_shape
+    shape = tuple(batch.shape)
+    if batch.dim() == 3 and channels == 1 and shape[1:] == (height, width):
+        batch = batch.unsqueeze(1)  # (N, H, W)
+    elif shape in {(channels, height, width), (height, width, channels)}:
+        batch = batch.unsqueeze(0)
+    elif channels == 1 and shape == (height, width):
+        batch = batch[None, None]
+    if batch.dim() == 4 and tuple(batch.shape[1:]) == (height, width, channels) != image_shape:
+        batch = batch.permute(0, 3, 1, 2)
+    if batch.dim() != 4 or tuple(batch.shape[1:]) != image_shape:
+        raise ValueError(
+            f"images of shape {tuple(batch.shape)} do not fit the model's inputs {image_shape} (channels, height, "
+            "width): give (N, C, H, W), (N, H, W, C), (N, H, W) for one channel, or one image"
+        )
+    return batch.contiguous()

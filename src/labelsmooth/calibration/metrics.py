@@ -189,7 +189,29 @@ class ClassificationMetrics(Metric):
         }
 
 
-def classification_metrics(num_classes: int, prefix: str) -> ClassificationMetrics:
-    """All of ``ClassificationMetrics.NAMES`` over 15 bins, named ``<prefix><metric>``: ``acc nll ece mce brier ace
-    rmsce confidence entropy classwise_ece smooth_ece aurc augrc`` (one softmax per batch)."""
-    return ClassificationMetrics(num_classes, prefix=prefix, n_bins=ECE_BINS)
+def classification_metrics(num_classes: int, prefix: str, n_bins: int = ECE_BINS) -> ClassificationMetrics:
+    """All of ``ClassificationMetrics.NAMES`` over ``n_bins`` bins (15 by default), named ``<prefix><metric>``: ``acc
+    nll ece mce brier ace rmsce confidence entropy classwise_ece smooth_ece aurc augrc`` (one softmax per batch)."""
+    return ClassificationMetrics(num_classes, prefix=prefix, n_bins=n_bins)
+
+
+class PredictionLogits(Metric):
+    """The (N, K) logits and (N,) targets of an evaluation epoch, kept as they come (on their device: no host
+    synchronisation per batch; ``cat`` states, so ``compute`` gathers them from every DDP process, process 0's
+    first) and ``compute``d as ``(logits, target)``: the held-out set of temperature scaling. The states are not
+    persistent, so they are in no checkpoint."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.logits.append(logits.detach().float())
+        self.target.append(target.detach().long())
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, target = _cat(self.logits), _cat(self.target).reshape(-1)
+        return logits.reshape(target.numel(), -1).float(), target.long()

@@ -1,7 +1,8 @@
-"""Reliability diagrams, temperature scaling and saved predictions, as a Lightning callback.
+"""Reliability diagrams and saved predictions, as a Lightning callback: figures and files only.
 
-The scalar metrics (accuracy, scores, binned / class-wise / smooth calibration errors, AURC, AUGRC) are logged by
-the LightningModule's metric collection. This callback needs the logits themselves: the module's
+The scalar metrics (accuracy, scores, binned / class-wise / smooth calibration errors, AURC, AUGRC) and temperature
+scaling (``temperature``, ``test/<m>_ts``) are the LightningModule's: they are logged with or without this
+callback. This callback needs the logits themselves: the module's
 ``validation_step`` / ``test_step`` return ``{"logits", "target"}``, which arrive here in ``on_*_batch_end``.
 Those logits are the strategy's ``prediction_logits``, whose softmax is the model's predictive distribution (for
 sigmoid heads ``logsigmoid(z)``: the normalised one-vs-rest probabilities), the same distribution the logged
@@ -10,13 +11,11 @@ sampler is an unshuffled ``DistributedSampler``, as the data modules' evaluation
 and
 
 * validation (not the sanity check): draws the reliability diagram with its confidence histogram
-  (15 equal-width bins) to ``calibration/reliability_val.png`` (the latest epoch), logs it to W&B as
-  ``val/reliability_diagram`` and the per-bin numbers as the W&B table ``val/reliability_bins``; it keeps the
-  logits of the latest validation epoch;
-* test: fits one temperature on those validation logits by NLL (Guo et al. 2017; in ``train`` and ``evaluate``
-  the latest validation is ``trainer.validate`` on the best checkpoint, just before ``test``), logs
-  ``temperature`` and ``test/<m>_ts`` for each of ``labelsmooth.calibration.temperature.SCALED_METRICS`` (they
-  land in ``metrics.json``), and draws the test diagrams before and after scaling side by side
+  (``n_bins`` equal-width bins, the module's) to ``calibration/reliability_val.png`` (the latest epoch), logs it to
+  W&B as ``val/reliability_diagram`` and the per-bin numbers as the W&B table ``val/reliability_bins``; it keeps
+  the logits of the latest validation epoch (``val_logits``, ``val_target``);
+* test (at ``on_test_end``, after the module's ``on_test_epoch_end`` fitted its temperature): draws the test
+  diagrams before and after scaling by the module's ``temperature`` side by side
   (``calibration/reliability_test.png`` and ``.csv``; W&B ``test/reliability_diagram``, ``test/reliability_bins``);
 * after ``trainer.validate`` and ``trainer.test`` (not during ``fit``), writes ``predictions/val.npz`` and
   ``predictions/test.npz``: ``logits`` (float32, N × K) and ``targets`` (int64, N), from which every logged metric
@@ -24,7 +23,8 @@ and
   ``N · K > predictions_max_values``.
 
 Files are written by process 0 only, atomically, with any logger (W&B, CSV, none); images and tables go to W&B
-only. Paths come from ``labelsmooth.runs.layout.RunDirectory``.
+only. A diagram that cannot be drawn or saved is skipped with a one-line warning: it never fails a run. Paths
+come from ``labelsmooth.runs.layout.RunDirectory``.
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_only
 
 from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct
-from labelsmooth.calibration.bins import DEFAULT_BINS, CalibrationBin
+from labelsmooth.calibration.bins import DEFAULT_BINS
 from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_table_rows
 from labelsmooth.calibration.reliability import reliability_figure
-from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
 from labelsmooth.runs.layout import RunDirectory
@@ -96,15 +95,15 @@ def write_predictions(path: Path, logits: torch.Tensor, targets: torch.Tensor) -
 
 
 class CalibrationCallback(pl.Callback):
-    """Reliability diagrams (PNG + W&B image and table) each validation epoch and at test; temperature
-    scaling fitted on the latest validation logits and evaluated at test; the predictions of ``validate`` and
+    """Reliability diagrams (PNG + W&B image and table) each validation epoch and at test, the test one also
+    after temperature scaling (the temperature the LightningModule fitted); the predictions of ``validate`` and
     ``test`` saved.
 
     Args:
         output_dir: the run directory (``calibration/``, ``predictions/``); ``trainer.default_root_dir`` if None.
-        n_bins: equal-width bins of the diagrams.
+        n_bins: equal-width bins of the diagrams (the config gives the module's ``n_bins``).
         plot_every_n_epochs: draw the validation diagram every this many epochs (0: never; test always).
-        temperature_scaling: fit and report the temperature at test.
+        temperature_scaling: draw the test diagram after temperature scaling too (the module's ``temperature``).
         save_predictions: write ``predictions/<split>.npz`` after ``trainer.validate`` and ``trainer.test``.
         predictions_max_values: skip saving a split whose logits hold more than this many values (N · K).
     """
@@ -134,7 +133,7 @@ class CalibrationCallback(pl.Callback):
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_logits: torch.Tensor | None = None
         self.val_target: torch.Tensor | None = None
-        self.temperature: float | None = None
+        self.temperature: float | None = None  # the module's, read at test end
         self.predictions: dict[str, str] = {}  # split -> the file written, or why it was skipped
 
     def run_record(self) -> dict[str, Any]:
@@ -180,33 +179,23 @@ class CalibrationCallback(pl.Callback):
         final = trainer.state.fn == TrainerFn.VALIDATING
         every = self.plot_every_n_epochs
         if every and (trainer.current_epoch % every == 0 or final):
-            bins = binned_statistics(*confidences_and_correct(*gathered), self.n_bins)
-            self._publish(trainer, "val", {"val": bins}, {f"validation, epoch {trainer.current_epoch}": bins})
+            title = f"validation, epoch {trainer.current_epoch}"
+            self._publish(trainer, "val", {"val": (title, gathered[0])}, gathered[1])
         if final:
             self._save_predictions(trainer, "val", *gathered)
 
     # -- test --------------------------------------------------------------------------------------------
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not on_test_epoch_end: callbacks' epoch-end hooks run before the module's, which fits the temperature.
         gathered = self._gathered(trainer.test_dataloaders)
         if gathered is None:
             return
         logits, target = gathered
-        rows = {"test": binned_statistics(*confidences_and_correct(logits, target), self.n_bins)}
-        panels = {"test": rows["test"]}
-        if self.temperature_scaling:
-            if self.val_logits is None:
-                rank_zero_warn("CalibrationCallback: no validation logits to fit a temperature on; skipped.")
-            else:
-                self.temperature = fit_temperature(self.val_logits, self.val_target)
-                scaled = temperature_scaled_metrics(logits, target, self.temperature, self.n_bins)
-                pl_module.log("temperature", self.temperature, sync_dist=True)
-                for name, value in scaled.items():
-                    pl_module.log(f"test/{name}_ts", value, sync_dist=True)
-                rows["test_ts"] = binned_statistics(
-                    *confidences_and_correct(logits / self.temperature, target), self.n_bins
-                )
-                panels[f"test, temperature {self.temperature:.3f}"] = rows["test_ts"]
-        self._publish(trainer, "test", rows, panels)
+        curves = {"test": ("test", logits)}
+        self.temperature = getattr(pl_module, "temperature", None) if self.temperature_scaling else None
+        if self.temperature is not None:  # None: no validation before this test (the module says so)
+            curves["test_ts"] = (f"test, temperature {self.temperature:.3f}", logits / self.temperature)
+        self._publish(trainer, "test", curves, target)
         self._save_predictions(trainer, "test", logits, target)
 
     # -- output ------------------------------------------------------------------------------------------
@@ -236,16 +225,24 @@ class CalibrationCallback(pl.Callback):
 
     @rank_zero_only
     def _publish(
-        self,
-        trainer: pl.Trainer,
-        split: str,
-        rows: dict[str, list[CalibrationBin]],
-        panels: dict[str, list[CalibrationBin]],
+        self, trainer: pl.Trainer, split: str, curves: dict[str, tuple[str, torch.Tensor]], target: torch.Tensor
     ) -> None:
-        run = self._run_directory(trainer)
-        png = save_figure_atomic(reliability_figure(panels), run.reliability_png(split), dpi=110)
-        write_text_atomic(run.reliability_csv(split), bins_csv_text(rows))
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
-                logger.log_table(key=f"{split}/reliability_bins", columns=list(BIN_COLUMNS), data=bins_table_rows(rows))
+        """The diagram of ``curves`` (CSV split name -> panel title, logits), side by side, its CSV and W&B image
+        and table; anything that fails here skips the diagram with one warning line and never fails the run."""
+        try:
+            rows = {
+                name: binned_statistics(*confidences_and_correct(logits, target), self.n_bins)
+                for name, (_, logits) in curves.items()
+            }
+            panels = {title: rows[name] for name, (title, _) in curves.items()}
+            run = self._run_directory(trainer)
+            png = save_figure_atomic(reliability_figure(panels), run.reliability_png(split), dpi=110)
+            write_text_atomic(run.reliability_csv(split), bins_csv_text(rows))
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "WandbLogger":
+                    logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
+                    rows_table = bins_table_rows(rows)
+                    logger.log_table(key=f"{split}/reliability_bins", columns=list(BIN_COLUMNS), data=rows_table)
+        except Exception as error:  # a figure never fails a trained run
+            reason = (str(error).splitlines() or [""])[0]
+            log.warning("Skipped the %s reliability diagram: %s: %s", split, type(error).__name__, reason)

@@ -1,14 +1,15 @@
 """Schedules of one parameter of the smoothing strategy over the epochs of a run (``strategy_schedule=<option>``).
 
 Label smoothing is often used for part of training only (two-stage label smoothing: Xu, Xu, Qian, Li, Jin,
-"Towards Understanding Label Smoothing", 2020) or with a ramped weight (MaxSup's α, an annealed ε). A schedule is
-a Lightning callback that, at the start of every training epoch, sets the value of ``strategy_schedule.parameter``
-that the epoch uses on the strategy (``pl_module.criterion.set_parameter``, which checks it as the strategy's
-constructor does) and logs it as ``schedule/<parameter>`` once per epoch. The values applied so far are saved in
-checkpoints: a resumed run re-applies the checkpoint's value when it is restored (before its first training step)
-and refuses a checkpoint written under another schedule; evaluating a checkpoint uses the value its epoch trained
-with (LogitNorm's temperature shapes its predictions). ``run_record()`` puts the schedule, its values per epoch and
-the final value into ``metrics.json``.
+"Towards Understanding Label Smoothing", 2020) or with a ramped weight (MaxSup's α, an annealed ε). A schedule is a
+Lightning callback that, at the start of every training epoch, sets the value of ``strategy_schedule.parameter``
+that the epoch uses on the strategy, in place (``pl_module.criterion``, a ``SchedulableParameters``, whose
+``set_parameter`` checks the value against the parameter's declared range, as the constructor does), and logs it as
+``schedule/<parameter>`` once per epoch. The values applied so far are saved in checkpoints: a resumed run
+re-applies the checkpoint's value when it is restored (before its first training step) and refuses a checkpoint
+written under another schedule; evaluating a checkpoint uses the value its epoch trained with (LogitNorm's temperature
+shapes its predictions). ``run_record()`` puts the schedule, its values per epoch and the final value into
+``metrics.json``.
 
 The parameter defaults to the strategy's only real-valued parameter (an error names them where it has several or
 none). Values are functions of the epoch index ``e`` alone, ``0 <= e < E`` with ``E = trainer.max_epochs``.
@@ -23,9 +24,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from labelsmooth.errors import ConfigurationError
+from labelsmooth.smoothing import SchedulableParameters
 
 
-def only_numeric_parameter(strategy: Any) -> str:
+def only_numeric_parameter(strategy: SchedulableParameters) -> str:
     """The name of the strategy's only real-valued parameter, or a ``ConfigurationError`` saying what to set."""
     names = list(strategy.numeric_parameters())
     if len(names) == 1:
@@ -56,7 +58,7 @@ class StrategyParameterSchedule(Callback):
         self.configured: float = math.nan  # the strategy's configured value of the parameter
         self.max_epochs = 0
         self.applied: dict[int, float] = {}  # epoch -> value it trained with
-        self._strategy: Any = None
+        self._strategy: SchedulableParameters | None = None
 
     @property
     def state_key(self) -> str:
@@ -68,17 +70,17 @@ class StrategyParameterSchedule(Callback):
     def definition(self) -> dict[str, Any]:
         return {"parameter": self.parameter}
 
-    def resolve(self, strategy: Any) -> None:
+    def resolve(self, strategy: SchedulableParameters) -> None:
         """Kind-specific defaults that depend on the strategy (called once, with ``configured`` set)."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._strategy is not None:  # validate / test after fit: the schedule is already set up
             return
-        strategy = getattr(pl_module, "criterion", None)
-        if not callable(getattr(strategy, "set_parameter", None)):
+        strategy = pl_module.criterion  # the LightningModule's strategy (LabelSmoothingClassifier.criterion)
+        if not isinstance(strategy, SchedulableParameters):
             raise ConfigurationError(
-                f"strategy_schedule={self.kind} needs a smoothing strategy with set_parameter (a SmoothingStrategy), "
-                f"not {type(strategy).__name__}."
+                f"strategy_schedule={self.kind} needs a smoothing strategy with schedulable parameters (a "
+                f"SmoothingStrategy), not {type(strategy).__name__}."
             )
         if self.parameter is None:
             self.parameter = only_numeric_parameter(strategy)
@@ -97,13 +99,20 @@ class StrategyParameterSchedule(Callback):
         self.configured = float(numeric[self.parameter])
         self.resolve(strategy)
         for epoch in {0, self.max_epochs - 1}:  # every schedule is monotone: its extremes are checked
-            strategy.parameter_update(self.parameter, self.value_at(epoch))
+            strategy.check_parameter(self.parameter, self.value_at(epoch))
         self._strategy = strategy
+
+    @property
+    def strategy(self) -> SchedulableParameters:
+        """The strategy set up by ``setup``."""
+        if self._strategy is None:
+            raise RuntimeError(f"strategy_schedule={self.kind} is used before the trainer set it up")
+        return self._strategy
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         self.applied[epoch] = self.value_at(epoch)
-        self._strategy.set_parameter(self.parameter, self.applied[epoch])
+        self.strategy.set_parameter(self.parameter, self.applied[epoch])
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The same value on every process; sync_dist only quiets Lightning's advice under DDP.
@@ -164,7 +173,7 @@ class TwoStageSchedule(StrategyParameterSchedule):
         self.until_epoch = until_epoch
         self.switch_value = math.nan
 
-    def resolve(self, strategy: Any) -> None:
+    def resolve(self, strategy: SchedulableParameters) -> None:
         try:
             self.switch_value = type(strategy).unsmoothed_value(self.parameter)
         except ValueError as error:
@@ -197,7 +206,7 @@ class LinearSchedule(StrategyParameterSchedule):
         self.start_given, self.end_given = start, end
         self.start = self.end = math.nan
 
-    def resolve(self, strategy: Any) -> None:
+    def resolve(self, strategy: SchedulableParameters) -> None:
         self.start = self.configured if self.start_given is None else float(self.start_given)
         if self.end_given is not None:
             self.end = float(self.end_given)

@@ -4,14 +4,17 @@ LightningModule and the Trainer with its callbacks."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.conf import CONFIG_DIR
+from labelsmooth.specification import RunSpecification
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+if TYPE_CHECKING:
+    from labelsmooth.module import LabelSmoothingClassifier
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
@@ -40,32 +43,71 @@ def build_datamodule(dataset_cfg: DictConfig) -> Any:
     return datamodule
 
 
-def build_module(cfg: DictConfig, datamodule: Any):
-    """The LightningModule of a run config: network, strategy, batch augment, optimizer and scheduler, sized by
-    the data module (classes, channels, image size, class prior); with ``teacher_ckpt``, the teacher and the
-    distillation loss (``labelsmooth.cli.teacher``)."""
-    from labelsmooth.cli.teacher import load_teacher
-    from labelsmooth.module import LabelSmoothingClassifier
+def strategy_before_data(cfg: DictConfig) -> Any:
+    """The run's smoothing strategy when the data set config declares its number of classes (built before any
+    data is read or downloaded, so a γ <= 1/K or an ε out of range fails in a second); None otherwise (data sets
+    that count their classes from their files: the strategy is built with the module)."""
+    num_classes = cfg.dataset.get("num_classes") if cfg.get("dataset") else None
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and cfg.get("smoothing"):
+        return hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+    return None
 
-    num_classes = datamodule.num_classes
-    net = hydra.utils.instantiate(
-        cfg.model, num_classes=num_classes, in_channels=datamodule.in_channels, image_size=datamodule.image_size
+
+def run_specification(cfg: DictConfig, datamodule: Any, names: dict[str, str] | None = None) -> RunSpecification:
+    """The run specification (``labelsmooth.specification``) of a composed config and its set-up data module:
+    the parts' resolved configs, the data's shape, preprocessing and class names, and the data set's config with
+    its ``${paths...}`` interpolations kept (an evaluation elsewhere resolves them against its own paths)."""
+
+    def plain(node: Any) -> dict[str, Any] | None:
+        return OmegaConf.to_container(node, resolve=True) if node else None
+
+    dataset = plain(cfg.dataset) or {}
+    as_composed = OmegaConf.to_container(cfg.dataset, resolve=False) if cfg.get("dataset") else {}
+    for key, value in as_composed.items():
+        if isinstance(value, str) and "${paths." in value:
+            dataset[key] = value
+    return RunSpecification(
+        model=plain(cfg.model),
+        smoothing=plain(cfg.smoothing),
+        dataset=dataset,
+        num_classes=int(datamodule.num_classes),
+        in_channels=int(datamodule.in_channels),
+        image_size=tuple(int(v) for v in datamodule.image_size),
+        preprocessing=datamodule.preprocessing_record(),
+        augment=plain(cfg.get("augment")),
+        optimizer=plain(cfg.get("optimizer")),
+        scheduler=plain(cfg.get("scheduler")),
+        class_names=datamodule.class_names,
+        names=dict(names or {}),
+        seed=cfg.get("seed"),
+        n_bins=int(cfg.get("n_bins", 15)),
     )
-    criterion = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
-    if callable(getattr(criterion, "set_class_frequencies", None)):  # strategies that use the class prior
+
+
+def build_module(
+    cfg: DictConfig,
+    datamodule: Any,
+    criterion: Any = None,
+    names: dict[str, str] | None = None,
+    teacher: tuple[Any, dict[str, Any]] | None = None,
+) -> LabelSmoothingClassifier:
+    """The LightningModule of a run config: network, strategy, batch augment, optimizer and scheduler, sized by
+    the data module (classes, channels, image size, class prior), carrying the run specification into its
+    checkpoints. ``criterion``: the strategy when the run built it already (before its data); ``teacher``: the
+    teacher network and its record (``labelsmooth.cli.teacher.load_teacher``), trained against with ``cfg.distill``."""
+    from labelsmooth.module import LabelSmoothingClassifier
+    from labelsmooth.smoothing import UsesClassPrior
+
+    specification = run_specification(cfg, datamodule, names)
+    criterion = criterion if criterion is not None else specification.build_strategy()
+    if isinstance(criterion, UsesClassPrior):
         criterion.set_class_frequencies(datamodule.class_frequencies)
-    augment = hydra.utils.instantiate(cfg.augment, num_classes=num_classes) if cfg.get("augment") else None
-    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    teacher, teacher_record = load_teacher(cfg.teacher_ckpt, datamodule) if cfg.get("teacher_ckpt") else (None, {})
-    return LabelSmoothingClassifier(
-        net=net,
+    teacher_net, teacher_record = teacher if teacher is not None else (None, {})
+    return LabelSmoothingClassifier.from_specification(
+        specification,
         criterion=criterion,
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
-        scheduler=scheduler,
-        num_classes=num_classes,
-        augment=augment,
-        teacher=teacher,
-        distillation=hydra.utils.instantiate(cfg.distill) if teacher is not None else None,
+        teacher=teacher_net,
+        distillation=hydra.utils.instantiate(cfg.distill) if teacher_net is not None else None,
         teacher_record=teacher_record,
     )
 

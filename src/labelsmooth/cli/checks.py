@@ -42,18 +42,6 @@ def requested_devices(trainer_cfg: DictConfig) -> int:
     return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
 
 
-TRAINER_COUNTS = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "accumulate_grad_batches": 1}
-
-
-def check_trainer_counts(trainer_cfg: DictConfig) -> None:
-    """Refuse a ``trainer.max_epochs`` (``min_epochs``, ``max_steps``, ``accumulate_grad_batches``) that is not a
-    whole number in range before the data set is read (Lightning would fail on it only once training starts)."""
-    for key, minimum in TRAINER_COUNTS.items():
-        value = trainer_cfg.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-            raise ConfigurationError(f"trainer.{key}={value!r} must be an integer >= {minimum} (or null)")
-
-
 def check_devices(trainer_cfg: DictConfig) -> None:
     """Refuse more devices than this machine has, before Lightning launches processes for them."""
     import torch
@@ -139,15 +127,6 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
             f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
             f"{datamodule.num_classes} classes"
         )
-
-
-def check_strategy_before_data(cfg: DictConfig) -> None:
-    """Build the smoothing strategy once, before any data is read or downloaded, when the data set config declares
-    its number of classes: a γ <= 1/K or an ε out of range then fails in a second, not after the data set was
-    decoded. (Data sets that count their classes from the files are checked when the module is built.)"""
-    num_classes = cfg.dataset.get("num_classes") if cfg.get("dataset") else None
-    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and cfg.get("smoothing"):
-        hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
 
 
 def check_optimizer(cfg: DictConfig) -> None:

@@ -1,12 +1,13 @@
 """Evaluate a saved checkpoint: ``python eval.py ckpt_path=<run>/checkpoints/best-epochNNN.ckpt [dataset=...]``.
 
-Checkpoints hold weights only (no hyperparameters), so the model, the smoothing strategy (whose buffers are
-part of the weights) and, unless ``dataset=`` is given, the data set are rebuilt from the run's composed config
-``<run>/.hydra/config.yaml`` (the checkpoint lives in ``<run>/checkpoints/``). The weights are loaded with
-``weights_only=True``. The same metrics as in training (accuracy, NLL, ECE, adaptive ECE, MCE, RMS, Brier,
-confidence, entropy) are computed on the validation and test splits, with the reliability diagrams and the
-temperature fitted on the validation logits (``labelsmooth.callbacks.CalibrationCallback``). Outputs go to
-``outputs/eval/<date>/<time>/``: ``metrics.json``, ``calibration/`` and ``predictions/``.
+A checkpoint carries its run specification, so the model, the smoothing strategy (whose buffers are part of the
+weights) and, unless ``dataset=`` is given, the data set with the run's preprocessing are rebuilt from the
+checkpoint alone, wherever it was copied (``labelsmooth.cli.saved``; a checkpoint written before checkpoints carried
+one is rebuilt from its run's ``<run>/.hydra/config.yaml``). The weights are loaded with ``weights_only=True``.
+The same metrics as in training (accuracy, NLL, ECE, adaptive ECE, MCE, RMS, Brier, confidence, entropy, and the
+temperature-scaled ones) are computed on the validation and test splits; reliability diagrams are drawn by
+``labelsmooth.callbacks.CalibrationCallback``. Outputs go to ``outputs/eval/<date>/<time>/``: ``metrics.json``,
+``calibration/`` and ``predictions/``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, build_module
+from labelsmooth.cli.build import CONFIG_DIR, build_datamodule
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.cli.saved import SavedRun
+from labelsmooth.cli.schema import validate_run_config
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.overrides import override_key
 from labelsmooth.runs.record import strategy_parameters
-from labelsmooth.runs.saved_run import EvaluationError, checkpoint_path, dataset_for_evaluation, load_run_config
+from labelsmooth.runs.saved_run import EvaluationError, checkpoint_path, dataset_for_evaluation
 from labelsmooth.tracking.wandb_run import instantiate_logger, is_wandb, redact_secrets, wandb_config
 
 __all__ = ["EvaluationError", "evaluate", "main"]
@@ -47,7 +50,6 @@ def evaluate(
     offline, with one warning); a W&B run it starts is finished with exit code 0, or 1 when the evaluation failed.
     ``context`` (default: a single run in ``output_dir``) names and groups that W&B run."""
     import pytorch_lightning as pl
-    from omegaconf import OmegaConf
 
     from labelsmooth.callbacks import CalibrationCallback
     from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_checkpoint_matches
@@ -55,44 +57,45 @@ def evaluate(
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
         ckpt_path = checkpoint_path(cfg)
+        # The W&B run starts first, so an evaluation refused for its settings is a failed W&B run too.
+        run.logger = instantiate_logger(_as_eval_job(cfg), context)
+        if run.logger:
+            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
+        validate_run_config(cfg)
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
         run.summary["run_dir"] = str(RunDirectory.of_checkpoint(ckpt_path).root)
-        run_cfg, choices = load_run_config(ckpt_path, cfg.paths.get("log_dir"))
-        with open_dict(run_cfg):
-            run_cfg.paths = cfg.paths  # data_dir and output_dir of this evaluation
-            run_cfg.teacher_ckpt = None  # a distilled student is evaluated alone: its teacher is not rebuilt
-            if cfg.get("dataset"):
-                run_cfg.dataset = dataset_for_evaluation(run_cfg.dataset, cfg.dataset, context.overrides)
-        smoothing = OmegaConf.to_container(run_cfg.smoothing, resolve=True) if run_cfg.get("smoothing") else None
+        saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins)
+        dataset_cfg = saved.dataset
+        if cfg.get("dataset"):
+            dataset_cfg = dataset_for_evaluation(saved.dataset, cfg.dataset, context.overrides)
         run.summary.update(
             {
-                "seed": run_cfg.get("seed"),
-                "dataset": dataset_choice or choices.get("dataset", "?"),
-                "trained_on": choices.get("dataset", "?"),
-                "model": choices.get("model", "?"),
-                "smoothing": choices.get("smoothing", "?"),
-                **strategy_parameters(smoothing),
+                "seed": saved.seed,
+                "dataset": dataset_choice or saved.names.get("dataset", "?"),
+                "trained_on": saved.names.get("dataset", "?"),
+                "model": saved.names.get("model", "?"),
+                "smoothing": saved.names.get("smoothing", "?"),
+                **strategy_parameters(saved.smoothing),
             }
         )
         run.title = f"{run.summary['checkpoint']} on {run.summary['dataset']}"
 
         pl.seed_everything(cfg.seed, workers=True)
-        datamodule = build_datamodule(run_cfg.dataset)
-        module = build_module(run_cfg, datamodule)
+        datamodule = build_datamodule(dataset_cfg)
+        module = saved.module_for(datamodule)
         try:
-            checkpoint = check_checkpoint_matches(ckpt_path, module)
+            check_checkpoint_matches(ckpt_path, module)
         except CheckpointMismatchError as error:
             if not dataset_choice:
                 raise
             raise EvaluationError(
                 f"{error} With dataset={dataset_choice} the data set must have the classes and image shape the model "
-                f"was trained on (it was trained on {choices.get('dataset', '?')})."
+                f"was trained on (it was trained on {saved.names.get('dataset', '?')})."
             ) from error
-        module.load_state_dict(checkpoint["state_dict"])
+        module.load_state_dict(saved.checkpoint["state_dict"])
         module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
-        run.logger = instantiate_logger(_as_eval_job(cfg), context)
         if run.logger:
-            run.logger.log_hyperparams(evaluation_config(run_cfg, choices, run.summary))
+            run.logger.log_hyperparams(evaluation_config(saved.config, saved.names, run.summary))
         calibration = CalibrationCallback(
             output_dir=str(output_dir),
             n_bins=cfg.n_bins,

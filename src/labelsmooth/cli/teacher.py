@@ -1,9 +1,9 @@
 """The teacher of a distillation run (``experiment=distill teacher_ckpt=<path>``), loaded from its checkpoint.
 
-A checkpoint describes itself: its run directory (``<run>/checkpoints/<file>.ckpt`` → ``<run>``) holds the run's
-composed config ``.hydra/config.yaml``, from which the teacher's network and strategy are rebuilt exactly as
-``eval.py`` rebuilds them (``labelsmooth.runs.saved_run.load_run_config``, ``build_module``), and its ``metrics.json``,
-which names the teacher's strategy and parameters for the student's ``metrics.json`` (``teacher.*``).
+A checkpoint describes itself: the run specification it carries rebuilds the teacher's network and strategy exactly
+as ``eval.py`` rebuilds them (``labelsmooth.cli.saved.SavedRun``), wherever the checkpoint was copied; a
+``metrics.json`` beside its run (``<run>/checkpoints/<file>.ckpt`` → ``<run>``), where there is one, names the
+teacher's strategy and parameters for the student's ``metrics.json`` (``teacher.*``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from labelsmooth.errors import ConfigurationError, first_sentence
+from labelsmooth.cli.saved import SavedRun
+from labelsmooth.errors import ConfigurationError, LabelsmoothError, first_sentence
 from labelsmooth.runs.files import recorded_metrics
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.record import strategy_parameters
-from labelsmooth.runs.saved_run import load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ class TeacherLogits(nn.Module):
         return self.criterion.prediction_logits(self.net(x))
 
 
-def teacher_run(teacher_ckpt: str | Path) -> tuple[DictConfig, dict[str, str], dict[str, Any]]:
-    """The composed config, the config-group choices (``load_run_config``) and the ``metrics.json`` record (empty
-    when there is none) of the teacher's run, or a ``ConfigurationError`` that names ``teacher_ckpt`` and what is
-    missing."""
+def teacher_run(teacher_ckpt: str | Path, paths: DictConfig | None = None) -> tuple[SavedRun, dict[str, Any]]:
+    """The teacher's run (``SavedRun``: from the run specification its checkpoint carries, or its run directory's
+    config for an older checkpoint) and the ``metrics.json`` record beside it (empty when there is none), or a
+    ``ConfigurationError`` that names ``teacher_ckpt`` and what is missing."""
     path = Path(teacher_ckpt)
     if not path.is_file():
         what = "is a directory: give the .ckpt file inside it" if path.is_dir() else "no such checkpoint file"
@@ -60,15 +60,11 @@ def teacher_run(teacher_ckpt: str | Path) -> tuple[DictConfig, dict[str, str], d
             f"teacher_ckpt={teacher_ckpt}: {what}. A teacher is the checkpoint of a finished run, e.g. "
             f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (README: Distillation)"
         )
-    run = RunDirectory.of_checkpoint(path)
-    if not run.config_yaml.is_file():
-        raise ConfigurationError(
-            f"teacher_ckpt={teacher_ckpt}: no run config at {run.config_yaml}. The teacher is rebuilt from the "
-            "config of the run that wrote the checkpoint, so the checkpoint must stay in <run>/checkpoints/ next "
-            "to <run>/.hydra/"
-        )
-    run_cfg, choices = load_run_config(path)
-    return run_cfg, choices, recorded_metrics(run.root) or {}
+    try:
+        saved = SavedRun.of_checkpoint(path, paths)
+    except LabelsmoothError as error:
+        raise ConfigurationError(f"teacher_ckpt={teacher_ckpt}: {first_sentence(error, limit=400)}") from None
+    return saved, recorded_metrics(RunDirectory.of_checkpoint(path).root) or {}
 
 
 def check_same_data(teacher_dataset: DictConfig, student_dataset: DictConfig, teacher_ckpt: str | Path) -> None:
@@ -106,24 +102,21 @@ def check_teacher_before_data(cfg: DictConfig) -> None:
             "distill.alpha and distill.temperature)"
         )
     hydra.utils.instantiate(cfg.distill)
-    run_cfg, _, _ = teacher_run(cfg.teacher_ckpt)
-    check_same_data(run_cfg.dataset, cfg.dataset, cfg.teacher_ckpt)
+    saved, _ = teacher_run(cfg.teacher_ckpt, cfg.paths)
+    check_same_data(saved.dataset, cfg.dataset, cfg.teacher_ckpt)
 
 
-def teacher_record(
-    teacher_ckpt: str | Path, run_cfg: DictConfig, choices: dict[str, str], recorded: dict[str, Any]
-) -> dict[str, Any]:
+def teacher_record(teacher_ckpt: str | Path, saved: SavedRun, recorded: dict[str, Any]) -> dict[str, Any]:
     """The student's ``metrics.json`` entries about its teacher: ``teacher.checkpoint``, ``teacher.smoothing`` and
-    ``teacher.smoothing.<param>`` as the teacher's ``metrics.json`` recorded them (its config and ``smoothing=``
-    choice where it has none), and the teacher's ``model``, ``seed``, ``status`` and ``test/acc`` where recorded."""
+    ``teacher.smoothing.<param>`` as the teacher's ``metrics.json`` recorded them (its run's strategy config and
+    name where it has none), and the teacher's ``model``, ``seed``, ``status`` and ``test/acc`` where recorded."""
     if recorded:
         parameters = {key: value for key, value in recorded.items() if key.startswith("smoothing.")}
     else:
-        smoothing = run_cfg.get("smoothing")
-        parameters = strategy_parameters(OmegaConf.to_container(smoothing, resolve=True) if smoothing else None)
+        parameters = strategy_parameters(saved.smoothing)
     record: dict[str, Any] = {
         "teacher.checkpoint": str(Path(teacher_ckpt).resolve()),
-        "teacher.smoothing": recorded.get("smoothing") or choices.get("smoothing", "?"),
+        "teacher.smoothing": recorded.get("smoothing") or saved.names.get("smoothing", "?"),
     }
     record.update({f"teacher.{key}": value for key, value in parameters.items()})
     record.update(
@@ -132,13 +125,14 @@ def teacher_record(
     return record
 
 
-def load_teacher(teacher_ckpt: str | Path, datamodule: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """The teacher network (``TeacherLogits``: eval mode, frozen parameters) rebuilt from its run's config for
-    ``datamodule``'s classes and image shape with the checkpoint's weights, and its ``teacher_record``."""
-    from labelsmooth.cli.build import build_module
+def load_teacher(
+    teacher_ckpt: str | Path, datamodule: Any, paths: DictConfig | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The teacher network (``TeacherLogits``: eval mode, frozen parameters), its run rebuilt for ``datamodule``'s
+    classes and image shape with the checkpoint's weights, and its ``teacher_record``."""
     from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
 
-    run_cfg, choices, recorded = teacher_run(teacher_ckpt)
+    saved, recorded = teacher_run(teacher_ckpt, paths)
     if recorded.get("status") != "completed":
         log.warning(
             "teacher_ckpt=%s: its run's metrics.json says status=%s, not completed: the teacher may be "
@@ -146,19 +140,17 @@ def load_teacher(teacher_ckpt: str | Path, datamodule: Any) -> tuple[nn.Module, 
             teacher_ckpt,
             recorded.get("status", "<no metrics.json>"),
         )
-    with open_dict(run_cfg):
-        run_cfg.teacher_ckpt = None  # a distilled teacher runs without its own teacher
     # Building the network draws initial weights (then replaced by the checkpoint's): on a copy of torch's random
     # state, so the student's data order and augmentation are those of the same run without a teacher.
     with torch.random.fork_rng(devices=[]):
-        module = build_module(run_cfg, datamodule)
+        module = saved.module_for(datamodule)
     try:
-        checkpoint = check_checkpoint_matches(teacher_ckpt, module)
+        check_checkpoint_matches(teacher_ckpt, module)
     except CheckpointError as error:
         raise ConfigurationError(
-            f"teacher_ckpt={teacher_ckpt}: its weights do not fit the network of its run config on this data set "
+            f"teacher_ckpt={teacher_ckpt}: its weights do not fit the network of its run on this data set "
             f"({first_sentence(error)})"
         ) from error
-    module.load_state_dict(checkpoint["state_dict"])
+    module.load_state_dict(saved.checkpoint["state_dict"])
     teacher = TeacherLogits(module.net, module.criterion).eval().requires_grad_(False)
-    return teacher, teacher_record(teacher_ckpt, run_cfg, choices, recorded)
+    return teacher, teacher_record(teacher_ckpt, saved, recorded)

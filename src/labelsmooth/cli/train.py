@@ -14,15 +14,20 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, build_module, build_trainer, compose_config
+from labelsmooth.cli.build import (
+    CONFIG_DIR,
+    build_datamodule,
+    build_module,
+    build_trainer,
+    compose_config,
+    strategy_before_data,
+)
 from labelsmooth.cli.checks import (
     check_devices,
     check_model_fits_data,
     check_multirun_ddp,
     check_optimizer,
     check_precise_bn,
-    check_strategy_before_data,
-    check_trainer_counts,
     set_num_threads,
 )
 from labelsmooth.cli.context import context_from_hydra
@@ -32,7 +37,7 @@ from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.overrides import job_overrides
-from labelsmooth.runs.record import model_name, strategy_parameters, target_name, unsmoothed_parameters
+from labelsmooth.runs.record import UNSMOOTHED_PREFIX, model_name, strategy_parameters, target_name
 from labelsmooth.tracking.wandb_run import failed_job_wandb_run, instantiate_logger, redact_secrets, wandb_config
 
 __all__ = ["CONFIG_DIR", "ConfigurationError", "RunContext", "compose_config", "main", "train"]
@@ -46,6 +51,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
+    from labelsmooth.cli.teacher import load_teacher
     from labelsmooth.runs.checkpoints import check_checkpoint_matches, check_checkpoint_path
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
@@ -55,7 +61,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     failed_run_logger = (lambda: failed_job_wandb_run(cfg, context)) if context.multirun else None
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
         refuse_other_completed_job(context, run.summary["overrides"])
-        check_before_data(cfg, context)
+        strategy = check_before_data(cfg, context)
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path fails before the data set is downloaded or read
             check_checkpoint_path(ckpt_path)
@@ -64,7 +70,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = build_datamodule(cfg.dataset)
-        module = build_module(cfg, datamodule)
+        names = {key: run.summary[key] for key in ("dataset", "model", "smoothing", "augment")}
+        teacher = load_teacher(cfg.teacher_ckpt, datamodule, cfg.paths) if cfg.get("teacher_ckpt") else None
+        module = build_module(cfg, datamodule, criterion=strategy, names=names, teacher=teacher)
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
             check_checkpoint_matches(ckpt_path, module)
@@ -103,18 +111,30 @@ def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     }
 
 
-def check_before_data(cfg: DictConfig, context: RunContext) -> None:
-    """Every check that needs no data: trainer counts and devices, DDP in a sweep, optimizer, strategy and
-    distillation teacher."""
+def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
+    """The parameter values that mean "no smoothing", as the strategy class declares them (``unsmoothed``), as
+    ``unsmoothed.smoothing.<name>`` entries; none for a class that is not a strategy (or no class)."""
+    from labelsmooth.smoothing import SchedulableParameters
+
+    if strategy_class is None or not issubclass(strategy_class, SchedulableParameters):
+        return {}
+    return {f"{UNSMOOTHED_PREFIX}smoothing.{name}": value for name, value in strategy_class.unsmoothed.items()}
+
+
+def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
+    """Every check that needs no data: the config's types and ranges (``labelsmooth.cli.schema``), devices, DDP in
+    a sweep, optimizer and distillation teacher; returns the strategy, built here once where the data set config
+    declares its number of classes (a γ <= 1/K then fails before any data is read), else None."""
+    from labelsmooth.cli.schema import validate_run_config
     from labelsmooth.cli.teacher import check_teacher_before_data
 
+    validate_run_config(cfg)
     check_multirun_ddp(cfg.trainer, context.multirun)
-    check_trainer_counts(cfg.trainer)
     check_devices(cfg.trainer)
     check_optimizer(cfg)
     check_precise_bn(cfg)
-    check_strategy_before_data(cfg)
     check_teacher_before_data(cfg)
+    return strategy_before_data(cfg)
 
 
 def test_checkpoint(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:

@@ -27,6 +27,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     num_classes: int
     image_shape: tuple[int, int, int]
+    class_names: list[str] | None = None  # in class-index order, where the data set names its classes
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
@@ -45,6 +46,10 @@ class ClassificationDataModule(pl.LightningDataModule):
     @property
     def image_size(self) -> tuple[int, int]:
         return self.image_shape[1], self.image_shape[2]
+
+    def preprocessing_record(self) -> dict | None:
+        """How raw images become network inputs (``BatchPreprocessor.record()``); None: batches are used as stored."""
+        return None
 
     @property
     def class_frequencies(self) -> torch.Tensor:

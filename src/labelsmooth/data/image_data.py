@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor
@@ -100,9 +100,12 @@ def decode_transform(image_size: int, channels: int):
 
 
 def dataset_targets(dataset: Dataset) -> torch.Tensor:
-    """The labels of a torchvision data set without decoding its images."""
+    """The labels of a data set of ``(image, label)`` pairs without decoding its images: a torchvision data set,
+    a ``TensorDataset(images, labels)``, or a ``Subset`` of one."""
     if isinstance(dataset, Subset):
         return dataset_targets(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        return torch.as_tensor(dataset.tensors[1], dtype=torch.long)
     for attribute in ("targets", "labels", "_labels"):
         if hasattr(dataset, attribute):
             return torch.as_tensor(getattr(dataset, attribute), dtype=torch.long)
@@ -266,8 +269,11 @@ class ImageDataModule(ClassificationDataModule):
                 kept, carved[split] = stratified_carve(targets[train_index], size, self.split_seed + len(carved))
                 carved[split] = train_index[carved[split]]
                 train_index = train_index[kept]
+        classes = getattr(base_train, "classes", None)
+        names = [str(name) for name in classes] if classes is not None else []
         if self.num_classes is None:
-            self.num_classes = len(getattr(base_train, "classes", [])) or int(targets.max()) + 1
+            self.num_classes = len(names) or int(targets.max()) + 1
+        self.class_names = names if len(names) == self.num_classes else None
         if int(targets.max()) >= self.num_classes or int(targets.min()) < 0:
             raise ConfigurationError(
                 f"{self.name}: labels run from {int(targets.min())} to {int(targets.max())}, outside "
@@ -355,6 +361,9 @@ class ImageDataModule(ClassificationDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
         )
+
+    def preprocessing_record(self) -> dict:
+        return self.preprocessor.record()
 
     def preprocess_batch(self, batch: Any, train: bool) -> Any:
         """uint8 images → float network inputs (scaled, normalised; shifted and flipped when ``train``)."""

@@ -93,6 +93,24 @@ class BatchPreprocessor:
         self.mean: torch.Tensor | None = None  # (C, H, W) pixel mean or a scalar, in input_range units
         self.std: torch.Tensor | None = None
 
+    def record(self) -> dict:
+        """The preprocessing as plain values and tensors (a run specification's ``preprocessing``)."""
+        return {
+            "input_range": list(self.input_range),
+            "normalize": self.normalize,
+            "shift": self.shift,
+            "hflip": self.hflip,
+            "mean": None if self.mean is None else self.mean.detach().cpu(),
+            "std": None if self.std is None else self.std.detach().cpu(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict) -> BatchPreprocessor:
+        """The preprocessor ``record()`` describes, statistics included."""
+        preprocessor = cls(record["input_range"], record["normalize"], record["shift"], record["hflip"])
+        preprocessor.mean, preprocessor.std = record.get("mean"), record.get("std")
+        return preprocessor
+
     @property
     def needs_statistics(self) -> bool:
         return self.normalize != "none"

@@ -50,13 +50,6 @@ def strategy_parameters(smoothing: Mapping[str, Any] | None, prefix: str = "smoo
     }
 
 
-def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
-    """The parameter values that mean "no smoothing", as the strategy class declares them (``unsmoothed``), as
-    ``unsmoothed.smoothing.<name>`` entries."""
-    declared = getattr(strategy_class, "unsmoothed", None) or {}
-    return {f"{UNSMOOTHED_PREFIX}smoothing.{name}": float(value) for name, value in declared.items()}
-
-
 def still_improving(metrics: Mapping[str, Any]) -> bool | None:
     """Whether a run's best validation accuracy came in its last epoch (``val/acc_best_epoch == epochs - 1``, the
     epoch 0-based), so that its budget may have been too short; None when ``metrics`` lacks either field.

@@ -13,20 +13,22 @@ import torch
 import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
+from labelsmooth.smoothing.base import HasTargetDistribution
+from labelsmooth.smoothing.parameters import RealParameter
 
 
-class BootstrapStrategy(TargetDistributionStrategy):
+class BootstrapStrategy(HasTargetDistribution):
     """Shared part of the two bootstrapping targets: ``q = β·hard + (1 - β)·prediction_target(logits)``.
 
     The target depends on the prediction, so ``target_distribution(target, num_classes, logits=...)`` needs the
     logits (the contract's two-argument form raises ``ValueError`` saying so); the training loss always has them.
     """
 
+    beta = RealParameter(0.0, 1.0, unsmoothed=1.0)
+
     def __init__(self, num_classes: int, beta: float) -> None:
         super().__init__(num_classes)
-        check_range("beta", beta, 0.0, 1.0)
-        self.beta = float(beta)
+        self.beta = beta
 
     def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
@@ -35,11 +37,6 @@ class BootstrapStrategy(TargetDistributionStrategy):
         if logits is None:
             raise ValueError(f"{type(self).__name__}'s target depends on the prediction: pass logits=")
         return self.beta * hard_target.float() + (1.0 - self.beta) * self.prediction_target(logits.float())
-
-    unsmoothed = {"beta": 1.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"beta": self.beta}
 
 
 class SoftBootstrapping(BootstrapStrategy):
@@ -51,6 +48,8 @@ class SoftBootstrapping(BootstrapStrategy):
     formulation) adds entropy minimization.
     """
 
+    options = ("detach_prediction",)
+
     def __init__(self, num_classes: int, beta: float = 0.95, detach_prediction: bool = True) -> None:
         super().__init__(num_classes, beta)
         if not isinstance(detach_prediction, bool):
@@ -60,9 +59,6 @@ class SoftBootstrapping(BootstrapStrategy):
     def prediction_target(self, logits: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits, dim=-1)
         return probs.detach() if self.detach_prediction else probs
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"beta": self.beta, "detach_prediction": self.detach_prediction}
 
 
 class HardBootstrapping(BootstrapStrategy):

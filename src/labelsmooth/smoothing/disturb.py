@@ -7,7 +7,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import SmoothingStrategy, check_range
+from labelsmooth.smoothing.base import SmoothingStrategy
+from labelsmooth.smoothing.parameters import RealParameter
 
 
 class DisturbLabel(SmoothingStrategy):
@@ -26,12 +27,14 @@ class DisturbLabel(SmoothingStrategy):
     module's extra state), so a resumed run continues the same sequence.
     """
 
+    alpha = RealParameter(0.0, 1.0, unsmoothed=0.0)
+    options = ("seed",)
+
     def __init__(self, num_classes: int, alpha: float = 0.1, seed: int = 0) -> None:
         super().__init__(num_classes)
-        check_range("alpha", alpha, 0.0, 1.0)
+        self.alpha = alpha
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigurationError(f"smoothing.seed={seed!r} must be an integer in [0, 2^63).")
-        self.alpha = float(alpha)
         self.seed = seed
         self.draws = 0
 
@@ -60,8 +63,3 @@ class DisturbLabel(SmoothingStrategy):
         if self.training and self.alpha > 0:
             target = self.disturb(target)
         return F.cross_entropy(logits, target)
-
-    unsmoothed = {"alpha": 0.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"alpha": self.alpha, "seed": self.seed}

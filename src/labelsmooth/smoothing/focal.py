@@ -17,7 +17,8 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import MixableStrategy, check_range, float32_log_softmax
+from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax
+from labelsmooth.smoothing.parameters import RealParameter
 
 # (1 - p)^γ for 0 < γ < 1 has an infinite derivative at p = 1; where p rounds to 1 in float32 the factor is taken at
 # the smallest positive normal float instead of 0, which keeps the gradient finite and changes the loss by < 1e-38.
@@ -30,7 +31,7 @@ def focal_terms(log_probs: torch.Tensor, gamma: float | torch.Tensor) -> torch.T
     return -miss.pow(gamma) * log_probs
 
 
-class FocalLoss(MixableStrategy):
+class FocalLoss(TakesMixedTargets):
     """Focal loss (Lin, Goyal, Girshick, He, Dollár, ICCV 2017, "Focal Loss for Dense Object Detection", Eq. 4,
     without the class weight α_t), as a calibration method for classifiers (Mukhoti, Kulharia, Sanyal, Golodetz,
     Torr, Dokania, NeurIPS 2020, "Calibrating Deep Neural Networks using Focal Loss").
@@ -39,12 +40,11 @@ class FocalLoss(MixableStrategy):
     entropy. With a mixed target ``q``: ``-Σ_k q_k (1 - p_k)^γ log p_k``.
     """
 
-    unsmoothed = {"gamma": 0.0}
+    gamma = RealParameter(0.0, math.inf, high_inclusive=False, unsmoothed=0.0)
 
     def __init__(self, num_classes: int, gamma: float = 3.0) -> None:
         super().__init__(num_classes)
-        check_range("gamma", gamma, 0.0, math.inf, high_inclusive=False)
-        self.gamma = float(gamma)
+        self.gamma = gamma
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         true_log_prob = float32_log_softmax(logits).gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
@@ -53,11 +53,8 @@ class FocalLoss(MixableStrategy):
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return (mixed_target * focal_terms(float32_log_softmax(logits), self.gamma)).sum(dim=-1).mean()
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"gamma": self.gamma}
 
-
-class AdaptiveFocalLoss(MixableStrategy):
+class AdaptiveFocalLoss(TakesMixedTargets):
     """Sample-dependent focal loss, FLSD-53 (Mukhoti et al., NeurIPS 2020, "Calibrating Deep Neural Networks using
     Focal Loss", §5): the focal loss ``-(1 - p_y)^γ_i · log p_y`` with
 
@@ -71,18 +68,17 @@ class AdaptiveFocalLoss(MixableStrategy):
     the paper trains without mixing).
     """
 
-    unsmoothed = {"gamma_low_confidence": 0.0, "gamma": 0.0}
+    gamma_low_confidence = RealParameter(0.0, math.inf, high_inclusive=False, unsmoothed=0.0)
+    gamma = RealParameter(0.0, math.inf, high_inclusive=False, unsmoothed=0.0)
+    threshold = RealParameter(0.0, 1.0)
 
     def __init__(
         self, num_classes: int, gamma_low_confidence: float = 5.0, gamma: float = 3.0, threshold: float = 0.2
     ) -> None:
         super().__init__(num_classes)
-        check_range("gamma_low_confidence", gamma_low_confidence, 0.0, math.inf, high_inclusive=False)
-        check_range("gamma", gamma, 0.0, math.inf, high_inclusive=False)
-        check_range("threshold", threshold, 0.0, 1.0)
-        self.gamma_low_confidence = float(gamma_low_confidence)
-        self.gamma = float(gamma)
-        self.threshold = float(threshold)
+        self.gamma_low_confidence = gamma_low_confidence
+        self.gamma = gamma
+        self.threshold = threshold
 
     def sample_gamma(self, log_probs: torch.Tensor) -> torch.Tensor:
         """γ of each entry of ``log p``: ``gamma_low_confidence`` where ``p < threshold``, else ``gamma``."""
@@ -97,6 +93,3 @@ class AdaptiveFocalLoss(MixableStrategy):
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
         return (mixed_target * focal_terms(log_probs, self.sample_gamma(log_probs))).sum(dim=-1).mean()
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"gamma_low_confidence": self.gamma_low_confidence, "gamma": self.gamma, "threshold": self.threshold}

@@ -7,13 +7,14 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import MixableStrategy, check_range, float32_log_softmax, in_float32
+from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax, in_float32
+from labelsmooth.smoothing.parameters import RealParameter
 
 # Added to the norm so that all-zero logits give zero normalised logits (the authors' constant).
 NORM_FLOOR = 1e-7
 
 
-class LogitNormalization(MixableStrategy):
+class LogitNormalization(TakesMixedTargets):
     """LogitNorm (Wei et al., ICML 2022, Eq. 5): cross entropy of the logits scaled to the norm ``1/τ``,
 
         ``loss = CE(ẑ, y)``, ``ẑ = z / (τ · (‖z‖₂ + 1e-7))``,
@@ -28,10 +29,11 @@ class LogitNormalization(MixableStrategy):
     nothing: a report compares LogitNorm with ``smoothing=none``, and ``two_stage`` has no value to switch to.
     """
 
+    temperature = RealParameter(0.0, math.inf, low_inclusive=False, high_inclusive=False)
+
     def __init__(self, num_classes: int, temperature: float = 0.04) -> None:
         super().__init__(num_classes)
-        check_range("temperature", temperature, 0.0, math.inf, low_inclusive=False, high_inclusive=False)
-        self.temperature = float(temperature)
+        self.temperature = temperature
 
     def normalized_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """``z / (τ · (‖z‖₂ + 1e-7))`` of float32 logits (norm over the class dimension)."""
@@ -47,6 +49,3 @@ class LogitNormalization(MixableStrategy):
     def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The normalised logits ``ẑ`` in float32 (computed with autocast off, as the loss)."""
         return in_float32(self.normalized_logits, logits)
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"temperature": self.temperature}

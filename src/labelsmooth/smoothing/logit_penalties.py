@@ -12,18 +12,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from labelsmooth.smoothing.base import MixableStrategy, check_range, float32_log_softmax
+from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax
+from labelsmooth.smoothing.parameters import RealParameter
 
 
-class _PenalizedCrossEntropy(MixableStrategy):
+class _PenalizedCrossEntropy(TakesMixedTargets):
     """``CE + α·penalty(z)``; subclasses define ``penalty``, the batch mean of a per-sample penalty."""
 
-    unsmoothed = {"alpha": 0.0}
+    alpha = RealParameter(0.0, math.inf, high_inclusive=False, unsmoothed=0.0)
 
     def __init__(self, num_classes: int, alpha: float) -> None:
         super().__init__(num_classes)
-        check_range("alpha", alpha, 0.0, math.inf, high_inclusive=False)
-        self.alpha = float(alpha)
+        self.alpha = alpha
 
     def penalty(self, logits: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -46,17 +46,15 @@ class MarginLabelSmoothing(_PenalizedCrossEntropy):
     ``LogitMarginL1``. ``m >= 0`` (the paper's 10), ``α >= 0`` (0.1); ``α = 0`` is cross entropy.
     """
 
+    margin = RealParameter(0.0, math.inf, high_inclusive=False)
+
     def __init__(self, num_classes: int, margin: float = 10.0, alpha: float = 0.1) -> None:
         super().__init__(num_classes, alpha)
-        check_range("margin", margin, 0.0, math.inf, high_inclusive=False)
-        self.margin = float(margin)
+        self.margin = margin
 
     def penalty(self, logits: torch.Tensor) -> torch.Tensor:
         # max_j z_ij - z_ik - m, with the margin taken off the (N, 1) maxima: one pass over the (N, K) logits.
         return torch.relu((logits.max(dim=-1, keepdim=True).values - self.margin) - logits).mean()
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"margin": self.margin, "alpha": self.alpha}
 
 
 class MaxSuppression(_PenalizedCrossEntropy):
@@ -72,6 +70,3 @@ class MaxSuppression(_PenalizedCrossEntropy):
 
     def penalty(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits.max(dim=-1).values - logits.mean(dim=-1)).mean()
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"alpha": self.alpha}

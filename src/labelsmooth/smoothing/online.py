@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range
+from labelsmooth.smoothing.base import HasTargetDistribution
+from labelsmooth.smoothing.parameters import RealParameter
 
 
-class OnlineLabelSmoothing(TargetDistributionStrategy):
+class OnlineLabelSmoothing(HasTargetDistribution):
     """Online label smoothing (Zhang, Jiang, Hou, Cheng, Xu, Cheng, "Delving Deep into Label Smoothing", IEEE
     Transactions on Image Processing 30, 2021): class-wise soft targets learnt from the model's own predictions
     during the previous epoch.
@@ -30,15 +31,16 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
     the checkpoint is written: a DDP run resumed from it continues exactly. ``S`` is a buffer; the running sums
     and counts are per-process, so they live in the module's extra state (saved in checkpoints, but not a buffer
     that DDP would overwrite with rank 0's copy). Under MixUp a sample counts for the class with the largest
-    weight in its mixed target.
+    weight in its mixed target. ``initial_epsilon`` sets up the epoch-0 targets, so it is fixed once built.
     """
+
+    alpha = RealParameter(0.0, 1.0, unsmoothed=1.0)
+    initial_epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0, fixed=True)
 
     def __init__(self, num_classes: int, alpha: float = 0.5, initial_epsilon: float = 0.0) -> None:
         super().__init__(num_classes)
-        check_range("alpha", alpha, 0.0, 1.0)
-        check_range("initial_epsilon", initial_epsilon, 0.0, 1.0)
-        self.alpha = float(alpha)
-        self.initial_epsilon = float(initial_epsilon)
+        self.alpha = alpha
+        self.initial_epsilon = initial_epsilon
         k = self.num_classes
         initial = torch.full((k, k), self.initial_epsilon / k) + (1.0 - self.initial_epsilon) * torch.eye(k)
         self.register_buffer("soft_targets", initial)
@@ -101,8 +103,3 @@ class OnlineLabelSmoothing(TargetDistributionStrategy):
         if self.training:
             self.observe(logits, mixed_target.argmax(dim=-1))
         return self.soft_target_loss(logits, self.smooth(mixed_target))
-
-    unsmoothed = {"alpha": 1.0, "initial_epsilon": 0.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"alpha": self.alpha, "initial_epsilon": self.initial_epsilon}

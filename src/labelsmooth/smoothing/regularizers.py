@@ -10,22 +10,19 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import SmoothingStrategy, check_range, float32_log_softmax
+from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax
+from labelsmooth.smoothing.parameters import RealParameter
 
 
 class _BetaRegularizer(SmoothingStrategy):
     """Cross entropy plus a regularizer weighted by a finite ``β >= 0`` (``β = 0`` is cross entropy; ``β = inf``
     would make the loss infinite and is refused)."""
 
+    beta = RealParameter(0.0, math.inf, high_inclusive=False, unsmoothed=0.0)
+
     def __init__(self, num_classes: int, beta: float = 0.1) -> None:
         super().__init__(num_classes)
-        check_range("beta", beta, 0.0, math.inf, high_inclusive=False)
-        self.beta = float(beta)
-
-    unsmoothed = {"beta": 0.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"beta": self.beta}
+        self.beta = beta
 
 
 class KLUniformRegularizer(_BetaRegularizer):

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import SmoothingStrategy, check_range, float32_log_softmax
+from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax
+from labelsmooth.smoothing.parameters import RealParameter
 
 # Where every other class's probability underflows (p_y = 1 in float32), r is taken at the smallest normal float:
 # such a sample lies in the credal set for α > 0 (loss 0), and for α = 0 its terms α·(...) stay 0, not NaN.
@@ -34,12 +35,11 @@ class LabelRelaxation(SmoothingStrategy):
     labels has no such lower bound in the paper (a choice of one would be a new method).
     """
 
-    unsmoothed = {"alpha": 0.0}
+    alpha = RealParameter(0.0, 1.0, high_inclusive=False, unsmoothed=0.0)
 
     def __init__(self, num_classes: int, alpha: float = 0.1) -> None:
         super().__init__(num_classes)
-        check_range("alpha", alpha, 0.0, 1.0, high_inclusive=False)
-        self.alpha = float(alpha)
+        self.alpha = alpha
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # With r = 1 - p_y and A = Σ_{k≠y} p_k log p_k: KL(q ‖ p) = Σ_k q_k log q_k - (1 - α) log p_y - (α / r) A,
@@ -58,6 +58,3 @@ class LabelRelaxation(SmoothingStrategy):
         divergence = negative_entropy + cross_entropy
         satisfied = true_log_prob.detach() >= math.log1p(-alpha)
         return torch.where(satisfied, torch.zeros_like(divergence), divergence).mean()
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"alpha": self.alpha}

@@ -36,11 +36,14 @@ underflows. Temperature scaling then fits ``p_k ∝ σ(z_k)^(1/T)``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import MixableStrategy, check_range, in_float32
+from labelsmooth.smoothing.base import TakesMixedTargets, in_float32
+from labelsmooth.smoothing.parameters import RealParameter
 
 LOSSES = ("bce", "squared_error")
 
@@ -51,13 +54,21 @@ def check_loss(loss: str) -> str:
     return loss
 
 
-class SigmoidTargetStrategy(MixableStrategy):
+class SigmoidTargetStrategy(TakesMixedTargets):
     """Binary cross entropy (``loss="bce"``) or squared error (``loss="squared_error"``) of K sigmoid outputs
     against targets ``off`` (other classes) and ``on`` (true class)."""
 
-    off_value: float
-    on_value: float
     loss: str = "bce"
+
+    @property
+    @abstractmethod
+    def off_value(self) -> float:
+        """The target of the other classes' outputs."""
+
+    @property
+    @abstractmethod
+    def on_value(self) -> float:
+        """The target of the true class's output."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The mean loss of ``logits`` (N, K) against class indices (N,) or an unsmoothed (N, K) multi-hot / soft
@@ -117,23 +128,26 @@ class BinarySmoothing(SigmoidTargetStrategy):
     """
 
     CONVENTIONS = ("uniform", "keras")
+    epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+    options = ("convention", "loss")
 
     def __init__(self, num_classes: int, epsilon: float = 0.1, convention: str = "uniform", loss: str = "bce") -> None:
         super().__init__(num_classes)
         self.loss = check_loss(loss)
-        check_range("epsilon", epsilon, 0.0, 1.0)
+        self.epsilon = epsilon
         if convention not in self.CONVENTIONS:
             raise ConfigurationError(f"smoothing.convention={convention!r} must be one of {list(self.CONVENTIONS)}.")
-        self.epsilon = float(epsilon)
         self.convention = convention
-        spread = 2 if convention == "keras" else self.num_classes
-        self.off_value = self.epsilon / spread
-        self.on_value = 1.0 - self.epsilon + self.off_value
 
-    unsmoothed = {"epsilon": 0.0}
+    @property
+    def off_value(self) -> float:
+        """``ε/K`` (``uniform``) or ``ε/2`` (``keras``)."""
+        return self.epsilon / (2 if self.convention == "keras" else self.num_classes)
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon, "convention": self.convention, "loss": self.loss}
+    @property
+    def on_value(self) -> float:
+        """``1 - ε + off``."""
+        return 1.0 - self.epsilon + self.off_value
 
 
 class TargetRange(SigmoidTargetStrategy):
@@ -147,15 +161,20 @@ class TargetRange(SigmoidTargetStrategy):
     indices (N,) or an unsmoothed (N, K) multi-hot / soft target.
     """
 
+    low = RealParameter(0.0, 1.0, high_inclusive=False, unsmoothed=0.0)
+    high = RealParameter("low", 1.0, low_inclusive=False, why="high must exceed low.", unsmoothed=1.0)
+    options = ("loss",)
+
     def __init__(self, num_classes: int, low: float = 0.01, high: float = 0.99, loss: str = "bce") -> None:
         super().__init__(num_classes)
         self.loss = check_loss(loss)
-        check_range("low", low, 0.0, 1.0, high_inclusive=False)
-        check_range("high", high, low, 1.0, low_inclusive=False, why="high must exceed low.")
-        self.off_value = float(low)
-        self.on_value = float(high)
+        self.low = low
+        self.high = high
 
-    unsmoothed = {"low": 0.0, "high": 1.0}
+    @property
+    def off_value(self) -> float:
+        return self.low
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"low": self.off_value, "high": self.on_value, "loss": self.loss}
+    @property
+    def on_value(self) -> float:
+        return self.high

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import TargetDistributionStrategy, check_range, float32_log_softmax
+from labelsmooth.smoothing.base import HasTargetDistribution, UsesClassPrior, float32_log_softmax
+from labelsmooth.smoothing.parameters import RealParameter
 
 
 def mixed_two_weight_cross_entropy(
@@ -33,7 +34,7 @@ def mixed_two_weight_cross_entropy(
     return loss.mean()
 
 
-class CrossEntropy(TargetDistributionStrategy):
+class CrossEntropy(HasTargetDistribution):
     """No smoothing: cross entropy against the one-hot target, ``q = onehot(y)``."""
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,17 +47,18 @@ class CrossEntropy(TargetDistributionStrategy):
         return mixed_two_weight_cross_entropy(logits, mixed_target, 1.0, 0.0)
 
 
-class UniformSmoothing(TargetDistributionStrategy):
+class UniformSmoothing(HasTargetDistribution):
     """Uniform label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7).
 
     ``q = (1 - ε)·onehot(y) + ε·u`` with ``u = 1/K``: the true class gets ``1 - ε + ε/K``, every other
     class ``ε/K``. ``ε = 0`` is plain cross entropy; equals ``F.cross_entropy(label_smoothing=ε)``.
     """
 
+    epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+
     def __init__(self, num_classes: int, epsilon: float = 0.1) -> None:
         super().__init__(num_classes)
-        check_range("epsilon", epsilon, 0.0, 1.0)
-        self.epsilon = float(epsilon)
+        self.epsilon = epsilon
 
     @property
     def off_value(self) -> float:
@@ -72,13 +74,13 @@ class UniformSmoothing(TargetDistributionStrategy):
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return (1.0 - self.epsilon) * hard_target.float() + self.epsilon / hard_target.shape[-1]
 
-    unsmoothed = {"epsilon": 0.0}
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon}
+def one_over_k(num_classes: int) -> float:
+    """``1/K``, the γ of the uniform target."""
+    return 1.0 / num_classes
 
 
-class GammaSmoothing(TargetDistributionStrategy):
+class GammaSmoothing(HasTargetDistribution):
     """γ label smoothing (Mezzini 2019, "Empirical study on label smoothing in neural networks").
 
     ``q_y = γ`` for the true class and ``q_k = (1 - γ)/(K - 1)`` for every other class, ``1/K < γ <= 1``
@@ -86,18 +88,17 @@ class GammaSmoothing(TargetDistributionStrategy):
     uniform smoothing with ``ε = K(1 - γ)/(K - 1)``.
     """
 
+    gamma = RealParameter(
+        one_over_k,
+        1.0,
+        low_inclusive=False,
+        why="With K={num_classes} classes γ must exceed 1/K={low:.6g} so the true class keeps the most mass.",
+        unsmoothed=1.0,
+    )
+
     def __init__(self, num_classes: int, gamma: float = 0.9) -> None:
         super().__init__(num_classes)
-        k = self.num_classes
-        check_range(
-            "gamma",
-            gamma,
-            1.0 / k,
-            1.0,
-            low_inclusive=False,
-            why=f"With K={k} classes γ must exceed 1/K={1.0 / k:.6g} so the true class keeps the most mass.",
-        )
-        self.gamma = float(gamma)
+        self.gamma = gamma
 
     @property
     def off_value(self) -> float:
@@ -116,11 +117,6 @@ class GammaSmoothing(TargetDistributionStrategy):
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return (self.gamma - self.off_value) * hard_target.float() + self.off_value
 
-    unsmoothed = {"gamma": 1.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"gamma": self.gamma}
-
 
 def check_distribution(name: str, values: Sequence[float] | torch.Tensor, num_classes: int) -> torch.Tensor:
     """A validated probability vector: ``num_classes`` finite non-negative entries that sum to 1 (±1e-4)."""
@@ -137,7 +133,7 @@ def check_distribution(name: str, values: Sequence[float] | torch.Tensor, num_cl
     return (vector / vector.sum()).float()
 
 
-class PriorSmoothing(TargetDistributionStrategy):
+class PriorSmoothing(HasTargetDistribution, UsesClassPrior):
     """Label smoothing towards a fixed prior (Szegedy et al. 2016, §7, the general form).
 
     ``q = (1 - ε)·onehot(y) + ε·u`` with ``u`` a fixed distribution over the K classes: by default the training
@@ -146,10 +142,11 @@ class PriorSmoothing(TargetDistributionStrategy):
     smoothing. ``u`` is a buffer, so checkpoints carry it.
     """
 
+    epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+
     def __init__(self, num_classes: int, epsilon: float = 0.1, prior: Sequence[float] | None = None) -> None:
         super().__init__(num_classes)
-        check_range("epsilon", epsilon, 0.0, 1.0)
-        self.epsilon = float(epsilon)
+        self.epsilon = epsilon
         self.prior_given = prior is not None
         self._warned = False
         given = check_distribution("prior", prior, self.num_classes) if self.prior_given else None
@@ -190,8 +187,3 @@ class PriorSmoothing(TargetDistributionStrategy):
         if hard_target.shape[-1] != self.num_classes:
             raise ValueError(f"the prior has K={self.num_classes} entries, the target {hard_target.shape[-1]}")
         return (1.0 - self.epsilon) * hard_target.float() + self.epsilon * self._prior().to(hard_target.device)
-
-    unsmoothed = {"epsilon": 0.0}
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon}

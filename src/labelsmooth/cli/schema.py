@@ -1,0 +1,274 @@
+"""The run config's schema: every key's type and range, checked once when the config is composed, before any data.
+
+Choice: one validation step over the composed config, not Hydra structured configs. The config groups select
+classes by ``_target_`` (15 data sets, 18 strategies, timm models, any torch optimizer), so a dataclass per option
+would restate every constructor's signature, and a structured config cannot type a node whose class is chosen by
+an override. Instead the types of a ``_target_`` node come from the class it names: its constructor's annotations
+(``trainer.max_epochs: int | None``, ``scheduler.milestones: Iterable[int]``, ``smoothing.gamma: float``), so a
+new strategy, model or data set declares them once, in its signature, and its ranges once, next to the class (a
+strategy's ``RealParameter`` declarations, checked when the run builds it: before any data where the data set
+config declares its number of classes). The keys that are the project's own (top level, the trainer's bounds) are
+declared in ``TOP_LEVEL`` below. Unknown keys stay refused: Hydra's struct mode refuses keys the config does not
+have, and a key that the class's constructor does not take is refused here.
+
+Every refusal is a ``ConfigurationError`` of one line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from labelsmooth.errors import ConfigurationError
+
+SEED_RANGE = (0, 2**32 - 1)  # numpy's and Lightning's seed_everything's range (uint32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A key's type (``int``, ``float``, ``bool``, ``str``, ``list``, or a tuple of them; None allowed when
+    ``nullable``) and range (``low``..``high``, inclusive)."""
+
+    kind: type | tuple[type, ...]
+    low: float | None = None
+    high: float | None = None
+    nullable: bool = False
+    what: str = ""
+
+    def allowed(self) -> str:
+        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        text = " or ".join(names.get(k, k.__name__) for k in kinds)
+        if self.low is not None and self.high is not None:
+            text += f" in [{_number(self.low)}, {_number(self.high)}]"
+        elif self.low is not None:
+            text += f" >= {_number(self.low)}"
+        if self.what:
+            text += f" ({self.what})"
+        return text + (" (or null)" if self.nullable else "")
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if not any(_is_instance(value, kind) for kind in kinds):
+            return False
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        return True
+
+
+TOP_LEVEL: dict[str, Field] = {
+    "seed": Field(int, *SEED_RANGE, what="the seed of weights, data order and augmentation"),
+    "precise_bn": Field(int, 0, what="training batches; 0: off"),
+    "n_bins": Field(int, 1, what="the bins of the calibration errors"),
+    "resume": Field((bool, str)),
+    "resume_sweep": Field(bool),
+    "ckpt_path": Field(str, nullable=True),
+    "teacher_ckpt": Field(str, nullable=True),
+    "optimized_metric": Field(str, nullable=True),
+    "tags": Field(list),
+    "save_predictions": Field(bool),
+    "predictions_max_values": Field(int, 1),
+}
+ANALYSIS: dict[str, Field] = {
+    "projection_classes": Field(list, nullable=True),
+    "projection_images_per_class": Field(int, 1),
+}
+TRAINER_COUNTS: dict[str, Field] = {
+    "min_epochs": Field(int, 0, nullable=True),
+    "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
+    "accumulate_grad_batches": Field(int, 1),
+}
+# Lightning precisions that cast the weights, not the inputs: the data modules hand float32 inputs to the network.
+WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-true": None}
+TARGET_NODES = ("trainer", "optimizer", "scheduler", "dataset", "model", "smoothing", "augment", "distill")
+
+
+def validate_run_config(cfg: DictConfig) -> None:
+    """Refuse a wrong type or an out-of-range value anywhere in a composed run config, in one line; see the module
+    docstring. The strategy's ranges that depend on the number of classes are checked when it is built."""
+    for key, field in TOP_LEVEL.items():
+        if key in cfg:
+            check(key, _value(cfg, key), field)
+    for key, field in ANALYSIS.items():
+        if cfg.get("analysis") and key in cfg.analysis:
+            check(f"analysis.{key}", _value(cfg.analysis, key), field)
+    for name in TARGET_NODES:
+        if cfg.get(name):
+            check_target_node(name, OmegaConf.to_container(cfg[name], resolve=True))
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node and "_target_" in node:
+            check_target_node(f"callbacks.{name}", OmegaConf.to_container(node, resolve=True))
+    if cfg.get("strategy_schedule"):
+        check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
+    if cfg.get("trainer"):
+        check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+
+
+def check(key: str, value: Any, field: Field) -> None:
+    if not field.accepts(value):
+        raise ConfigurationError(f"{key}={_shown(value)} must be {field.allowed()}")
+
+
+def check_trainer(trainer: Mapping[str, Any]) -> None:
+    """The bounds Lightning would accept but that cannot make a run: no epoch bound (``max_epochs`` -1 or null
+    trains until killed, 0 records an untrained model), and precisions that cast the weights but not the inputs."""
+    for key, field in TRAINER_COUNTS.items():
+        if key in trainer:
+            check(f"trainer.{key}", trainer[key], field)
+    max_epochs = trainer.get("max_epochs")
+    bounded = (trainer.get("max_steps") not in (None, -1)) or trainer.get("max_time") is not None
+    if not bounded:
+        check(
+            "trainer.max_epochs", max_epochs, Field(int, 1, what="unless trainer.max_steps or max_time bounds the run")
+        )
+    elif max_epochs is not None:
+        check("trainer.max_epochs", max_epochs, Field(int, -1, what="-1: bounded by max_steps or max_time"))
+    precision = str(trainer.get("precision"))
+    if precision in WEIGHT_ONLY_PRECISIONS:
+        instead = WEIGHT_ONLY_PRECISIONS[precision]
+        raise ConfigurationError(
+            f"trainer.precision={precision} is not supported: it casts the weights but the data modules give float32 "
+            f"inputs. Use {instead + ', ' if instead else ''}32-true, or another *-mixed precision"
+        )
+
+
+def check_target_node(name: str, node: Mapping[str, Any]) -> None:
+    """Each key of a ``_target_`` node against the constructor it names: unknown keys (unless it takes
+    ``**kwargs``) and values that do not fit the parameter's annotation are refused."""
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        return
+    try:
+        from hydra.utils import get_object
+
+        constructor = get_object(target)
+    except Exception as error:  # an import error of the target: the build reports it with its cause
+        raise ConfigurationError(f"{name}._target_={target} cannot be imported ({error})") from None
+    parameters, hints = _signature(constructor)
+    if parameters is None:
+        return
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key, value in node.items():
+        if str(key).startswith("_"):
+            continue
+        if value == "???":
+            raise ConfigurationError(f"{name}.{key} is missing: give it, e.g. {name}.{key}=<value>")
+        if key not in parameters:
+            if takes_any:
+                continue
+            accepted = ", ".join(k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+            raise ConfigurationError(
+                f"{name}.{key}={_shown(value)} is not a setting: {target.rsplit('.', 1)[-1]} takes no parameter "
+                f"{key!r} (it takes: {accepted})"
+            )
+        annotation = hints.get(key, inspect.Parameter.empty)
+        if annotation is not inspect.Parameter.empty and not matches(value, annotation):
+            raise ConfigurationError(f"{name}.{key}={_shown(value)} must be {describe_type(annotation)}")
+
+
+def matches(value: Any, annotation: Any) -> bool:
+    """Whether a config value (None, bool, int, float, str, list, dict) fits a type annotation; True for types a
+    config value cannot be checked against (classes, callables, unresolved forward references)."""
+    if annotation in (Any, inspect.Parameter.empty, object) or isinstance(annotation, (str, typing.ForwardRef)):
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if value is None:
+        return False
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    sequence_types = (list, tuple, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
+    if origin in sequence_types or annotation in sequence_types:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return isinstance(value, str) and (origin or annotation) is collections.abc.Iterable and not args
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(matches(v, args[0]) for v in value)
+    if origin in (dict, collections.abc.Mapping) or annotation in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return True
+
+
+def describe_type(annotation: Any) -> str:
+    """A type annotation in a user's words (``int | None`` → ``an integer (or null)``)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(kinds)) + (" (or null)" if type(None) in args else "")
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if annotation in names:
+        return names[annotation]
+    if args and origin not in (dict, collections.abc.Mapping):
+        return f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _signature(constructor: Callable) -> tuple[Mapping[str, inspect.Parameter] | None, dict[str, Any]]:
+    """The constructor's parameters (of ``__init__`` for a class, less ``self``) and their resolved annotations."""
+    function = constructor.__init__ if inspect.isclass(constructor) else constructor
+    try:
+        parameters = dict(inspect.signature(constructor).parameters)
+    except (TypeError, ValueError):
+        return None, {}
+    try:
+        return parameters, typing.get_type_hints(function)
+    except Exception:  # e.g. a name imported only for type checkers: resolve the annotations one by one
+        pass
+    namespace = {**vars(collections.abc), **vars(typing), **getattr(function, "__globals__", {})}
+    hints = {}
+    for name, parameter in parameters.items():
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # noqa: S307 - an annotation of installed code
+            except Exception:  # a type not importable here: the constructor checks the value itself
+                continue
+        hints[name] = annotation
+    return parameters, hints
+
+
+def _value(node: DictConfig, key: str) -> Any:
+    value = node[key]
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else str(value) if isinstance(value, (int, float, str)) else repr(value)
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    """``isinstance`` as a config reads it: a bool is no number, an integer is a number."""
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, kind)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -1,0 +1,202 @@
+"""The run specification: validated when composed, carried by every checkpoint, enough to evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from labelsmooth.cli.build import compose_config
+from labelsmooth.cli.evaluate import evaluate
+from labelsmooth.cli.schema import validate_run_config
+from labelsmooth.errors import ConfigurationError
+from labelsmooth.module import LabelSmoothingClassifier, as_image_batch
+from labelsmooth.specification import SPECIFICATION_KEY, MissingSpecificationError, RunSpecification
+from tests.conftest import FAST, REPO_ROOT, run_cli, run_training, subprocess_env
+
+
+@pytest.fixture(scope="module")
+def copied_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A run's best checkpoint copied out of its run directory, which is then deleted; and the run's summary."""
+    run_dir = tmp_path_factory.mktemp("run")
+    summary = run_training(run_dir, ["seed=4"])
+    copied = tmp_path_factory.mktemp("elsewhere") / "model.ckpt"
+    shutil.copy(summary["checkpoint"], copied)
+    shutil.rmtree(run_dir)
+    return copied, summary
+
+
+def test_every_checkpoint_carries_the_run_specification(copied_checkpoint: tuple[Path, dict]) -> None:
+    checkpoint = torch.load(copied_checkpoint[0], map_location="cpu", weights_only=True)
+    specification = RunSpecification.from_checkpoint(checkpoint)
+    assert (specification.num_classes, specification.image_shape) == (10, (1, 8, 8))
+    assert specification.smoothing["_target_"].endswith("UniformSmoothing")
+    assert specification.model["_target_"] and specification.dataset["_target_"].endswith("DigitsDataModule")
+    assert specification.preprocessing["normalize"] == "standardize"
+    assert specification.preprocessing["mean"] is not None and specification.names["dataset"] == "digits"
+
+
+def test_a_copied_checkpoint_evaluates_to_the_runs_test_accuracy(
+    copied_checkpoint: tuple[Path, dict], tmp_path: Path
+) -> None:
+    ckpt, summary = copied_checkpoint
+    cfg = compose_config(["logger=none", f"ckpt_path={ckpt}"], output_dir=tmp_path)
+    evaluated = evaluate(_eval_config(ckpt, tmp_path), tmp_path)
+    assert cfg is not None and evaluated["status"] == "completed"
+    assert evaluated["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-7)
+    assert evaluated["dataset"] == "digits" and evaluated["smoothing"] == "uniform"
+
+
+def _eval_config(ckpt: Path, output_dir: Path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from labelsmooth.cli.build import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="eval", overrides=["logger=none", f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false"]
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
+    return cfg
+
+
+def test_a_copied_checkpoint_loads_and_predicts_in_a_plain_interpreter(
+    copied_checkpoint: tuple[Path, dict], tmp_path: Path
+) -> None:
+    script = (
+        "import numpy as np\n"
+        "from sklearn.datasets import load_digits\n"
+        "from labelsmooth import LabelSmoothingClassifier\n"
+        f"m = LabelSmoothingClassifier.load_from_checkpoint({str(copied_checkpoint[0])!r}, map_location='cpu')\n"
+        "digits = load_digits()\n"
+        "images = np.rint(digits.images[:3] * 255 / 16).astype(np.uint8)\n"
+        "print(m.predict(images).tolist())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    predicted = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(predicted) == 3 and all(0 <= k < 10 for k in predicted)
+
+
+def test_predict_applies_the_runs_preprocessing_as_the_data_module_does(copied_checkpoint: tuple[Path, dict]) -> None:
+    from labelsmooth.data.preprocess import BatchPreprocessor
+
+    model = LabelSmoothingClassifier.load_from_checkpoint(copied_checkpoint[0])
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    expected = BatchPreprocessor.from_record(model.specification.preprocessing)(images, train=False)
+    with torch.no_grad():
+        logits = model(expected)
+    assert torch.equal(model.predict(images), logits.argmax(-1))
+    assert torch.allclose(model.predict_proba(images.squeeze(1).numpy()), logits.softmax(-1))
+
+
+def test_image_batches_come_in_every_common_layout() -> None:
+    nchw = torch.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+    assert torch.equal(as_image_batch(nchw.permute(0, 2, 3, 1), (3, 4, 4)), nchw)
+    assert torch.equal(as_image_batch(nchw[0], (3, 4, 4)), nchw[:1])
+    gray = torch.zeros(5, 8, 8, dtype=torch.uint8)
+    assert as_image_batch(gray, (1, 8, 8)).shape == (5, 1, 8, 8)
+    assert as_image_batch(np.zeros((8, 8)), (1, 8, 8)).shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"do not fit the model's inputs \(1, 8, 8\)"):
+        as_image_batch(torch.zeros(2, 7, 7), (1, 8, 8))
+
+
+def test_a_checkpoint_without_its_specification_says_how_to_evaluate_it() -> None:
+    with pytest.raises(MissingSpecificationError, match=r"lacks its run specification.*<run>/checkpoints/old\.ckpt"):
+        RunSpecification.from_checkpoint({"state_dict": {}}, "/somewhere/old.ckpt")
+
+
+def test_an_old_checkpoint_away_from_its_run_gets_one_line(
+    copied_checkpoint: tuple[Path, dict], tmp_path: Path
+) -> None:
+    checkpoint = torch.load(copied_checkpoint[0], map_location="cpu", weights_only=True)
+    del checkpoint[SPECIFICATION_KEY]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    result = run_cli(
+        [f"ckpt_path={tmp_path / 'old.ckpt'}", "logger=none"],
+        tmp_path,
+        script="eval.py",
+        env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if "Error" in line and "HYDRA_FULL_ERROR" not in line and not line.startswith("Error executing job")
+    ]
+    assert len(errors) == 1 and "lacks its run specification" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["seed=abc"], r"^seed=abc must be an integer in \[0, 4294967295\]"),
+        (["seed=-5"], r"^seed=-5 must be an integer in"),
+        (["seed=99999999999"], r"^seed=99999999999 must be"),
+        (["trainer.max_epochs=0"], r"^trainer.max_epochs=0 must be an integer >= 1"),
+        (["trainer.max_epochs=-1"], r"^trainer.max_epochs=-1 must be an integer >= 1"),
+        (["scheduler=multistep", "scheduler.milestones=[abc]"], r"^scheduler.milestones=\['abc'\] .* list of integers"),
+        (["trainer.precision=bf16-true"], r"^trainer.precision=bf16-true is not supported.*bf16-mixed"),
+        (["smoothing=gamma", "smoothing.gamma=high"], r"^smoothing.gamma=high must be a number"),
+        (["model.depth=deep"], r"^model.depth=deep must be an integer"),
+        (["+model.width=3"], r"^model.width=3 is not a setting: ResNetV1 takes no parameter 'width'"),
+        (["n_bins=0"], r"^n_bins=0 must be an integer >= 1"),
+    ],
+)
+def test_bad_values_are_refused_when_composed_in_one_line(overrides: list[str], message: str, tmp_path: Path) -> None:
+    cfg = compose_config([*FAST, *overrides], output_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        validate_run_config(cfg)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> None:
+    validate_run_config(compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_steps=5"], output_dir=tmp_path))
+    validate_run_config(compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00"], tmp_path))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "seed=abc",
+        "seed=-5",
+        "trainer.max_epochs=0",
+        "trainer.max_epochs=-1",
+        "scheduler=multistep scheduler.milestones=[abc]",
+    ],
+)
+def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> None:
+    result = run_cli(
+        [*override.split(), "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+        timeout=120,
+        env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    lines = [line for line in lines if not line.startswith("Error executing job")]
+    assert len(lines) == 1 and "ConfigurationError" in lines[0], result.stderr
+
+
+def test_no_contract_probes_in_the_sources() -> None:
+    found = subprocess.run(
+        ["git", "grep", "-nE", r"getattr\((criterion|strategy|self\.criterion)", "src/"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 1 and not found.stdout, found.stdout
