@@ -312,8 +312,8 @@ def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
 
 
 def test_wandb_run_name_config_and_disabled_mode(tmp_path: Path, monkeypatch) -> None:
+    from labelsmooth.cli.tracking import instantiate_logger, wandb_config
     from labelsmooth.runs.context import RunContext
-    from labelsmooth.tracking.wandb_run import instantiate_logger, wandb_config
 
     cfg = compose_train_config(["logger=wandb"], output_dir=tmp_path)
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))

@@ -200,3 +200,17 @@ def test_no_contract_probes_in_the_sources() -> None:
         text=True,
     )
     assert found.returncode == 1 and not found.stdout, found.stdout
+
+
+def test_below_cli_nothing_reads_a_dict_config() -> None:
+    """The entry points (``cli/``, and the report's own app) turn the composed config into plain objects; no other
+    module imports OmegaConf."""
+    from tests.test_package import PACKAGE, imported_modules
+
+    readers = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] not in ("cli", "report")
+        and any(module.split(".")[0] == "omegaconf" for module in imported_modules(path))
+    ]
+    assert readers == []

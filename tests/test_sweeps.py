@@ -15,9 +15,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from labelsmooth.cli.build import CONFIG_DIR
+from labelsmooth.cli.train import completed_job
 from labelsmooth.report.stats import mean_confidence_interval
 from labelsmooth.runs.overrides import job_overrides
-from labelsmooth.runs.sweeps import completed_job
 from tests.conftest import REPO_ROOT, run_cli
 
 FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false"]

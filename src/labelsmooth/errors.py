@@ -9,6 +9,9 @@ before. Pure Python, importable from every layer.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class LabelsmoothError(Exception):
     """A configuration, data or file problem, with a message that says what to do about it."""
@@ -46,3 +49,50 @@ class FigureSkippedWarning(UserWarning):
 
 class MissingFileError(LabelsmoothError, FileNotFoundError):
     """A file the configuration names does not exist (a weights file, an annotation file)."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+HOW_TO_CONTINUE = (
+    "free some space, then run the same command again with resume=true (a sweep: with resume_sweep=true and "
+    "hydra.sweep.dir=<its directory>)"
+)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is the file system's "no space left" (ENOSPC) or "disk quota exceeded" (EDQUOT)."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+class DiskFullError(LabelsmoothError, OSError):
+    """A write failed because the file system of ``path`` is full (or the quota is spent): the message names the
+    path, the free space there and how to continue; the partial file was removed."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError | None = None) -> None:
+        self.path = os.fspath(path)
+        free = free_space(self.path)
+        reason = cause.strerror if cause is not None and cause.strerror else "No space left on device"
+        super().__init__(
+            cause.errno if cause is not None else errno.ENOSPC,
+            f"{reason} writing {self.path} ({free} free there): {HOW_TO_CONTINUE}",
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def free_space(path: str | os.PathLike) -> str:
+    """The free space of the file system holding ``path`` (or its nearest existing parent), e.g. ``1.2 MB``."""
+    import shutil
+    from pathlib import Path
+
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            free = shutil.disk_usage(folder).free
+            break
+    else:
+        return "unknown"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if free < 1000 or unit == "TB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1000
+    return "unknown"  # pragma: no cover

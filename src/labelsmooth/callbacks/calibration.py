@@ -44,7 +44,7 @@ from labelsmooth.calibration.binning import binned_statistics, confidences_and_c
 from labelsmooth.calibration.bins import DEFAULT_BINS
 from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_table_rows
 from labelsmooth.calibration.reliability import reliability_figure
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, is_disk_full
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
 from labelsmooth.runs.layout import RunDirectory
 
@@ -243,6 +243,8 @@ class CalibrationCallback(pl.Callback):
                     logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
                     rows_table = bins_table_rows(rows)
                     logger.log_table(key=f"{split}/reliability_bins", columns=list(BIN_COLUMNS), data=rows_table)
-        except Exception as error:  # a figure never fails a trained run
+        except Exception as error:  # a figure never fails a trained run; a full disk stops it (nothing else saves)
+            if is_disk_full(error):
+                raise
             reason = (str(error).splitlines() or [""])[0]
             log.warning("Skipped the %s reliability diagram: %s: %s", split, type(error).__name__, reason)

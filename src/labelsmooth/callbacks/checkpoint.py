@@ -10,6 +10,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
+from labelsmooth.errors import DiskFullError, is_disk_full
+from labelsmooth.runs.files import fsync_file
+
 
 class BestAndLastCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` (same arguments) whose ``last.ckpt`` holds the state after every epoch.
@@ -113,5 +116,13 @@ def _replace_with_link(target: str, linkpath: str) -> None:
     try:
         os.symlink(os.path.relpath(target, os.path.dirname(linkpath)), temporary)
     except OSError:
-        shutil.copyfile(target, temporary)
+        try:
+            shutil.copyfile(target, temporary)
+            fsync_file(temporary)
+        except BaseException as error:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+            if is_disk_full(error):
+                raise DiskFullError(linkpath, error) from error
+            raise
     os.replace(temporary, linkpath)

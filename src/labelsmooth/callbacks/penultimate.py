@@ -31,7 +31,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from labelsmooth.analysis.projection import template_plane
-from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe
+from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe, is_disk_full
 from labelsmooth.runs.layout import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ class PenultimateProjection(pl.Callback):
                 log.info("No penultimate-layer picture: %s.", reason)
                 return
             self.draw(trainer, pl_module)
-        except Exception as error:  # the run is trained and tested: a figure must not fail it
+        except Exception as error:  # the run is trained and tested: a figure must not fail it, a full disk does
+            if is_disk_full(error):
+                raise
             log.debug("The penultimate-layer picture failed:", exc_info=True)
             rank_zero_warn(f"No penultimate-layer picture: {describe(error)}", category=FigureSkippedWarning)
 

@@ -125,8 +125,13 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, 
 
 
 def build_trainer(cfg: DictConfig, logger: Any, **overrides: Any) -> Any:
-    """The Trainer of ``cfg.trainer`` with the configured callbacks and ``logger``."""
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and ``logger``; checkpoints are written
+    atomically (``AtomicCheckpointIO``) unless the config names its own plugins."""
+    from labelsmooth.runs.checkpoints import AtomicCheckpointIO
+
     callbacks = instantiate_callbacks(
         cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), has_logger=bool(logger)
     )
+    if not cfg.trainer.get("plugins"):
+        overrides.setdefault("plugins", [AtomicCheckpointIO()])
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)

@@ -13,7 +13,7 @@ import logging
 
 from hydra.errors import CompactHydraException
 
-from labelsmooth.errors import LabelsmoothError
+from labelsmooth.errors import HOW_TO_CONTINUE, LabelsmoothError, is_disk_full
 from labelsmooth.tracking.log_files import log_to_files
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def is_user_error(error: BaseException) -> bool:
         return True
     if isinstance(error, (OSError, ValueError, EOFError)) and "Original Traceback" in str(error):
         return True  # a DataLoader worker could not read a file (a damaged image)
-    return isinstance(error, OSError) and getattr(error, "filename", None) is not None
+    return isinstance(error, OSError) and (getattr(error, "filename", None) is not None or is_disk_full(error))
 
 
 def error_message(error: BaseException) -> str:
@@ -58,7 +58,9 @@ def error_message(error: BaseException) -> str:
     a file-system error, its path and reason."""
     text = str(error)
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return f"{error.filename}: {error.strerror}"
+        return f"{error.filename}: {error.strerror}" + (f"; {HOW_TO_CONTINUE}" if is_disk_full(error) else "")
+    if is_disk_full(error) and not isinstance(error, LabelsmoothError):
+        return f"{error.strerror or text}: {HOW_TO_CONTINUE}"
     if "Original Traceback" not in text:
         return text
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -108,6 +110,8 @@ def log_failure(message: str, to_console: bool) -> None:
 def run_app(run, multirun: bool, resumable: bool = True):
     """``run()`` under the policy: an interruption exits 1 (saying how to continue a ``resumable`` run), a user
     error becomes one line, a bug keeps its traceback."""
+    # A log file that can no longer be written (a full disk) must not print a traceback per log line.
+    logging.raiseExceptions = False
     try:
         return run()
     except (KeyboardInterrupt, SystemExit) as error:

@@ -26,14 +26,15 @@ from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
-from labelsmooth.cli.saved import SavedRun
+from labelsmooth.cli.saved import SavedRun, checkpoint_path, dataset_for_evaluation
 from labelsmooth.cli.schema import validate_run_config
+from labelsmooth.cli.tracking import instantiate_logger, wandb_config
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.overrides import override_key
 from labelsmooth.runs.record import strategy_parameters
-from labelsmooth.runs.saved_run import EvaluationError, checkpoint_path, dataset_for_evaluation
-from labelsmooth.tracking.wandb_run import instantiate_logger, is_wandb, redact_secrets, wandb_config
+from labelsmooth.runs.saved_run import EvaluationError
+from labelsmooth.tracking.wandb_run import is_wandb, redact_secrets
 
 __all__ = ["EvaluationError", "evaluate", "main"]
 

@@ -86,6 +86,11 @@ class RunLifecycle:
         try:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):
                 write_metrics_json(self.context.output_dir, self.summary)
+        except OSError as unwritten:  # a full disk: the run's own error, if any, is the one to report
+            if error is None:
+                self._record_failure(unwritten)
+                raise
+            log_failure(f"metrics.json not written: {error_message(unwritten)}", to_console=True)
         finally:
             completed = self.summary["status"] == "completed"
             finish_wandb(self.logger, 0 if completed else 1, self.summary)

@@ -7,7 +7,10 @@ its run directory's ``.hydra/config.yaml`` (the checkpoint kept in ``<run>/check
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelsmooth.errors import first_sentence
 from labelsmooth.runs.checkpoints import CheckpointError, load_checkpoint
+from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import RunDirectory
-from labelsmooth.runs.saved_run import EvaluationError, load_run_config, missing_checkpoint_message
+from labelsmooth.runs.overrides import override_key
+from labelsmooth.runs.saved_run import EXAMPLE_CKPT, EvaluationError, missing_checkpoint_message
 from labelsmooth.specification import MissingSpecificationError, RunSpecification
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -94,3 +101,60 @@ class SavedRun:
         from labelsmooth.module import LabelSmoothingClassifier
 
         return LabelSmoothingClassifier.from_specification(run_specification(self.config, datamodule, self.names))
+
+
+def checkpoint_path(cfg: DictConfig) -> str:
+    """``cfg.ckpt_path``, or an ``EvaluationError`` that says how to give it."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise EvaluationError(
+            f"ckpt_path= is required: the checkpoint to evaluate, e.g. python eval.py ckpt_path={EXAMPLE_CKPT}"
+        )
+    return str(cfg.ckpt_path)
+
+
+def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) -> tuple[DictConfig, dict[str, str]]:
+    """The run's composed config and its config-group choices (``dataset``, ``model``, ``smoothing``); ``log_dir``
+    (``paths.log_dir``) is where to look for a checkpoint to suggest when ``ckpt_path`` does not exist."""
+    run = RunDirectory.of_checkpoint(ckpt_path)
+    config_file = run.config_yaml
+    if not Path(ckpt_path).is_file():
+        raise EvaluationError(missing_checkpoint_message(ckpt_path, log_dir))
+    if not config_file.is_file():
+        raise EvaluationError(
+            f"no run config at {config_file}: eval.py rebuilds the model from the config of the run the checkpoint "
+            "belongs to, so the checkpoint must stay in <run>/checkpoints/ next to <run>/.hydra/"
+        )
+    hydra_file = run.hydra_yaml
+    choices: dict[str, str] = {}
+    if hydra_file.is_file():
+        runtime = OmegaConf.load(hydra_file).hydra.get("runtime", {})
+        choices = {str(k): str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None}
+    if run.metrics_json.is_file():  # the names the run recorded win (model: ResNetV1-20, not a preset path)
+        try:
+            recorded = read_metrics_json(run.root)
+            choices.update({k: str(recorded[k]) for k in ("dataset", "model", "smoothing") if recorded.get(k)})
+        except ValueError:
+            pass
+    return OmegaConf.load(config_file), choices
+
+
+PREPROCESSING_KEYS = ("normalize", "input_range")
+
+
+def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The ``dataset=`` config of an evaluation, with the input preprocessing the run was trained with
+    (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction): a model gives
+    its accuracy only on inputs prepared as in training. A key given on the command line
+    (``dataset.normalize=...``) wins."""
+    given = {override_key(o) for o in overrides}
+    merged = copy.deepcopy(requested)
+    kept = []
+    with open_dict(merged):
+        for key in PREPROCESSING_KEYS:
+            if key in trained_on and key in merged and f"dataset.{key}" not in given:
+                if merged[key] != trained_on[key]:
+                    kept.append(f"{key}={OmegaConf.to_container(trained_on, resolve=True)[key]}")
+                merged[key] = trained_on[key]
+    if kept:
+        log.info("The run's input preprocessing is kept for the evaluation data set: %s", ", ".join(kept))
+    return merged

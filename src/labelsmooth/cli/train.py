@@ -9,6 +9,8 @@ sweeper.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -34,11 +36,12 @@ from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.overrides import job_overrides
 from labelsmooth.runs.record import UNSMOOTHED_PREFIX, model_name, strategy_parameters, target_name
-from labelsmooth.tracking.wandb_run import failed_job_wandb_run, instantiate_logger, redact_secrets, wandb_config
+from labelsmooth.tracking.wandb_run import redact_secrets
 
 __all__ = ["CONFIG_DIR", "ConfigurationError", "RunContext", "compose_config", "main", "train"]
 
@@ -171,11 +174,24 @@ def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
         wandb.run.summary.update(plain)
 
 
+def completed_job(
+    cfg: DictConfig, output_dir: str | Path, task_overrides: Sequence[str], choices: dict[str, str]
+) -> dict[str, Any] | None:
+    """``labelsmooth.runs.sweeps.completed_job`` for this config: the ``metrics.json`` of ``output_dir`` if it
+    records a completed run of the same job, None (run it) otherwise."""
+    from labelsmooth.runs.sweeps import completed_job as recorded_completed_job
+
+    smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else {}
+    names = {key: choices[key] for key in ("dataset", "model", "smoothing", "augment") if key in choices}
+    identity = {"seed": cfg.get("seed"), **names, **strategy_parameters(smoothing)}
+    return recorded_completed_job(output_dir, task_overrides, identity)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     context = context_from_hydra()
     if cfg.get("resume_sweep"):  # re-run of a sweep: completed jobs are skipped, interrupted ones continue
-        from labelsmooth.runs.sweeps import can_continue, completed_job, optimized_value
+        from labelsmooth.runs.sweeps import can_continue, optimized_value
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))

@@ -57,7 +57,10 @@ class Report:
     plots: list[Path] = field(default_factory=list)
 
 
-def _plots(out: Path, tables: Sequence[Table], counted: Sequence[Job], parameter: str) -> list[Path]:
+def _plots(
+    out: Path, tables: Sequence[Table], counted: Sequence[Job], parameter: str, problems: list[str]
+) -> list[Path]:
+    """The report's figures; input files that cannot be used are left out, each named in ``problems``."""
     by_key = {t.metric.key: t for t in tables}
     name = slug(parameter.rsplit(".", 1)[-1])  # accuracy_vs_gamma.png, accuracy_vs_smoothing.png, ...
     plots = [
@@ -72,7 +75,7 @@ def _plots(out: Path, tables: Sequence[Table], counted: Sequence[Job], parameter
             ["before", "after temperature scaling"],
         ),
         *plot_reliability(out, counted, parameter),
-        *plot_risk_coverage(out, counted, parameter),
+        *plot_risk_coverage(out, counted, parameter, problems),
         *plot_penultimate_grid(out, counted, parameter),
     ]
     return [p for p in plots if p is not None]
@@ -89,7 +92,9 @@ def make_report(
     the value to compare the best with (default: the unsmoothed value the jobs record, ``none`` for names;
     ``labelsmooth.report.baseline``). Without ``parameter``, the one key the jobs vary besides the seed
     (``infer_parameter``). Of completed jobs with the same data set, value and seed only the most recent counts
-    (``counted_jobs``); the others are listed. Every file is written atomically. Raises NotADirectoryError,
+    (``counted_jobs``); the others are listed. A damaged input file does not stop the report: a job whose
+    ``metrics.json`` cannot be read is listed as ``unreadable`` with the failed jobs, a predictions file that
+    cannot be read is named in ``problems``. Every file is written atomically. Raises NotADirectoryError,
     creating nothing, when there is no ``out_dir`` and the first sweep directory is not an existing directory.
     """
     if out_dir is None and not Path(sweep_dirs[0]).is_dir():
@@ -117,7 +122,7 @@ def make_report(
     if distillation is not None:
         path = out / f"table_distillation_{STUDENT_METRIC.slug}.csv"
         files.append(write_table_csv(path, distillation, TEACHER_COLUMN, replicates="runs"))
-    plots = _plots(out, tables, counted, parameter)
+    plots = _plots(out, tables, counted, parameter, problems)
     report = Report(
         out, out / REPORT_FILE, files + plots, tables, compared, jobs, missing, problems,
         [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,

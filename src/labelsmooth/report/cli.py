@@ -115,15 +115,18 @@ def print_tables(console: Any, report: Report) -> None:
 
 
 def print_problems(console: Any, report: Report) -> None:
-    """Failed, unfinished and missing jobs, problems found, and the duplicate runs not counted."""
+    """Failed, unfinished (a damaged ``metrics.json``: ``unreadable``) and missing jobs, problems found (a
+    damaged predictions file), and the duplicate runs not counted: one line each, however long (paths stay
+    whole)."""
     from rich.markup import escape
 
     for job in (j for j in report.jobs if j.status != "completed"):
-        console.print(f"[yellow]{job.status}[/]: {job.directory} {job.error}")
+        console.print(f"[yellow]{job.status}[/]: {escape(str(job.directory))} {escape(job.error)}", soft_wrap=True)
     for item in report.missing:
-        console.print(f"[yellow]missing[/]: {item.sweep_dir}/{item.number} {' '.join(item.overrides)}")
+        missing = f"{item.sweep_dir}/{item.number} {' '.join(item.overrides)}"
+        console.print(f"[yellow]missing[/]: {escape(missing)}", soft_wrap=True)
     for problem in report.problems:
-        console.print(f"[yellow]{problem}[/]")
+        console.print(f"[yellow]warning[/]: {escape(problem)}", soft_wrap=True)
     for item in report.duplicates:
         console.print(
             f"[yellow]warning: duplicate run not counted[/]: {escape(str(item.job.directory))} (same data set, "

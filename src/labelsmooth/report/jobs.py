@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from labelsmooth.errors import describe
 from labelsmooth.report.base import (
     DEFAULT_PARAMETER,
     REPLICATE_KEYS,
@@ -23,12 +24,13 @@ from labelsmooth.report.base import (
     format_value,
 )
 from labelsmooth.runs.files import read_metrics_json
-from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.layout import METRICS_FILE, RunDirectory
 from labelsmooth.runs.overrides import override_key, override_value, parse_override
 from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
 
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a multirun, in the sweep directory
+NOT_COUNTED = ": cut short or damaged; the job is not counted"
 
 
 @dataclass
@@ -95,7 +97,9 @@ def _load_yaml(path: Path) -> Any:
 
 
 def read_job(directory: Path) -> Job:
-    """The job in ``directory`` (a folder with ``.hydra/`` and, once it ended, ``metrics.json``)."""
+    """The job in ``directory`` (a folder with ``.hydra/`` and, once it ended, ``metrics.json``). A damaged
+    ``metrics.json`` (cut short, not JSON, not an object) makes the job ``unreadable``, with the reason: it is
+    listed with the failed jobs, and the report goes on with the others."""
     run = RunDirectory(directory)
     config = _load_yaml(run.config_yaml)
     overrides = _load_yaml(run.overrides_yaml)
@@ -110,10 +114,12 @@ def read_job(directory: Path) -> Job:
         return job
     try:
         metrics = read_metrics_json(directory)
-        if not isinstance(metrics, dict):
-            raise ValueError("metrics.json is not a JSON object")
-    except (OSError, ValueError) as error:
-        job.status, job.error = "unreadable", f"metrics.json: {error}"
+    except (OSError, ValueError) as error:  # cut short, not JSON, not UTF-8 (a ValueError), not a file
+        job.status, job.error = "unreadable", f"{METRICS_FILE} cannot be read ({describe(error)}){NOT_COUNTED}"
+        return job
+    if not isinstance(metrics, dict):
+        job.status = "unreadable"
+        job.error = f"{METRICS_FILE} is not a JSON object (a {type(metrics).__name__}){NOT_COUNTED}"
         return job
     job.metrics = metrics
     job.status = str(metrics.get("status", "unknown"))

@@ -6,6 +6,9 @@ error rate among the ``i`` most confident samples (Geifman & El-Yaniv 2017), com
 ``labelsmooth.calibration.selective.risk_coverage_curve``. The curve of a parameter value is the mean over its
 seeds of the seeds' curves, pointwise in coverage (the area under the mean curve is then the mean AURC when the
 seeds have the same test set).
+
+A predictions file that cannot be used (cut short, damaged, not N × K logits with N targets) is left out of the
+curves with one line naming it among the report's problems; the other jobs' curves are drawn.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labelsmooth.errors import describe
 from labelsmooth.report.base import ParameterValue, as_parameter_value, column_order, format_value, param_label, slug
 from labelsmooth.report.jobs import Job, row_labels
 from labelsmooth.runs.files import save_figure_atomic
@@ -24,9 +28,17 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def confidence_and_correct(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+LEFT_OUT = "left out of the risk–coverage curves"
+
+
+class PredictionsError(ValueError):
+    """A saved predictions file that cannot be used; the message names the file and why."""
+
+
+def confidence_and_correct(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Max-softmax confidence (float64) and correctness of the argmax of the saved ``logits`` against
-    ``targets``; None when the file is missing, damaged or not N × K logits with N targets."""
+    ``targets``; ``PredictionsError`` when the file cannot be read (missing, cut short, damaged) or does not hold
+    N × K logits with N targets."""
     import zipfile
 
     import numpy as np
@@ -34,10 +46,13 @@ def confidence_and_correct(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(path) as saved:
             logits, targets = np.asarray(saved["logits"], dtype=np.float64), np.asarray(saved["targets"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise PredictionsError(f"{path} cannot be read ({describe(error)}): cut short or damaged") from error
     if logits.ndim != 2 or logits.shape[1] == 0 or targets.shape != (logits.shape[0],):
-        return None
+        raise PredictionsError(
+            f"{path} holds logits of shape {logits.shape} and targets of shape {targets.shape}, not N × K logits "
+            "with N targets"
+        )
     shifted = logits - logits.max(axis=1, keepdims=True)  # max_k softmax(z)_k = 1 / Σ_k exp(z_k - max z)
     return 1.0 / np.exp(shifted).sum(axis=1), logits.argmax(axis=1) == targets
 
@@ -61,9 +76,12 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> MeanCurve:
     return MeanCurve(grid, np.mean(risks, axis=0), len(curves))
 
 
-def risk_coverage_curves(jobs: Sequence[Job], parameter: str) -> dict[str, dict[ParameterValue, MeanCurve]]:
+def risk_coverage_curves(
+    jobs: Sequence[Job], parameter: str, problems: list[str] | None = None
+) -> dict[str, dict[ParameterValue, MeanCurve]]:
     """Per table row (data set, or data set and model) and value of ``parameter``: the mean test risk–coverage
-    curve over the completed jobs that saved their test predictions."""
+    curve over the completed jobs that saved their test predictions. A predictions file that cannot be used is
+    left out, with one line naming it appended to ``problems``."""
     from labelsmooth.calibration.selective import risk_coverage_curve
 
     row_of = row_labels(jobs)
@@ -72,7 +90,13 @@ def risk_coverage_curves(jobs: Sequence[Job], parameter: str) -> dict[str, dict[
         value = as_parameter_value(job.value(parameter))
         if job.status != "completed" or value is None or not job.run.predictions("test").is_file():
             continue
-        if (pairs := confidence_and_correct(job.run.predictions("test"))) is not None and pairs[0].size:
+        try:
+            pairs = confidence_and_correct(job.run.predictions("test"))
+        except PredictionsError as error:
+            if problems is not None:
+                problems.append(f"{error}; {LEFT_OUT}")
+            continue
+        if pairs[0].size:
             found[row_of(job)][value].append(risk_coverage_curve(*pairs))
     return {
         row: {v: mean_curve(by_value[v]) for v in sorted(by_value, key=column_order)}
@@ -80,12 +104,15 @@ def risk_coverage_curves(jobs: Sequence[Job], parameter: str) -> dict[str, dict[
     }
 
 
-def plot_risk_coverage(out_dir: Path, jobs: Sequence[Job], parameter: str) -> list[Path]:
-    """``risk_coverage_<row>.png`` per table row: one curve per value of ``parameter``, the mean over seeds."""
+def plot_risk_coverage(
+    out_dir: Path, jobs: Sequence[Job], parameter: str, problems: list[str] | None = None
+) -> list[Path]:
+    """``risk_coverage_<row>.png`` per table row: one curve per value of ``parameter``, the mean over seeds;
+    predictions files that cannot be used are named in ``problems`` (:func:`risk_coverage_curves`)."""
     from matplotlib.figure import Figure
 
     symbol, paths = param_label(parameter), []
-    for row, by_value in risk_coverage_curves(jobs, parameter).items():
+    for row, by_value in risk_coverage_curves(jobs, parameter, problems).items():
         figure = Figure(figsize=(5.2, 3.8), layout="constrained")
         ax = figure.subplots()
         for value, curve in by_value.items():

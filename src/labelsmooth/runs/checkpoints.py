@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
 from labelsmooth.errors import LabelsmoothError, first_sentence
+from labelsmooth.runs.files import write_bytes_atomic
 
 
 class CheckpointError(LabelsmoothError, ValueError):
@@ -68,3 +72,22 @@ def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
             "overrides of the run that wrote it (see its .hydra/overrides.yaml)."
         )
     return checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O (``Trainer(plugins=[AtomicCheckpointIO()])``) writing every checkpoint atomically:
+    serialised in memory, written to a temporary file next to the checkpoint, fsynced and renamed over it
+    (``labelsmooth.runs.files.write_atomic``).
+
+    Lightning's own save writes a temporary file in the system's temporary directory and moves it, which across
+    file systems is a copy: a full disk then leaves a truncated checkpoint under its final name. Here a failed write
+    leaves the previous file and no partial one, and a full disk is one ``DiskFullError``. Serialising in memory
+    first also turns torch's writer errors (a ``RuntimeError`` for a short write) into the file system's own.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes_atomic(path, buffer.getbuffer())

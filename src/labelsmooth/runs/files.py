@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from labelsmooth.errors import DiskFullError, is_disk_full
 from labelsmooth.runs.layout import RunDirectory
 
 
@@ -24,30 +25,54 @@ def new_file_mode() -> int:
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """``write(temporary_path)`` into the directory of ``path``, then rename the result over ``path``; on any
-    error the temporary file is removed and ``path`` keeps its old contents."""
+    """``write(temporary_path)`` into the directory of ``path``, fsync it, then rename it over ``path``: atomic on
+    any file system, since the temporary file is on the same one. On any error the temporary file is removed and
+    ``path`` keeps its old contents; a full file system (ENOSPC, EDQUOT) is a ``DiskFullError`` naming ``path`` and
+    the free space there."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
+        fsync_file(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(error):
+            raise DiskFullError(path, error) from error
         raise
     return path
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` atomically to ``path`` (``write_atomic``)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    return write_atomic(path, write)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush ``path``'s data to the storage device (a rename after it then never exposes a file still in cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8, fsynced) atomically to ``path``."""
+    """Write ``text`` (UTF-8) atomically to ``path`` (``write_atomic``)."""
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
 
     return write_atomic(path, write)
 

@@ -1,22 +1,11 @@
-"""A finished run, found again from one of its checkpoints: ``<run>/checkpoints/<file>.ckpt`` next to
-``<run>/.hydra/config.yaml``, the run's composed config, from which evaluation (and a distillation teacher)
-rebuilds the model, the strategy and the data set."""
+"""Finding a run's checkpoints: the error of a checkpoint that cannot be evaluated as asked, and where the
+checkpoints are when a path is wrong (``labelsmooth.cli.saved`` reads the run a checkpoint belongs to)."""
 
 from __future__ import annotations
 
-import copy
-import logging
-from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
-
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.runs.files import read_metrics_json
-from labelsmooth.runs.layout import RunDirectory
-from labelsmooth.runs.overrides import override_key
-
-log = logging.getLogger(__name__)
 
 
 class EvaluationError(ConfigurationError):
@@ -28,15 +17,6 @@ WHERE_CHECKPOINTS_ARE = (
     "Checkpoints are under outputs/runs/<date>/<time>/checkpoints/ (sweeps: outputs/multirun/<date>/<time>/<job>/"
     "checkpoints/)."
 )
-
-
-def checkpoint_path(cfg: DictConfig) -> str:
-    """``cfg.ckpt_path``, or an ``EvaluationError`` that says how to give it."""
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise EvaluationError(
-            f"ckpt_path= is required: the checkpoint to evaluate, e.g. python eval.py ckpt_path={EXAMPLE_CKPT}"
-        )
-    return str(cfg.ckpt_path)
 
 
 def _newest_checkpoint(log_dir: str | Path | None) -> Path | None:
@@ -67,51 +47,3 @@ def missing_checkpoint_message(ckpt_path: str | Path, log_dir: str | Path | None
     newest = _newest_checkpoint(log_dir)
     suggestion = f" The newest: ckpt_path={_shown(newest)}" if newest else ""
     return f"ckpt_path={ckpt_path}: no such checkpoint file. {WHERE_CHECKPOINTS_ARE}{suggestion}"
-
-
-def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) -> tuple[DictConfig, dict[str, str]]:
-    """The run's composed config and its config-group choices (``dataset``, ``model``, ``smoothing``); ``log_dir``
-    (``paths.log_dir``) is where to look for a checkpoint to suggest when ``ckpt_path`` does not exist."""
-    run = RunDirectory.of_checkpoint(ckpt_path)
-    config_file = run.config_yaml
-    if not Path(ckpt_path).is_file():
-        raise EvaluationError(missing_checkpoint_message(ckpt_path, log_dir))
-    if not config_file.is_file():
-        raise EvaluationError(
-            f"no run config at {config_file}: eval.py rebuilds the model from the config of the run the checkpoint "
-            "belongs to, so the checkpoint must stay in <run>/checkpoints/ next to <run>/.hydra/"
-        )
-    hydra_file = run.hydra_yaml
-    choices: dict[str, str] = {}
-    if hydra_file.is_file():
-        runtime = OmegaConf.load(hydra_file).hydra.get("runtime", {})
-        choices = {str(k): str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None}
-    if run.metrics_json.is_file():  # the names the run recorded win (model: ResNetV1-20, not a preset path)
-        try:
-            recorded = read_metrics_json(run.root)
-            choices.update({k: str(recorded[k]) for k in ("dataset", "model", "smoothing") if recorded.get(k)})
-        except ValueError:
-            pass
-    return OmegaConf.load(config_file), choices
-
-
-PREPROCESSING_KEYS = ("normalize", "input_range")
-
-
-def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """The ``dataset=`` config of an evaluation, with the input preprocessing the run was trained with
-    (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction): a model gives
-    its accuracy only on inputs prepared as in training. A key given on the command line
-    (``dataset.normalize=...``) wins."""
-    given = {override_key(o) for o in overrides}
-    merged = copy.deepcopy(requested)
-    kept = []
-    with open_dict(merged):
-        for key in PREPROCESSING_KEYS:
-            if key in trained_on and key in merged and f"dataset.{key}" not in given:
-                if merged[key] != trained_on[key]:
-                    kept.append(f"{key}={OmegaConf.to_container(trained_on, resolve=True)[key]}")
-                merged[key] = trained_on[key]
-    if kept:
-        log.info("The run's input preprocessing is kept for the evaluation data set: %s", ", ".join(kept))
-    return merged

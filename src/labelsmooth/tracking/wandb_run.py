@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from labelsmooth.runs.context import RunContext
-
 log = logging.getLogger(__name__)
 
 SECRET_KEY_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
@@ -94,63 +92,6 @@ def is_wandb(logger_or_config: Any) -> bool:
     return type(logger_or_config).__name__ == "WandbLogger"
 
 
-def instantiate_logger(cfg: Any, context: RunContext, resume_wandb_id: str | None = None):
-    import hydra
-
-    """The run's logger (``cfg.logger``), False for none. A W&B logger is offline unless online is asked for and
-    possible, continues ``resume_wandb_id``, joins its sweep's group and is named by the job's overrides."""
-    if not cfg.get("logger") or "_target_" not in cfg.logger:
-        return False
-    logger_cfg = cfg.logger
-    if is_wandb(logger_cfg):
-        if os.environ.get("WANDB_MODE", "").lower() == "disabled":
-            log.info("WANDB_MODE=disabled: no W&B run (metrics.json, checkpoints and plots are written as usual)")
-            return False
-        if cfg.get("paths") and cfg.paths.get("log_dir"):  # W&B's staged table files next to the runs, not in ~
-            os.environ.setdefault("WANDB_DATA_DIR", str(Path(cfg.paths.log_dir) / ".wandb-data"))
-        extra: dict[str, Any] = {"offline": True}
-        if wants_online(bool(logger_cfg.get("offline", True))):
-            reason = why_wandb_cannot_go_online()
-            if reason is None:
-                extra["offline"] = False
-            else:
-                log.warning("W&B online mode is not possible (%s); logging offline instead.", reason)
-                os.environ["WANDB_MODE"] = "offline"
-        if resume_wandb_id and logger_cfg.get("id") is None:
-            extra["id"] = resume_wandb_id
-        if context.multirun and logger_cfg.get("group") is None:
-            extra["group"] = sweep_group_name(context.sweep_dir or "sweep")
-        if logger_cfg.get("name") is None and context.override_dirname:
-            extra["name"] = ",".join(redact_secrets(context.override_dirname.split(",")))
-        logger = hydra.utils.instantiate(logger_cfg, **extra)
-        remove_anonymous_setting(logger)
-        return logger
-    return hydra.utils.instantiate(logger_cfg)
-
-
-CHOSEN_GROUPS = (
-    "dataset",
-    "model",
-    "smoothing",
-    "strategy_schedule",
-    "augment",
-    "experiment",
-    "hparams_search",
-    "sweep",
-)
-
-
-def wandb_config(cfg: Any, choices: dict[str, str]) -> dict[str, Any]:
-    """The logged run config, secrets redacted: the resolved Hydra config, plus ``choices``, the config-group names
-    (``dataset: cifar10``, ``smoothing: gamma``, ...) that the config itself only holds as class paths: what W&B
-    filters by."""
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["choices"] = {group: choices[group] for group in CHOSEN_GROUPS if choices.get(group)}
-    return redact_secrets(config)
-
-
 def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = None) -> None:
     """End this job's W&B run (if one was started) so the next job of the same process gets its own; a failed
     run's W&B summary gets the ``status``, ``error_type`` and ``error`` of its ``metrics.json``."""
@@ -165,19 +106,3 @@ def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = N
             run_dir = Path(wandb.run.dir).parent
             print(f"W&B offline run saved; upload it with: wandb sync {run_dir}")
         wandb.finish(exit_code=exit_code)
-
-
-def failed_job_wandb_run(cfg: Any, context: RunContext) -> Any:
-    """A W&B run for a sweep job that failed before its logger was built (a bad parameter, missing data), so the
-    sweep's W&B group shows every job, this one as failed; None without a W&B logger or when it cannot start."""
-
-    if not is_wandb(cfg.get("logger")):
-        return None
-    try:
-        logger = instantiate_logger(cfg, context)
-        if logger:
-            logger.log_hyperparams(wandb_config(cfg, context.choices))
-        return logger or None
-    except Exception as error:  # the job's own error is the one to report
-        log.warning("No W&B run for this failed job: %s", error)
-        return None
