@@ -3,6 +3,9 @@ float64, written from the definitions (not from ``labelsmooth.calibration``), fo
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 
@@ -20,11 +23,11 @@ def softmax32(logits: np.ndarray) -> np.ndarray:
 
 
 def equal_width_ece(values: np.ndarray, outcomes: np.ndarray, n_bins: int = 15) -> float:
-    """ECE over bins [b_m, b_m+1) of float32 boundaries linspace(0, 1, M + 1), and [1, 1] (torchmetrics' binning)."""
-    boundaries = np.linspace(0, 1, n_bins + 1, dtype=np.float32)
-    counts, outcome_sums, value_sums = [0] * (n_bins + 1), [0.0] * (n_bins + 1), [0.0] * (n_bins + 1)
+    """ECE over the M bins [m/M, (m+1)/M) and [(M-1)/M, 1] (a value of exactly 1 in the last), the edges exact
+    (``fractions.Fraction`` of each value)."""
+    counts, outcome_sums, value_sums = [0] * n_bins, [0.0] * n_bins, [0.0] * n_bins
     for value, outcome in zip(values.astype(np.float32).tolist(), outcomes.tolist(), strict=True):
-        m = sum(1 for b in boundaries[1:].tolist() if value >= b)  # number of upper edges at or below the value
+        m = min(math.floor(Fraction(value) * n_bins), n_bins - 1)
         counts[m] += 1
         outcome_sums[m] += float(outcome)
         value_sums[m] += float(value)
@@ -66,5 +69,8 @@ def aurc(confidence: np.ndarray, correct: np.ndarray) -> float:
 
 
 def augrc(confidence: np.ndarray, correct: np.ndarray) -> float:
-    errors = errors_among_most_confident(confidence, correct)
-    return sum(e / len(errors) for e in errors) / len(errors)
+    """Trapezoids under the generalised risk E_i / N over the coverages 0, 1/N, ..., 1 from (0, 0) (Traub et al.
+    2024)."""
+    errors = [0.0, *errors_among_most_confident(confidence, correct)]
+    n = len(errors) - 1
+    return sum((errors[i - 1] + errors[i]) / (2 * n) / n for i in range(1, n + 1))

@@ -9,6 +9,7 @@ import itertools
 import math
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ MODULES = [
 def random_logits(n: int = 600, k: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, k, generator=generator) * torch.linspace(0.2, 9, n).unsqueeze(-1)
-    logits[:15, 0] = 50.0  # float32 confidence exactly 1: the bin [1, 1]
+    logits[:15, 0] = 50.0  # float32 confidence exactly 1, in the last bin
     logits[15:25] = logits[25:35]  # duplicated rows: tied confidences
     return logits, torch.randint(0, k, (n,), generator=generator)
 
@@ -73,11 +74,10 @@ def test_binned_errors_match_float64_loops() -> None:
     c, a = confidence.numpy(), correct.numpy().astype(np.float64)
     assert errors["ece"] == pytest.approx(reference.equal_width_ece(c, a), rel=1e-12)
     # MCE and RMSCE from the same bins, written out.
-    boundaries = np.linspace(0, 1, 16, dtype=np.float32)
-    index = np.array([sum(1 for b in boundaries[1:] if v >= b) for v in c])
+    index = np.array([min(math.floor(Fraction(float(v)) * 15), 14) for v in c])  # [m/15, (m+1)/15), [14/15, 1]
     gaps = {m: abs(a[index == m].mean() - c[index == m].astype(np.float64).mean()) for m in set(index.tolist())}
     weights = {m: (index == m).mean() for m in gaps}
-    assert 15 in gaps  # the saturated samples have their bin
+    assert (c == 1).any() and (c[index == 14] < 1).any()  # the saturated samples share the last bin
     assert errors["mce"] == pytest.approx(max(gaps.values()), rel=1e-12)
     assert errors["rmsce"] == pytest.approx(math.sqrt(sum(weights[m] * gaps[m] ** 2 for m in gaps)), rel=1e-12)
     # The bins of the diagram give the same numbers.
@@ -137,8 +137,9 @@ def test_ties_count_as_the_mean_over_their_orderings() -> None:
 
     def without_ties(order: tuple[int, ...]) -> tuple[float, float]:
         errors = np.cumsum(1 - correct[list(order)])
-        i = np.arange(1, len(order) + 1)
-        return float(np.mean(errors / i)), float(np.mean(errors / len(order)))
+        i, n = np.arange(1, len(order) + 1), len(order)
+        # AUGRC: trapezoids under E_i / N from (0, 0) (Traub et al. 2024)
+        return float(np.mean(errors / i)), float(np.sum((np.r_[0, errors[:-1]] + errors) / 2 / n) / n)
 
     orderings = [
         (0, *a, *b) for a in itertools.permutations([1, 2, 3]) for b in itertools.permutations([4, 5])

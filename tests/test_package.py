@@ -148,3 +148,14 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
     assert str(bin_dir.parent) in where.stdout  # the installed copy ran, not the repository's
     configs = run(sys.executable, "-c", "from labelsmooth.cli.build import CONFIG_DIR; print(CONFIG_DIR)")
     assert configs.stdout.strip().startswith(str(bin_dir.parent))  # and it read the configs the wheel carries
+
+
+def test_a_console_script_without_its_extra_says_which_to_install(monkeypatch) -> None:
+    import labelsmooth.scripts as scripts
+
+    monkeypatch.setitem(scripts.APPS, "labelsmooth-train", ("labelsmooth.cli.train:main", "train", ("no_such_mod",)))
+    with pytest.raises(SystemExit) as stopped:
+        scripts.train()
+    assert str(stopped.value) == (
+        "labelsmooth-train needs the 'train' extra (no_such_mod is not installed): pip install 'labelsmooth[train]'"
+    )

@@ -3,13 +3,39 @@
 The top-1 confidence ``c_i = max_k softmax(z_i)_k`` and correctness ``a_i = [argmax_k z_ik = y_i]`` (float32, as
 the logged metrics read them) are grouped into bins, whose sums go to ``labelsmooth.calibration.bins``:
 
-* equal-width bins ``[m/M, (m+1)/M)`` for ``m = 0..M-1`` and a bin ``[1, 1]`` of its own for confidences of exactly
-  1 (a float32 softmax saturates there for margins above ~17): torchmetrics' binning (``_binning_bucketize``, the
-  bucketing in the confidences' dtype), so ECE / MCE / RMSCE are those of ``MulticlassCalibrationError``;
-* equal-mass bins (Nguyen & O'Connor 2015; Nixon et al. 2019, "Measuring calibration in deep learning"): the
-  confidences sorted ascending (stable sort) and split into ``min(M, N)`` consecutive groups whose sizes differ by
-  at most one (``torch.tensor_split``: the first ``N mod G`` one larger); the ECE over them is the adaptive ECE,
-  which sparse high-confidence regions do not dominate. torchmetrics has no equal-mass bins.
+* equal-width bins: ``M`` bins ``[m/M, (m+1)/M)`` for ``m = 0..M-2`` and the last one closed, ``[(M-1)/M, 1]``;
+  a confidence ``c`` is in bin ``min(⌊c·M⌋, M - 1)``, computed here in float64 (exact for float32 confidences:
+  the edges are the exact ``m/M``). These are the M bins that partition [0, 1] in the definition of the ECE
+  (Naeini et al. 2015, "Obtaining well calibrated probabilities using Bayesian binning"; Guo et al. 2017, "On
+  calibration of modern neural networks": ``I_m = ((m-1)/M, m/M]``, so 1 is in the last) and ``np.histogram``'s
+  bins (netcal's binning).
+
+  *The bin of a confidence of exactly 1.* torchmetrics' ``_binning_bucketize`` gives it an ``(M+1)``-th bin
+  ``[1, 1]`` of its own (Lightning-AI/torchmetrics#3510 reports it as a bug), which this module copied until now.
+  It goes in the last bin here, because (i) the ECE, MCE and RMSCE are defined over M bins covering [0, 1], and a
+  hidden extra bin makes "15 bins" 16; (ii) a float32 softmax rounds to exactly 1 for margins above ~17, so the
+  extra bin separates samples by a rounding, not by their confidence: 0.99999994 and 1.0 would fall in
+  different bins, and the MCE could be that of a handful of saturated samples; (iii) the edges and the bin index
+  are computed here, so the values do not depend on what torchmetrics does next. (Against the extra bin, the ECE
+  changes only where the saturated samples' gap and the rest of the last bin's have opposite signs; the MCE and
+  RMSCE change in general.) The interior bins are closed on
+  the left, as torchmetrics' and ``np.histogram``'s are, so ``ece``, ``mce`` and ``rmsce`` equal torchmetrics'
+  ``MulticlassCalibrationError`` whenever no confidence is exactly 1 (and none is within a float32 rounding of
+  an interior edge, where torchmetrics compares with float32 edges); Guo et al.'s right-closed interior bins
+  would differ from both only for a confidence exactly on an edge ``m/M``.
+* equal-mass bins (Nguyen & O'Connor 2015, "Posterior calibration and exploratory analysis for natural language
+  processing models"; Nixon et al. 2019, "Measuring calibration in deep learning"): with ``v_0 ≤ … ≤ v_{N-1}``
+  the sorted confidences, ``G = min(M, N)`` and the nominal group sizes ``⌊N/G⌋`` (the first ``N mod G`` one
+  larger, as ``torch.tensor_split``), group ``g`` starting at rank ``s_g``, the edges are ``e_g = v_{s_g}`` and
+  bin ``g`` is ``[e_g, e_{g+1})`` (the last unbounded above): a confidence's bin is the number of edges
+  ``e_1..e_{G-1}`` at or below it. So the membership depends on the confidence values only, never on the order
+  the samples come in: a group of tied confidences that straddles a nominal edge goes whole into the upper bin
+  (the one where its most confident rank falls), and the bins keep their nominal sizes whenever no tie
+  straddles an edge. The ECE over them is the adaptive ECE, which sparse high-confidence regions do not
+  dominate. torchmetrics has no equal-mass bins. torch-uncertainty's ``AdaptiveCalibrationError``, like this
+  module before, splits the sorted confidences by rank (``tensor_split``), which puts tied samples in different
+  bins by their input order (here it gave 0.1863 for one set of samples and 0.1816 for it reversed); it agrees
+  with the value here when no tie straddles an edge.
 
 >>> probs = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]])
 >>> confidence, correct = confidences_and_correct(probs.log(), torch.tensor([0, 1, 1, 0]))
@@ -17,6 +43,11 @@ the logged metrics read them) are grouped into bins, whose sums go to ``labelsmo
 0.4375
 >>> [b.count for b in binned_statistics(confidence, correct, n_bins=2, equal_mass=True)]
 [2, 2]
+>>> tied = torch.tensor([0.6, 0.7, 0.7, 0.9])  # nominal groups {0.6, 0.7} and {0.7, 0.9}: the tie goes up
+>>> [b.count for b in binned_statistics(tied, torch.ones(4), n_bins=2, equal_mass=True)]
+[1, 3]
+>>> [(b.lower, b.upper) for b in binned_statistics(torch.tensor([0.95, 1.0]), torch.ones(2), n_bins=10)]
+[(0.9, 1.0)]
 """
 
 from __future__ import annotations
@@ -53,42 +84,53 @@ def confidences_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple
 
 
 def equal_width_bin_index(values: torch.Tensor, n_bins: int = DEFAULT_BINS) -> torch.Tensor:
-    """The equal-width bin ``0..n_bins`` of each probability in ``values`` (any shape): ``floor(v · M)`` on
-    torchmetrics' boundaries ``linspace(0, 1, M + 1)`` in ``values``' dtype, so exactly 1 falls in bin ``M``."""
+    """The equal-width bin ``0..n_bins-1`` of each probability in ``values`` (any shape): ``min(⌊v · M⌋, M - 1)``,
+    in float64, so ``[m/M, (m+1)/M)`` with the last bin ``[(M-1)/M, 1]`` holding 1 (the module docstring says
+    why). Values outside [0, 1] go to the first or last bin, NaN to the last (its sums, and so the errors, NaN)."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
-    boundaries = torch.linspace(0, 1, n_bins + 1, dtype=values.dtype, device=values.device)
-    return (torch.bucketize(values, boundaries, right=True) - 1).clamp(0, n_bins)
+    return values.double().mul(n_bins).floor().nan_to_num(nan=n_bins - 1).clamp(0, n_bins - 1).long()
+
+
+def equal_mass_bin_index(confidence: torch.Tensor, n_bins: int = DEFAULT_BINS) -> tuple[torch.Tensor, int]:
+    """The equal-mass bin of each confidence in ``confidence`` (N,) and the number of bins ``min(n_bins, N)``:
+    the number of edges ``e_1..e_{G-1}`` (the smallest confidence of each nominal group but the first) at or
+    below it, so tied confidences share a bin whatever their order (module docstring)."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
+    n = confidence.numel()
+    groups = min(n_bins, n)
+    if not groups:
+        return torch.zeros(0, dtype=torch.long, device=confidence.device), 0
+    sizes = torch.full((groups,), n // groups, dtype=torch.long, device=confidence.device)
+    sizes[: n % groups] += 1
+    edges = confidence.sort().values[torch.cumsum(sizes, 0)[:-1]]  # v_{s_g} for g = 1..G-1
+    return torch.bucketize(confidence, edges, right=True), groups
 
 
 def bin_sums(
     confidence: torch.Tensor, outcome: torch.Tensor, n_bins: int = DEFAULT_BINS, equal_mass: bool = False
 ) -> BinSums:
-    """The bins of ``confidence`` (N,) with outcomes ``outcome`` (N,) in {0, 1}, empty bins included: ``n_bins + 1``
-    equal-width bins (the last is ``[1, 1]``) or ``min(n_bins, N)`` equal-mass bins (a bin's range is its smallest
-    and largest confidence), as the module docstring says."""
+    """The bins of ``confidence`` (N,) with outcomes ``outcome`` (N,) in {0, 1}, empty bins included: ``n_bins``
+    equal-width bins (range ``[m/M, (m+1)/M]``) or ``min(n_bins, N)`` equal-mass bins (a bin's range is its
+    smallest and largest confidence; an empty one's is its edge), as the module docstring says."""
     confidence, outcome = confidence.detach().flatten(), outcome.detach().flatten().double()
     if confidence.numel() != outcome.numel():
         raise ValueError(f"confidence has {confidence.numel()} values but outcome {outcome.numel()}")
     wide = confidence.double()
     device = confidence.device
     if equal_mass:
-        n = confidence.numel()
-        groups = min(n_bins, n)
-        order = torch.argsort(confidence, stable=True)
-        sizes = torch.full((groups,), n // max(groups, 1), dtype=torch.long, device=device)
-        sizes[: n % max(groups, 1)] += 1
-        index = torch.empty(n, dtype=torch.long, device=device)
-        index[order] = torch.repeat_interleave(torch.arange(groups, device=device), sizes)
-        starts = torch.cumsum(sizes, 0) - sizes
-        sorted_confidence = wide[order]
-        lower, upper = sorted_confidence[starts], sorted_confidence[starts + sizes - 1]
-        n_groups = groups
+        index, n_groups = equal_mass_bin_index(confidence, n_bins)
+        sorted_confidence = wide.sort().values
+        count = torch.bincount(index, minlength=n_groups)
+        first = torch.cumsum(count, 0) - count  # the rank of each bin's smallest confidence
+        lower = sorted_confidence[first]  # of an empty bin (its tie went up): its edge, the next bin's smallest
+        upper = sorted_confidence[(first + count - 1).clamp(min=0)].where(count > 0, lower)
     else:
         index = equal_width_bin_index(confidence, n_bins)
-        lower = torch.arange(n_bins + 1, dtype=torch.float64, device=device).div(n_bins).clamp(max=1.0)
-        upper = torch.arange(1, n_bins + 2, dtype=torch.float64, device=device).div(n_bins).clamp(max=1.0)
-        n_groups = n_bins + 1
+        lower = torch.arange(n_bins, dtype=torch.float64, device=device).div(n_bins)
+        upper = torch.arange(1, n_bins + 1, dtype=torch.float64, device=device).div(n_bins)
+        n_groups = n_bins
 
     def summed(values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n_groups, dtype=torch.float64, device=device).index_add_(0, index, values)

@@ -2,10 +2,11 @@
 
 ``classwise_ece = 1/K Σ_k ECE_k`` with ``ECE_k = Σ_b |Σ_{i∈B_kb} ([y_i = k] - p_ik)| / N``: for each class ``k`` all N
 samples are binned by their probability ``p_ik`` of that class into the equal-width bins of
-``labelsmooth.calibration.binning`` (15 bins and ``[1, 1]``), and the ECE of the bin sums is
+``labelsmooth.calibration.binning`` (15 bins ``[m/M, (m+1)/M)``, the last closed at 1: a
+probability of exactly 1 in the last bin, not one of its own), and the ECE of the bin sums is
 ``labelsmooth.calibration.bins.errors_from_sums`` (Kull et al. 2019, "Beyond temperature scaling: obtaining
 well-calibrated multiclass probabilities with Dirichlet calibration"; Nixon et al. 2019 "static calibration
-error"). The per-(class, bin) sums add up over batches and processes, so a metric keeps ``3 · K · (M + 1)`` numbers
+error"). The per-(class, bin) sums add up over batches and processes, so a metric keeps ``3 · K · M`` numbers
 instead of the N × K probabilities. torchmetrics has no class-wise ECE.
 
 >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
@@ -22,18 +23,18 @@ from labelsmooth.calibration.bins import DEFAULT_BINS, errors_from_sums
 
 
 def classwise_bin_sums(probs: torch.Tensor, target: torch.Tensor, n_bins: int = DEFAULT_BINS) -> torch.Tensor:
-    """(3, K, n_bins + 1) float64: per class and bin the number of samples, of samples of that class, and the sum
+    """(3, K, n_bins) float64: per class and bin the number of samples, of samples of that class, and the sum
     of that class's probabilities, for (N, K) probabilities ``probs``."""
     num_classes = probs.shape[-1]
-    size = num_classes * (n_bins + 1)
-    index = equal_width_bin_index(probs, n_bins) + torch.arange(num_classes, device=probs.device) * (n_bins + 1)
+    size = num_classes * n_bins
+    index = equal_width_bin_index(probs, n_bins) + torch.arange(num_classes, device=probs.device) * n_bins
     sums = torch.zeros(3, size, dtype=torch.float64, device=probs.device)
     sums[0] = torch.bincount(index.flatten(), minlength=size)
     # [y_i = k] is 1 in one column per sample: count the bins of the true classes' probabilities alone.
     sums[1] = torch.bincount(index.gather(-1, target.long().unsqueeze(-1)).flatten(), minlength=size)
     # index_add_, not bincount with weights: that one has no deterministic CUDA kernel (trainer.deterministic).
     sums[2].index_add_(0, index.flatten(), probs.detach().double().flatten())
-    return sums.view(3, num_classes, n_bins + 1)
+    return sums.view(3, num_classes, n_bins)
 
 
 def classwise_ece_of_sums(sums: torch.Tensor) -> float:

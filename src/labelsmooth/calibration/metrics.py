@@ -61,7 +61,8 @@ class NegativeLogLikelihood(PerSampleMean):
 
 
 class BrierScore(PerSampleMean):
-    """Multiclass Brier score (Brier 1950), ``1/N Σ_i Σ_k (p_ik - [k = y_i])²``, in [0, 2]."""
+    """Multiclass Brier score (Brier 1950), ``1/N Σ_i Σ_k (p_ik - [k = y_i])²``, in [0, 2], without the
+    cancellation of the expanded form (``labelsmooth.calibration.scores``)."""
 
     higher_is_better = False
 
@@ -70,9 +71,10 @@ class BrierScore(PerSampleMean):
 
 
 class AdaptiveCalibrationError(Metric):
-    """Adaptive ECE: the ECE over ``n_bins`` equal-mass bins of the top-1 confidences (Nguyen & O'Connor 2015;
-    Nixon et al. 2019; ``labelsmooth.calibration.binning``), alone. Keeps the confidences and correctness (two
-    floats per sample; ``cat`` states, gathered across DDP processes)."""
+    """Adaptive ECE: the ECE over ``n_bins`` equal-mass bins of the top-1 confidences, tied confidences in one
+    bin whatever their order (Nguyen & O'Connor 2015; Nixon et al. 2019; ``labelsmooth.calibration.binning``),
+    alone. Keeps the confidences and correctness (two floats per sample; ``cat`` states, gathered across DDP
+    processes)."""
 
     full_state_update = False
     higher_is_better = False
@@ -105,13 +107,13 @@ class ClassificationMetrics(Metric):
     * kept per sample for ``compute`` (``cat`` states): ``c_i`` in float32, its correctness ``a_i``, and ``c_i`` in
       float64 (float32 rounds ``c_i`` to exactly 1 for margins above ~17, which would tie the most confident
       samples in the ranking of the selective metrics), from which
-      - ``ece``, ``mce``, ``rmsce`` over ``n_bins`` equal-width bins (torchmetrics' binning and values) and ``ace``
-        over ``n_bins`` equal-mass bins (``labelsmooth.calibration.binning``),
+      - ``ece``, ``mce``, ``rmsce`` over ``n_bins`` equal-width bins, a confidence of exactly 1 in the last, and
+        ``ace`` over ``n_bins`` equal-mass bins, tied confidences in one bin (``labelsmooth.calibration.binning``),
       - ``smooth_ece`` (Błasiok & Nakkiran 2023, ``labelsmooth.calibration.smooth``),
       - ``aurc`` and ``augrc`` of the float64 max-softmax confidence (Geifman & El-Yaniv 2017; Traub et al. 2024;
         ``labelsmooth.calibration.selective``);
     * per class and equal-width bin the counts and sums of ``classwise_ece`` (``labelsmooth.calibration.classwise``;
-      ``3 · K · (n_bins + 1)`` numbers, summed across batches and processes).
+      ``3 · K · n_bins`` numbers, summed across batches and processes).
     """
 
     full_state_update = False
@@ -134,7 +136,7 @@ class ClassificationMetrics(Metric):
         self.add_state("ranking_confidence", default=[], dist_reduce_fx="cat")
         self.add_state(
             "classwise",
-            default=torch.zeros(3, self.num_classes, self.n_bins + 1, dtype=torch.float64),
+            default=torch.zeros(3, self.num_classes, self.n_bins, dtype=torch.float64),
             dist_reduce_fx="sum",
         )
 

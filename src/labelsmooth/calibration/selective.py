@@ -2,27 +2,40 @@
 
 A selective classifier answers only on the samples it is most confident about. Sort the N samples by confidence,
 most confident first; at coverage ``i/N`` it answers the first ``i`` of them, and with ``E_i`` the number of errors
-among those ``i``:
+among those ``i`` (``E_0 = 0``):
 
 * selective risk ``r_i = E_i / i`` (the risk–coverage curve, Geifman & El-Yaniv 2017, "Selective classification
   for deep neural networks");
-* AURC ``= 1/N Σ_{i=1..N} E_i / i``, the area under the risk–coverage curve (Geifman et al. 2019, "Bias-reduced
-  uncertainty estimation for deep neural classifiers"), as a mean over the N operating points;
-* AUGRC ``= 1/N Σ_{i=1..N} E_i / N``, the area under the generalised risk–coverage curve: the generalised risk
-  ``E_i / N`` is the probability that a sample is both answered and wrong (Traub et al. 2024, "Overcoming common
-  flaws in the evaluation of selective classification systems").
+* AURC ``= 1/N Σ_{i=1..N} E_i / i``, the area under the risk–coverage curve as the mean of the selective risk over
+  the N operating points (Geifman et al. 2019, "Bias-reduced uncertainty estimation for deep neural classifiers");
+* AUGRC, the area under the generalised risk–coverage curve (Traub et al. 2024, "Overcoming common flaws in the
+  evaluation of selective classification systems", NeurIPS): the generalised risk at coverage ``i/N`` is
+  ``E_i / N``, the probability that a sample is both answered and wrong, and the area is taken by trapezoids over
+  the coverages ``0, 1/N, …, 1`` from the point ``(0, 0)``, as their reference code (FD-Shifts,
+  ``generalized_risk_stats`` and ``evaluate_auc``) does::
 
-Lower is better for both. Temperature scaling keeps each prediction but not, for K > 2 classes, the ranking of
-the max-softmax confidences across samples: ``max_k softmax(z / T)_k = 1 / Σ_k exp(-(z_max - z_k) / T)`` weighs
-the margins differently at each T (eleven classes: logits (1, 0, …, 0) against (0.5, 0, -100, …, -100) have
-confidences 0.21 < 0.62 at T = 1 but 0.94 > 0.92 at T = 0.2). So AURC and AUGRC do change under temperature
-scaling (for K = 2 they do not: the confidence is then increasing in the one margin).
+      AUGRC = Σ_{i=1..N} 1/N · (E_{i-1} + E_i) / (2N) = (Σ_{i=1..N} E_i - E_N / 2) / N².
+
+  (The mean ``1/N Σ_i E_i / N`` of the generalised risk, which this module gave before, is a right Riemann sum:
+  it exceeds the paper's value by ``err / (2N)``, ``err = E_N / N`` the error rate.)
+
+Lower is better for both. Conventions of torch-uncertainty (``AURC``, ``AUGRC``), where they differ: it breaks ties
+by its sort order, and takes the trapezoid over the coverages ``1/N … 1`` only, rescaled by ``1 / (1 - 1/N)``, so
+its AURC is ``1/(N-1) Σ_{i=1..N-1} (r_i + r_{i+1}) / 2 = (Σ_i r_i - (r_1 + r_N) / 2) / (N - 1)`` and its AUGRC
+``(Σ_i E_i - (E_1 + E_N) / 2) / (N (N - 1))``; both agree with the values here to ``O(1/N)``.
+
+Temperature scaling keeps each prediction but not, for K > 2 classes, the ranking of the max-softmax confidences
+across samples: ``max_k softmax(z / T)_k = 1 / Σ_k exp(-(z_max - z_k) / T)`` weighs the margins differently at
+each T (eleven classes: logits (1, 0, …, 0) against (0.5, 0, -100, …, -100) have confidences 0.21 < 0.62 at
+T = 1 but 0.94 > 0.92 at T = 0.2). So AURC and AUGRC do change under temperature scaling (for K = 2 they do not:
+the confidence is then increasing in the one margin).
 
 Ties in confidence (common when float32 softmax saturates at 1): the samples of a group of equal confidence enter
 together, and ``E_i`` inside the group is interpolated linearly, i.e. the group's errors are spread evenly over its
 positions. This is the expectation over all orderings of the tied samples, so every value here depends on the
 multiset of ``(confidence, correct)`` pairs only, not on the order the samples arrive in (under DDP they arrive
-interleaved). torchmetrics has neither AURC nor AUGRC, hence they are written here.
+interleaved). For AUGRC it is exactly Traub et al.'s curve, which has one point per distinct confidence
+(threshold) and is linear between them. torchmetrics has neither AURC nor AUGRC, hence they are written here.
 
 Imports numpy only (no torch), so the report can use it.
 
@@ -32,10 +45,10 @@ Imports numpy only (no torch), so the report can use it.
 ([0.25, 0.5, 0.75, 1.0], [0.0, 0.5, 0.3333, 0.25])
 >>> round(aurc(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 1])), 6)  # (0 + 1/2 + 1/3 + 1/4) / 4
 0.270833
->>> augrc(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 1]))  # (0 + 1 + 1 + 1) / 4 / 4
-0.1875
->>> augrc(np.array([0.5, 0.5]), np.array([1, 0]))  # a tie: E = (1/2, 1), so (1/2 + 1) / 2 / 2
-0.375
+>>> augrc(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 1]))  # E = (0, 1, 1, 1): (3 - 1/2) / 16
+0.15625
+>>> augrc(np.array([0.5, 0.5]), np.array([1, 0]))  # a tie: one step from (0, 0) to (1, 1/2), area 1/4
+0.25
 """
 
 from __future__ import annotations
@@ -86,12 +99,20 @@ def risk_coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> tuple[np
 
 
 def aurc(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Area under the risk–coverage curve, ``1/N Σ_i E_i / i`` (Geifman & El-Yaniv 2017); NaN for N = 0."""
+    """Area under the risk–coverage curve, the mean selective risk ``1/N Σ_{i=1..N} E_i / i`` (Geifman & El-Yaniv
+    2017; Geifman et al. 2019); NaN for N = 0. torch-uncertainty's ``AURC`` is the trapezoid over coverages
+    ``1/N … 1`` rescaled by ``1 / (1 - 1/N)``, ``(Σ_i r_i - (r_1 + r_N) / 2) / (N - 1)``, ties in its sort order."""
     _, risk = risk_coverage_curve(confidence, correct)
     return float(risk.mean()) if risk.size else float("nan")
 
 
 def augrc(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Area under the generalised risk–coverage curve, ``1/N Σ_i E_i / N`` (Traub et al. 2024); NaN for N = 0."""
+    """Area under the generalised risk–coverage curve (Traub et al. 2024): the trapezoids under the generalised
+    risk ``E_i / N`` over the coverages ``0, 1/N, …, 1`` from ``(0, 0)``, ``(Σ_{i=1..N} E_i - E_N / 2) / N²``;
+    NaN for N = 0. torch-uncertainty's ``AUGRC`` starts at coverage ``1/N`` instead and rescales by
+    ``1 / (1 - 1/N)``: ``(Σ_i E_i - (E_1 + E_N) / 2) / (N (N - 1))``, ties in its sort order."""
     errors = cumulative_errors(confidence, correct)
-    return float(errors.mean() / errors.size) if errors.size else float("nan")
+    n = errors.size
+    if not n:
+        return float("nan")
+    return float((errors.sum() - errors[-1] / 2) / n / n)

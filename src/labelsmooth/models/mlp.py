@@ -8,9 +8,11 @@ import torch
 from torch import nn
 
 from labelsmooth.errors import ConfigurationError
+from labelsmooth.models.seed_backprop import seed_linear
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
 INITS = ("default", "seed_truncated_normal")
+BACKPROPS = ("gradient", "seed_numpy")
 
 
 def seed_truncated_normal_(layer: nn.Linear) -> None:
@@ -30,6 +32,13 @@ class MLP(nn.Module):
     built from scratch in the seeds (Rashid, *Make Your Own Neural Network*); that network has no bias terms
     (``bias=False``) and its own initialisation (``init="seed_truncated_normal"``, ``seed_truncated_normal_``), the
     ``mlp_seed`` preset. ``init="default"`` keeps PyTorch's ``nn.Linear`` initialisation.
+
+    ``backprop="gradient"`` (default): autograd's gradient of the loss. ``backprop="seed_numpy"``: the seeds' numpy
+    training rule, which is not a gradient: the output layer passes back the error at its sigmoid outputs (without
+    their derivative ``o(1 - o)``) through the output weights after their SGD step of ``backprop_lr``
+    (``labelsmooth.models.seed_backprop``); with the squared error of the sigmoid outputs
+    (``smoothing.loss=squared_error``), batch size 1 and plain SGD at ``lr = backprop_lr`` each step is the seeds'
+    step exactly. The forward pass is the same either way.
     """
 
     def __init__(
@@ -42,12 +51,21 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         init: str = "default",
+        backprop: str = "gradient",
+        backprop_lr: float | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigurationError(f"model.activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
         if init not in INITS:
             raise ConfigurationError(f"model.init={init!r} is not one of {list(INITS)}")
+        if backprop not in BACKPROPS:
+            raise ConfigurationError(f"model.backprop={backprop!r} is not one of {list(BACKPROPS)}")
+        if backprop == "seed_numpy" and (backprop_lr is None or backprop_lr < 0):
+            raise ConfigurationError(
+                f"model.backprop=seed_numpy needs model.backprop_lr >= 0 (the optimizer's learning rate, "
+                f"model.backprop_lr=${{optimizer.lr}}), got {backprop_lr!r}"
+            )
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         layers: list[nn.Module] = [nn.Flatten()]
         width_in = in_channels * height * width
@@ -63,6 +81,8 @@ class MLP(nn.Module):
                 if isinstance(layer, nn.Linear):
                     seed_truncated_normal_(layer)
         self.input_shape = (in_channels, height, width)
+        self.backprop = backprop
+        self.backprop_lr = float(backprop_lr) if backprop_lr is not None else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate features (N, D): the output of the last hidden layer (the flattened input without one)."""
@@ -72,7 +92,12 @@ class MLP(nn.Module):
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """The logits of penultimate ``features``; the features themselves with ``pre_logits`` (timm's API)."""
-        return features if pre_logits else self.layers[-1](features)
+        if pre_logits:
+            return features
+        head = self.layers[-1]
+        if self.backprop == "seed_numpy":
+            return seed_linear(features, head.weight, head.bias, self.backprop_lr)
+        return head(features)
 
     def get_classifier(self) -> nn.Linear:
         """The last layer, whose weight rows are the class templates (timm's API)."""

@@ -15,7 +15,8 @@ Own Neural Network", 2016; python-course.eu's numpy MNIST network):
 
 so a plain SGD step on the output layer's weights is those networks' update ``W += lr·((t - o)·o(1 - o))·hᵀ``.
 (Their hidden-layer update is not this loss's gradient: they back-propagate the raw error ``t - o``, without the
-factor ``o(1 - o)``, through the output weights already updated; no loss of the logits gives that step.)
+factor ``o(1 - o)``, through the output weights already updated; no loss of the logits gives that step:
+``model.backprop=seed_numpy``, the network's own backward pass, does (``labelsmooth.models.seed_backprop``).)
 
 ``strategy(logits, target)`` takes ``logits`` (N, K) and either class indices ``target`` (N,) (one-vs-rest: ``h`` is
 one-hot) or an (N, K) multi-hot or soft target ``h`` (multi-label; values in [0, 1], unsmoothed: the strategy
