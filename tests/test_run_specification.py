@@ -15,8 +15,9 @@ import torch
 from labelsmooth.cli.build import compose_config
 from labelsmooth.cli.evaluate import evaluate
 from labelsmooth.cli.schema import validate_run_config
+from labelsmooth.data.preprocess import as_image_batch
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.module import LabelSmoothingClassifier, as_image_batch
+from labelsmooth.module import LabelSmoothingClassifier
 from labelsmooth.specification import SPECIFICATION_KEY, MissingSpecificationError, RunSpecification
 from tests.conftest import FAST, REPO_ROOT, run_cli, run_training, subprocess_env
 

@@ -7,17 +7,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from labelsmooth.calibration.confusion import per_class_accuracy, worst_class_accuracy
 from labelsmooth.calibration.metrics import PredictionLogits, classification_metrics
-from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
+from labelsmooth.calibration.post_hoc import post_hoc_metrics, refinement_nll
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models.l2_penalty import L2Terms, apply_l2_penalties, l2_penalty
+from labelsmooth.prediction import PredictsRawImages
 from labelsmooth.smoothing import SmoothingStrategy, TakesMixedTargets
 from labelsmooth.specification import SPECIFICATION_KEY, RunSpecification
 
@@ -51,7 +53,7 @@ class FrozenTeacher:
             return self.net(inputs)
 
 
-class LabelSmoothingClassifier(pl.LightningModule):
+class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     """Trains ``net`` with the loss ``criterion(logits, target)`` (a smoothing strategy).
 
     Validation and test use the unsmoothed metrics of ``labelsmooth.calibration.metrics`` (accuracy, NLL, ECE, MCE,
@@ -91,6 +93,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         distillation: nn.Module | None = None,
         teacher_record: Mapping[str, Any] | None = None,
         n_bins: int = 15,
+        validation_temperature_nll: bool = False,
     ) -> None:
         super().__init__()
         if (teacher is None) != (distillation is None):
@@ -116,12 +119,22 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.n_bins = n_bins
         self.val_metrics = classification_metrics(self.num_classes, prefix="val/", n_bins=n_bins)
         self.test_metrics = classification_metrics(self.num_classes, prefix="test/", n_bins=n_bins)
+        # Per-class accuracy (``<split>/acc_per_class`` in metrics.json, ``test/acc_worst_class``) from DDP-synchronised
+        # confusion matrices: rows are true classes, so a class absent from a split is None, not an accuracy of 0.
+        self.val_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.val_acc_per_class: list[float | None] | None = None  # of the latest validation (not the sanity check)
+        self.test_acc_per_class: list[float | None] | None = None
+        self.test_confusion_matrix: torch.Tensor | None = None  # (K, K) counts of the latest test, on the CPU
         # Temperature scaling: the prediction logits of the latest validation epoch (the held-out set) and of the
         # test epoch, gathered over processes at test epoch end; not in checkpoints (non-persistent states).
         self.val_predictions = PredictionLogits()
         self.test_predictions = PredictionLogits()
         self.has_val_predictions = False  # a validation epoch (not the sanity check) has filled val_predictions
         self.temperature: float | None = None  # fitted at test epoch end; None without a validation before test
+        # val/nll_ts each validation epoch (a temperature fitted on it): only when a checkpoint monitors it.
+        self.validation_temperature_nll = bool(validation_temperature_nll)
+        self.lognorm_p: float | None = None  # the p of the logit normalisation, chosen at test epoch end
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best accuracy
         # The 0-based epoch at which val_acc_best last improved during fit (None before the first validation), in
@@ -180,41 +193,6 @@ class LabelSmoothingClassifier(pl.LightningModule):
             module.to(torch.device(map_location) if isinstance(map_location, str) else map_location)
         return module.eval()
 
-    def prepare_inputs(self, images: Any) -> torch.Tensor:
-        """Raw images as the data set stores them → network inputs, as the run's data module prepares them.
-
-        ``images``: a tensor or array of uint8 pixels (scaled to ``input_range`` and normalised with the training
-        split's statistics, as in training) or of floats (used as they are, as the data module uses float
-        batches); ``(N, C, H, W)``, channels-last ``(N, H, W, C)``, ``(N, H, W)`` for one channel, or one image.
-        """
-        from labelsmooth.data.preprocess import BatchPreprocessor
-
-        if self.specification is None:
-            raise RuntimeError(
-                "predict needs the run specification: load the model with "
-                "LabelSmoothingClassifier.load_from_checkpoint(path) or build it with from_specification"
-            )
-        batch = as_image_batch(images, self.specification.image_shape)
-        if batch.dtype == torch.uint8 and self.specification.preprocessing is not None:
-            preprocessor = BatchPreprocessor.from_record(self.specification.preprocessing)
-            batch = preprocessor(batch.to(self.device), train=False)
-        return batch.to(device=self.device, dtype=torch.float32)
-
-    @torch.no_grad()
-    def predict_proba(self, images: Any) -> torch.Tensor:
-        """The predictive distribution (N, K) of raw images (``prepare_inputs``): the softmax of the strategy's
-        ``prediction_logits``, with the network in eval mode."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.prediction_logits(self(self.prepare_inputs(images))).softmax(dim=-1)
-        finally:
-            self.train(was_training)
-
-    def predict(self, images: Any) -> torch.Tensor:
-        """The predicted class index of each raw image (``predict_proba``'s argmax), shape (N,)."""
-        return self.predict_proba(images).argmax(dim=-1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -227,6 +205,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         accuracy, once a validation ran) and, for a distillation run, ``distill.alpha``, ``distill.temperature`` and
         the ``teacher.*`` record."""
         best = {} if self.val_acc_best_epoch is None else {"val/acc_best_epoch": self.val_acc_best_epoch}
+        best.update(self.per_class_record())
         if self.distillation is None:
             return best
         return {
@@ -235,6 +214,26 @@ class LabelSmoothingClassifier(pl.LightningModule):
             "distill.temperature": self.distillation.temperature,
             **self.teacher_record,
         }
+
+    def per_class_record(self) -> dict[str, Any]:
+        """``val/acc_per_class`` (the latest validation: in ``train`` and ``evaluate`` that of the best checkpoint
+        just before the test) and ``test/acc_per_class``: lists in class order, None for a class absent from the
+        split; ``test/acc_worst_class``, their minimum over the classes present."""
+        record: dict[str, Any] = {}
+        if self.val_acc_per_class is not None:
+            record["val/acc_per_class"] = self.val_acc_per_class
+        if self.test_acc_per_class is not None:
+            record["test/acc_per_class"] = self.test_acc_per_class
+            worst = worst_class_accuracy(self.test_acc_per_class)
+            if worst is not None:
+                record["test/acc_worst_class"] = worst
+        return record
+
+    def _per_class_accuracy(self, confusion: MulticlassConfusionMatrix) -> tuple[torch.Tensor, list[float | None]]:
+        """The (K, K) counts of ``confusion`` (synchronised, on the CPU; then reset) and ``per_class_accuracy``."""
+        counts = confusion.compute().detach().cpu().long()
+        confusion.reset()
+        return counts, per_class_accuracy(counts.numpy())
 
     def _end_criterion_epoch(self) -> None:
         # Stateful strategies (online label smoothing) turn the epoch's statistics into their next targets.
@@ -277,6 +276,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         inputs, target = batch
         logits = self.prediction_logits(self(inputs))
         self.val_metrics.update(logits, target)
+        self.val_confusion.update(logits, target)
         if not self.trainer.sanity_checking:
             self.val_predictions.update(logits, target)  # kept on the device: no host synchronisation
         # Handed to callbacks' on_validation_batch_end (reliability diagrams, saved predictions).
@@ -290,8 +290,12 @@ class LabelSmoothingClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
+        _, per_class = self._per_class_accuracy(self.val_confusion)
+        if not self.trainer.sanity_checking:
+            self.val_acc_per_class = per_class
         if not self.trainer.sanity_checking:  # the check before training does not count towards the best
             self.has_val_predictions = True
+            values.update(self._validation_nll_ts())
             self._update_best(values["val/acc"])
             values["val/acc_best"] = self.val_acc_best.compute()
             if self.val_acc_best_epoch is not None:
@@ -325,6 +329,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         inputs, target = batch
         logits = self.prediction_logits(self(inputs))
         self.test_metrics.update(logits, target)
+        self.test_confusion.update(logits, target)
         if self.has_val_predictions:  # only kept when there is a temperature to fit
             self.test_predictions.update(logits, target)
         return {"logits": logits.detach(), "target": target}
@@ -333,6 +338,7 @@ class LabelSmoothingClassifier(pl.LightningModule):
         self.test_predictions.reset()
 
     def on_test_epoch_end(self) -> None:
+        self._log_per_class_test()
         values = self.test_metrics.compute()
         self.test_metrics.reset()
         self.log_dict(values, sync_dist=True)
@@ -340,12 +346,19 @@ class LabelSmoothingClassifier(pl.LightningModule):
         if scaled:  # plain floats, equal on every process (fitted on the same gathered logits)
             self.log_dict(scaled, sync_dist=True)
 
+    def _log_per_class_test(self) -> None:
+        """The test confusion matrix and per-class accuracy (``per_class_record``); ``test/acc_worst_class`` logged."""
+        self.test_confusion_matrix, self.test_acc_per_class = self._per_class_accuracy(self.test_confusion)
+        worst = self.per_class_record().get("test/acc_worst_class")
+        if worst is not None:  # equal on every process (from the synchronised matrix)
+            self.log("test/acc_worst_class", float(worst), sync_dist=True)
+
     def _temperature_scaling(self) -> dict[str, float]:
-        """``temperature``, fitted by NLL on the latest validation epoch's logits (Guo et al. 2017, ``fit_temperature``;
-        in ``train`` and ``evaluate`` that is ``trainer.validate`` on the best checkpoint, just before ``test``), and
-        ``test/<m>_ts`` for each of ``SCALED_METRICS`` on the test logits divided by it, over ``n_bins`` bins. Both
-        sets are gathered over DDP processes. Without a validation before the test: nothing (one info line)."""
-        self.temperature = None
+        """The post-hoc metrics of the test logits given the latest validation epoch's (``post_hoc_metrics``:
+        ``temperature`` and ``test/<m>_ts``, ``lognorm_p`` and ``test/a(u)(g)rc_lognorm``); in ``train`` and
+        ``evaluate`` that validation is ``trainer.validate`` on the best checkpoint, just before ``test``. Both sets
+        are gathered over DDP processes. Without a validation before the test: nothing (one info line)."""
+        self.temperature = self.lognorm_p = None
         if not self.has_val_predictions:
             self.test_predictions.reset()
             if self.trainer.is_global_zero:
@@ -354,9 +367,16 @@ class LabelSmoothingClassifier(pl.LightningModule):
         val_logits, val_target = _as_set(self.val_predictions.compute())
         test_logits, test_target = _as_set(self.test_predictions.compute())
         self.test_predictions.reset()
-        self.temperature = fit_temperature(val_logits, val_target)
-        scaled = temperature_scaled_metrics(test_logits, test_target, self.temperature, self.n_bins)
-        return {"temperature": self.temperature, **{f"test/{name}_ts": value for name, value in scaled.items()}}
+        values = post_hoc_metrics(val_logits, val_target, test_logits, test_target, self.n_bins)
+        self.temperature, self.lognorm_p = values["temperature"], values["lognorm_p"]
+        return values
+
+    def _validation_nll_ts(self) -> dict[str, float]:
+        """``val/nll_ts`` (``refinement_nll``: the validation NLL after temperature scaling, Berta et al. 2025's
+        proxy for selecting a checkpoint); empty unless ``validation_temperature_nll`` (something monitors it)."""
+        if not self.validation_temperature_nll:
+            return {}
+        return {"val/nll_ts": refinement_nll(*_as_set(self.val_predictions.compute()))}
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = getattr(self.net, "optimizer_param_groups", None)
@@ -366,25 +386,3 @@ class LabelSmoothingClassifier(pl.LightningModule):
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
-
-
-def as_image_batch(images: Any, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """``images`` as an ``(N, C, H, W)`` tensor of the data's ``image_shape``: from ``(N, C, H, W)``, channels-last
-    ``(N, H, W, C)``, ``(N, H, W)`` when ``C = 1``, or a single image in any of these layouts; its dtype kept."""
-    batch = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    channels, height, width = image_shape
-    shape = tuple(batch.shape)
-    if batch.dim() == 3 and channels == 1 and shape[1:] == (height, width):
-        batch = batch.unsqueeze(1)  # (N, H, W)
-    elif shape in {(channels, height, width), (height, width, channels)}:
-        batch = batch.unsqueeze(0)
-    elif channels == 1 and shape == (height, width):
-        batch = batch[None, None]
-    if batch.dim() == 4 and tuple(batch.shape[1:]) == (height, width, channels) != image_shape:
-        batch = batch.permute(0, 3, 1, 2)
-    if batch.dim() != 4 or tuple(batch.shape[1:]) != image_shape:
-        raise ValueError(
-            f"images of shape {tuple(batch.shape)} do not fit the model's inputs {image_shape} (channels, height, "
-            "width): give (N, C, H, W), (N, H, W, C), (N, H, W) for one channel, or one image"
-        )
-    return batch.contiguous()

@@ -116,3 +116,55 @@ def augrc(confidence: np.ndarray, correct: np.ndarray) -> float:
     if not n:
         return float("nan")
     return float((errors.sum() - errors[-1] / 2) / n / n)
+
+
+# Post-hoc logit normalisation for selective classification (Xia et al. 2025).
+#: The p grid: 1..10 and ∞ (``math.inf``), as in Cattelan & Silva's p-NormSoftmax search (their p = 0, no
+#: normalisation, is the plain max logit and is left out: the unnormalised baseline here is the max softmax).
+LOGNORM_P_GRID: tuple[float, ...] = (*(float(p) for p in range(1, 11)), float("inf"))
+
+
+def lognorm_confidence(logits: np.ndarray, p: float) -> np.ndarray:
+    """The confidence of post-hoc logit normalisation, ``max_k z̄_k / ‖z̄‖_p`` with ``z̄ = z - mean_k z_k``.
+
+    Source: Xia, Laurent, Franchi & Bouganis, "Towards understanding why label smoothing degrades selective
+    classification and how to fix it" (ICLR 2025), Section 5, who recover the selective classification lost to label
+    smoothing with the logit normalisation of Cattelan & Silva ("How to fix a broken confidence estimator:
+    evaluating post-hoc methods for selective classification with deep neural networks", UAI 2024): the logits are
+    centred (their mean over the K classes subtracted), divided by their p-norm, and the confidence is the max of
+    the normalised logits (MaxLogit-pNorm). The max softmax of the normalised logits divided by a temperature τ
+    (p-NormSoftmax) ranks the samples alike in the τ → 0 limit of Cattelan & Silva; only the ranking matters to AURC
+    and AUGRC. p is a hyperparameter picked on held-out data (``choose_lognorm_p``). Our reading of the papers, the
+    centring in particular, follows Cattelan & Silva's reference code; the scale of the confidence is not
+    meaningful, only its order. ``logits`` (N, K); returns (N,) float64; a row of equal logits gets 0.
+
+    >>> lognorm_confidence(np.array([[2.0, 0.0, -2.0], [1.0, 1.0, 1.0]]), 2).round(4).tolist()  # 2 / √8
+    [0.7071, 0.0]
+    >>> lognorm_confidence(np.array([[3.0, 0.0, 0.0]]), float("inf")).round(4).tolist()  # centred (2, -1, -1)
+    [1.0]
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"logits must be (N, K), got shape {z.shape}")
+    z = z - z.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(z, ord=p, axis=1)
+    top = z.max(axis=1) if z.shape[1] else np.zeros(z.shape[0])
+    return np.divide(top, norm, out=np.zeros_like(top), where=norm > 0)
+
+
+def choose_lognorm_p(
+    logits: np.ndarray, target: np.ndarray, grid: tuple[float, ...] = LOGNORM_P_GRID
+) -> tuple[float, float]:
+    """``(p, AURC)``: the p of ``grid`` whose ``lognorm_confidence`` has the lowest AURC on these (validation) logits
+    and targets (Xia et al. 2025 pick p on the validation set by selective classification performance); ties go to
+    the first p of the grid. The prediction is the argmax of the raw logits (normalisation does not change it).
+
+    >>> z = np.array([[4.0, 0.0, 0.0], [1.0, 0.9, -5.0], [2.0, 1.9, 1.8]])
+    >>> choose_lognorm_p(z, np.array([0, 1, 0]))[0]
+    1.0
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    correct = logits.argmax(axis=1) == np.asarray(target)
+    scores = [(aurc(lognorm_confidence(logits, p), correct), i) for i, p in enumerate(grid)]
+    best, index = min(scores, key=lambda s: (np.inf if np.isnan(s[0]) else s[0], s[1]))
+    return float(grid[index]), float(best)

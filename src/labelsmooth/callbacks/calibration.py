@@ -16,7 +16,9 @@ and
   the logits of the latest validation epoch (``val_logits``, ``val_target``);
 * test (at ``on_test_end``, after the module's ``on_test_epoch_end`` fitted its temperature): draws the test
   diagrams before and after scaling by the module's ``temperature`` side by side
-  (``calibration/reliability_test.png`` and ``.csv``; W&B ``test/reliability_diagram``, ``test/reliability_bins``);
+  (``calibration/reliability_test.png`` and ``.csv``; W&B ``test/reliability_diagram``, ``test/reliability_bins``)
+  and the module's test confusion matrix, rows normalised, with the data set's class names where it has them
+  (``confusion_matrix.png``; W&B ``test/confusion_matrix``);
 * after ``trainer.validate`` and ``trainer.test`` (not during ``fit``), writes ``predictions/val.npz`` and
   ``predictions/test.npz``: ``logits`` (float32, N × K) and ``targets`` (int64, N), from which every logged metric
   can be recomputed; skipped, with a warning and a ``predictions.<split>`` entry in ``metrics.json``, when
@@ -43,6 +45,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct
 from labelsmooth.calibration.bins import DEFAULT_BINS
 from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_table_rows
+from labelsmooth.calibration.confusion import confusion_figure
 from labelsmooth.calibration.reliability import reliability_figure
 from labelsmooth.errors import ConfigurationError, is_disk_full
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
@@ -196,6 +199,7 @@ class CalibrationCallback(pl.Callback):
         if self.temperature is not None:  # None: no validation before this test (the module says so)
             curves["test_ts"] = (f"test, temperature {self.temperature:.3f}", logits / self.temperature)
         self._publish(trainer, "test", curves, target)
+        self._publish_confusion(trainer, pl_module)
         self._save_predictions(trainer, "test", logits, target)
 
     # -- output ------------------------------------------------------------------------------------------
@@ -222,6 +226,28 @@ class CalibrationCallback(pl.Callback):
         if trainer.is_global_zero:
             write_predictions(run.predictions(split), logits, target)
         self.predictions[split] = run.predictions(split).relative_to(run.root).as_posix()
+
+    @rank_zero_only
+    def _publish_confusion(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The module's test confusion matrix (``test_confusion_matrix``, synchronised over processes) as
+        ``confusion_matrix.png`` and the W&B image ``test/confusion_matrix``; skipped with one warning line on
+        failure, as the diagrams."""
+        counts = getattr(pl_module, "test_confusion_matrix", None)
+        if counts is None:
+            return
+        try:
+            specification = getattr(pl_module, "specification", None)
+            names = getattr(specification, "class_names", None)
+            figure = confusion_figure(np.asarray(counts), names, title="test")
+            png = save_figure_atomic(figure, self._run_directory(trainer).confusion_matrix_png, dpi=110)
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "WandbLogger":
+                    logger.log_image(key="test/confusion_matrix", images=[str(png)])
+        except Exception as error:  # as _publish: a figure never fails a run, a full disk does
+            if is_disk_full(error):
+                raise
+            reason = (str(error).splitlines() or [""])[0]
+            log.warning("Skipped the test confusion matrix: %s: %s", type(error).__name__, reason)
 
     @rank_zero_only
     def _publish(

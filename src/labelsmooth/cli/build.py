@@ -103,13 +103,17 @@ def build_module(
     if isinstance(criterion, UsesClassPrior):
         criterion.set_class_frequencies(datamodule.class_frequencies)
     teacher_net, teacher_record = teacher if teacher is not None else (None, {})
-    return LabelSmoothingClassifier.from_specification(
+    module = LabelSmoothingClassifier.from_specification(
         specification,
         criterion=criterion,
         teacher=teacher_net,
         distillation=hydra.utils.instantiate(cfg.distill) if teacher_net is not None else None,
         teacher_record=teacher_record,
     )
+    # val/nll_ts (a temperature fitted each validation epoch) only when the checkpoint selection monitors it.
+    monitor = OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default=None)
+    module.validation_temperature_nll = isinstance(monitor, str) and monitor.endswith("_ts")
+    return module
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, has_logger: bool) -> list:

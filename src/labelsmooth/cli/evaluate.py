@@ -111,6 +111,7 @@ def evaluate(
             trainer.test(module, datamodule=datamodule, verbose=False),
         ):
             run.summary.update({key: float(value) for key, value in results[0].items()})
+        run.summary.update(module.per_class_record())  # val/ and test/acc_per_class, test/acc_worst_class
         run.summary.update(calibration.run_record())
         run.complete()
     return run.summary

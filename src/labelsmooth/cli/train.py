@@ -87,6 +87,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         run.summary["checkpoint"] = best
+        if trainer.checkpoint_callback:  # the checkpoint selection: the monitored metric and its mode
+            run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
+            run.summary["checkpoint.mode"] = getattr(trainer.checkpoint_callback, "mode", None)
         run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
         run.summary.update(epochs=trainer.current_epoch, world_size=trainer.world_size)
         run.summary.update(run_records(module, trainer.callbacks))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy
 import torch
 import torch.nn.functional as F
 
@@ -144,3 +145,25 @@ class BatchPreprocessor:
             if self.hflip:
                 x = random_horizontal_flip(x, generator)
         return x
+
+
+def as_image_batch(images: Any, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """``images`` as an ``(N, C, H, W)`` tensor of the data's ``image_shape``: from ``(N, C, H, W)``, channels-last
+    ``(N, H, W, C)``, ``(N, H, W)`` when ``C = 1``, or a single image in any of these layouts; its dtype kept."""
+    batch = images if isinstance(images, torch.Tensor) else torch.as_tensor(numpy.asarray(images))
+    channels, height, width = image_shape
+    shape = tuple(batch.shape)
+    if batch.dim() == 3 and channels == 1 and shape[1:] == (height, width):
+        batch = batch.unsqueeze(1)  # (N, H, W)
+    elif shape in {(channels, height, width), (height, width, channels)}:
+        batch = batch.unsqueeze(0)
+    elif channels == 1 and shape == (height, width):
+        batch = batch[None, None]
+    if batch.dim() == 4 and tuple(batch.shape[1:]) == (height, width, channels) != image_shape:
+        batch = batch.permute(0, 3, 1, 2)
+    if batch.dim() != 4 or tuple(batch.shape[1:]) != image_shape:
+        raise ValueError(
+            f"images of shape {tuple(batch.shape)} do not fit the model's inputs {image_shape} (channels, height, "
+            "width): give (N, C, H, W), (N, H, W, C), (N, H, W) for one channel, or one image"
+        )
+    return batch.contiguous()

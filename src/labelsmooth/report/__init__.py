@@ -29,7 +29,8 @@ The swept parameter (``--param``) is the one key the jobs vary; any number (``sm
 name works: ``--param smoothing`` compares strategies (columns ``none``, ``uniform``, ...; Table 3 against ``none``).
 
 Modules: ``base`` (the shared vocabulary), ``jobs`` (reading run directories), ``stats``, ``tables`` (and CSVs),
-``baseline``, ``distillation``, ``markdown``, ``plots`` (metric plots, reliability diagrams), ``risk_coverage``,
+``baseline``, ``distillation``, ``per_class`` (per-class test accuracy), ``markdown``, ``plots`` (metric plots,
+reliability diagrams), ``risk_coverage``,
 ``penultimate``, ``build`` (``make_report``), ``wandb_page`` (``--wandb``), ``cli`` (``main``).
 
 May import ``labelsmooth.runs`` (reading run directories), ``labelsmooth.calibration`` (reliability figures, the

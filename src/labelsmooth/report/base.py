@@ -51,8 +51,14 @@ REPORT_METRICS = (
     ),
     ReportMetric("test/aurc", "Test AURC, max-softmax confidence (%)", higher_is_better=False, optional=True),
     ReportMetric("test/aurc_ts", "Test AURC after temperature scaling (%)", higher_is_better=False, optional=True),
+    ReportMetric(
+        "test/aurc_lognorm", "Test AURC, logit-normalised confidence (%)", higher_is_better=False, optional=True
+    ),
     ReportMetric("test/augrc", "Test AUGRC, max-softmax confidence (%)", higher_is_better=False, optional=True),
     ReportMetric("test/augrc_ts", "Test AUGRC after temperature scaling (%)", higher_is_better=False, optional=True),
+    ReportMetric(
+        "test/augrc_lognorm", "Test AUGRC, logit-normalised confidence (%)", higher_is_better=False, optional=True
+    ),
 )
 
 ParameterValue = float | str

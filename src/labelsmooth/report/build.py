@@ -22,6 +22,7 @@ from labelsmooth.report.jobs import (
 )
 from labelsmooth.report.markdown import render_markdown
 from labelsmooth.report.penultimate import plot_penultimate_grid
+from labelsmooth.report.per_class import PerClassTable, build_per_class_tables, per_class_csv_name, write_per_class_csv
 from labelsmooth.report.plots import plot_metric_vs_parameter, plot_reliability
 from labelsmooth.report.risk_coverage import plot_risk_coverage
 from labelsmooth.report.stats import PairedComparison
@@ -55,6 +56,7 @@ class Report:
     baseline_reason: str = ""
     distillation: Table | None = None
     plots: list[Path] = field(default_factory=list)
+    per_class: list[PerClassTable] = field(default_factory=list)
 
 
 def _plots(
@@ -122,11 +124,15 @@ def make_report(
     if distillation is not None:
         path = out / f"table_distillation_{STUDENT_METRIC.slug}.csv"
         files.append(write_table_csv(path, distillation, TEACHER_COLUMN, replicates="runs"))
+    per_class = build_per_class_tables(counted, parameter, chosen.value)
+    if per_class:
+        files.append(write_per_class_csv(out / per_class_csv_name(), per_class, parameter))
     plots = _plots(out, tables, counted, parameter, problems)
     report = Report(
         out, out / REPORT_FILE, files + plots, tables, compared, jobs, missing, problems,
         [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
     )  # fmt: skip
+    report.per_class = per_class
     write_text_atomic(report.markdown, render_markdown(report))
     report.files.insert(0, report.markdown)
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from labelsmooth.report.base import MARKDOWN_TITLE, as_float, fmt, format_value, markdown_table, param_label
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_KEY
+from labelsmooth.report.per_class import per_class_markdown
 from labelsmooth.report.tables import (
     STILL_IMPROVING_NOTE,
     UNPAIRED_NOTE,
@@ -81,6 +83,46 @@ def _metric_tables(report: Report, table: Table) -> list[str]:
     return parts
 
 
+def _lognorm_gap(report: Report, table: Table) -> list[str]:
+    """Below the logit-normalised AURC table: both AURCs side by side and whether the gap between each smoothed
+    value and the unsmoothed baseline closes with the normalisation (Xia et al. 2025): ``|gap_lognorm| <
+    |gap_msp|``, gap = mean AURC(value) - mean AURC(baseline), in points."""
+    if table.metric.key != "test/aurc_lognorm" or not table.values:
+        return []
+    (msp,) = [t for t in report.tables if t.metric.key == "test/aurc"] or [None]
+    if msp is None or not msp.values:
+        return []
+    symbol, baseline = param_label(report.parameter), report.baseline
+    header = ["data set", symbol, "AURC max-softmax", "AURC logit-normalised", "gap max-softmax", "gap normalised",
+              "gap closes"]  # fmt: skip
+    rows = []
+    for row in sorted(table.values):
+        base_msp, base_norm = msp.estimate(row, baseline).mean, table.estimate(row, baseline).mean
+        for column in table.columns:
+            if column == baseline or column not in table.values[row] or column not in msp.values.get(row, {}):
+                continue
+            value_msp, value_norm = msp.estimate(row, column).mean, table.estimate(row, column).mean
+            gap_msp, gap_norm = value_msp - base_msp, value_norm - base_norm
+            if not (math.isfinite(gap_msp) and math.isfinite(gap_norm)):
+                verdict = "– (no baseline runs)"
+            else:
+                verdict = "yes" if abs(gap_norm) < abs(gap_msp) else "no"
+            rows.append(
+                [row, format_value(column), f"{100 * value_msp:.2f}", f"{100 * value_norm:.2f}",
+                 f"{100 * gap_msp:+.2f}", f"{100 * gap_norm:+.2f}", verdict]
+            )  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "",
+        f"### AURC, max-softmax and logit-normalised (Xia et al. 2025), gap to {symbol} = {format_value(baseline)}",
+        "",
+        markdown_table(header, rows),
+        "",
+        "gap = mean AURC minus the baseline's (points); it closes when the normalised gap is the smaller in size.",
+    ]
+
+
 def _distillation(table: Table) -> list[str]:
     parts = [
         "",
@@ -127,8 +169,10 @@ def render_markdown(report: Report, plots: Sequence[Path] | None = None) -> str:
     parts = _header(report)
     for table in (t for t in report.tables if t.shown):
         parts += _metric_tables(report, table)
+        parts += _lognorm_gap(report, table)
     if report.distillation is not None:
         parts += _distillation(report.distillation)
+    parts += per_class_markdown(report.per_class, report.parameter)
     if report.duplicates:
         parts += _duplicates(report)
     shown = list(report.plots if plots is None else plots)

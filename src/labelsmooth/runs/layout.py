@@ -10,6 +10,7 @@ A run (one ``python train.py``, one job of a multirun, one ``python eval.py``) w
     checkpoints/                best-epochNNN.ckpt and last.ckpt
     calibration/                reliability_<split>.csv and .png
     predictions/<split>.npz     logits (float32, N × K) and targets (int64, N) of the final evaluation
+    confusion_matrix.png        the test confusion matrix, rows normalised (true class → predicted class)
     penultimate_projection.png  the penultimate-layer picture
     wandb/                      W&B's files of the run
 
@@ -85,6 +86,11 @@ class RunDirectory:
     def predictions(self, split: str) -> Path:
         """``predictions/<split>.npz`` (``val``, ``test``)."""
         return self.predictions_dir / f"{split}.npz"
+
+    @property
+    def confusion_matrix_png(self) -> Path:
+        """The test confusion matrix of the run's final test, each row (true class) normalised."""
+        return self.root / "confusion_matrix.png"
 
     @property
     def penultimate_projection(self) -> Path:
