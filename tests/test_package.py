@@ -104,7 +104,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     root = tmp_path_factory.mktemp("install")
     source = root / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO_ROOT / name, source / name)
     for name in ("src", "conf"):
         shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
@@ -159,3 +159,13 @@ def test_a_console_script_without_its_extra_says_which_to_install(monkeypatch) -
     assert str(stopped.value) == (
         "labelsmooth-train needs the 'train' extra (no_such_mod is not installed): pip install 'labelsmooth[train]'"
     )
+
+
+def test_the_wheel_is_licensed_and_typed(installed) -> None:
+    """Apache-2.0 in the metadata and the licence file in the wheel; ``py.typed`` marks the package as typed."""
+    site = Path(installed[1]["PYTHONPATH"])
+    assert (site / "labelsmooth" / "py.typed").is_file()
+    dist_info = next(site.glob("labelsmooth-*.dist-info"))
+    metadata = (dist_info / "METADATA").read_text(encoding="utf-8")
+    assert "License-Expression: Apache-2.0" in metadata
+    assert any(path.name == "LICENSE" for path in dist_info.rglob("*"))
