@@ -87,7 +87,7 @@ def free_space(path: str | os.PathLike) -> str:
 
     for folder in (Path(path), *Path(path).parents):
         if folder.exists():
-            free = shutil.disk_usage(folder).free
+            free: float = shutil.disk_usage(folder).free  # bytes, then divided into larger units below
             break
     else:
         return "unknown"

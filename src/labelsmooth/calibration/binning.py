@@ -64,7 +64,8 @@ class BinSums(NamedTuple):
 
     lower: torch.Tensor
     upper: torch.Tensor
-    count: torch.Tensor
+    # the field shadows tuple.count, which namedtuple allows at run time but mypy reports as an override
+    count: torch.Tensor  # type: ignore[assignment]
     outcome_sum: torch.Tensor
     confidence_sum: torch.Tensor
 

@@ -34,6 +34,9 @@ class PerSampleMean(Metric):
     across processes."""
 
     full_state_update = False
+    # the states (add_state), declared for the type checker
+    total: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -78,6 +81,10 @@ class AdaptiveCalibrationError(Metric):
 
     full_state_update = False
     higher_is_better = False
+    # the states (add_state), declared for the type checker: ``cat`` states are lists of the batches' tensors, one
+    # tensor after a synchronisation (``_cat`` takes either)
+    confidence: list[torch.Tensor]
+    correct: list[torch.Tensor]
 
     def __init__(self, n_bins: int = ECE_BINS, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -121,6 +128,15 @@ class ClassificationMetrics(Metric):
         "acc", "nll", "ece", "mce", "brier", "ace", "rmsce", "confidence", "entropy",
         "classwise_ece", "smooth_ece", "aurc", "augrc",
     )  # fmt: skip
+    # the states (add_state), declared for the type checker: ``cat`` states are lists of the batches' tensors, one
+    # tensor after a synchronisation (``_cat`` takes either)
+    correct: torch.Tensor
+    count: torch.Tensor
+    sums: torch.Tensor
+    confidence: list[torch.Tensor]
+    confident_correct: list[torch.Tensor]
+    ranking_confidence: list[torch.Tensor]
+    classwise: torch.Tensor
 
     def __init__(self, num_classes: int, prefix: str = "", n_bins: int = ECE_BINS, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -204,6 +220,10 @@ class PredictionLogits(Metric):
     persistent, so they are in no checkpoint."""
 
     full_state_update = False
+    # the states (add_state), declared for the type checker: lists of the batches' tensors, one tensor after a
+    # synchronisation (``_cat`` takes either)
+    logits: list[torch.Tensor]
+    target: list[torch.Tensor]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

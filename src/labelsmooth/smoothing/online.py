@@ -36,6 +36,7 @@ class OnlineLabelSmoothing(HasTargetDistribution):
 
     alpha = RealParameter(0.0, 1.0, unsmoothed=1.0)
     initial_epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0, fixed=True)
+    soft_targets: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
     def __init__(self, num_classes: int, alpha: float = 0.5, initial_epsilon: float = 0.0) -> None:
         super().__init__(num_classes)

@@ -143,13 +143,16 @@ class PriorSmoothing(HasTargetDistribution, UsesClassPrior):
     """
 
     epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+    # buffers (register_buffer), declared for the type checker
+    prior: torch.Tensor
+    prior_is_set: torch.Tensor
 
     def __init__(self, num_classes: int, epsilon: float = 0.1, prior: Sequence[float] | None = None) -> None:
         super().__init__(num_classes)
         self.epsilon = epsilon
         self.prior_given = prior is not None
         self._warned = False
-        given = check_distribution("prior", prior, self.num_classes) if self.prior_given else None
+        given = check_distribution("prior", prior, self.num_classes) if prior is not None else None
         self.register_buffer("prior", given if given is not None else torch.full((self.num_classes,), 1 / num_classes))
         # Whether ``prior`` holds a given vector or the class frequencies (a buffer, so a checkpoint restores it).
         self.register_buffer("prior_is_set", torch.tensor(self.prior_given))
