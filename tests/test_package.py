@@ -157,7 +157,7 @@ def test_a_console_script_without_its_extra_says_which_to_install(monkeypatch) -
     with pytest.raises(SystemExit) as stopped:
         scripts.train()
     assert str(stopped.value) == (
-        "labelsmooth-train needs the 'train' extra (no_such_mod is not installed): pip install 'labelsmooth[train]'"
+        "labelsmooth-train needs the 'train' extra (not installed: no_such_mod): pip install 'labelsmooth[train]'"
     )
 
 

@@ -25,7 +25,7 @@ def launch(script: str) -> Any:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         sys.exit(
-            f"{script} needs the '{extra}' extra ({', '.join(missing)} is not installed): "
+            f"{script} needs the '{extra}' extra (not installed: {', '.join(missing)}): "
             f"pip install 'labelsmooth[{extra}]'"
         )
     module, function = target.split(":")
