@@ -53,7 +53,7 @@ def evaluate(
     import pytorch_lightning as pl
 
     from labelsmooth.callbacks import CalibrationCallback
-    from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_checkpoint_matches
+    from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_weights_fit
 
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
@@ -85,7 +85,7 @@ def evaluate(
         datamodule = build_datamodule(dataset_cfg)
         module = saved.module_for(datamodule)
         try:
-            check_checkpoint_matches(ckpt_path, module)
+            check_weights_fit(saved.checkpoint, module, ckpt_path)
         except CheckpointMismatchError as error:
             if not dataset_choice:
                 raise

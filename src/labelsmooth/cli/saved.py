@@ -36,7 +36,6 @@ class SavedRun:
     checkpoint: dict[str, Any]
     config: DictConfig
     names: dict[str, str]
-    specification: RunSpecification | None
 
     @classmethod
     def of_checkpoint(
@@ -67,7 +66,7 @@ class SavedRun:
                 config.teacher_ckpt = None  # a distilled student is evaluated alone: its teacher is not rebuilt
                 if n_bins is not None:
                     config.n_bins = n_bins
-            return cls(checkpoint, config, names, None)
+            return cls(checkpoint, config, names)
         parts = {key: getattr(specification, key) for key in ("dataset", "model", "smoothing", "augment")}
         parts.update(optimizer=specification.optimizer, scheduler=specification.scheduler)
         config = OmegaConf.create(
@@ -79,7 +78,7 @@ class SavedRun:
                 "teacher_ckpt": None,
             }
         )
-        return cls(checkpoint, config, dict(specification.names), specification)
+        return cls(checkpoint, config, dict(specification.names))
 
     @property
     def dataset(self) -> DictConfig:

@@ -130,7 +130,7 @@ def load_teacher(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher network (``TeacherLogits``: eval mode, frozen parameters), its run rebuilt for ``datamodule``'s
     classes and image shape with the checkpoint's weights, and its ``teacher_record``."""
-    from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
+    from labelsmooth.runs.checkpoints import CheckpointError, check_weights_fit
 
     saved, recorded = teacher_run(teacher_ckpt, paths)
     if recorded.get("status") != "completed":
@@ -145,7 +145,7 @@ def load_teacher(
     with torch.random.fork_rng(devices=[]):
         module = saved.module_for(datamodule)
     try:
-        check_checkpoint_matches(teacher_ckpt, module)
+        check_weights_fit(saved.checkpoint, module, teacher_ckpt)
     except CheckpointError as error:
         raise ConfigurationError(
             f"teacher_ckpt={teacher_ckpt}: its weights do not fit the network of its run on this data set "

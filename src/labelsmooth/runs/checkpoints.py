@@ -54,7 +54,11 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
     """Raise ``CheckpointError`` unless the checkpoint's weights fit ``module`` key for key and shape for shape."""
-    checkpoint = load_checkpoint(path)
+    return check_weights_fit(load_checkpoint(path), module, path)
+
+
+def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> dict:
+    """``check_checkpoint_matches`` for a checkpoint already loaded (``load_checkpoint``) from ``path``."""
     saved = checkpoint["state_dict"]
     expected = module.state_dict()
     missing = sorted(expected.keys() - saved.keys())
