@@ -18,13 +18,14 @@ TRAINING_STACK = ("pytorch_lightning", "lightning", "hydra", "omegaconf", "wandb
 
 # layer -> the project packages it must not import (the design's one-way dependency rules)
 FORBIDDEN = {
-    "smoothing": ("cli", "module", "callbacks", "data", "models", "runs", "tracking", "report", "calibration"),
-    "models": ("cli", "module", "callbacks", "data", "smoothing", "runs", "tracking", "report"),
-    "data": ("cli", "module", "callbacks", "models", "smoothing", "runs", "tracking", "report"),
-    "calibration": ("cli", "module", "callbacks", "data", "models", "smoothing", "runs", "tracking", "report"),
-    "runs": ("cli", "module", "callbacks", "data", "models", "smoothing", "report"),
-    "tracking": ("cli", "module", "callbacks", "data", "models", "smoothing", "report"),
-    "report": ("cli", "module", "callbacks", "data", "models", "smoothing"),
+    "smoothing": ("cli", "module", "fused", "callbacks", "data", "models", "runs", "tracking", "report", "calibration"),
+    "models": ("cli", "module", "fused", "callbacks", "data", "smoothing", "runs", "tracking", "report"),
+    "data": ("cli", "module", "fused", "callbacks", "models", "smoothing", "runs", "tracking", "report"),
+    "calibration": ("cli", "module", "fused", "callbacks", "data", "models", "smoothing", "runs", "tracking", "report"),
+    "runs": ("cli", "module", "fused", "callbacks", "data", "models", "smoothing", "report"),
+    "tracking": ("cli", "module", "fused", "callbacks", "data", "models", "smoothing", "report"),
+    "report": ("cli", "module", "fused", "callbacks", "data", "models", "smoothing"),
+    "fused": ("cli", "callbacks", "tracking", "report"),
 }
 
 

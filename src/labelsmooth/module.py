@@ -19,6 +19,7 @@ from labelsmooth.calibration.metrics import PredictionLogits, classification_met
 from labelsmooth.calibration.post_hoc import post_hoc_metrics, refinement_nll
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models.l2_penalty import L2Terms, apply_l2_penalties, l2_penalty
+from labelsmooth.models.teacher import FrozenTeacher
 from labelsmooth.prediction import PredictsRawImages
 from labelsmooth.smoothing import SmoothingStrategy, TakesMixedTargets
 from labelsmooth.specification import SPECIFICATION_KEY, RunSpecification
@@ -34,23 +35,6 @@ def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     logits, target = gathered
     target = target.reshape(-1)
     return logits.reshape(target.numel(), -1), target
-
-
-class FrozenTeacher:
-    """A trained network that only gives logits: eval mode, frozen parameters, no gradient. A plain attribute of
-    the student, not a child module, so it is in none of the student's ``state_dict`` (checkpoints),
-    ``parameters()`` (optimizer), ``train()`` switches or DDP wrapper; it follows the device and parameter dtype of
-    the student (``like``) when called (Lightning converts the student alone under ``*-true`` precisions)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        self.net = net.eval().requires_grad_(False)
-
-    def __call__(self, inputs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        probe = next(self.net.parameters(), None)
-        if probe is not None and (probe.device != like.device or probe.dtype != like.dtype):
-            self.net.to(device=like.device, dtype=like.dtype)
-        with torch.no_grad():
-            return self.net(inputs)
 
 
 class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
@@ -250,14 +234,9 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         self._end_criterion_epoch()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, target = batch
-        if self.augment is not None:  # MixUp / CutMix: mix first, then the strategy smooths the mixed target once
-            inputs, mixed_target = self.augment(inputs, target)
-            logits = self(inputs)
-            loss = self.criterion.mixed_target_loss(logits, mixed_target)
-        else:
-            logits = self(inputs)
-            loss = self.criterion(logits, target)
+        inputs, target = self.mix(*batch)
+        logits = self(inputs)
+        loss = self.training_loss(logits, target)
         if self.teacher is not None:
             teacher_logits = self.teacher(inputs, like=next(self.net.parameters()))
             loss = self.distillation(loss, self.prediction_logits(logits), teacher_logits)
@@ -265,6 +244,16 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         if self.l2_in_loss:
             loss = loss + l2_penalty(self.l2_in_loss)
         return loss
+
+    def mix(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch mixing's inputs and (N, K) mixed targets (MixUp / CutMix); without one, the batch as given."""
+        return self.augment(inputs, target) if self.augment is not None else (inputs, target)
+
+    def training_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The strategy's loss; after mixing it smooths the mixed target once (``mixed_target_loss``)."""
+        if self.augment is not None:
+            return self.criterion.mixed_target_loss(logits, target)
+        return self.criterion(logits, target)
 
     def on_train_epoch_end(self) -> None:
         # The epoch's mean loss, logged once per epoch: a per-step self.log costs ~0.5 ms of Lightning
@@ -275,44 +264,55 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
         logits = self.prediction_logits(self(inputs))
-        self.val_metrics.update(logits, target)
-        self.val_confusion.update(logits, target)
-        if not self.trainer.sanity_checking:
-            self.val_predictions.update(logits, target)  # kept on the device: no host synchronisation
+        self.update_validation(logits, target, self.trainer.sanity_checking)
         # Handed to callbacks' on_validation_batch_end (reliability diagrams, saved predictions).
         return {"logits": logits.detach(), "target": target}
 
+    def update_validation(self, logits: torch.Tensor, target: torch.Tensor, sanity_checking: bool) -> None:
+        """One validation batch's prediction logits into the metrics (a fused group calls it for each member)."""
+        self.val_metrics.update(logits, target)
+        self.val_confusion.update(logits, target)
+        if not sanity_checking:
+            self.val_predictions.update(logits, target)  # kept on the device: no host synchronisation
+
     def on_validation_epoch_start(self) -> None:
-        if not self.trainer.sanity_checking:  # the sanity check keeps the latest validation's logits
+        self.start_validation(self.trainer.sanity_checking)
+
+    def start_validation(self, sanity_checking: bool) -> None:
+        if not sanity_checking:  # the sanity check keeps the latest validation's logits
             self.val_predictions.reset()
             self.has_val_predictions = False
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
-        _, per_class = self._per_class_accuracy(self.val_confusion)
-        if not self.trainer.sanity_checking:
-            self.val_acc_per_class = per_class
-        if not self.trainer.sanity_checking:  # the check before training does not count towards the best
-            self.has_val_predictions = True
-            values.update(self._validation_nll_ts())
-            self._update_best(values["val/acc"])
-            values["val/acc_best"] = self.val_acc_best.compute()
-            if self.val_acc_best_epoch is not None:
-                values["val/acc_best_epoch"] = float(self.val_acc_best_epoch)
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        values = self.end_validation(self.trainer.sanity_checking, fitting, self.current_epoch)
         # torchmetrics has already reduced the values over processes; sync_dist only quiets Lightning.
         self.log("val/acc", values.pop("val/acc"), prog_bar=True, sync_dist=True)
         self.log_dict(values, sync_dist=True)
 
-    def _update_best(self, accuracy: torch.Tensor) -> None:
+    def end_validation(self, sanity_checking: bool, fitting: bool, epoch: int) -> dict[str, Any]:
+        """The validation epoch's values (``val/*``; after the sanity check, ``val/acc_best`` and its epoch too)."""
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        _, per_class = self._per_class_accuracy(self.val_confusion)
+        if not sanity_checking:  # the check before training does not count towards the best
+            self.val_acc_per_class = per_class
+            self.has_val_predictions = True
+            values.update(self._validation_nll_ts())
+            self._update_best(values["val/acc"], fitting, epoch)
+            values["val/acc_best"] = self.val_acc_best.compute()
+            if self.val_acc_best_epoch is not None:
+                values["val/acc_best_epoch"] = float(self.val_acc_best_epoch)
+        return values
+
+    def _update_best(self, accuracy: torch.Tensor, fitting: bool, epoch: int) -> None:
         """``val_acc_best`` and ``val_acc_best_epoch``. Fit's validations count; a validation outside fit counts only
         where there is no best yet (a fresh or reset metric, as in the evaluation app), so evaluating the best
         checkpoint after fit (``trainer.validate(ckpt_path=best)``) keeps fit's best and its epoch."""
-        fitting = self.trainer.state.fn == TrainerFn.FITTING
         if not fitting and torch.isfinite(self.val_acc_best.max_value):
             return
         if fitting and accuracy > self.val_acc_best.max_value:  # strictly, as ModelCheckpoint(mode="max")
-            self.val_acc_best_epoch = self.current_epoch
+            self.val_acc_best_epoch = epoch
         self.val_acc_best.update(accuracy)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -379,8 +379,17 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         return {"val/nll_ts": refinement_nll(*_as_set(self.val_predictions.compute()))}
 
     def configure_optimizers(self) -> dict[str, Any]:
+        return self.optimization(lambda parameter: parameter)
+
+    def optimization(self, stored: Callable[[nn.Parameter], nn.Parameter]) -> dict[str, Any]:
+        """The optimizer (and scheduler) of the network's parameters, each ``stored(p)`` (a fused group passes the
+        stacked tensor that holds ``p``), in the network's ``optimizer_param_groups()`` where it has them."""
         groups = getattr(self.net, "optimizer_param_groups", None)
-        optimizer = self.optimizer_factory(groups() if callable(groups) else self.parameters())
+        if callable(groups):
+            parameters: Any = [{**group, "params": [stored(p) for p in group["params"]]} for group in groups()]
+        else:
+            parameters = [stored(p) for p in self.parameters()]
+        optimizer = self.optimizer_factory(parameters)
         self.l2_in_loss = apply_l2_penalties(optimizer)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from weakref import proxy
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
-from labelsmooth.errors import DiskFullError, is_disk_full
-from labelsmooth.runs.files import fsync_file
+from labelsmooth.runs.checkpoints import replace_with_link
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
@@ -75,7 +73,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         # The same decision on every process (no file system query): collective calls follow from it.
         if self._written is not None and self._written[0] == trainer.global_step and self._written[1] != filepath:
             if trainer.is_global_zero:
-                _replace_with_link(self._written[1], filepath)
+                replace_with_link(self._written[1], filepath)
             trainer.strategy.barrier("BestAndLastCheckpoint.link")
         else:
             temporary = f"{filepath}.tmp"
@@ -104,25 +102,5 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             and os.path.realpath(self._written[1]) != os.path.realpath(filepath)
             and os.path.isfile(self._written[1])
         ):
-            _replace_with_link(self._written[1], last)  # last.ckpt links to the file going away: never dangling
+            replace_with_link(self._written[1], last)  # last.ckpt links to the file going away: never dangling
         super()._remove_checkpoint(trainer, filepath)
-
-
-def _replace_with_link(target: str, linkpath: str) -> None:
-    """Make ``linkpath`` a relative symbolic link to ``target`` (a copy where links are not possible), atomically."""
-    temporary = f"{linkpath}.tmp"
-    if os.path.lexists(temporary):
-        os.remove(temporary)
-    try:
-        os.symlink(os.path.relpath(target, os.path.dirname(linkpath)), temporary)
-    except OSError:
-        try:
-            shutil.copyfile(target, temporary)
-            fsync_file(temporary)
-        except BaseException as error:
-            if os.path.lexists(temporary):
-                os.remove(temporary)
-            if is_disk_full(error):
-                raise DiskFullError(linkpath, error) from error
-            raise
-    os.replace(temporary, linkpath)

@@ -86,16 +86,23 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        run.summary["checkpoint"] = best
-        if trainer.checkpoint_callback:  # the checkpoint selection: the monitored metric and its mode
-            run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
-            run.summary["checkpoint.mode"] = getattr(trainer.checkpoint_callback, "mode", None)
-        run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
-        run.summary.update(epochs=trainer.current_epoch, world_size=trainer.world_size)
-        run.summary.update(run_records(module, trainer.callbacks))
-        log_records_to_wandb(run.logger, run.summary)
-        run.complete()
+        finish_run(run, trainer, module, datamodule, best, epochs=trainer.current_epoch)
     return run.summary
+
+
+def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, best: str, epochs: int) -> None:
+    """After fit (``epochs`` trained): validate and test ``best`` (the last weights when there is none) with
+    ``trainer``'s callbacks and logger, and complete ``run``'s record (``metrics.json``) with the results and the
+    checkpoint selection (the monitored metric and its mode)."""
+    run.summary["checkpoint"] = best
+    if trainer.checkpoint_callback:
+        run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
+        run.summary["checkpoint.mode"] = getattr(trainer.checkpoint_callback, "mode", None)
+    run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
+    run.summary.update(epochs=epochs, world_size=trainer.world_size)
+    run.summary.update(run_records(module, trainer.callbacks))
+    log_records_to_wandb(run.logger, run.summary)
+    run.complete()
 
 
 def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,8 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
-from labelsmooth.errors import LabelsmoothError, first_sentence
-from labelsmooth.runs.files import write_bytes_atomic
+from labelsmooth.errors import DiskFullError, LabelsmoothError, first_sentence, is_disk_full
+from labelsmooth.runs.files import fsync_file, write_bytes_atomic
 
 
 class CheckpointError(LabelsmoothError, ValueError):
@@ -95,3 +97,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_bytes_atomic(path, buffer.getbuffer())
+
+
+def replace_with_link(target: str, linkpath: str) -> None:
+    """Make ``linkpath`` a relative symbolic link to ``target`` (a copy where links are not possible), atomically."""
+    temporary = f"{linkpath}.tmp"
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    try:
+        os.symlink(os.path.relpath(target, os.path.dirname(linkpath)), temporary)
+    except OSError:
+        try:
+            shutil.copyfile(target, temporary)
+            fsync_file(temporary)
+        except BaseException as error:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+            if is_disk_full(error):
+                raise DiskFullError(linkpath, error) from error
+            raise
+    os.replace(temporary, linkpath)

@@ -1,0 +1,289 @@
+"""The fused launcher's work (``hydra/launcher=fused``): group the sweep's jobs, train each group as one batched
+model, then finish every member as a complete run of its own.
+
+A fused group goes through three steps:
+
+1. **Each job's set-up**, through Hydra's ``run_job`` as under the basic launcher (its directory, ``.hydra/``,
+   ``train.log``): the config is checked and the strategy built before any data is read; a job that fails here
+   fails alone; with ``resume_sweep=true`` a completed job is skipped.
+2. **One fit for the group** (``labelsmooth.fused.FusedClassifier``): the data set is read once, each member's
+   module is built after seeding with its seed (so its initial weights are its separate run's), and one
+   Lightning Trainer trains them all. Each member's best and last checkpoints are written in its own
+   ``checkpoints/`` as its run would; the group's own checkpoint (``<sweep>/.fused/<jobs>/last.ckpt``) lets
+   ``resume_sweep=true`` continue an interrupted group.
+3. **Each job's end**, through ``run_job`` again: the member's own logger (its W&B run, in the sweep's group) gets
+   the epoch history, and the member's own Trainer and callbacks validate and test its best checkpoint and write
+   ``metrics.json`` (with ``fused_group``), the predictions and the figures, exactly as ``train`` finishes a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from labelsmooth.cli.fused_groups import Group, Job, check_batching, check_max_members, group_jobs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Member:
+    """One job of a fused group, from its set-up to its end."""
+
+    job: Job
+    group: list[int] = field(default_factory=list)
+    cfg: DictConfig | None = None
+    context: Any = None
+    strategy: Any = None
+    done: dict[str, Any] | None = None  # resume_sweep: the completed job's metrics
+    error: BaseException | None = None
+    module: Any = None
+    datamodule: Any = None
+    best: str = ""
+    epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]:
+    """``Launcher.launch`` of the fused launcher: the JobReturns of the jobs, in their order."""
+    from hydra.core.utils import configure_log, setup_globals
+
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    max_members = check_max_members(config.hydra.launcher.get("max_members"))
+    batching = check_batching(config.hydra.launcher.get("batching", "loop"))
+    jobs = []
+    for offset, overrides in enumerate(job_overrides):
+        number = initial_job_idx + offset
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = number
+            sweep_config.hydra.job.num = number
+        jobs.append(Job(number, list(overrides), sweep_config))
+    groups = group_jobs(jobs, max_members)
+    log.info("Fused launcher: %d jobs in %d groups", len(jobs), len(groups))
+    for group in groups:
+        log.info("\t%s", group.describe())
+    returns: dict[int, Any] = {}
+    for group in groups:
+        if group.reason is None:
+            returns.update(run_fused(launcher, group, batching))
+        else:
+            returns.update(run_alone(launcher, group.jobs))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return [returns[job.number] for job in jobs]
+
+
+def _run_job(launcher: Any, job: Job, task: Any) -> Any:
+    from hydra.core.utils import run_job
+
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=task,
+        config=job.config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def run_alone(launcher: Any, jobs: list[Job]) -> dict[int, Any]:
+    """Jobs one after another, each through the app's own task, as the basic launcher runs them."""
+    from hydra.core.utils import configure_log
+
+    returns = {}
+    for job in jobs:
+        log.info("\t#%d : %s", job.number, " ".join(job.overrides))
+        returns[job.number] = _run_job(launcher, job, launcher.task_function)
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return returns
+
+
+def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
+    """One fused group: each job's set-up, one fit for all, each job's end."""
+    from hydra.core.utils import configure_log
+
+    from labelsmooth.fused import NotFusable
+
+    numbers = [job.number for job in group.jobs]
+    members = [Member(job, numbers) for job in group.jobs]
+    for member in members:
+        _run_job(launcher, member.job, lambda cfg, member=member: prepare(member, cfg))
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    active = [member for member in members if member.error is None and member.done is None]
+    if active:
+        group_dir = Path(str(launcher.config.hydra.sweep.dir)) / ".fused" / "-".join(map(str, numbers))
+        try:
+            train_group(active, group_dir, batching)
+        except NotFusable as reason:
+            log.warning("Jobs %s are not fused: %s. They run one after another.", numbers, reason)
+            return run_alone(launcher, [member.job for member in active]) | {
+                member.job.number: _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
+                for member in members
+                if member not in active
+            }
+        except Exception as error:  # the group's fit failed: every member records it
+            for member in active:
+                member.error = error
+    returns = {}
+    for member in members:
+        returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, member=member: finish(member, cfg))
+    return returns
+
+
+def prepare(member: Member, cfg: DictConfig) -> None:
+    """Step 1 for one job: its checks before any data (the strategy built once), or its completed result."""
+    from labelsmooth.cli.context import context_from_hydra
+    from labelsmooth.cli.train import check_before_data, completed_job, describe_run
+    from labelsmooth.runs.result_guard import refuse_other_completed_job
+
+    member.cfg, member.context = cfg, context_from_hydra()
+    if cfg.get("resume_sweep"):
+        member.done = completed_job(cfg, member.context.output_dir, member.context.overrides, member.context.choices)
+        if member.done is not None:
+            return
+    try:
+        refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
+        member.strategy = check_before_data(cfg, member.context)
+    except Exception as error:
+        member.error = error
+
+
+def train_group(members: list[Member], group_dir: Path, batching: str = "loop", callbacks: Sequence[Any] = ()) -> None:
+    """Step 2: one Trainer fits the members together (with ``callbacks`` besides the progress bar; a training
+    step's outputs hold ``member_losses``); each member gets its module (last weights), best checkpoint, epoch
+    history and, if its loss became non-finite, its error."""
+    import hydra
+    import pytorch_lightning as pl
+
+    from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
+    from labelsmooth.cli.build import build_datamodule, build_module
+    from labelsmooth.cli.checks import check_model_fits_data, set_num_threads
+    from labelsmooth.cli.train import describe_run
+    from labelsmooth.fused import FusedClassifier, LockstepLoaders, MemberCheckpoints, MemberRandomState, check_fusable
+    from labelsmooth.runs.checkpoints import AtomicCheckpointIO
+
+    first = members[0].cfg
+    as_job(members[0])
+    set_num_threads(first.get("num_threads"))
+    datamodule = build_datamodule(first.dataset)
+    sample = datamodule.preprocess_batch(next(iter(datamodule.val_dataloader())), train=False)[0][:4]
+    built, states, checkpoints = [], [], []
+    for member in list(members):
+        as_job(member)
+        try:
+            pl.seed_everything(member.cfg.seed, workers=True)
+            names = {k: v for k, v in describe_run(member.cfg, member.context).items() if k in NAMES}
+            module = build_module(member.cfg, datamodule, criterion=member.strategy, names=names)
+            check_model_fits_data(module.net, datamodule)
+        except Exception as error:  # this member fails alone
+            member.error = error
+            members.remove(member)
+            continue
+        states.append(MemberRandomState())
+        built.append(module)
+        callback_cfg = (member.cfg.get("callbacks") or {}).get("checkpoint")
+        checkpoints.append(MemberCheckpoints(hydra.utils.instantiate(callback_cfg)) if callback_cfg else None)
+    if not members:
+        return
+    as_job(members[0])
+    check_fusable([module.net for module in built], sample, batching)
+
+    nan_guard = (first.get("callbacks") or {}).get("nan_guard") or {}
+    fused = FusedClassifier(
+        built, states, datamodule.preprocess_batch, checkpoints, nan_guard.get("check_every_n_steps", 10), batching
+    )
+    progress = (first.get("callbacks") or {}).get("progress_bar")
+    shown = [hydra.utils.instantiate(progress)] if progress and first.trainer.get("enable_progress_bar") else []
+    group_checkpoint = BestAndLastCheckpoint(dirpath=str(group_dir), save_last=True, save_top_k=0, monitor=None)
+    trainer = hydra.utils.instantiate(
+        first.trainer,
+        logger=False,
+        callbacks=[*shown, *callbacks, group_checkpoint],
+        default_root_dir=str(group_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+    resume = group_dir / "last.ckpt"
+    loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
+    trainer.fit(
+        fused,
+        train_dataloaders=loaders,
+        val_dataloaders=datamodule.val_dataloader(),
+        ckpt_path=str(resume) if resume.is_file() else None,
+        weights_only=False,
+    )
+    for index, member in enumerate(members):
+        fused.stacked.copy_to(index, built[index].net)
+        member.module, member.datamodule, member.epochs = built[index], datamodule, trainer.current_epoch
+        member.best = checkpoints[index].best_path if checkpoints[index] is not None else ""
+        member.history = fused.history[index]
+        member.error = fused.failures[index]
+
+
+NAMES = ("dataset", "model", "smoothing", "augment")
+
+
+def as_job(member: Member) -> None:
+    """Hydra's runtime config set to the member's job, so its config's ``${hydra:...}`` resolve to its own."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if "hydra" in member.job.config:  # a config composed outside a Hydra app (tests) has its paths set
+        HydraConfig.instance().set_config(member.job.config)
+
+
+def finish(member: Member, cfg: DictConfig) -> float | None:
+    """Step 3 for one job, under the app's error policy; returns the optimized metric to the sweeper."""
+    from labelsmooth.cli.errors import run_app
+    from labelsmooth.runs.sweeps import optimized_value
+
+    if member.done is not None:
+        return optimized_value(member.done, cfg.get("optimized_metric"))
+    summary = run_app(lambda: complete(member, cfg), member.context.multirun)
+    return optimized_value(summary, cfg.get("optimized_metric"))
+
+
+def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
+    """The member's run record: its error, or its logger, epoch history, final validation and test, and
+    ``metrics.json``, as ``labelsmooth.cli.train.train`` finishes a run."""
+    import torch
+
+    from labelsmooth.cli.build import build_trainer
+    from labelsmooth.cli.lifecycle import RunLifecycle
+    from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config
+    from labelsmooth.cli.train import describe_run, finish_run
+
+    context = member.context
+    summary = {**describe_run(cfg, context), "fused_group": member.group}
+    title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
+    failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
+    with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+        if member.error is not None:
+            raise member.error
+        run.summary["num_threads"] = torch.get_num_threads()
+        run.logger = instantiate_logger(cfg, context)
+        trainer = build_trainer(cfg, run.logger)
+        if run.logger:
+            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
+        replay_history(run.logger, member.history)
+        finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
+    return run.summary
+
+
+def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
+    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
+    and one line per epoch into its ``train.log``."""
+    from labelsmooth.callbacks.progress import format_metric
+
+    epochs = logging.getLogger("labelsmooth.epochs")
+    for values in history:
+        metrics = {key: value for key, value in values.items() if key != "step"}
+        if logger:
+            logger.log_metrics(metrics, step=int(values["step"]))
+        text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
+        epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)

@@ -1,0 +1,111 @@
+"""Which jobs of a sweep the fused launcher trains together (``hydra/launcher=fused``).
+
+Jobs fuse when their configs are equal once the keys that can be exact per member are left out (``PER_MEMBER``):
+the smoothing strategy and its parameters, the seed (each member's own initialisation, data order, augmentation
+and mixing draws), the batch mixing (``augment``) and the W&B tags. Anything else (data set, model, optimizer,
+scheduler, batch size, epochs, precision) splits the sweep into groups, trained one after another. A job that
+cannot be a member at all (``why_not_fusable``) runs alone, as under the basic launcher.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+PER_MEMBER = ("seed", "smoothing", "augment", "tags")
+
+
+@dataclass
+class Job:
+    """One job of the sweep: its number, overrides and composed config (Hydra's sweep config)."""
+
+    number: int
+    overrides: list[str]
+    config: DictConfig
+
+
+@dataclass
+class Group:
+    """Jobs trained together (``reason`` None) or one job run alone, as the basic launcher runs it (``reason``)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    reason: str | None = None
+
+    def describe(self) -> str:
+        numbers = ", ".join(f"#{job.number}" for job in self.jobs)
+        if self.reason is not None:
+            return f"{numbers}: alone ({self.reason})"
+        return f"{numbers}: fused, {len(self.jobs)} members"
+
+
+def group_key(config: DictConfig) -> str:
+    """The job's config less Hydra's node and the per-member keys, as unresolved JSON: equal keys fuse."""
+    plain = OmegaConf.to_container(config, resolve=False)
+    assert isinstance(plain, dict)
+    shared = {key: value for key, value in plain.items() if key not in (*PER_MEMBER, "hydra")}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def why_not_fusable(config: DictConfig) -> str | None:
+    """Why this job cannot be a member of a fused group (it then runs alone), or None."""
+    trainer = config.get("trainer") or {}
+    devices = trainer.get("devices", 1)
+    if str(trainer.get("strategy", "auto")) not in ("auto", "single_device") or devices not in (1, "1"):
+        return "a fused group trains on one device (trainer.devices=1, no DDP)"
+    if "16" in str(trainer.get("precision", 32)) and "bf16" not in str(trainer.get("precision")):
+        return "16-mixed: one gradient scaler would skip every member's step when one overflows; use bf16-mixed or 32"
+    if trainer.get("gradient_clip_val"):
+        return "gradient clipping by norm would mix the members' gradients"
+    if config.get("teacher_ckpt"):
+        return "distillation (a teacher per member) is not fused"
+    if config.get("precise_bn"):
+        return "precise_bn recomputes BatchNorm statistics per run"
+    if config.get("strategy_schedule"):
+        return "a strategy schedule is a callback of its own run"
+    if config.get("resume") or config.get("ckpt_path"):
+        return "resume= and ckpt_path= continue a run of their own"
+    return None
+
+
+def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
+    """The jobs in fusable groups of at most ``max_members`` (None: no cap), in order of their first job."""
+    groups: dict[str, list[Job]] = {}
+    alone: list[Group] = []
+    for job in jobs:
+        reason = why_not_fusable(job.config)
+        if reason is not None:
+            alone.append(Group([job], reason))
+        else:
+            groups.setdefault(group_key(job.config), []).append(job)
+    result = list(alone)
+    for members in groups.values():
+        size = max_members or len(members)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            result.append(Group(chunk, None if len(chunk) > 1 else "the only job of its group"))
+    return sorted(result, key=lambda group: group.jobs[0].number)
+
+
+def check_max_members(value: Any) -> int | None:
+    """``hydra.launcher.max_members``: None or an integer >= 1 (one line naming the key otherwise)."""
+    from labelsmooth.errors import ConfigurationError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"hydra.launcher.max_members={value!r} must be an integer >= 1 or null (no cap)")
+    return value
+
+
+def check_batching(value: Any) -> str:
+    """``hydra.launcher.batching``: ``loop`` or ``vmap`` (one line naming the key otherwise)."""
+    from labelsmooth.errors import ConfigurationError
+    from labelsmooth.fused.stacked import BATCHING
+
+    if value not in BATCHING:
+        raise ConfigurationError(f"hydra.launcher.batching={value!r} must be one of {', '.join(BATCHING)}")
+    return str(value)

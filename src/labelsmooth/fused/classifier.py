@@ -1,0 +1,255 @@
+"""A fused group: the runs of a sweep that differ only in strategy, seed and batch mixing, trained as one model.
+
+Each member keeps its own ``LabelSmoothingClassifier`` (strategy, batch mixing, metrics, best accuracy), its own
+random generators and its own training data order; only the network's forward and backward pass is batched
+(``StackedNetworks``) and Lightning's per-step machinery runs once for all members. A member's draws are the ones
+its run makes alone, in the same order: its generators are swapped in (``MemberRandomState``) to create its
+training iterator and fetch each batch (the shuffle), to augment its batch (shift, flip, MixUp / CutMix) and to
+compute its loss (strategies that draw), and at each validation for the one draw its own validation loader would
+make. So member m sees the batches and initial weights of its separate run, and its losses equal that run's to
+the rounding of batched kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from torch import nn
+
+from labelsmooth.errors import LabelsmoothError
+from labelsmooth.fused.checkpoints import MemberCheckpoints
+from labelsmooth.fused.stacked import StackedNetworks
+from labelsmooth.models.l2_penalty import l2_penalty
+from labelsmooth.module import LabelSmoothingClassifier
+
+
+class MemberFailed(LabelsmoothError):
+    """A member of a fused group stopped (its loss became non-finite); the others went on."""
+
+
+@functools.cache
+def _uses_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+class MemberRandomState:
+    """One member's random generators (torch CPU and CUDA, NumPy, Python), captured where it
+    is made; inside ``with state:`` they are the global ones, and on leaving they are saved back. Nothing outside
+    the members' own draws reads the global generators while a fused group trains, so they are not restored."""
+
+    def __init__(self) -> None:
+        self.capture()
+
+    def capture(self) -> None:
+        self.torch = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if _uses_cuda() else []
+        self.numpy = np.random.get_state()
+        self.python = random.getstate()
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.torch)
+        if self.cuda:
+            torch.cuda.set_rng_state_all(self.cuda)
+        np.random.set_state(self.numpy)
+        random.setstate(self.python)
+
+    def __enter__(self) -> MemberRandomState:
+        self.restore()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.capture()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch": self.torch, "cuda": self.cuda, "numpy": self.numpy, "python": self.python}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.torch, self.cuda, self.numpy, self.python = state["torch"], state["cuda"], state["numpy"], state["python"]
+
+
+class LockstepLoaders:
+    """The members' training loaders, batch i of every member at once; each member's iterator is created and
+    advanced under its own random state, as its DataLoader draws its seeds from the global generator."""
+
+    def __init__(self, loaders: Sequence[Any], states: Sequence[MemberRandomState]) -> None:
+        self.loaders, self.states = list(loaders), list(states)
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        iterators = []
+        for loader, state in zip(self.loaders, self.states, strict=True):
+            with state:
+                iterators.append(iter(loader))
+        for _ in range(len(self)):
+            batches = []
+            for iterator, state in zip(iterators, self.states, strict=True):
+                with state:
+                    batches.append(next(iterator))
+            yield tuple(batches)
+
+
+class FusedClassifier(pl.LightningModule):
+    """Trains the members' networks as one. ``members``: each member's module as its own run builds it (after
+    seeding with its seed), and ``states``: each member's random state right after that build. ``preprocess``: the
+    data module's ``preprocess_batch``. After each validation of fit, member m's module gets its current weights
+    and ``checkpoints[m]`` (None: none) writes its checkpoints; ``history[m]`` collects its epoch values
+    (``epoch``, ``step``, ``train/loss`` and the ``val/*``).
+    ``check_every_n_steps``: how often the members' losses are checked for non-finite values (one host sync);
+    a member whose loss is not finite stops alone (``failures[m]``), the others go on."""
+
+    def __init__(
+        self,
+        members: Sequence[LabelSmoothingClassifier],
+        states: Sequence[MemberRandomState],
+        preprocess: Callable[[Any, bool], Any],
+        checkpoints: Sequence[MemberCheckpoints | None] | None = None,
+        check_every_n_steps: int = 10,
+        batching: str = "loop",
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.stacked = StackedNetworks([member.net for member in members], batching)
+        self.states = list(states)
+        self.preprocess = preprocess
+        self.checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(members)
+        self.check_every_n_steps = int(check_every_n_steps)
+        self.failures: list[MemberFailed | None] = [None] * len(members)
+        self.history: list[list[dict[str, float]]] = [[] for _ in members]
+        self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses) not yet checked
+        self._epoch_values: list[dict[str, float]] = [{} for _ in members]
+
+    def alive(self) -> list[int]:
+        return [m for m, failure in enumerate(self.failures) if failure is None]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        first = self.members[0]
+        optimization = first.optimization(self.stacked.stacked_parameter)
+        self.l2_in_loss = first.l2_in_loss
+        return optimization
+
+    def training_step(self, batch: Sequence[tuple[torch.Tensor, torch.Tensor]], batch_idx: int) -> dict[str, Any]:
+        inputs, targets = [], []
+        for member, state, member_batch in zip(self.members, self.states, batch, strict=True):
+            with state:
+                x, target = member.mix(*self.preprocess(member_batch, True))
+            inputs.append(x)
+            targets.append(target)
+        logits = self.stacked(torch.stack(inputs))
+        losses = []
+        for m, (member, state) in enumerate(zip(self.members, self.states, strict=True)):
+            with state:
+                losses.append(member.training_loss(logits[m], targets[m]))
+        member_losses = torch.stack(losses)
+        alive = self.alive()
+        for m in alive:
+            self.members[m].train_loss.update(member_losses[m].detach())
+        self._pending.append((self.global_step, self.current_epoch, member_losses.detach()))
+        if len(self._pending) >= self.check_every_n_steps:
+            self._check_losses()
+        loss = member_losses[alive].sum() if len(alive) < len(self.members) else member_losses.sum()
+        if getattr(self, "l2_in_loss", None):
+            loss = loss + l2_penalty(self.l2_in_loss)
+        return {"loss": loss, "member_losses": member_losses.detach()}
+
+    def _check_losses(self) -> None:
+        """Members whose loss was not finite at a pending step stop (``failures``), naming their first bad step."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        finite = torch.isfinite(torch.stack([losses for _, _, losses in pending]))
+        if bool(finite.all()):  # the one host sync
+            return
+        for m in self.alive():
+            bad = (~finite[:, m]).nonzero()
+            if len(bad):
+                step, epoch, losses = pending[int(bad[0, 0])]
+                self.failures[m] = MemberFailed(
+                    f"the training loss became {float(losses[m])} at global step {step} (epoch {epoch}; steps count "
+                    "from 0). Likely causes: a learning rate too high or a strategy parameter out of its useful "
+                    "range. The other members of its fused group went on."
+                )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            for member in self.members:
+                member._end_criterion_epoch()
+
+    def on_train_epoch_start(self) -> None:
+        for member in self.members:
+            member._end_criterion_epoch()
+
+    def on_train_epoch_end(self) -> None:
+        self._check_losses()
+        for m in self.alive():
+            loss = self.members[m].train_loss.compute()
+            self._epoch_values[m]["train/loss"] = float(loss)
+            self.history[m].append(self._epoch_values[m])
+            self._epoch_values[m] = {}
+        for member in self.members:
+            member.train_loss.reset()
+        losses = [entry[-1]["train/loss"] for entry in self.history if entry]
+        if losses:
+            self.log("train/loss", float(np.mean(losses)), prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, target = self.preprocess(batch, False)
+        logits = self.stacked(inputs, shared=True)
+        for m in self.alive():
+            member = self.members[m]
+            member.update_validation(member.prediction_logits(logits[m]), target, self.trainer.sanity_checking)
+
+    def on_validation_epoch_start(self) -> None:
+        sanity = self.trainer.sanity_checking
+        for m in self.alive():
+            self.members[m].start_validation(sanity)
+            if not sanity:  # the shuffle-seed draw of the member's own validation loader
+                with self.states[m]:
+                    torch.empty((), dtype=torch.int64).random_()
+
+    def on_validation_epoch_end(self) -> None:
+        sanity = self.trainer.sanity_checking
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        self._check_losses()
+        accuracies = []
+        for m in self.alive():
+            member = self.members[m]
+            values = {k: float(v) for k, v in member.end_validation(sanity, fitting, self.current_epoch).items()}
+            accuracies.append(values["val/acc"])
+            if sanity:
+                continue
+            self._epoch_values[m] = {"epoch": self.current_epoch, "step": self.global_step, **values}
+            self.stacked.copy_to(m, member.net)
+            if self.checkpoints[m] is not None:
+                self.checkpoints[m].update(member, self._epoch_values[m])
+        if accuracies:
+            self.log("val/acc_mean", float(np.mean(accuracies)), prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fused"] = {
+            "states": [state.state_dict() for state in self.states],
+            "failures": [str(failure) if failure else None for failure in self.failures],
+            "history": self.history,
+            "val_acc_best_epoch": [member.val_acc_best_epoch for member in self.members],
+            "checkpoints": [c.state_dict() if c is not None else None for c in self.checkpoints],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        fused = checkpoint["fused"]
+        for state, saved in zip(self.states, fused["states"], strict=True):
+            state.load_state_dict(saved)
+        self.failures = [MemberFailed(text) if text else None for text in fused["failures"]]
+        self.history = fused["history"]
+        for member, epoch in zip(self.members, fused["val_acc_best_epoch"], strict=True):
+            member.val_acc_best_epoch = epoch
+        for checkpoints, saved in zip(self.checkpoints, fused["checkpoints"], strict=True):
+            if checkpoints is not None:
+                checkpoints.load_state_dict(saved)
