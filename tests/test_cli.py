@@ -76,6 +76,6 @@ def test_help_lists_the_config_groups_and_the_sweep_launchers(tmp_path: Path) ->
     strategies = sorted(p.stem for p in (CONFIG_DIR / "smoothing").glob("*.yaml"))
     assert smoothing == "smoothing: " + ", ".join(strategies)
     launchers = next(line for line in lines if line.startswith("hydra/launcher: "))
-    for name in ("joblib", "parallel", "slurm", "submitit_slurm"):
+    for name in ("joblib", "parallel", "slurm", "submitit_slurm", "fused"):
         assert name in launchers
     assert "num_threads: null" in result.stdout  # and the composed config

@@ -10,7 +10,7 @@ import pytest
 
 from labelsmooth.cli.build import compose_config, strategy_before_data
 from labelsmooth.cli.fused import Member, train_group
-from labelsmooth.cli.fused_groups import Job
+from labelsmooth.cli.fused_groups import Job, group_jobs, why_not_fusable
 from labelsmooth.cli.train import train
 from labelsmooth.runs.context import RunContext
 from tests.conftest import choices_of
@@ -80,3 +80,54 @@ def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: s
     validation_size = 269
     best = max(values["val/acc"] for values in members[member].history)
     assert abs(best - alone["val/acc_best"]) * validation_size <= 1 + 1e-6
+
+
+def composed(overrides: list[str], number: int, tmp_path: Path) -> Job:
+    return Job(number, overrides, compose_config(overrides, output_dir=tmp_path))
+
+
+def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: Path) -> None:
+    grid = [
+        ["smoothing=none", "seed=0"],
+        ["smoothing=gamma", "smoothing.gamma=0.8", "seed=1", "augment=mixup"],
+        ["smoothing=uniform", "seed=2", "model=mlp"],  # another model: another group
+        ["smoothing=uniform", "seed=3"],
+        ["smoothing=uniform", "seed=4", "precise_bn=2"],  # cannot be a member: runs alone
+    ]
+    jobs = [composed(overrides, number, tmp_path) for number, overrides in enumerate(grid)]
+    groups = group_jobs(jobs, max_members=None)
+    assert [[job.number for job in group.jobs] for group in groups] == [[0, 1, 3], [2], [4]]
+    assert [group.reason is None for group in groups] == [True, False, False]
+    assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3: fused, 3 members"
+    capped = group_jobs(jobs, max_members=2)
+    assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3], [4]]
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ("trainer.devices=2", "one device"),
+        ("+trainer.gradient_clip_val=1.0", "clipping"),
+        ("strategy_schedule=linear", "schedule"),
+        ("resume=true", "resume"),
+    ],
+)
+def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:
+    config = compose_config([override], output_dir=tmp_path)
+    assert reason in why_not_fusable(config)
+    assert why_not_fusable(compose_config([], output_dir=tmp_path)) is None
+
+
+def test_a_network_that_draws_random_numbers_is_not_fused() -> None:
+    import torch
+
+    from labelsmooth.fused import NotFusable, check_fusable
+    from labelsmooth.models import MLP
+
+    networks = [MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[8], dropout=0.5) for _ in range(2)]
+    for batching in ("loop", "vmap"):
+        with pytest.raises(NotFusable, match="draws random numbers"):
+            check_fusable(networks, torch.randn(4, 1, 4, 4), batching)
+    check_fusable(
+        [MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[8]) for _ in range(2)], torch.randn(4, 1, 4, 4)
+    )

@@ -210,6 +210,8 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         plugins=[AtomicCheckpointIO()],
     )
     resume = group_dir / "last.ckpt"
+    if resume.is_file():
+        log.info("resume_sweep: the fused group %s continues from %s", group_dir.name, resume)
     loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
     trainer.fit(
         fused,

@@ -126,6 +126,7 @@ class FusedClassifier(pl.LightningModule):
         self.history: list[list[dict[str, float]]] = [[] for _ in members]
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses) not yet checked
         self._epoch_values: list[dict[str, float]] = [{} for _ in members]
+        self._losses_recorded = False
 
     def alive(self) -> list[int]:
         return [m for m, failure in enumerate(self.failures) if failure is None]
@@ -179,26 +180,41 @@ class FusedClassifier(pl.LightningModule):
                 )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if batch_idx + 1 == self.trainer.num_training_batches:
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's loss, before its validation
             for member in self.members:
                 member._end_criterion_epoch()
+            self._record_training_losses()
 
     def on_train_epoch_start(self) -> None:
-        for member in self.members:
+        rates = learning_rates(self.trainer.optimizers[0]) if self.trainer.optimizers else {}
+        self._losses_recorded = False
+        for m, member in enumerate(self.members):
             member._end_criterion_epoch()
+            self._epoch_values[m] = dict(rates)
 
-    def on_train_epoch_end(self) -> None:
+    def _record_training_losses(self) -> None:
+        self._losses_recorded = True
         self._check_losses()
+        losses = []
         for m in self.alive():
-            loss = self.members[m].train_loss.compute()
-            self._epoch_values[m]["train/loss"] = float(loss)
-            self.history[m].append(self._epoch_values[m])
-            self._epoch_values[m] = {}
+            self._epoch_values[m]["train/loss"] = float(self.members[m].train_loss.compute())
+            losses.append(self._epoch_values[m]["train/loss"])
         for member in self.members:
             member.train_loss.reset()
-        losses = [entry[-1]["train/loss"] for entry in self.history if entry]
         if losses:
             self.log("train/loss", float(np.mean(losses)), prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        if not self._losses_recorded:  # data of unknown length
+            self._record_training_losses()
+        for m in self.alive():  # an epoch without validation: its training values alone
+            if "train/loss" in self._epoch_values[m]:
+                self._close_epoch(m)
+
+    def _close_epoch(self, m: int) -> None:
+        self._epoch_values[m].update(epoch=self.current_epoch, step=self.global_step)
+        self.history[m].append(self._epoch_values[m])
+        self._epoch_values[m] = {}
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         inputs, target = self.preprocess(batch, False)
@@ -226,10 +242,11 @@ class FusedClassifier(pl.LightningModule):
             accuracies.append(values["val/acc"])
             if sanity:
                 continue
-            self._epoch_values[m] = {"epoch": self.current_epoch, "step": self.global_step, **values}
+            self._epoch_values[m].update(values)
+            self._close_epoch(m)
             self.stacked.copy_to(m, member.net)
             if self.checkpoints[m] is not None:
-                self.checkpoints[m].update(member, self._epoch_values[m])
+                self.checkpoints[m].update(member, self.history[m][-1])
         if accuracies:
             self.log("val/acc_mean", float(np.mean(accuracies)), prog_bar=True)
 
@@ -253,3 +270,13 @@ class FusedClassifier(pl.LightningModule):
         for checkpoints, saved in zip(self.checkpoints, fused["checkpoints"], strict=True):
             if checkpoints is not None:
                 checkpoints.load_state_dict(saved)
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rates as Lightning's ``LearningRateMonitor`` names them: ``lr-<Optimizer>``, or with several
+    parameter groups ``lr-<Optimizer>/pg<i>`` (from 1)."""
+    name = f"lr-{type(optimizer).__name__}"
+    groups = optimizer.param_groups
+    if len(groups) == 1:
+        return {name: float(groups[0]["lr"])}
+    return {f"{name}/pg{i}": float(group["lr"]) for i, group in enumerate(groups, start=1)}

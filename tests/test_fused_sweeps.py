@@ -1,0 +1,123 @@
+"""``python train.py -m hydra/launcher=fused`` as users run it: each member writes what its job writes under the
+basic launcher, a member that fails stops alone, and an interrupted group continues with ``resume_sweep=true``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from labelsmooth.tracking.wandb_run import sweep_group_name
+from tests.conftest import REPO_ROOT, run_cli, subprocess_env
+
+QUIET = ["trainer.enable_progress_bar=false"]
+GRID = ["smoothing=none,uniform", "seed=0,1", "model=mlp", "trainer.max_epochs=2", *QUIET]
+
+
+def metrics_of(sweep: Path) -> dict[int, dict]:
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+
+
+def files_of(job: Path) -> set[str]:
+    skipped = ("wandb", "csv")
+    return {
+        str(p.relative_to(job)) for p in job.rglob("*") if p.is_file() and p.relative_to(job).parts[0] not in skipped
+    }
+
+
+def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: Path) -> None:
+    fused, basic = tmp_path / "fused", tmp_path / "basic"
+    result = run_cli(["-m", *GRID, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Fused launcher: 4 jobs in 1 groups" in output and "#0, #1, #2, #3: fused, 4 members" in output
+    result = run_cli(["-m", *GRID, f"hydra.sweep.dir={basic}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    ours, theirs = metrics_of(fused), metrics_of(basic)
+    assert sorted(ours) == sorted(theirs) == [0, 1, 2, 3]
+    for number in ours:
+        member, alone = ours[number], theirs[number]
+        assert member.pop("fused_group") == [0, 1, 2, 3]
+        assert set(member) == set(alone)
+        assert member["status"] == "completed" and member["overrides"] == alone["overrides"]
+        for key, value in alone.items():  # loop batching: the same numbers, bit for bit
+            if isinstance(value, float):
+                assert member[key] == value, key
+        job, other = fused / str(number), basic / str(number)
+        assert files_of(job) == files_of(other)  # .hydra/, checkpoints, predictions, figures, train.log
+        assert (job / "checkpoints" / "last.ckpt").exists() and member["checkpoint"].startswith(str(job))
+        log = (job / "train.log").read_text()
+        assert "epoch 0 done (fused group): lr-Adam=0.001, train/loss=" in log and "epoch 1 done" in log
+        (run,) = (job / "wandb").glob("offline-run-*/run-*.wandb")
+        assert sweep_group_name(str(fused)).encode() in run.read_bytes()
+
+    # A member's checkpoint alone, copied elsewhere, is evaluated from what it carries.
+    copied = tmp_path / "elsewhere" / "model.ckpt"
+    copied.parent.mkdir()
+    shutil.copy(ours[1]["checkpoint"], copied)
+    evaluation = [f"ckpt_path={copied}", "logger=none", f"paths.log_dir={tmp_path / 'evaluated'}", *QUIET]
+    result = run_cli(evaluation, cwd=tmp_path, script="eval.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (evaluated,) = (tmp_path / "evaluated").rglob("metrics.json")
+    assert json.loads(evaluated.read_text())["test/acc"] == ours[1]["test/acc"]
+
+    report = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "report.py"), str(fused)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "None: every job completed." in (fused / "report.md").read_text()
+
+
+def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # 0.04: trains; 1e-40: a NaN loss from the first step; -1: refused before any data is read.
+    grid = ["smoothing=logit_norm", "smoothing.temperature=0.04,1e-40,-1", "model=mlp", "trainer.max_epochs=2"]
+    result = run_cli(["-m", *grid, *QUIET, "logger=csv", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 1  # as under the basic launcher: a sweep with a failed job
+    jobs = metrics_of(sweep)
+    assert jobs[0]["status"] == "completed" and jobs[0]["test/acc"] > 0.5
+    assert jobs[1]["status"] == "failed" and jobs[1]["error_type"] == "MemberFailed"
+    assert "the training loss became nan at global step 0" in jobs[1]["error"]
+    assert jobs[2]["status"] == "failed" and "smoothing.temperature" in jobs[2]["error"]
+    assert not (sweep / "1" / "checkpoints").exists() and (sweep / "0" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    grid = ["smoothing=uniform", "smoothing.epsilon=0.0,0.2", "trainer.max_epochs=4", *QUIET, "logger=csv"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={whole}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "-m", *grid, "hydra/launcher=fused"]
+    process = subprocess.Popen(
+        [*command, f"hydra.sweep.dir={killed}"],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    group_checkpoint = killed / ".fused" / "0-1" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not group_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert group_checkpoint.exists() and not metrics_of(killed)  # killed during the group's fit
+
+    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the fused group 0-1 continues from" in result.stdout + result.stderr
+    resumed, uninterrupted = metrics_of(killed), metrics_of(whole)
+    for number in (0, 1):
+        for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
+            assert resumed[number][key] == uninterrupted[number][key], (number, key)
+
+    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path)
+    assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
