@@ -27,6 +27,7 @@ BENCHMARKS = {
     "data": "bench_data.py",
     "sweep": "bench_sweep.py",
     "startup": "bench_startup.py",
+    "fused": "bench_fused.py",
 }
 LOG_DIR = REPO_ROOT / "outputs" / "bench-logs"
 NOTES = BENCH_DIR / "NOTES.md"
@@ -166,12 +167,34 @@ def section_startup(result: dict) -> list[str]:
     return table(["measure", "ours s", "baseline s", "ratio"], rows)
 
 
+def section_fused(result: dict) -> list[str]:
+    rows = [
+        [
+            r["model"],
+            r["jobs"],
+            r["launcher"],
+            r["wall_s"],
+            f"**{fmt(r['wall_vs_basic'])}**",
+            f"{r['peak_mib']:.0f}",
+            fmt(r["val_acc_best_max_diff"]),
+            fmt(r["test_nll_max_diff"]),
+        ]
+        for r in result["rows"]
+    ]
+    headers = [
+        "model", "jobs", "launcher", "wall s", "wall / basic", "peak MiB",
+        "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
+    ]  # fmt: skip
+    return [f"`{result['command']}`", ""] + table(headers, rows)
+
+
 SECTIONS = {
     "pipeline": section_pipeline,
     "loss": section_loss,
     "data": section_data,
     "sweep": section_sweep,
     "startup": section_startup,
+    "fused": section_fused,
 }
 
 

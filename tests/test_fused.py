@@ -17,12 +17,13 @@ from tests.conftest import choices_of
 from tests.fused_helpers import StepLosses
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
-# Three members that differ in strategy, seed and batch mixing, with random shifts and flips in the data: every
-# per-member draw (initialisation, shuffle, augmentation, mixing) is exercised.
+# Members that differ in strategy, seed, batch mixing and strategy schedule, with random shifts and flips in the
+# data: every per-member draw (initialisation, shuffle, augmentation, mixing) is exercised.
 MEMBERS = [
     ["smoothing=none", "seed=0"],
     ["smoothing=uniform", "seed=1", "augment=mixup"],
     ["smoothing=gamma", "smoothing.gamma=0.8", "seed=2"],
+    ["smoothing=uniform", "seed=3", "strategy_schedule=linear"],  # ε from 0.1 to 0 over the epochs
 ]
 SHARED = ["trainer.max_epochs=3", "dataset.shift=0.1", "dataset.hflip=true", *QUIET]
 MODELS = {
@@ -60,7 +61,7 @@ def train_alone(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[float]
 
 @pytest.mark.parametrize(
     ("model", "batching", "member"),
-    [("mlp", "loop", 2), ("resnet_v1", "loop", 1), ("timm", "loop", 1), ("mlp", "vmap", 1)],
+    [("mlp", "loop", 2), ("mlp", "loop", 3), ("resnet_v1", "loop", 1), ("timm", "loop", 1), ("mlp", "vmap", 1)],
 )
 def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: str, batching: str, member: int) -> None:
     """The same initial weights and batches: the first 50 training losses equal to 1e-5 relative (``loop``:
@@ -80,6 +81,9 @@ def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: s
     validation_size = 269
     best = max(values["val/acc"] for values in members[member].history)
     assert abs(best - alone["val/acc_best"]) * validation_size <= 1 + 1e-6
+    if "strategy_schedule=linear" in MEMBERS[member]:
+        applied = [values["schedule/epsilon"] for values in members[member].history]
+        assert applied == alone["strategy_schedule.values"] == [0.1, 0.05, 0.0]
 
 
 def composed(overrides: list[str], number: int, tmp_path: Path) -> Job:
@@ -108,7 +112,6 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     [
         ("trainer.devices=2", "one device"),
         ("+trainer.gradient_clip_val=1.0", "clipping"),
-        ("strategy_schedule=linear", "schedule"),
         ("resume=true", "resume"),
     ],
 )
@@ -131,3 +134,21 @@ def test_a_network_that_draws_random_numbers_is_not_fused() -> None:
     check_fusable(
         [MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[8]) for _ in range(2)], torch.randn(4, 1, 4, 4)
     )
+
+
+def test_a_group_larger_than_memory_is_split() -> None:
+    import torch
+    from torch import nn
+
+    from labelsmooth.cli.fused import members_that_fit
+
+    class Module(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.net = nn.Linear(width, width, device="meta")  # sized, never allocated
+
+    small = [Module(16) for _ in range(9)]
+    assert members_that_fit(small, torch.device("cpu"))[0] == 9
+    huge = [Module(200_000) for _ in range(9)]  # 160 GB of weights each
+    size, why = members_that_fit(huge, torch.device("cpu"))
+    assert size == 1 and "MiB per member" in why

@@ -36,7 +36,7 @@ class Member:
     """One job of a fused group, from its set-up to its end."""
 
     job: Job
-    group: list[int] = field(default_factory=list)
+    group: list[int] = field(default_factory=list)  # the job numbers trained together
     cfg: DictConfig | None = None
     context: Any = None
     strategy: Any = None
@@ -47,6 +47,7 @@ class Member:
     best: str = ""
     epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    schedule: Any = None  # the strategy schedule (a callback of its run), driven by the group's fit
 
 
 def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]:
@@ -106,35 +107,68 @@ def run_alone(launcher: Any, jobs: list[Job]) -> dict[int, Any]:
 
 
 def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
-    """One fused group: each job's set-up, one fit for all, each job's end."""
+    """One fused group: each job's set-up, one fit for all (for as many as fit together: ``GroupTooLarge``), each
+    job's end. Jobs whose network cannot be fused (``NotFusable``) run one after another instead."""
     from hydra.core.utils import configure_log
 
     from labelsmooth.fused import NotFusable
 
-    numbers = [job.number for job in group.jobs]
-    members = [Member(job, numbers) for job in group.jobs]
+    members = [Member(job) for job in group.jobs]
     for member in members:
         _run_job(launcher, member.job, lambda cfg, member=member: prepare(member, cfg))
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    active = [member for member in members if member.error is None and member.done is None]
-    if active:
-        group_dir = Path(str(launcher.config.hydra.sweep.dir)) / ".fused" / "-".join(map(str, numbers))
+    returns: dict[int, Any] = {}
+    queue = [[member for member in members if member.error is None and member.done is None]]
+    while queue and queue[0]:
+        together = queue.pop(0)
+        numbers = [member.job.number for member in together]
+        for member in together:
+            member.group = numbers
         try:
-            train_group(active, group_dir, batching)
+            train_group(
+                together, Path(str(launcher.config.hydra.sweep.dir)) / ".fused" / "-".join(map(str, numbers)), batching
+            )
+        except GroupTooLarge as smaller:
+            log.warning("Jobs %s do not fit together (%s): they train in groups of %d.", numbers, smaller, smaller.size)
+            queue[:0] = [together[start : start + smaller.size] for start in range(0, len(together), smaller.size)]
         except NotFusable as reason:
             log.warning("Jobs %s are not fused: %s. They run one after another.", numbers, reason)
-            return run_alone(launcher, [member.job for member in active]) | {
-                member.job.number: _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
-                for member in members
-                if member not in active
-            }
+            returns.update(run_alone(launcher, [member.job for member in together]))
         except Exception as error:  # the group's fit failed: every member records it
-            for member in active:
+            for member in together:
                 member.error = error
-    returns = {}
     for member in members:
-        returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, member=member: finish(member, cfg))
+        if member.job.number not in returns:
+            returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
     return returns
+
+
+class GroupTooLarge(Exception):
+    """The members do not fit in memory together; ``size`` of them would."""
+
+    def __init__(self, size: int, why: str) -> None:
+        super().__init__(why)
+        self.size = size
+
+
+def members_that_fit(modules: list[Any], device: Any) -> tuple[int, str]:
+    """How many of these members fit on ``device`` together, estimated from their parameters: five copies of the
+    weights each (stacked weights, gradients, Adam's two moments, the member's own network) in half the free
+    memory (a GPU's, or the machine's available memory). Activations are not counted: on a GPU, an out-of-memory
+    error in the group's fit halves the group instead."""
+    import torch
+
+    weights = sum(t.numel() * t.element_size() for t in (*modules[0].net.parameters(), *modules[0].net.buffers()))
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            with open("/proc/meminfo") as meminfo:
+                free = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            return len(modules), ""
+    size = max(1, min(len(modules), int(free // 2 // max(5 * weights, 1))))
+    return size, f"{5 * weights / 2**20:.0f} MiB per member, {free / 2**30:.1f} GiB free on {device.type}"
 
 
 def prepare(member: Member, cfg: DictConfig) -> None:
@@ -161,6 +195,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     history and, if its loss became non-finite, its error."""
     import hydra
     import pytorch_lightning as pl
+    import torch
 
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.cli.build import build_datamodule, build_module
@@ -188,6 +223,9 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
             continue
         states.append(MemberRandomState())
         built.append(module)
+        member.schedule = (
+            hydra.utils.instantiate(member.cfg.strategy_schedule) if member.cfg.get("strategy_schedule") else None
+        )
         callback_cfg = (member.cfg.get("callbacks") or {}).get("checkpoint")
         checkpoints.append(MemberCheckpoints(hydra.utils.instantiate(callback_cfg)) if callback_cfg else None)
     if not members:
@@ -197,7 +235,13 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
 
     nan_guard = (first.get("callbacks") or {}).get("nan_guard") or {}
     fused = FusedClassifier(
-        built, states, datamodule.preprocess_batch, checkpoints, nan_guard.get("check_every_n_steps", 10), batching
+        built,
+        states,
+        datamodule.preprocess_batch,
+        checkpoints,
+        nan_guard.get("check_every_n_steps", 10),
+        batching,
+        [member.schedule for member in members],
     )
     progress = (first.get("callbacks") or {}).get("progress_bar")
     shown = [hydra.utils.instantiate(progress)] if progress and first.trainer.get("enable_progress_bar") else []
@@ -209,17 +253,31 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         default_root_dir=str(group_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    size, why = members_that_fit(built, trainer.strategy.root_device)
+    if size < len(built):
+        raise GroupTooLarge(size, why)
     resume = group_dir / "last.ckpt"
     if resume.is_file():
         log.info("resume_sweep: the fused group %s continues from %s", group_dir.name, resume)
     loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
-    trainer.fit(
-        fused,
-        train_dataloaders=loaders,
-        val_dataloaders=datamodule.val_dataloader(),
-        ckpt_path=str(resume) if resume.is_file() else None,
-        weights_only=False,
-    )
+    try:
+        trainer.fit(
+            fused,
+            train_dataloaders=loaders,
+            val_dataloaders=datamodule.val_dataloader(),
+            ckpt_path=str(resume) if resume.is_file() else None,
+            weights_only=False,
+        )
+    except torch.cuda.OutOfMemoryError:
+        if len(built) == 1:
+            raise
+        out_of_memory = True
+    else:
+        out_of_memory = False
+    if out_of_memory:  # outside the handler, so that the group's tensors can be freed
+        del fused, trainer, loaders, built
+        torch.cuda.empty_cache()
+        raise GroupTooLarge(len(members) // 2, "out of GPU memory")
     for index, member in enumerate(members):
         fused.stacked.copy_to(index, built[index].net)
         member.module, member.datamodule, member.epochs = built[index], datamodule, trainer.current_epoch
@@ -270,6 +328,10 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
         run.summary["num_threads"] = torch.get_num_threads()
         run.logger = instantiate_logger(cfg, context)
         trainer = build_trainer(cfg, run.logger)
+        if member.schedule is not None:  # the schedule that ran in fit, with its values, as in a separate run
+            trainer.callbacks[:] = [
+                member.schedule if isinstance(c, type(member.schedule)) else c for c in trainer.callbacks
+            ]
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
         replay_history(run.logger, member.history)

@@ -2,7 +2,8 @@
 
 Jobs fuse when their configs are equal once the keys that can be exact per member are left out (``PER_MEMBER``):
 the smoothing strategy and its parameters, the seed (each member's own initialisation, data order, augmentation
-and mixing draws), the batch mixing (``augment``) and the W&B tags. Anything else (data set, model, optimizer,
+and mixing draws), the batch mixing (``augment``), the strategy schedule (driven per member; it also adds its
+callback, ``callbacks.strategy_schedule``) and the W&B tags. Anything else (data set, model, optimizer,
 scheduler, batch size, epochs, precision) splits the sweep into groups, trained one after another. A job that
 cannot be a member at all (``why_not_fusable``) runs alone, as under the basic launcher.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-PER_MEMBER = ("seed", "smoothing", "augment", "tags")
+PER_MEMBER = ("seed", "smoothing", "augment", "strategy_schedule", "tags")
 
 
 @dataclass
@@ -47,6 +48,7 @@ def group_key(config: DictConfig) -> str:
     plain = OmegaConf.to_container(config, resolve=False)
     assert isinstance(plain, dict)
     shared = {key: value for key, value in plain.items() if key not in (*PER_MEMBER, "hydra")}
+    shared["callbacks"] = {k: v for k, v in (shared.get("callbacks") or {}).items() if k != "strategy_schedule"}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -64,8 +66,6 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "distillation (a teacher per member) is not fused"
     if config.get("precise_bn"):
         return "precise_bn recomputes BatchNorm statistics per run"
-    if config.get("strategy_schedule"):
-        return "a strategy schedule is a callback of its own run"
     if config.get("resume") or config.get("ckpt_path"):
         return "resume= and ckpt_path= continue a run of their own"
     return None

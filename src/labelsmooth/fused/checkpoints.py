@@ -35,8 +35,11 @@ class MemberCheckpoints:
             return True
         return score > self.best_score if self.callback.mode == "max" else score < self.best_score
 
-    def update(self, module: LabelSmoothingClassifier, values: dict[str, float]) -> None:
-        """After a validation of fit: ``values`` holds its ``epoch``, ``step`` and the ``val/*`` metrics."""
+    def update(
+        self, module: LabelSmoothingClassifier, values: dict[str, float], callbacks: dict[str, Any] | None = None
+    ) -> None:
+        """After a validation of fit: ``values`` holds its ``epoch``, ``step`` and the ``val/*`` metrics;
+        ``callbacks``: the states of the member's callbacks (its strategy schedule), by their state keys."""
         callback = self.callback
         epoch, step = int(values["epoch"]), int(values["step"])
         checkpoint: dict[str, Any] = {
@@ -44,6 +47,7 @@ class MemberCheckpoints:
             "global_step": step,
             "pytorch-lightning_version": pl.__version__,
             "state_dict": module.state_dict(),
+            "callbacks": dict(callbacks or {}),
         }
         module.on_save_checkpoint(checkpoint)
         score = values.get(callback.monitor) if callback.monitor else None

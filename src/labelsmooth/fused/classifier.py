@@ -102,7 +102,8 @@ class FusedClassifier(pl.LightningModule):
     seeding with its seed), and ``states``: each member's random state right after that build. ``preprocess``: the
     data module's ``preprocess_batch``. After each validation of fit, member m's module gets its current weights
     and ``checkpoints[m]`` (None: none) writes its checkpoints; ``history[m]`` collects its epoch values
-    (``epoch``, ``step``, ``train/loss`` and the ``val/*``).
+    (``epoch``, ``step``, ``train/loss`` and the ``val/*``). ``schedules[m]``: member m's strategy schedule (its
+    run's ``StrategyParameterSchedule`` callback, driven here for that member), or None.
     ``check_every_n_steps``: how often the members' losses are checked for non-finite values (one host sync);
     a member whose loss is not finite stops alone (``failures[m]``), the others go on."""
 
@@ -114,9 +115,11 @@ class FusedClassifier(pl.LightningModule):
         checkpoints: Sequence[MemberCheckpoints | None] | None = None,
         check_every_n_steps: int = 10,
         batching: str = "loop",
+        schedules: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.schedules = list(schedules) if schedules is not None else [None] * len(members)
         self.stacked = StackedNetworks([member.net for member in members], batching)
         self.states = list(states)
         self.preprocess = preprocess
@@ -185,12 +188,20 @@ class FusedClassifier(pl.LightningModule):
                 member._end_criterion_epoch()
             self._record_training_losses()
 
+    def setup(self, stage: str) -> None:
+        for member, schedule in zip(self.members, self.schedules, strict=True):
+            if schedule is not None:
+                schedule.setup(self.trainer, member, stage)
+
     def on_train_epoch_start(self) -> None:
         rates = learning_rates(self.trainer.optimizers[0]) if self.trainer.optimizers else {}
         self._losses_recorded = False
-        for m, member in enumerate(self.members):
-            member._end_criterion_epoch()
+        for m, (member, schedule) in enumerate(zip(self.members, self.schedules, strict=True)):
             self._epoch_values[m] = dict(rates)
+            if schedule is not None:  # as its run's callback, before the module's own epoch start
+                schedule.on_train_epoch_start(self.trainer, member)
+                self._epoch_values[m][f"schedule/{schedule.parameter}"] = schedule.applied[self.current_epoch]
+            member._end_criterion_epoch()
 
     def _record_training_losses(self) -> None:
         self._losses_recorded = True
@@ -246,7 +257,9 @@ class FusedClassifier(pl.LightningModule):
             self._close_epoch(m)
             self.stacked.copy_to(m, member.net)
             if self.checkpoints[m] is not None:
-                self.checkpoints[m].update(member, self.history[m][-1])
+                schedule = self.schedules[m]
+                callbacks = {schedule.state_key: schedule.state_dict()} if schedule is not None else {}
+                self.checkpoints[m].update(member, self.history[m][-1], callbacks)
         if accuracies:
             self.log("val/acc_mean", float(np.mean(accuracies)), prog_bar=True)
 
@@ -257,6 +270,7 @@ class FusedClassifier(pl.LightningModule):
             "history": self.history,
             "val_acc_best_epoch": [member.val_acc_best_epoch for member in self.members],
             "checkpoints": [c.state_dict() if c is not None else None for c in self.checkpoints],
+            "schedules": [s.state_dict() if s is not None else None for s in self.schedules],
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -270,6 +284,9 @@ class FusedClassifier(pl.LightningModule):
         for checkpoints, saved in zip(self.checkpoints, fused["checkpoints"], strict=True):
             if checkpoints is not None:
                 checkpoints.load_state_dict(saved)
+        for schedule, saved in zip(self.schedules, fused["schedules"], strict=True):
+            if schedule is not None:
+                schedule.load_state_dict(saved)
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -1,0 +1,133 @@
+"""Benchmark 6: fused sweeps. The wall time and peak memory (resident set of the whole process tree, sampled every
+50 ms) of one 9-job grid (``smoothing=none,uniform,gamma seed=0,1,2``, 10 epochs on digits) for the MLP and for
+ResNet-8, under the fused launcher (``hydra/launcher=fused``), the basic launcher (one job after another in one
+process) and joblib with 2 workers; each grid run once. Two kinds of job: the defaults (W&B offline, checkpoints,
+figures, predictions: each member still a complete run), and metrics alone (``logger=none callbacks=none``: the
+training and the final validation and test, nothing drawn or written but ``metrics.json``). The fused members'
+metrics are compared with the basic launcher's jobs (largest difference of ``val/acc_best`` and ``test/nll``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_startup import bench_env
+from common import REPO_ROOT, benchmark_main
+
+GRID = ["smoothing=none,uniform,gamma", "seed=0,1,2"]
+MODELS = {"MLP": ["model=mlp"], "ResNet-8": ["model=resnet_v1", "model.depth=8"]}
+LAUNCHERS = {
+    "fused": ["hydra/launcher=fused"],
+    "basic": [],
+    "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
+JOBS = {"defaults": [], "metrics alone": ["logger=none", "callbacks=none"]}
+
+
+def tree_rss_bytes(root: int) -> int:
+    """The resident memory of ``root`` and all its descendants (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_grid(args: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak resident bytes of the process tree, and the output of ``python train.py <args>``."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO_ROOT,
+        env=bench_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss_bytes(process.pid))
+        time.sleep(0.05)
+    output = process.stdout.read() if process.stdout else ""
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"train.py {' '.join(args)} failed ({process.returncode}):\n{output[-3000:]}")
+    return wall, peak, output
+
+
+def metrics_of(sweep: Path) -> dict[int, dict[str, Any]]:
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+
+
+def largest_difference(ours: dict[int, dict], theirs: dict[int, dict], key: str) -> float:
+    return max(abs(ours[n][key] - theirs[n][key]) for n in theirs)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    epochs = 2 if quick else 10
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-fused-") as tmp:
+        for model, model_args in MODELS.items():
+            for kind, kind_args in JOBS.items():
+                measured: dict[str, dict[str, Any]] = {}
+                for launcher, launcher_args in LAUNCHERS.items():
+                    sweep = Path(tmp) / f"{model}-{kind}-{launcher}".replace(" ", "_").replace(",", "")
+                    args = ["-m", *GRID, *model_args, f"trainer.max_epochs={epochs}", *kind_args, *launcher_args]
+                    args += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}", "trainer.enable_progress_bar=false"]
+                    wall, peak, _ = run_grid(args)
+                    metrics = metrics_of(sweep)
+                    if len(metrics) != 9 or any(m["status"] != "completed" for m in metrics.values()):
+                        raise RuntimeError(f"{sweep}: not every job completed")
+                    measured[launcher] = {"wall_s": wall, "peak_mib": peak / 2**20, "metrics": metrics}
+                    print(f"{model} {kind} {launcher}: {wall:.1f} s, {peak / 2**20:.0f} MiB", flush=True)
+                basic = measured["basic"]
+                for launcher, result in measured.items():
+                    ours, theirs = result["metrics"], basic["metrics"]
+                    rows.append(
+                        {
+                            "model": model,
+                            "jobs": kind,
+                            "launcher": launcher,
+                            "wall_s": result["wall_s"],
+                            "peak_mib": result["peak_mib"],
+                            "wall_vs_basic": result["wall_s"] / basic["wall_s"],
+                            "val_acc_best_max_diff": largest_difference(ours, theirs, "val/acc_best"),
+                            "test_nll_max_diff": largest_difference(ours, theirs, "test/nll"),
+                        }
+                    )
+    return {
+        "title": "Fused sweeps: a 9-job grid on digits, wall time and peak memory by launcher",
+        "goal": "MLP fused <= 0.3x the basic launcher's wall time; ResNet-8 fused no slower than basic",
+        "grid": GRID,
+        "epochs": epochs,
+        "command": "python train.py -m " + " ".join(GRID) + f" model=... trainer.max_epochs={epochs} <launcher>",
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    benchmark_main("fused", run, __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    main()
