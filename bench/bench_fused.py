@@ -4,13 +4,15 @@ ResNet-8, under the fused launcher (``hydra/launcher=fused``), the basic launche
 process) and joblib with 2 workers; each grid run once. Two kinds of job: the defaults (W&B offline, checkpoints,
 figures, predictions: each member still a complete run), and metrics alone (``logger=none callbacks=none``: the
 training and the final validation and test, nothing drawn or written but ``metrics.json``). The fused members'
-metrics are compared with the basic launcher's jobs (largest difference of ``val/acc_best`` and ``test/nll``).
+metrics are compared with the basic launcher's jobs (largest difference of ``val/acc_best`` and ``test/nll``), and
+the training alone is timed: the fused group's ``fit``, or the sum of the jobs' ``fit`` (``probes.WallClockMarks``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -55,24 +57,31 @@ def tree_rss_bytes(root: int) -> int:
 
 def run_grid(args: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak resident bytes of the process tree, and the output of ``python train.py <args>``."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "train.py", *args],
-        cwd=REPO_ROOT,
-        env=bench_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss_bytes(process.pid))
-        time.sleep(0.05)
-    output = process.stdout.read() if process.stdout else ""
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would stall the run
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "train.py", *args], cwd=REPO_ROOT, env=bench_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss_bytes(process.pid))
+            time.sleep(0.05)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        output = log.read()
     if process.returncode != 0:
         raise RuntimeError(f"train.py {' '.join(args)} failed ({process.returncode}):\n{output[-3000:]}")
     return wall, peak, output
+
+
+def training_seconds(output: str, marks: Path) -> float:
+    """The time spent in ``fit``: the fused launcher's group fits (its log), or the jobs' fits summed (their
+    ``probes.WallClockMarks``; in parallel jobs the sum exceeds the wall time they took)."""
+    fused = re.findall(r"members trained in ([0-9.]+) s \(fit", output)
+    if fused:
+        return sum(float(seconds) for seconds in fused)
+    lines = [json.loads(line) for line in marks.read_text().splitlines()]
+    return sum(m["fit_end"] - m["fit_start"] for m in lines if "fit_start" in m)
 
 
 def metrics_of(sweep: Path) -> dict[int, dict[str, Any]]:
@@ -94,11 +103,21 @@ def run(quick: bool = False) -> dict[str, Any]:
                     sweep = Path(tmp) / f"{model}-{kind}-{launcher}".replace(" ", "_").replace(",", "")
                     args = ["-m", *GRID, *model_args, f"trainer.max_epochs={epochs}", *kind_args, *launcher_args]
                     args += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}", "trainer.enable_progress_bar=false"]
-                    wall, peak, _ = run_grid(args)
+                    marks = Path(tmp) / f"{sweep.name}-marks.jsonl"
+                    args += [
+                        "+callbacks.wall_clock._target_=probes.WallClockMarks",
+                        f"+callbacks.wall_clock.path={marks}",
+                    ]
+                    wall, peak, output = run_grid(args)
                     metrics = metrics_of(sweep)
                     if len(metrics) != 9 or any(m["status"] != "completed" for m in metrics.values()):
                         raise RuntimeError(f"{sweep}: not every job completed")
-                    measured[launcher] = {"wall_s": wall, "peak_mib": peak / 2**20, "metrics": metrics}
+                    measured[launcher] = {
+                        "wall_s": wall,
+                        "fit_s": training_seconds(output, marks),
+                        "peak_mib": peak / 2**20,
+                        "metrics": metrics,
+                    }
                     print(f"{model} {kind} {launcher}: {wall:.1f} s, {peak / 2**20:.0f} MiB", flush=True)
                 basic = measured["basic"]
                 for launcher, result in measured.items():
@@ -111,6 +130,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                             "wall_s": result["wall_s"],
                             "peak_mib": result["peak_mib"],
                             "wall_vs_basic": result["wall_s"] / basic["wall_s"],
+                            "fit_s": result["fit_s"],
+                            "fit_vs_basic": result["fit_s"] / basic["fit_s"],
                             "val_acc_best_max_diff": largest_difference(ours, theirs, "val/acc_best"),
                             "test_nll_max_diff": largest_difference(ours, theirs, "test/nll"),
                         }

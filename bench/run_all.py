@@ -175,6 +175,8 @@ def section_fused(result: dict) -> list[str]:
             r["launcher"],
             r["wall_s"],
             f"**{fmt(r['wall_vs_basic'])}**",
+            r["fit_s"],
+            f"**{fmt(r['fit_vs_basic'])}**",
             f"{r['peak_mib']:.0f}",
             fmt(r["val_acc_best_max_diff"]),
             fmt(r["test_nll_max_diff"]),
@@ -182,7 +184,7 @@ def section_fused(result: dict) -> list[str]:
         for r in result["rows"]
     ]
     headers = [
-        "model", "jobs", "launcher", "wall s", "wall / basic", "peak MiB",
+        "model", "jobs", "launcher", "wall s", "wall / basic", "training (fit) s", "fit / basic", "peak MiB",
         "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
     ]  # fmt: skip
     return [f"`{result['command']}`", ""] + table(headers, rows)

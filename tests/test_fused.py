@@ -125,7 +125,7 @@ def test_a_network_that_draws_random_numbers_is_not_fused() -> None:
     import torch
 
     from labelsmooth.fused import NotFusable, check_fusable
-    from labelsmooth.models import MLP
+    from labelsmooth.models import MLP, ResNetV2
 
     networks = [MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[8], dropout=0.5) for _ in range(2)]
     for batching in ("loop", "vmap"):
@@ -134,6 +134,9 @@ def test_a_network_that_draws_random_numbers_is_not_fused() -> None:
     check_fusable(
         [MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[8]) for _ in range(2)], torch.randn(4, 1, 4, 4)
     )
+    v2 = [ResNetV2(num_classes=3, in_channels=1, image_size=8, depth=11) for _ in range(2)]  # pre-activation
+    for batching in ("loop", "vmap"):
+        check_fusable(v2, torch.randn(4, 1, 8, 8), batching)
 
 
 def test_a_group_larger_than_memory_is_split() -> None:

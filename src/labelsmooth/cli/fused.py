@@ -19,6 +19,7 @@ A fused group goes through three steps:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     if resume.is_file():
         log.info("resume_sweep: the fused group %s continues from %s", group_dir.name, resume)
     loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
+    started = time.perf_counter()
     try:
         trainer.fit(
             fused,
@@ -278,6 +280,10 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         del fused, trainer, loaders, built
         torch.cuda.empty_cache()
         raise GroupTooLarge(len(members) // 2, "out of GPU memory")
+    log.info(
+        "Fused group %s: %d members trained in %.1f s (fit: %d epochs)",
+        group_dir.name, len(built), time.perf_counter() - started, trainer.current_epoch,
+    )  # fmt: skip
     for index, member in enumerate(members):
         fused.stacked.copy_to(index, built[index].net)
         member.module, member.datamodule, member.epochs = built[index], datamodule, trainer.current_epoch

@@ -54,9 +54,10 @@ def group_key(config: DictConfig) -> str:
 
 def why_not_fusable(config: DictConfig) -> str | None:
     """Why this job cannot be a member of a fused group (it then runs alone), or None."""
+    from labelsmooth.cli.checks import requested_devices
+
     trainer = config.get("trainer") or {}
-    devices = trainer.get("devices", 1)
-    if str(trainer.get("strategy", "auto")) not in ("auto", "single_device") or devices not in (1, "1"):
+    if str(trainer.get("strategy", "auto")) not in ("auto", "single_device") or requested_devices(trainer) != 1:
         return "a fused group trains on one device (trainer.devices=1, no DDP)"
     if "16" in str(trainer.get("precision", 32)) and "bf16" not in str(trainer.get("precision")):
         return "16-mixed: one gradient scaler would skip every member's step when one overflows; use bf16-mixed or 32"
