@@ -16,6 +16,7 @@ from labelsmooth.calibration.bins import calibration_errors
 from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
 from labelsmooth.runs.layout import RunDirectory
 from tests.conftest import run_training
+from tests.wandb_records import offline_run_of
 
 # Four two-class predictions: top-1 confidences 0.9 (correct), 0.81 (wrong), 0.61 (correct), 0.55 (correct).
 PROBS = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]], dtype=torch.float64)
@@ -107,11 +108,9 @@ def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp
     ece = sum(int(r["count"]) * abs(float(r["accuracy"]) - float(r["confidence"])) for r in scaled_rows) / total
     assert ece == pytest.approx(metrics["test/ece_ts"], abs=1e-4)
     # With W&B (offline here) the diagrams are logged as images and the per-bin numbers as tables.
-    (run,) = (tmp_path / "wandb").glob("offline-run-*")
-    images = list((run / "files" / "media" / "images").rglob("*.png"))
-    tables = list((run / "files" / "media" / "table").rglob("*.json"))
-    assert any("reliability_diagram" in p.name for p in images), images
-    assert any("reliability_bins" in p.name for p in tables), tables
+    media = offline_run_of(tmp_path).files
+    for name in ("media/images/test/reliability_diagram", "media/table/test/reliability_bins"):
+        assert any(path.startswith(name) for path in media), media
 
 
 def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from labelsmooth.cli.build import CONFIG_DIR
 from tests.conftest import run_cli
+from tests.wandb_records import offline_run_of
 
 FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
 
@@ -28,7 +29,9 @@ def test_multirun_runs_every_job_with_its_own_outputs_and_wandb_run(tmp_path: Pa
         assert metrics["status"] == "completed"
         gammas.append(metrics["smoothing.gamma"])
         assert (job / ".hydra" / "config.yaml").is_file()
-        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+        page = offline_run_of(job)  # the job's own W&B run, in the sweep's group
+        assert page.exit_code == 0 and page.group == "sweep-" + "-".join(job.parent.parts[-2:])
+        assert page.config["smoothing"]["gamma"] == metrics["smoothing.gamma"]
     assert gammas == [0.6, 0.8]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from labelsmooth.tracking.wandb_run import sweep_group_name
 from tests.conftest import REPO_ROOT, run_cli, subprocess_env
+from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
 # Members that differ in seed and strategy schedule (ε from 0.1 to 0, or constant).
@@ -48,7 +49,7 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
         assert set(member) == set(alone)
         assert member["status"] == "completed" and member["overrides"] == alone["overrides"]
         for key, value in alone.items():  # loop batching: the same numbers, bit for bit
-            if key != "checkpoint":  # the path
+            if key != "checkpoint" and not key.startswith("wandb."):  # a path; another W&B run
                 assert member[key] == value, key
         job, other = fused / str(number), basic / str(number)
         assert files_of(job) == files_of(other)  # .hydra/, checkpoints, predictions, figures, train.log
@@ -56,8 +57,10 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
         log = (job / "train.log").read_text()
         assert "epoch 0 done (fused group): lr-Adam=0.001, " in log and "epoch 1 done" in log and "train/loss=" in log
         assert ("schedule/epsilon=0.1, " in log) == (alone["strategy_schedule"] == "linear")
-        (run,) = (job / "wandb").glob("offline-run-*/run-*.wandb")
-        assert sweep_group_name(str(fused)).encode() in run.read_bytes()
+        page = offline_run_of(job)  # its own W&B run in the sweep's group, with its epoch history
+        assert page.exit_code == 0 and page.group == sweep_group_name(str(fused)) and page.job_type == "train"
+        assert [row["epoch"] for row in page.history if "train/loss" in row] == [0, 1]
+        assert page.summary["val/acc_best"] == {"max": member["val/acc_best"]}
 
     # A member's checkpoint alone, copied elsewhere, is evaluated from what it carries.
     copied = tmp_path / "elsewhere" / "model.ckpt"

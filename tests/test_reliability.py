@@ -23,6 +23,7 @@ from labelsmooth.runs.files import write_text_atomic
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
 from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
 from tests.conftest import REPO_ROOT, compose_train_config, run_cli, run_training, subprocess_env
+from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
 RESULT_KEYS = ("val/acc", "val/acc_best", "val/nll", "val/ece", "test/acc", "test/nll", "test/ece", "test/brier")
@@ -200,9 +201,11 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     assert failed["status"] == "failed" and failed["error_type"] == "ConfigurationError" and "gamma" in failed["error"]
     assert completed["status"] == "completed" and completed["smoothing.gamma"] == 0.8
     # The failed job failed before training, and still has its W&B run in the sweep's group, with the error.
-    (failed_run,) = jobs[0].parent.glob("wandb/offline-run-*/run-*.wandb")
-    record = failed_run.read_bytes()
-    assert b"error_type" in record and b"ConfigurationError" in record and b"sweep-" in record
+    page = offline_run_of(jobs[0].parent)
+    assert (
+        page.exit_code == 1 and page.group.startswith("sweep-") and page.group == offline_run_of(jobs[1].parent).group
+    )
+    assert page.summary["error_type"] == "ConfigurationError" and "gamma" in page.summary["error"]
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

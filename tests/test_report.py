@@ -23,6 +23,7 @@ from labelsmooth.report.cli import main
 from labelsmooth.report.plots import pool_bins
 from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
 from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
+from tests.wandb_records import offline_run_of
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174698
@@ -203,11 +204,10 @@ def test_the_summary_run_holds_the_tables_and_plots(sweep: Path, monkeypatch) ->
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     log_summary_run(make_report([sweep]), "labelsmooth", None, "sweep-2026-01-01-00-00-00")
-    (run,) = (sweep / "wandb").glob("offline-run-*")
-    tables = [p.name for p in (run / "files" / "media" / "table").rglob("*.json")]
-    images = [p.name for p in (run / "files" / "media" / "images").rglob("*.png")]
-    assert any("table_val_acc_best" in name for name in tables)
-    assert any("accuracy_vs_gamma" in name for name in images)
+    page = offline_run_of(sweep)
+    assert page.exit_code == 0 and page.job_type == "report" and page.group == "sweep-2026-01-01-00-00-00"
+    assert any(path.startswith("media/table/tables/table_val_acc_best") for path in page.files), page.files
+    assert any(path.startswith("media/images/plots/accuracy_vs_gamma") for path in page.files), page.files
 
 
 def test_wandb_groups_are_those_the_training_jobs_logged_to(sweep: Path) -> None:

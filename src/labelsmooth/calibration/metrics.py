@@ -128,6 +128,10 @@ class ClassificationMetrics(Metric):
         "acc", "nll", "ece", "mce", "brier", "ace", "rmsce", "confidence", "entropy",
         "classwise_ece", "smooth_ece", "aurc", "augrc",
     )  # fmt: skip
+    # How a value ranks runs: the highest accuracy; the lowest of the others, which are errors and losses, except
+    # the descriptive mean confidence and entropy.
+    BEST_IS_HIGHEST = ("acc",)
+    DESCRIPTIVE = ("confidence", "entropy")
     # the states (add_state), declared for the type checker: ``cat`` states are lists of the batches' tensors, one
     # tensor after a synchronisation (``_cat`` takes either)
     correct: torch.Tensor

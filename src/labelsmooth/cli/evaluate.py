@@ -28,7 +28,7 @@ from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.saved import SavedRun, checkpoint_path, dataset_for_evaluation
 from labelsmooth.cli.schema import validate_run_config
-from labelsmooth.cli.tracking import instantiate_logger, wandb_config
+from labelsmooth.cli.tracking import instantiate_logger, wandb_config, wandb_record
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.overrides import override_key
@@ -58,10 +58,13 @@ def evaluate(
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
         ckpt_path = checkpoint_path(cfg)
-        # The W&B run starts first, so an evaluation refused for its settings is a failed W&B run too.
-        run.logger = instantiate_logger(_as_eval_job(cfg), context)
+        evaluated = evaluated_run(ckpt_path)
+        # The W&B run starts first, so an evaluation refused for its settings is a failed W&B run too. It joins the
+        # group of the run it evaluates and names it.
+        run.logger = instantiate_logger(_as_eval_job(cfg), context, group=evaluated.get("wandb_group") or None)
+        run.summary.update(wandb_record(run.logger))
         if run.logger:
-            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
+            run.logger.log_hyperparams({**wandb_config(cfg, context.choices), "evaluated_run": evaluated})
         validate_run_config(cfg)
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
         run.summary["run_dir"] = str(RunDirectory.of_checkpoint(ckpt_path).root)
@@ -115,6 +118,29 @@ def evaluate(
         run.summary.update(calibration.run_record())
         run.complete()
     return run.summary
+
+
+def evaluated_run(ckpt_path: str | Path) -> dict[str, Any]:
+    """The run a checkpoint comes from, as its ``metrics.json`` records it: its directory, W&B run id and group
+    (``wandb.*``); for a checkpoint outside a run directory, its data set and model's group
+    (``single_run_group``, the group of a single run), read from the run specification it carries."""
+    from labelsmooth.runs.checkpoints import load_checkpoint
+    from labelsmooth.runs.files import recorded_metrics
+    from labelsmooth.specification import RunSpecification
+    from labelsmooth.tracking.wandb_run import single_run_group
+
+    root = RunDirectory.of_checkpoint(ckpt_path).root
+    evaluated: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(root)}
+    recorded = recorded_metrics(root) or {}
+    if recorded.get("wandb.id"):
+        return {**evaluated, "wandb_id": recorded["wandb.id"], "wandb_group": recorded.get("wandb.group", "")}
+    try:  # a checkpoint alone (the errors are the evaluation's to report, when it reads the checkpoint)
+        names = RunSpecification.from_checkpoint(load_checkpoint(ckpt_path), ckpt_path).names
+    except Exception:
+        return evaluated
+    if names.get("dataset") and names.get("model"):
+        evaluated["wandb_group"] = single_run_group(names["dataset"], names["model"])
+    return evaluated
 
 
 def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:

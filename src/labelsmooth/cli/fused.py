@@ -321,7 +321,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
 
     from labelsmooth.cli.build import build_trainer
     from labelsmooth.cli.lifecycle import RunLifecycle
-    from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config
+    from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
     from labelsmooth.cli.train import describe_run, finish_run
 
     context = member.context
@@ -333,6 +333,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
             raise member.error
         run.summary["num_threads"] = torch.get_num_threads()
         run.logger = instantiate_logger(cfg, context)
+        run.summary.update(wandb_record(run.logger))
         trainer = build_trainer(cfg, run.logger)
         if member.schedule is not None:  # the schedule that ran in fit, with its values, as in a separate run
             trainer.callbacks[:] = [

@@ -14,9 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.runs.context import RunContext
 from labelsmooth.tracking.wandb_run import (
+    define_metrics,
     is_wandb,
     redact_secrets,
     remove_anonymous_setting,
+    single_run_group,
     sweep_group_name,
     wants_online,
     why_wandb_cannot_go_online,
@@ -25,9 +27,13 @@ from labelsmooth.tracking.wandb_run import (
 log = logging.getLogger(__name__)
 
 
-def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None):
+def instantiate_logger(
+    cfg: DictConfig, context: RunContext, resume_wandb_id: str | None = None, group: str | None = None
+):
     """The run's logger (``cfg.logger``), False for none. A W&B logger is offline unless online is asked for and
-    possible, continues ``resume_wandb_id``, joins its sweep's group and is named by the job's overrides."""
+    possible, continues ``resume_wandb_id``, joins ``group`` (by default ``run_group``: its sweep's, or its data set
+    and model), is tagged (``run_tags``), named by the job's overrides, and has the project's metric definitions
+    (``labelsmooth.tracking.wandb_run.define_metrics``)."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return False
     logger_cfg = cfg.logger
@@ -47,14 +53,48 @@ def instantiate_logger(cfg: DictConfig, context: RunContext, resume_wandb_id: st
                 os.environ["WANDB_MODE"] = "offline"
         if resume_wandb_id and logger_cfg.get("id") is None:
             extra["id"] = resume_wandb_id
-        if context.multirun and logger_cfg.get("group") is None:
-            extra["group"] = sweep_group_name(context.sweep_dir or "sweep")
+        if logger_cfg.get("group") is None:
+            extra["group"] = group or run_group(cfg, context)
+        extra["tags"] = run_tags(cfg, context)
         if logger_cfg.get("name") is None and context.override_dirname:
             extra["name"] = ",".join(redact_secrets(context.override_dirname.split(",")))
         logger = hydra.utils.instantiate(logger_cfg, **extra)
         remove_anonymous_setting(logger)
+        define_metrics(logger.experiment)
         return logger
     return hydra.utils.instantiate(logger_cfg)
+
+
+def wandb_record(logger: Any) -> dict[str, str]:
+    """``wandb.id``, ``wandb.group`` and ``wandb.project`` of the run's W&B run (for ``metrics.json``: an evaluation
+    of its checkpoints joins its group and names it); empty without one."""
+    if not is_wandb(logger):
+        return {}
+    run = logger.experiment
+    if not isinstance(run.id, str):  # the placeholder experiment of a DDP process other than rank 0
+        return {}
+    return {"wandb.id": run.id, "wandb.group": run.group or "", "wandb.project": run.project or ""}
+
+
+def run_group(cfg: DictConfig, context: RunContext) -> str:
+    """The W&B group of a job: its sweep's (``sweep-<date>-<time>``), or for a single run its data set and model."""
+    from labelsmooth.runs.record import model_name, target_name
+
+    if context.multirun:
+        return sweep_group_name(context.sweep_dir or "sweep")
+    dataset = context.choices.get("dataset", target_name(cfg.get("dataset")))
+    return single_run_group(dataset, model_name(context.choices.get("model"), cfg.get("model")))
+
+
+def run_tags(cfg: DictConfig, context: RunContext) -> list[str]:
+    """The W&B tags of a job: the logger's ``tags`` (the config's ``tags``), its strategy's name and
+    ``experiment=<name>`` where one is used."""
+    tags = [str(tag) for tag in (cfg.logger.get("tags") or [])]
+    if context.choices.get("smoothing"):
+        tags.append(context.choices["smoothing"])
+    if context.choices.get("experiment"):
+        tags.append(f"experiment={context.choices['experiment']}")
+    return list(dict.fromkeys(tags))
 
 
 CHOSEN_GROUPS = (

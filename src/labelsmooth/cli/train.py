@@ -36,7 +36,7 @@ from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.resolvers import register_resolvers
-from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config
+from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.overrides import job_overrides
@@ -80,6 +80,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         if ckpt_path:
             check_checkpoint_matches(ckpt_path, module)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
+        run.summary.update(wandb_record(run.logger))
         trainer = build_trainer(cfg, run.logger)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
@@ -93,7 +94,10 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, best: str, epochs: int) -> None:
     """After fit (``epochs`` trained): validate and test ``best`` (the last weights when there is none) with
     ``trainer``'s callbacks and logger, and complete ``run``'s record (``metrics.json``) with the results and the
-    checkpoint selection (the monitored metric and its mode)."""
+    checkpoint selection (the monitored metric and its mode); with ``logger.log_model=best`` the W&B run gets
+    ``best`` as its model artifact."""
+    from labelsmooth.tracking.wandb_logger import WandbLogger
+
     run.summary["checkpoint"] = best
     if trainer.checkpoint_callback:
         run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
@@ -102,6 +106,9 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
     run.summary.update(epochs=epochs, world_size=trainer.world_size)
     run.summary.update(run_records(module, trainer.callbacks))
     log_records_to_wandb(run.logger, run.summary)
+    if isinstance(run.logger, WandbLogger) and run.logger.logs_best_checkpoint and best:
+        record = {k: run.summary.get(k) for k in ("checkpoint.monitor", "val/acc_best", "val/acc_best_epoch", "seed")}
+        run.logger.log_best_checkpoint(best, {**record, "dataset": run.summary["dataset"]})
     run.complete()
 
 
@@ -172,15 +179,17 @@ def run_records(module: Any, callbacks: list) -> dict[str, Any]:
 
 def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
     """The run's records that are not logged metrics (``val/acc_best_epoch``, ``epochs``, ...) into the W&B run's
-    summary, so W&B filters and sorts by them as the report does."""
-    from labelsmooth.tracking.wandb_run import is_wandb
+    summary, so W&B filters and sorts by them as the report does; the metrics summarised by their best value
+    (``best_value_summaries``) keep it."""
+    from labelsmooth.tracking.wandb_run import best_value_summaries, is_wandb
 
     if not is_wandb(logger):
         return
     import wandb
 
     if wandb.run is not None:
-        plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k != "status"}
+        kept = {"status", *best_value_summaries()}
+        plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k not in kept}
         wandb.run.summary.update(plain)
 
 

@@ -106,3 +106,35 @@ def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = N
             run_dir = Path(wandb.run.dir).parent
             print(f"W&B offline run saved; upload it with: wandb sync {run_dir}")
         wandb.finish(exit_code=exit_code)
+
+
+# Logged once per epoch (Lightning adds ``epoch`` to them): plotted against ``epoch``. The others (the final test,
+# step-level values) keep Lightning's ``trainer/global_step``.
+EPOCH_METRICS = ("train/*", "val/*", "lr-*", "schedule/*")
+
+
+def best_value_summaries() -> dict[str, str]:
+    """The W&B summary of each validation metric that ranks runs: ``max`` for accuracy (and ``val/acc_best``),
+    ``min`` for the losses and calibration errors (``ClassificationMetrics``; ``val/nll_ts`` too), so the run table
+    shows each run's best values."""
+    from labelsmooth.calibration.metrics import ClassificationMetrics as Metrics
+
+    summaries = {f"val/{name}": "max" for name in Metrics.BEST_IS_HIGHEST}
+    summaries["val/acc_best"] = "max"
+    lowest = [name for name in Metrics.NAMES if name not in (*Metrics.BEST_IS_HIGHEST, *Metrics.DESCRIPTIVE)]
+    summaries.update({f"val/{name}": "min" for name in (*lowest, "nll_ts")})
+    return summaries
+
+
+def define_metrics(run: Any) -> None:
+    """The run's metric definitions: epoch-level metrics against ``epoch``, best values as summaries."""
+    run.define_metric("epoch")
+    for pattern in EPOCH_METRICS:
+        run.define_metric(pattern, step_metric="epoch")
+    for name, summary in best_value_summaries().items():
+        run.define_metric(name, step_metric="epoch", summary=summary)
+
+
+def single_run_group(dataset: str, model: str) -> str:
+    """The W&B group of a run outside a sweep: its data set and model (``digits-resnet_v1``)."""
+    return f"{dataset}-{model}"
