@@ -33,6 +33,42 @@ def gpus_per_job(accelerator: object, devices: object) -> int:
     return max(explicit_device_count(devices) or 1, 1)
 
 
+def slurm_tasks_per_job(strategy: object, devices: object) -> int:
+    """SLURM tasks per sweep job (``hydra/launcher=slurm``: ``tasks_per_node``): one process per device for DDP
+    (SLURM starts them, Lightning's SLURM environment wires them), else 1."""
+    return max(explicit_device_count(devices) or 1, 1) if str(strategy).startswith("ddp") else 1
+
+
+def slurm_cpus_per_task(num_workers: object) -> int:
+    """CPUs per SLURM task: the training process and its data loader workers (``dataset.num_workers``)."""
+    return 1 + max(int(num_workers or 0), 0)  # type: ignore[call-overload]
+
+
+def slurm_mem_gb(num_workers: object, tasks: object) -> int:
+    """Memory per SLURM node (``mem_gb``, submitit's ``--mem``): 4 GB per CPU of each task."""
+    return 4 * slurm_cpus_per_task(num_workers) * max(int(tasks or 1), 1)  # type: ignore[call-overload]
+
+
+def slurm_tasks() -> int | None:
+    """The number of processes SLURM started for this job step (``SLURM_NTASKS`` under ``srun``), or None."""
+    tasks = os.environ.get("SLURM_NTASKS") if os.environ.get("SLURM_STEP_ID") is not None else None
+    return int(tasks) if tasks and tasks.isdigit() else None
+
+
+def gpu_of_parallel_job(trainer_cfg: DictConfig, job_num: int | None, gpu_count: int) -> list[int] | None:
+    """The GPU of one job of a sweep run side by side on one machine (``hydra/launcher=joblib`` or ``parallel``):
+    job k on GPU k mod n, as ``trainer.devices=[k mod n]``; None (the config's own devices) for a job that asks
+    for other than ``trainer.devices=1`` (a list names its GPUs), trains on the CPU, or where there is no GPU.
+    The device index, not ``CUDA_VISIBLE_DEVICES``: joblib reuses its worker processes, where CUDA is set up by the
+    first job."""
+    if job_num is None or gpu_count < 1 or str(trainer_cfg.get("accelerator", "auto")).lower() == "cpu":
+        return None
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, bool) or devices != 1:  # a list names its GPUs; other counts are the user's
+        return None
+    return [job_num % gpu_count]
+
+
 def requested_devices(trainer_cfg: DictConfig) -> int:
     count = explicit_device_count(trainer_cfg.get("devices", 1))
     if count is not None:
@@ -71,16 +107,23 @@ def check_devices(trainer_cfg: DictConfig) -> None:
 
 
 def check_multirun_ddp(trainer_cfg: DictConfig, multirun: bool) -> None:
-    """Lightning's subprocess DDP re-launches the script per device, which Hydra multirun cannot do."""
+    """Lightning's subprocess DDP re-launches the script per device, which a Hydra multirun job cannot do; under
+    SLURM (``hydra/launcher=slurm hydra.launcher.tasks_per_node=N``) every process is already a task of its own,
+    started by ``srun`` and wired by Lightning's SLURM environment, so there it is allowed."""
     strategy = str(trainer_cfg.get("strategy", "auto"))
-    if multirun and strategy.startswith("ddp") and "spawn" not in strategy and requested_devices(trainer_cfg) > 1:
-        raise ConfigurationError(
-            f"trainer.strategy={strategy} with {requested_devices(trainer_cfg)} devices cannot run inside a Hydra "
-            "multirun: Lightning's subprocess DDP re-launches the script, which a sweep job cannot do. Instead "
-            "run one process per job (trainer=default or trainer.devices=1) and run jobs in parallel with "
-            "hydra/launcher=joblib (one machine) or hydra/launcher=submitit_slurm (a cluster), or run the DDP "
-            "training as a single run without -m."
-        )
+    devices = requested_devices(trainer_cfg)
+    if not (multirun and strategy.startswith("ddp") and "spawn" not in strategy and devices > 1):
+        return
+    nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
+    if slurm_tasks() == devices * nodes:
+        return
+    raise ConfigurationError(
+        f"trainer.strategy={strategy} with {devices} devices cannot run inside a Hydra multirun with this launcher: "
+        "Lightning's subprocess DDP re-launches the script, which a sweep job cannot do. Use hydra/launcher=slurm "
+        f"(its tasks_per_node follows trainer.devices: SLURM starts the {devices} processes of each job), or run "
+        "one process per job (trainer=default or trainer.devices=1) in parallel with hydra/launcher=joblib, or run "
+        "the DDP training as a single run without -m."
+    )
 
 
 _TORCH_DEFAULT_THREADS: list[int] = []  # torch's own thread count, seen before any job of this process set one

@@ -21,4 +21,5 @@ def context_from_hydra() -> RunContext:
         job_num=int(hydra_cfg.job.num) if multirun else None,
         override_dirname=str(hydra_cfg.job.override_dirname or ""),
         overrides=tuple(str(o) for o in hydra_cfg.overrides.task),
+        parallel=multirun and "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower(),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,3 +34,50 @@ def make_directory(path: str, key: str) -> None:
             f"{key}=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too).\n"
         )
         raise SystemExit(1) from error
+
+
+class QuietSacct(Callback):
+    """``hydra/launcher=slurm`` on a cluster that keeps no job accounting (common on small clusters): submitit polls
+    the jobs' states with ``sacct``, which then prints "Slurm accounting storage is disabled" and fails, and submitit
+    logs "Bypassing sacct error ..., status may be inaccurate." at every poll. Here, where ``scontrol show config``
+    says accounting is off, the sweep says so in one line instead: ``sacct``'s own message is silenced and
+    submitit's warnings about it are dropped (submitit still learns that a job ended from its result file). Done by
+    wrapping submitit's ``SlurmInfoWatcher._make_command`` (submitit has no option for it)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "slurm" not in str(config.hydra.launcher.get("_target_", "")).lower() or not accounting_is_off():
+            return
+        from submitit.slurm.slurm import SlurmInfoWatcher
+
+        make_command = SlurmInfoWatcher._make_command
+        if getattr(make_command, "quiet", False):
+            return
+
+        def quiet_sacct(watcher: Any) -> list[str] | None:
+            command = make_command(watcher)
+            return None if command is None else ["sh", "-c", 'exec "$@" 2>/dev/null', *command[:1], *command]
+
+        quiet_sacct.quiet = True  # type: ignore[attr-defined]
+        SlurmInfoWatcher._make_command = quiet_sacct  # type: ignore[method-assign]
+        logging.getLogger("submitit").addFilter(DropSacctWarnings())
+        logging.getLogger(__name__).warning(
+            "SLURM accounting is off on this cluster: submitit cannot ask sacct for the jobs' states and reads them "
+            "from the jobs' files; its sacct warnings are not shown."
+        )
+
+
+def accounting_is_off() -> bool:
+    """Whether this SLURM cluster keeps no job accounting (``AccountingStorageType`` none)."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(line.split("=")[-1].strip().endswith("none") for line in shown.splitlines()
+               if line.startswith("AccountingStorageType"))  # fmt: skip
+
+
+class DropSacctWarnings(logging.Filter):
+    """Drops submitit's "Bypassing sacct error" warnings (``QuietSacct`` has said why, once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Bypassing sacct error" not in record.getMessage()

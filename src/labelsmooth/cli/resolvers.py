@@ -1,7 +1,8 @@
 """OmegaConf resolvers that ``conf/`` uses, registered by the entry points before Hydra composes a config:
-``ls_run_dir`` (the run directory, or the run being resumed) and ``ls_gpus_per_job`` (the GPUs a SLURM job
-reserves: none on CPU). Kept out of the package's ``__init__`` so that ``labelsmooth.smoothing`` and the
-other leaves import without OmegaConf."""
+``ls_run_dir`` (the run directory, or the run being resumed) and the SLURM launcher's resources that follow the
+job (``ls_gpus_per_job``: none on CPU; ``ls_slurm_tasks_per_job``, ``ls_slurm_cpus_per_task``,
+``ls_slurm_mem_gb``). Kept out of the package's ``__init__`` so that ``labelsmooth.smoothing`` and the other
+leaves import without OmegaConf."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ def register_resolvers() -> None:
     """Register the resolvers (idempotent)."""
     from omegaconf import OmegaConf
 
-    from labelsmooth.cli.checks import gpus_per_job
+    from labelsmooth.cli import checks
     from labelsmooth.runs.resume import resolve_run_dir
 
-    if not OmegaConf.has_resolver("ls_run_dir"):
-        OmegaConf.register_new_resolver("ls_run_dir", resolve_run_dir)
-    if not OmegaConf.has_resolver("ls_gpus_per_job"):
-        OmegaConf.register_new_resolver("ls_gpus_per_job", gpus_per_job)
+    resolvers = {
+        "ls_run_dir": resolve_run_dir,
+        "ls_gpus_per_job": checks.gpus_per_job,
+        "ls_slurm_tasks_per_job": checks.slurm_tasks_per_job,
+        "ls_slurm_cpus_per_task": checks.slurm_cpus_per_task,
+        "ls_slurm_mem_gb": checks.slurm_mem_gb,
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

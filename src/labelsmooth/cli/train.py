@@ -30,6 +30,7 @@ from labelsmooth.cli.checks import (
     check_multirun_ddp,
     check_optimizer,
     check_precise_bn,
+    gpu_of_parallel_job,
     set_num_threads,
 )
 from labelsmooth.cli.context import context_from_hydra
@@ -81,6 +82,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             check_checkpoint_matches(ckpt_path, module)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
+        if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):
+            with open_dict(cfg):
+                cfg.trainer.devices = gpu  # job k of a parallel sweep on GPU k mod n
         trainer = build_trainer(cfg, run.logger)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))

@@ -18,3 +18,4 @@ class RunContext:
     job_num: int | None = None
     override_dirname: str = ""
     overrides: tuple[str, ...] = ()  # the job's command-line overrides (Hydra's overrides.task)
+    parallel: bool = False  # a job of a sweep whose jobs run side by side on this machine (joblib, parallel)

@@ -1,0 +1,112 @@
+"""Sweeps on a real SLURM cluster (``hydra/launcher=slurm``, submitit), brought up on this machine by the
+``slurm_cluster`` fixture; and the GPU of each job of a parallel sweep on one machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from labelsmooth.cli.checks import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
+from tests.conftest import REPO_ROOT, run_cli, subprocess_env
+from tests.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
+from tests.wandb_records import offline_run_of
+
+QUICK = ["trainer=cpu", "model=mlp", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+QUICK += ["hydra.launcher.partition=debug"]
+
+
+def metrics_of(sweep: Path) -> dict[int, dict]:
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+
+
+def job_logs(sweep: Path) -> str:
+    """submitit's logs of the sweep's SLURM jobs (for the assertion messages)."""
+    return "\n".join(p.read_text()[-2000:] for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+
+
+def slurm_sweep(args: list[str], cwd: Path, cluster: dict[str, str]) -> subprocess.CompletedProcess:
+    return run_cli(["-m", "hydra/launcher=slurm", *QUICK, *args], cwd=cwd, env=cluster, timeout=900)
+
+
+def test_a_two_job_sweep_runs_on_slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:  # noqa: F811
+    sweep = tmp_path / "day" / "time"
+    result = slurm_sweep(["smoothing=none,uniform", f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster)
+    assert result.returncode == 0, result.stderr[-3000:] + job_logs(sweep)
+    jobs = metrics_of(sweep)
+    assert sorted(jobs) == [0, 1] and all(m["status"] == "completed" for m in jobs.values())
+    assert [jobs[n]["smoothing"] for n in (0, 1)] == ["none", "uniform"]
+    for number in (0, 1):
+        page = offline_run_of(sweep / str(number))
+        assert page.exit_code == 0 and page.group == "sweep-day-time"
+    output = result.stdout + result.stderr  # no accounting here: one line says so, no sacct noise per poll
+    assert output.count("SLURM accounting is off") == 1 and "Bypassing sacct error" not in output
+    assert "accounting storage is disabled" not in output
+    report = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "report.py"), str(sweep)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "None: every job completed." in (sweep / "report.md").read_text()
+
+
+def test_a_job_that_fails_on_slurm_fails_alone(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:  # noqa: F811
+    sweep = tmp_path / "sweep"
+    args = ["smoothing=gamma", "smoothing.gamma=0.05,0.8", "logger=csv", f"hydra.sweep.dir={sweep}"]
+    result = slurm_sweep(args, tmp_path, slurm_cluster)
+    assert result.returncode == 1, result.stderr[-3000:] + job_logs(sweep)
+    jobs = metrics_of(sweep)
+    assert jobs[0]["status"] == "failed" and jobs[0]["error_type"] == "ConfigurationError"
+    assert jobs[1]["status"] == "completed" and jobs[1]["smoothing.gamma"] == 0.8
+
+
+def test_ddp_jobs_in_a_slurm_sweep_equal_a_hand_started_srun_run(
+    tmp_path: Path,
+    slurm_cluster: dict[str, str],  # noqa: F811
+) -> None:
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv", "seed=3"]
+    sweep = tmp_path / "sweep"
+    result = slurm_sweep([*ddp, f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster)
+    assert result.returncode == 0, result.stderr[-3000:] + job_logs(sweep)
+    (in_sweep,) = metrics_of(sweep).values()
+    assert in_sweep["status"] == "completed" and in_sweep["world_size"] == 2
+
+    by_hand = tmp_path / "by-hand"
+    command = ["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1"]
+    command += [sys.executable, str(REPO_ROOT / "train.py"), *QUICK[:-1], *ddp, f"paths.log_dir={by_hand}"]
+    done = subprocess.run(command, cwd=tmp_path, env=subprocess_env(**slurm_cluster), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (metrics_file,) = by_hand.glob("runs/*/*/metrics.json")
+    alone = json.loads(metrics_file.read_text())
+    assert alone["world_size"] == 2
+    for key in ("val/acc", "val/acc_best", "val/nll", "test/acc", "test/nll", "test/ece"):
+        assert in_sweep[key] == pytest.approx(alone[key], rel=1e-6), key
+
+
+def test_a_ddp_sweep_outside_slurm_is_refused_naming_the_slurm_launcher(tmp_path: Path) -> None:
+    result = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", "debug=fast", "logger=none"], cwd=tmp_path)
+    assert result.returncode != 0 and "hydra/launcher=slurm" in result.stderr
+
+
+def test_slurm_resources_follow_the_job() -> None:
+    assert slurm_tasks_per_job("ddp", 4) == 4 and slurm_tasks_per_job("auto", 4) == 1
+    assert slurm_cpus_per_task(0) == 1 and slurm_cpus_per_task(7) == 8
+    assert slurm_mem_gb(3, 2) == 32
+
+
+@pytest.mark.parametrize(
+    ("trainer", "job", "gpus", "expected"),
+    [
+        ({"accelerator": "gpu", "devices": 1}, 5, 4, [1]),  # job k on GPU k mod n
+        ({"accelerator": "auto", "devices": 1}, 3, 4, [3]),
+        ({"accelerator": "gpu", "devices": 1}, 2, 0, None),  # no GPU
+        ({"accelerator": "cpu", "devices": 1}, 2, 4, None),
+        ({"accelerator": "gpu", "devices": 2}, 2, 4, None),  # the job's own count
+        ({"accelerator": "gpu", "devices": [2]}, 1, 4, None),  # a list names its GPU
+    ],
+)
+def test_each_job_of_a_parallel_sweep_gets_its_own_gpu(trainer: dict, job: int, gpus: int, expected) -> None:
+    assert gpu_of_parallel_job(OmegaConf.create(trainer), job, gpus) == expected
