@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ def test_a_two_job_sweep_runs_on_slurm(tmp_path: Path, slurm_cluster: dict[str, 
         assert page.exit_code == 0 and page.group == "sweep-day-time"
     output = result.stdout + result.stderr  # no accounting here: one line says so, no sacct noise per poll
     assert output.count("SLURM accounting is off") == 1 and "Bypassing sacct error" not in output
+    assert "states come from squeue" in output
     assert "accounting storage is disabled" not in output
     report = subprocess.run(
         [sys.executable, str(REPO_ROOT / "report.py"), str(sweep)], cwd=tmp_path, capture_output=True, text=True
@@ -110,3 +112,44 @@ def test_slurm_resources_follow_the_job() -> None:
 )
 def test_each_job_of_a_parallel_sweep_gets_its_own_gpu(trainer: dict, job: int, gpus: int, expected) -> None:
     assert gpu_of_parallel_job(OmegaConf.create(trainer), job, gpus) == expected
+
+
+def test_a_cancelled_slurm_job_continues_with_resume_sweep_to_the_uninterrupted_result(
+    tmp_path: Path,
+    slurm_cluster: dict[str, str],  # noqa: F811
+) -> None:
+    args = ["smoothing=uniform", "trainer.max_epochs=5", "logger=csv"]
+    whole, cancelled = tmp_path / "whole", tmp_path / "cancelled"
+    result = slurm_sweep([*args, f"hydra.sweep.dir={whole}"], tmp_path, slurm_cluster)
+    assert result.returncode == 0, result.stderr[-3000:] + job_logs(whole)
+
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "-m", "hydra/launcher=slurm", *QUICK, *args]
+    env = subprocess_env(**slurm_cluster)
+    launcher = subprocess.Popen(
+        [*command, f"hydra.sweep.dir={cancelled}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    last = cancelled / "0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subprocess.run(["scancel", "--user=root"], env=env, check=True)
+    launcher.wait(timeout=300)
+    assert last.exists() and not json.loads((cancelled / "0" / "metrics.json").read_text()).get("test/acc")
+
+    result = slurm_sweep([*args, f"hydra.sweep.dir={cancelled}", "resume_sweep=true"], tmp_path, slurm_cluster)
+    assert result.returncode == 0, result.stderr[-3000:] + job_logs(cancelled)
+    resumed, uninterrupted = metrics_of(cancelled)[0], metrics_of(whole)[0]
+    assert resumed["status"] == "completed"
+    for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
+        assert resumed[key] == uninterrupted[key], key
+
+
+def test_sacct_answers_from_squeue() -> None:
+    from labelsmooth.cli.slurm_states import queued_states, sacct_lines
+
+    states = queued_states("12_[2-3,5]|PENDING|\n12_0|RUNNING|vm\n14|RUNNING|vm")
+    assert sacct_lines(["12_0", "12_1", "12_3", "12_5", "14", "15"], states) == [
+        "JobID|State|NodeList", "12_0|RUNNING|vm", "12_1|LEFT_QUEUE|", "12_3|PENDING|", "12_5|PENDING|",
+        "14|RUNNING|vm", "15|LEFT_QUEUE|",
+    ]  # fmt: skip

@@ -36,12 +36,12 @@ def make_directory(path: str, key: str) -> None:
         raise SystemExit(1) from error
 
 
-class QuietSacct(Callback):
+class JobStatesWithoutAccounting(Callback):
     """``hydra/launcher=slurm`` on a cluster that keeps no job accounting (common on small clusters): submitit polls
-    the jobs' states with ``sacct``, which then prints "Slurm accounting storage is disabled" and fails, and submitit
-    logs "Bypassing sacct error ..., status may be inaccurate." at every poll. Here, where ``scontrol show config``
-    says accounting is off, the sweep says so in one line instead: ``sacct``'s own message is silenced and
-    submitit's warnings about it are dropped (submitit still learns that a job ended from its result file). Done by
+    its jobs' states with ``sacct``, which then fails, printing "Slurm accounting storage is disabled" and a
+    "Bypassing sacct error ..." warning at every poll, and a job that ends without its result (``scancel``, a time
+    limit) is never seen to end, so the sweep waits forever. Where ``scontrol show config`` says accounting is off,
+    the states come from ``squeue`` instead (``labelsmooth.cli.slurm_states``), with one line saying so. Done by
     wrapping submitit's ``SlurmInfoWatcher._make_command`` (submitit has no option for it)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -49,20 +49,17 @@ class QuietSacct(Callback):
             return
         from submitit.slurm.slurm import SlurmInfoWatcher
 
-        make_command = SlurmInfoWatcher._make_command
-        if getattr(make_command, "quiet", False):
+        if getattr(SlurmInfoWatcher._make_command, "from_squeue", False):
             return
 
-        def quiet_sacct(watcher: Any) -> list[str] | None:
-            command = make_command(watcher)
-            return None if command is None else ["sh", "-c", 'exec "$@" 2>/dev/null', *command[:1], *command]
+        def states_from_squeue(watcher: Any) -> list[str] | None:
+            job_ids = sorted(watcher._registered - watcher._finished)
+            return [sys.executable, "-m", "labelsmooth.cli.slurm_states", *job_ids] if job_ids else None
 
-        quiet_sacct.quiet = True  # type: ignore[attr-defined]
-        SlurmInfoWatcher._make_command = quiet_sacct  # type: ignore[method-assign]
-        logging.getLogger("submitit").addFilter(DropSacctWarnings())
+        states_from_squeue.from_squeue = True  # type: ignore[attr-defined]
+        SlurmInfoWatcher._make_command = states_from_squeue  # type: ignore[method-assign]
         logging.getLogger(__name__).warning(
-            "SLURM accounting is off on this cluster: submitit cannot ask sacct for the jobs' states and reads them "
-            "from the jobs' files; its sacct warnings are not shown."
+            "SLURM accounting is off on this cluster: the jobs' states come from squeue instead of sacct."
         )
 
 
@@ -74,10 +71,3 @@ def accounting_is_off() -> bool:
         return False
     return any(line.split("=")[-1].strip().endswith("none") for line in shown.splitlines()
                if line.startswith("AccountingStorageType"))  # fmt: skip
-
-
-class DropSacctWarnings(logging.Filter):
-    """Drops submitit's "Bypassing sacct error" warnings (``QuietSacct`` has said why, once)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Bypassing sacct error" not in record.getMessage()
