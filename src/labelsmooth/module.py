@@ -219,19 +219,19 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         confusion.reset()
         return counts, per_class_accuracy(counts.numpy())
 
-    def _end_criterion_epoch(self) -> None:
-        # Stateful strategies (online label smoothing) turn the epoch's statistics into their next targets.
+    def end_criterion_epoch(self) -> None:
+        """Stateful strategies (online label smoothing) turn the epoch's statistics into their next targets."""
         self.criterion.on_train_epoch_end()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # After the epoch's last batch, before validation and the epoch's checkpoint: the checkpoint then holds
         # the new targets and no per-process statistics (under DDP only rank 0's would be saved).
         if batch_idx + 1 == self.trainer.num_training_batches:
-            self._end_criterion_epoch()
+            self.end_criterion_epoch()
 
     def on_train_epoch_start(self) -> None:
         # A no-op after the hook above; applies the statistics of data of unknown length and of older checkpoints.
-        self._end_criterion_epoch()
+        self.end_criterion_epoch()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, target = self.mix(*batch)

@@ -185,7 +185,7 @@ class FusedClassifier(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's loss, before its validation
             for member in self.members:
-                member._end_criterion_epoch()
+                member.end_criterion_epoch()
             self._record_training_losses()
 
     def setup(self, stage: str) -> None:
@@ -201,7 +201,7 @@ class FusedClassifier(pl.LightningModule):
             if schedule is not None:  # as its run's callback, before the module's own epoch start
                 schedule.on_train_epoch_start(self.trainer, member)
                 self._epoch_values[m][f"schedule/{schedule.parameter}"] = schedule.applied[self.current_epoch]
-            member._end_criterion_epoch()
+            member.end_criterion_epoch()
 
     def _record_training_losses(self) -> None:
         self._losses_recorded = True
