@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +79,27 @@ class OfflineRun:
         return [row[key] for row in self.history if key in row]
 
 
-def read_offline_run(run_dir: Path) -> OfflineRun:
-    """The offline run in ``run_dir`` (``.../wandb/offline-run-<date>-<id>``), from its transaction log."""
-    (log,) = Path(run_dir).glob("run-*.wandb")
+def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> OfflineRun:
+    """The offline run in ``run_dir`` (``.../wandb/offline-run-<date>-<id>``), from its transaction log. W&B's
+    service writes the log after the process's ``wandb.finish`` returns: this waits up to ``wait_s`` for the log
+    to hold the run's exit record (a run that did not finish is read as it is then)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        logs = list(Path(run_dir).glob("run-*.wandb"))
+        try:  # a log being written may end in a partial chunk
+            records = read_records(logs[0]) if len(logs) == 1 else []
+        except ValueError:
+            records = []
+        if any(record.WhichOneof("record_type") == "exit" for record in records):
+            break
+        time.sleep(0.2)
+    else:
+        logs = list(Path(run_dir).glob("run-*.wandb"))
+        if len(logs) != 1:
+            raise FileNotFoundError(f"{run_dir}: no single run-*.wandb transaction log ({logs})")
+        records = read_records(logs[0])
     run = OfflineRun()
-    for record in read_records(log):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.group, run.job_type, run.tags = record.run.run_group, record.run.job_type, list(record.run.tags)
