@@ -11,7 +11,7 @@ else
 TORCH_PINS := torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: install train test bench lint format clean
+.PHONY: install train test bench lint docs format clean
 
 install: $(STAMP)
 
@@ -39,9 +39,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+## The docs site (mkdocs.yml, docs/), warnings as errors: open site/index.html.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache site

@@ -75,8 +75,7 @@ def test_every_recipe_that_sets_an_input_range_turns_normalization_off(preset: s
 
 
 def test_the_target_range_advice_names_both_settings() -> None:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    strategies = readme.split("## Smoothing strategies", 1)[1].split("\n## ", 1)[0]
+    strategies = (REPO_ROOT / "docs" / "strategies.md").read_text(encoding="utf-8")
     assert SEEDS_ADVICE in strategies
     assert SEEDS_ADVICE in (CONFIG_DIR / "smoothing" / "target_range.yaml").read_text(encoding="utf-8")
     assert "dataset.normalize=none" in sigmoid.TargetRange.__doc__

@@ -86,7 +86,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
             raise ConfigurationError(
                 f"The batch augment {type(augment).__name__} mixes targets, but the smoothing strategy "
                 f"{type(criterion).__name__} has no target distribution to smooth a mixed target with (it has no "
-                "mixed_target_loss). Use augment=none, or a strategy with a target (README: Smoothing strategies)."
+                "mixed_target_loss). Use augment=none, or a strategy with a target (docs/strategies.md)."
             )
         self.net = net
         self.criterion = criterion

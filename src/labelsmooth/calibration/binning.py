@@ -37,17 +37,18 @@ the logged metrics read them) are grouped into bins, whose sums go to ``labelsmo
   bins by their input order (here it gave 0.1863 for one set of samples and 0.1816 for it reversed); it agrees
   with the value here when no tie straddles an edge.
 
->>> probs = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]])
->>> confidence, correct = confidences_and_correct(probs.log(), torch.tensor([0, 1, 1, 0]))
->>> round(binned_calibration_errors(confidence, correct)["ece"], 4)  # one sample per bin: mean |a_i - c_i|
-0.4375
->>> [b.count for b in binned_statistics(confidence, correct, n_bins=2, equal_mass=True)]
-[2, 2]
->>> tied = torch.tensor([0.6, 0.7, 0.7, 0.9])  # nominal groups {0.6, 0.7} and {0.7, 0.9}: the tie goes up
->>> [b.count for b in binned_statistics(tied, torch.ones(4), n_bins=2, equal_mass=True)]
-[1, 3]
->>> [(b.lower, b.upper) for b in binned_statistics(torch.tensor([0.95, 1.0]), torch.ones(2), n_bins=10)]
-[(0.9, 1.0)]
+Examples:
+    >>> probs = torch.tensor([[0.9, 0.1], [0.81, 0.19], [0.39, 0.61], [0.55, 0.45]])
+    >>> confidence, correct = confidences_and_correct(probs.log(), torch.tensor([0, 1, 1, 0]))
+    >>> round(binned_calibration_errors(confidence, correct)["ece"], 4)  # one sample per bin: mean |a_i - c_i|
+    0.4375
+    >>> [b.count for b in binned_statistics(confidence, correct, n_bins=2, equal_mass=True)]
+    [2, 2]
+    >>> tied = torch.tensor([0.6, 0.7, 0.7, 0.9])  # nominal groups {0.6, 0.7} and {0.7, 0.9}: the tie goes up
+    >>> [b.count for b in binned_statistics(tied, torch.ones(4), n_bins=2, equal_mass=True)]
+    [1, 3]
+    >>> [(b.lower, b.upper) for b in binned_statistics(torch.tensor([0.95, 1.0]), torch.ones(2), n_bins=10)]
+    [(0.9, 1.0)]
 """
 
 from __future__ import annotations

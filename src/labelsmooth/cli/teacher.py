@@ -58,7 +58,7 @@ def teacher_run(teacher_ckpt: str | Path, paths: DictConfig | None = None) -> tu
         what = "is a directory: give the .ckpt file inside it" if path.is_dir() else "no such checkpoint file"
         raise ConfigurationError(
             f"teacher_ckpt={teacher_ckpt}: {what}. A teacher is the checkpoint of a finished run, e.g. "
-            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (README: Distillation)"
+            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (docs/strategies.md: Distillation)"
         )
     try:
         saved = SavedRun.of_checkpoint(path, paths)
@@ -92,7 +92,7 @@ def check_teacher_before_data(cfg: DictConfig) -> None:
     if cfg.get("distill") and not cfg.get("teacher_ckpt"):
         raise ConfigurationError(
             "experiment=distill needs teacher_ckpt=<the teacher's checkpoint>, e.g. "
-            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (train the teacher first; README: Distillation)"
+            f"teacher_ckpt={EXAMPLE_TEACHER_CKPT} (train the teacher first; docs/strategies.md: Distillation)"
         )
     if not cfg.get("teacher_ckpt"):
         return

@@ -67,8 +67,10 @@ class RealParameter:
     """The declaration of a real-valued strategy parameter, and (as a class attribute) the parameter itself.
 
     Args:
-        low, high: the range's bounds (numbers, the name of a parameter declared before, or functions of K).
-        low_inclusive, high_inclusive: whether the bounds belong to the range.
+        low: the range's lower bound (a number, the name of a parameter declared before, or a function of K).
+        high: the range's upper bound, of the same kinds.
+        low_inclusive: whether the lower bound belongs to the range.
+        high_inclusive: whether the upper bound belongs to the range.
         why: appended to an out-of-range message; ``{num_classes}``, ``{low}`` and ``{high}`` are filled in.
         unsmoothed: the value at which the strategy is plain cross entropy (None: no such value).
         fixed: the value is set when the strategy is built and cannot change afterwards.
