@@ -52,12 +52,12 @@ def images_per_second(loader: DataLoader, step) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(size: str = "full") -> dict[str, Any]:
     from torchvision.transforms import v2
 
     use_bench_threads()
-    count = 2_000 if quick else 10_000
-    repetitions = 2 if quick else 3
+    count = {"full": 10_000, "quick": 2_000, "smoke": 2 * BATCH}[size]
+    repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
     images, targets = uint8_images(count)
     baseline_transform = v2.Compose(
         [
@@ -85,7 +85,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             batch_images, batch_targets = batch
             return preprocessor(batch_images, train=True), batch_targets
 
-    for workers in (0, 2):
+    for workers in (0,) if size == "smoke" else (0, 2):
         baseline_loader = DataLoader(
             baseline_set, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0
         )

@@ -92,16 +92,20 @@ def largest_difference(ours: dict[int, dict], theirs: dict[int, dict], key: str)
     return max(abs(ours[n][key] - theirs[n][key]) for n in theirs)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    epochs = 2 if quick else 10
+def run(size: str = "full") -> dict[str, Any]:
+    epochs = {"full": 10, "quick": 2, "smoke": 1}[size]
+    grid = ["smoothing=none,gamma", "seed=0"] if size == "smoke" else GRID
+    jobs = {"smoke": 2}.get(size, 9)
+    models = {"MLP": MODELS["MLP"]} if size == "smoke" else MODELS
+    kinds = {"metrics alone": JOBS["metrics alone"]} if size == "smoke" else JOBS
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fused-") as tmp:
-        for model, model_args in MODELS.items():
-            for kind, kind_args in JOBS.items():
+        for model, model_args in models.items():
+            for kind, kind_args in kinds.items():
                 measured: dict[str, dict[str, Any]] = {}
                 for launcher, launcher_args in LAUNCHERS.items():
                     sweep = Path(tmp) / f"{model}-{kind}-{launcher}".replace(" ", "_").replace(",", "")
-                    args = ["-m", *GRID, *model_args, f"trainer.max_epochs={epochs}", *kind_args, *launcher_args]
+                    args = ["-m", *grid, *model_args, f"trainer.max_epochs={epochs}", *kind_args, *launcher_args]
                     args += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}", "trainer.enable_progress_bar=false"]
                     marks = Path(tmp) / f"{sweep.name}-marks.jsonl"
                     args += [
@@ -110,7 +114,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     ]
                     wall, peak, output = run_grid(args)
                     metrics = metrics_of(sweep)
-                    if len(metrics) != 9 or any(m["status"] != "completed" for m in metrics.values()):
+                    if len(metrics) != jobs or any(m["status"] != "completed" for m in metrics.values()):
                         raise RuntimeError(f"{sweep}: not every job completed")
                     measured[launcher] = {
                         "wall_s": wall,
@@ -139,9 +143,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {
         "title": "Fused sweeps: a 9-job grid on digits, wall time and peak memory by launcher",
         "goal": "MLP fused <= 0.3x the basic launcher's wall time; ResNet-8 fused no slower than basic",
-        "grid": GRID,
+        "grid": grid,
         "epochs": epochs,
-        "command": "python train.py -m " + " ".join(GRID) + f" model=... trainer.max_epochs={epochs} <launcher>",
+        "command": "python train.py -m " + " ".join(grid) + f" model=... trainer.max_epochs={epochs} <launcher>",
         "rows": rows,
     }
 

@@ -63,17 +63,17 @@ def block_timer(loss_fn, logits: torch.Tensor, target: torch.Tensor, calls: int)
     return timed
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(size: str = "full") -> dict[str, Any]:
     import hydra
 
-    repetitions = 3 if quick else 11
+    repetitions = {"full": 11, "quick": 3, "smoke": 1}[size]
     use_bench_threads()
     rows: list[dict[str, Any]] = []
     generator = torch.Generator().manual_seed(0)
     for name, cfg in strategy_configs().items():
         for num_classes in CLASS_COUNTS:
             # Blocks of about 10 ms, so one time slice lost to another process spoils few of them.
-            calls = min(200, max(5, 2_000_000 // (N * num_classes))) if not quick else 5
+            calls = min(200, max(5, 2_000_000 // (N * num_classes))) if size == "full" else 5
             try:
                 strategy = hydra.utils.instantiate(cfg, num_classes=num_classes)
             except Exception as error:  # a strategy that needs more than num_classes: report, do not crash

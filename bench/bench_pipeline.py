@@ -68,10 +68,11 @@ ACC_TOLERANCE = 1e-6
 LOSS_TOLERANCE = 1e-4  # relative: the two sides sum the same float32 losses in another order
 
 
-def cases(quick: bool) -> list[Case]:
-    epochs = 3 if quick else 11  # 1 warm-up + 10 timed: one reliability diagram per 10 epochs, as in a real run
-    synthetic_steps = 4 if quick else 6
-    return [
+def cases(size: str) -> list[Case]:
+    # full: 1 warm-up + 10 timed epochs, so one reliability diagram per 10 epochs, as in a real run
+    epochs = {"full": 11, "quick": 3, "smoke": 2}[size]
+    synthetic_steps = {"full": 6, "quick": 4, "smoke": 2}[size]
+    every = [
         Case("digits · MLP", ["model=mlp"], epochs),
         Case("digits · ResNet-8 v1", ["model=resnet_v1", "model.depth=8"], epochs),
         Case("digits · ResNet-20 v1", ["model=resnet_v1", "model.depth=20"], epochs),
@@ -83,6 +84,11 @@ def cases(quick: bool) -> list[Case]:
             trainer={"limit_train_batches": synthetic_steps, "limit_val_batches": 1, "limit_test_batches": 1},
         ),
     ]
+    if size == "smoke":  # one digits case, and the synthetic data with the smallest ResNet
+        synthetic = every[3]
+        return [every[0], Case("synthetic 32x32x3 · ResNet-8 v1", ["model=resnet_v1", "model.depth=8"], 2,
+                               dataset=synthetic.dataset, trainer=synthetic.trainer)]  # fmt: skip
+    return every
 
 
 def build_config(case: Case, seed: int, output_dir: Path):
@@ -182,11 +188,11 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
     return {"train_s": train_s, "epoch_s": epoch_s, "val_acc": val_acc, "train_loss": train_loss}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(size: str = "full") -> dict[str, Any]:
     use_bench_threads()
-    repetitions = 2 if quick else 3
+    repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
     rows = []
-    for case in cases(quick):
+    for case in cases(size):
         runs: dict[str, list[dict[str, Any]]] = {"pipeline": [], "loop": []}
 
         def pipeline(case=case, runs=runs) -> float:

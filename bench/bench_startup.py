@@ -60,8 +60,8 @@ def time_to_first_step_plain() -> float:
     return float(line.split()[1]) - launched
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    repetitions = 2 if quick else 3
+def run(size: str = "full") -> dict[str, Any]:
+    repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
     help_s, import_s = alternate(
         lambda: run_process([sys.executable, "train.py", "--help"])[0],
         lambda: run_process([sys.executable, "-c", "import torch"])[0],

@@ -21,35 +21,35 @@ JOBS = 5
 TINY_RUN = ["model=mlp", "trainer.max_epochs=2"]
 
 
-def overhead(multirun: bool) -> dict[str, float]:
+def overhead(multirun: bool, jobs: int = JOBS) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         marks_file = Path(tmp) / "marks.jsonl"
         args = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY_RUN]
         args += marks_overrides(marks_file, Path(tmp))
         if multirun:
-            args.append("seed=" + ",".join(str(s) for s in range(JOBS)))
+            args.append("seed=" + ",".join(str(s) for s in range(jobs)))
         wall, _ = run_process(args)
         marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
-    jobs = len(marks)
     work = sum(m["fit_end"] - m["fit_start"] for m in marks)
     evaluation = sum(m["test_end"] - m["fit_end"] for m in marks)
     return {
         "wall_s": wall,
-        "jobs": jobs,
+        "jobs": len(marks),
         "work_s": work,
         "evaluation_s": evaluation,
-        "overhead_per_job_s": (wall - work) / max(jobs, 1),
+        "overhead_per_job_s": (wall - work) / max(len(marks), 1),
     }
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    repetitions = 1 if quick else 3
+def run(size: str = "full") -> dict[str, Any]:
+    repetitions = 3 if size == "full" else 1
+    jobs = 2 if size == "smoke" else JOBS
     rows = []
     for multirun in (True, False):
-        samples = [overhead(multirun) for _ in range(repetitions)]
+        samples = [overhead(multirun, jobs) for _ in range(repetitions)]
         rows.append(
             {
-                "measure": f"{JOBS}-job multirun" if multirun else "single run",
+                "measure": f"{jobs}-job multirun" if multirun else "single run",
                 "jobs": samples[0]["jobs"],
                 "wall_s": median([s["wall_s"] for s in samples]),
                 "work_s": median([s["work_s"] for s in samples]),

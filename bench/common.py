@@ -1,6 +1,6 @@
 """Shared helpers of the benchmarks: the composed training config, timing, machine facts, result files.
 
-Every benchmark module has ``run(quick: bool) -> dict`` and writes ``bench/results/<name>.json``; the dict
+Every benchmark module has ``run(size: str) -> dict`` and writes ``bench/results/<name>.json``; the dict
 holds ``rows`` (one per comparison, each with ``ours_s``, ``baseline_s`` and ``ratio``) so that
 ``run_all.py`` can render ``bench/RESULTS.md`` from the JSON files alone.
 """
@@ -23,6 +23,11 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+
+# full: the sizes RESULTS.md reports; quick: fewer repetitions, for debugging a benchmark; smoke: the smallest
+# sizes and one repetition, only to show that a benchmark runs to the end (tests/test_bench.py runs every one
+# so; its numbers mean nothing).
+SIZES = ("full", "quick", "smoke")
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -119,23 +124,32 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` (with the machine's facts) and print a short table."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, result: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    """Write ``<results_dir>/<name>.json`` (with the machine's facts) and print a short table."""
+    results_dir.mkdir(parents=True, exist_ok=True)
     result = {"name": name, "machine": machine_info(), **result}
-    path = RESULTS_DIR / f"{name}.json"
+    path = results_dir / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print_rows(name, result.get("rows", []))
-    print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
+    print(f"wrote {path}", flush=True)
     return path
 
 
+def size_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--size`` (``--quick`` for ``--size quick``) and ``--results-dir``, for ``run_all.py`` and each benchmark."""
+    parser.add_argument("--size", choices=SIZES, default="full", help="full (default), quick or smoke (see common.py)")
+    parser.add_argument("--quick", action="store_const", const="quick", dest="size", help="--size quick")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go")
+
+
 def benchmark_main(name: str, run: Callable[..., dict[str, Any]], description: str) -> dict[str, Any]:
-    """The command line of one benchmark module: ``python bench/bench_<name>.py [--quick]``; returns the result."""
+    """The command line of one benchmark module: ``python bench/bench_<name>.py [--size S] [--results-dir D]``;
+    returns the result."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for debugging the benchmark)")
-    result = run(quick=parser.parse_args().quick)
-    write_result(name, result)
+    size_arguments(parser)
+    args = parser.parse_args()
+    result = {**run(size=args.size), "size": args.size}
+    write_result(name, result, args.results_dir)
     return result
 
 

@@ -1,9 +1,11 @@
 """Run every benchmark and write ``bench/results/<name>.json`` and ``bench/RESULTS.md``.
 
-``make bench`` (or ``python bench/run_all.py``); ``--quick`` for fewer repetitions, ``--only loss data`` for
-some of them, ``--report`` to re-render RESULTS.md from the JSON files already there. Each benchmark runs in
-its own process (a crash in one does not lose the others); its full output goes to
-``outputs/bench-logs/<name>.log``.
+``make bench`` (or ``python bench/run_all.py``); ``--quick`` for fewer repetitions, ``--size smoke`` for the
+smallest sizes (only to show that each benchmark runs: tests/test_bench.py), ``--only loss data`` for some of
+them, ``--report`` to re-render RESULTS.md from the JSON files already there, ``--results-dir D`` to write the
+JSON files and RESULTS.md into D instead of bench/. Each benchmark runs in its own process (a crash in one does
+not lose the others); its full output goes to ``outputs/bench-logs/<name>.log`` (``D/logs/`` with
+``--results-dir``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from common import REPO_ROOT, RESULTS_DIR, machine_info  # noqa: E402
+from common import REPO_ROOT, RESULTS_DIR, machine_info, size_arguments  # noqa: E402
 
 BENCHMARKS = {
     "pipeline": "bench_pipeline.py",
@@ -33,17 +35,18 @@ LOG_DIR = REPO_ROOT / "outputs" / "bench-logs"
 NOTES = BENCH_DIR / "NOTES.md"
 
 
-def run_benchmark(name: str, quick: bool) -> tuple[int, float]:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"{name}.log"
-    args = [sys.executable, str(BENCH_DIR / BENCHMARKS[name]), *(["--quick"] if quick else [])]
-    print(f"-- {name}: {' '.join(args[1:])}  (log: {log.relative_to(REPO_ROOT)})", flush=True)
+def run_benchmark(name: str, size: str, results_dir: Path) -> tuple[int, float]:
+    log_dir = LOG_DIR if results_dir == RESULTS_DIR else results_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    args = [sys.executable, str(BENCH_DIR / BENCHMARKS[name]), "--size", size, "--results-dir", str(results_dir)]
+    print(f"-- {name}: {' '.join(args[1:])}  (log: {log})", flush=True)
     start = time.perf_counter()
     with log.open("w") as handle:
         code = subprocess.run(args, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
     elapsed = time.perf_counter() - start
     print(f"   {'done' if code == 0 else f'FAILED ({code})'} in {elapsed:.0f} s", flush=True)
-    result_file = RESULTS_DIR / f"{name}.json"
+    result_file = results_dir / f"{name}.json"
     if code == 0 and result_file.is_file():  # keep the duration with the numbers, for --report
         result = json.loads(result_file.read_text())
         result["took_s"] = round(elapsed, 1)
@@ -200,13 +203,14 @@ SECTIONS = {
 }
 
 
-def render() -> str:
+def render(results_dir: Path = RESULTS_DIR) -> str:
     machine = machine_info()
-    suite = RESULTS_DIR / "run_all.json"
+    suite = results_dir / "run_all.json"
     suite_line = ""
     if suite.is_file():
         run = json.loads(suite.read_text())
-        suite_line = f"- last `make bench`{' --quick' if run.get('quick') else ''}: {run['total_s']:.0f} s in all"
+        size = run.get("size", "quick" if run.get("quick") else "full")
+        suite_line = f"- last `make bench`{'' if size == 'full' else f' --size {size}'}: {run['total_s']:.0f} s in all"
     lines = [
         "# Benchmark results",
         "",
@@ -222,7 +226,7 @@ def render() -> str:
         "",
     ]
     for name, render_section in SECTIONS.items():
-        path = RESULTS_DIR / f"{name}.json"
+        path = results_dir / f"{name}.json"
         if not path.is_file():
             lines += [f"## {name}", "", "not run", ""]
             continue
@@ -245,7 +249,7 @@ def render() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for debugging the benchmarks)")
+    size_arguments(parser)
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these benchmarks")
     parser.add_argument("--report", action="store_true", help="only re-render RESULTS.md from results/*.json")
     args = parser.parse_args()
@@ -253,17 +257,18 @@ def main() -> None:
     start = time.perf_counter()
     if not args.report:
         for name in args.only or list(BENCHMARKS):
-            code, _ = run_benchmark(name, args.quick)
+            code, _ = run_benchmark(name, args.size, args.results_dir)
             if code != 0:
                 failed.append(name)
         if not args.only:
-            total = {"total_s": round(time.perf_counter() - start, 1), "quick": args.quick, "failed": failed}
-            (RESULTS_DIR / "run_all.json").write_text(json.dumps(total, indent=2) + "\n")
-    (BENCH_DIR / "RESULTS.md").write_text(render())
-    print((BENCH_DIR / "RESULTS.md").read_text())
-    print(f"total {time.perf_counter() - start:.0f} s; wrote bench/RESULTS.md")
+            total = {"total_s": round(time.perf_counter() - start, 1), "size": args.size, "failed": failed}
+            (args.results_dir / "run_all.json").write_text(json.dumps(total, indent=2) + "\n")
+    results_md = BENCH_DIR / "RESULTS.md" if args.results_dir == RESULTS_DIR else args.results_dir / "RESULTS.md"
+    results_md.write_text(render(args.results_dir))
+    print(results_md.read_text())
+    print(f"total {time.perf_counter() - start:.0f} s; wrote {results_md}")
     if failed:
-        sys.exit(f"failed benchmarks: {', '.join(failed)} (see {LOG_DIR.relative_to(REPO_ROOT)})")
+        sys.exit(f"failed benchmarks: {', '.join(failed)} (see their logs above)")
 
 
 if __name__ == "__main__":

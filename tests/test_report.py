@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from labelsmooth.report.cli import main
 from labelsmooth.report.plots import pool_bins
 from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
 from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
+from tests.conftest import subprocess_env
 from tests.wandb_records import offline_run_of
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
@@ -197,13 +199,17 @@ def test_several_sweeps_give_one_row_per_data_set(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "report.md").is_file()
 
 
-def test_the_summary_run_holds_the_tables_and_plots(sweep: Path, monkeypatch) -> None:
-    """The summary run against a real (offline) W&B run."""
-    from labelsmooth.report.wandb_page import log_summary_run
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    log_summary_run(make_report([sweep]), "labelsmooth", None, "sweep-2026-01-01-00-00-00")
+def test_the_summary_run_holds_the_tables_and_plots(sweep: Path) -> None:
+    """The summary run against a real (offline) W&B run, in a fresh process as report.py runs it: in this pytest
+    process, the W&B service that earlier in-process runs started sometimes never wrote this run's log."""
+    code = (
+        "import sys; from pathlib import Path; from labelsmooth.report.build import make_report; "
+        "from labelsmooth.report.wandb_page import log_summary_run; "
+        "log_summary_run(make_report([Path(sys.argv[1])]), 'labelsmooth', None, 'sweep-2026-01-01-00-00-00')"
+    )
+    command = [sys.executable, "-c", code, str(sweep)]
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     page = offline_run_of(sweep)
     assert page.exit_code == 0 and page.job_type == "report" and page.group == "sweep-2026-01-01-00-00-00"
     assert any(path.startswith("media/table/tables/table_val_acc_best") for path in page.files), page.files
