@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -143,6 +144,32 @@ def test_a_cancelled_slurm_job_continues_with_resume_sweep_to_the_uninterrupted_
     assert resumed["status"] == "completed"
     for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
         assert resumed[key] == uninterrupted[key], key
+
+
+@pytest.mark.skipif(
+    os.environ.get("LABELSMOOTH_SLURM_REQUEUE") != "1",
+    reason="about 4 minutes (SLURM holds a requeued job for about 2.5 minutes): LABELSMOOTH_SLURM_REQUEUE=1 runs it",
+)
+def test_a_job_at_its_time_limit_is_requeued_and_continues_to_the_uninterrupted_result(
+    tmp_path: Path,
+    slurm_cluster: dict[str, str],  # noqa: F811
+) -> None:
+    run = ["model=resnet_v1", "model.depth=8", "trainer.max_epochs=150", "logger=csv", "seed=1"]
+    limits = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10"]
+    sweep = tmp_path / "slurm"
+    result = slurm_sweep([*run, *limits, f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster)
+    assert result.returncode == 0, result.stderr[-3000:] + job_logs(sweep)
+    log = (sweep / "0" / "train.log").read_text()
+    assert "Interrupted: stopped by SLURM's signal before its time limit" in log  # the first start: signalled
+    assert "requeued by SLURM (restart 1)" in log and "continues from its last checkpoint" in log
+
+    whole = tmp_path / "whole"  # the same job, uninterrupted, on this machine
+    result = run_cli(["-m", *QUICK[:-1], *run, f"hydra.sweep.dir={whole}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    requeued, uninterrupted = metrics_of(sweep)[0], metrics_of(whole)[0]
+    assert requeued["status"] == "completed"
+    for key in ("val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
+        assert requeued[key] == uninterrupted[key], key
 
 
 def test_sacct_answers_from_squeue() -> None:

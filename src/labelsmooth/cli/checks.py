@@ -49,6 +49,14 @@ def slurm_mem_gb(num_workers: object, tasks: object) -> int:
     return 4 * slurm_cpus_per_task(num_workers) * max(int(tasks or 1), 1)  # type: ignore[call-overload]
 
 
+def slurm_restarts() -> int:
+    """How often SLURM requeued this job (``SLURM_RESTART_COUNT``; 0 outside SLURM or on its first start). submitit
+    requeues a sweep job that SLURM signals before its time limit (``hydra.launcher.signal_delay_s``, up to
+    ``max_num_timeout`` times) or at preemption."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(count) if count.isdigit() else 0
+
+
 def slurm_tasks() -> int | None:
     """The number of processes SLURM started for this job step (``SLURM_NTASKS`` under ``srun``), or None."""
     tasks = os.environ.get("SLURM_NTASKS") if os.environ.get("SLURM_STEP_ID") is not None else None

@@ -10,6 +10,7 @@ traceback, also a ``ValueError`` from inside torch.
 from __future__ import annotations
 
 import logging
+import os
 
 from hydra.errors import CompactHydraException
 
@@ -87,6 +88,11 @@ class RunInterrupted(SystemExit):
 
 
 def interruption_message(cause: BaseException, multirun: bool) -> str:
+    if isinstance(cause, SystemExit) and os.environ.get("SLURM_JOB_ID"):  # submitit, after requeueing the job
+        return (
+            "stopped by SLURM's signal before its time limit or by preemption; submitit requeued the job, which "
+            "continues from its last checkpoint (checkpoints/last.ckpt, written at the end of every epoch)"
+        )
     sigterm = "SIGTERM" in type(cause).__name__  # Lightning's SIGTERMException
     what = "stopped by SIGTERM (a time limit, preemption or kill)" if sigterm else "interrupted (Ctrl-C)"
     how = (

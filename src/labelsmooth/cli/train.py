@@ -32,6 +32,7 @@ from labelsmooth.cli.checks import (
     check_precise_bn,
     gpu_of_parallel_job,
     set_num_threads,
+    slurm_restarts,
 )
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
@@ -213,13 +214,16 @@ def completed_job(
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     context = context_from_hydra()
-    if cfg.get("resume_sweep"):  # re-run of a sweep: completed jobs are skipped, interrupted ones continue
+    # A re-run of a sweep, or a job that SLURM requeued: completed jobs are skipped, interrupted ones continue.
+    restarts = slurm_restarts()
+    if cfg.get("resume_sweep") or restarts:
         from labelsmooth.runs.sweeps import can_continue, optimized_value
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))
         if not cfg.get("resume") and can_continue(context.output_dir, context.overrides):
-            log.info("resume_sweep: %s continues from its last checkpoint", context.output_dir)
+            why = "resume_sweep" if cfg.get("resume_sweep") else f"requeued by SLURM (restart {restarts})"
+            log.info("%s: %s continues from its last checkpoint", why, context.output_dir)
             with open_dict(cfg):
                 cfg.resume = True
     summary = run_app(lambda: train(cfg, context), context.multirun)
