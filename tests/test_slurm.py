@@ -172,6 +172,21 @@ def test_a_job_at_its_time_limit_is_requeued_and_continues_to_the_uninterrupted_
         assert requeued[key] == uninterrupted[key], key
 
 
+def test_a_requeued_slurm_job_is_recognised_and_its_interruption_explained(monkeypatch) -> None:
+    from labelsmooth.cli.checks import slurm_restarts
+    from labelsmooth.cli.errors import interruption_message
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert slurm_restarts() == 0
+    assert interruption_message(SystemExit(-1), multirun=True).startswith("interrupted (Ctrl-C)")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    assert slurm_restarts() == 2
+    message = interruption_message(SystemExit(-1), multirun=True)
+    assert message.startswith("stopped by SLURM's signal") and "continues from its last checkpoint" in message
+
+
 def test_sacct_answers_from_squeue() -> None:
     from labelsmooth.cli.slurm_states import queued_states, sacct_lines
 
