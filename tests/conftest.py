@@ -61,3 +61,15 @@ def run_cli(
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def no_wandb_run_left_open():
+    """A test that leaves a W&B run open fails: the next in-process ``wandb.init`` of the session would return
+    that run instead of starting its own (W&B's default ``reinit``), and log to the wrong directory."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        left = wandb.run
+        left.finish()
+        pytest.fail(f"this test left the W&B run {left.id} open ({left.dir})")

@@ -321,8 +321,11 @@ def test_wandb_run_name_config_and_disabled_mode(tmp_path: Path, monkeypatch) ->
     cfg = compose_train_config(["logger=wandb"], output_dir=tmp_path)
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
     context = RunContext(output_dir=tmp_path, override_dirname="+wandb_api_key=abcdefgh12345678,seed=3")
-    logger = instantiate_logger(cfg, context)  # the W&B run itself starts only when something is logged
-    assert logger._wandb_init["name"] == f"+wandb_api_key={REDACTED},seed=3"
+    logger = instantiate_logger(cfg, context)  # starts the W&B run (its metric definitions): finished below
+    try:
+        assert logger._wandb_init["name"] == f"+wandb_api_key={REDACTED},seed=3"
+    finally:  # an unfinished run would be what the next in-process wandb.init returns
+        logger.experiment.finish()
     choices = {"dataset": "digits", "model": "resnet_v1", "smoothing": "gamma", "hydra/launcher": "basic"}
     config = wandb_config(cfg, choices)
     assert config["choices"] == {"dataset": "digits", "model": "resnet_v1", "smoothing": "gamma"}
