@@ -26,7 +26,9 @@ def choices_of(overrides: list[str]) -> dict[str, str]:
     return {key: value if given[key] is None else given[key] for key, value in defaults.items()}
 
 
+# figures=false: a test that reads a figure asks for them (figures=true); drawing them takes about 1 s per run.
 FAST = ["debug=fast", "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+FAST += ["figures=false"]
 
 
 def run_training(tmp_path: Path, overrides: list[str]) -> dict:

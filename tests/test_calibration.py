@@ -83,7 +83,7 @@ def test_fit_temperature_works_under_inference_mode() -> None:
 
 
 def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8", "logger=wandb"])
+    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8", "logger=wandb", "figures=true"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(summary))
     for split in ("val", "test"):

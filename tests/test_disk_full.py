@@ -18,7 +18,7 @@ from labelsmooth.runs.checkpoints import AtomicCheckpointIO
 from labelsmooth.runs.files import write_atomic, write_text_atomic
 from tests.conftest import run_training
 
-OVERRIDES = ["model=mlp", "trainer.max_epochs=3", "callbacks.penultimate_projection=null"]
+OVERRIDES = ["model=mlp", "trainer.max_epochs=3", "callbacks.penultimate_projection=null", "figures=true"]
 
 
 class FullDisk:

@@ -44,7 +44,7 @@ def test_without_callbacks_metrics_json_has_the_temperature_scaled_metrics(tmp_p
 
 
 def test_the_values_with_the_calibration_callback_equal_those_without_it(tmp_path: Path) -> None:
-    overrides = ["smoothing=gamma", "smoothing.gamma=0.8"]
+    overrides = ["smoothing=gamma", "smoothing.gamma=0.8", "figures=true"]
     with_callback = run_training(tmp_path / "with", overrides)
     without = run_training(tmp_path / "without", [*overrides, "callbacks.calibration=null"])
     assert (tmp_path / "with" / "calibration" / "reliability_test.png").is_file()
@@ -174,3 +174,20 @@ def test_a_figure_that_cannot_be_drawn_is_skipped_with_a_warning(tmp_path: Path,
     warnings = [r.getMessage() for r in caplog.records if "reliability diagram" in r.getMessage()]
     assert len(warnings) == 2 and all("RuntimeError: no backend" in w and "\n" not in w for w in warnings), warnings
     assert RunDirectory(tmp_path).predictions("test").is_file()  # the files other than figures are still written
+
+
+def test_figures_false_draws_none_and_keeps_every_number(tmp_path: Path) -> None:
+    overrides = ["smoothing=gamma", "smoothing.gamma=0.8"]
+    drawn = run_training(tmp_path / "drawn", [*overrides, "figures=true"])
+    numbers = run_training(tmp_path / "numbers", [*overrides, "figures=false"])
+    assert sorted(p.name for p in (tmp_path / "drawn").rglob("*.png")) == [
+        "confusion_matrix.png", "penultimate_projection.png", "reliability_test.png", "reliability_val.png",
+    ]  # fmt: skip
+    assert not list((tmp_path / "numbers").rglob("*.png"))
+    for name in ("reliability_val.csv", "reliability_test.csv"):
+        drawn_csv = (tmp_path / "drawn" / "calibration" / name).read_text()
+        assert drawn_csv == (tmp_path / "numbers" / "calibration" / name).read_text()
+    assert (tmp_path / "numbers" / "predictions" / "test.npz").is_file()
+    assert {k: v for k, v in drawn.items() if isinstance(v, float)} == {
+        k: v for k, v in numbers.items() if isinstance(v, float)
+    }

@@ -24,7 +24,7 @@ def per_class_accuracy(logits: np.ndarray, targets: np.ndarray, k: int) -> list[
 
 
 def test_per_class_accuracy_is_recomputed_from_the_saved_predictions(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8"])
+    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8", "figures=true"])
     run = RunDirectory(tmp_path)
     metrics = json.loads(run.metrics_json.read_text())
     for split in ("val", "test"):

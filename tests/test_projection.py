@@ -141,7 +141,8 @@ def test_projection_classes_must_be_three_distinct_indices(classes) -> None:
 
 
 def test_a_run_draws_the_picture_of_its_best_checkpoint(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, ["model=mlp", "analysis.projection_classes=[3,5,7]", "logger=wandb"])
+    overrides = ["model=mlp", "analysis.projection_classes=[3,5,7]", "logger=wandb", "figures=true"]
+    summary = run_training(tmp_path, overrides)
     assert (tmp_path / "penultimate_projection.png").stat().st_size > 10_000
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["analysis.projection_classes"] == [3, 5, 7] == summary["analysis.projection_classes"]
@@ -207,7 +208,9 @@ class DigitsInOpaqueDatasets(DigitsInTensorDatasets):
 
 
 def test_a_run_on_tensor_datasets_draws_the_picture_and_completes(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInTensorDatasets"])
+    summary = run_training(
+        tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInTensorDatasets", "figures=true"]
+    )
     assert (tmp_path / "penultimate_projection.png").stat().st_size > 10_000
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed"
@@ -216,7 +219,9 @@ def test_a_run_on_tensor_datasets_draws_the_picture_and_completes(tmp_path: Path
 
 def test_a_picture_that_cannot_be_drawn_is_a_warning_and_the_run_completes(tmp_path: Path) -> None:
     with pytest.warns(FigureSkippedWarning) as warned:
-        summary = run_training(tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInOpaqueDatasets"])
+        summary = run_training(
+            tmp_path, ["model=mlp", f"dataset._target_={__name__}.DigitsInOpaqueDatasets", "figures=true"]
+        )
     (warning,) = [w for w in warned if issubclass(w.category, FigureSkippedWarning)]
     assert str(warning.message) == (
         "No penultimate-layer picture: TypeError: cannot read the labels of Opaque without decoding it"

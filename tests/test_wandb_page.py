@@ -23,7 +23,7 @@ def numeric(metrics: dict) -> dict[str, float]:
 
 
 def test_a_completed_run_page_holds_what_metrics_json_holds(tmp_path: Path) -> None:
-    overrides = ["logger=wandb", "tags=[study-1]", "logger.log_model=best", "smoothing=gamma", *EPOCHS]
+    overrides = ["logger=wandb", "tags=[study-1]", "logger.log_model=best", "smoothing=gamma", "figures=true", *EPOCHS]
     summary = run_training(tmp_path, overrides)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     page = offline_run_of(tmp_path)

@@ -109,6 +109,8 @@ class CalibrationCallback(pl.Callback):
         temperature_scaling: draw the test diagram after temperature scaling too (the module's ``temperature``).
         save_predictions: write ``predictions/<split>.npz`` after ``trainer.validate`` and ``trainer.test``.
         predictions_max_values: skip saving a split whose logits hold more than this many values (N · K).
+        figures: draw the diagrams (PNG, W&B image) and the test confusion matrix; False: the diagrams' CSV and W&B
+            table only.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class CalibrationCallback(pl.Callback):
         temperature_scaling: bool = True,
         save_predictions: bool = True,
         predictions_max_values: int = DEFAULT_PREDICTIONS_MAX_VALUES,
+        figures: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
@@ -133,6 +136,7 @@ class CalibrationCallback(pl.Callback):
         self.temperature_scaling = temperature_scaling
         self.save_predictions = save_predictions
         self.predictions_max_values = predictions_max_values
+        self.figures = figures
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_logits: torch.Tensor | None = None
         self.val_target: torch.Tensor | None = None
@@ -233,7 +237,7 @@ class CalibrationCallback(pl.Callback):
         ``confusion_matrix.png`` and the W&B image ``test/confusion_matrix``; skipped with one warning line on
         failure, as the diagrams."""
         counts = getattr(pl_module, "test_confusion_matrix", None)
-        if counts is None:
+        if counts is None or not self.figures:
             return
         try:
             specification = getattr(pl_module, "specification", None)
@@ -262,11 +266,16 @@ class CalibrationCallback(pl.Callback):
             }
             panels = {title: rows[name] for name, (title, _) in curves.items()}
             run = self._run_directory(trainer)
-            png = save_figure_atomic(reliability_figure(panels), run.reliability_png(split), dpi=110)
+            png = (
+                save_figure_atomic(reliability_figure(panels), run.reliability_png(split), dpi=110)
+                if self.figures
+                else None
+            )
             write_text_atomic(run.reliability_csv(split), bins_csv_text(rows))
             for logger in trainer.loggers:
                 if type(logger).__name__ == "WandbLogger":
-                    logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
+                    if png is not None:
+                        logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
                     rows_table = bins_table_rows(rows)
                     logger.log_table(key=f"{split}/reliability_bins", columns=list(BIN_COLUMNS), data=rows_table)
         except Exception as error:  # a figure never fails a trained run; a full disk stops it (nothing else saves)

@@ -89,10 +89,15 @@ class PenultimateProjection(pl.Callback):
         output_dir: the run directory; ``trainer.default_root_dir`` if None.
         classes: three class indices (``analysis.projection_classes``); None: the first three.
         images_per_class: at most this many images per class and split (``analysis.projection_images_per_class``).
+        figures: False: no picture (the run's ``figures=false``).
     """
 
     def __init__(
-        self, output_dir: str | None = None, classes: Sequence[int] | None = None, images_per_class: int = 300
+        self,
+        output_dir: str | None = None,
+        classes: Sequence[int] | None = None,
+        images_per_class: int = 300,
+        figures: bool = True,
     ) -> None:
         super().__init__()
         self.output_dir = output_dir
@@ -102,6 +107,7 @@ class PenultimateProjection(pl.Callback):
                 f"analysis.projection_images_per_class={images_per_class!r} must be an integer >= 1"
             )
         self.images_per_class = images_per_class
+        self.figures = figures
         self.drawn_to: Path | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -134,7 +140,7 @@ class PenultimateProjection(pl.Callback):
         return net.get_classifier().weight.detach()[list(self.classes)].double().cpu().numpy()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not self.figures:
             return
         try:
             reason = self.why_not(trainer, pl_module)

@@ -103,6 +103,7 @@ def evaluate(
         calibration = CalibrationCallback(
             output_dir=str(output_dir),
             n_bins=cfg.n_bins,
+            figures=cfg.figures,
             save_predictions=cfg.save_predictions,
             predictions_max_values=cfg.predictions_max_values,
         )

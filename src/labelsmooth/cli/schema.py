@@ -69,6 +69,7 @@ TOP_LEVEL: dict[str, Field] = {
     "seed": Field(int, *SEED_RANGE, what="the seed of weights, data order and augmentation"),
     "precise_bn": Field(int, 0, what="training batches; 0: off"),
     "n_bins": Field(int, 1, what="the bins of the calibration errors"),
+    "figures": Field(bool),
     "resume": Field((bool, str)),
     "resume_sweep": Field(bool),
     "ckpt_path": Field(str, nullable=True),
