@@ -11,6 +11,7 @@ the training alone is timed: the fused group's ``fit``, or the sum of the jobs' 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -95,7 +96,7 @@ def largest_difference(ours: dict[int, dict], theirs: dict[int, dict], key: str)
 def run(size: str = "full") -> dict[str, Any]:
     epochs = {"full": 10, "quick": 2, "smoke": 1}[size]
     grid = ["smoothing=none,gamma", "seed=0"] if size == "smoke" else GRID
-    jobs = {"smoke": 2}.get(size, 9)
+    jobs = math.prod(len(override.split("=", 1)[1].split(",")) for override in grid)  # the grid's job count
     models = {"MLP": MODELS["MLP"]} if size == "smoke" else MODELS
     kinds = {"metrics alone": JOBS["metrics alone"]} if size == "smoke" else JOBS
     rows = []
