@@ -232,6 +232,8 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
             continue
         result = json.loads(path.read_text())
         took = f" (took {result['took_s']:.0f} s)" if "took_s" in result else ""
+        if result.get("size", "full") != "full":
+            took += f", `--size {result['size']}`: its numbers mean nothing"
         measured = result.get("machine", {})
         lines += [f"## {result.get('title', name)}", ""]
         lines += [

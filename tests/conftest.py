@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -58,6 +63,53 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+APPS = {"train.py": "labelsmooth.cli.train", "eval.py": "labelsmooth.cli.evaluate"}
+
+
+def run_app_in_process(
+    args: list[str], cwd: Path, env: dict | None = None, script: str = "train.py"
+) -> subprocess.CompletedProcess:
+    """``run_cli`` in this process: the same ``hydra.main`` entry point (``main()`` of ``train.py`` or
+    ``eval.py``), error policy and exit code, with stdout and stderr captured; the process's argv, working
+    directory, environment, logging and W&B run are restored afterwards. For the tests of what a user sees when a
+    run fails (a fresh interpreter costs about 4 s each); ``test_cli.py`` keeps the exit-code contract of a real
+    process."""
+    full_env = {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    saved_logging = (root.handlers[:], root.level, logging.raiseExceptions)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(full_env)
+    sys.argv = [script, *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                import_module(APPS[script]).main()
+                code = 0
+            except SystemExit as stop:  # what the interpreter does with it: a message goes to stderr
+                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+            except Exception:  # HYDRA_FULL_ERROR: the exception leaves main()
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for handler in root.handlers[:]:
+            if handler not in saved_logging[0]:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+        logging.raiseExceptions = saved_logging[2]
+    return subprocess.CompletedProcess([script, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from labelsmooth.cli.build import CONFIG_DIR
-from tests.conftest import run_cli
+from tests.conftest import run_app_in_process, run_cli
 from tests.wandb_records import offline_run_of
 
 FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
@@ -66,7 +66,8 @@ def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
 
 
 def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:
-    result = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}"], cwd=tmp_path)
+    args = ["-m", "trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}"]
+    result = run_app_in_process(args, tmp_path)
     assert result.returncode != 0
     assert "hydra/launcher=joblib" in result.stderr
 
@@ -82,3 +83,14 @@ def test_help_lists_the_config_groups_and_the_sweep_launchers(tmp_path: Path) ->
     for name in ("joblib", "parallel", "slurm", "submitit_slurm", "fused"):
         assert name in launchers
     assert "num_threads: null" in result.stdout  # and the composed config
+
+
+def test_a_users_error_exits_1_with_one_line_in_a_real_process(tmp_path: Path) -> None:
+    """The exit-code contract of a real interpreter; the other error tests run the same ``main()`` in-process
+    (``run_app_in_process``)."""
+    args = ["smoothing=gamma", "smoothing.gamma=0.05", "logger=none", *FAST, f"paths.log_dir={tmp_path}"]
+    result = run_cli(args, cwd=tmp_path, env={"HYDRA_FULL_ERROR": ""})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    lines = [line for line in lines if not line.startswith("Error executing job")]
+    assert len(lines) == 1 and "ConfigurationError" in lines[0] and "1/K=0.1" in lines[0], result.stderr

@@ -25,7 +25,7 @@ from labelsmooth.runs.checkpoints import CheckpointError
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.resume import choose_checkpoint, find_run_to_resume, start_checkpoint
 from labelsmooth.runs.sweeps import can_continue
-from tests.conftest import run_cli, run_training
+from tests.conftest import run_app_in_process, run_training
 
 TRAIN = ["model=mlp", "trainer.max_epochs=2"]
 
@@ -84,7 +84,7 @@ def test_with_every_checkpoint_damaged_resume_refuses_in_one_line(tmp_path: Path
     assert "the run has to start again" in message and "without resume=" in message
 
     # As the user sees it: one line, no traceback, and the run's files are left as they were.
-    result = run_cli(
+    result = run_app_in_process(
         [*TRAIN, "debug=fast", "logger=none", "trainer.enable_progress_bar=false", f"resume={run_dir}"],
         cwd=tmp_path,
         env={"HYDRA_FULL_ERROR": ""},

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pytest
 import torch
 
@@ -321,3 +322,15 @@ def test_a_truncated_decathlon_annotation_file_is_named(tmp_path: Path) -> None:
     annotations.write_text(annotations.read_text()[:40])
     with pytest.raises(DatasetUnreadableError, match=r"dtd_train\.json is not a Decathlon \(COCO-style\) annotation"):
         data.prepare_data()
+
+
+def test_digits_are_read_as_scikit_learn_loads_them() -> None:
+    from sklearn.datasets import load_digits
+
+    from labelsmooth.data.digits import read_digits
+
+    images, targets = read_digits()
+    expected = load_digits()
+    assert images.shape == (1797, 8, 8) and targets.dtype == np.int64
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(targets, expected.target)

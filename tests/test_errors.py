@@ -10,7 +10,7 @@ from labelsmooth.cli.errors import RunFailed, as_compact_user_error, is_user_err
 from labelsmooth.data.image_data import DatasetNotFoundError
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.checkpoints import CheckpointError
-from tests.conftest import run_cli
+from tests.conftest import run_app_in_process
 
 SHORT = {"HYDRA_FULL_ERROR": "", "WANDB_MODE": "disabled"}
 
@@ -41,7 +41,7 @@ def test_a_bug_keeps_its_traceback(error: Exception) -> None:
 
 
 def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
-    result = run_cli(["optimizer.lr=fast", "logger=none", "dataset=cifar10"], cwd=tmp_path, env=SHORT)
+    result = run_app_in_process(["optimizer.lr=fast", "logger=none", "dataset=cifar10"], cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "ConfigurationError" in result.stderr and "optimizer.lr='fast'" in result.stderr
@@ -51,7 +51,7 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
 def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    result = run_cli([f"hydra.run.dir={blocker}/run", "logger=none"], cwd=tmp_path, env=SHORT)
+    result = run_app_in_process([f"hydra.run.dir={blocker}/run", "logger=none"], cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [

@@ -10,17 +10,15 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import FAST, compose_train_config, run_cli, run_training
+from tests.conftest import FAST, compose_train_config, run_app_in_process, run_training
 
 QUIET = ["trainer.enable_progress_bar=false"]
 
 
 def run_eval(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """``python eval.py <args>`` as a user runs it: no HYDRA_FULL_ERROR, W&B offline unless ``env`` says otherwise
-    (``WANDB_MODE=""`` drops it), outputs under ``cwd``."""
-    return run_cli(
-        args, cwd, timeout=300, env={"LABELSMOOTH_ROOT": str(cwd), "HYDRA_FULL_ERROR": "", **env}, script="eval.py"
-    )
+    """``python eval.py <args>`` as a user runs it (in this process): no HYDRA_FULL_ERROR, W&B offline unless
+    ``env`` says otherwise (``WANDB_MODE=""`` drops it), outputs under ``cwd``."""
+    return run_app_in_process(args, cwd, {"LABELSMOOTH_ROOT": str(cwd), "HYDRA_FULL_ERROR": "", **env}, "eval.py")
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

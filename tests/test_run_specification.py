@@ -19,7 +19,7 @@ from labelsmooth.data.preprocess import as_image_batch
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.module import LabelSmoothingClassifier
 from labelsmooth.specification import SPECIFICATION_KEY, MissingSpecificationError, RunSpecification
-from tests.conftest import FAST, REPO_ROOT, run_cli, run_training, subprocess_env
+from tests.conftest import FAST, REPO_ROOT, run_app_in_process, run_training, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_an_old_checkpoint_away_from_its_run_gets_one_line(
     checkpoint = torch.load(copied_checkpoint[0], map_location="cpu", weights_only=True)
     del checkpoint[SPECIFICATION_KEY]
     torch.save(checkpoint, tmp_path / "old.ckpt")
-    result = run_cli(
+    result = run_app_in_process(
         [f"ckpt_path={tmp_path / 'old.ckpt'}", "logger=none"],
         tmp_path,
         script="eval.py",
@@ -181,10 +181,9 @@ def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> Non
     ],
 )
 def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_app_in_process(
         [*override.split(), "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
         tmp_path,
-        timeout=120,
         env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
     )
     assert result.returncode != 0

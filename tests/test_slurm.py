@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from labelsmooth.cli.checks import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
-from tests.conftest import REPO_ROOT, run_cli, subprocess_env
+from tests.conftest import REPO_ROOT, run_app_in_process, run_cli, subprocess_env
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 from tests.wandb_records import offline_run_of
 
@@ -90,7 +90,7 @@ def test_ddp_jobs_in_a_slurm_sweep_equal_a_hand_started_srun_run(
 
 
 def test_a_ddp_sweep_outside_slurm_is_refused_naming_the_slurm_launcher(tmp_path: Path) -> None:
-    result = run_cli(["-m", "trainer=ddp", "trainer.accelerator=cpu", "debug=fast", "logger=none"], cwd=tmp_path)
+    result = run_app_in_process(["-m", "trainer=ddp", "trainer.accelerator=cpu", "debug=fast", "logger=none"], tmp_path)
     assert result.returncode != 0 and "hydra/launcher=slurm" in result.stderr
 
 

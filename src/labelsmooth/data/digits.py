@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from labelsmooth.data.image_data import ImageDataModule, InMemoryImages
+from labelsmooth.data.image_data import DatasetNotFoundError, ImageDataModule, InMemoryImages
 
 
 class DigitsDataModule(ImageDataModule):
-    """1,797 grey-scale 8×8 digits (UCI ML hand-written digits, via ``sklearn.datasets.load_digits``).
+    """1,797 grey-scale 8×8 digits (UCI ML hand-written digits, the data of ``sklearn.datasets.load_digits``).
 
     Split train / val / test with a fixed ``split_seed`` (stratified, ``stratified_carve``), independent of the
     run's seed, so every run of a sweep sees the same split. As for every data set without official splits,
@@ -51,8 +53,21 @@ class DigitsDataModule(ImageDataModule):
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         if split != "train":
             return None
-        from sklearn.datasets import load_digits
+        pixels, targets = read_digits()
+        images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
+        return InMemoryImages(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(targets.astype(np.int64)))
 
-        digits = load_digits()
-        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-        return InMemoryImages(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(digits.target.astype(np.int64)))
+
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The images (N, 8, 8; values 0..16) and labels (N,) of ``sklearn.datasets.load_digits``, read as it reads
+    them from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``: 64 pixels and the label per
+    row), without importing scikit-learn: that import brings SciPy and pandas, about 0.4 s of every run's
+    start-up (``tests/test_datasets.py`` checks the arrays equal ``load_digits``'s)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotFoundError("the digits data set ships with scikit-learn: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: scikit-learn's digits file is missing (reinstall scikit-learn)")
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
