@@ -105,7 +105,8 @@ class CalibrationCallback(pl.Callback):
     Args:
         output_dir: the run directory (``calibration/``, ``predictions/``); ``trainer.default_root_dir`` if None.
         n_bins: equal-width bins of the diagrams (the config gives the module's ``n_bins``).
-        plot_every_n_epochs: draw the validation diagram every this many epochs (0: never; test always).
+        plot_every_n_epochs: draw the validation diagram after every this many epochs (epochs n, 2n, ... counted
+            from 1; 0: never); the final validation and the test always draw theirs.
         temperature_scaling: draw the test diagram after temperature scaling too (the module's ``temperature``).
         save_predictions: write ``predictions/<split>.npz`` after ``trainer.validate`` and ``trainer.test``.
         predictions_max_values: skip saving a split whose logits hold more than this many values (N · K).
@@ -185,7 +186,7 @@ class CalibrationCallback(pl.Callback):
         self.val_logits, self.val_target = gathered
         final = trainer.state.fn == TrainerFn.VALIDATING
         every = self.plot_every_n_epochs
-        if every and (trainer.current_epoch % every == 0 or final):
+        if every and ((trainer.current_epoch + 1) % every == 0 or final):
             title = f"validation, epoch {trainer.current_epoch}"
             self._publish(trainer, "val", {"val": (title, gathered[0])}, gathered[1])
         if final:
