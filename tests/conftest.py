@@ -65,17 +65,21 @@ def run_cli(
     )
 
 
-APPS = {"train.py": "labelsmooth.cli.train", "eval.py": "labelsmooth.cli.evaluate"}
+APPS = {
+    "train.py": "labelsmooth.cli.train",
+    "eval.py": "labelsmooth.cli.evaluate",
+    "report.py": "labelsmooth.report.cli",
+}
 
 
 def run_app_in_process(
     args: list[str], cwd: Path, env: dict | None = None, script: str = "train.py"
 ) -> subprocess.CompletedProcess:
-    """``run_cli`` in this process: the same ``hydra.main`` entry point (``main()`` of ``train.py`` or
-    ``eval.py``), error policy and exit code, with stdout and stderr captured; the process's argv, working
-    directory, environment, logging and W&B run are restored afterwards. For the tests of what a user sees when a
-    run fails (a fresh interpreter costs about 4 s each); ``test_cli.py`` keeps the exit-code contract of a real
-    process."""
+    """``run_cli`` in this process: the same entry point (``main()`` of ``train.py``, ``eval.py`` or
+    ``report.py``), error policy and exit code, with stdout and stderr captured; the process's argv, working
+    directory, environment and logging are restored afterwards. A fresh interpreter costs about 5 s of imports:
+    tests use a real process only for what needs one (DDP, a killed or SLURM job, the console scripts, the
+    exit-code contract in ``test_cli.py``)."""
     full_env = {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     root = logging.getLogger()
@@ -88,8 +92,8 @@ def run_app_in_process(
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                import_module(APPS[script]).main()
-                code = 0
+                returned = import_module(APPS[script]).main()
+                code = returned if isinstance(returned, int) else 0
             except SystemExit as stop:  # what the interpreter does with it: a message goes to stderr
                 code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
                 if isinstance(stop.code, str):

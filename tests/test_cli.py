@@ -17,8 +17,8 @@ def job_dirs(log_dir: Path) -> list[Path]:
 
 
 def test_multirun_runs_every_job_with_its_own_outputs_and_wandb_run(tmp_path: Path) -> None:
-    result = run_cli(
-        ["-m", "smoothing=gamma", "smoothing.gamma=0.6,0.8", *FAST, f"paths.log_dir={tmp_path}"], cwd=tmp_path
+    result = run_app_in_process(
+        ["-m", "smoothing=gamma", "smoothing.gamma=0.6,0.8", *FAST, f"paths.log_dir={tmp_path}"], tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(tmp_path)
@@ -36,18 +36,15 @@ def test_multirun_runs_every_job_with_its_own_outputs_and_wandb_run(tmp_path: Pa
 
 
 def test_the_issue_command_single_value_multirun(tmp_path: Path) -> None:
-    result = run_cli(
-        ["smoothing=gamma", "smoothing.gamma=0.8", *FAST, "logger=none", "-m"],
-        cwd=tmp_path,
-        env={"LABELSMOOTH_ROOT": str(tmp_path)},
-    )
+    args = ["smoothing=gamma", "smoothing.gamma=0.8", *FAST, "logger=none", "-m"]
+    result = run_app_in_process(args, tmp_path, env={"LABELSMOOTH_ROOT": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = job_dirs(tmp_path / "outputs")
     assert json.loads((job / "metrics.json").read_text())["smoothing.gamma"] == 0.8
 
 
 def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
-    result = run_cli([*FAST, "logger=none"], cwd=tmp_path, env={"LABELSMOOTH_ROOT": str(tmp_path)})
+    result = run_app_in_process([*FAST, "logger=none"], tmp_path, env={"LABELSMOOTH_ROOT": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = (tmp_path / "outputs" / "runs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["status"] == "completed"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,14 @@ from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.cli.train import completed_job
 from labelsmooth.report.stats import mean_confidence_interval
 from labelsmooth.runs.overrides import job_overrides
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import run_app_in_process, run_cli
 
-FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false"]
+FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false", "figures=false"]  # the report draws its own
 GRID = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "seed=0,1"]
 
 
 def run_report(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "report.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return run_app_in_process(args, cwd, script="report.py")
 
 
 def metrics_of(sweep: Path) -> dict[int, dict]:
@@ -81,7 +78,7 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     text = (sweep / "report.md").read_text()
     assert "(failed)" in text and "(incomplete)" in text and "simulated" in text
 
-    result = run_cli(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], cwd=tmp_path)
+    result = run_app_in_process(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("test accuracy") + result.stderr.count("test accuracy") == 2  # two jobs trained
     assert (result.stdout + result.stderr).count("continues from its last checkpoint") == 2  # from their last.ckpt
@@ -92,7 +89,7 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     # The grid in another order numbers the jobs differently: every job meets another job's result and leaves it.
     kept = {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(4)}
     reordered = ["smoothing=gamma", "smoothing.gamma=1.0,0.5", "seed=0,1"]
-    result = run_cli(["-m", *reordered, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], cwd=tmp_path)
+    result = run_app_in_process(["-m", *reordered, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], tmp_path)
     assert result.returncode != 0
     assert "holds the completed run of another job" in result.stderr and "re-run it with the same grid" in result.stderr
     for number, content in kept.items():
@@ -105,8 +102,7 @@ def test_strategies_compared_by_name(tmp_path: Path) -> None:
     """Does label smoothing help here? none vs uniform vs γ over seeds, reported by strategy name."""
     sweep = tmp_path / "multirun" / "day" / "time"
     grid = ["sweep=strategies", "seed=0,1"]  # the preset: none,uniform,gamma x seeds (these win); no -m needed
-    command = [*grid, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    result = run_cli(command, cwd=tmp_path)
+    result = run_app_in_process([*grid, *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = metrics_of(sweep)
     assert len(jobs) == 6 and all(m["status"] == "completed" for m in jobs.values())
@@ -131,7 +127,7 @@ def test_strategies_compared_by_name(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
-    result = run_cli(
+    result = run_app_in_process(
         [
             "hparams_search=gamma_optuna",
             "hydra/sweeper/sampler=random",
@@ -140,7 +136,7 @@ def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -
             *FAST,
             f"hydra.sweep.dir={sweep}",
         ],  # fmt: skip
-        cwd=tmp_path,
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     statuses = {m["smoothing.gamma"]: m["status"] for m in metrics_of(sweep).values()}
@@ -210,7 +206,7 @@ def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
 
 def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
-    result = run_cli(
+    result = run_app_in_process(
         [
             "hparams_search=epsilon_optuna",
             "hydra.sweeper.params={smoothing.epsilon:'choice(1.5,2.0)'}",  # ε must lie in [0, 1]
@@ -218,7 +214,7 @@ def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_pat
             *FAST,
             f"hydra.sweep.dir={sweep}",
         ],  # fmt: skip
-        cwd=tmp_path,
+        tmp_path,
         env={"HYDRA_FULL_ERROR": ""},
     )
     assert result.returncode == 1

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from labelsmooth.tracking.wandb_run import best_value_summaries
-from tests.conftest import REPO_ROOT, run_cli, run_training, subprocess_env
+from tests.conftest import REPO_ROOT, run_app_in_process, run_training, subprocess_env
 from tests.wandb_records import offline_run_of
 
 EPOCHS = ["trainer.max_epochs=3"]  # of debug=fast's few batches
@@ -79,7 +79,7 @@ def test_a_failed_run_page_exits_1_with_the_error(tmp_path: Path) -> None:
 def test_a_sweep_job_that_fails_before_training_has_a_failed_run_in_the_sweep_group(tmp_path: Path) -> None:
     sweep = tmp_path / "day" / "time"
     grid = ["-m", "smoothing=gamma", "smoothing.gamma=0.05,0.8", "debug=fast", "logger=wandb"]
-    result = run_cli([*grid, f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false"], cwd=tmp_path)
+    result = run_app_in_process([*grid, f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false"], tmp_path)
     assert result.returncode == 1
     failed, completed = offline_run_of(sweep / "0"), offline_run_of(sweep / "1")
     assert failed.exit_code == 1 and completed.exit_code == 0
@@ -93,7 +93,7 @@ def test_an_evaluation_joins_the_group_of_the_run_it_evaluates(tmp_path: Path) -
     run_training(trained, ["logger=wandb"])
     metrics = json.loads((trained / "metrics.json").read_text())
     evaluation = [f"ckpt_path={metrics['checkpoint']}", "logger=wandb", f"paths.log_dir={tmp_path / 'eval'}"]
-    result = run_cli([*evaluation, "trainer.enable_progress_bar=false"], cwd=tmp_path, script="eval.py")
+    result = run_app_in_process([*evaluation, "trainer.enable_progress_bar=false"], tmp_path, script="eval.py")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "eval").rglob("offline-run-*")
     page = offline_run_of(run_dir.parent.parent)
