@@ -26,11 +26,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-## The test suite (CPU, no network): TEST_WORKERS pytest-xdist processes, each with one torch thread (the tests'
-## models are tiny: two workers on two cores finish in about 60 % of the time of one worker with two threads).
+## The test suite (CPU, no network): TEST_WORKERS pytest-xdist processes, each with one torch thread
+## (tests/conftest.py): two workers on two cores take about 60 % of the time of one process with two threads.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	OMP_NUM_THREADS=1 WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
+	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 ## Benchmarks: results in bench/results/ and bench/RESULTS.md.
 bench: $(STAMP)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from labelsmooth.tracking.wandb_run import sweep_group_name
-from tests.conftest import REPO_ROOT, run_cli, subprocess_env
+from tests.conftest import REPO_ROOT, run_app_in_process, subprocess_env
 from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -34,11 +34,11 @@ def files_of(job: Path) -> set[str]:
 
 def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: Path) -> None:
     fused, basic = tmp_path / "fused", tmp_path / "basic"
-    result = run_cli(["-m", *GRID, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], cwd=tmp_path)
+    result = run_app_in_process(["-m", *GRID, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "Fused launcher: 4 jobs in 1 groups" in output and "#0, #1, #2, #3: fused, 4 members" in output
-    result = run_cli(["-m", *GRID, f"hydra.sweep.dir={basic}"], cwd=tmp_path)
+    result = run_app_in_process(["-m", *GRID, f"hydra.sweep.dir={basic}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     ours, theirs = metrics_of(fused), metrics_of(basic)
@@ -67,14 +67,12 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
     copied.parent.mkdir()
     shutil.copy(ours[1]["checkpoint"], copied)
     evaluation = [f"ckpt_path={copied}", "logger=none", f"paths.log_dir={tmp_path / 'evaluated'}", *QUIET]
-    result = run_cli(evaluation, cwd=tmp_path, script="eval.py")
+    result = run_app_in_process(evaluation, tmp_path, script="eval.py")
     assert result.returncode == 0, result.stderr[-3000:]
     (evaluated,) = (tmp_path / "evaluated").rglob("metrics.json")
     assert json.loads(evaluated.read_text())["test/acc"] == ours[1]["test/acc"]
 
-    report = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "report.py"), str(fused)], cwd=tmp_path, capture_output=True, text=True
-    )
+    report = run_app_in_process([str(fused)], tmp_path, script="report.py")
     assert report.returncode == 0, report.stderr[-3000:]
     assert "None: every job completed." in (fused / "report.md").read_text()
 
@@ -83,7 +81,8 @@ def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     # 0.04: trains; 1e-40: a NaN loss from the first step; -1: refused before any data is read.
     grid = ["smoothing=logit_norm", "smoothing.temperature=0.04,1e-40,-1", "model=mlp", "trainer.max_epochs=2"]
-    result = run_cli(["-m", *grid, *QUIET, "logger=csv", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"], tmp_path)
+    args = ["-m", *grid, *QUIET, "logger=csv", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
+    result = run_app_in_process(args, tmp_path)
     assert result.returncode == 1  # as under the basic launcher: a sweep with a failed job
     jobs = metrics_of(sweep)
     assert jobs[0]["status"] == "completed" and jobs[0]["test/acc"] > 0.5
@@ -96,7 +95,7 @@ def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
 def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_path: Path) -> None:
     grid = ["smoothing=uniform", "smoothing.epsilon=0.0,0.2", "trainer.max_epochs=4", *QUIET, "logger=csv"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={whole}"], cwd=tmp_path)
+    result = run_app_in_process(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={whole}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     command = [sys.executable, str(REPO_ROOT / "train.py"), "-m", *grid, "hydra/launcher=fused"]
@@ -116,7 +115,9 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     process.wait()
     assert group_checkpoint.exists() and not metrics_of(killed)  # killed during the group's fit
 
-    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path)
+    result = run_app_in_process(
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "the fused group 0-1 continues from" in result.stdout + result.stderr
     resumed, uninterrupted = metrics_of(killed), metrics_of(whole)
@@ -124,5 +125,7 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
         for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
             assert resumed[number][key] == uninterrupted[number][key], (number, key)
 
-    result = run_cli(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path)
+    result = run_app_in_process(
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
+    )
     assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
