@@ -116,12 +116,9 @@ def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp
 def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     """Train a few batches, then ``python eval.py ckpt_path=<best checkpoint>``: same data, same weights, same
     validation logits, so the same test metrics and the same temperature."""
-    import subprocess
-    import sys
-
     from omegaconf import OmegaConf
 
-    from tests.conftest import FAST, REPO_ROOT, compose_train_config, subprocess_env
+    from tests.conftest import FAST, compose_train_config, run_app_in_process, run_cli
 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
@@ -130,22 +127,12 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
 
-    def run_eval(output: Path, *extra: str) -> dict:
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(REPO_ROOT / "eval.py"),
-                f"ckpt_path={trained['checkpoint']}",
-                "trainer.enable_progress_bar=false",
-                f"hydra.run.dir={output}",
-                *extra,
-            ],  # fmt: skip
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=subprocess_env(),
-        )
+    def run_eval(output: Path, *extra: str, ddp: bool = False) -> dict:
+        """``python eval.py``: in this process; under DDP in a real one (Lightning starts the second rank from the
+        command line)."""
+        args = [f"ckpt_path={trained['checkpoint']}", "trainer.enable_progress_bar=false", f"hydra.run.dir={output}"]
+        run = run_cli if ddp else run_app_in_process
+        result = run([*args, *extra], tmp_path, script="eval.py")
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads((output / "metrics.json").read_text())
 
@@ -175,7 +162,8 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
         assert named[key] == pytest.approx(trained[key], abs=1e-5), key
     # Two DDP processes (gloo on CPU) each see part of the data; the callback gathers the logits, so the
     # temperature and the scaled metrics are those of the whole split.
-    distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    distributed = run_eval(tmp_path / "eval_ddp", *ddp, ddp=True)
     for key in ("test/acc", "test/ace", "temperature", "test/nll_ts", "test/ece_ts", "test/ace_ts"):
         assert distributed[key] == pytest.approx(evaluated[key], abs=1e-5), key
     for key in ("test/classwise_ece", "test/smooth_ece", "test/aurc", "test/augrc", "test/smooth_ece_ts", "val/aurc"):
@@ -191,20 +179,11 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
 
 
 def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO_ROOT, subprocess_env
+    from tests.conftest import run_app_in_process
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "x.ckpt").write_bytes(b"not a checkpoint")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "eval.py"), f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=subprocess_env(LABELSMOOTH_ROOT=str(tmp_path)),
-    )
+    checkpoint = f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"
+    result = run_app_in_process([checkpoint], tmp_path, {"LABELSMOOTH_ROOT": str(tmp_path)}, "eval.py")
     assert result.returncode != 0
     assert "no run config" in result.stderr + result.stdout

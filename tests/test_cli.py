@@ -51,17 +51,6 @@ def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
     assert "test accuracy" in result.stdout
 
 
-def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
-    result = run_cli(
-        ["trainer=ddp", "trainer.accelerator=cpu", *FAST, "logger=csv", f"paths.log_dir={tmp_path}"], cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
-    assert metrics["status"] == "completed"
-    assert metrics["world_size"] == 2
-
-
 def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:
     args = ["-m", "trainer=ddp", "trainer.accelerator=cpu", *FAST, f"paths.log_dir={tmp_path}"]
     result = run_app_in_process(args, tmp_path)

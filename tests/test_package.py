@@ -145,10 +145,10 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
     (best,) = (moved / "checkpoints").glob("best-*.ckpt")
     run(str(bin_dir / "labelsmooth-eval"), f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", *quiet)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
-    where = run(sys.executable, "-c", "import labelsmooth, labelsmooth.conf; print(labelsmooth.__file__)")
-    assert str(bin_dir.parent) in where.stdout  # the installed copy ran, not the repository's
-    configs = run(sys.executable, "-c", "from labelsmooth.cli.build import CONFIG_DIR; print(CONFIG_DIR)")
-    assert configs.stdout.strip().startswith(str(bin_dir.parent))  # and it read the configs the wheel carries
+    where = run(sys.executable, "-c", "import labelsmooth; from labelsmooth.cli.build import CONFIG_DIR as c; "
+                "print(labelsmooth.__file__); print(c)").stdout.splitlines()  # fmt: skip
+    assert str(bin_dir.parent) in where[0]  # the installed copy ran, not the repository's
+    assert where[1].startswith(str(bin_dir.parent))  # and it read the configs the wheel carries
 
 
 def test_a_console_script_without_its_extra_says_which_to_install(monkeypatch) -> None:

@@ -67,8 +67,11 @@ def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_
 
 def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=lambda run_dir: True) -> Path:
     """A reference run; the same run SIGKILLed after its first checkpoint, then ``resume=true``: it finishes in
-    its own directory with the reference's metrics. ``before_resume(run_dir)`` must hold for the killed run."""
-    reference = run_cli([*overrides, f"paths.log_dir={tmp_path / 'a'}"], cwd=tmp_path)
+    its own directory with the reference's metrics. ``before_resume(run_dir)`` must hold for the killed run. The
+    reference and the resumed run run in-process, except under DDP (Lightning starts its second rank from the
+    command line)."""
+    run = run_cli if "trainer=ddp" in overrides else run_app_in_process
+    reference = run([*overrides, f"paths.log_dir={tmp_path / 'a'}"], tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
     (reference_metrics,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
 
@@ -78,7 +81,7 @@ def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=
     assert before_resume(run_dir)
 
     time.sleep(1.1)  # a fresh run would get another <time> directory
-    resumed = run_cli([*args, "resume=true"], cwd=tmp_path)
+    resumed = run([*args, "resume=true"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -476,20 +479,22 @@ def test_num_threads_fixes_torchs_thread_pool_and_is_recorded(tmp_path: Path) ->
 
 
 def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path) -> None:
-    """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them."""
+    """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them. Also the
+    run of ``trainer=ddp`` on two CPU processes, with the CSV logger, as a user starts it."""
     import hydra
     import pytorch_lightning as pl
 
     from labelsmooth.module import LabelSmoothingClassifier
 
-    overrides = ["dataset.eval_batch_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=4", "logger=none"]
-    result = cli_in_a_process(["trainer=ddp", "trainer.accelerator=cpu", *overrides], tmp_path)
+    overrides = ["dataset.eval_batch_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=4"]
+    result = cli_in_a_process(["trainer=ddp", "trainer.accelerator=cpu", *overrides, "logger=csv"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
     ddp = json.loads(metrics_file.read_text())
-    assert ddp["world_size"] == 2
+    assert ddp["status"] == "completed" and ddp["world_size"] == 2
+    assert list(metrics_file.parent.glob("csv/**/metrics.csv"))
 
-    cfg = compose_train_config(overrides, output_dir=tmp_path / "single")
+    cfg = compose_train_config([*overrides, "logger=none"], output_dir=tmp_path / "single")
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.setup("fit")
     assert len(datamodule.val_set) % 2 == 1 and len(datamodule.test_set) % 2 == 1

@@ -32,7 +32,8 @@ def job_logs(sweep: Path) -> str:
 
 
 def slurm_sweep(args: list[str], cwd: Path, cluster: dict[str, str]) -> subprocess.CompletedProcess:
-    return run_cli(["-m", "hydra/launcher=slurm", *QUICK, *args], cwd=cwd, env=cluster, timeout=900)
+    """A sweep on the local cluster: the launcher in this process, its jobs in SLURM's."""
+    return run_app_in_process(["-m", "hydra/launcher=slurm", *QUICK, *args], cwd, cluster)
 
 
 def test_a_two_job_sweep_runs_on_slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:  # noqa: F811
