@@ -69,3 +69,9 @@ def test_precise_bn_without_its_callback_is_refused(tmp_path: Path) -> None:
         check_precise_bn(compose_config(["callbacks=none", "precise_bn=5"], output_dir=tmp_path))
     with pytest.raises(ConfigurationError, match="must be an integer >= 0"):
         check_precise_bn(compose_config(["precise_bn=-1"], output_dir=tmp_path))
+
+
+def test_a_negative_diagram_interval_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = run_app_in_process(["callbacks.calibration.plot_every_n_epochs=-1", "debug=fast"], tmp_path, env=SHORT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "ConfigurationError: callbacks.calibration.plot_every_n_epochs=-1 must be an integer >= 0" in result.stderr

@@ -131,6 +131,11 @@ class CalibrationCallback(pl.Callback):
             raise ConfigurationError(
                 f"predictions_max_values must be an integer >= 0 (values N·K), got {predictions_max_values!r}"
             )
+        if isinstance(plot_every_n_epochs, bool) or not isinstance(plot_every_n_epochs, int) or plot_every_n_epochs < 0:
+            raise ConfigurationError(
+                f"callbacks.calibration.plot_every_n_epochs={plot_every_n_epochs!r} must be an integer >= 0 (0: the "
+                "final diagrams only)"
+            )
         self.output_dir = output_dir
         self.n_bins = n_bins
         self.plot_every_n_epochs = plot_every_n_epochs
