@@ -61,7 +61,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
 
 def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     """Two CPU processes; online smoothing's per-process statistics must not be lost at the checkpoint."""
-    overrides = ["trainer=ddp", "smoothing=online", "model=mlp", "trainer.max_epochs=6", "trainer.deterministic=true"]
+    overrides = ["trainer=ddp", "smoothing=online", "model=mlp", "trainer.max_epochs=4", "trainer.deterministic=true"]
     kill_resume_and_compare([*overrides, "logger=csv", *QUIET], tmp_path)
 
 
