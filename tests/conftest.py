@@ -6,10 +6,10 @@ import contextlib
 import io
 import logging
 import os
+import runpy
 import subprocess
 import sys
 import traceback
-from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -60,33 +60,30 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """``python <script> <args>`` (``train.py``, ``eval.py``) as a user would run it; an empty value in ``env``
     removes that variable (e.g. ``WANDB_MODE=""``)."""
-    full_env = {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / script), *args],
         cwd=cwd,
-        env=full_env,
+        env=cli_environment(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
 
 
-APPS = {
-    "train.py": "labelsmooth.cli.train",
-    "eval.py": "labelsmooth.cli.evaluate",
-    "report.py": "labelsmooth.report.cli",
-}
+def cli_environment(env: dict | None) -> dict[str, str]:
+    """``subprocess_env`` with ``HYDRA_FULL_ERROR=1`` and ``env``, whose empty values remove their variables."""
+    return {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
 
 
 def run_app_in_process(
     args: list[str], cwd: Path, env: dict | None = None, script: str = "train.py"
 ) -> subprocess.CompletedProcess:
-    """``run_cli`` in this process: the same entry point (``main()`` of ``train.py``, ``eval.py`` or
-    ``report.py``), error policy and exit code, with stdout and stderr captured; the process's argv, working
-    directory, environment and logging are restored afterwards. A fresh interpreter costs about 5 s of imports:
-    tests use a real process only for what needs one (DDP, a killed or SLURM job, the console scripts, the
-    exit-code contract in ``test_cli.py``)."""
-    full_env = {k: v for k, v in subprocess_env(**{"HYDRA_FULL_ERROR": "1", **(env or {})}).items() if v}
+    """``run_cli`` in this process: the repository's ``train.py``, ``eval.py`` or ``report.py`` run as
+    ``__main__`` (``runpy``), so the same entry point, error policy and exit code, with stdout and stderr
+    captured; the process's argv, working directory, environment and logging are restored afterwards. A fresh
+    interpreter costs about 5 s of imports: tests use a real process only for what needs one (DDP, a killed or
+    SLURM job, the console scripts, the exit-code contract in ``test_cli.py``)."""
+    full_env = cli_environment(env)
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     root = logging.getLogger()
     saved_logging = (root.handlers[:], root.level, logging.raiseExceptions)
@@ -98,8 +95,8 @@ def run_app_in_process(
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                returned = import_module(APPS[script]).main()
-                code = returned if isinstance(returned, int) else 0
+                runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+                code = 0
             except SystemExit as stop:  # what the interpreter does with it: a message goes to stderr
                 code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
                 if isinstance(stop.code, str):
