@@ -119,6 +119,15 @@ def run_app_in_process(
     return subprocess.CompletedProcess([script, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
+def run_app(
+    args: list[str], cwd: Path, env: dict | None = None, script: str = "train.py"
+) -> subprocess.CompletedProcess:
+    """``python <script> <args>``: in this process (``run_app_in_process``), or in a real one under DDP
+    (``trainer=ddp``: Lightning starts the other ranks from the command line)."""
+    runner = run_cli if "trainer=ddp" in args else run_app_in_process
+    return runner(args, cwd, env=env, script=script)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT

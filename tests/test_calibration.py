@@ -118,7 +118,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     validation logits, so the same test metrics and the same temperature."""
     from omegaconf import OmegaConf
 
-    from tests.conftest import FAST, compose_train_config, run_app_in_process, run_cli
+    from tests.conftest import FAST, compose_train_config, run_app
 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
@@ -127,12 +127,9 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
 
-    def run_eval(output: Path, *extra: str, ddp: bool = False) -> dict:
-        """``python eval.py``: in this process; under DDP in a real one (Lightning starts the second rank from the
-        command line)."""
+    def run_eval(output: Path, *extra: str) -> dict:
         args = [f"ckpt_path={trained['checkpoint']}", "trainer.enable_progress_bar=false", f"hydra.run.dir={output}"]
-        run = run_cli if ddp else run_app_in_process
-        result = run([*args, *extra], tmp_path, script="eval.py")
+        result = run_app([*args, *extra], tmp_path, script="eval.py")
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads((output / "metrics.json").read_text())
 
@@ -162,8 +159,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
         assert named[key] == pytest.approx(trained[key], abs=1e-5), key
     # Two DDP processes (gloo on CPU) each see part of the data; the callback gathers the logits, so the
     # temperature and the scaled metrics are those of the whole split.
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-    distributed = run_eval(tmp_path / "eval_ddp", *ddp, ddp=True)
+    distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
     for key in ("test/acc", "test/ace", "temperature", "test/nll_ts", "test/ece_ts", "test/ace_ts"):
         assert distributed[key] == pytest.approx(evaluated[key], abs=1e-5), key
     for key in ("test/classwise_ece", "test/smooth_ece", "test/aurc", "test/augrc", "test/smooth_ece_ts", "val/aurc"):

@@ -22,7 +22,7 @@ from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_match
 from labelsmooth.runs.files import write_text_atomic
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
 from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
-from tests.conftest import REPO_ROOT, compose_train_config, run_app_in_process, run_cli, run_training, subprocess_env
+from tests.conftest import REPO_ROOT, compose_train_config, run_app, run_cli, run_training, subprocess_env
 from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -36,15 +36,10 @@ def assert_short_error(result: subprocess.CompletedProcess, *fragments: str) -> 
         assert fragment in result.stderr, result.stderr[-2000:]
 
 
-def cli(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
-    """The CLI as users run it, without HYDRA_FULL_ERROR, in this process (``run_app_in_process``)."""
-    return run_app_in_process([*args, *QUIET, f"paths.log_dir={tmp_path}"], tmp_path, {"HYDRA_FULL_ERROR": "", **env})
-
-
-def cli_in_a_process(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
-    """``cli`` in a fresh process: for DDP (Lightning starts the other process from the command line) and for what
-    W&B's own processes print."""
-    return run_cli([*args, *QUIET, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env={"HYDRA_FULL_ERROR": "", **env})
+def cli(args: list[str], tmp_path: Path, runner=run_app, **env) -> subprocess.CompletedProcess:
+    """The CLI as users run it, without HYDRA_FULL_ERROR: ``run_app`` (in this process unless under DDP), or
+    ``runner=run_cli`` for a real process (what W&B's own processes print)."""
+    return runner([*args, *QUIET, f"paths.log_dir={tmp_path}"], tmp_path, env={"HYDRA_FULL_ERROR": "", **env})
 
 
 # --- Interruption -----------------------------------------------------------------------------------------
@@ -70,8 +65,7 @@ def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=
     its own directory with the reference's metrics. ``before_resume(run_dir)`` must hold for the killed run. The
     reference and the resumed run run in-process, except under DDP (Lightning starts its second rank from the
     command line)."""
-    run = run_cli if "trainer=ddp" in overrides else run_app_in_process
-    reference = run([*overrides, f"paths.log_dir={tmp_path / 'a'}"], tmp_path)
+    reference = run_app([*overrides, f"paths.log_dir={tmp_path / 'a'}"], tmp_path)
     assert reference.returncode == 0, reference.stderr[-2000:]
     (reference_metrics,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
 
@@ -81,7 +75,7 @@ def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=
     assert before_resume(run_dir)
 
     time.sleep(1.1)  # a fresh run would get another <time> directory
-    resumed = run([*args, "resume=true"], tmp_path)
+    resumed = run_app([*args, "resume=true"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -311,10 +305,10 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path: Path, monk
 
 def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
     secret = "s3cr3t-" + "k" * 33
-    result = cli_in_a_process(["debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05"], tmp_path,
-                              WANDB_API_KEY=secret)  # fmt: skip
+    result = cli(["debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05"], tmp_path, run_cli,
+                 WANDB_API_KEY=secret)  # fmt: skip
     assert result.returncode != 0  # a failing run writes its error too
-    ok = cli_in_a_process(["debug=fast", "logger=wandb"], tmp_path, WANDB_API_KEY=secret)
+    ok = cli(["debug=fast", "logger=wandb"], tmp_path, run_cli, WANDB_API_KEY=secret)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert secret not in result.stdout + result.stderr + ok.stdout + ok.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
@@ -487,7 +481,7 @@ def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path
     from labelsmooth.module import LabelSmoothingClassifier
 
     overrides = ["dataset.eval_batch_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=4"]
-    result = cli_in_a_process(["trainer=ddp", "trainer.accelerator=cpu", *overrides, "logger=csv"], tmp_path)
+    result = cli(["trainer=ddp", "trainer.accelerator=cpu", *overrides, "logger=csv"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
     ddp = json.loads(metrics_file.read_text())
