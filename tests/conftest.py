@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -13,6 +14,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 # Under pytest-xdist (make test) one torch thread per worker, set before torch is imported and inherited by the
 # tests' subprocesses: the workers share the cores, and two threads per worker made the tiny models' steps wait
@@ -126,6 +128,28 @@ def run_app(
     (``trainer=ddp``: Lightning starts the other ranks from the command line)."""
     runner = run_cli if "trainer=ddp" in args else run_app_in_process
     return runner(args, cwd, env=env, script=script)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    directory: Path
+    summary: dict  # what ``train`` returned
+
+
+# The shared run: γ smoothing (the paper's strategy) and its figures, for the tests that read predictions or figures.
+SHARED_RUN = ["smoothing=gamma", "smoothing.gamma=0.8", "figures=true"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One run (``SHARED_RUN``, a few batches), trained once per test process and shared by the tests that only
+    read a run: its directory as Hydra leaves it (``.hydra/config.yaml`` next to ``checkpoints/``, ``metrics.json``,
+    predictions, figures). Read-only: a test that changes a run trains its own."""
+    run_dir = tmp_path_factory.mktemp("trained_run")
+    summary = run_training(run_dir, SHARED_RUN)
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(compose_train_config([*FAST, *SHARED_RUN], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    return TrainedRun(run_dir, summary)
 
 
 @pytest.fixture

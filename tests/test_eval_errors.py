@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from tests.conftest import FAST, compose_train_config, run_app_in_process, run_training
+from tests.conftest import TrainedRun, run_app_in_process
 
 QUIET = ["trainer.enable_progress_bar=false"]
 
@@ -31,15 +30,9 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few batches of training; the run directory as Hydra leaves it (``.hydra/config.yaml`` next to
-    ``checkpoints/``)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    trained = run_training(run_dir, [])
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(compose_train_config(FAST, output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
-    return Path(trained["checkpoint"])
+@pytest.fixture
+def checkpoint(trained_run: TrainedRun) -> Path:
+    return Path(trained_run.summary["checkpoint"])
 
 
 def test_eval_py_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from labelsmooth.runs.layout import RunDirectory
-from tests.conftest import run_training
+from tests.conftest import TrainedRun
 from tests.test_evaluation_metrics import ThreeClasses, small_module, small_trainer
 from tests.test_report import completed, write_job
 
@@ -23,9 +23,9 @@ def per_class_accuracy(logits: np.ndarray, targets: np.ndarray, k: int) -> list[
     return [float(np.mean(predicted[targets == c] == c)) if np.any(targets == c) else None for c in range(k)]
 
 
-def test_per_class_accuracy_is_recomputed_from_the_saved_predictions(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8", "figures=true"])
-    run = RunDirectory(tmp_path)
+def test_per_class_accuracy_is_recomputed_from_the_saved_predictions(trained_run: TrainedRun) -> None:
+    summary = trained_run.summary
+    run = RunDirectory(trained_run.directory)
     metrics = json.loads(run.metrics_json.read_text())
     for split in ("val", "test"):
         with np.load(run.predictions(split)) as saved:

@@ -16,7 +16,7 @@ from scipy.optimize import minimize_scalar
 from labelsmooth.callbacks.calibration import in_dataset_order
 from labelsmooth.runs.layout import RunDirectory
 from tests import reference_metrics as reference
-from tests.conftest import run_training
+from tests.conftest import TrainedRun, run_training
 
 
 def equal_mass_ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
@@ -68,10 +68,9 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return saved["logits"], saved["targets"]
 
 
-def test_every_metric_is_recomputed_from_the_saved_predictions(tmp_path: Path) -> None:
-    run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8"])
-    metrics = json.loads(RunDirectory(tmp_path).metrics_json.read_text())
-    run = RunDirectory(tmp_path)
+def test_every_metric_is_recomputed_from_the_saved_predictions(trained_run: TrainedRun) -> None:
+    metrics = json.loads(RunDirectory(trained_run.directory).metrics_json.read_text())
+    run = RunDirectory(trained_run.directory)
     assert metrics["predictions.val"] == "predictions/val.npz" and metrics["predictions.test"] == "predictions/test.npz"
     saved = {split: load(run.predictions(split)) for split in ("val", "test")}
     for logits, targets in saved.values():

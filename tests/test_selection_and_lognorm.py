@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from labelsmooth.report.build import make_report
-from tests.conftest import run_training
+from tests.conftest import TrainedRun, run_training
 from tests.test_report import completed, write_job
 
 GRID = [*range(1, 11), np.inf]
@@ -41,11 +41,11 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return saved["logits"], saved["targets"]
 
 
-def test_lognorm_metrics_and_p_recomputed_from_saved_predictions(tmp_path: Path) -> None:
-    run_training(tmp_path, ["smoothing=gamma", "smoothing.gamma=0.8"])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    val_logits, val_targets = load(tmp_path / "predictions" / "val.npz")
-    test_logits, test_targets = load(tmp_path / "predictions" / "test.npz")
+def test_lognorm_metrics_and_p_recomputed_from_saved_predictions(trained_run: TrainedRun) -> None:
+    run = trained_run.directory
+    metrics = json.loads((run / "metrics.json").read_text())
+    val_logits, val_targets = load(run / "predictions" / "val.npz")
+    test_logits, test_targets = load(run / "predictions" / "test.npz")
     val_correct = (val_logits.argmax(axis=1) == val_targets).astype(np.float64)
     scores = [plain_aurc(normalised_max(val_logits, p), val_correct) for p in GRID]
     p = GRID[int(np.argmin(scores))]  # the first of equal scores, as the module
