@@ -69,13 +69,16 @@ def projection_figure(
     (``vertices`` (3, 2)) drawn over it. Equal axis scales, so distances read as in the plane."""
     from matplotlib.figure import Figure
 
+    from labelsmooth.calibration.reliability import panel_grid
+
     corners = np.asarray(vertices, dtype=np.float64)
     drawn = [(np.asarray(c, dtype=np.float64).reshape(-1, 2), np.asarray(w)) for c, w in panels.values()]
     everything = np.concatenate([corners, *(c for c, _ in drawn)])
     low, high = everything.min(axis=0), everything.max(axis=0)
     margin = 0.05 * float(np.max(high - low) or 1.0)
-    figure = Figure(figsize=(4.6 * max(len(panels), 1), 4.8), layout="constrained")
-    axes = figure.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    figure = Figure(figsize=(4.6 * max(len(panels), 1), 4.8))
+    grid = panel_grid(figure, 1, max(len(panels), 1), bool(title), margins=(0.6, 0.15, 0.5, 0.4), gaps=(0.6, 0.0))
+    axes = [figure.add_subplot(grid[0, column]) for column in range(max(len(panels), 1))]
     for ax, panel_title, (coordinates, which) in zip(axes, panels, drawn, strict=False):
         for position, name in enumerate(class_names):
             chosen = coordinates[which == position]
@@ -91,5 +94,5 @@ def projection_figure(
         ax.set_title(f"{panel_title} ({len(coordinates)} images)", fontsize=9)
         ax.legend(loc="best", fontsize=7, markerscale=2)
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(title, fontsize=10, y=1 - 0.1 / figure.get_size_inches()[1], va="top")
     return figure
