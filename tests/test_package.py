@@ -132,8 +132,7 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
         assert result.returncode == 0, result.stderr[-2000:]
         return result
 
-    for script in ("labelsmooth-train", "labelsmooth-eval", "labelsmooth-report"):
-        run(str(bin_dir / script), "--help")
+    run(str(bin_dir / "labelsmooth-report"), "--help")  # the other two run for real below
     quiet = ["logger=none", "trainer.enable_progress_bar=false"]
     run(str(bin_dir / "labelsmooth-train"), "trainer.max_epochs=1", *quiet)
     (metrics_file,) = tmp_path.glob("outputs/runs/*/*/metrics.json")

@@ -41,8 +41,8 @@ def instantiate_logger(
         if os.environ.get("WANDB_MODE", "").lower() == "disabled":
             log.info("WANDB_MODE=disabled: no W&B run (metrics.json, checkpoints and plots are written as usual)")
             return False
-        if cfg.get("paths") and cfg.paths.get("log_dir"):  # W&B's staged table files next to the runs, not in ~
-            os.environ.setdefault("WANDB_DATA_DIR", str(Path(cfg.paths.log_dir) / ".wandb-data"))
+        if cfg.get("paths") and cfg.paths.get("log_dir"):
+            stage_wandb_files_under(Path(cfg.paths.log_dir))
         extra: dict[str, Any] = {"offline": True}
         if wants_online(bool(logger_cfg.get("offline", True))):
             reason = why_wandb_cannot_go_online()
@@ -63,6 +63,18 @@ def instantiate_logger(
         define_metrics(logger.experiment)
         return logger
     return hydra.utils.instantiate(logger_cfg)
+
+
+_staging_dir: str | None = None
+
+
+def stage_wandb_files_under(log_dir: Path) -> None:
+    """W&B's staged files (tables, images) under ``<log_dir>/.wandb-data``, next to the runs rather than in the
+    home directory: ``WANDB_DATA_DIR``, unless the user set it. Set again for each run, so that a later run of the
+    same process with another ``paths.log_dir`` stages under its own."""
+    global _staging_dir
+    if os.environ.get("WANDB_DATA_DIR") in (None, _staging_dir):
+        _staging_dir = os.environ["WANDB_DATA_DIR"] = str(log_dir / ".wandb-data")
 
 
 def wandb_record(logger: Any) -> dict[str, str]:
