@@ -64,11 +64,6 @@ def time_to_first_step_plain() -> float:
 
 def run(size: str = "full") -> dict[str, Any]:
     repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
-    help_s, import_s = alternate(
-        lambda: run_process([sys.executable, "train.py", "--help"])[0],
-        lambda: run_process([sys.executable, "-c", "import torch"])[0],
-        repetitions,
-    )
     first_ours, first_plain = alternate(time_to_first_step_pipeline, time_to_first_step_plain, repetitions)
     lightning_s, torch_s = alternate(
         lambda: run_process([sys.executable, "-c", "import pytorch_lightning"])[0],
@@ -76,14 +71,6 @@ def run(size: str = "full") -> dict[str, Any]:
         repetitions,
     )
     rows = [
-        {
-            "measure": "python train.py --help vs python -c 'import torch'",
-            "ours_s": median(help_s),
-            "baseline_s": median(import_s),
-            "ratio": ratio(median(help_s), median(import_s)),
-            "raw_ours": help_s,
-            "raw_baseline": import_s,
-        },
         {
             "measure": "launch -> first training step: train.py vs plain script",
             "ours_s": median(first_ours),
@@ -103,6 +90,21 @@ def run(size: str = "full") -> dict[str, Any]:
             "raw_import_torch": torch_s,
         },
     ]
+    if size != "smoke":  # the same run_process as the floor's
+        help_s, import_s = alternate(
+            lambda: run_process([sys.executable, "train.py", "--help"])[0],
+            lambda: run_process([sys.executable, "-c", "import torch"])[0],
+            repetitions,
+        )
+        help_row = {
+            "measure": "python train.py --help vs python -c 'import torch'",
+            "ours_s": median(help_s),
+            "baseline_s": median(import_s),
+            "ratio": ratio(median(help_s), median(import_s)),
+            "raw_ours": help_s,
+            "raw_baseline": import_s,
+        }
+        rows.insert(0, help_row)
     goal = "launch -> first training step <= 1.3x the plain script"
     return {"title": "Start-up, seconds (wall clock of fresh processes)", "goal": goal, "rows": rows}
 

@@ -45,7 +45,7 @@ def run(size: str = "full") -> dict[str, Any]:
     repetitions = 3 if size == "full" else 1
     jobs = 2 if size == "smoke" else JOBS
     rows = []
-    for multirun in (True, False):
+    for multirun in (True,) if size == "smoke" else (True, False):  # smoke: the single run is the same code
         samples = [overhead(multirun, jobs) for _ in range(repetitions)]
         rows.append(
             {
