@@ -130,6 +130,12 @@ def run_app(
     return runner(args, cwd, env=env, script=script)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first: under pytest-xdist the workers then end on short tests, not one waiting for the
+    other's 30-second test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
     directory: Path

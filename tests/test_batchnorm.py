@@ -196,6 +196,7 @@ def test_precise_bn_leaves_training_unchanged_and_evaluation_reproducible(tmp_pa
     assert precise["val/acc"] == precise["val/acc_best"]
 
 
+@pytest.mark.slow
 def test_precise_bn_under_ddp_averages_the_processes_and_stays_reproducible(tmp_path: Path) -> None:
     """Two DDP processes (gloo on CPU), each recomputing from the first batches of its own shard, then averaging:
     the best checkpoint holds the average of the two processes' statistics, and evaluated after fit it gets the

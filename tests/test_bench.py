@@ -23,6 +23,7 @@ def test_the_suite_runs_every_benchmark() -> None:
     assert set(BENCHMARKS) == {"pipeline", "loss", "data", "sweep", "startup", "fused"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_each_benchmark_runs_in_its_smoke_size(tmp_path: Path, name: str) -> None:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

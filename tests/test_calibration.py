@@ -113,6 +113,7 @@ def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp
         assert any(path.startswith(name) for path in media), media
 
 
+@pytest.mark.slow
 def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     """Train a few batches, then ``python eval.py ckpt_path=<best checkpoint>``: same data, same weights, same
     validation logits, so the same test metrics and the same temperature."""

@@ -233,6 +233,7 @@ def test_in_memory_loader_indexes_whole_batches() -> None:
     assert [len(y) for _, y in loader] == [4, 4, 2] and calls == [4, 4, 2]
 
 
+@pytest.mark.slow
 def test_training_on_an_on_disk_data_set_under_ddp(tmp_path: Path) -> None:
     """Lightning's distributed sampler over the in-memory batch fetch: 2 CPU processes, MNIST idx files."""
     write_mnist(tmp_path / "data")

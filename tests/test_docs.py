@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "docs" / "notebooks" / "compare_strategies.ipynb"
@@ -32,6 +33,7 @@ def test_docs_site_builds_strict(tmp_path: Path) -> None:
     assert (site / "notebooks" / "compare_strategies.ipynb").is_file()
 
 
+@pytest.mark.slow
 def test_worked_notebook_trains_compares_loads_and_plots(tmp_path: Path) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from labelsmooth.tracking.wandb_run import sweep_group_name
 from tests.conftest import REPO_ROOT, run_app_in_process, subprocess_env
 from tests.wandb_records import offline_run_of
@@ -32,6 +34,7 @@ def files_of(job: Path) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: Path) -> None:
     fused, basic = tmp_path / "fused", tmp_path / "basic"
     result = run_app_in_process(["-m", *GRID, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], tmp_path)
@@ -92,6 +95,7 @@ def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
     assert not (sweep / "1" / "checkpoints").exists() and (sweep / "0" / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_path: Path) -> None:
     grid = ["smoothing=uniform", "smoothing.epsilon=0.0,0.2", "trainer.max_epochs=4", *QUIET, "logger=csv"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"

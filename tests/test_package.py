@@ -122,6 +122,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return prefix / "bin", env
 
 
+@pytest.mark.slow
 def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_path: Path) -> None:
     """The wheel's ``labelsmooth-train`` trains from a directory outside the repository, and ``labelsmooth-eval``
     of its best checkpoint, after the run directory was moved, gives the run's own test accuracy."""

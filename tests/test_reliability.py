@@ -45,6 +45,7 @@ def cli(args: list[str], tmp_path: Path, runner=run_app, **env) -> subprocess.Co
 # --- Interruption -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) -> None:
     overrides = ["model=mlp", "trainer.max_epochs=6", "trainer.deterministic=true", "logger=wandb", *QUIET]
     run_dir = kill_resume_and_compare(
@@ -54,6 +55,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
     assert len(wandb_runs) == 2 and len({name.rsplit("-", 1)[1] for name in wandb_runs}) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     """Two CPU processes; online smoothing's per-process statistics must not be lost at the checkpoint."""
     overrides = ["trainer=ddp", "smoothing=online", "model=mlp", "trainer.max_epochs=4", "trainer.deterministic=true"]
@@ -303,6 +305,7 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path: Path, monk
     assert "cannot reach 127.0.0.1:9" in caplog.text
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
     secret = "s3cr3t-" + "k" * 33
     result = cli(["debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05"], tmp_path, run_cli,
@@ -487,6 +490,7 @@ def test_num_threads_fixes_torchs_thread_pool_and_is_recorded(tmp_path: Path) ->
 # --- DDP ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path) -> None:
     """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them. Also the
     run of ``trainer=ddp`` on two CPU processes, with the CSV logger, as a user starts it."""

@@ -36,6 +36,7 @@ def slurm_sweep(args: list[str], cwd: Path, cluster: dict[str, str]) -> subproce
     return run_app_in_process(["-m", "hydra/launcher=slurm", *QUICK, *args], cwd, cluster)
 
 
+@pytest.mark.slow
 def test_a_two_job_sweep_runs_on_slurm_and_a_job_that_fails_fails_alone(
     tmp_path: Path,
     slurm_cluster: dict[str, str],  # noqa: F811
@@ -63,6 +64,7 @@ def test_a_two_job_sweep_runs_on_slurm_and_a_job_that_fails_fails_alone(
     assert "(failed):" in failures and "smoothing.gamma=0.05" in failures and "smoothing.gamma=0.8" not in failures
 
 
+@pytest.mark.slow
 def test_ddp_jobs_in_a_slurm_sweep_equal_a_hand_started_srun_run(
     tmp_path: Path,
     slurm_cluster: dict[str, str],  # noqa: F811
@@ -112,15 +114,13 @@ def test_each_job_of_a_parallel_sweep_gets_its_own_gpu(trainer: dict, job: int, 
     assert gpu_of_parallel_job(OmegaConf.create(trainer), job, gpus) == expected
 
 
+@pytest.mark.slow
 def test_a_cancelled_slurm_job_continues_with_resume_sweep_to_the_uninterrupted_result(
     tmp_path: Path,
     slurm_cluster: dict[str, str],  # noqa: F811
 ) -> None:
     args = ["smoothing=uniform", "trainer.max_epochs=5", "logger=csv", "num_threads=1"]  # the same sums everywhere
     whole, cancelled = tmp_path / "whole", tmp_path / "cancelled"
-    result = run_app_in_process(["-m", *QUICK[:-1], *args, f"hydra.sweep.dir={whole}"], tmp_path)  # on this machine
-    assert result.returncode == 0, result.stderr[-3000:]
-
     command = [sys.executable, str(REPO_ROOT / "train.py"), "-m", "hydra/launcher=slurm", *QUICK, *args]
     env = subprocess_env(**slurm_cluster)
     launcher = subprocess.Popen(
@@ -132,6 +132,11 @@ def test_a_cancelled_slurm_job_continues_with_resume_sweep_to_the_uninterrupted_
     while not last.exists() and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     subprocess.run(["scancel", "--user=root"], env=env, check=True)
+
+    # The uninterrupted run, on this machine, while the launcher notices the cancelled job (submitit waits 15 s
+    # for a result file that a cancelled job never writes)
+    result = run_app_in_process(["-m", *QUICK[:-1], *args, f"hydra.sweep.dir={whole}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     launcher.wait(timeout=300)
     assert last.exists() and not json.loads((cancelled / "0" / "metrics.json").read_text()).get("test/acc")
 
