@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from labelsmooth.data import DatasetNotFoundError, InMemoryImages
 from labelsmooth.data.image_data import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
 from labelsmooth.data.splits import stratified_carve
-from tests.conftest import compose_train_config, run_cli
-from tests.datasets_on_disk import WRITERS, relax_checksums, write_mnist
+from tests.conftest import compose_train_config
+from tests.datasets_on_disk import WRITERS, relax_checksums
 
 # data set → (number of classes of the data set, image shape, (train, val, test) sizes of its tiny copy)
 EXPECTED = {
@@ -231,20 +230,6 @@ def test_in_memory_loader_indexes_whole_batches() -> None:
     data = Counting(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
     loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, collate_fn=already_batched)
     assert [len(y) for _, y in loader] == [4, 4, 2] and calls == [4, 4, 2]
-
-
-@pytest.mark.slow
-def test_training_on_an_on_disk_data_set_under_ddp(tmp_path: Path) -> None:
-    """Lightning's distributed sampler over the in-memory batch fetch: 2 CPU processes, MNIST idx files."""
-    write_mnist(tmp_path / "data")
-    args = ["dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", "dataset.val_size=0.34",
-            "dataset.batch_size=4", "dataset.shift=0.1", "model.depth=8", "trainer=ddp", "trainer.accelerator=cpu",
-            "debug=fast", "trainer.enable_progress_bar=false", "logger=none", f"paths.log_dir={tmp_path}"]  # fmt: skip
-    result = run_cli(args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = (tmp_path / "runs").glob("*/*/metrics.json")
-    metrics = json.loads(metrics_file.read_text())
-    assert metrics["status"] == "completed" and metrics["world_size"] == 2 and metrics["dataset"] == "mnist"
 
 
 def test_decathlon_streams_imagenet12_and_keeps_the_other_domains_in_memory(tmp_path: Path) -> None:

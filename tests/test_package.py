@@ -172,6 +172,7 @@ def test_the_wheel_is_licensed_and_typed(installed) -> None:
     assert any(path.name == "LICENSE" for path in dist_info.rglob("*"))
 
 
+@pytest.mark.slow  # mypy with a cold cache (a fresh clone): about 15 s
 def test_the_public_api_type_checks() -> None:
     """``mypy`` with the configuration of pyproject.toml (``[tool.mypy]``: the strategies, the metrics, the analysis
     and the top-level names) reports nothing, so CI's ``make test`` keeps the typed API (``py.typed``) honest."""
