@@ -17,7 +17,7 @@ from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.cli.train import completed_job
 from labelsmooth.report.stats import mean_confidence_interval
 from labelsmooth.runs.overrides import job_overrides
-from tests.conftest import run_app_in_process, run_cli
+from tests.conftest import run_app_in_process
 
 FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false", "figures=false"]  # the report draws its own
 GRID = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "seed=0,1"]
@@ -40,7 +40,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     sweep = tmp_path / "multirun" / "day" / "time"
     command = ["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    result = run_cli(command, cwd=tmp_path)
+    result = run_app_in_process(command, tmp_path)  # the launcher here; joblib's two workers are processes
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = metrics_of(sweep)
     assert sorted(jobs) == [0, 1, 2, 3] and all(m["status"] == "completed" for m in jobs.values())
