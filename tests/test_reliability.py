@@ -57,9 +57,43 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_wandb_run(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_path: Path) -> None:
-    """Two CPU processes; online smoothing's per-process statistics must not be lost at the checkpoint."""
+    """Two CPU processes; online smoothing's per-process statistics must not be lost at the checkpoint. The
+    uninterrupted run is also ``trainer=ddp`` as a user starts it (CSV logger): its metrics count each sample once
+    and equal one process's."""
     overrides = ["trainer=ddp", "smoothing=online", "model=mlp", "trainer.max_epochs=4", "trainer.deterministic=true"]
+    overrides += ["dataset.eval_batch_size=64", "dataset.shift=0.1"]  # several evaluation batches; random shifts
     kill_resume_and_compare([*overrides, "logger=csv", *QUIET], tmp_path)
+    (metrics_file,) = (tmp_path / "a" / "runs").glob("*/*/metrics.json")
+    uninterrupted = json.loads(metrics_file.read_text())
+    assert uninterrupted["status"] == "completed" and uninterrupted["world_size"] == 2
+    assert list(metrics_file.parent.glob("csv/**/metrics.csv"))
+    assert_ddp_metrics_equal_one_process(uninterrupted, [o for o in overrides if o != "trainer=ddp"], tmp_path)
+
+
+def assert_ddp_metrics_equal_one_process(ddp: dict, overrides: list[str], tmp_path: Path) -> None:
+    """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them. The
+    validation and test metrics of a DDP run equal those of its checkpoint evaluated in one process."""
+    import hydra
+    import pytorch_lightning as pl
+
+    from labelsmooth.module import LabelSmoothingClassifier
+
+    cfg = compose_train_config([*overrides, "logger=none"], output_dir=tmp_path / "single")
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    assert len(datamodule.val_set) % 2 == 1 and len(datamodule.test_set) % 2 == 1
+    net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
+    module = LabelSmoothingClassifier(
+        net=net,
+        criterion=hydra.utils.instantiate(cfg.smoothing, num_classes=10),
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        num_classes=10,
+    )
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[])
+    single = trainer.validate(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
+    single |= trainer.test(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
+    for key in ("val/acc", "val/nll", "val/ece", "val/brier", "test/acc", "test/nll", "test/ece", "test/brier"):
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
 
 
 def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=lambda run_dir: True) -> Path:
@@ -488,41 +522,6 @@ def test_num_threads_fixes_torchs_thread_pool_and_is_recorded(tmp_path: Path) ->
 
 
 # --- DDP ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_ddp_metrics_count_each_sample_once_and_match_one_process(tmp_path: Path) -> None:
-    """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them. Also the
-    run of ``trainer=ddp`` on two CPU processes, with the CSV logger, as a user starts it."""
-    import hydra
-    import pytorch_lightning as pl
-
-    from labelsmooth.module import LabelSmoothingClassifier
-
-    overrides = ["dataset.eval_batch_size=64", "trainer.max_epochs=1", "+trainer.limit_train_batches=4"]
-    result = cli(["trainer=ddp", "trainer.accelerator=cpu", *overrides, "logger=csv"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics_file,) = tmp_path.glob("runs/*/*/metrics.json")
-    ddp = json.loads(metrics_file.read_text())
-    assert ddp["status"] == "completed" and ddp["world_size"] == 2
-    assert list(metrics_file.parent.glob("csv/**/metrics.csv"))
-
-    cfg = compose_train_config([*overrides, "logger=none"], output_dir=tmp_path / "single")
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
-    assert len(datamodule.val_set) % 2 == 1 and len(datamodule.test_set) % 2 == 1
-    net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
-    module = LabelSmoothingClassifier(
-        net=net,
-        criterion=hydra.utils.instantiate(cfg.smoothing, num_classes=10),
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
-        num_classes=10,
-    )
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[])
-    single = trainer.validate(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
-    single |= trainer.test(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
-    for key in ("val/acc", "val/nll", "val/ece", "val/brier", "test/acc", "test/nll", "test/ece", "test/brier"):
-        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
 
 
 def test_a_damaged_data_set_file_is_named(tmp_path: Path) -> None:
