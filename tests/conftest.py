@@ -50,6 +50,15 @@ def run_training(tmp_path: Path, overrides: list[str]) -> dict:
     return train(cfg, RunContext(output_dir=tmp_path, choices=choices_of(overrides)))
 
 
+def run_training_with_hydra_config(run_dir: Path, overrides: list[str]) -> dict:
+    """``run_training``, and the run's ``.hydra/config.yaml`` next to it, as Hydra writes it for every run (which
+    ``eval.py`` and checkpoints' loaders may read)."""
+    summary = run_training(run_dir, overrides)
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    return summary
+
+
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """The environment of a fresh ``python train.py``: offline W&B, and not attached to the W&B service that
     in-process tests started in this pytest process (``WANDB_SERVICE``), which would outlive a killed run."""
@@ -152,10 +161,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     read a run: its directory as Hydra leaves it (``.hydra/config.yaml`` next to ``checkpoints/``, ``metrics.json``,
     predictions, figures). Read-only: a test that changes a run trains its own."""
     run_dir = tmp_path_factory.mktemp("trained_run")
-    summary = run_training(run_dir, SHARED_RUN)
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(compose_train_config([*FAST, *SHARED_RUN], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
-    return TrainedRun(run_dir, summary)
+    return TrainedRun(run_dir, run_training_with_hydra_config(run_dir, SHARED_RUN))
 
 
 @pytest.fixture

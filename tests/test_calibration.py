@@ -117,16 +117,11 @@ def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp
 def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     """Train a few batches, then ``python eval.py ckpt_path=<best checkpoint>``: same data, same weights, same
     validation logits, so the same test metrics and the same temperature."""
-    from omegaconf import OmegaConf
-
-    from tests.conftest import FAST, compose_train_config, run_app
+    from tests.conftest import run_app, run_training_with_hydra_config
 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
-    trained = run_training(run_dir, overrides)
-    # What Hydra writes next to every run (run_training composes the same config in-process).
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    trained = run_training_with_hydra_config(run_dir, overrides)
 
     def run_eval(output: Path, *extra: str) -> dict:
         args = [f"ckpt_path={trained['checkpoint']}", "trainer.enable_progress_bar=false", f"hydra.run.dir={output}"]

@@ -10,13 +10,12 @@ import hydra
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from labelsmooth.cli.build import build_datamodule
 from labelsmooth.cli.teacher import load_teacher
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing.distillation import DistillationLoss
-from tests.conftest import FAST, compose_train_config, run_training
+from tests.conftest import FAST, compose_train_config, run_training, run_training_with_hydra_config
 
 STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4"]
 
@@ -64,19 +63,11 @@ def test_out_of_range_parameters_are_refused(kwargs, match) -> None:
         DistillationLoss(**kwargs)
 
 
-def train_teacher(run_dir: Path, overrides: list[str]) -> dict:
-    """A tiny run, left as Hydra leaves it (``.hydra/config.yaml`` next to ``checkpoints/``)."""
-    summary = run_training(run_dir, overrides)
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
-    return summary
-
-
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory) -> str:
     run_dir = tmp_path_factory.mktemp("teacher")
-    summary = train_teacher(run_dir, ["model=mlp", "smoothing=uniform", "smoothing.epsilon=0.2", *STEPS])
-    return summary["checkpoint"]
+    teacher = ["model=mlp", "smoothing=uniform", "smoothing.epsilon=0.2", *STEPS]
+    return run_training_with_hydra_config(run_dir, teacher)["checkpoint"]
 
 
 def student(teacher_ckpt: str, *overrides: str) -> list[str]:
