@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from labelsmooth.cli.checks import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
 from tests.conftest import REPO_ROOT, run_app_in_process, run_cli, subprocess_env
+from tests.datasets_on_disk import write_mnist
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 from tests.wandb_records import offline_run_of
 
@@ -69,12 +70,17 @@ def test_ddp_jobs_in_a_slurm_sweep_equal_a_hand_started_srun_run(
     tmp_path: Path,
     slurm_cluster: dict[str, str],  # noqa: F811
 ) -> None:
+    """Also Lightning's distributed sampler over the in-memory batch fetch of a data set on disk (MNIST's idx
+    files)."""
+    write_mnist(tmp_path / "data")
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv", "seed=3"]
+    ddp += ["dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", "dataset.val_size=0.34"]
+    ddp += ["dataset.batch_size=4"]
     sweep = tmp_path / "sweep"
     result = slurm_sweep([*ddp, f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster)
     assert result.returncode == 0, result.stderr[-3000:] + job_logs(sweep)
     (in_sweep,) = metrics_of(sweep).values()
-    assert in_sweep["status"] == "completed" and in_sweep["world_size"] == 2
+    assert in_sweep["status"] == "completed" and in_sweep["world_size"] == 2 and in_sweep["dataset"] == "mnist"
 
     by_hand = tmp_path / "by-hand"
     command = ["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1"]
