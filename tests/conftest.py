@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import logging
 import os
 import runpy
@@ -57,6 +58,11 @@ def run_training_with_hydra_config(run_dir: Path, overrides: list[str]) -> dict:
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(compose_train_config([*FAST, *overrides], output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
     return summary
+
+
+def metrics_of(sweep: Path) -> dict[int, dict]:
+    """The ``metrics.json`` of each job of a sweep directory, by job number."""
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:

@@ -15,17 +15,13 @@ from pathlib import Path
 import pytest
 
 from labelsmooth.tracking.wandb_run import sweep_group_name
-from tests.conftest import REPO_ROOT, run_app_in_process, subprocess_env
+from tests.conftest import REPO_ROOT, metrics_of, run_app_in_process, subprocess_env
 from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
 # Members that differ in strategy schedule (ε from 0.1 to 0, or constant); tests/test_fused.py trains members that
 # differ in seed, strategy and batch mixing too.
 GRID = ["smoothing=uniform", "strategy_schedule=none,linear", "seed=1", "model=mlp", "trainer.max_epochs=2", *QUIET]
-
-
-def metrics_of(sweep: Path) -> dict[int, dict]:
-    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
 
 def files_of(job: Path) -> set[str]:

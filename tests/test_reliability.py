@@ -73,22 +73,14 @@ def test_a_killed_ddp_run_with_online_smoothing_resumes_to_the_same_metrics(tmp_
 def assert_ddp_metrics_equal_one_process(ddp: dict, overrides: list[str], tmp_path: Path) -> None:
     """Digits has 269 validation and 359 test images: odd, so a padding sampler would repeat one of them. The
     validation and test metrics of a DDP run equal those of its checkpoint evaluated in one process."""
-    import hydra
     import pytorch_lightning as pl
 
-    from labelsmooth.module import LabelSmoothingClassifier
+    from labelsmooth.cli.build import build_datamodule, build_module
 
     cfg = compose_train_config([*overrides, "logger=none"], output_dir=tmp_path / "single")
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg.dataset)
     assert len(datamodule.val_set) % 2 == 1 and len(datamodule.test_set) % 2 == 1
-    net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
-    module = LabelSmoothingClassifier(
-        net=net,
-        criterion=hydra.utils.instantiate(cfg.smoothing, num_classes=10),
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
-        num_classes=10,
-    )
+    module = build_module(cfg, datamodule)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[])
     single = trainer.validate(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]
     single |= trainer.test(module, datamodule=datamodule, ckpt_path=ddp["checkpoint"], weights_only=True)[0]

@@ -14,17 +14,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from labelsmooth.cli.checks import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
-from tests.conftest import REPO_ROOT, run_app_in_process, run_cli, subprocess_env
+from tests.conftest import REPO_ROOT, metrics_of, run_app_in_process, run_cli, subprocess_env
 from tests.datasets_on_disk import write_mnist
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 from tests.wandb_records import offline_run_of
 
 QUICK = ["trainer=cpu", "model=mlp", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
 QUICK += ["hydra.launcher.partition=debug"]
-
-
-def metrics_of(sweep: Path) -> dict[int, dict]:
-    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
 
 def job_logs(sweep: Path) -> str:

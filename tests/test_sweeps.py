@@ -17,7 +17,7 @@ from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.cli.train import completed_job
 from labelsmooth.report.stats import mean_confidence_interval
 from labelsmooth.runs.overrides import job_overrides
-from tests.conftest import run_app_in_process
+from tests.conftest import metrics_of, run_app_in_process
 
 FAST = ["debug=fast", "logger=csv", "trainer.enable_progress_bar=false", "figures=false"]  # the report draws its own
 GRID = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "seed=0,1"]
@@ -25,10 +25,6 @@ GRID = ["smoothing=gamma", "smoothing.gamma=0.5,1.0", "seed=0,1"]
 
 def run_report(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return run_app_in_process(args, cwd, script="report.py")
-
-
-def metrics_of(sweep: Path) -> dict[int, dict]:
-    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
