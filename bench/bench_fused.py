@@ -6,6 +6,11 @@ figures, predictions: each member still a complete run), and metrics alone (``lo
 training and the final validation and test, nothing drawn or written but ``metrics.json``). The fused members'
 metrics are compared with the basic launcher's jobs (largest difference of ``val/acc_best`` and ``test/nll``), and
 the training alone is timed: the fused group's ``fit``, or the sum of the jobs' ``fit`` (``probes.WallClockMarks``).
+
+With a CUDA device, also the GPU grid: the same 9 jobs of a ResNet-20 v1 on synthetic CIFAR-sized images
+(``bench/conf/dataset/synthetic_cifar.yaml``, with the paper's 10 % shifts and flips), fused with
+``hydra.launcher.batching=vmap`` against the basic launcher, with the GPU's peak memory (``nvidia-smi``). At the
+smoke size it runs on the CPU, tiny, so that its command line cannot rot on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -32,6 +37,26 @@ LAUNCHERS = {
     "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
 }
 JOBS = {"defaults": [], "metrics alone": ["logger=none", "callbacks=none"]}
+GPU_GOAL = 0.25  # the fused GPU grid's wall time over the basic launcher's
+GPU_MODEL = "ResNet-20 · synthetic 32x32x3"
+GPU_GRID_ARGS = [
+    "hydra.searchpath=[file://bench/conf]",  # relative to the working directory, the repository's root
+    "dataset=synthetic_cifar",
+    "dataset.shift=0.1",
+    "dataset.hflip=true",
+    "model=resnet_v1",
+    "model.depth=20",
+]
+GPU_LAUNCHERS = {"fused, vmap": ["hydra/launcher=fused", "hydra.launcher.batching=vmap"], "basic": []}
+SMOKE_GPU_GRID = ["dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "model.depth=8"]
+
+
+def gpu_memory_used_mib() -> int:
+    """The memory in use on the GPUs (``nvidia-smi``; the benchmark's runs are their only users), MiB."""
+    done = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], capture_output=True, text=True
+    )
+    return sum(int(line) for line in done.stdout.split() if line.strip().isdigit())
 
 
 def tree_rss_bytes(root: int) -> int:
@@ -56,23 +81,27 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
-def run_grid(args: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak resident bytes of the process tree, and the output of ``python train.py <args>``."""
+def run_grid(args: list[str], gpu: bool = False) -> tuple[float, int, int | None, str]:
+    """Wall seconds, peak resident bytes of the process tree, peak GPU memory in MiB (``gpu``; None otherwise,
+    sampled every 0.5 s) and the output of ``python train.py <args>``."""
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would stall the run
         start = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "train.py", *args], cwd=REPO_ROOT, env=bench_env(), stdout=log, stderr=subprocess.STDOUT
         )
-        peak = 0
+        peak, peak_gpu, samples = 0, (0 if gpu else None), 0
         while process.poll() is None:
             peak = max(peak, tree_rss_bytes(process.pid))
+            if peak_gpu is not None and samples % 10 == 0:
+                peak_gpu = max(peak_gpu, gpu_memory_used_mib())
+            samples += 1
             time.sleep(0.05)
         wall = time.perf_counter() - start
         log.seek(0)
         output = log.read()
     if process.returncode != 0:
         raise RuntimeError(f"train.py {' '.join(args)} failed ({process.returncode}):\n{output[-3000:]}")
-    return wall, peak, output
+    return wall, peak, peak_gpu, output
 
 
 def training_seconds(output: str, marks: Path) -> float:
@@ -93,62 +122,94 @@ def largest_difference(ours: dict[int, dict], theirs: dict[int, dict], key: str)
     return max(abs(ours[n][key] - theirs[n][key]) for n in theirs)
 
 
+def measure_grid(
+    tmp: str, model: str, args: list[str], kind: str, launchers: dict[str, list[str]], jobs: int, gpu: bool = False
+) -> list[dict[str, Any]]:
+    """One row per launcher of the grid ``python train.py -m <args> <launcher>``: wall and training time, peak
+    memory, and the members' largest metric differences from the basic launcher's jobs (all must complete)."""
+    measured: dict[str, dict[str, Any]] = {}
+    for launcher, launcher_args in launchers.items():
+        sweep = Path(tmp) / re.sub(r"[^A-Za-z0-9-]+", "_", f"{model}-{kind}-{launcher}")
+        marks = Path(tmp) / f"{sweep.name}-marks.jsonl"
+        run_args = [*args, *launcher_args, f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}"]
+        run_args += [
+            "trainer.enable_progress_bar=false",
+            "+callbacks.wall_clock._target_=probes.WallClockMarks",
+            f"+callbacks.wall_clock.path={marks}",
+        ]
+        wall, peak, peak_gpu, output = run_grid(run_args, gpu)
+        metrics = metrics_of(sweep)
+        if len(metrics) != jobs or any(m["status"] != "completed" for m in metrics.values()):
+            raise RuntimeError(f"{sweep}: not every job completed")
+        measured[launcher] = {
+            "wall_s": wall,
+            "fit_s": training_seconds(output, marks),
+            "peak_mib": peak / 2**20,
+            "peak_gpu_mib": peak_gpu,
+            "metrics": metrics,
+        }
+        print(f"{model} {kind} {launcher}: {wall:.1f} s, {peak / 2**20:.0f} MiB", flush=True)
+    basic = measured["basic"]
+    return [
+        {
+            "model": model,
+            "jobs": kind,
+            "launcher": launcher,
+            "device": "cuda" if gpu else "cpu",
+            "wall_s": result["wall_s"],
+            "peak_mib": result["peak_mib"],
+            "peak_gpu_mib": result["peak_gpu_mib"],
+            "wall_vs_basic": result["wall_s"] / basic["wall_s"],
+            "fit_s": result["fit_s"],
+            "fit_vs_basic": result["fit_s"] / basic["fit_s"],
+            "val_acc_best_max_diff": largest_difference(result["metrics"], basic["metrics"], "val/acc_best"),
+            "test_nll_max_diff": largest_difference(result["metrics"], basic["metrics"], "test/nll"),
+        }
+        for launcher, result in measured.items()
+    ]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run(size: str = "full") -> dict[str, Any]:
     epochs = {"full": 10, "quick": 2, "smoke": 1}[size]
     grid = ["smoothing=none,gamma", "seed=0"] if size == "smoke" else GRID
     jobs = math.prod(len(override.split("=", 1)[1].split(",")) for override in grid)  # the grid's job count
-    models = {"MLP": MODELS["MLP"]} if size == "smoke" else MODELS
-    kinds = {"metrics alone": JOBS["metrics alone"]} if size == "smoke" else JOBS
-    # joblib's two workers each import the training stack (~10 s of the smoke size's 27 s); test_sweeps runs it
-    launchers = {name: LAUNCHERS[name] for name in ("fused", "basic")} if size == "smoke" else LAUNCHERS
+    common = ["-m", *grid, f"trainer.max_epochs={epochs}"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fused-") as tmp:
-        for model, model_args in models.items():
-            for kind, kind_args in kinds.items():
-                measured: dict[str, dict[str, Any]] = {}
-                for launcher, launcher_args in launchers.items():
-                    sweep = Path(tmp) / f"{model}-{kind}-{launcher}".replace(" ", "_").replace(",", "")
-                    args = ["-m", *grid, *model_args, f"trainer.max_epochs={epochs}", *kind_args, *launcher_args]
-                    args += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}", "trainer.enable_progress_bar=false"]
-                    marks = Path(tmp) / f"{sweep.name}-marks.jsonl"
-                    args += [
-                        "+callbacks.wall_clock._target_=probes.WallClockMarks",
-                        f"+callbacks.wall_clock.path={marks}",
-                    ]
-                    wall, peak, output = run_grid(args)
-                    metrics = metrics_of(sweep)
-                    if len(metrics) != jobs or any(m["status"] != "completed" for m in metrics.values()):
-                        raise RuntimeError(f"{sweep}: not every job completed")
-                    measured[launcher] = {
-                        "wall_s": wall,
-                        "fit_s": training_seconds(output, marks),
-                        "peak_mib": peak / 2**20,
-                        "metrics": metrics,
-                    }
-                    print(f"{model} {kind} {launcher}: {wall:.1f} s, {peak / 2**20:.0f} MiB", flush=True)
-                basic = measured["basic"]
-                for launcher, result in measured.items():
-                    ours, theirs = result["metrics"], basic["metrics"]
-                    rows.append(
-                        {
-                            "model": model,
-                            "jobs": kind,
-                            "launcher": launcher,
-                            "wall_s": result["wall_s"],
-                            "peak_mib": result["peak_mib"],
-                            "wall_vs_basic": result["wall_s"] / basic["wall_s"],
-                            "fit_s": result["fit_s"],
-                            "fit_vs_basic": result["fit_s"] / basic["fit_s"],
-                            "val_acc_best_max_diff": largest_difference(ours, theirs, "val/acc_best"),
-                            "test_nll_max_diff": largest_difference(ours, theirs, "test/nll"),
-                        }
-                    )
+        if size != "smoke":  # the smoke size runs the GPU grid's command line alone (on the CPU, tiny), below
+            for model, model_args in MODELS.items():
+                for kind, kind_args in JOBS.items():
+                    rows += measure_grid(tmp, model, [*common, *model_args, *kind_args], kind, LAUNCHERS, jobs)
+        if size == "smoke":
+            gpu_case = "run on the CPU at the smoke size (tiny: 256 training images, ResNet-8, metrics alone)"
+            gpu_args = [*common, *GPU_GRID_ARGS, *SMOKE_GPU_GRID, *JOBS["metrics alone"], "trainer.accelerator=cpu"]
+            rows += measure_grid(
+                tmp, "ResNet-8 · synthetic 32x32x3, CPU", gpu_args, "metrics alone", GPU_LAUNCHERS, jobs
+            )
+        elif cuda_available():
+            gpu_case = "measured"
+            gpu_args = [*common, *GPU_GRID_ARGS, "trainer.accelerator=gpu", "trainer.devices=1"]
+            rows += measure_grid(tmp, GPU_MODEL, gpu_args, "defaults", GPU_LAUNCHERS, jobs, gpu=True)
+        else:
+            gpu_case = "not run: no CUDA device on this machine (torch.cuda.is_available() is False)"
     return {
-        "title": "Fused sweeps: a 9-job grid on digits, wall time and peak memory by launcher",
-        "goal": "MLP fused <= 0.3x the basic launcher's wall time; ResNet-8 fused no slower than basic",
+        "title": "Fused sweeps: a 9-job grid, wall time and peak memory by launcher",
+        "goal": (
+            "MLP fused <= 0.3x the basic launcher's wall time; ResNet-8 fused no slower than basic; "
+            f"with a GPU, {GPU_MODEL} fused <= {GPU_GOAL}x basic"
+        ),
         "grid": grid,
         "epochs": epochs,
         "command": "python train.py -m " + " ".join(grid) + f" model=... trainer.max_epochs={epochs} <launcher>",
+        "gpu_case": gpu_case,
+        "gpu_command": " ".join(["python train.py -m", *grid, *GPU_GRID_ARGS, f"trainer.max_epochs={epochs}"])
+        + " trainer.accelerator=gpu trainer.devices=1 <launcher>",
         "rows": rows,
     }
 

@@ -26,6 +26,7 @@ from typing import Any
 import probes
 import torch
 from common import (
+    BENCH_DIR,
     BENCH_THREADS,
     alternate,
     benchmark_main,
@@ -33,18 +34,12 @@ from common import (
     ratio,
     use_bench_threads,
 )
+from omegaconf import OmegaConf
 
 from labelsmooth.cli.build import compose_config as compose_train_config
 from labelsmooth.models.l2_penalty import apply_l2_penalties
 
-SYNTHETIC_DATASET = {
-    "_target_": "synthetic_data.SyntheticImageDataModule",
-    "train_size": 10_000,
-    "val_size": 1_000,
-    "test_size": 1_000,
-    "batch_size": 128,
-    "eval_batch_size": 512,
-}
+SYNTHETIC_DATASET = OmegaConf.to_container(OmegaConf.load(BENCH_DIR / "conf" / "dataset" / "synthetic_cifar.yaml"))
 
 
 @dataclass

@@ -181,6 +181,7 @@ def section_fused(result: dict) -> list[str]:
             r["fit_s"],
             f"**{fmt(r['fit_vs_basic'])}**",
             f"{r['peak_mib']:.0f}",
+            f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else "",
             fmt(r["val_acc_best_max_diff"]),
             fmt(r["test_nll_max_diff"]),
         ]
@@ -188,9 +189,12 @@ def section_fused(result: dict) -> list[str]:
     ]
     headers = [
         "model", "jobs", "launcher", "wall s", "wall / basic", "training (fit) s", "fit / basic", "peak MiB",
-        "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
+        "peak GPU MiB", "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
     ]  # fmt: skip
-    return [f"`{result['command']}`", ""] + table(headers, rows)
+    commands = [f"`{result['command']}`", ""]
+    if "gpu_case" in result:
+        commands += [f"GPU grid ({result['gpu_case']}): `{result['gpu_command']}`", ""]
+    return commands + table(headers, rows)
 
 
 SECTIONS = {

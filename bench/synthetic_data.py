@@ -1,18 +1,20 @@
-"""A SYNTHETIC, CIFAR-sized data module, for benchmarks only (never for results about label smoothing).
+"""A SYNTHETIC, CIFAR-sized data set, for benchmarks only (never for results about label smoothing).
 
 It exists so that the benchmarks can time CIFAR-shaped training (32x32x3, 10 classes, 10,000 training
 images) without a download. The images are not real: each class has a fixed smooth random pattern and an
 image is ``0.6 · pattern[y] + N(0, 1)`` noise, which a network can learn, so the accuracy check between
-the pipeline and the plain loop means something.
+the pipeline and the plain loop means something. As an ``ImageDataModule`` it is read, batched, preprocessed
+(shifts, flips, normalisation) and fused as CIFAR-10 is; its config: ``bench/conf/dataset/synthetic_cifar.yaml``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch.utils.data import TensorDataset
 
-from labelsmooth.data.base import ClassificationDataModule
+from labelsmooth.data import ImageDataModule, InMemoryImages
 
 
 def synthetic_images(count: int, num_classes: int, image_shape: tuple[int, int, int], seed: int):
@@ -27,11 +29,13 @@ def synthetic_images(count: int, num_classes: int, image_shape: tuple[int, int, 
     return images, targets
 
 
-class SyntheticImageDataModule(ClassificationDataModule):
-    """Synthetic 32x32x3, 10-class images (benchmarks only): ``train_size`` / ``val_size`` / ``test_size``."""
+class SyntheticImageDataModule(ImageDataModule):
+    """Synthetic 32x32x3, 10-class images (benchmarks only): ``train_size`` / ``val_size`` / ``test_size`` images
+    in the three splits, stored as uint8 (the values in [-4, 4] mapped linearly onto 0..255, clipped)."""
 
+    name = "synthetic CIFAR-sized images"
     num_classes = 10
-    image_shape = (3, 32, 32)
+    SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 
     def __init__(
         self,
@@ -42,19 +46,17 @@ class SyntheticImageDataModule(ClassificationDataModule):
         eval_batch_size: int | None = 512,
         num_workers: int = 0,
         seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
-        self.sizes = (int(train_size), int(val_size), int(test_size))
+        super().__init__(
+            None, 32, 3, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            val_size=val_size, test_size=test_size, in_memory=True, download=False, **kwargs,
+        )  # fmt: skip
+        self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
         self.seed = int(seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        splits = []
-        for offset, size in enumerate(self.sizes):
-            splits.append(synthetic_images(size, self.num_classes, self.image_shape, self.seed + offset))
-        (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits
-        self.train_targets = train_y
-        self.train_set = TensorDataset(train_x, train_y)
-        self.val_set = TensorDataset(val_x, val_y)
-        self.test_set = TensorDataset(test_x, test_y)
+    def open_split(self, split: str, transform: Any, download: bool) -> InMemoryImages:
+        seed = self.seed + self.SPLIT_SEEDS[split]
+        images, targets = synthetic_images(self.sizes[split], self.num_classes, self.image_shape, seed)
+        pixels = ((images / 8 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return InMemoryImages(pixels, targets)

@@ -113,6 +113,7 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("trainer.devices=2", "one device"),
         ("+trainer.gradient_clip_val=1.0", "clipping"),
         ("resume=true", "resume"),
+        ("dataset._target_=labelsmooth.data.base.ClassificationDataModule", "not a labelsmooth.data.ImageDataModule"),
     ],
 )
 def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:

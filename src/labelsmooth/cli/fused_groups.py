@@ -69,6 +69,24 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "precise_bn recomputes BatchNorm statistics per run"
     if config.get("resume") or config.get("ckpt_path"):
         return "resume= and ckpt_path= continue a run of their own"
+    return why_data_not_fusable(config.get("dataset"))
+
+
+def why_data_not_fusable(dataset: Any) -> str | None:
+    """Why the data set of a job cannot feed a fused group, or None: the group preprocesses each member's
+    batches itself (its own shifts and flips), with an ``ImageDataModule``'s ``preprocess_batch``. A class that
+    cannot be imported is left to the job, whose own error names it."""
+    import hydra
+
+    from labelsmooth.data import ImageDataModule
+
+    target = dataset.get("_target_") if dataset is not None else None
+    try:
+        data_class = hydra.utils.get_class(str(target)) if target else None
+    except Exception:
+        return None
+    if data_class is not None and not issubclass(data_class, ImageDataModule):
+        return f"the data module {target} is not a labelsmooth.data.ImageDataModule (its batch preprocessing)"
     return None
 
 
