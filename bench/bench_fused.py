@@ -185,7 +185,8 @@ def run(size: str = "full") -> dict[str, Any]:
         if size != "smoke":  # the smoke size runs the GPU grid's command line alone (on the CPU, tiny), below
             for model, model_args in MODELS.items():
                 for kind, kind_args in JOBS.items():
-                    rows += measure_grid(tmp, model, [*common, *model_args, *kind_args], kind, LAUNCHERS, jobs)
+                    args = [*common, *model_args, *kind_args, "trainer.accelerator=cpu"]  # the goals are the CPU's
+                    rows += measure_grid(tmp, model, args, kind, LAUNCHERS, jobs)
         if size == "smoke":
             gpu_case = "run on the CPU at the smoke size (tiny: 256 training images, ResNet-8, metrics alone)"
             gpu_args = [*common, *GPU_GRID_ARGS, *SMOKE_GPU_GRID, *JOBS["metrics alone"], "trainer.accelerator=cpu"]
@@ -195,7 +196,7 @@ def run(size: str = "full") -> dict[str, Any]:
         elif cuda_available():
             gpu_case = "measured"
             gpu_args = [*common, *GPU_GRID_ARGS, "trainer.accelerator=gpu", "trainer.devices=1"]
-            rows += measure_grid(tmp, GPU_MODEL, gpu_args, "defaults", GPU_LAUNCHERS, jobs, gpu=True)
+            rows += measure_grid(tmp, f"{GPU_MODEL}, GPU", gpu_args, "defaults", GPU_LAUNCHERS, jobs, gpu=True)
         else:
             gpu_case = "not run: no CUDA device on this machine (torch.cuda.is_available() is False)"
     return {
@@ -206,7 +207,9 @@ def run(size: str = "full") -> dict[str, Any]:
         ),
         "grid": grid,
         "epochs": epochs,
-        "command": "python train.py -m " + " ".join(grid) + f" model=... trainer.max_epochs={epochs} <launcher>",
+        "command": "python train.py -m "
+        + " ".join(grid)
+        + f" model=... trainer.max_epochs={epochs} trainer.accelerator=cpu <launcher>",
         "gpu_case": gpu_case,
         "gpu_command": " ".join(["python train.py -m", *grid, *GPU_GRID_ARGS, f"trainer.max_epochs={epochs}"])
         + " trainer.accelerator=gpu trainer.devices=1 <launcher>",

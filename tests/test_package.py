@@ -170,14 +170,3 @@ def test_the_wheel_is_licensed_and_typed(installed) -> None:
     metadata = (dist_info / "METADATA").read_text(encoding="utf-8")
     assert "License-Expression: Apache-2.0" in metadata
     assert any(path.name == "LICENSE" for path in dist_info.rglob("*"))
-
-
-@pytest.mark.slow  # mypy with a cold cache (a fresh clone): about 15 s
-def test_the_public_api_type_checks() -> None:
-    """``mypy`` with the configuration of pyproject.toml (``[tool.mypy]``: the strategies, the metrics, the analysis
-    and the top-level names) reports nothing, so CI's ``make test`` keeps the typed API (``py.typed``) honest."""
-    pytest.importorskip("mypy")
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=subprocess_env()
-    )
-    assert result.returncode == 0, f"mypy reported:\n{result.stdout}{result.stderr}"
