@@ -9,8 +9,9 @@ the training alone is timed: the fused group's ``fit``, or the sum of the jobs' 
 
 With a CUDA device, also the GPU grid: the same 9 jobs of a ResNet-20 v1 on synthetic CIFAR-sized images
 (``bench/conf/dataset/synthetic_cifar.yaml``, with the paper's 10 % shifts and flips), fused with
-``hydra.launcher.batching=vmap`` against the basic launcher, with the GPU's peak memory (``nvidia-smi``). At the
-smoke size it runs on the CPU, tiny, so that its command line cannot rot on machines without a GPU.
+``hydra.launcher.batching=vmap`` against the basic launcher, with the GPU's peak of allocated memory
+(``torch.cuda.max_memory_allocated`` in the training process). At the smoke size it runs on the CPU, tiny, so
+that its command line cannot rot on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ GPU_LAUNCHERS = {"fused, vmap": ["hydra/launcher=fused", "hydra.launcher.batchin
 SMOKE_GPU_GRID = ["dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "model.depth=8"]
 
 
-def gpu_memory_used_mib() -> int:
-    """The memory in use on the GPUs (``nvidia-smi``; the benchmark's runs are their only users), MiB."""
-    done = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], capture_output=True, text=True
-    )
-    return sum(int(line) for line in done.stdout.split() if line.strip().isdigit())
-
-
 def tree_rss_bytes(root: int) -> int:
     """The resident memory of ``root`` and all its descendants (Linux ``/proc``)."""
     children: dict[int, list[int]] = {}
@@ -81,27 +74,23 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
-def run_grid(args: list[str], gpu: bool = False) -> tuple[float, int, int | None, str]:
-    """Wall seconds, peak resident bytes of the process tree, peak GPU memory in MiB (``gpu``; None otherwise,
-    sampled every 0.5 s) and the output of ``python train.py <args>``."""
+def run_grid(args: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak resident bytes of the process tree, and the output of ``python train.py <args>``."""
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would stall the run
         start = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "train.py", *args], cwd=REPO_ROOT, env=bench_env(), stdout=log, stderr=subprocess.STDOUT
         )
-        peak, peak_gpu, samples = 0, (0 if gpu else None), 0
+        peak = 0
         while process.poll() is None:
             peak = max(peak, tree_rss_bytes(process.pid))
-            if peak_gpu is not None and samples % 10 == 0:
-                peak_gpu = max(peak_gpu, gpu_memory_used_mib())
-            samples += 1
             time.sleep(0.05)
         wall = time.perf_counter() - start
         log.seek(0)
         output = log.read()
     if process.returncode != 0:
         raise RuntimeError(f"train.py {' '.join(args)} failed ({process.returncode}):\n{output[-3000:]}")
-    return wall, peak, peak_gpu, output
+    return wall, peak, output
 
 
 def training_seconds(output: str, marks: Path) -> float:
@@ -114,6 +103,13 @@ def training_seconds(output: str, marks: Path) -> float:
     return sum(m["fit_end"] - m["fit_start"] for m in lines if "fit_start" in m)
 
 
+def gpu_peak_mib(marks: Path) -> float | None:
+    """The grid's peak of allocated GPU memory (``probes.WallClockMarks``' ``cuda_peak_mib``), None off the GPU."""
+    lines = marks.read_text().splitlines() if marks.is_file() else []
+    peaks = [json.loads(line).get("cuda_peak_mib") for line in lines]
+    return max((peak for peak in peaks if peak is not None), default=None)
+
+
 def metrics_of(sweep: Path) -> dict[int, dict[str, Any]]:
     return {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
@@ -123,7 +119,7 @@ def largest_difference(ours: dict[int, dict], theirs: dict[int, dict], key: str)
 
 
 def measure_grid(
-    tmp: str, model: str, args: list[str], kind: str, launchers: dict[str, list[str]], jobs: int, gpu: bool = False
+    tmp: str, model: str, args: list[str], kind: str, launchers: dict[str, list[str]], jobs: int
 ) -> list[dict[str, Any]]:
     """One row per launcher of the grid ``python train.py -m <args> <launcher>``: wall and training time, peak
     memory, and the members' largest metric differences from the basic launcher's jobs (all must complete)."""
@@ -137,7 +133,7 @@ def measure_grid(
             "+callbacks.wall_clock._target_=probes.WallClockMarks",
             f"+callbacks.wall_clock.path={marks}",
         ]
-        wall, peak, peak_gpu, output = run_grid(run_args, gpu)
+        wall, peak, output = run_grid(run_args)
         metrics = metrics_of(sweep)
         if len(metrics) != jobs or any(m["status"] != "completed" for m in metrics.values()):
             raise RuntimeError(f"{sweep}: not every job completed")
@@ -145,7 +141,7 @@ def measure_grid(
             "wall_s": wall,
             "fit_s": training_seconds(output, marks),
             "peak_mib": peak / 2**20,
-            "peak_gpu_mib": peak_gpu,
+            "peak_gpu_mib": gpu_peak_mib(marks),
             "metrics": metrics,
         }
         print(f"{model} {kind} {launcher}: {wall:.1f} s, {peak / 2**20:.0f} MiB", flush=True)
@@ -155,7 +151,6 @@ def measure_grid(
             "model": model,
             "jobs": kind,
             "launcher": launcher,
-            "device": "cuda" if gpu else "cpu",
             "wall_s": result["wall_s"],
             "peak_mib": result["peak_mib"],
             "peak_gpu_mib": result["peak_gpu_mib"],
@@ -196,7 +191,7 @@ def run(size: str = "full") -> dict[str, Any]:
         elif cuda_available():
             gpu_case = "measured"
             gpu_args = [*common, *GPU_GRID_ARGS, "trainer.accelerator=gpu", "trainer.devices=1"]
-            rows += measure_grid(tmp, f"{GPU_MODEL}, GPU", gpu_args, "defaults", GPU_LAUNCHERS, jobs, gpu=True)
+            rows += measure_grid(tmp, f"{GPU_MODEL}, GPU", gpu_args, "defaults", GPU_LAUNCHERS, jobs)
         else:
             gpu_case = "not run: no CUDA device on this machine (torch.cuda.is_available() is False)"
     return {

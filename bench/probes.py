@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from pytorch_lightning import Callback
 
 FINISHED: list[EpochClock] = []
@@ -63,7 +64,8 @@ class EpochClock(Callback):
 class WallClockMarks(Callback):
     """Wall-clock (``time.time()``) marks of one run, appended as JSON lines to ``path``: the first training
     step, the start and end of ``fit`` (the training) and the end of ``test`` (after the final validation, test,
-    reliability diagrams and temperature scaling)."""
+    reliability diagrams and temperature scaling); on a GPU, the process's peak of allocated GPU memory so far
+    (``cuda_peak_mib``: ``torch.cuda.max_memory_allocated``, the tensors of every run of the process)."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -80,6 +82,8 @@ class WallClockMarks(Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self.marks["test_end"] = time.time()
+        if torch.cuda.is_initialized():
+            self.marks["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps(self.marks) + "\n")
