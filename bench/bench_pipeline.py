@@ -79,11 +79,12 @@ def cases(size: str) -> list[Case]:
             trainer={"limit_train_batches": synthetic_steps, "limit_val_batches": 1, "limit_test_batches": 1},
         ),
     ]
-    if size == "smoke":  # one digits case, and the synthetic data with the smallest ResNet; no figures, no W&B
+    if size == "smoke":  # one digits case, and few synthetic images with the smallest ResNet; no figures, no W&B
         synthetic, numbers_only = every[3], ["figures=false", "logger=none"]
+        few = {**SYNTHETIC_DATASET, "train_size": 512, "val_size": 128, "test_size": 128, "eval_batch_size": 128}
         return [Case("digits · MLP", ["model=mlp", *numbers_only], epochs),
                 Case("synthetic 32x32x3 · ResNet-8 v1", ["model=resnet_v1", "model.depth=8", *numbers_only], 2,
-                     dataset=synthetic.dataset, trainer=synthetic.trainer)]  # fmt: skip
+                     dataset=few, trainer=synthetic.trainer)]  # fmt: skip
     return every
 
 
