@@ -78,9 +78,13 @@ class StackedNetworks(nn.Module):
         params, buffers = self._state()
         if self.batching == "vmap":
             return vmap(member, in_dims=(0, 0, None if shared else 0), randomness="error")(params, buffers, inputs)
+        # Each member's own kernels, on its slices (views) of the stacked state. The parameters are unbound once:
+        # the backward of ``unbind`` stacks the members' gradients, where indexing each member would add M
+        # zero-padded copies of every stacked gradient.
+        unbound = {n: p.unbind(0) for n, p in params.items()}
         outputs = []
-        for m in range(self.members):  # each member's own kernels, on its slices (views) of the stacked state
-            slices = ({n: p[m] for n, p in params.items()}, {n: b[m] for n, b in buffers.items()})
+        for m in range(self.members):
+            slices = ({n: p[m] for n, p in unbound.items()}, {n: b[m] for n, b in buffers.items()})
             outputs.append(member(*slices, inputs if shared else inputs[m]))
         return torch.stack(outputs)
 
