@@ -177,23 +177,22 @@ def run(size: str = "full") -> dict[str, Any]:
     common = ["-m", *grid, f"trainer.max_epochs={epochs}"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fused-") as tmp:
-        if size != "smoke":  # the smoke size runs the GPU grid's command line alone (on the CPU, tiny), below
+        if size == "smoke":  # the GPU grid's command line alone, on the CPU, tiny (the digits grids: the same code)
+            gpu_case = "run on the CPU at the smoke size (tiny: 256 training images, ResNet-8, metrics alone)"
+            gpu_args = [*common, *GPU_GRID_ARGS, *SMOKE_GPU_GRID, *JOBS["metrics alone"], "trainer.accelerator=cpu"]
+            model = "ResNet-8 · synthetic 32x32x3, CPU"
+            rows += measure_grid(tmp, model, gpu_args, "metrics alone", GPU_LAUNCHERS, jobs)
+        else:
             for model, model_args in MODELS.items():
                 for kind, kind_args in JOBS.items():
                     args = [*common, *model_args, *kind_args, "trainer.accelerator=cpu"]  # the goals are the CPU's
                     rows += measure_grid(tmp, model, args, kind, LAUNCHERS, jobs)
-        if size == "smoke":
-            gpu_case = "run on the CPU at the smoke size (tiny: 256 training images, ResNet-8, metrics alone)"
-            gpu_args = [*common, *GPU_GRID_ARGS, *SMOKE_GPU_GRID, *JOBS["metrics alone"], "trainer.accelerator=cpu"]
-            rows += measure_grid(
-                tmp, "ResNet-8 · synthetic 32x32x3, CPU", gpu_args, "metrics alone", GPU_LAUNCHERS, jobs
-            )
-        elif cuda_available():
-            gpu_case = "measured"
-            gpu_args = [*common, *GPU_GRID_ARGS, "trainer.accelerator=gpu", "trainer.devices=1"]
-            rows += measure_grid(tmp, f"{GPU_MODEL}, GPU", gpu_args, "defaults", GPU_LAUNCHERS, jobs)
-        else:
-            gpu_case = "not run: no CUDA device on this machine (torch.cuda.is_available() is False)"
+            if cuda_available():
+                gpu_case = "measured"
+                gpu_args = [*common, *GPU_GRID_ARGS, "trainer.accelerator=gpu", "trainer.devices=1"]
+                rows += measure_grid(tmp, f"{GPU_MODEL}, GPU", gpu_args, "defaults", GPU_LAUNCHERS, jobs)
+            else:
+                gpu_case = "not run: no CUDA device on this machine (torch.cuda.is_available() is False)"
     return {
         "title": "Fused sweeps: a 9-job grid, wall time and peak memory by launcher",
         "goal": (

@@ -64,8 +64,26 @@ def time_to_first_step_plain() -> float:
 
 def run(size: str = "full") -> dict[str, Any]:
     repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
+    full = size != "smoke"  # smoke: the first-step row alone (the others time processes the same way)
+    rows = []
+    if full:
+        help_s, import_s = alternate(
+            lambda: run_process([sys.executable, "train.py", "--help"])[0],
+            lambda: run_process([sys.executable, "-c", "import torch"])[0],
+            repetitions,
+        )
+        rows.append(
+            {
+                "measure": "python train.py --help vs python -c 'import torch'",
+                "ours_s": median(help_s),
+                "baseline_s": median(import_s),
+                "ratio": ratio(median(help_s), median(import_s)),
+                "raw_ours": help_s,
+                "raw_baseline": import_s,
+            }
+        )
     first_ours, first_plain = alternate(time_to_first_step_pipeline, time_to_first_step_plain, repetitions)
-    rows = [
+    rows.append(
         {
             "measure": "launch -> first training step: train.py vs plain script",
             "ours_s": median(first_ours),
@@ -74,28 +92,12 @@ def run(size: str = "full") -> dict[str, Any]:
             "raw_ours": first_ours,
             "raw_baseline": first_plain,
         }
-    ]
-    if size != "smoke":  # smoke: the rows below time processes with the same run_process as the one above
-        help_s, import_s = alternate(
-            lambda: run_process([sys.executable, "train.py", "--help"])[0],
-            lambda: run_process([sys.executable, "-c", "import torch"])[0],
-            repetitions,
-        )
+    )
+    if full:
         lightning_s, torch_s = alternate(
             lambda: run_process([sys.executable, "-c", "import pytorch_lightning"])[0],
             lambda: run_process([sys.executable, "-c", "import torch"])[0],
             repetitions,
-        )
-        rows.insert(
-            0,
-            {
-                "measure": "python train.py --help vs python -c 'import torch'",
-                "ours_s": median(help_s),
-                "baseline_s": median(import_s),
-                "ratio": ratio(median(help_s), median(import_s)),
-                "raw_ours": help_s,
-                "raw_baseline": import_s,
-            },
         )
         rows.append(
             {

@@ -55,6 +55,9 @@ class SyntheticImageDataModule(ImageDataModule):
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
         self.seed = int(seed)
 
+    def prepare_data(self) -> None:
+        """Nothing to download or check: the images are generated in ``setup``."""
+
     def open_split(self, split: str, transform: Any, download: bool) -> InMemoryImages:
         seed = self.seed + self.SPLIT_SEEDS[split]
         images, targets = synthetic_images(self.sizes[split], self.num_classes, self.image_shape, seed)
