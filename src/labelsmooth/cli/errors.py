@@ -14,6 +14,7 @@ import os
 
 from hydra.errors import CompactHydraException
 
+from labelsmooth.cli.process_exit import end_without_final_collection
 from labelsmooth.errors import HOW_TO_CONTINUE, LabelsmoothError, is_disk_full
 from labelsmooth.tracking.log_files import log_to_files
 
@@ -115,9 +116,11 @@ def log_failure(message: str, to_console: bool) -> None:
 
 def run_app(run, multirun: bool, resumable: bool = True):
     """``run()`` under the policy: an interruption exits 1 (saying how to continue a ``resumable`` run), a user
-    error becomes one line, a bug keeps its traceback."""
+    error becomes one line, a bug keeps its traceback; the process then ends without its last garbage collection
+    (``labelsmooth.cli.process_exit``)."""
     # A log file that can no longer be written (a full disk) must not print a traceback per log line.
     logging.raiseExceptions = False
+    end_without_final_collection()
     try:
         return run()
     except (KeyboardInterrupt, SystemExit) as error:
