@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 ANNOTATE_MAX_CLASSES = 20
 LABEL_MAX_CLASSES = 40
+COLOUR_BAR = (0.046, 0.04)  # its width and its gap to the matrix, as fractions of the matrix's cell
+LABEL_CHARACTER_INCHES = 0.075  # the width of a character of an 8-point tick label, with room to spare
 
 
 def row_normalised(counts: np.ndarray) -> np.ndarray:
@@ -31,20 +33,28 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str] | None = Non
     or the class indices."""
     from matplotlib.figure import Figure
 
+    from labelsmooth.calibration.reliability import panel_grid
+
     rates = row_normalised(counts)
     k = rates.shape[0]
     names = [str(n) for n in class_names] if class_names is not None and len(class_names) == k else None
-    size = min(4.0 + 0.3 * k, 16.0)
-    figure = Figure(figsize=(size + 1.0, size))
-    ax = figure.add_subplot(1, 1, 1)
+    labels = (names if names is not None else [str(i) for i in range(k)]) if k <= LABEL_MAX_CLASSES else []
+    label_inches = LABEL_CHARACTER_INCHES * max(map(len, labels), default=1)
+    # Margins in inches from the longest label, not a layout engine (tight_layout measured every label and the
+    # figure was then drawn twice to save it: 2/3 of its time); the colour bar takes COLOUR_BAR of the cell's width.
+    left = 0.75 + label_inches
+    bottom = 0.55 + (label_inches if names is not None else LABEL_CHARACTER_INCHES)
+    top, right = 0.45, 0.9
+    side = min(3.5 + 0.3 * k, 15.0)
+    figure = Figure(figsize=(left + side / (1 - sum(COLOUR_BAR)) + right, bottom + side + top))
+    ax = figure.add_subplot(panel_grid(figure, 1, 1, margins=(left, right, bottom, top))[0, 0])
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    figure.colorbar(image, ax=ax, fraction=COLOUR_BAR[0], pad=COLOUR_BAR[1], label="fraction of the true class")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"Confusion matrix, {title} (rows normalised)")
-    if k <= LABEL_MAX_CLASSES:
+    if labels:
         ticks = np.arange(k)
-        labels = names if names is not None else [str(i) for i in range(k)]
         ax.set_xticks(ticks, labels, rotation=90 if names is not None else 0, fontsize=8)
         ax.set_yticks(ticks, labels, fontsize=8)
     if k <= ANNOTATE_MAX_CLASSES:
@@ -54,7 +64,6 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str] | None = Non
                 if value > 0:
                     colour = "white" if value > 0.5 else "black"
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
-    figure.tight_layout()
     return figure
 
 
