@@ -62,6 +62,19 @@ def time_to_first_step_plain() -> float:
     return float(line.split()[1]) - launched
 
 
+def comparison(measure: str, ours: list[float], baseline: list[float], **raw: list[float]) -> dict[str, Any]:
+    """One row of the table: the medians of ``ours`` and ``baseline`` (seconds), their ratio and the samples."""
+    return {
+        "measure": measure,
+        "ours_s": median(ours),
+        "baseline_s": median(baseline),
+        "ratio": ratio(median(ours), median(baseline)),
+        "raw_ours": ours,
+        "raw_baseline": baseline,
+        **raw,
+    }
+
+
 def run(size: str = "full") -> dict[str, Any]:
     repetitions = {"full": 3, "quick": 2, "smoke": 1}[size]
     full = size != "smoke"  # smoke: the first-step row alone (the others time processes the same way)
@@ -72,45 +85,20 @@ def run(size: str = "full") -> dict[str, Any]:
             lambda: run_process([sys.executable, "-c", "import torch"])[0],
             repetitions,
         )
-        rows.append(
-            {
-                "measure": "python train.py --help vs python -c 'import torch'",
-                "ours_s": median(help_s),
-                "baseline_s": median(import_s),
-                "ratio": ratio(median(help_s), median(import_s)),
-                "raw_ours": help_s,
-                "raw_baseline": import_s,
-            }
-        )
+        rows.append(comparison("python train.py --help vs python -c 'import torch'", help_s, import_s))
     first_ours, first_plain = alternate(time_to_first_step_pipeline, time_to_first_step_plain, repetitions)
-    rows.append(
-        {
-            "measure": "launch -> first training step: train.py vs plain script",
-            "ours_s": median(first_ours),
-            "baseline_s": median(first_plain),
-            "ratio": ratio(median(first_ours), median(first_plain)),
-            "raw_ours": first_ours,
-            "raw_baseline": first_plain,
-        }
-    )
+    rows.append(comparison("launch -> first training step: train.py vs plain script", first_ours, first_plain))
     if full:
         lightning_s, torch_s = alternate(
             lambda: run_process([sys.executable, "-c", "import pytorch_lightning"])[0],
             lambda: run_process([sys.executable, "-c", "import torch"])[0],
             repetitions,
         )
-        rows.append(
-            {
-                "measure": "floor: python -c 'import pytorch_lightning' (torch, torchmetrics, torchvision) vs the "
-                "plain script's launch -> first step",
-                "ours_s": median(lightning_s),
-                "baseline_s": median(first_plain),
-                "ratio": ratio(median(lightning_s), median(first_plain)),
-                "raw_ours": lightning_s,
-                "raw_baseline": first_plain,
-                "raw_import_torch": torch_s,
-            }
+        measure = (
+            "floor: python -c 'import pytorch_lightning' (torch, torchmetrics, torchvision) vs the plain script's "
+            "launch -> first step"
         )
+        rows.append(comparison(measure, lightning_s, first_plain, raw_import_torch=torch_s))
     goal = "launch -> first training step <= 1.3x the plain script"
     return {"title": "Start-up, seconds (wall clock of fresh processes)", "goal": goal, "rows": rows}
 
