@@ -65,6 +65,22 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
     assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("hydra.launcher.batching=foo", "ConfigurationError: hydra.launcher.batching='foo' must be one of vmap, loop"),
+        ("hydra.launcher.max_members=0", "ConfigurationError: hydra.launcher.max_members=0 must be an integer >= 1"),
+    ],
+)
+def test_a_bad_fused_launcher_setting_is_one_line_before_any_job(tmp_path: Path, setting: str, message: str) -> None:
+    args = ["-m", "hydra/launcher=fused", setting, "seed=0,1", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[0].startswith(message)
+    assert not list((tmp_path / "sweep").glob("*/"))  # no job started
+
+
 def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from hydra.errors import CompactHydraException
 
@@ -122,12 +124,21 @@ def run_app(run, multirun: bool, resumable: bool = True):
     logging.raiseExceptions = False
     end_without_final_collection()
     try:
-        return run()
+        with user_errors_in_one_line():
+            return run()
     except (KeyboardInterrupt, SystemExit) as error:
         if isinstance(error, RunInterrupted):
             raise
         how = f": {interruption_message(error, multirun)}" if resumable else ""
         raise RunInterrupted(f"Interrupted{how}") from error
+
+
+@contextmanager
+def user_errors_in_one_line() -> Iterator[None]:
+    """A user's error raised inside (``is_user_error``) leaves as ``RunFailed``, which Hydra prints as one line;
+    a bug leaves as it is, with its traceback."""
+    try:
+        yield
     except Exception as error:
         compact = as_compact_user_error(error)
         if compact is error:
