@@ -134,6 +134,19 @@ def test_timm_pretrained_loads_a_local_file_and_never_a_hub(tmp_path) -> None:
         timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(tmp_path / "absent.pth"))
 
 
+def test_a_name_that_is_not_a_timm_architecture_is_refused_with_the_close_ones() -> None:
+    """A typo or a hub name is one configuration error naming the key, the value and close names (it was timm's
+    ``RuntimeError('Unknown model ...')`` inside Hydra's instantiation error)."""
+    from labelsmooth.models import timm_model
+
+    with pytest.raises(ValueError, match=r"^model.name='resnet81' is not a timm architecture \(close: resnet18"):
+        timm_model("resnet81", num_classes=4, in_channels=3)
+    with pytest.raises(ValueError, match=r"model.name='hf-hub:timm/resnet18' is not a timm architecture;"):
+        timm_model("hf-hub:timm/resnet18", num_classes=4, in_channels=3)
+    tagged = timm_model("test_resnet.r160_in1k", num_classes=4, in_channels=3)  # a name with its weights tag
+    assert tagged.eval()(torch.randn(1, 3, 16, 16)).shape == (1, 4)
+
+
 def test_keras_step_schedule_matches_the_example() -> None:
     from labelsmooth.lr_schedules import KerasStepLR
 

@@ -89,7 +89,8 @@ TRAINER_COUNTS: dict[str, Field] = {
     "accumulate_grad_batches": Field(int, 1),
 }
 # Lightning precisions that cast the weights, not the inputs: the data modules hand float32 inputs to the network.
-WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-true": None}
+# Lightning reads 64 and "64" as "64-true".
+WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-true": None, "64": None}
 TARGET_NODES = ("trainer", "optimizer", "scheduler", "dataset", "model", "smoothing", "augment", "distill")
 
 

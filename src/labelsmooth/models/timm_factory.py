@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ def timm_model(
     """
     import timm
 
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        similar = f" (close: {', '.join(close)})" if close else ""
+        raise ConfigurationError(
+            f"model.name={name!r} is not a timm architecture{similar}; timm.list_models('*pattern*') lists them "
+            "(names from a hub, hf-hub:..., are not fetched)"
+        )
     if pass_image_size and image_size is not None:
         model_kwargs["img_size"] = image_size if isinstance(image_size, int) else tuple(image_size)
     if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() in {"true", "hub", "yes"}):
