@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labelsmooth.report.base import REPORT_METRICS
 from labelsmooth.report.baseline import resolve_baseline
 from labelsmooth.report.build import make_report
 from labelsmooth.report.cli import main
+from labelsmooth.report.jobs import NoJobsError
 from labelsmooth.report.plots import pool_bins
 from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
 from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
@@ -160,13 +160,12 @@ def test_jobs_of_the_grid_without_a_directory_are_listed_as_missing(sweep: Path)
     assert "`" + str(sweep) + "/4` (missing): smoothing=gamma smoothing.gamma=0.7 seed=0" in report.markdown.read_text()
 
 
-def test_report_never_crashes_on_empty_or_absent_directories(tmp_path: Path) -> None:
+def test_empty_or_absent_directories_are_named_and_nothing_is_written(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    report = make_report([empty, tmp_path / "absent"])
-    text = report.markdown.read_text()
-    assert "no jobs found" in text and "not a directory" in text
-    assert all(not t.values for t in report.tables) and len(report.tables) == len(REPORT_METRICS)
+    with pytest.raises(NoJobsError, match=r"empty: no jobs found .*; .*absent: not a directory: nothing to report"):
+        make_report([empty, tmp_path / "absent"])
+    assert not list(empty.iterdir()) and not (tmp_path / "absent").exists()
 
 
 def test_wandb_publishing_says_why_it_cannot_when_offline(sweep: Path, monkeypatch, capsys) -> None:
@@ -416,6 +415,16 @@ def test_a_mistyped_or_file_path_is_refused_before_anything_is_created(tmp_path:
     with pytest.raises(NotADirectoryError):
         make_report([tmp_path / "absent"])
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_directory_without_jobs_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "not_a_sweep"
+    empty.mkdir()
+    assert main([str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"report.py: {empty}: no jobs found (no */.hydra/config.yaml or */metrics.json): nothing to report"
+    )
+    assert not list(empty.iterdir())
 
 
 def test_report_py_on_a_file_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:

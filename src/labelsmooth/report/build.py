@@ -14,6 +14,7 @@ from labelsmooth.report.jobs import (
     DuplicateRun,
     Job,
     MissingJob,
+    NoJobsError,
     check_parameter,
     collect,
     counted_jobs,
@@ -97,11 +98,14 @@ def make_report(
     (``counted_jobs``); the others are listed. A damaged input file does not stop the report: a job whose
     ``metrics.json`` cannot be read is listed as ``unreadable`` with the failed jobs, a predictions file that
     cannot be read is named in ``problems``. Every file is written atomically. Raises NotADirectoryError,
-    creating nothing, when there is no ``out_dir`` and the first sweep directory is not an existing directory.
+    creating nothing, when there is no ``out_dir`` and the first sweep directory is not an existing directory, and
+    ``NoJobsError`` when the sweep directories hold no job and no grid.
     """
     if out_dir is None and not Path(sweep_dirs[0]).is_dir():
         raise NotADirectoryError(f"{sweep_dirs[0]}: not an existing directory")
     jobs, missing, problems = collect(sweep_dirs)
+    if not jobs and not missing:
+        raise NoJobsError(f"{'; '.join(problems)}: nothing to report")
     if parameter:
         check_parameter(jobs, parameter)
     parameter = parameter or infer_parameter(jobs)

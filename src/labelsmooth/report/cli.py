@@ -17,7 +17,7 @@ from typing import Any
 
 from labelsmooth.report.base import format_value, param_label
 from labelsmooth.report.build import Report, make_report
-from labelsmooth.report.jobs import MULTIRUN_YAML, ParameterError
+from labelsmooth.report.jobs import MULTIRUN_YAML, NoJobsError, ParameterError
 from labelsmooth.report.tables import Table, comparison_rows
 from labelsmooth.report.wandb_page import publish_to_wandb, wandb_setting
 
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
-    except ParameterError as error:
+    except (ParameterError, NoJobsError) as error:
         print(f"report.py: {error}", file=sys.stderr)
         return 2
     print_tables(console, report)

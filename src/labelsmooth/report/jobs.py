@@ -171,6 +171,10 @@ class ParameterError(ValueError):
     """A ``--param`` that the jobs do not have, or that would pool jobs which differ in what they vary."""
 
 
+class NoJobsError(ValueError):
+    """Sweep directories that hold no job and no grid (``multirun.yaml``): nothing to report."""
+
+
 def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
     """Raise ``ParameterError`` when no completed job has ``parameter``, or when it takes one value while the jobs
     vary another key (its table would average different runs and call all but one per seed duplicates)."""
