@@ -171,11 +171,17 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
 
 
 def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) -> None:
+    """A checkpoint that carries no run specification, away from its run's config, is explained as such; a file
+    that is no checkpoint at all is called unreadable (a run config would not help it)."""
     from tests.conftest import run_app_in_process
 
     (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": {}}, tmp_path / "checkpoints" / "old.ckpt")
     (tmp_path / "checkpoints" / "x.ckpt").write_bytes(b"not a checkpoint")
-    checkpoint = f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"
-    result = run_app_in_process([checkpoint], tmp_path, {"LABELSMOOTH_ROOT": str(tmp_path)}, "eval.py")
-    assert result.returncode != 0
-    assert "no run config" in result.stderr + result.stdout
+    env = {"LABELSMOOTH_ROOT": str(tmp_path)}
+    result = run_app_in_process([f"ckpt_path={tmp_path / 'checkpoints' / 'old.ckpt'}"], tmp_path, env, "eval.py")
+    assert result.returncode == 1
+    assert f"(no run config at {tmp_path / '.hydra' / 'config.yaml'})" in result.stderr
+    result = run_app_in_process([f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"], tmp_path, env, "eval.py")
+    assert result.returncode == 1
+    assert "x.ckpt is not a readable checkpoint (" in result.stderr and "no run config" not in result.stderr

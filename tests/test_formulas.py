@@ -36,6 +36,7 @@ MODULES = [
     "labelsmooth.calibration.selective",
     "labelsmooth.calibration.smooth",
     "labelsmooth.calibration.temperature",
+    "labelsmooth.errors",
 ]
 
 

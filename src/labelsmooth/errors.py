@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 
 class LabelsmoothError(Exception):
@@ -30,15 +31,27 @@ def first_line(error: BaseException) -> str:
 
 def first_sentence(error: BaseException, limit: int = 200) -> str:
     """The first sentence of :func:`first_line`, at most ``limit`` characters (torch's load errors run on for a
-    paragraph)."""
-    sentence = first_line(error).split(". ", 1)[0]
+    paragraph); "e.g." and "i.e." do not end a sentence.
+
+    >>> first_sentence(ValueError("Damaged (e.g. cut short). Use another"))
+    'Damaged (e.g. cut short)'
+    """
+    sentence = SENTENCE_END.split(first_line(error), maxsplit=1)[0]
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
 
 
-def describe(error: BaseException) -> str:
-    """``Type: first line of the message``, or the type alone when there is no message."""
-    line = first_line(error)
-    return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\. ")
+
+
+def describe(error: BaseException, sentence: bool = False) -> str:
+    """``Type: first line of the message`` (``sentence``: its :func:`first_sentence`), or the type alone when there
+    is no message.
+
+    >>> describe(EOFError()), describe(OSError("disk full. Free some space"), sentence=True)
+    ('EOFError', 'OSError: disk full')
+    """
+    text = first_sentence(error) if sentence else first_line(error)
+    return type(error).__name__ if text == type(error).__name__ else f"{type(error).__name__}: {text}"
 
 
 class FigureSkippedWarning(UserWarning):

@@ -16,8 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from labelsmooth.errors import first_sentence
-from labelsmooth.runs.checkpoints import CheckpointError, load_checkpoint
+from labelsmooth.runs.checkpoints import load_checkpoint
 from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.overrides import override_key
@@ -47,14 +46,7 @@ class SavedRun:
         paths = paths if paths is not None else OmegaConf.create({})
         if not path.is_file():
             raise EvaluationError(missing_checkpoint_message(ckpt_path, paths.get("log_dir")))
-        try:
-            checkpoint = load_checkpoint(path)
-        except CheckpointError as error:
-            if run.config_yaml.is_file():
-                raise
-            raise EvaluationError(
-                f"{first_sentence(error)}; and there is no run config at {run.config_yaml} to rebuild it from"
-            ) from None
+        checkpoint = load_checkpoint(path)  # an unreadable file: CheckpointError, whatever the run directory holds
         try:
             specification = RunSpecification.from_checkpoint(checkpoint, ckpt_path)
         except MissingSpecificationError as missing:

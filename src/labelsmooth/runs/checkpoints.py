@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 from torch import nn
 
-from labelsmooth.errors import DiskFullError, LabelsmoothError, first_sentence, is_disk_full
+from labelsmooth.errors import DiskFullError, LabelsmoothError, describe, is_disk_full
 from labelsmooth.runs.files import fsync_file, write_bytes_atomic
 
 
@@ -44,7 +44,7 @@ def load_checkpoint(path: str | Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for foreign or damaged files
         raise CheckpointError(
-            f"ckpt_path={path} is not a readable checkpoint ({type(error).__name__}: {first_sentence(error)}): it "
+            f"ckpt_path={path} is not a readable checkpoint ({describe(error, sentence=True)}): it "
             "is damaged (e.g. a run killed while writing it: use another checkpoint of the run, such as its "
             "best-epochNNN.ckpt) or was not written by this project. Checkpoints are loaded as weights only "
             "(torch.load(weights_only=True)); code pickled in them never runs."

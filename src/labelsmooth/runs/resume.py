@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from labelsmooth.errors import ConfigurationError, first_line, first_sentence
+from labelsmooth.errors import ConfigurationError, describe, first_line
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import LAST_CHECKPOINT, RunDirectory
 from labelsmooth.runs.overrides import comparable_overrides
@@ -133,7 +133,7 @@ def _why_unusable(path: Path, error: CheckpointError) -> str:
     otherwise speaks of ``ckpt_path=``, which this run was not given)."""
     cause = error.__cause__ or error.__context__
     if cause is not None:
-        return f"is not readable ({type(cause).__name__}: {first_sentence(cause)})"
+        return f"is not readable ({describe(cause, sentence=True)})"
     message = first_line(error)
     prefix = f"ckpt_path={path}"
     return message[len(prefix) :].lstrip(": ") if message.startswith(prefix) else message
