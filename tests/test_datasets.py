@@ -13,7 +13,7 @@ import torch
 from labelsmooth.data import DatasetNotFoundError, InMemoryImages
 from labelsmooth.data.image_data import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
-from labelsmooth.data.splits import stratified_carve
+from labelsmooth.data.splits import check_split_size, stratified_carve
 from tests.conftest import compose_train_config
 from tests.datasets_on_disk import WRITERS, relax_checksums
 
@@ -161,6 +161,17 @@ def test_stratified_carve_is_fixed_disjoint_and_per_class() -> None:
     assert len(stratified_carve(targets, 50, seed=0)[1]) == 50
     with pytest.raises(ValueError, match="empty split"):
         stratified_carve(torch.arange(10), 0.2, seed=0)
+
+
+@pytest.mark.parametrize("size", [1.5, 0, -5, 1.0 + 1e-9, True, "abc"])
+def test_a_split_size_that_is_neither_a_fraction_nor_a_count_is_refused_before_the_data(size, tmp_path: Path) -> None:
+    """``dataset.val_size=1.5`` was read as 1.5 samples (and failed later, as an empty split)."""
+    with pytest.raises(ValueError, match=rf"^dataset.val_size={size!r} must be a fraction in \(0, 1\) or a whole"):
+        check_split_size("dataset.val_size", size)
+    assert check_split_size("dataset.val_size", 300.0) == 300 and check_split_size("dataset.test_size", 0.2) == 0.2
+    cfg = compose_train_config(["dataset=cifar10", "dataset.val_size=1.5"], output_dir=tmp_path)
+    with pytest.raises(hydra.errors.InstantiationException, match="dataset.val_size=1.5 must be"):
+        hydra.utils.instantiate(cfg.dataset, root=str(tmp_path / "absent"))  # refused before the files are looked for
 
 
 def test_pixel_mean_is_computed_on_train_and_cached_next_to_the_data(tmp_path: Path, monkeypatch) -> None:

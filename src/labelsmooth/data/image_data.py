@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor
-from labelsmooth.data.splits import stratified_carve
+from labelsmooth.data.splits import check_split_size, stratified_carve
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line
 
 SPLITS = ("train", "val", "test")
@@ -177,8 +177,8 @@ class ImageDataModule(ClassificationDataModule):
             raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
         self.root = Path(root).expanduser() if root is not None else None
         self.image_shape = (int(channels), int(image_size), int(image_size))
-        self.val_size = val_size
-        self.test_size = test_size
+        self.val_size = check_split_size("dataset.val_size", val_size)
+        self.test_size = check_split_size("dataset.test_size", test_size)
         self.split_seed = int(split_seed)
         self.in_memory = bool(in_memory)
         self.download = bool(download) and self.downloadable

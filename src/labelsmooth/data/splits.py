@@ -7,6 +7,21 @@ import torch
 from labelsmooth.errors import ConfigurationError
 
 
+def check_split_size(key: str, size: float | int) -> float | int:
+    """``size`` if it is a fraction in (0, 1) or a whole number of samples (>= 1), else a ``ConfigurationError``
+    naming ``key`` (checked when the data module is built, before any file is read).
+
+    >>> check_split_size("dataset.val_size", 5000), check_split_size("dataset.val_size", 0.1)
+    (5000, 0.1)
+    """
+    number = float(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else float("nan")
+    if not (0.0 < number < 1.0 or (number >= 1.0 and number.is_integer())):
+        raise ConfigurationError(
+            f"{key}={size!r} must be a fraction in (0, 1) or a whole number of samples (>= 1)"
+        )
+    return int(number) if number >= 1.0 else number
+
+
 def stratified_carve(targets: torch.Tensor, size: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``range(len(targets))`` into (kept, carved) index tensors, both sorted.
 
