@@ -200,6 +200,17 @@ def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
     assert completed_job(cfg, failed, overrides, choices) is None
 
 
+@pytest.mark.parametrize("setting", ["n_trials=0", "n_jobs=-1"])
+def test_an_optuna_search_that_would_run_no_trial_is_refused_in_one_line(tmp_path: Path, setting: str) -> None:
+    """The plugin ran no trial and then reported every trial failed."""
+    sweep = tmp_path / "optuna"
+    args = ["hparams_search=gamma_optuna", f"hydra.sweeper.{setting}", *FAST, f"hydra.sweep.dir={sweep}"]
+    result = run_app_in_process(args, tmp_path, env={"HYDRA_FULL_ERROR": ""})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[0] == f"hydra.sweeper.{setting} must be an integer >= 1"
+    assert not list(sweep.glob("*/metrics.json"))
+
+
 def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_path: Path) -> None:
     sweep = tmp_path / "optuna"
     result = run_app_in_process(

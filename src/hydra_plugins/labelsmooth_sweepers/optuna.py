@@ -3,8 +3,10 @@
 The plugin asks Optuna for the best trial after the last one, and when every trial failed (a missing data set,
 an impossible search range) Optuna answers with ``ValueError: No trials are completed yet`` and a traceback
 through the plugin. ``FailureTolerantOptunaSweeper`` says what happened instead: every trial failed, where their
-errors are, and that there is no best value. It lives under ``hydra_plugins`` because Hydra instantiates
-sweepers only from there (``conf/hparams_search/*.yaml`` select it with ``hydra.sweeper._target_``).
+errors are, and that there is no best value; and it refuses, before any trial, a number of trials or of trials at
+a time below 1 (with which the plugin runs no trial and then reports them all failed). It lives under
+``hydra_plugins`` because Hydra instantiates sweepers only from there (``conf/hparams_search/*.yaml`` select it
+with ``hydra.sweeper._target_``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class NoTrialCompleted(CompactHydraException):
     """Every trial of an Optuna search failed: there is no best value to report."""
 
 
+class InvalidSearch(CompactHydraException):
+    """A setting of the search that cannot work (no trial would run): one line, before any trial."""
+
+
 if OptunaSweeper is not None:
 
     class FailureTolerantOptunaSweeper(OptunaSweeper):
@@ -34,6 +40,10 @@ if OptunaSweeper is not None:
             super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
         def sweep(self, arguments: list[str]) -> None:
+            for key in ("n_trials", "n_jobs"):  # read by the plugin as counts: 0 or less runs no trial
+                value = getattr(self.sweeper, key)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise InvalidSearch(f"hydra.sweeper.{key}={value!r} must be an integer >= 1")
             try:
                 return super().sweep(arguments)
             except ValueError as error:
