@@ -96,6 +96,23 @@ def test_paper_presets_have_the_paper_depths(tmp_path) -> None:
         assert isinstance(net, expected[0]) and abs(count(net) - expected[1]) / expected[1] < 0.05
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"hidden_sizes": [-3]}, r"^model.hidden_sizes=\[-3\] must be a list of integers >= 1"),
+        ({"hidden_sizes": [8, 0]}, r"^model.hidden_sizes=\[8, 0\] must be"),
+        ({"dropout": 1.5}, r"^model.dropout=1.5 must lie in \[0, 1\)$"),
+    ],
+)
+def test_mlp_settings_that_cannot_build_a_network_are_one_configuration_error(setting, message) -> None:
+    """They were torch's errors (a negative dimension, a dropout probability) inside Hydra's instantiation error."""
+    from labelsmooth.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        MLP(num_classes=3, in_channels=1, image_size=4, **setting)
+    assert MLP(num_classes=3, in_channels=1, image_size=4, hidden_sizes=[])(torch.randn(2, 1, 4, 4)).shape == (2, 3)
+
+
 def test_seed_mlp_preset_is_784_100_10_sigmoid_without_biases(tmp_path) -> None:
     import hydra
 

@@ -61,6 +61,12 @@ class MLP(nn.Module):
             raise ConfigurationError(f"model.init={init!r} is not one of {list(INITS)}")
         if backprop not in BACKPROPS:
             raise ConfigurationError(f"model.backprop={backprop!r} is not one of {list(BACKPROPS)}")
+        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in hidden_sizes):
+            raise ConfigurationError(
+                f"model.hidden_sizes={list(hidden_sizes)!r} must be a list of integers >= 1 ([] for no hidden layer)"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigurationError(f"model.dropout={dropout!r} must lie in [0, 1)")
         if backprop == "seed_numpy" and (backprop_lr is None or backprop_lr < 0):
             raise ConfigurationError(
                 f"model.backprop=seed_numpy needs model.backprop_lr >= 0 (the optimizer's learning rate, "
