@@ -167,8 +167,16 @@ def test_bad_values_are_refused_when_composed_in_one_line(overrides: list[str], 
 
 
 def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> None:
-    validate_run_config(compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_steps=5"], output_dir=tmp_path))
-    validate_run_config(compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00"], tmp_path))
+    """But not with the cosine schedule's period following it: T_max=-1 made the learning rate alternate between 0
+    and its base value from one epoch to the next."""
+    steps = [*FAST, "trainer.max_epochs=-1", "+trainer.max_steps=5"]
+    with pytest.raises(ConfigurationError, match=r"^scheduler.T_max=-1 must be an integer >= 1 \(the cosine period"):
+        validate_run_config(compose_config([*steps, "scheduler=cosine"], output_dir=tmp_path))
+    validate_run_config(compose_config([*steps, "scheduler=cosine", "scheduler.T_max=3"], output_dir=tmp_path))
+    validate_run_config(compose_config([*steps, "scheduler=none"], output_dir=tmp_path))
+    validate_run_config(
+        compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00", "scheduler=none"], tmp_path)
+    )
 
 
 @pytest.mark.parametrize(

@@ -181,12 +181,12 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
 
 
 def check_optimizer(cfg: DictConfig) -> None:
-    """Build the optimizer and the learning-rate scheduler once on a stand-in parameter, so a setting the
-    optimizer refuses (``optimizer.lr=fast``, a negative weight decay) fails before the data set is read, with the
-    key named, instead of in a traceback from inside the first training step."""
+    """Build the optimizer and the learning-rate scheduler once on a stand-in parameter, so a setting they refuse
+    (``optimizer.lr=fast``, a negative weight decay) fails before the data set is read, with the keys named,
+    instead of in a traceback from inside the first training step."""
     import torch
 
-    from labelsmooth.errors import first_line
+    from labelsmooth.errors import describe
 
     if not cfg.get("optimizer"):
         return
@@ -195,11 +195,14 @@ def check_optimizer(cfg: DictConfig) -> None:
         if cfg.get("scheduler"):
             hydra.utils.instantiate(cfg.scheduler)(optimizer)
     except (TypeError, ValueError) as error:
-        given = OmegaConf.to_container(cfg.optimizer, resolve=True)
-        settings = ", ".join(f"optimizer.{k}={v!r}" for k, v in given.items() if not str(k).startswith("_"))
+        settings = ", ".join(
+            f"{group}.{key}={value!r}"
+            for group in ("optimizer", "scheduler")
+            for key, value in (OmegaConf.to_container(cfg.get(group) or {}, resolve=True) or {}).items()
+            if not str(key).startswith("_")
+        )
         raise ConfigurationError(
-            f"the optimizer or learning-rate scheduler refuses its settings ({first_line(error)}); the optimizer has "
-            f"{settings}"
+            f"the optimizer or learning-rate scheduler refuses its settings ({describe(error)}); they are {settings}"
         ) from error
 
 

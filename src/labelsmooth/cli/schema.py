@@ -88,6 +88,14 @@ TRAINER_COUNTS: dict[str, Field] = {
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
 }
+SCHEDULER: dict[str, Field] = {
+    "T_max": Field(
+        int,
+        1,
+        what="the cosine period in epochs; it follows trainer.max_epochs, -1 when trainer.max_steps or max_time "
+        "bounds the run: set scheduler.T_max=<epochs> or scheduler=none",
+    ),
+}
 # Lightning precisions that cast the weights, not the inputs: the data modules hand float32 inputs to the network.
 # Lightning reads 64 and "64" as "64-true".
 WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-true": None, "64": None}
@@ -113,6 +121,9 @@ def validate_run_config(cfg: DictConfig) -> None:
         check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
     if cfg.get("trainer"):
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
+        if cfg.get("scheduler") and key in cfg.scheduler:
+            check(f"scheduler.{key}", _value(cfg.scheduler, key), field)
 
 
 def check(key: str, value: Any, field: Field) -> None:
