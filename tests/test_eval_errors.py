@@ -74,6 +74,21 @@ def test_eval_py_on_a_missing_checkpoint_says_where_checkpoints_are(tmp_path: Pa
     assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr
 
 
+def test_eval_py_asking_for_devices_this_machine_lacks_is_one_line(tmp_path: Path, checkpoint: Path) -> None:
+    """The check training makes (``labelsmooth.cli.checks.check_devices``); it was Lightning's "No supported gpu
+    backend found!" after the checkpoint and the data were read."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_eval([f"ckpt_path={checkpoint}", "trainer.accelerator=gpu", "logger=none"], cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == [
+        "ConfigurationError: trainer.accelerator=gpu asks for 1 GPU but this machine has none (torch sees no CUDA "
+        "device). Use trainer=cpu, or trainer=default to take a GPU when there is one."
+    ], result.stderr
+
+
 def wandb_exit_codes(eval_dir: Path) -> list[str]:
     """The exit codes W&B recorded for the runs under ``eval_dir`` (its debug log of each run)."""
     logs = sorted(eval_dir.glob("wandb/offline-run-*/logs/debug.log"))

@@ -22,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from labelsmooth.cli.build import CONFIG_DIR, build_datamodule
+from labelsmooth.cli.checks import check_devices
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
@@ -66,6 +67,7 @@ def evaluate(
         if run.logger:
             run.logger.log_hyperparams({**wandb_config(cfg, context.choices), "evaluated_run": evaluated})
         validate_run_config(cfg)
+        check_devices(cfg.trainer)
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
         run.summary["run_dir"] = str(RunDirectory.of_checkpoint(ckpt_path).root)
         saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins)
