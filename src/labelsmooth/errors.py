@@ -29,6 +29,9 @@ def first_line(error: BaseException) -> str:
     return (lines[0] if lines else type(error).__name__).rstrip(".")
 
 
+SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\. ")  # ". " that is not the end of "e.g." or "i.e."
+
+
 def first_sentence(error: BaseException, limit: int = 200) -> str:
     """The first sentence of :func:`first_line`, at most ``limit`` characters (torch's load errors run on for a
     paragraph); "e.g." and "i.e." do not end a sentence.
@@ -38,9 +41,6 @@ def first_sentence(error: BaseException, limit: int = 200) -> str:
     """
     sentence = SENTENCE_END.split(first_line(error), maxsplit=1)[0]
     return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
-
-
-SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\. ")
 
 
 def describe(error: BaseException, sentence: bool = False) -> str:

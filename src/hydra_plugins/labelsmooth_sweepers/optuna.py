@@ -40,8 +40,8 @@ if OptunaSweeper is not None:
             super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
         def sweep(self, arguments: list[str]) -> None:
-            for key in ("n_trials", "n_jobs"):  # read by the plugin as counts: 0 or less runs no trial
-                value = getattr(self.sweeper, key)
+            counts = {"n_trials": self.sweeper.n_trials, "n_jobs": self.sweeper.n_jobs}  # 0 or less: no trial runs
+            for key, value in counts.items():
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise InvalidSearch(f"hydra.sweeper.{key}={value!r} must be an integer >= 1")
             try:
