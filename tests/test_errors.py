@@ -57,8 +57,10 @@ def test_an_app_process_ends_without_the_last_garbage_collection(monkeypatch: py
     assert registered == [gc.freeze]
 
 
-def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
-    result = run_app_in_process(["optimizer.lr=fast", "logger=none", "dataset=cifar10"], cwd=tmp_path, env=SHORT)
+@pytest.mark.parametrize("scheduler", ["scheduler=cosine", "scheduler=none"])
+def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: Path, scheduler: str) -> None:
+    args = ["optimizer.lr=fast", scheduler, "logger=none", "dataset=cifar10"]
+    result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "ConfigurationError" in result.stderr and "optimizer.lr='fast'" in result.stderr

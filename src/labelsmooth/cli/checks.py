@@ -198,7 +198,8 @@ def check_optimizer(cfg: DictConfig) -> None:
         settings = ", ".join(
             f"{group}.{key}={value!r}"
             for group in ("optimizer", "scheduler")
-            for key, value in (OmegaConf.to_container(cfg.get(group) or {}, resolve=True) or {}).items()
+            if cfg.get(group)
+            for key, value in OmegaConf.to_container(cfg[group], resolve=True).items()
             if not str(key).startswith("_")
         )
         raise ConfigurationError(
