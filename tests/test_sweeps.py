@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from labelsmooth.cli.build import CONFIG_DIR
+from labelsmooth.cli.hydra_callbacks import SayWhenNothingToResume
 from labelsmooth.cli.train import completed_job
 from labelsmooth.report.stats import mean_confidence_interval
 from labelsmooth.runs.overrides import job_overrides
@@ -198,6 +199,23 @@ def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
     assert completed_job(cfg, old_other, overrides, choices) is None
     failed = _write_metrics(tmp_path / "failed", overrides=job_overrides(overrides), **{**recorded, "status": "failed"})
     assert completed_job(cfg, failed, overrides, choices) is None
+
+
+def test_resume_sweep_says_when_the_sweep_directory_holds_no_earlier_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sweep = tmp_path / "multirun" / "day" / "time"
+    callback = SayWhenNothingToResume()
+    for resume_sweep, jobs, warned in ((True, [], True), (False, [], False), (True, ["0"], False)):
+        for job in jobs:
+            (sweep / job / ".hydra").mkdir(parents=True)
+        config = OmegaConf.create({"resume_sweep": resume_sweep, "hydra": {"sweep": {"dir": str(sweep)}}})
+        caplog.clear()
+        callback.on_multirun_start(config)
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(said) is warned, (resume_sweep, jobs, said)
+        if warned:
+            assert said[0].startswith(f"resume_sweep=true, but hydra.sweep.dir={sweep} holds no job of an earlier run")
 
 
 @pytest.mark.parametrize("setting", ["n_trials=0", "n_jobs=-1"])

@@ -50,6 +50,7 @@ from labelsmooth.calibration.reliability import reliability_figure
 from labelsmooth.errors import ConfigurationError, is_disk_full
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
 from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.tracking.wandb_run import is_wandb
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class CalibrationCallback(pl.Callback):
             figure = confusion_figure(np.asarray(counts), names, title="test")
             png = save_figure_atomic(figure, self._run_directory(trainer).confusion_matrix_png, dpi=110)
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
+                if is_wandb(logger):
                     logger.log_image(key="test/confusion_matrix", images=[str(png)])
         except Exception as error:  # as _publish: a figure never fails a run, a full disk does
             if is_disk_full(error):
@@ -279,7 +280,7 @@ class CalibrationCallback(pl.Callback):
             )
             write_text_atomic(run.reliability_csv(split), bins_csv_text(rows))
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
+                if is_wandb(logger):
                     if png is not None:
                         logger.log_image(key=f"{split}/reliability_diagram", images=[str(png)])
                     rows_table = bins_table_rows(rows)

@@ -33,6 +33,7 @@ from torch import nn
 from labelsmooth.analysis.projection import template_plane
 from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe, is_disk_full
 from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.tracking.wandb_run import is_wandb
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class PenultimateProjection(pl.Callback):
             figure, RunDirectory(self.output_dir or trainer.default_root_dir).penultimate_projection
         )
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if is_wandb(logger):
                 logger.log_image(key="penultimate_projection", images=[str(path)])
         self.drawn_to = path
         return path

@@ -36,6 +36,23 @@ def make_directory(path: str, key: str) -> None:
         raise SystemExit(1) from error
 
 
+class SayWhenNothingToResume(Callback):
+    """``-m resume_sweep=true`` with a ``hydra.sweep.dir`` that holds no job of an earlier run, most often because
+    the old sweep's directory was not given and Hydra made a new one: one warning line before the jobs start, as
+    every job will then train from the start."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not config.get("resume_sweep"):
+            return
+        sweep = Path(str(config.hydra.sweep.dir))
+        if not any(sweep.glob("*/.hydra")):
+            logging.getLogger(__name__).warning(
+                "resume_sweep=true, but hydra.sweep.dir=%s holds no job of an earlier run: every job runs from the "
+                "start. To continue a sweep, give its directory: hydra.sweep.dir=outputs/multirun/<date>/<time>",
+                sweep,
+            )
+
+
 class JobStatesWithoutAccounting(Callback):
     """``hydra/launcher=slurm`` on a cluster that keeps no job accounting (common on small clusters): submitit polls
     its jobs' states with ``sacct``, which then fails, printing "Slurm accounting storage is disabled" and a

@@ -89,7 +89,9 @@ def is_wandb(logger_or_config: Any) -> bool:
         return False
     if isinstance(logger_or_config, Mapping):
         return str(logger_or_config.get("_target_", "")).endswith("WandbLogger")
-    return type(logger_or_config).__name__ == "WandbLogger"
+    from pytorch_lightning.loggers import WandbLogger  # loaded with Lightning; wandb itself is imported on use
+
+    return isinstance(logger_or_config, WandbLogger)
 
 
 def finish_wandb(logger: Any, exit_code: int, summary: dict[str, Any] | None = None) -> None:
