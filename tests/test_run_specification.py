@@ -52,6 +52,7 @@ def test_a_copied_checkpoint_evaluates_to_the_runs_test_accuracy(
     assert cfg is not None and evaluated["status"] == "completed"
     assert evaluated["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-7)
     assert evaluated["dataset"] == "digits" and evaluated["smoothing"] == "uniform"
+    assert evaluated["device"] == "cpu" and evaluated["code.labelsmooth"] == summary["code.labelsmooth"]
 
 
 def _eval_config(ckpt: Path, output_dir: Path):

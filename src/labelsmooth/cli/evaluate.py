@@ -55,6 +55,7 @@ def evaluate(
 
     from labelsmooth.callbacks import CalibrationCallback
     from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_weights_fit
+    from labelsmooth.runs.provenance import device_record
 
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
@@ -119,6 +120,7 @@ def evaluate(
             run.summary.update({key: float(value) for key, value in results[0].items()})
         run.summary.update(module.per_class_record())  # val/ and test/acc_per_class, test/acc_worst_class
         run.summary.update(calibration.run_record())
+        run.summary.update(device_record(trainer))
         run.complete()
     return run.summary
 

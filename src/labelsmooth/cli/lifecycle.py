@@ -18,6 +18,7 @@ from typing import Any
 from labelsmooth.cli.errors import error_message, interruption_message, log_failure, root_cause
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.files import write_metrics_json
+from labelsmooth.runs.provenance import code_record
 from labelsmooth.runs.result_guard import ResultKept, may_replace
 from labelsmooth.tracking.console import print_run_summary
 from labelsmooth.tracking.quiet import silence_library_noise
@@ -35,7 +36,8 @@ def is_rank_zero() -> bool:
 class RunLifecycle:
     """A context manager around one run that ends it the same way whatever happens.
 
-    ``summary`` is the record so far (status ``running``); on leaving, a failure sets ``status: failed``,
+    ``summary`` is the record so far (status ``running``), with the code that computes it
+    (``labelsmooth.runs.provenance.code_record``); on leaving, a failure sets ``status: failed``,
     ``error_type`` and ``error`` (secrets redacted; an interruption says how to continue), ``metrics.json`` is
     written by rank 0 unless that would replace a completed result (``labelsmooth.runs.result_guard``), the W&B
     run is finished with exit code 0 or 1, and a completed run prints ``title`` and its metrics.
@@ -52,7 +54,7 @@ class RunLifecycle:
         failed_run_logger: Callable[[], Any] | None = None,
     ) -> None:
         self.context = context
-        self.summary = {"status": "running", **summary}
+        self.summary = {"status": "running", **summary, **code_record()}
         self.title = title
         self.summary_keys = summary_keys
         self.failed_run_logger = failed_run_logger

@@ -101,6 +101,7 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
     ``trainer``'s callbacks and logger, and complete ``run``'s record (``metrics.json``) with the results and the
     checkpoint selection (the monitored metric and its mode); with ``logger.log_model=best`` the W&B run gets
     ``best`` as its model artifact."""
+    from labelsmooth.runs.provenance import device_record
     from labelsmooth.tracking.wandb_logger import WandbLogger
 
     run.summary["checkpoint"] = best
@@ -108,7 +109,7 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
         run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
         run.summary["checkpoint.mode"] = getattr(trainer.checkpoint_callback, "mode", None)
     run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
-    run.summary.update(epochs=epochs, world_size=trainer.world_size)
+    run.summary.update(epochs=epochs, world_size=trainer.world_size, **device_record(trainer))
     run.summary.update(run_records(module, trainer.callbacks))
     log_records_to_wandb(run.logger, run.summary)
     if isinstance(run.logger, WandbLogger) and run.logger.logs_best_checkpoint and best:

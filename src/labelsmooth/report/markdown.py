@@ -20,6 +20,7 @@ from labelsmooth.report.tables import (
     table_rows,
     unpaired,
 )
+from labelsmooth.runs.provenance import NOT_RECORDED, PREFIX, code_keys_that_differ, describe_code
 
 if TYPE_CHECKING:
     from labelsmooth.report.build import Report
@@ -54,7 +55,32 @@ def _header(report: Report) -> list[str]:
     ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
-    return lines
+    return lines + _code(report)
+
+
+DESCRIBED_CODE_KEYS = {f"{PREFIX}{k}" for k in ("labelsmooth", "git_commit", "git_dirty", "torch")}
+
+
+def _code(report: Report) -> list[str]:
+    """Which code computed the completed jobs (their ``code.*`` records), and a warning when the tables pool the
+    numbers of different code."""
+    records = [j.metrics for j in report.jobs if j.status == "completed"]
+    if not records:
+        return []
+    differing = code_keys_that_differ(records)
+    if not differing:
+        described = describe_code(records[0])
+        if described == NOT_RECORDED:
+            return ["", "Code: not recorded in the jobs' metrics.json (no `code.*` keys)."]
+        return ["", f"Code: every completed job ran {described} (`code.*` in each metrics.json)."]
+    states: dict[str, int] = defaultdict(int)
+    for record in records:
+        others = [f"{k}={record.get(k)}" for k in differing if k not in DESCRIBED_CODE_KEYS]
+        states[", ".join([describe_code(record), *others])] += 1
+    keys = ", ".join(f"`{k}`" for k in differing)
+    listed = "; ".join(f"{state} ({n} job{'s' if n != 1 else ''})" for state, n in states.items())
+    return ["", f"Code: **the tables pool jobs computed by {len(states)} versions of the code** (they differ in "
+                f"{keys}): {listed}."]  # fmt: skip
 
 
 def _metric_tables(report: Report, table: Table) -> list[str]:
