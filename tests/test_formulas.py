@@ -37,6 +37,7 @@ MODULES = [
     "labelsmooth.calibration.smooth",
     "labelsmooth.calibration.temperature",
     "labelsmooth.errors",
+    "labelsmooth.runs.history",
     "labelsmooth.runs.provenance",
 ]
 

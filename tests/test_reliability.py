@@ -20,6 +20,7 @@ from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import MLP, ResNetV1
 from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
 from labelsmooth.runs.files import write_text_atomic
+from labelsmooth.runs.history import read_history_csv
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
 from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
 from tests.conftest import REPO_ROOT, compose_train_config, run_app, run_cli, run_training, subprocess_env
@@ -111,6 +112,12 @@ def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=
     assert metrics["status"] == "completed"
     for key in RESULT_KEYS:
         assert metrics[key] == pytest.approx(expected[key], abs=1e-6), (key, resumed.stderr[-3000:])
+    # The training curve too: the epochs before the kill kept, the others written by the resumed run.
+    history, reference_history = (read_history_csv(d / "history.csv") for d in (run_dir, reference_metrics.parent))
+    epochs = list(range(expected["epochs"]))
+    assert [row["epoch"] for row in history] == [row["epoch"] for row in reference_history] == epochs
+    for row, expected_row in zip(history, reference_history, strict=True):
+        assert row.keys() == expected_row.keys() and row == pytest.approx(expected_row, abs=1e-6)
     return run_dir
 
 

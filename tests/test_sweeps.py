@@ -62,7 +62,8 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
             assert float(row["mean"]) == pytest.approx(sum(values) / len(values), abs=1e-12)
     (compared,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
     assert compared["n_pairs"] == "2" and float(compared["baseline_smoothing.gamma"]) == 1.0
-    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png", "reliability_digits.png", "reliability_digits_ts.png"):
+    for name in ("accuracy_vs_gamma.png", "ece_vs_gamma.png", "reliability_digits.png", "reliability_digits_ts.png",
+                 "curves_digits.png"):  # fmt: skip
         assert (sweep / name).is_file(), name
     assert "None: every job completed." in text
 

@@ -46,3 +46,13 @@ class KerasStepLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
+
+
+def learning_rates(optimizer: Optimizer) -> dict[str, float]:
+    """The learning rates as Lightning's ``LearningRateMonitor`` names them: ``lr-<Optimizer>``, or with several
+    parameter groups ``lr-<Optimizer>/pg<i>`` (from 1)."""
+    name = f"lr-{type(optimizer).__name__}"
+    groups = optimizer.param_groups
+    if len(groups) == 1:
+        return {name: float(groups[0]["lr"])}
+    return {f"{name}/pg{i}": float(group["lr"]) for i, group in enumerate(groups, start=1)}

@@ -326,6 +326,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     from labelsmooth.cli.lifecycle import RunLifecycle
     from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
     from labelsmooth.cli.train import describe_run, finish_run
+    from labelsmooth.runs.layout import RunDirectory
 
     context = member.context
     summary = {**describe_run(cfg, context), "fused_group": member.group}
@@ -344,15 +345,16 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
             ]
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
-        replay_history(run.logger, member.history)
+        replay_history(run.logger, member.history, RunDirectory(context.output_dir).history_csv)
         finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
     return run.summary
 
 
-def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
-    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
-    and one line per epoch into its ``train.log``."""
+def replay_history(logger: Any, history: list[dict[str, float]], history_csv: Path) -> None:
+    """The member's epoch values into its logger (at the global step of each validation, as its run logs them),
+    one line per epoch into its ``train.log`` and one row into its ``history.csv``."""
     from labelsmooth.callbacks.progress import format_metric
+    from labelsmooth.runs.history import write_history_csv
 
     epochs = logging.getLogger("labelsmooth.epochs")
     for values in history:
@@ -361,3 +363,5 @@ def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
             logger.log_metrics(metrics, step=int(values["step"]))
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
         epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)
+    if history:
+        write_history_csv(history_csv, history)

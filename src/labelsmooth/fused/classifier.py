@@ -26,6 +26,7 @@ from torch import nn
 from labelsmooth.errors import LabelsmoothError
 from labelsmooth.fused.checkpoints import MemberCheckpoints
 from labelsmooth.fused.stacked import StackedNetworks
+from labelsmooth.lr_schedules import learning_rates
 from labelsmooth.models.l2_penalty import l2_penalty
 from labelsmooth.module import LabelSmoothingClassifier
 
@@ -287,13 +288,3 @@ class FusedClassifier(pl.LightningModule):
         for schedule, saved in zip(self.schedules, fused["schedules"], strict=True):
             if schedule is not None:
                 schedule.load_state_dict(saved)
-
-
-def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """The learning rates as Lightning's ``LearningRateMonitor`` names them: ``lr-<Optimizer>``, or with several
-    parameter groups ``lr-<Optimizer>/pg<i>`` (from 1)."""
-    name = f"lr-{type(optimizer).__name__}"
-    groups = optimizer.param_groups
-    if len(groups) == 1:
-        return {name: float(groups[0]["lr"])}
-    return {f"{name}/pg{i}": float(group["lr"]) for i, group in enumerate(groups, start=1)}

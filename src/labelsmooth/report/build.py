@@ -9,6 +9,7 @@ from pathlib import Path
 
 from labelsmooth.report.base import DEFAULT_PARAMETER, REPORT_METRICS, ParameterValue, slug
 from labelsmooth.report.baseline import choose_baseline
+from labelsmooth.report.curves import plot_learning_curves
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_COLUMN, build_distillation_table
 from labelsmooth.report.jobs import (
     DuplicateRun,
@@ -77,6 +78,7 @@ def _plots(
             "test ECE (%)",
             ["before", "after temperature scaling"],
         ),
+        *plot_learning_curves(out, counted, parameter, problems),
         *plot_reliability(out, counted, parameter),
         *plot_risk_coverage(out, counted, parameter, problems),
         *plot_penultimate_grid(out, counted, parameter),

@@ -7,6 +7,7 @@ A run (one ``python train.py``, one job of a multirun, one ``python eval.py``) w
     .hydra/overrides.yaml       the job's command-line overrides
     metrics.json                the flat result record (``labelsmooth.runs.files``)
     train.log                   the run's log
+    history.csv                 the training curve, one row per epoch (``labelsmooth.runs.history``)
     checkpoints/                best-epochNNN.ckpt and last.ckpt
     calibration/                reliability_<split>.csv and .png
     predictions/<split>.npz     logits (float32, N × K) and targets (int64, N) of the final evaluation
@@ -59,6 +60,10 @@ class RunDirectory:
     @property
     def train_log(self) -> Path:
         return self.root / "train.log"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.root / "history.csv"
 
     @property
     def checkpoints(self) -> Path:
