@@ -12,7 +12,7 @@ from labelsmooth.report.build import make_report
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.provenance import code_record, git_state
 from tests.conftest import REPO_ROOT, TrainedRun
-from tests.test_report import completed, write_job
+from tests.test_report import completed, read_csv, write_job
 
 
 def git(directory: Path, *args: str) -> str:
@@ -68,6 +68,8 @@ def test_the_report_names_the_code_of_its_jobs_and_warns_when_it_pools_several(t
         write_job(mixed, number, gamma, seed, {**completed(gamma, seed, 0.9, 0.1, 0.05), **code})
     write_job(mixed, 3, 1.0, 1, {**completed(1.0, 1, 0.8, 0.1, 0.05), **other})
     text = _report_text(mixed)
+    runs = {row["directory"]: row for row in read_csv(mixed / "runs.csv")}
+    assert runs[str(mixed / "3")]["code.git_commit"] == "b" * 40 and runs[str(mixed / "3")]["code.git_dirty"] == "True"
     assert (
         "Code: **the tables pool jobs computed by 2 versions of the code** (they differ in `code.git_commit`, "
         "`code.git_dirty`, `code.timm`): labelsmooth 0.1.0, commit aaaaaaaaaaaa, torch 2.14.1, code.timm=1.0.31 "

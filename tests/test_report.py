@@ -353,6 +353,8 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
     assert "best smoothing (highest mean) vs smoothing = none" in text
     assert "| digits | uniform | 85.50 ± 6.35 (n=2) | 81.00 ± 12.71 (n=2) | 5.26 | 2 |" in text
     assert (sweep / "accuracy_vs_smoothing.png").read_bytes()[:4] == b"\x89PNG"
+    header = (sweep / "runs.csv").read_text().splitlines()[0].split(",")
+    assert header[:6] == ["directory", "status", "dataset", "model", "smoothing", "seed"]  # no second "smoothing"
     # A numeric parameter given as text still finds its column; an explicit name overrides the default.
     assert make_report([sweep], parameter="smoothing", baseline="uniform").baseline == "uniform"
     assert make_report([sweep], parameter="smoothing.gamma", baseline="0.9").baseline == 0.9

@@ -183,18 +183,23 @@ def write_comparison_csv(path: Path, items: Sequence[PairedComparison], paramete
 
 RUN_EXTRA_KEYS = ("val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature")
 IMPROVEMENT_KEYS = ("val/acc_best_epoch", "epochs")
+RUN_IDENTITY = ("dataset", "model", "smoothing")
+CODE_KEYS = ("code.labelsmooth", "code.git_commit", "code.git_dirty", "code.torch", "device")
 
 
 def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: Sequence[DuplicateRun] = ()) -> Path:
     """One row per job; ``duplicate_of`` names the job counted instead of a duplicate (:func:`counted_jobs`);
     ``still_improving`` is ``true`` when the best validation accuracy came in the last epoch (blank without the
-    fields). Optional metrics and the epoch fields get a column when some job records them."""
+    fields). Optional metrics, the epoch fields and the code that computed the job (``code.*``, ``device``) get a
+    column when some job records them; the swept parameter gets one unless it is the data set, model or strategy."""
     recorded = {key for job in jobs for key in job.metrics}
     metrics = [m.key for m in REPORT_METRICS if not m.optional or m.key in recorded]
     epochs = [k for k in IMPROVEMENT_KEYS if k in recorded]
     keys = [*metrics, *RUN_EXTRA_KEYS, *epochs]
+    code = [k for k in CODE_KEYS if k in recorded]
     improving = ["still_improving"] if epochs else []
-    header = ["directory", "status", "dataset", "model", "smoothing", parameter, "seed", *keys, *improving]
+    swept = [] if parameter in RUN_IDENTITY else [parameter]
+    header = ["directory", "status", *RUN_IDENTITY, *swept, "seed", *keys, *improving, *code]
     kept = {id(d.job): str(d.kept.directory) for d in duplicates}
 
     def improving_cell(job: Job) -> list[str]:
@@ -208,10 +213,11 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: 
             j.dataset,
             j.model,
             j.metrics.get("smoothing", ""),
-            j.value(parameter),
+            *(j.value(parameter) for _ in swept),
             j.seed,
             *(j.metrics.get(k, "") for k in keys),
             *improving_cell(j),
+            *(j.metrics.get(k, "") for k in code),
             j.error,
             kept.get(id(j), ""),
         ]  # fmt: skip
