@@ -326,6 +326,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     from labelsmooth.cli.lifecycle import RunLifecycle
     from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
     from labelsmooth.cli.train import describe_run, finish_run
+    from labelsmooth.runs.history import write_history_csv
     from labelsmooth.runs.layout import RunDirectory
 
     context = member.context
@@ -333,6 +334,8 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
     failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+        if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
+            write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
         if member.error is not None:
             raise member.error
         run.summary["num_threads"] = torch.get_num_threads()
@@ -345,16 +348,15 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
             ]
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
-        replay_history(run.logger, member.history, RunDirectory(context.output_dir).history_csv)
+        replay_history(run.logger, member.history)
         finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
     return run.summary
 
 
-def replay_history(logger: Any, history: list[dict[str, float]], history_csv: Path) -> None:
-    """The member's epoch values into its logger (at the global step of each validation, as its run logs them),
-    one line per epoch into its ``train.log`` and one row into its ``history.csv``."""
+def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
+    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
+    and one line per epoch into its ``train.log``."""
     from labelsmooth.callbacks.progress import format_metric
-    from labelsmooth.runs.history import write_history_csv
 
     epochs = logging.getLogger("labelsmooth.epochs")
     for values in history:
@@ -363,5 +365,3 @@ def replay_history(logger: Any, history: list[dict[str, float]], history_csv: Pa
             logger.log_metrics(metrics, step=int(values["step"]))
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
         epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)
-    if history:
-        write_history_csv(history_csv, history)
