@@ -57,7 +57,7 @@ class EpochLogFile(pl.Callback):
             return []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The previous epoch is written here: the module logs its train/loss after this callback's epoch end.
+        # The previous epoch, unless its checkpoint wrote it (the module logs train/loss after this epoch-end hook).
         self._write_finished(trainer)
         self._epoch_start = time.perf_counter()
         self._rates = learning_rates(trainer.optimizers[0]) if trainer.optimizers else {}
