@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from labelsmooth.report.build import make_report
+from labelsmooth.report.cli import main
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.provenance import code_record, git_state
 from tests.conftest import REPO_ROOT, TrainedRun
@@ -54,7 +55,7 @@ def _report_text(sweep: Path) -> str:
     return make_report([sweep]).markdown.read_text()
 
 
-def test_the_report_names_the_code_of_its_jobs_and_warns_when_it_pools_several(tmp_path: Path) -> None:
+def test_the_report_names_the_code_of_its_jobs_and_warns_when_it_pools_several(tmp_path: Path, capsys) -> None:
     code = {"code.labelsmooth": "0.1.0", "code.git_commit": "a" * 40, "code.git_dirty": False, "code.torch": "2.14.1",
             "code.timm": "1.0.31"}  # fmt: skip
     same = tmp_path / "same"
@@ -76,6 +77,10 @@ def test_the_report_names_the_code_of_its_jobs_and_warns_when_it_pools_several(t
         "(3 jobs); labelsmooth 0.1.0, commit bbbbbbbbbbbb with uncommitted changes, torch 2.14.1, "
         "code.timm=1.0.32 (1 job)."
     ) in text
+
+    assert main([str(mixed)]) == 0  # report.py says it too
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "warning: Code: the tables pool jobs computed by 2 versions of the code (they differ in code.git" in printed
 
     unrecorded = tmp_path / "unrecorded"
     write_job(unrecorded, 0, 0.5, 0, completed(0.5, 0, 0.9, 0.1, 0.05))

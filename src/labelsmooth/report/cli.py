@@ -18,6 +18,7 @@ from typing import Any
 from labelsmooth.report.base import format_value, param_label
 from labelsmooth.report.build import Report, make_report
 from labelsmooth.report.jobs import MULTIRUN_YAML, NoJobsError, ParameterError
+from labelsmooth.report.markdown import code_note
 from labelsmooth.report.tables import Table, comparison_rows
 from labelsmooth.report.wandb_page import publish_to_wandb, wandb_setting
 
@@ -156,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print_tables(console, report)
     print_problems(console, report)
+    if (note := code_note(report.jobs)) is not None:
+        text, several = escape(note[0].replace("**", "").replace("`", "")), note[1]  # report.md's line, plain
+        console.print(f"[yellow]warning[/]: {text}" if several else text, soft_wrap=True)
     console.print(f"Swept parameter: [bold]{escape(report.parameter)}[/] (--param to choose another)")
     console.print(f"Report: [bold]{report.markdown}[/] ({len(report.files)} files in {report.out_dir})")
     if args.wandb:

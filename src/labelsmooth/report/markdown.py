@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from labelsmooth.report.base import MARKDOWN_TITLE, as_float, fmt, format_value, markdown_table, param_label
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_KEY
+from labelsmooth.report.jobs import Job
 from labelsmooth.report.per_class import per_class_markdown
 from labelsmooth.report.tables import (
     STILL_IMPROVING_NOTE,
@@ -55,32 +56,33 @@ def _header(report: Report) -> list[str]:
     ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
-    return lines + _code(report)
+    note = code_note(report.jobs)
+    return lines + (["", note[0]] if note else [])
 
 
 DESCRIBED_CODE_KEYS = {f"{PREFIX}{k}" for k in ("labelsmooth", "git_commit", "git_dirty", "torch")}
 
 
-def _code(report: Report) -> list[str]:
-    """Which code computed the completed jobs (their ``code.*`` records), and a warning when the tables pool the
-    numbers of different code."""
-    records = [j.metrics for j in report.jobs if j.status == "completed"]
+def code_note(jobs: Sequence[Job]) -> tuple[str, bool] | None:
+    """Which code computed the completed ``jobs`` (their ``code.*`` records), in Markdown, and whether it is more
+    than one version (the tables then pool the numbers of different code); None without a completed job."""
+    records = [j.metrics for j in jobs if j.status == "completed"]
     if not records:
-        return []
+        return None
     differing = code_keys_that_differ(records)
     if not differing:
         described = describe_code(records[0])
         if described == NOT_RECORDED:
-            return ["", "Code: not recorded in the jobs' metrics.json (no `code.*` keys)."]
-        return ["", f"Code: every completed job ran {described} (`code.*` in each metrics.json)."]
+            return "Code: not recorded in the jobs' metrics.json (no `code.*` keys).", False
+        return f"Code: every completed job ran {described} (`code.*` in each metrics.json).", False
     states: dict[str, int] = defaultdict(int)
     for record in records:
         others = [f"{k}={record.get(k)}" for k in differing if k not in DESCRIBED_CODE_KEYS]
         states[", ".join([describe_code(record), *others])] += 1
     keys = ", ".join(f"`{k}`" for k in differing)
     listed = "; ".join(f"{state} ({n} job{'s' if n != 1 else ''})" for state, n in states.items())
-    return ["", f"Code: **the tables pool jobs computed by {len(states)} versions of the code** (they differ in "
-                f"{keys}): {listed}."]  # fmt: skip
+    return (f"Code: **the tables pool jobs computed by {len(states)} versions of the code** (they differ in {keys}): "
+            f"{listed}.", True)  # fmt: skip
 
 
 def _metric_tables(report: Report, table: Table) -> list[str]:
