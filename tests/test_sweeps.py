@@ -202,6 +202,15 @@ def test_resume_sweep_skips_only_the_same_job(tmp_path: Path) -> None:
     assert completed_job(cfg, failed, overrides, choices) is None
 
 
+def test_a_joblib_sweep_with_n_jobs_zero_is_refused_in_one_line(tmp_path: Path) -> None:
+    for launcher in (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], ["hydra/launcher=parallel"]):
+        args = ["-m", *launcher, "seed=0,1", *FAST, f"paths.log_dir={tmp_path}"]
+        result = run_app_in_process(args, tmp_path, env={"LABELSMOOTH_SWEEP_JOBS": "0"})
+        assert result.returncode == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("hydra.launcher.n_jobs=0 must be a whole number other than 0: the jobs at once")
+        assert not list(tmp_path.glob("multirun/*/*/0"))  # no job started
+
 def test_resume_sweep_says_when_the_sweep_directory_holds_no_earlier_job(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -36,6 +36,24 @@ def make_directory(path: str, key: str) -> None:
         raise SystemExit(1) from error
 
 
+class CheckJoblibJobs(Callback):
+    """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs`` that joblib refuses (0, a fraction,
+    a word) is refused in one line before any job, instead of joblib's traceback from inside Hydra's plugin."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+            return
+        n_jobs = launcher.get("n_jobs")
+        if n_jobs is None or (isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs != 0):
+            return
+        sys.stderr.write(
+            f"hydra.launcher.n_jobs={n_jobs!r} must be a whole number other than 0: the jobs at once (>= 1), or -1 "
+            "for one per core, -2 for all cores but one (hydra/launcher=parallel reads LABELSMOOTH_SWEEP_JOBS).\n"
+        )
+        raise SystemExit(1)
+
+
 class SayWhenNothingToResume(Callback):
     """``-m resume_sweep=true`` with a ``hydra.sweep.dir`` that holds no job of an earlier run, most often because
     the old sweep's directory was not given and Hydra made a new one: one warning line before the jobs start, as
