@@ -35,7 +35,9 @@ def _version(distribution: str) -> str | None:
 
 def _git(directory: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10)
+        # --no-optional-locks: the parallel jobs of a sweep never write the checkout's index
+        command = ["git", "--no-optional-locks", "-C", str(directory), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
