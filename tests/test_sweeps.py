@@ -211,6 +211,7 @@ def test_a_joblib_sweep_with_n_jobs_zero_is_refused_in_one_line(tmp_path: Path) 
         assert line.startswith("hydra.launcher.n_jobs=0 must be a whole number other than 0: the jobs at once")
         assert not list(tmp_path.glob("multirun/*/*/0"))  # no job started
 
+
 def test_resume_sweep_says_when_the_sweep_directory_holds_no_earlier_job(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

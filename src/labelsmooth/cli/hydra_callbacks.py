@@ -37,8 +37,9 @@ def make_directory(path: str, key: str) -> None:
 
 
 class CheckJoblibJobs(Callback):
-    """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs`` that joblib refuses (0, a fraction,
-    a word) is refused in one line before any job, instead of joblib's traceback from inside Hydra's plugin."""
+    """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs=0``, which joblib refuses, is refused
+    in one line before any job, instead of joblib's traceback from inside Hydra's plugin (a fraction or a word is
+    refused by the plugin's typed config already)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         launcher = config.hydra.launcher

@@ -21,7 +21,7 @@ from labelsmooth.report.tables import (
     table_rows,
     unpaired,
 )
-from labelsmooth.runs.provenance import NOT_RECORDED, PREFIX, code_keys_that_differ, describe_code
+from labelsmooth.runs.provenance import DESCRIBED_KEYS, NOT_RECORDED, code_keys_that_differ, describe_code
 
 if TYPE_CHECKING:
     from labelsmooth.report.build import Report
@@ -60,9 +60,6 @@ def _header(report: Report) -> list[str]:
     return lines + (["", note[0]] if note else [])
 
 
-DESCRIBED_CODE_KEYS = {f"{PREFIX}{k}" for k in ("labelsmooth", "git_commit", "git_dirty", "torch")}
-
-
 def code_note(jobs: Sequence[Job]) -> tuple[str, bool] | None:
     """Which code computed the completed ``jobs`` (their ``code.*`` records), in Markdown, and whether it is more
     than one version (the tables then pool the numbers of different code); None without a completed job."""
@@ -77,7 +74,7 @@ def code_note(jobs: Sequence[Job]) -> tuple[str, bool] | None:
         return f"Code: every completed job ran {described} (`code.*` in each metrics.json).", False
     states: dict[str, int] = defaultdict(int)
     for record in records:
-        others = [f"{k}={record.get(k)}" for k in differing if k not in DESCRIBED_CODE_KEYS]
+        others = [f"{k}={record.get(k)}" for k in differing if k not in DESCRIBED_KEYS]
         states[", ".join([describe_code(record), *others])] += 1
     keys = ", ".join(f"`{k}`" for k in differing)
     listed = "; ".join(f"{state} ({n} job{'s' if n != 1 else ''})" for state, n in states.items())

@@ -24,6 +24,7 @@ from labelsmooth.report.base import (
 from labelsmooth.report.jobs import DuplicateRun, Job, counted_jobs, row_labels, still_improving
 from labelsmooth.report.stats import Estimate, PairedComparison, mean_confidence_interval, paired_comparison
 from labelsmooth.runs.files import write_text_atomic
+from labelsmooth.runs.provenance import DESCRIBED_KEYS
 
 STILL_IMPROVING_MARK = "↑"
 STILL_IMPROVING_NOTE = (
@@ -184,7 +185,7 @@ def write_comparison_csv(path: Path, items: Sequence[PairedComparison], paramete
 RUN_EXTRA_KEYS = ("val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature")
 IMPROVEMENT_KEYS = ("val/acc_best_epoch", "epochs")
 RUN_IDENTITY = ("dataset", "model", "smoothing")
-CODE_KEYS = ("code.labelsmooth", "code.git_commit", "code.git_dirty", "code.torch", "device")
+CODE_KEYS = (*DESCRIBED_KEYS, "device")
 
 
 def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: Sequence[DuplicateRun] = ()) -> Path:

@@ -22,6 +22,8 @@ from typing import Any
 
 PREFIX = "code."
 NOT_RECORDED = "not recorded"
+# What ``describe_code`` says of a run, in a few words.
+DESCRIBED_KEYS = tuple(f"{PREFIX}{name}" for name in ("labelsmooth", "git_commit", "git_dirty", "torch"))
 # The distributions whose code computes a run's numbers (the model, the losses, the metrics, the data pipeline).
 DISTRIBUTIONS = ("labelsmooth", "torch", "torchvision", "pytorch-lightning", "torchmetrics", "timm", "numpy")
 
