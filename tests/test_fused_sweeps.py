@@ -131,6 +131,8 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     for number in (0, 1):
         for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
             assert resumed[number][key] == uninterrupted[number][key], (number, key)
+        curve = (killed / str(number) / "history.csv").read_text()  # every epoch's row, before and after the kill
+        assert curve == (whole / str(number) / "history.csv").read_text() and curve.count("\n") == 1 + 4
 
     result = run_app_in_process(
         ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
