@@ -4,6 +4,9 @@ Written by hand because ``torch.optim.lr_scheduler.MultiStepLR`` multiplies by o
 milestone, while Keras' ``lr_schedule`` sets the rate to ``lr₀·f_i`` with per-milestone factors
 (0.1, 0.01, 0.001, 0.0005 — the last step is ×0.5, not ×0.1), and ``LambdaLR`` with a lambda cannot be
 checkpointed.
+
+``learning_rates`` reads an optimizer's current rates under the names Lightning's ``LearningRateMonitor`` logs them,
+for a run's ``history.csv`` (``labelsmooth.callbacks.epoch_log``) and a fused member's epoch values.
 """
 
 from __future__ import annotations
