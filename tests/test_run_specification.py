@@ -188,6 +188,7 @@ def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> Non
         "trainer.max_epochs=0",
         "trainer.max_epochs=-1",
         "scheduler=multistep scheduler.milestones=[abc]",
+        "+sed=3",
     ],
 )
 def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> None:
@@ -200,6 +201,22 @@ def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> Non
     lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
     lines = [line for line in lines if not line.startswith("Error executing job")]
     assert len(lines) == 1 and "ConfigurationError" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_top_level_key_added_with_plus_is_refused_with_the_closest_setting(script: str, tmp_path: Path) -> None:
+    """``+sed=3`` adds a key that no config has, so nothing would read it and the run would use the default seed."""
+    result = run_app_in_process(
+        ["+sed=3", "logger=none", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+        script=script,
+        env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "ConfigurationError: +sed=3 is not a setting: nothing reads a top-level key 'sed' (did you mean seed? " in (
+        result.stderr
+    )
+    assert "ckpt_path, " in result.stderr and "hydra" not in result.stderr.split("settings are ")[1].split(")")[0]
 
 
 def test_no_contract_probes_in_the_sources() -> None:

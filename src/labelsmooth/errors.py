@@ -23,10 +23,19 @@ class ConfigurationError(LabelsmoothError, ValueError):
 
 
 def first_line(error: BaseException) -> str:
-    """The first non-empty line of an error's message, without a trailing period (messages are embedded);
-    the error's type name when it has no message."""
+    r"""The first non-empty line of an error's message, without a trailing period (messages are embedded);
+    the error's type name when it has no message. A first line that ends in a colon announces the lines below
+    it, and is completed with the last of them (torchvision's download errors end with the network's answer).
+
+    >>> first_line(RuntimeError("Error downloading a.gz:\nTried https://x/a.gz, got:\nHTTP Error 404: Not Found"))
+    'Error downloading a.gz: HTTP Error 404: Not Found'
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__).rstrip(".")
+    if not lines:
+        return type(error).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}".rstrip(".")
+    return lines[0].rstrip(".")
 
 
 SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\. ")  # ". " that is not the end of "e.g." or "i.e."

@@ -4,6 +4,7 @@ with a message that names the key and the fix (and the device counting they and 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hydra
@@ -177,6 +178,26 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         raise ConfigurationError(
             f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
             f"{datamodule.num_classes} classes"
+        )
+
+
+def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:
+    """Refuse a top-level key that a ``+key=value`` override adds (``groups``: the config groups, which ``+`` may
+    select): Hydra adds it because no config of the app has it, so nothing would read it, and a typo (``+sed=3``)
+    would run with the default unsaid."""
+    from difflib import get_close_matches
+
+    from labelsmooth.runs.overrides import added_top_level_keys
+
+    for key, value in added_top_level_keys(overrides):
+        if key in groups:
+            continue
+        settings = sorted(k for k in cfg if k != key and k != "hydra")
+        close = get_close_matches(key, settings, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigurationError(
+            f"+{key}={value} is not a setting: nothing reads a top-level key {key!r} ({hint}the top-level settings "
+            f"are {', '.join(settings)})"
         )
 
 

@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from labelsmooth.cli.build import CONFIG_DIR, build_datamodule
-from labelsmooth.cli.checks import check_devices
+from labelsmooth.cli.checks import check_added_keys, check_devices
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
@@ -67,6 +67,7 @@ def evaluate(
         run.summary.update(wandb_record(run.logger))
         if run.logger:
             run.logger.log_hyperparams({**wandb_config(cfg, context.choices), "evaluated_run": evaluated})
+        check_added_keys(cfg, context.overrides, context.choices)
         validate_run_config(cfg)
         check_devices(cfg.trainer)
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())

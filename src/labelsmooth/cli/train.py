@@ -25,6 +25,7 @@ from labelsmooth.cli.build import (
     strategy_before_data,
 )
 from labelsmooth.cli.checks import (
+    check_added_keys,
     check_devices,
     check_model_fits_data,
     check_multirun_ddp,
@@ -154,6 +155,7 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     from labelsmooth.cli.schema import validate_run_config
     from labelsmooth.cli.teacher import check_teacher_before_data
 
+    check_added_keys(cfg, context.overrides, context.choices)
     validate_run_config(cfg)
     check_multirun_ddp(cfg.trainer, context.multirun)
     check_devices(cfg.trainer)

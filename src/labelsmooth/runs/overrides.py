@@ -41,6 +41,21 @@ def override_value(overrides: Iterable[str], key: str) -> str | None:
     return value
 
 
+def added_top_level_keys(overrides: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``(key, value)`` of the overrides that add a top-level key with Hydra's ``+`` (not ``++``, which may set an
+    existing one): ``+sed=3`` adds ``sed``; ``+smoothing.gamma=0.8`` is not top-level.
+
+    >>> added_top_level_keys(["+sed=3", "seed=1", "++foo=2", "+smoothing.gama=0.8", "+hydra/callbacks=x"])
+    [('sed', '3')]
+    """
+    added = []
+    for override in overrides:
+        key, value = parse_override(override)
+        if override.startswith("+") and not override.startswith("++") and not any(c in key for c in "./"):
+            added.append((key, value))
+    return added
+
+
 def job_overrides(task_overrides: Sequence[str]) -> list[str]:
     """The overrides that define a job as ``metrics.json`` records them: sorted, less ``resume_sweep`` itself."""
     return sorted(o for o in task_overrides if override_key(o) != "resume_sweep")
