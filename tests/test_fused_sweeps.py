@@ -38,7 +38,7 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
     result = run_app_in_process(["-m", *GRID, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    assert "Fused launcher: 2 jobs in 1 groups" in output and "#0, #1: fused, 2 members" in output
+    assert "Fused launcher: 2 jobs in 1 group" in output and "#0, #1: fused, 2 members" in output
     result = run_app_in_process(["-m", *GRID, f"hydra.sweep.dir={basic}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -6,6 +6,8 @@ import logging
 import warnings
 from pathlib import Path
 
+import pytest
+
 from labelsmooth.tracking.quiet import silence_library_noise
 from labelsmooth.tracking.wandb_run import remove_anonymous_setting, sweep_group_name
 
@@ -31,6 +33,29 @@ def test_the_leafspec_deprecation_is_silenced_and_other_future_warnings_are_not(
         LeafSpec()
         warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+@pytest.mark.parametrize("in_a_slurm_job", [False, True])
+def test_the_srun_warning_is_silenced_outside_a_slurm_job_only(
+    in_a_slurm_job: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's own check, with an ``srun`` on the PATH: noise on a login node, a real warning inside a job."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    if in_a_slurm_job:
+        monkeypatch.setenv("SLURM_JOB_ID", "7")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_library_noise()
+        SLURMEnvironment._validate_srun_used()
+    shown = [str(w.message) for w in caught if "srun" in str(w.message)]
+    assert len(shown) == (1 if in_a_slurm_job else 0), shown
 
 
 def test_wandb_logger_no_longer_passes_the_anonymous_setting(tmp_path: Path) -> None:

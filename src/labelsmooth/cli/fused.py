@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from labelsmooth.cli.fused_groups import Group, Job, check_batching, check_max_members, group_jobs
+from labelsmooth.tracking.quiet import silence_library_noise
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
     from labelsmooth.cli.errors import user_errors_in_one_line
 
     setup_globals()
+    silence_library_noise()  # the group's Trainer is built outside the members' run lifecycles
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     with user_errors_in_one_line():  # the launcher's settings, before any job starts
@@ -73,7 +75,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
             sweep_config.hydra.job.num = number
         jobs.append(Job(number, list(overrides), sweep_config))
     groups = group_jobs(jobs, max_members)
-    log.info("Fused launcher: %d jobs in %d groups", len(jobs), len(groups))
+    log.info("Fused launcher: %d jobs in %d group%s", len(jobs), len(groups), "" if len(groups) == 1 else "s")
     for group in groups:
         log.info("\t%s", group.describe())
     returns: dict[int, Any] = {}
