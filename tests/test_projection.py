@@ -157,7 +157,8 @@ def test_a_class_outside_the_data_set_is_refused_before_training(tmp_path: Path)
 
 def test_runs_without_a_picture_say_why(caplog) -> None:
     callback = PenultimateProjection()
-    trainer = SimpleNamespace(is_global_zero=True, datamodule=SimpleNamespace(train_set=[0], val_set=[0]))
+    datamodule = SimpleNamespace(train_set=[0], val_set=[0], eval_batch_size=8)
+    trainer = SimpleNamespace(is_global_zero=True, datamodule=datamodule)
     net = MLP(num_classes=4, in_channels=1, image_size=8, hidden_sizes=[6])
     with torch.no_grad():
         net.get_classifier().weight[2] = 2 * net.get_classifier().weight[1] - net.get_classifier().weight[0]

@@ -219,9 +219,34 @@ def test_a_top_level_key_added_with_plus_is_refused_with_the_closest_setting(scr
     assert "ckpt_path, " in result.stderr and "hydra" not in result.stderr.split("settings are ")[1].split(")")[0]
 
 
+def test_the_parts_meet_the_contracts_the_callbacks_read(tmp_path: Path) -> None:
+    """The callbacks and the apps read the module, the data module and the network through their protocols
+    (``labelsmooth.callbacks.contracts``, ``HasOptimizerGroups``, ``RunRecorder``): an attribute renamed on the
+    real parts would make a callback skip its figure or its ``metrics.json`` entries without a word, so the real
+    parts are checked against them here."""
+    from labelsmooth.callbacks.contracts import PreprocessesBatches, SplitData, TestedClassifier
+    from labelsmooth.cli.build import build_datamodule, build_module, instantiate_callbacks
+    from labelsmooth.models.l2_penalty import HasOptimizerGroups
+    from labelsmooth.runs.record import RunRecorder
+
+    cfg = compose_config([*FAST, "figures=true", "precise_bn=2"], output_dir=tmp_path)
+    datamodule = build_datamodule(cfg.dataset)
+    module = build_module(cfg, datamodule)
+    assert isinstance(module, TestedClassifier) and isinstance(module, RunRecorder)
+    assert isinstance(datamodule, SplitData) and isinstance(datamodule, PreprocessesBatches)
+    assert isinstance(module.net, HasOptimizerGroups)
+    callbacks = instantiate_callbacks(cfg.callbacks, progress_bar=False, has_logger=False)
+    recorders = {type(callback).__name__ for callback in callbacks if isinstance(callback, RunRecorder)}
+    assert recorders == {"PreciseBatchNorm", "CalibrationCallback", "PenultimateProjection"}
+
+
 def test_no_contract_probes_in_the_sources() -> None:
+    """The strategy, the module, the data module, the network and the callbacks are read through types
+    (the protocols of ``labelsmooth.callbacks.contracts``, the strategy classes), not probed attribute by attribute."""
+    probed = r"(criterion|strategy|self\.criterion|pl_module|datamodule|trainer\.[a-z_]+|self\.net|self|part|"
+    probed += r"checkpoint)"
     found = subprocess.run(
-        ["git", "grep", "-nE", r"getattr\((criterion|strategy|self\.criterion)", "src/"],
+        ["git", "grep", "-nE", rf"getattr\({probed}, \"", "src/"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

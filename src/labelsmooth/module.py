@@ -18,7 +18,7 @@ from labelsmooth.calibration.confusion import per_class_accuracy, worst_class_ac
 from labelsmooth.calibration.metrics import PredictionLogits, classification_metrics
 from labelsmooth.calibration.post_hoc import post_hoc_metrics, refinement_nll
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.models.l2_penalty import L2Terms, apply_l2_penalties, l2_penalty
+from labelsmooth.models.l2_penalty import HasOptimizerGroups, L2Terms, apply_l2_penalties, l2_penalty
 from labelsmooth.models.teacher import FrozenTeacher
 from labelsmooth.prediction import PredictsRawImages
 from labelsmooth.smoothing import SmoothingStrategy, TakesMixedTargets
@@ -387,9 +387,9 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     def optimization(self, stored: Callable[[nn.Parameter], nn.Parameter]) -> dict[str, Any]:
         """The optimizer (and scheduler) of the network's parameters, each ``stored(p)`` (a fused group passes the
         stacked tensor that holds ``p``), in the network's ``optimizer_param_groups()`` where it has them."""
-        groups = getattr(self.net, "optimizer_param_groups", None)
-        if callable(groups):
-            parameters: Any = [{**group, "params": [stored(p) for p in group["params"]]} for group in groups()]
+        if isinstance(self.net, HasOptimizerGroups):
+            groups = self.net.optimizer_param_groups()
+            parameters: Any = [{**group, "params": [stored(p) for p in group["params"]]} for group in groups]
         else:
             parameters = [stored(p) for p in self.parameters()]
         optimizer = self.optimizer_factory(parameters)

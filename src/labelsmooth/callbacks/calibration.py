@@ -41,12 +41,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.data import DataLoader
 
 from labelsmooth.calibration.binning import binned_statistics, confidences_and_correct
 from labelsmooth.calibration.bins import DEFAULT_BINS
 from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_table_rows
 from labelsmooth.calibration.confusion import confusion_figure
 from labelsmooth.calibration.reliability import reliability_figure
+from labelsmooth.callbacks.contracts import TestedClassifier
 from labelsmooth.errors import ConfigurationError, is_disk_full
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
 from labelsmooth.runs.layout import RunDirectory
@@ -166,7 +168,7 @@ class CalibrationCallback(pl.Callback):
             return None
         logits = gather_across_processes(torch.cat([b[0] for b in batches]))
         target = gather_across_processes(torch.cat([b[1] for b in batches]))
-        sampler = getattr(dataloaders, "sampler", None)  # a single DataLoader (several: left as gathered)
+        sampler = dataloaders.sampler if isinstance(dataloaders, DataLoader) else None  # several: left as gathered
         return in_dataset_order(logits, sampler), in_dataset_order(target, sampler)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -206,7 +208,8 @@ class CalibrationCallback(pl.Callback):
             return
         logits, target = gathered
         curves = {"test": ("test", logits)}
-        self.temperature = getattr(pl_module, "temperature", None) if self.temperature_scaling else None
+        scaled = self.temperature_scaling and isinstance(pl_module, TestedClassifier)
+        self.temperature = pl_module.temperature if scaled else None
         if self.temperature is not None:  # None: no validation before this test (the module says so)
             curves["test_ts"] = (f"test, temperature {self.temperature:.3f}", logits / self.temperature)
         self._publish(trainer, "test", curves, target)
@@ -243,12 +246,11 @@ class CalibrationCallback(pl.Callback):
         """The module's test confusion matrix (``test_confusion_matrix``, synchronised over processes) as
         ``confusion_matrix.png`` and the W&B image ``test/confusion_matrix``; skipped with one warning line on
         failure, as the diagrams."""
-        counts = getattr(pl_module, "test_confusion_matrix", None)
-        if counts is None or not self.figures:
+        if not isinstance(pl_module, TestedClassifier) or pl_module.test_confusion_matrix is None or not self.figures:
             return
+        counts = pl_module.test_confusion_matrix
         try:
-            specification = getattr(pl_module, "specification", None)
-            names = getattr(specification, "class_names", None)
+            names = pl_module.specification.class_names if pl_module.specification is not None else None
             figure = confusion_figure(np.asarray(counts), names, title="test")
             png = save_figure_atomic(figure, self._run_directory(trainer).confusion_matrix_png, dpi=110)
             for logger in trainer.loggers:

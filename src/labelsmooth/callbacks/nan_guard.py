@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from labelsmooth.errors import ConfigurationError, LabelsmoothError
 
@@ -98,7 +98,7 @@ def _learning_rate(trainer: pl.Trainer) -> float | None:
 def _causes_and_fix(trainer: pl.Trainer, lr: float | None) -> str:
     precision = str(trainer.precision)
     checkpoint = trainer.checkpoint_callback
-    last = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
+    last = (checkpoint.last_model_path or checkpoint.best_model_path) if isinstance(checkpoint, ModelCheckpoint) else ""
     half = (
         f"overflow in half precision (trainer.precision={precision}; try bf16-mixed or 32), "
         if "16" in precision

@@ -31,6 +31,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from labelsmooth.analysis.projection import template_plane
+from labelsmooth.callbacks.contracts import Classifier, SplitData
 from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe, is_disk_full
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.tracking.wandb_run import is_wandb
@@ -112,8 +113,8 @@ class PenultimateProjection(pl.Callback):
         self.drawn_to: Path | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        num_classes = getattr(pl_module, "num_classes", None)
-        if isinstance(num_classes, int) and num_classes >= 3 and max(self.classes) >= num_classes:
+        num_classes = pl_module.num_classes if isinstance(pl_module, Classifier) else None
+        if num_classes is not None and num_classes >= 3 and max(self.classes) >= num_classes:
             raise ConfigurationError(
                 f"analysis.projection_classes={list(self.classes)} names a class outside 0..{num_classes - 1} "
                 f"(the data set has {num_classes} classes)"
@@ -121,13 +122,14 @@ class PenultimateProjection(pl.Callback):
 
     def why_not(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
         """Why no picture can be drawn for this run; None when it can."""
-        num_classes = getattr(pl_module, "num_classes", None)
-        if not isinstance(num_classes, int) or num_classes < 3:
-            return f"the data set has {num_classes} classes; the picture needs three"
+        if not isinstance(pl_module, Classifier):
+            return "the module is not a classifier with a network (net) and a number of classes"
+        if pl_module.num_classes < 3:
+            return f"the data set has {pl_module.num_classes} classes; the picture needs three"
         datamodule = trainer.datamodule
-        if datamodule is None or getattr(datamodule, "train_set", None) is None or datamodule.val_set is None:
+        if not isinstance(datamodule, SplitData) or datamodule.train_set is None or datamodule.val_set is None:
             return "the trainer has no data module with training and validation splits"
-        net = getattr(pl_module, "net", None)
+        net = pl_module.net
         reason = why_no_penultimate_features(net)
         if reason is None:
             try:
@@ -189,12 +191,13 @@ class PenultimateProjection(pl.Callback):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The penultimate activations (float64) and labels of the sampled images of ``dataset``, in batches of
         the evaluation batch size, each batch through the data module's transfer hooks (evaluation preprocessing:
-        the trainer is not training)."""
+        the trainer is not training). ``why_not`` has checked that the module is a ``Classifier`` and the data
+        module ``SplitData``."""
         datamodule, net = trainer.datamodule, pl_module.net
         indices = sample_of_classes(targets, self.classes, self.images_per_class).tolist()
         if not indices:
             return np.empty((0, net.get_classifier().in_features)), np.empty(0, dtype=np.int64)
-        batch_size = int(getattr(datamodule, "eval_batch_size", 256))
+        batch_size = datamodule.eval_batch_size
         features, labels = [], []
         was_training = net.training
         net.eval()

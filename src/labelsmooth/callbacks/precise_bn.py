@@ -29,6 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from labelsmooth.callbacks.contracts import Classifier, PreprocessesBatches
 from labelsmooth.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -100,18 +101,19 @@ class PreciseBatchNorm(Callback):
         self.recompute(trainer, pl_module)
 
     def recompute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        net = getattr(pl_module, "net", pl_module)
+        net = pl_module.net if isinstance(pl_module, Classifier) else pl_module
         layers = batch_norm_layers(net)
         if self.num_batches == 0 or not layers:
             return
         loader = self._training_loader(trainer)
         device = pl_module.device
-        preprocess = getattr(trainer.datamodule, "preprocess_batch", None)
+        data = trainer.datamodule
+        preprocess = data.preprocess_batch if isinstance(data, PreprocessesBatches) else None
 
         def training_inputs() -> Iterator[torch.Tensor]:
             for batch in islice(loader, self.num_batches):
                 batch = move_data_to_device(batch, device)
-                if callable(preprocess):
+                if preprocess is not None:
                     batch = preprocess(batch, train=True)
                 inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
                 yield trainer.precision_plugin.convert_input(inputs)

@@ -102,13 +102,15 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
     ``trainer``'s callbacks and logger, and complete ``run``'s record (``metrics.json``) with the results and the
     checkpoint selection (the monitored metric and its mode); with ``logger.log_model=best`` the W&B run gets
     ``best`` as its model artifact."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
     from labelsmooth.runs.provenance import device_record
     from labelsmooth.tracking.wandb_logger import WandbLogger
 
     run.summary["checkpoint"] = best
-    if trainer.checkpoint_callback:
-        run.summary["checkpoint.monitor"] = trainer.checkpoint_callback.monitor
-        run.summary["checkpoint.mode"] = getattr(trainer.checkpoint_callback, "mode", None)
+    if isinstance(checkpoint := trainer.checkpoint_callback, ModelCheckpoint):
+        run.summary["checkpoint.monitor"] = checkpoint.monitor
+        run.summary["checkpoint.mode"] = checkpoint.mode
     run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
     run.summary.update(epochs=epochs, world_size=trainer.world_size, **device_record(trainer))
     run.summary.update(run_records(module, trainer.callbacks))
@@ -177,11 +179,12 @@ def test_checkpoint(trainer: Any, module: Any, datamodule: Any, ckpt_path: str |
 def run_records(module: Any, callbacks: list) -> dict[str, Any]:
     """What the LightningModule and the callbacks add to ``metrics.json``: the dict of each one's ``run_record()``
     (e.g. the epoch of the best validation accuracy, a parameter schedule's values)."""
+    from labelsmooth.runs.record import RunRecorder
+
     records: dict[str, Any] = {}
     for part in (module, *callbacks):
-        record = getattr(part, "run_record", None)
-        if callable(record):
-            records.update(record())
+        if isinstance(part, RunRecorder):
+            records.update(part.run_record())
     return records
 
 

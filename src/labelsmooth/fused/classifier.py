@@ -27,7 +27,7 @@ from labelsmooth.errors import LabelsmoothError
 from labelsmooth.fused.checkpoints import MemberCheckpoints
 from labelsmooth.fused.stacked import StackedNetworks
 from labelsmooth.lr_schedules import learning_rates
-from labelsmooth.models.l2_penalty import l2_penalty
+from labelsmooth.models.l2_penalty import L2Terms, l2_penalty
 from labelsmooth.module import LabelSmoothingClassifier
 
 
@@ -131,6 +131,7 @@ class FusedClassifier(pl.LightningModule):
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses) not yet checked
         self._epoch_values: list[dict[str, float]] = [{} for _ in members]
         self._losses_recorded = False
+        self.l2_in_loss: L2Terms = []  # the members' (set with the optimizer, as LabelSmoothingClassifier's)
 
     def alive(self) -> list[int]:
         return [m for m, failure in enumerate(self.failures) if failure is None]
@@ -161,7 +162,7 @@ class FusedClassifier(pl.LightningModule):
         if len(self._pending) >= self.check_every_n_steps:
             self._check_losses()
         loss = member_losses[alive].sum() if len(alive) < len(self.members) else member_losses.sum()
-        if getattr(self, "l2_in_loss", None):
+        if self.l2_in_loss:
             loss = loss + l2_penalty(self.l2_in_loss)
         return {"loss": loss, "member_losses": member_losses.detach()}
 

@@ -12,6 +12,8 @@ on every parameter.
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
+
 import torch
 
 COUPLED_WEIGHT_DECAY_OPTIMIZERS = (
@@ -26,6 +28,14 @@ COUPLED_WEIGHT_DECAY_OPTIMIZERS = (
 )
 
 L2Terms = list[tuple[float, list[torch.Tensor]]]
+
+
+@runtime_checkable
+class HasOptimizerGroups(Protocol):
+    """A network with per-group optimizer settings: ``optimizer_param_groups()`` gives the groups, each a dict with
+    ``params`` and its settings (an ``"l2"`` entry among them)."""
+
+    def optimizer_param_groups(self) -> list[dict[str, Any]]: ...
 
 
 def has_coupled_weight_decay(optimizer: torch.optim.Optimizer, group: dict) -> bool:

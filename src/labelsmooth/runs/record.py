@@ -4,13 +4,20 @@ parameters, each written here once (training, evaluation, the sweep resume and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 PLAIN_TYPES = (int, float, str, bool, list)
 # ``unsmoothed.smoothing.gamma: 1.0``: the value of a strategy parameter that means "no smoothing"
 UNSMOOTHED_PREFIX = "unsmoothed."
 # ``teacher.smoothing``, ``teacher.smoothing.<param>``: a distilled student's teacher
 TEACHER_PREFIX = "teacher."
+
+
+@runtime_checkable
+class RunRecorder(Protocol):
+    """A part of a run (the module, a callback) with entries for the run's ``metrics.json``."""
+
+    def run_record(self) -> dict[str, Any]: ...
 
 
 def target_name(node: Mapping[str, Any] | None) -> str:
