@@ -98,12 +98,15 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> N
 def test_precise_bn_without_its_callback_is_refused(tmp_path: Path) -> None:
     from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_precise_bn
+    from labelsmooth.cli.schema import validate_run_config
 
     check_precise_bn(compose_config(["precise_bn=5"], output_dir=tmp_path))
     with pytest.raises(ConfigurationError, match="precise_bn=5 needs the PreciseBatchNorm callback"):
         check_precise_bn(compose_config(["callbacks=none", "precise_bn=5"], output_dir=tmp_path))
-    with pytest.raises(ConfigurationError, match="must be an integer >= 0"):
-        check_precise_bn(compose_config(["precise_bn=-1"], output_dir=tmp_path))
+    with pytest.raises(
+        ConfigurationError, match=r"^precise_bn=-1 must be an integer >= 0 \(training batches; 0: off\)"
+    ):
+        validate_run_config(compose_config(["precise_bn=-1"], output_dir=tmp_path))  # before check_precise_bn
 
 
 def test_a_negative_diagram_interval_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -22,6 +22,22 @@ class ConfigurationError(LabelsmoothError, ValueError):
     """A run configuration that cannot work (a parameter out of range, options that do not go together)."""
 
 
+def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
+    """``value`` when it is an integer >= ``minimum`` (a bool is not), else a ``ConfigurationError`` naming the
+    config key, the value and the range, with ``what`` the key means.
+
+    >>> whole_number("n_bins", 15, 1)
+    15
+    >>> whole_number("n_bins", 0, 1, "the bins of the calibration errors")
+    Traceback (most recent call last):
+    ...
+    labelsmooth.errors.ConfigurationError: n_bins=0 must be an integer >= 1 (the bins of the calibration errors)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{key}={value!r} must be an integer >= {minimum}" + (f" ({what})" if what else ""))
+    return value
+
+
 def first_line(error: BaseException) -> str:
     r"""The first non-empty line of an error's message, without a trailing period (messages are embedded);
     the error's type name when it has no message. A first line that ends in a colon announces the lines below

@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from labelsmooth.calibration.confusion import per_class_accuracy, worst_class_accuracy
 from labelsmooth.calibration.metrics import PredictionLogits, classification_metrics
 from labelsmooth.calibration.post_hoc import post_hoc_metrics, refinement_nll
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, whole_number
 from labelsmooth.models.l2_penalty import HasOptimizerGroups, L2Terms, apply_l2_penalties, l2_penalty
 from labelsmooth.models.teacher import FrozenTeacher
 from labelsmooth.prediction import PredictsRawImages
@@ -98,9 +98,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         # nan_strategy='disable': no per-step `isnan(x).any()` host sync (a NaN loss shows in the epoch mean,
         # and the NaN guard callback stops the run).
         self.train_loss = MeanMetric(nan_strategy="disable")
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ConfigurationError(f"n_bins={n_bins!r} must be an integer >= 1 (the bins of the calibration errors)")
-        self.n_bins = n_bins
+        self.n_bins = whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
         self.val_metrics = classification_metrics(self.num_classes, prefix="val/", n_bins=n_bins)
         self.test_metrics = classification_metrics(self.num_classes, prefix="test/", n_bins=n_bins)
         # Per-class accuracy (``<split>/acc_per_class`` in metrics.json, ``test/acc_worst_class``) from DDP-synchronised

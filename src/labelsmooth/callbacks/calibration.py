@@ -49,7 +49,7 @@ from labelsmooth.calibration.bins_csv import BIN_COLUMNS, bins_csv_text, bins_ta
 from labelsmooth.calibration.confusion import confusion_figure
 from labelsmooth.calibration.reliability import reliability_figure
 from labelsmooth.callbacks.contracts import TestedClassifier
-from labelsmooth.errors import ConfigurationError, is_disk_full
+from labelsmooth.errors import is_disk_full, whole_number
 from labelsmooth.runs.files import save_figure_atomic, write_atomic, write_text_atomic
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.tracking.wandb_run import is_wandb
@@ -128,23 +128,14 @@ class CalibrationCallback(pl.Callback):
         figures: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ConfigurationError(f"n_bins={n_bins!r} must be an integer >= 1 (the bins of the calibration errors)")
-        if not isinstance(predictions_max_values, int) or predictions_max_values < 0:
-            raise ConfigurationError(
-                f"predictions_max_values must be an integer >= 0 (values N·K), got {predictions_max_values!r}"
-            )
-        if isinstance(plot_every_n_epochs, bool) or not isinstance(plot_every_n_epochs, int) or plot_every_n_epochs < 0:
-            raise ConfigurationError(
-                f"callbacks.calibration.plot_every_n_epochs={plot_every_n_epochs!r} must be an integer >= 0 (0: the "
-                "final diagrams only)"
-            )
         self.output_dir = output_dir
-        self.n_bins = n_bins
-        self.plot_every_n_epochs = plot_every_n_epochs
+        self.n_bins = whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
+        self.plot_every_n_epochs = whole_number(
+            "callbacks.calibration.plot_every_n_epochs", plot_every_n_epochs, 0, "0: the final diagrams only"
+        )
         self.temperature_scaling = temperature_scaling
         self.save_predictions = save_predictions
-        self.predictions_max_values = predictions_max_values
+        self.predictions_max_values = whole_number("predictions_max_values", predictions_max_values, 0, "values N·K")
         self.figures = figures
         self._batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_logits: torch.Tensor | None = None

@@ -32,7 +32,7 @@ from torch import nn
 
 from labelsmooth.analysis.projection import template_plane
 from labelsmooth.callbacks.contracts import Classifier, SplitData
-from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe, is_disk_full
+from labelsmooth.errors import ConfigurationError, FigureSkippedWarning, describe, is_disk_full, whole_number
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.tracking.wandb_run import is_wandb
 
@@ -104,11 +104,7 @@ class PenultimateProjection(pl.Callback):
         super().__init__()
         self.output_dir = output_dir
         self.classes = check_projection_classes(classes)
-        if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 1:
-            raise ConfigurationError(
-                f"analysis.projection_images_per_class={images_per_class!r} must be an integer >= 1"
-            )
-        self.images_per_class = images_per_class
+        self.images_per_class = whole_number("analysis.projection_images_per_class", images_per_class, 1)
         self.figures = figures
         self.drawn_to: Path | None = None
 

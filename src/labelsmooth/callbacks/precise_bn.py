@@ -30,7 +30,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from labelsmooth.callbacks.contracts import Classifier, PreprocessesBatches
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +82,7 @@ class PreciseBatchNorm(Callback):
 
     def __init__(self, num_batches: int = 0, seed: int = 0) -> None:
         super().__init__()
-        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 0:
-            raise ConfigurationError(
-                f"precise_bn={num_batches!r} must be an integer >= 0: the number of training batches BatchNorm's "
-                "statistics are recomputed from before each evaluation (0: off)"
-            )
-        self.num_batches = num_batches
+        self.num_batches = whole_number("precise_bn", num_batches, 0, "training batches; 0: off")
         self.seed = int(seed)
 
     def run_record(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, whole_number
 from labelsmooth.smoothing import SchedulableParameters
 
 
@@ -168,9 +168,7 @@ class TwoStageSchedule(StrategyParameterSchedule):
 
     def __init__(self, until_epoch: int, parameter: str | None = None) -> None:
         super().__init__(parameter)
-        if isinstance(until_epoch, bool) or not isinstance(until_epoch, int) or until_epoch < 0:
-            raise ConfigurationError(f"strategy_schedule.until_epoch={until_epoch!r} must be an integer >= 0.")
-        self.until_epoch = until_epoch
+        self.until_epoch = whole_number("strategy_schedule.until_epoch", until_epoch, 0)
         self.switch_value = math.nan
 
     def resolve(self, strategy: SchedulableParameters) -> None:

@@ -230,10 +230,9 @@ def check_optimizer(cfg: DictConfig) -> None:
 
 def check_precise_bn(cfg: DictConfig) -> None:
     """``precise_bn=N`` needs the callback that does it (``callbacks=default`` has it): refuse it rather than
-    evaluate silently on the running statistics."""
+    evaluate silently on the running statistics. Its range is the schema's (``labelsmooth.cli.schema``), checked
+    before."""
     count = cfg.get("precise_bn", 0)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ConfigurationError(f"precise_bn={count!r} must be an integer >= 0 (training batches; 0: off)")
     callbacks = cfg.get("callbacks") or {}
     targets = [str(c.get("_target_", "")) for c in callbacks.values() if c]
     if count and not any(t.endswith("PreciseBatchNorm") for t in targets):

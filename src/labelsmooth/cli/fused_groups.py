@@ -111,13 +111,9 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
 
 def check_max_members(value: Any) -> int | None:
     """``hydra.launcher.max_members``: None or an integer >= 1 (one line naming the key otherwise)."""
-    from labelsmooth.errors import ConfigurationError
+    from labelsmooth.errors import whole_number
 
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"hydra.launcher.max_members={value!r} must be an integer >= 1 or null (no cap)")
-    return value
+    return None if value is None else whole_number("hydra.launcher.max_members", value, 1, "or null: no cap")
 
 
 def check_batching(value: Any) -> str:

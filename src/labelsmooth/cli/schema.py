@@ -77,7 +77,7 @@ TOP_LEVEL: dict[str, Field] = {
     "optimized_metric": Field(str, nullable=True),
     "tags": Field(list),
     "save_predictions": Field(bool),
-    "predictions_max_values": Field(int, 1),
+    "predictions_max_values": Field(int, 0, what="values N·K"),
 }
 ANALYSIS: dict[str, Field] = {
     "projection_classes": Field(list, nullable=True),

@@ -6,14 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labelsmooth.errors import ConfigurationError
-
-
-def whole_number(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, or a ``ValueError`` that names the config key and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name}={value!r} must be an integer >= {minimum}")
-    return value
+from labelsmooth.errors import whole_number
 
 
 class ClassificationDataModule(pl.LightningDataModule):
