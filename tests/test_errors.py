@@ -113,3 +113,33 @@ def test_a_negative_diagram_interval_is_refused_in_one_line(tmp_path: Path) -> N
     result = run_app_in_process(["callbacks.calibration.plot_every_n_epochs=-1", "debug=fast"], tmp_path, env=SHORT)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "ConfigurationError: callbacks.calibration.plot_every_n_epochs=-1 must be an integer >= 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["smoothing=gamm"],
+            "ConfigurationError: smoothing=gamm is not an option of smoothing: the options are binary, bootstrap_hard,",
+        ),
+        (["-m", "smoothing=none,gamm", "seed=0"], "ConfigurationError: smoothing=gamm is not an option of smoothing"),
+        (["model=mpl"], "ConfigurationError: model=mpl is not an option of model: the options are mlp, mlp_seed, "),
+        (["model=mezzini2019/cifr10"], "ConfigurationError: model=mezzini2019/cifr10 is not an option of model: the "),
+    ],
+)
+def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Path, args: list[str], line: str) -> None:
+    """Hydra's own answer is some twenty lines (the options, then its search path)."""
+    result = run_app_in_process([*args, "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith(line)
+    close = {"model=mpl": "mlp", "model=mezzini2019/cifr10": "mezzini2019/cifar10"}.get(args[-1], "gamma")
+    assert result.stderr.strip().endswith(f"(did you mean {close}?)")
+    assert "mezzini2019/" not in result.stderr or "cifr10" in result.stderr  # the options at the value's depth
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path: Path) -> None:
+    result = run_app_in_process(["smoothing=gamm", "logger=none"], tmp_path, env={**SHORT, "HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1
+    assert "Could not find 'smoothing/gamm'" in result.stderr and "ConfigurationError" not in result.stderr

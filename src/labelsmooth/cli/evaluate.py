@@ -26,6 +26,7 @@ from labelsmooth.cli.checks import check_added_keys, check_devices
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
+from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.saved import SavedRun, checkpoint_path, dataset_for_evaluation
 from labelsmooth.cli.schema import validate_run_config
@@ -176,6 +177,7 @@ def _context_from_hydra() -> RunContext:
     return dataclasses.replace(context, override_dirname=",".join(overrides))
 
 
+@with_known_options(CONFIG_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate; configuration, data and file problems end the run with one line (as in ``train.py``: the full

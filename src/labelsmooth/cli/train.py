@@ -38,6 +38,7 @@ from labelsmooth.cli.checks import (
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
+from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
 from labelsmooth.errors import ConfigurationError
@@ -217,6 +218,7 @@ def completed_job(
     return recorded_completed_job(output_dir, task_overrides, identity)
 
 
+@with_known_options(CONFIG_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     context = context_from_hydra()
