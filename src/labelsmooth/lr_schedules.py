@@ -1,4 +1,4 @@
-"""The learning-rate schedule of the Keras ``cifar10_resnet`` example that Mezzini (2019) trained with.
+"""The learning-rate schedule of the Keras ``cifar10_resnet`` example that Mezzini (2018) trained with.
 
 Written by hand because ``torch.optim.lr_scheduler.MultiStepLR`` multiplies by one constant ``gamma`` at each
 milestone, while Keras' ``lr_schedule`` sets the rate to ``lr₀·f_i`` with per-milestone factors

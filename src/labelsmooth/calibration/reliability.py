@@ -3,8 +3,9 @@
 Bins are ``CalibrationBin`` objects or plain mappings with ``lower``, ``upper``, ``count``, ``accuracy`` and
 ``confidence`` (``labelsmooth.calibration.binning.binned_statistics``, or the rows of a run's reliability CSV read
 by ``labelsmooth.calibration.bins_csv.read_bins_csv``), so the report can draw them from run outputs without
-importing torch or the training code. The functions return ``matplotlib.figure.Figure`` objects (no pyplot state,
-no GUI backend needed); the callers save them (``labelsmooth.runs.files.save_figure_atomic``).
+importing torch or the training code. ``reliability_figure`` returns a ``matplotlib.figure.Figure`` (no pyplot
+state, no GUI backend needed; the callers save it with ``labelsmooth.runs.files.save_figure_atomic``),
+``draw_reliability`` draws into the axes it is given and ``panel_grid`` returns a ``GridSpec``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ density ``δ̂_σ(t) ∝ Σ_i K_σ(t, c_i)``,
 at the bandwidth σ* that solves ``smECE_σ = σ`` (found by bisection). Unlike the binned ECE it is continuous in
 the predictions and consistent, with no bin count to choose (Błasiok & Nakkiran 2023, "Smooth ECE: principled
 reliability diagrams via kernel smoothing"). Their package ``relplot`` is the reference implementation and is
-used as is (``relplot.smECE``: the kernel is discretised on a grid of at least 2000 points); it is a core dependency
+used as is (``relplot.smECE``: the kernel is applied on a grid of ``max(2000, 20/σ) // 2 + 1`` >= 1001 points and
+the integral summed over ``max(200, 10/σ)`` points); it is a core dependency
 (it brings pandas, seaborn, matplotlib and scikit-learn) and is imported on first use.
 
 >>> import numpy as np

@@ -1,4 +1,4 @@
-"""The Visual Domain Decathlon (Rebuffi et al. 2017), the ten domains of Mezzini (2019).
+"""The Visual Domain Decathlon (Rebuffi et al. 2017), the ten domains of Mezzini (2018).
 
 Read from the challenge's COCO-style annotation files ``annotations/<domain>_{train,val}.json`` and its
 JPEG images (shorter side 72 pixels), whose ``file_name`` entries are relative to ``root``

@@ -1,7 +1,7 @@
 """The paper's preprocessing, applied to whole uint8 batches on the training device.
 
 Written by hand because torchvision's transforms work image by image (or draw one shift for the whole
-batch), while the Keras ``ImageDataGenerator`` of Mezzini (2019) draws an independent sub-pixel shift per
+batch), while the Keras ``ImageDataGenerator`` of Mezzini (2018) draws an independent sub-pixel shift per
 image. Order as in the Keras ``cifar10_resnet`` example: scale to ``input_range`` → subtract the mean of the
 training split → (training only) random shift with ``fill_mode='nearest'`` → random horizontal flip.
 """
@@ -53,7 +53,7 @@ class BatchPreprocessor:
     """uint8 batch ``(N, C, H, W)`` → float batch ready for the network.
 
     ``normalize``: ``none``; ``pixel_mean`` subtracts the per-pixel mean image of the training split (Keras'
-    ``subtract_pixel_mean``, Mezzini 2019); ``standardize`` subtracts the scalar mean and divides by the scalar
+    ``subtract_pixel_mean``, Mezzini 2018); ``standardize`` subtracts the scalar mean and divides by the scalar
     standard deviation of the training split. ``shift`` (fraction of width/height) and ``hflip`` apply to
     training batches only.
 

@@ -1,4 +1,4 @@
-"""ResNet v1 and v2 exactly as the Keras ``cifar10_resnet`` example that Mezzini (2019) trained.
+"""ResNet v1 and v2 exactly as the Keras ``cifar10_resnet`` example that Mezzini (2018) trained.
 
 Written by hand because neither torchvision nor timm has these CIFAR-style networks with Keras' details,
 which the paper's numbers depend on:

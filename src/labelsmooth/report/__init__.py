@@ -13,7 +13,7 @@
   ``risk_coverage_<dataset>.png`` (from ``predictions/test.npz``) and ``penultimate_<dataset>.png`` (the runs'
   ``penultimate_projection.png``); ``table_distillation_test_acc.csv`` for students that record their teacher.
 
-Tables (Mezzini 2019, "Empirical study on label smoothing"):
+Tables (Mezzini 2018, "Empirical study on label smoothing"):
 
 * Tables 1-2: per data set (rows) and γ (columns), the best validation accuracy ``val/acc_best`` as
   ``mean ± h (n)`` over seeds, ``h = t_{0.975, n-1} · s / √n`` the half-width of the 95% Student-t confidence

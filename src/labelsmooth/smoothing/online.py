@@ -10,7 +10,7 @@ from labelsmooth.smoothing.parameters import RealParameter
 
 
 class OnlineLabelSmoothing(HasTargetDistribution):
-    """Online label smoothing (Zhang, Jiang, Hou, Cheng, Xu, Cheng, "Delving Deep into Label Smoothing", IEEE
+    """Online label smoothing (Zhang, Jiang, Hou, Wei, Han, Li, Cheng, "Delving Deep into Label Smoothing", IEEE
     Transactions on Image Processing 30, 2021): class-wise soft targets learnt from the model's own predictions
     during the previous epoch.
 

@@ -81,7 +81,7 @@ def one_over_k(num_classes: int) -> float:
 
 
 class GammaSmoothing(HasTargetDistribution):
-    """γ label smoothing (Mezzini 2019, "Empirical study on label smoothing in neural networks").
+    """γ label smoothing (Mezzini 2018, "Empirical study on label smoothing in neural networks").
 
     ``q_y = γ`` for the true class and ``q_k = (1 - γ)/(K - 1)`` for every other class, ``1/K < γ <= 1``
     (at ``γ = 1/K`` the target is uniform and carries no label; ``γ = 1`` is plain cross entropy). It is
