@@ -143,3 +143,58 @@ def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path:
     result = run_app_in_process(["smoothing=gamm", "logger=none"], tmp_path, env={**SHORT, "HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1
     assert "Could not find 'smoothing/gamm'" in result.stderr and "ConfigurationError" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["smoothing.gama=0.8"], "smoothing.gama=0.8 is not a setting: UniformSmoothing takes no parameter 'gama' "),
+        (["smoothing=gamma", "smoothing.gama=0.8"], "(it takes: num_classes, gamma); did you mean smoothing.gamma?"),
+        (["-m", "seed=0,1", "trainer.max_step=3"], "trainer.max_step=3 is not a setting: Trainer takes no parameter"),
+    ],
+)
+def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    """Hydra's own answer is five lines ("Could not override ... Key 'gama' is not in struct ...") that do not say
+    which settings there are."""
+    result = run_app_in_process([*args, "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("ConfigurationError: ")
+    assert line in result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "smoothing=gamma smoothing.gamma=0.8",
+        "-m smoothing=gamma smoothing.gamma=0.6,0.8,1.0 seed=0,1,2",
+        "-m hydra/launcher=fused smoothing=none,uniform,gamma seed=0,1,2",
+        "sweep=strategies",
+        "experiment=mezzini2019 dataset=cifar10 model.depth=8",  # a global config: the settings are Hydra's to check
+        "model=mezzini2019/cifar10",
+        "model=resnet_v1 model.depth=8 trainer.max_epochs=1 +trainer.max_steps=5",
+        "callbacks.calibration.plot_every_n_epochs=2 callbacks.lr_monitor=null ~logger",
+        "optimizer=sgd optimizer.momentum=0.9 scheduler=multistep scheduler.milestones=[1,2]",
+        "model=timm model.name=resnet18 augment=mixup augment.mixup_alpha=0.4 strategy_schedule=linear",
+        "trainer=ddp trainer.devices=2 smoothing=focal smoothing.gamma=2 dataset=null",
+    ],
+)
+def test_the_option_check_lets_valid_command_lines_through(command: str) -> None:
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    refuse_unknown_options(command.split(), CONFIG_DIR, "train")
+
+
+def test_the_option_check_reads_the_overrides_around_hydras_flags_and_leaves_other_sources_to_hydra() -> None:
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    with pytest.raises(ConfigurationError, match="^smoothing=gamm is not an option"):
+        refuse_unknown_options(["--cfg", "job", "smoothing=gamm", "-m"], CONFIG_DIR, "train")
+    refuse_unknown_options(["--config-dir", "/elsewhere", "smoothing=gamm"], CONFIG_DIR, "train")
+    refuse_unknown_options(["hydra.searchpath=[file://bench/conf]", "dataset=synthetic_cifar"], CONFIG_DIR, "train")

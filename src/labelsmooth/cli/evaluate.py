@@ -177,7 +177,7 @@ def _context_from_hydra() -> RunContext:
     return dataclasses.replace(context, override_dirname=",".join(overrides))
 
 
-@with_known_options(CONFIG_DIR)
+@with_known_options(CONFIG_DIR, "eval")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate; configuration, data and file problems end the run with one line (as in ``train.py``: the full

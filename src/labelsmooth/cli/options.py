@@ -1,12 +1,21 @@
-"""Config-group options named on the command line, checked before Hydra composes the config.
+"""Config-group options and settings named on the command line, checked before Hydra composes the config.
 
 Hydra answers an option that does not exist (``smoothing=gamm``) with some twenty lines: the options, then its
-config search path. The apps check each ``group=option`` (and each option of a ``group=a,b`` sweep) of the
-project's own groups against the option files under ``conf/`` first, and refuse an unknown one in one line with
-the group's options and the closest of them. What this check cannot see is left to Hydra: its own groups
-(``hydra/launcher=...``, whose options also come from plugins), command lines that add config sources
-(``hydra.searchpath``, ``--config-dir``, ``--config-path``, ``--config-name``), glob and range sweeps, and any
-override Hydra's parser refuses. ``HYDRA_FULL_ERROR=1`` skips the check, so Hydra's own report shows.
+config search path; and a setting the option's file does not have (``smoothing.gama=0.8``) with five, which do
+not say which settings there are. The apps check the command line against the files under ``conf/`` first, and
+refuse in one line:
+
+- each ``group=option`` (and each option of a ``group=a,b`` sweep) of the project's own groups whose option has no
+  file, with the group's options and the closest of them;
+- each ``group.key=value`` whose option's file has no ``key`` and whose class (``_target_``) takes no parameter
+  ``key``, with the parameters it takes and the closest of them (as ``labelsmooth.cli.schema`` words it).
+
+What this cannot see is left to Hydra: its own groups (``hydra/launcher=...``, whose options also come from
+plugins), command lines that add config sources (``hydra.searchpath``, ``--config-dir``, ``--config-path``,
+``--config-name``) or select a config that may change other groups' options (a ``# @package _global_`` group:
+``experiment=``, ``sweep=``, ``debug=``), options whose file inherits settings from another (a ``defaults`` list),
+glob and range sweeps, and any override Hydra's parser refuses. ``HYDRA_FULL_ERROR=1`` skips the checks, so
+Hydra's own report shows.
 """
 
 from __future__ import annotations
@@ -60,11 +69,11 @@ def group_options(group_dir: Path) -> list[str]:
     return sorted(path.relative_to(group_dir).with_suffix("").as_posix() for path in group_dir.rglob("*.yaml"))
 
 
-def refuse_unknown_options(argv: Sequence[str], config_dir: Path) -> None:
+def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: str) -> None:
     """A ``ConfigurationError`` for the first ``group=option`` of ``argv`` whose option is not a file of
-    ``config_dir/group`` (see the module docstring for what is left to Hydra)."""
+    ``config_dir/group``, then for the first ``group.key=value`` that its option cannot take (see the module
+    docstring for what is left to Hydra); ``config_name``: the app's primary config (``train``, ``eval``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
 
     overrides = command_line_overrides(argv)
     if overrides is None or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
@@ -73,6 +82,13 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # Hydra reports what it cannot parse
         return
+    refuse_unknown_group_options(parsed, config_dir)
+    refuse_unknown_group_settings(parsed, config_dir, config_name)
+
+
+def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:
+    from hydra.core.override_parser.types import ValueType
+
     for override in parsed:
         group = override.key_or_group
         group_dir = config_dir / group
@@ -96,16 +112,47 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path) -> None:
                 )
 
 
-def with_known_options(config_dir: Path) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+    import yaml
+
+    from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
+
+    groups = {o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()}
+    if any(is_global_group(config_dir / group) for group in groups):
+        return
+    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
+    chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
+    chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
+    for override in parsed:
+        group, _, key = override.key_or_group.partition(".")
+        option = chosen.get(group)
+        if override.is_add() or override.is_delete() or not key or "." in key or not isinstance(option, str):
+            continue
+        path = config_dir / group / f"{option}.yaml"
+        node = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if not isinstance(node, dict) or key in node or "defaults" in node or not isinstance(node.get("_target_"), str):
+            continue
+        parameters = constructor_parameters(node["_target_"])
+        value = override.input_line.partition("=")[2] if override.input_line else ""
+        if parameters is not None and (refusal := unknown_parameter(group, node["_target_"], parameters, key, value)):
+            raise refusal
+
+
+def is_global_group(group_dir: Path) -> bool:
+    """Whether a group's options are ``# @package _global_`` configs, which may set any group's option."""
+    return any("@package _global_" in path.read_text() for path in group_dir.rglob("*.yaml"))
+
+
+def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     """A decorator of a ``hydra.main`` app: ``refuse_unknown_options`` on its command line first, so an unknown
-    option ends the process with one line and exit code 1, before Hydra composes anything."""
+    option or setting ends the process with one line and exit code 1, before Hydra composes anything."""
 
     def decorate(app: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(app)
         def main() -> Any:
             if not os.environ.get("HYDRA_FULL_ERROR"):
                 try:
-                    refuse_unknown_options(sys.argv[1:], config_dir)
+                    refuse_unknown_options(sys.argv[1:], config_dir, config_name)
                 except ConfigurationError as error:
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)
                     raise SystemExit(1) from None

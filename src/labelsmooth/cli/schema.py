@@ -169,23 +169,41 @@ def check_target_node(name: str, node: Mapping[str, Any]) -> None:
     parameters, hints = _signature(constructor)
     if parameters is None:
         return
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     for key, value in node.items():
         if str(key).startswith("_"):
             continue
         if value == "???":
             raise ConfigurationError(f"{name}.{key} is missing: give it, e.g. {name}.{key}=<value>")
-        if key not in parameters:
-            if takes_any:
-                continue
-            accepted = ", ".join(k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-            raise ConfigurationError(
-                f"{name}.{key}={_shown(value)} is not a setting: {target.rsplit('.', 1)[-1]} takes no parameter "
-                f"{key!r} (it takes: {accepted})"
-            )
+        if (refusal := unknown_parameter(name, target, parameters, str(key), value)) is not None:
+            raise refusal
         annotation = hints.get(key, inspect.Parameter.empty)
         if annotation is not inspect.Parameter.empty and not matches(value, annotation):
             raise ConfigurationError(f"{name}.{key}={_shown(value)} must be {describe_type(annotation)}")
+
+
+def unknown_parameter(
+    name: str, target: str, parameters: Mapping[str, inspect.Parameter], key: str, value: Any
+) -> ConfigurationError | None:
+    """The refusal of ``name.key=value`` when the constructor of ``target`` (its ``parameters``) takes no parameter
+    ``key`` (nor ``**kwargs``), with the closest one it takes; None when it takes it."""
+    from difflib import get_close_matches
+
+    if key in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    accepted = [k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    close = get_close_matches(key, accepted, n=1)
+    hint = f"; did you mean {name}.{close[0]}?" if close else ""
+    return ConfigurationError(
+        f"{name}.{key}={_shown(value)} is not a setting: {target.rsplit('.', 1)[-1]} takes no parameter {key!r} "
+        f"(it takes: {', '.join(accepted)}){hint}"
+    )
+
+
+def constructor_parameters(target: str) -> Mapping[str, inspect.Parameter] | None:
+    """The parameters of the constructor a ``_target_`` names (None when they cannot be read)."""
+    from hydra.utils import get_object
+
+    return _signature(get_object(target))[0]
 
 
 def matches(value: Any, annotation: Any) -> bool:

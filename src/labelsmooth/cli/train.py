@@ -218,7 +218,7 @@ def completed_job(
     return recorded_completed_job(output_dir, task_overrides, identity)
 
 
-@with_known_options(CONFIG_DIR)
+@with_known_options(CONFIG_DIR, "train")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     context = context_from_hydra()
