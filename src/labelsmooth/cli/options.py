@@ -8,7 +8,10 @@ refuse in one line:
 - each ``group=option`` (and each option of a ``group=a,b`` sweep) of the project's own groups whose option has no
   file, with the group's options and the closest of them;
 - each ``group.key=value`` whose option's file has no ``key`` and whose class (``_target_``) takes no parameter
-  ``key``, with the parameters it takes and the closest of them (as ``labelsmooth.cli.schema`` words it).
+  ``key``, with the parameters it takes and the closest of them (as ``labelsmooth.cli.schema`` words it);
+- each ``key=value`` whose key the primary config (``train.yaml``, ``eval.yaml``) does not have, with its
+  top-level settings and the closest of them (``+key=value`` adds a key: ``labelsmooth.cli.checks`` refuses the
+  ones nothing reads, once the config is composed).
 
 What this cannot see is left to Hydra: its own groups (``hydra/launcher=...``, whose options also come from
 plugins), command lines that add config sources (``hydra.searchpath``, ``--config-dir``, ``--config-path``,
@@ -123,10 +126,19 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
     primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
     chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
     chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
+    top_level = sorted({*primary, *chosen} - {"defaults", "hydra"})
     for override in parsed:
         group, _, key = override.key_or_group.partition(".")
+        if override.is_add() or override.is_delete():
+            continue
+        if not key and group not in top_level and not group.startswith("hydra") and "/" not in group:
+            close = get_close_matches(group, top_level, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigurationError(
+                f"{override.input_line} is not a setting ({hint}the top-level settings are {', '.join(top_level)})"
+            )
         option = chosen.get(group)
-        if override.is_add() or override.is_delete() or not key or "." in key or not isinstance(option, str):
+        if not key or "." in key or not isinstance(option, str):
             continue
         path = config_dir / group / f"{option}.yaml"
         node = yaml.safe_load(path.read_text()) if path.is_file() else None
