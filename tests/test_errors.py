@@ -152,6 +152,7 @@ def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path:
         (["smoothing=gamma", "smoothing.gama=0.8"], "(it takes: num_classes, gamma); did you mean smoothing.gamma?"),
         (["-m", "seed=0,1", "trainer.max_step=3"], "trainer.max_step=3 is not a setting: Trainer takes no parameter"),
         (["sed=3"], "sed=3 is not a setting (did you mean seed? the top-level settings are analysis, augment, "),
+        (["++sed=3"], "++sed=3 is not a setting (did you mean seed? "),
     ],
 )
 def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(
@@ -181,6 +182,7 @@ def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(
         "model=timm model.name=resnet18 augment=mixup augment.mixup_alpha=0.4 strategy_schedule=linear",
         "trainer=ddp trainer.devices=2 smoothing=focal smoothing.gamma=2 dataset=null",
         "seed=3 figures=false num_threads=1 tags=[a,b] n_bins=10 precise_bn=0 resume_sweep=true hydra.verbose=true",
+        "++seed=4 ++trainer.max_steps=5 trainer.max_epochs=-1 scheduler=none",
     ],
 )
 def test_the_option_check_lets_valid_command_lines_through(command: str) -> None:

@@ -90,6 +90,8 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
 
 
 def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:
+    """Refuse the first ``group=option`` (or option of a ``group=a,b`` sweep) of Hydra's parsed overrides whose
+    option has no file in ``config_dir/group``."""
     from hydra.core.override_parser.types import ValueType
 
     for override in parsed:
@@ -116,6 +118,9 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
 
 
 def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+    """Refuse the first ``key=value`` (or ``++key=value``) whose key the primary config ``config_name`` does not
+    have, and the first ``group.key=value`` whose option's class takes no ``key``; nothing when a global-package
+    group is named, since it may change the options and add keys."""
     import yaml
 
     from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
