@@ -125,7 +125,8 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
 
     from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
 
-    groups = {o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()}
+    groups = {o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")}
+    groups = {group for group in groups if (config_dir / group).is_dir()}
     if any(is_global_group(config_dir / group) for group in groups):
         return
     primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
