@@ -174,7 +174,10 @@ def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(
         "-m smoothing=gamma smoothing.gamma=0.6,0.8,1.0 seed=0,1,2",
         "-m hydra/launcher=fused smoothing=none,uniform,gamma seed=0,1,2",
         "sweep=strategies",
-        "experiment=mezzini2019 dataset=cifar10 model.depth=8",  # a global config: the settings are Hydra's to check
+        "experiment=mezzini2019 dataset=cifar10 model.depth=8",
+        "experiment=distill distill.alpha=0.3 teacher_ckpt=x.ckpt",
+        "trainer=gpu trainer.devices=2 model=resnet20_v1 model.bn_momentum=0.01",
+        "paths.data_dir=/data callbacks.checkpoint.dirpath=/x logger.project=p ++logger.notes=n",
         "model=mezzini2019/cifar10",
         "model=resnet_v1 model.depth=8 trainer.max_epochs=1 +trainer.max_steps=5",
         "callbacks.calibration.plot_every_n_epochs=2 callbacks.lr_monitor=null ~logger",
@@ -191,6 +194,46 @@ def test_the_option_check_lets_valid_command_lines_through(command: str) -> None
     from labelsmooth.cli.options import refuse_unknown_options
 
     refuse_unknown_options(command.split(), CONFIG_DIR, "train")
+
+
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        (
+            "experiment=mezzini2019 dataset=cifar10 model.widht=3",
+            "model.widht=3 is not a setting: ResNetV2 takes no parameter 'widht' (it takes: num_classes, in_channels,",
+        ),
+        ("experiment=mezzini2019 sed=3", "sed=3 is not a setting (did you mean seed? the top-level settings are "),
+        ("experiment=distill distill.alpah=0.3", "DistillationLoss takes no parameter 'alpah' (it takes: alpha, "),
+        ("trainer=gpu trainer.devics=2", "trainer.devics=2 is not a setting: Trainer takes no parameter 'devics'"),
+        ("model=resnet20_v1 model.widht=3", "model.widht=3 is not a setting: ResNetV1 takes no parameter 'widht'"),
+        (
+            "trainer.limit_train_batches=2",
+            "trainer.limit_train_batches=2 is not in the config: trainer has no key 'limit_train_batches', which "
+            "Trainer takes; add it with +trainer.limit_train_batches=2",
+        ),
+        (
+            "paths.outptu_dir=x",
+            "paths.outptu_dir=x is not a setting: paths has no key 'outptu_dir' (its keys: data_dir, log_dir, "
+            "output_dir, root_dir); did you mean paths.output_dir?",
+        ),
+        ("callbacks.calibratoin.figures=false", "callbacks has no key 'calibratoin' (its keys: calibration, "),
+        ("callbacks.checkpoint.dirpth=x", "did you mean callbacks.checkpoint.dirpath?"),
+        ("logger.projct=x", "logger.projct=x is not a setting: logger has no key 'projct' (its keys: entity,"),
+        ("distill.alpha=0.3", "distill.alpha=0.3 is not a setting: distill is null, so it has no key 'alpha'"),
+        ("seed.x=1", "seed.x=1 is not a setting: seed is a value (0), which has no keys"),
+    ],
+)
+def test_a_setting_the_config_does_not_have_is_refused_in_one_line(command: str, line: str) -> None:
+    """Hydra's struct mode refuses these in five lines; a global-package group (experiment=) or an option that
+    inherits its keys (trainer=gpu, model=resnet20_v1) is composed by Hydra first, the others read from the files."""
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    with pytest.raises(ConfigurationError) as refused:
+        refuse_unknown_options(command.split(), CONFIG_DIR, "train")
+    assert line in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_the_option_check_reads_the_overrides_around_hydras_flags_and_leaves_other_sources_to_hydra() -> None:

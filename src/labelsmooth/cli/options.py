@@ -1,22 +1,23 @@
 """Config-group options and settings named on the command line, checked before Hydra composes the config.
 
 Hydra answers an option that does not exist (``smoothing=gamm``) with some twenty lines: the options, then its
-config search path; and a setting the option's file does not have (``smoothing.gama=0.8``) with five, which do
-not say which settings there are. The apps check the command line against the files under ``conf/`` first, and
-refuse in one line:
+config search path; and a setting the config does not have (``smoothing.gama=0.8``) with five, which do not say
+which settings there are. The apps check the command line first, and refuse in one line:
 
 - each ``group=option`` (and each option of a ``group=a,b`` sweep) of the project's own groups whose option has no
   file, with the group's options and the closest of them;
-- each ``group.key=value`` whose option's file has no ``key`` and whose class (``_target_``) takes no parameter
-  ``key``, with the parameters it takes and the closest of them (as ``labelsmooth.cli.schema`` words it);
 - each ``key=value`` whose key the primary config (``train.yaml``, ``eval.yaml``) does not have, with its
   top-level settings and the closest of them (``+key=value`` adds a key: ``labelsmooth.cli.checks`` refuses the
-  ones nothing reads, once the config is composed).
+  ones nothing reads, once the config is composed);
+- each ``name.key=value`` whose node has no ``key``: at a ``_target_`` node whose class takes no parameter ``key``,
+  with the parameters it takes (as ``labelsmooth.cli.schema`` words it), or with the node's keys.
 
-What this cannot see is left to Hydra: its own groups (``hydra/launcher=...``, whose options also come from
-plugins), command lines that add config sources (``hydra.searchpath``, ``--config-dir``, ``--config-path``,
-``--config-name``) or select a config that may change other groups' options (a ``# @package _global_`` group:
-``experiment=``, ``sweep=``, ``debug=``), options whose file inherits settings from another (a ``defaults`` list),
+The options' settings are read from their files under ``conf/``. Where the files cannot tell, Hydra composes the
+command line's group options alone (~0.2 s): a ``# @package _global_`` group is named (``experiment=``,
+``sweep=``, ``debug=``: it may change other groups' options and add keys), or an option inherits its keys through
+a ``defaults`` list (``trainer=gpu``, ``model=resnet20_v1``). What this cannot see is left to Hydra: its own
+groups (``hydra/launcher=...``, whose options also come from plugins), command lines that add config sources
+(``hydra.searchpath``, ``--config-dir``, ``--config-path``, ``--config-name``), sweeps of a global-package group,
 glob and range sweeps, and any override Hydra's parser refuses. ``HYDRA_FULL_ERROR=1`` skips the checks, so
 Hydra's own report shows.
 """
@@ -119,41 +120,134 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
 
 def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
     """Refuse the first ``key=value`` (or ``++key=value``) whose key the primary config ``config_name`` does not
-    have, and the first ``group.key=value`` whose option's class takes no ``key``; nothing when a global-package
-    group is named, since it may change the options and add keys."""
-    import yaml
-
-    from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
-
+    have, and the first ``group.key=value`` whose node lacks ``key`` (``unknown_key``). The options and their
+    settings are read from the files; Hydra composes the command line's group options alone (~0.2 s) when the
+    files cannot tell: a global-package group is named (it may change the options and add keys), or a setting's
+    option inherits keys through a ``defaults`` list."""
     groups = {o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")}
     groups = {group for group in groups if (config_dir / group).is_dir()}
+    composed = functools.cache(
+        lambda: composed_config([o for o in parsed if o.key_or_group in groups], config_dir, config_name)
+    )
     if any(is_global_group(config_dir / group) for group in groups):
+        known = config_options(composed())
+    else:
+        known = file_options(parsed, groups, config_dir, config_name, composed)
+    if known is None:
         return
-    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
-    chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
-    chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
-    top_level = sorted({*primary, *chosen} - {"defaults", "hydra"})
+    top_level, node_of = known
     for override in parsed:
-        group, _, key = override.key_or_group.partition(".")
-        if override.is_add() or override.is_delete():
+        name, _, key = override.key_or_group.partition(".")
+        if override.is_add() or override.is_delete() or name.startswith("hydra") or "/" in name:
             continue
-        if not key and group not in top_level and not group.startswith("hydra") and "/" not in group:
-            close = get_close_matches(group, top_level, n=1)
+        if name not in top_level:
+            close = get_close_matches(name, top_level, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigurationError(
                 f"{override.input_line} is not a setting ({hint}the top-level settings are {', '.join(top_level)})"
             )
-        option = chosen.get(group)
-        if not key or "." in key or not isinstance(option, str):
-            continue
-        path = config_dir / group / f"{option}.yaml"
-        node = yaml.safe_load(path.read_text()) if path.is_file() else None
-        if not isinstance(node, dict) or key in node or "defaults" in node or not isinstance(node.get("_target_"), str):
-            continue
-        parameters = constructor_parameters(node["_target_"])
-        value = override.input_line.partition("=")[2] if override.input_line else ""
-        if parameters is not None and (refusal := unknown_parameter(group, node["_target_"], parameters, key, value)):
+        if key and (refusal := unknown_key(override, name, key.split("."), node_of(name))):
             raise refusal
+
+
+def unknown_key(override: Any, name: str, path: list[str], node: Any) -> ConfigurationError | None:
+    """The refusal of the setting ``name.a.b=value`` (``path``: ``[a, b]``) when the config node ``node`` of
+    ``name`` lacks a key on the way (Hydra's struct mode refuses it), with the keys it has, or at a ``_target_``
+    node with the parameters its class takes; None when it may be a setting. A node that inherits its keys through
+    a ``defaults`` list is left to Hydra; ``++name.a.b=value`` may add a key that the class takes."""
+    from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
+
+    line, value, adds = override.input_line, override.input_line.partition("=")[2], override.is_force_add()
+    for key in path:
+        if node is None:
+            return ConfigurationError(f"{line} is not a setting: {name} is null, so it has no key {key!r}")
+        if isinstance(node, (str, int, float, bool)):
+            return ConfigurationError(f"{line} is not a setting: {name} is a value ({node}), which has no keys")
+        if not isinstance(node, dict) or "defaults" in node or key in node and isinstance(node.get("_target_"), str):
+            return None
+        if key in node:
+            node, name = node[key], f"{name}.{key}"
+            continue
+        target = node.get("_target_")
+        parameters = constructor_parameters(target) if isinstance(target, str) else None
+        if parameters is not None and (refusal := unknown_parameter(name, target, parameters, key, value)):
+            return refusal
+        if adds:
+            return None
+        if parameters is not None and key in parameters:
+            return ConfigurationError(
+                f"{line} is not in the config: {name} has no key {key!r}, which {target.rsplit('.', 1)[-1]} takes; "
+                f"add it with +{name}.{key}={value}"
+            )
+        keys = sorted(str(k) for k in node if not str(k).startswith("_"))
+        close = get_close_matches(key, keys, n=1)
+        hint = f"; did you mean {name}.{close[0]}?" if close else ""
+        if not close and target and key == path[-1]:
+            hint = f"; +{name}.{key}={value} adds it"
+        return ConfigurationError(
+            f"{line} is not a setting: {name} has no key {key!r} (its keys: {', '.join(keys)}){hint}"
+        )
+    return None
+
+
+UNREAD = object()  # the node of an option whose file cannot be read: unknown_key leaves it to Hydra
+# The top-level keys, and the node of a top-level key (a group's chosen option, or the primary config's node).
+KnownOptions = tuple[list[str], Callable[[str], Any]]
+
+
+def file_options(
+    parsed: Sequence[Any], groups: set[str], config_dir: Path, config_name: str, composed: Callable[[], Any]
+) -> KnownOptions:
+    """What the primary config and the command line's ``group=option`` choose, read from the files; the node of an
+    option whose file has a ``defaults`` list comes from ``composed()`` (None: left to Hydra)."""
+    import yaml
+
+    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
+    chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
+    chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
+
+    def node_of(name: str) -> Any:
+        option = chosen.get(name, "")
+        if name not in chosen or option is None:
+            return primary.get(name)
+        path = config_dir / name / f"{option}.yaml"
+        node = yaml.safe_load(path.read_text()) if isinstance(option, str) and path.is_file() else None
+        if not isinstance(node, dict):
+            return UNREAD
+        if "defaults" in node and (known := config_options(composed())) is not None:
+            return known[1](name)
+        return node
+
+    return sorted({*primary, *chosen} - {"defaults", "hydra"}), node_of
+
+
+def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_name: str) -> Any:
+    """The config that Hydra composes from the command line's ``group=option`` overrides alone; None when they
+    sweep a group or do not compose (Hydra reports why), or when Hydra is already initialised in this process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if any(o.is_sweep_override() for o in group_overrides) or GlobalHydra.instance().is_initialized():
+        return None
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name, [o.input_line for o in group_overrides], return_hydra_config=True)
+    except Exception:
+        return None
+
+
+def config_options(cfg: Any) -> KnownOptions | None:
+    """The top-level keys and nodes of a composed config ``cfg`` (None: nothing known)."""
+    from omegaconf import OmegaConf
+
+    if cfg is None:
+        return None
+    groups = {group for group in cfg.hydra.runtime.choices if "/" not in group}
+
+    def node_of(name: str) -> Any:
+        return OmegaConf.to_container(cfg[name], resolve=False) if OmegaConf.is_dict(cfg.get(name)) else cfg.get(name)
+
+    return sorted({*cfg, *groups} - {"hydra"}), node_of
 
 
 def is_global_group(group_dir: Path) -> bool:
