@@ -134,11 +134,7 @@ def test_an_old_checkpoint_away_from_its_run_gets_one_line(
         env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
     )
     assert result.returncode == 1
-    errors = [
-        line
-        for line in result.stderr.splitlines()
-        if "Error" in line and "HYDRA_FULL_ERROR" not in line and not line.startswith("Error executing job")
-    ]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "lacks its run specification" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
 
@@ -198,8 +194,7 @@ def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> Non
         env={"HYDRA_FULL_ERROR": "", "LABELSMOOTH_ROOT": str(tmp_path)},
     )
     assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
-    lines = [line for line in lines if not line.startswith("Error executing job")]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ConfigurationError" in lines[0], result.stderr
 
 

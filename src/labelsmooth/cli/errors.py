@@ -109,7 +109,7 @@ def interruption_message(cause: BaseException, multirun: bool) -> str:
 
 def log_failure(message: str, to_console: bool) -> None:
     """Log a run's error to the run's log file, and to the console only when asked: a single run's error is
-    printed once by Hydra as it exits, while in a multirun each job's failure shows as it happens."""
+    printed once as the process exits (``run_app``), while in a multirun each job's failure shows as it happens."""
     if to_console:
         log.error(message)
     else:
@@ -119,13 +119,21 @@ def log_failure(message: str, to_console: bool) -> None:
 def run_app(run, multirun: bool, resumable: bool = True):
     """``run()`` under the policy: an interruption exits 1 (saying how to continue a ``resumable`` run), a user
     error becomes one line, a bug keeps its traceback; the process then ends without its last garbage collection
-    (``labelsmooth.cli.process_exit``)."""
+    (``labelsmooth.cli.process_exit``).
+
+    A single run's user error leaves as ``SystemExit(<the line>)``, which the interpreter prints alone and exits
+    1 with: Hydra would frame a job's error with "Error executing job with overrides: [...]" and a hint about
+    tracebacks. A multirun job's error goes to Hydra (``RunFailed``), whose first line names the failed job."""
     # A log file that can no longer be written (a full disk) must not print a traceback per log line.
     logging.raiseExceptions = False
     end_without_final_collection()
     try:
         with user_errors_in_one_line():
             return run()
+    except RunFailed as failed:
+        if multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        raise SystemExit(str(failed)) from None
     except (KeyboardInterrupt, SystemExit) as error:
         if isinstance(error, RunInterrupted):
             raise
