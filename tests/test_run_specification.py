@@ -105,6 +105,22 @@ def test_predict_applies_the_runs_preprocessing_as_the_data_module_does(copied_c
     assert torch.allclose(model.predict_proba(images.squeeze(1).numpy()), logits.softmax(-1))
 
 
+def test_predict_reads_float_pixels_in_0_1_as_uint8_over_255_and_refuses_other_ranges(
+    copied_checkpoint: tuple[Path, dict],
+) -> None:
+    model = LabelSmoothingClassifier.load_from_checkpoint(copied_checkpoint[0])
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    expected = model.predict_proba(images)
+    assert torch.allclose(model.predict_proba(images.double() / 255), expected, atol=1e-5)
+    assert torch.allclose(model.predict_proba(images.float().numpy() / 255), expected, atol=1e-5)
+    assert torch.equal(model.predict_proba(images.long()), expected)
+    digits = torch.arange(17.0).repeat(4)[:64].reshape(1, 8, 8)  # scikit-learn's digits: 0..16
+    with pytest.raises(ValueError, match=r"these floats lie in \[0, 16\]: scale them"):
+        model.predict(digits)
+    with pytest.raises(ValueError, match=r"these integers lie in \[-1, 300\]"):
+        model.predict(torch.tensor([-1, 300]).repeat(32).reshape(8, 8))
+
+
 def test_image_batches_come_in_every_common_layout() -> None:
     nchw = torch.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
     assert torch.equal(as_image_batch(nchw.permute(0, 2, 3, 1), (3, 4, 4)), nchw)

@@ -13,11 +13,14 @@ class PredictsRawImages:
     ``prediction_logits``: ``LabelSmoothingClassifier``."""
 
     def prepare_inputs(self, images: Any) -> torch.Tensor:
-        """Raw images as the data set stores them → network inputs, as the run's data module prepares them.
+        """Raw images → network inputs, as the run's data module prepares them.
 
-        ``images``: a tensor or array of uint8 pixels (scaled to ``input_range`` and normalised with the training
-        split's statistics, as in training) or of floats (used as they are, as the data module uses float
-        batches); ``(N, C, H, W)``, channels-last ``(N, H, W, C)``, ``(N, H, W)`` for one channel, or one image.
+        ``images``: a tensor or array of pixels, either uint8 in 0..255 or floats in [0, 1] (``v/255``, as
+        torchvision's ``ToTensor`` gives them), scaled to the run's ``input_range`` and normalised with its training
+        split's statistics, as in training; ``(N, C, H, W)``, channels-last ``(N, H, W, C)``, ``(N, H, W)`` for one
+        channel, or one image. Floats outside [0, 1] are refused (scikit-learn's digits are 0..16: divide by 16).
+        Inputs that are already preprocessed go to the network itself: ``model(x)``. A run whose data module feeds
+        its batches as stored (no preprocessing record) takes them as they are.
         """
         from labelsmooth.data.preprocess import BatchPreprocessor, as_image_batch
 
@@ -27,10 +30,19 @@ class PredictsRawImages:
                 "LabelSmoothingClassifier.load_from_checkpoint(path) or build it with from_specification"
             )
         batch = as_image_batch(images, self.specification.image_shape)
-        if batch.dtype == torch.uint8 and self.specification.preprocessing is not None:
-            preprocessor = BatchPreprocessor.from_record(self.specification.preprocessing)
-            batch = preprocessor(batch.to(self.device), train=False)
-        return batch.to(device=self.device, dtype=torch.float32)
+        if self.specification.preprocessing is None:
+            return batch.to(device=self.device, dtype=torch.float32)
+        kind, top = ("floats", 1.0) if batch.is_floating_point() else ("integers", 255.0)
+        low, high = float(batch.min()), float(batch.max())
+        if low < 0.0 or high > top:
+            raise ValueError(
+                f"predict takes pixels in 0..255 (uint8) or in [0, 1] (floats); these {kind} lie in [{low:g}, "
+                f"{high:g}]: scale them, or give preprocessed inputs to the network itself, model(x)"
+            )
+        if batch.is_floating_point():
+            batch = batch.double().mul(255.0)
+        preprocessor = BatchPreprocessor.from_record(self.specification.preprocessing)
+        return preprocessor(batch.to(self.device), train=False).to(dtype=torch.float32)
 
     @torch.no_grad()
     def predict_proba(self, images: Any) -> torch.Tensor:
