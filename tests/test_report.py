@@ -372,7 +372,7 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
 
 
 def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tmp_path: Path) -> None:
-    from labelsmooth.report.jobs import Job, infer_parameter, swept_parameters
+    from labelsmooth.report.jobs import Job, ParameterError, infer_parameter, swept_parameters
 
     def jobs(*command_lines: list[str]) -> list[Job]:
         return [Job(directory=tmp_path / str(i), status="completed", overrides=o) for i, o in enumerate(command_lines)]
@@ -384,10 +384,18 @@ def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tm
     assert swept_parameters(by_name) == ["smoothing"] and infer_parameter(by_name) == "smoothing"
     two = jobs(["smoothing.gamma=0.5", "dataset.shift=0"], ["smoothing.gamma=1.0", "dataset.shift=0.1"])
     assert swept_parameters(two) == ["smoothing.gamma", "dataset.shift"]
-    assert infer_parameter(two) == "smoothing.gamma"  # ambiguous: the default, --param chooses
-    partial = jobs(["seed=0"], ["seed=0", "model=mlp"])  # a key only some jobs set varies against its default
-    assert infer_parameter(partial) == "model"
+    with pytest.raises(ParameterError, match="^the jobs vary smoothing.gamma, dataset.shift besides the seed: choose"):
+        infer_parameter(two)  # ambiguous: --param chooses
+    partial = jobs(["seed=0"], ["seed=0", "optimizer=sgd"])  # a key only some jobs set varies against its default
+    assert infer_parameter(partial) == "optimizer"
     assert infer_parameter([]) == "smoothing.gamma"
+    # two sweeps of one grid written to different places, or one per data set or model: the rows and the outputs'
+    # places are never the parameter
+    places = [["smoothing=none", "paths.log_dir=/a", "logger=none"], ["smoothing=uniform", "paths.log_dir=/a"]]
+    places += [["smoothing=none", "paths.log_dir=/b", "figures=false", "dataset=mnist", "model=mlp"]]
+    assert swept_parameters(jobs(*places)) == ["smoothing"] and infer_parameter(jobs(*places)) == "smoothing"
+    # nothing varied: a column per γ when the jobs record one, else per strategy
+    assert infer_parameter(jobs(["seed=0"], ["seed=1"])) == "smoothing"
 
 
 # -- bad paths, duplicate runs, atomic writes --------------------------------------------------------------------

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--param",
         help="the swept parameter, a number (smoothing.gamma) or a name (smoothing: compare strategies); default: "
-        "the one key the sweep varies besides the seed, else smoothing.gamma",
+        "the one key the sweep varies besides the seed, the rows (dataset, model) and the outputs' places (paths, "
+        "logger, ...); with none, smoothing.gamma where recorded, else smoothing",
     )
     parser.add_argument(
         "--baseline",

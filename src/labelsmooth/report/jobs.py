@@ -16,8 +16,10 @@ import yaml
 from labelsmooth.errors import describe
 from labelsmooth.report.base import (
     DEFAULT_PARAMETER,
+    OUTPUT_KEYS,
     REPLICATE_KEYS,
     REPORT_METRICS,
+    ROW_KEYS,
     ParameterValue,
     as_float,
     as_parameter_value,
@@ -164,7 +166,16 @@ def swept_parameters(jobs: Sequence[Job]) -> list[str]:
         for key in values.keys() - keys:
             values[key].add("<default>")
     swept = [k for k, v in values.items() if len(v) > 1 and not k.startswith("hydra")]
-    return [k for k in swept if k not in REPLICATE_KEYS]
+    return [k for k in swept if k not in REPLICATE_KEYS and not is_not_compared(k)]
+
+
+def is_not_compared(key: str) -> bool:
+    """Whether ``key`` makes the rows or places the outputs (``ROW_KEYS``, ``OUTPUT_KEYS``): never the parameter.
+
+    >>> [is_not_compared(k) for k in ("paths.log_dir", "logger", "dataset", "dataset.shift", "smoothing")]
+    [True, True, True, False, False]
+    """
+    return key in ROW_KEYS or any(key == k or key.startswith(f"{k}.") for k in OUTPUT_KEYS)
 
 
 class ParameterError(ValueError):
@@ -194,10 +205,20 @@ def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
 
 
 def infer_parameter(jobs: Sequence[Job]) -> str:
-    """The one key the jobs vary besides the seed; ``smoothing.gamma`` when that is not a single key (several
-    keys, or nothing varied): name it with ``--param`` then."""
+    """The one key the jobs vary besides the seed, their rows (data set, model) and their outputs' places; with
+    none, ``smoothing.gamma`` when a completed job records it, else ``smoothing`` (a column per strategy). Raises
+    ``ParameterError`` when they vary several keys: ``--param`` chooses the compared one."""
     found = swept_parameters(jobs)
-    return found[0] if len(found) == 1 else DEFAULT_PARAMETER
+    if len(found) > 1:
+        raise ParameterError(
+            f"the jobs vary {', '.join(found)} besides the seed: choose the compared one with --param (the others "
+            "would be pooled)"
+        )
+    if found:
+        return found[0]
+    completed = [job for job in jobs if job.status == "completed"]
+    has_default = any(as_parameter_value(job.value(DEFAULT_PARAMETER)) is not None for job in completed)
+    return DEFAULT_PARAMETER if has_default or not completed else "smoothing"
 
 
 def _job_directories(sweep_dir: Path) -> list[Path]:
