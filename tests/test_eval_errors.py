@@ -70,6 +70,48 @@ def test_eval_py_on_a_missing_checkpoint_says_where_checkpoints_are(tmp_path: Pa
     assert result.returncode == 1 and "Traceback" in result.stderr, result.stderr
 
 
+def test_a_link_copied_without_its_checkpoint_is_named_as_a_link(tmp_path: Path) -> None:
+    """``last.ckpt`` links to the best checkpoint when they coincide; ``cp -a`` copies the link alone."""
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "last.ckpt").symlink_to("best-epoch001.ckpt")
+    result = run_eval([f"ckpt_path={tmp_path / 'copy' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
+    assert result.returncode == 1 and error_lines(result) == [
+        f"EvaluationError: ckpt_path={tmp_path / 'copy' / 'last.ckpt'} is a link to best-epoch001.ckpt, which is not "
+        "there (a link copied without its file): copy the file itself (cp -L, rsync -L) or give ckpt_path= the file "
+        "it links to"
+    ], result.stderr
+
+
+def test_a_checkpoint_belongs_to_the_run_directory_around_it_only_when_that_run_is_the_one_it_describes(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    import shutil
+
+    from labelsmooth.cli.evaluate import evaluated_run
+    from labelsmooth.runs.files import checkpoint_run_directory
+    from labelsmooth.tracking.wandb_run import single_run_group
+
+    best = Path(trained_run.summary["checkpoint"])
+    names = {key: trained_run.summary[key] for key in ("dataset", "model", "smoothing")}
+    assert checkpoint_run_directory(best, names, trained_run.summary["seed"]) == trained_run.directory.resolve()
+    assert evaluated_run(best)["run_dir"] == str(trained_run.directory.resolve())
+
+    elsewhere = tmp_path / "elsewhere" / "model.ckpt"  # copied alone: its grandparent is no run
+    elsewhere.parent.mkdir()
+    shutil.copy(best, elsewhere)
+    assert checkpoint_run_directory(elsewhere, names) is None and evaluated_run(elsewhere)["run_dir"] is None
+
+    other = tmp_path / "other_run"  # copied into another run's checkpoints/: a run of another strategy
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "metrics.json").write_text(json.dumps({**names, "smoothing": "none", "wandb.id": "x", "wandb.group": "g"}))
+    shutil.copy(best, other / "checkpoints" / "from_run1.ckpt")
+    evaluated = evaluated_run(other / "checkpoints" / "from_run1.ckpt")
+    assert evaluated["run_dir"] is None and "wandb_id" not in evaluated
+    assert evaluated["wandb_group"] == single_run_group(names["dataset"], names["model"])
+    (other / "metrics.json").write_text(json.dumps({**names, "seed": trained_run.summary["seed"]}))
+    assert evaluated_run(other / "checkpoints" / "from_run1.ckpt")["run_dir"] == str(other.resolve())
+
+
 def test_eval_py_asking_for_devices_this_machine_lacks_is_one_line(tmp_path: Path, checkpoint: Path) -> None:
     """The check training makes (``labelsmooth.cli.checks.check_devices``); it was Lightning's "No supported gpu
     backend found!" after the checkpoint and the data were read."""

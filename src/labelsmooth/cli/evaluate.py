@@ -32,7 +32,7 @@ from labelsmooth.cli.saved import SavedRun, checkpoint_path, dataset_for_evaluat
 from labelsmooth.cli.schema import validate_run_config
 from labelsmooth.cli.tracking import instantiate_logger, wandb_config, wandb_record
 from labelsmooth.runs.context import RunContext
-from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.files import checkpoint_run_directory, recorded_metrics
 from labelsmooth.runs.overrides import override_key
 from labelsmooth.runs.record import strategy_parameters
 from labelsmooth.runs.saved_run import EvaluationError
@@ -72,7 +72,7 @@ def evaluate(
         validate_run_config(cfg)
         check_devices(cfg.trainer)
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
-        run.summary["run_dir"] = str(RunDirectory.of_checkpoint(ckpt_path).root)
+        run.summary["run_dir"] = evaluated["run_dir"]
         saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins)
         dataset_cfg = saved.dataset
         if cfg.get("dataset"):
@@ -129,22 +129,23 @@ def evaluate(
 
 def evaluated_run(ckpt_path: str | Path) -> dict[str, Any]:
     """The run a checkpoint comes from, as its ``metrics.json`` records it: its directory, W&B run id and group
-    (``wandb.*``); for a checkpoint outside a run directory, its data set and model's group
-    (``single_run_group``, the group of a single run), read from the run specification it carries."""
+    (``wandb.*``); for a checkpoint outside its run directory (copied elsewhere, or into another run's
+    ``checkpoints/``: ``run_dir`` None), its data set and model's group (``single_run_group``, the group of a single
+    run), read from the run specification it carries."""
     from labelsmooth.runs.checkpoints import load_checkpoint
-    from labelsmooth.runs.files import recorded_metrics
     from labelsmooth.specification import RunSpecification
     from labelsmooth.tracking.wandb_run import single_run_group
 
-    root = RunDirectory.of_checkpoint(ckpt_path).root
-    evaluated: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": str(root)}
-    recorded = recorded_metrics(root) or {}
+    try:  # a checkpoint alone (the errors are the evaluation's to report, when it reads the checkpoint)
+        specification = RunSpecification.from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
+    except Exception:
+        specification = None
+    names = specification.names if specification else {}
+    root = checkpoint_run_directory(ckpt_path, names, specification.seed if specification else None)
+    evaluated: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve()), "run_dir": root and str(root)}
+    recorded = (recorded_metrics(root) if root else None) or {}
     if recorded.get("wandb.id"):
         return {**evaluated, "wandb_id": recorded["wandb.id"], "wandb_group": recorded.get("wandb.group", "")}
-    try:  # a checkpoint alone (the errors are the evaluation's to report, when it reads the checkpoint)
-        names = RunSpecification.from_checkpoint(load_checkpoint(ckpt_path), ckpt_path).names
-    except Exception:
-        return evaluated
     if names.get("dataset") and names.get("model"):
         evaluated["wandb_group"] = single_run_group(names["dataset"], names["model"])
     return evaluated

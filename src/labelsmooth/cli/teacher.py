@@ -19,9 +19,9 @@ from torch import nn
 
 from labelsmooth.cli.saved import SavedRun
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, first_sentence
-from labelsmooth.runs.files import recorded_metrics
-from labelsmooth.runs.layout import RunDirectory
+from labelsmooth.runs.files import checkpoint_run_directory, recorded_metrics
 from labelsmooth.runs.record import strategy_parameters
+from labelsmooth.runs.saved_run import dangling_link_message
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ def teacher_run(teacher_ckpt: str | Path, paths: DictConfig | None = None) -> tu
     config for an older checkpoint) and the ``metrics.json`` record beside it (empty when there is none), or a
     ``ConfigurationError`` that names ``teacher_ckpt`` and what is missing."""
     path = Path(teacher_ckpt)
+    if path.is_symlink() and not path.exists():
+        raise ConfigurationError(dangling_link_message("teacher_ckpt", path))
     if not path.is_file():
         what = "is a directory: give the .ckpt file inside it" if path.is_dir() else "no such checkpoint file"
         raise ConfigurationError(
@@ -64,7 +66,8 @@ def teacher_run(teacher_ckpt: str | Path, paths: DictConfig | None = None) -> tu
         saved = SavedRun.of_checkpoint(path, paths)
     except LabelsmoothError as error:
         raise ConfigurationError(f"teacher_ckpt={teacher_ckpt}: {first_sentence(error, limit=400)}") from None
-    return saved, recorded_metrics(RunDirectory.of_checkpoint(path).root) or {}
+    run_dir = checkpoint_run_directory(path, saved.names, saved.seed)
+    return saved, (recorded_metrics(run_dir) if run_dir else None) or {}
 
 
 def check_same_data(teacher_dataset: DictConfig, student_dataset: DictConfig, teacher_ckpt: str | Path) -> None:

@@ -108,3 +108,21 @@ def recorded_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return metrics if isinstance(metrics, dict) else None
+
+
+def checkpoint_run_directory(
+    ckpt_path: str | os.PathLike, names: Mapping[str, str] | None = None, seed: int | None = None
+) -> Path | None:
+    """``<run>`` of a checkpoint at ``<run>/checkpoints/<file>.ckpt`` when ``<run>`` is a run (it has a
+    ``metrics.json`` or ``.hydra/config.yaml``) and, as far as its ``metrics.json`` says, the run that the
+    checkpoint's specification describes (``names``: data set, model, strategy; ``seed``); None otherwise: a
+    checkpoint copied elsewhere, or into another run's ``checkpoints/``."""
+    path = Path(ckpt_path).resolve()
+    run = RunDirectory.of_checkpoint(path)
+    if path.parent.name != "checkpoints" or not (run.metrics_json.is_file() or run.config_yaml.is_file()):
+        return None
+    recorded = recorded_metrics(run.root) or {}
+    described = {**(names or {}), **({"seed": seed} if seed is not None else {})}
+    if any(key in recorded and recorded[key] != value for key, value in described.items()):
+        return None
+    return run.root

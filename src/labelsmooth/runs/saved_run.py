@@ -3,6 +3,7 @@ checkpoints are when a path is wrong (``labelsmooth.cli.saved`` reads the run a 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from labelsmooth.errors import ConfigurationError
@@ -36,9 +37,20 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def dangling_link_message(key: str, path: Path) -> str:
+    """A checkpoint that is a symbolic link to a file that is not there (``last.ckpt`` links to the best checkpoint
+    when they coincide; ``cp -a``, ``rsync -a`` and ``tar`` copy the link alone)."""
+    return (
+        f"{key}={path} is a link to {os.readlink(path)}, which is not there (a link copied without its file): "
+        f"copy the file itself (cp -L, rsync -L) or give {key}= the file it links to"
+    )
+
+
 def missing_checkpoint_message(ckpt_path: str | Path, log_dir: str | Path | None = None) -> str:
     """Why ``ckpt_path`` is not a checkpoint file, and where the checkpoints are."""
     path = Path(ckpt_path)
+    if path.is_symlink() and not path.exists():
+        return dangling_link_message("ckpt_path", path)
     if path.is_dir():
         inside = sorted([*path.glob("*.ckpt"), *path.glob("checkpoints/*.ckpt")])
         if inside:
