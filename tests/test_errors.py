@@ -63,8 +63,28 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
     result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "ConfigurationError" in result.stderr and "optimizer.lr='fast'" in result.stderr
+    assert result.stderr.strip() == "ConfigurationError: optimizer.lr=fast must be a number >= 0 (the learning rate)"
     assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["optimizer=sgd", "optimizer.momentum=2"], "optimizer.momentum=2 must be a number in [0, 1]"),
+        (["scheduler=multistep", "scheduler.gamma=-1"], "scheduler.gamma=-1 must be a number >= 0 (the learning "),
+        (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 must be an integer >= 1 (or null)"),
+    ],
+)
+def test_optimizer_scheduler_and_validation_settings_out_of_their_range_are_refused(
+    args: list[str], line: str, tmp_path: Path
+) -> None:
+    """torch checks neither momentum's upper bound nor a step factor's sign; Lightning divides by the interval."""
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.schema import validate_run_config
+
+    with pytest.raises(ConfigurationError) as refused:
+        validate_run_config(compose_config(args, output_dir=tmp_path))
+    assert str(refused.value).startswith(line)
 
 
 @pytest.mark.parametrize(

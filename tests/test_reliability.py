@@ -442,7 +442,7 @@ def test_gamma_at_one_over_k_is_a_short_error_and_full_error_shows_the_traceback
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["smoothing=uniform", "smoothing.epsilon=1.5"], r"epsilon=1.5 .*\[0, 1\]"),
+        (["smoothing=uniform", "smoothing.epsilon=1"], r"epsilon=1 .*\[0, 1\)"),
         (["smoothing=gamma", "smoothing.gamma=0.0"], r"gamma=0.0 .*1/K"),
     ],
 )

@@ -516,11 +516,12 @@ def test_sigmoid_prediction_logits_are_float32_under_bf16_autocast(strategy) -> 
 
 
 INVALID = [
-    (UniformSmoothing, {"epsilon": -0.1}, r"epsilon=-0\.1.*\[0, 1\]"),
-    (UniformSmoothing, {"epsilon": 1.5}, r"epsilon=1\.5.*\[0, 1\]"),
+    (UniformSmoothing, {"epsilon": -0.1}, r"epsilon=-0\.1.*\[0, 1\)"),
+    (UniformSmoothing, {"epsilon": 1.0}, r"epsilon=1\.0.*\[0, 1\)\. At ε = 1 the target is the same for every label"),
     (GammaSmoothing, {"gamma": 0.05}, r"gamma=0\.05.*1/K"),
     (GammaSmoothing, {"gamma": 1.2}, r"gamma=1\.2"),
     (PriorSmoothing, {"epsilon": 2.0}, r"epsilon=2"),
+    (PriorSmoothing, {"epsilon": 1.0}, r"epsilon=1\.0.*\[0, 1\)"),
     (PriorSmoothing, {"prior": [0.5, 0.5]}, r"prior has 2 entries.*K=10"),
     (PriorSmoothing, {"prior": [0.2] * 10}, r"prior sums to 2"),
     (PriorSmoothing, {"prior": [-0.1, 0.3] + [0.1] * 8}, r"prior=.*\[0, 1\]"),
@@ -607,7 +608,9 @@ def test_every_strategy_declares_its_real_valued_parameters(strategy) -> None:
 def test_check_parameters_checks_configured_values_without_building_the_strategy(monkeypatch) -> None:
     monkeypatch.setattr(SmoothingStrategy, "__init__", lambda *args: pytest.fail("a strategy was built"))
     assert UniformSmoothing.check_parameters(None, epsilon=0.3) == {"epsilon": 0.3}
-    with pytest.raises(ValueError, match=r"^smoothing\.epsilon=1\.5 is out of range: it must lie in \[0, 1\]\.$"):
+    with pytest.raises(
+        ValueError, match=r"^smoothing\.epsilon=1\.5 is out of range: it must lie in \[0, 1\)\. At ε = 1 "
+    ):
         UniformSmoothing.check_parameters(None, epsilon=1.5)
     assert GammaSmoothing.check_parameters(None, gamma=0.05) == {"gamma": 0.05}  # 1/K needs K
     with pytest.raises(ValueError, match=r"gamma=0\.05 is out of range.*With K=10 classes"):

@@ -51,7 +51,7 @@ def test_set_parameter_changes_the_loss_as_a_strategy_built_with_the_value() -> 
 
 def test_set_parameter_refuses_values_out_of_range_and_unknown_or_built_in_parameters() -> None:
     strategy = UniformSmoothing(10, 0.1)
-    with pytest.raises(ValueError, match=r"epsilon=1\.5 is out of range.*\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"epsilon=1\.5 is out of range.*\[0, 1\)"):
         strategy.set_parameter("epsilon", 1.5)
     assert strategy.epsilon == 0.1
     with pytest.raises(ValueError, match="UniformSmoothing has no real-valued parameter 'gamma'.*epsilon"):
@@ -94,7 +94,13 @@ def test_set_parameter_changes_the_value_in_place_without_building_a_strategy(mo
 
 def test_an_out_of_range_scheduled_value_is_refused_with_the_one_line_message() -> None:
     for strategy, name, value, message in [
-        (UniformSmoothing(10, 0.1), "epsilon", 1.5, "smoothing.epsilon=1.5 is out of range: it must lie in [0, 1]."),
+        (
+            UniformSmoothing(10, 0.1),
+            "epsilon",
+            1.5,
+            "smoothing.epsilon=1.5 is out of range: it must lie in [0, 1). At ε = 1 the target is the same for every "
+            "label.",
+        ),
         (FocalLoss(10, 3.0), "gamma", -0.1, "smoothing.gamma=-0.1 is out of range: it must lie in [0, inf)."),
         (
             GammaSmoothing(10, 0.9),
@@ -132,7 +138,7 @@ def test_an_out_of_range_scheduled_value_is_refused_with_the_one_line_message() 
     schedule, uniform = LinearSchedule(start=0.1, end=0.0), UniformSmoothing(10, 0.1)
     schedule.setup(SimpleNamespace(max_epochs=3, current_epoch=0), Recorder(uniform), "fit")
     with pytest.raises(
-        ConfigurationError, match=r"^smoothing\.epsilon=-0\.5 is out of range: it must lie in \[0, 1\]\.$"
+        ConfigurationError, match=r"^smoothing\.epsilon=-0\.5 is out of range: it must lie in \[0, 1\)\. At ε = 1 "
     ):
         uniform.set_parameter("epsilon", -0.5)
     assert uniform.epsilon == 0.1

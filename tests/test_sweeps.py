@@ -245,7 +245,7 @@ def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_pat
     result = run_app_in_process(
         [
             "hparams_search=epsilon_optuna",
-            "hydra.sweeper.params={smoothing.epsilon:'choice(1.5,2.0)'}",  # ε must lie in [0, 1]
+            "hydra.sweeper.params={smoothing.epsilon:'choice(1.5,2.0)'}",  # ε must lie in [0, 1)
             "hydra.sweeper.n_trials=2",
             *FAST,
             f"hydra.sweep.dir={sweep}",

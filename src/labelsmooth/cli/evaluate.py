@@ -89,7 +89,7 @@ def evaluate(
         )
         run.title = f"{run.summary['checkpoint']} on {run.summary['dataset']}"
 
-        pl.seed_everything(cfg.seed, workers=True)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
         datamodule = build_datamodule(dataset_cfg)
         module = saved.module_for(datamodule)
         try:

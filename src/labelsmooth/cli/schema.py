@@ -85,10 +85,21 @@ ANALYSIS: dict[str, Field] = {
 }
 TRAINER_COUNTS: dict[str, Field] = {
     "min_epochs": Field(int, 0, nullable=True),
+    "check_val_every_n_epoch": Field(int, 1, nullable=True),
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
 }
+# The settings that torch's optimizers share, with their meaningful ranges (torch checks some of them, in its words,
+# and not momentum's or dampening's upper bound).
+OPTIMIZER: dict[str, Field] = {
+    "lr": Field(float, 0, what="the learning rate"),
+    "weight_decay": Field(float, 0),
+    "momentum": Field(float, 0, 1),
+    "dampening": Field(float, 0, 1),
+    "eps": Field(float, 0),
+}
 SCHEDULER: dict[str, Field] = {
+    "gamma": Field(float, 0, what="the learning rate's factor at each milestone"),
     "T_max": Field(
         int,
         1,
@@ -121,6 +132,9 @@ def validate_run_config(cfg: DictConfig) -> None:
         check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
     if cfg.get("trainer"):
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    for key, field in OPTIMIZER.items():
+        if cfg.get("optimizer") and key in cfg.optimizer:
+            check(f"optimizer.{key}", _value(cfg.optimizer, key), field)
     for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
         if cfg.get("scheduler") and key in cfg.scheduler:
             check(f"scheduler.{key}", _value(cfg.scheduler, key), field)

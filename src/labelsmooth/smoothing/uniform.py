@@ -54,7 +54,9 @@ class UniformSmoothing(HasTargetDistribution):
     class ``ε/K``. ``ε = 0`` is plain cross entropy; equals ``F.cross_entropy(label_smoothing=ε)``.
     """
 
-    epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+    epsilon = RealParameter(
+        0.0, 1.0, high_inclusive=False, unsmoothed=0.0, why="At ε = 1 the target is the same for every label."
+    )
 
     def __init__(self, num_classes: int, epsilon: float = 0.1) -> None:
         super().__init__(num_classes)
@@ -142,7 +144,9 @@ class PriorSmoothing(HasTargetDistribution, UsesClassPrior):
     smoothing. ``u`` is a buffer, so checkpoints carry it.
     """
 
-    epsilon = RealParameter(0.0, 1.0, unsmoothed=0.0)
+    epsilon = RealParameter(
+        0.0, 1.0, high_inclusive=False, unsmoothed=0.0, why="At ε = 1 the target is the same for every label."
+    )
     # buffers (register_buffer), declared for the type checker
     prior: torch.Tensor
     prior_is_set: torch.Tensor
