@@ -99,7 +99,7 @@ def test_a_bad_fused_launcher_setting_is_one_line_before_any_job(tmp_path: Path,
     result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[0].startswith(message)
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(message)
     assert not list((tmp_path / "sweep").glob("*/"))  # no job started
 
 

@@ -20,7 +20,7 @@ import yaml
 from labelsmooth.report.baseline import resolve_baseline
 from labelsmooth.report.build import make_report
 from labelsmooth.report.cli import main
-from labelsmooth.report.jobs import NoJobsError
+from labelsmooth.report.jobs import NoJobsError, ParameterError
 from labelsmooth.report.plots import pool_bins
 from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
 from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
@@ -358,6 +358,8 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
     # A numeric parameter given as text still finds its column; an explicit name overrides the default.
     assert make_report([sweep], parameter="smoothing", baseline="uniform").baseline == "uniform"
     assert make_report([sweep], parameter="smoothing.gamma", baseline="0.9").baseline == 0.9
+    with pytest.raises(ParameterError, match=r"^--baseline abc: no completed job has smoothing=abc \(the values: "):
+        make_report([sweep], parameter="smoothing", baseline="abc")
     assert make_report([sweep], parameter="smoothing.gamma").baseline == 1.0  # no such column: nothing compared
 
 
@@ -372,7 +374,7 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
 
 
 def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tmp_path: Path) -> None:
-    from labelsmooth.report.jobs import Job, ParameterError, infer_parameter, swept_parameters
+    from labelsmooth.report.jobs import Job, infer_parameter, swept_parameters
 
     def jobs(*command_lines: list[str]) -> list[Job]:
         return [Job(directory=tmp_path / str(i), status="completed", overrides=o) for i, o in enumerate(command_lines)]
@@ -422,6 +424,9 @@ def test_a_mistyped_or_file_path_is_refused_before_anything_is_created(tmp_path:
     assert a_file.read_text() == "x" and not (real / "report.md").exists()
     assert main([str(real), "--out", str(a_file)]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err
+    below = a_file / "below"
+    assert main([str(real), "--out", str(below)]) == 2  # a path that cannot be made: one line
+    assert capsys.readouterr().err.strip() == f"report.py: NotADirectoryError: [Errno 20] Not a directory: '{below}'"
     with pytest.raises(NotADirectoryError):
         make_report([tmp_path / "absent"])
     assert not (tmp_path / "absent").exists()

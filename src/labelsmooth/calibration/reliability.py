@@ -11,6 +11,7 @@ state, no GUI backend needed; the callers save it with ``labelsmooth.runs.files.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -76,15 +77,16 @@ def panel_grid(
     figure: Figure,
     rows: int,
     columns: int,
-    title: bool = False,
+    title: bool | int = False,
     margins: tuple[float, float, float, float] = (LEFT, RIGHT, BOTTOM, TOP),
     gaps: tuple[float, float] = (COLUMN_GAP, ROW_GAP),
 ) -> GridSpec:
     """A ``rows`` x ``columns`` grid on ``figure`` with margins (left, right, bottom, top) and gaps (between
-    columns, between rows) in inches, and ``TITLE`` more at the top for a suptitle."""
+    columns, between rows) in inches, and ``TITLE`` more at the top for each line of a suptitle (``title``: True
+    for one line, or the number of lines)."""
     width, height = figure.get_size_inches()
     left, right, bottom, top = margins
-    top = height - top - (TITLE if title else 0.0)
+    top = height - top - TITLE * int(title)
     cell_width = (width - left - right - gaps[0] * (columns - 1)) / columns
     cell_height = (top - bottom - gaps[1] * (rows - 1)) / rows
     return figure.add_gridspec(
@@ -110,7 +112,9 @@ def reliability_figure(
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(panel_width * columns, 5.2 * rows))
-    grid = panel_grid(figure, rows, columns, bool(title))
+    # the suptitle (12 pt) wrapped to the figure's width: about 11 characters per inch
+    title = textwrap.fill(title, width=max(20, int(11 * panel_width * columns)))
+    grid = panel_grid(figure, rows, columns, title.count("\n") + 1 if title else 0)
     for index, (panel_title, bins) in enumerate(panels.items()):
         cell = grid[index // columns, index % columns].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
         ax_bars = figure.add_subplot(cell[0])

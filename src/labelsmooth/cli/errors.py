@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from hydra.errors import CompactHydraException
 
@@ -121,9 +122,8 @@ def run_app(run, multirun: bool, resumable: bool = True):
     error becomes one line, a bug keeps its traceback; the process then ends without its last garbage collection
     (``labelsmooth.cli.process_exit``).
 
-    A single run's user error leaves as ``SystemExit(<the line>)``, which the interpreter prints alone and exits
-    1 with: Hydra would frame a job's error with "Error executing job with overrides: [...]" and a hint about
-    tracebacks. A multirun job's error goes to Hydra (``RunFailed``), whose first line names the failed job."""
+    A single run's user error ends the process in its one line (``exit_in_one_line``); a multirun job's goes to
+    Hydra (``RunFailed``), whose first line names the failed job."""
     # A log file that can no longer be written (a full disk) must not print a traceback per log line.
     logging.raiseExceptions = False
     end_without_final_collection()
@@ -131,14 +131,23 @@ def run_app(run, multirun: bool, resumable: bool = True):
         with user_errors_in_one_line():
             return run()
     except RunFailed as failed:
-        if multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if multirun:
             raise
-        raise SystemExit(str(failed)) from None
+        exit_in_one_line(failed)
     except (KeyboardInterrupt, SystemExit) as error:
         if isinstance(error, RunInterrupted):
             raise
         how = f": {interruption_message(error, multirun)}" if resumable else ""
         raise RunInterrupted(f"Interrupted{how}") from error
+
+
+def exit_in_one_line(failed: RunFailed) -> NoReturn:
+    """End the process with ``failed``'s line alone on stderr and exit code 1 (``SystemExit(<the line>)``), past
+    Hydra's frame of a failed job ("Error executing job with overrides: [...]", a hint about tracebacks); with
+    ``HYDRA_FULL_ERROR=1``, ``failed`` itself, for Hydra's full report."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise failed
+    raise SystemExit(str(failed)) from None
 
 
 @contextmanager

@@ -56,15 +56,18 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
     """``Launcher.launch`` of the fused launcher: the JobReturns of the jobs, in their order."""
     from hydra.core.utils import configure_log, setup_globals
 
-    from labelsmooth.cli.errors import user_errors_in_one_line
+    from labelsmooth.cli.errors import RunFailed, exit_in_one_line, user_errors_in_one_line
 
     setup_globals()
     silence_library_noise()  # the group's Trainer is built outside the members' run lifecycles
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    with user_errors_in_one_line():  # the launcher's settings, before any job starts
-        max_members = check_max_members(config.hydra.launcher.get("max_members"))
-        batching = check_batching(config.hydra.launcher.get("batching", "loop"))
+    try:
+        with user_errors_in_one_line():  # the launcher's settings, before any job starts
+            max_members = check_max_members(config.hydra.launcher.get("max_members"))
+            batching = check_batching(config.hydra.launcher.get("batching", "loop"))
+    except RunFailed as refused:
+        exit_in_one_line(refused)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = []
     for offset, overrides in enumerate(job_overrides):

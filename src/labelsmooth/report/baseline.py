@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from labelsmooth.report.base import ParameterValue, as_float, format_value, param_label
-from labelsmooth.report.jobs import Job
+from labelsmooth.report.jobs import Job, ParameterError
 from labelsmooth.runs.record import UNSMOOTHED_PREFIX
 
 NO_SMOOTHING = "none"
@@ -81,6 +81,9 @@ def choose_baseline(
     symbol, key = param_label(parameter), f"`{UNSMOOTHED_PREFIX}{parameter}`"
     if given is not None:
         value = resolve_baseline(given, columns)
+        if columns and value not in columns:
+            shown = ", ".join(format_value(c) for c in sorted(columns, key=str))
+            raise ParameterError(f"--baseline {given}: no completed job has {parameter}={given} (the values: {shown})")
         return Baseline(value, f"{symbol} = {format_value(value)}, given by `--baseline`.")
     if columns and all(isinstance(c, str) for c in columns):
         return Baseline(NO_SMOOTHING, f"{symbol} = {NO_SMOOTHING}, the strategy without smoothing.")

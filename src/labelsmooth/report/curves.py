@@ -106,9 +106,18 @@ def plot_learning_curves(
                 line = ax.plot(band.epochs, mean, marker=marker, markersize=3, label=legend)[0]
                 if band.runs > 1:
                     low, high = [scale * v for v in band.low], [scale * v for v in band.high]
-                    ax.fill_between(band.epochs, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+                    if len(band.epochs) > 1:
+                        ax.fill_between(band.epochs, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+                    else:  # one epoch: the seeds' range as an error bar (a band of no width would not show)
+                        below, above = mean[0] - low[0], high[0] - mean[0]
+                        ax.errorbar(band.epochs, mean, yerr=[[below], [above]], color=line.get_color(), capsize=3)
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            first, last = ax.dataLim.intervalx
+            if last - first < 1:  # one epoch: its tick alone (a locator would divide the autoscaled ±0.05)
+                ax.set_xlim(first - 0.5, last + 0.5)
+                ax.set_xticks([round(first)])
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=8)
