@@ -67,12 +67,33 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
     assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
 
 
+def test_two_starting_points_or_a_sweeps_resume_in_a_single_run_are_refused(tmp_path: Path) -> None:
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.checks import check_start
+
+    both = ["resume=true", "ckpt_path=a.ckpt"]
+    with pytest.raises(ConfigurationError, match=r"^resume=True and ckpt_path=a.ckpt both say where training starts"):
+        check_start(compose_config(both, output_dir=tmp_path), both, multirun=False)
+    check_start(compose_config(["ckpt_path=a.ckpt"], output_dir=tmp_path), ["ckpt_path=a.ckpt"], multirun=True)
+    with pytest.raises(ConfigurationError, match=r"^resume_sweep=true continues a sweep \(python train.py -m "):
+        check_start(compose_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], False)
+    check_start(compose_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], multirun=True)
+
+
+def test_a_bad_batch_mixing_setting_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
+    args = ["augment=mixup", "augment.prob=2", "logger=none", "dataset=cifar10", f"paths.data_dir={tmp_path}"]
+    result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1 and result.stderr.startswith("ConfigurationError: augment.prob=2"), result.stderr
+    assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [
         (["optimizer=sgd", "optimizer.momentum=2"], "optimizer.momentum=2 must be a number in [0, 1]"),
         (["scheduler=multistep", "scheduler.gamma=-1"], "scheduler.gamma=-1 must be a number >= 0 (the learning "),
         (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 must be an integer >= 1 (or null)"),
+        (["trainer.min_epochs=5", "trainer.max_epochs=1"], "trainer.min_epochs=5 exceeds trainer.max_epochs=1, which"),
     ],
 )
 def test_optimizer_scheduler_and_validation_settings_out_of_their_range_are_refused(
@@ -259,7 +280,23 @@ def test_a_setting_the_config_does_not_have_is_refused_in_one_line(command: str,
 def test_the_option_check_reads_the_overrides_around_hydras_flags_and_leaves_other_sources_to_hydra() -> None:
     from labelsmooth.conf import CONFIG_DIR
 
-    from labelsmooth.cli.options import refuse_unknown_options
+    from labelsmooth.cli.options import flags_first, refuse_unknown_options
+
+    # Hydra's parser fails on a flag between overrides ("unrecognized arguments"): the flags go first
+    assert flags_first(["seed=1", "-m", "seed=2", "--info", "config", "x=1"]) == [
+        "-m",
+        "--info",
+        "config",
+        "seed=1",
+    ] + [
+        "seed=2",
+        "x=1",
+    ]
+    assert flags_first(["--config-dir", "/c", "a=1", "--info", "b=2"]) == ["--config-dir", "/c", "--info", "a=1", "b=2"]
+    with pytest.raises(
+        ConfigurationError, match=r"^--mutlirun is not an option of eval.py \(did you mean --multirun\?"
+    ):
+        flags_first(["--mutlirun", "seed=0"], "eval.py")
 
     with pytest.raises(ConfigurationError, match="^smoothing=gamm is not an option"):
         refuse_unknown_options(["--cfg", "job", "smoothing=gamm", "-m"], CONFIG_DIR, "train")

@@ -427,6 +427,10 @@ def test_a_mistyped_or_file_path_is_refused_before_anything_is_created(tmp_path:
     below = a_file / "below"
     assert main([str(real), "--out", str(below)]) == 2  # a path that cannot be made: one line
     assert capsys.readouterr().err.strip() == f"report.py: NotADirectoryError: [Errno 20] Not a directory: '{below}'"
+    assert main([str(real), "--project", "p"]) == 2  # without --wandb it would be ignored
+    assert capsys.readouterr().err.strip() == "report.py: --project p: it names where --wandb publishes; add --wandb"
+    assert main([str(real), "--param", "seed"]) == 2
+    assert "--param seed: the seeds are every cell's replicates" in capsys.readouterr().err
     with pytest.raises(NotADirectoryError):
         make_report([tmp_path / "absent"])
     assert not (tmp_path / "absent").exists()

@@ -186,7 +186,9 @@ class CalibrationCallback(pl.Callback):
         final = trainer.state.fn == TrainerFn.VALIDATING
         every = self.plot_every_n_epochs
         if every and ((trainer.current_epoch + 1) % every == 0 or final):
-            title = f"validation, epoch {trainer.current_epoch}"
+            # the final validation evaluates a checkpoint (train.py's best, eval.py's given): the trainer's epoch
+            # count is then the end of fit, not the checkpoint's epoch
+            title = "validation, evaluated checkpoint" if final else f"validation, epoch {trainer.current_epoch}"
             self._publish(trainer, "val", {"val": (title, gathered[0])}, gathered[1])
         if final:
             self._save_predictions(trainer, "val", *gathered)

@@ -201,6 +201,32 @@ def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable
         )
 
 
+def check_start(cfg: DictConfig, overrides: list[str], multirun: bool) -> None:
+    """Refuse the two ways to start training given together on the command line, and ``resume_sweep=true`` outside
+    a sweep, which would be ignored."""
+    from labelsmooth.runs.overrides import override_key
+
+    given = {override_key(o) for o in overrides}
+    resume = cfg.get("resume")
+    if {"resume", "ckpt_path"} <= given and cfg.get("ckpt_path") and str(resume).lower() not in ("false", "none"):
+        raise ConfigurationError(
+            f"resume={resume} and ckpt_path={cfg.ckpt_path} both say where training starts: resume= continues an "
+            "interrupted run in its own directory, ckpt_path= starts a new run from a checkpoint; give one"
+        )
+    if cfg.get("resume_sweep") and not multirun:
+        raise ConfigurationError(
+            "resume_sweep=true continues a sweep (python train.py -m <its overrides> resume_sweep=true "
+            "hydra.sweep.dir=<its directory>); a single run continues with resume=true"
+        )
+
+
+def check_augment(cfg: DictConfig) -> None:
+    """Build the batch mixing once with a stand-in class count, so a setting it refuses (a negative
+    ``augment.mixup_alpha``, a ``prob`` outside [0, 1]) fails before the data set is read or downloaded."""
+    if cfg.get("augment") and cfg.augment.get("_target_"):
+        hydra.utils.instantiate(cfg.augment, num_classes=2)
+
+
 def check_optimizer(cfg: DictConfig) -> None:
     """Build the optimizer and the learning-rate scheduler once on a stand-in parameter, so a setting they refuse
     (``optimizer.lr=fast``, a negative weight decay) fails before the data set is read, with the keys named,

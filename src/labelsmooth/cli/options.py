@@ -41,6 +41,46 @@ OTHER_CONFIG_SOURCES = frozenset(
     {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 )
 INFO_TOPICS = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+FLAGS = frozenset(
+    {"--help", "-h", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m"}
+    | {"--shell-completion", "-sc", "--info", "-i"}
+    | OPTIONS_WITH_A_VALUE
+    | OTHER_CONFIG_SOURCES
+)
+
+
+def flags_first(argv: Sequence[str], script: str = "train.py") -> list[str]:
+    """Hydra's flags (with their values) moved before the overrides, whose order is kept: Hydra's parser reads the
+    overrides as one run of arguments, so ``seed=1 -m seed=2`` would end in its usage and "unrecognized
+    arguments"; a flag it does not have is refused in one line.
+
+    >>> flags_first(["smoothing=gamma", "-m", "seed=0,1", "--cfg", "job"])
+    ['-m', '--cfg', 'job', 'smoothing=gamma', 'seed=0,1']
+    """
+    flags: list[str] = []
+    overrides: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if not argument.startswith("-"):
+            overrides.append(argument)
+            continue
+        name = argument.split("=", 1)[0]
+        if name not in FLAGS:
+            close = get_close_matches(name, sorted(FLAGS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigurationError(
+                f"{argument} is not an option of {script} ({hint}python {script} --help lists the options and the "
+                "config groups)"
+            )
+        flags.append(argument)
+        takes_value = name in OPTIONS_WITH_A_VALUE | OTHER_CONFIG_SOURCES and "=" not in argument
+        if takes_value or name in ("--info", "-i"):
+            value = next(arguments, None)
+            if value is not None and (takes_value or value in INFO_TOPICS):
+                flags.append(value)
+            elif value is not None:
+                overrides.append(value)
+    return flags + overrides
 
 
 def command_line_overrides(argv: Sequence[str]) -> list[str] | None:
@@ -264,6 +304,7 @@ def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable
         def main() -> Any:
             if not os.environ.get("HYDRA_FULL_ERROR"):
                 try:
+                    sys.argv[1:] = flags_first(sys.argv[1:], Path(sys.argv[0]).name)
                     refuse_unknown_options(sys.argv[1:], config_dir, config_name)
                 except ConfigurationError as error:
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)

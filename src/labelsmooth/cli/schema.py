@@ -159,6 +159,11 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
         )
     elif max_epochs is not None:
         check("trainer.max_epochs", max_epochs, Field(int, -1, what="-1: bounded by max_steps or max_time"))
+    min_epochs = trainer.get("min_epochs")
+    if isinstance(min_epochs, int) and isinstance(max_epochs, int) and -1 < max_epochs < min_epochs:
+        raise ConfigurationError(
+            f"trainer.min_epochs={min_epochs} exceeds trainer.max_epochs={max_epochs}, which ends the run first"
+        )
     precision = str(trainer.get("precision"))
     if precision in WEIGHT_ONLY_PRECISIONS:
         instead = WEIGHT_ONLY_PRECISIONS[precision]

@@ -26,11 +26,13 @@ from labelsmooth.cli.build import (
 )
 from labelsmooth.cli.checks import (
     check_added_keys,
+    check_augment,
     check_devices,
     check_model_fits_data,
     check_multirun_ddp,
     check_optimizer,
     check_precise_bn,
+    check_start,
     gpu_of_parallel_job,
     set_num_threads,
     slurm_restarts,
@@ -160,9 +162,11 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
 
     check_added_keys(cfg, context.overrides, context.choices)
     validate_run_config(cfg)
+    check_start(cfg, context.overrides, context.multirun)
     check_multirun_ddp(cfg.trainer, context.multirun)
     check_devices(cfg.trainer)
     check_optimizer(cfg)
+    check_augment(cfg)
     check_precise_bn(cfg)
     check_teacher_before_data(cfg)
     return strategy_before_data(cfg)
@@ -224,7 +228,7 @@ def main(cfg: DictConfig) -> float | None:
     context = context_from_hydra()
     # A re-run of a sweep, or a job that SLURM requeued: completed jobs are skipped, interrupted ones continue.
     restarts = slurm_restarts()
-    if cfg.get("resume_sweep") or restarts:
+    if (cfg.get("resume_sweep") and context.multirun) or restarts:
         from labelsmooth.runs.sweeps import can_continue, optimized_value
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:

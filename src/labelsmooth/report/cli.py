@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     invalid = invalid_paths(args.sweep_dirs, args.out)
+    invalid += [f"--{name} {value}: it names where --wandb publishes; add --wandb" for name, value in (
+        ("project", args.project), ("entity", args.entity)) if value is not None and not args.wandb]  # fmt: skip
     for line in invalid:  # before anything is created
         print(f"report.py: {line}", file=sys.stderr)
     if invalid:

@@ -189,6 +189,8 @@ class NoJobsError(ValueError):
 def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
     """Raise ``ParameterError`` when no completed job has ``parameter``, or when it takes one value while the jobs
     vary another key (its table would average different runs and call all but one per seed duplicates)."""
+    if parameter in REPLICATE_KEYS:
+        raise ParameterError(f"--param {parameter}: the seeds are every cell's replicates, not a compared parameter")
     completed = [job for job in jobs if job.status == "completed"]
     if not completed:
         return
