@@ -39,6 +39,7 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "Fused launcher: 2 jobs in 1 group" in output and "#0, #1: fused, 2 members" in output
+    assert not (fused / ".fused").exists()  # the group checkpoint, resume state only, once every member completed
     result = run_app_in_process(["-m", *GRID, f"hydra.sweep.dir={basic}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -95,6 +96,7 @@ def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
     assert "the training loss became nan at global step 0" in jobs[1]["error"]
     assert jobs[2]["status"] == "failed" and "smoothing.temperature" in jobs[2]["error"]
     assert not (sweep / "1" / "checkpoints").exists() and (sweep / "0" / "checkpoints" / "last.ckpt").exists()
+    assert (sweep / ".fused" / "0-1" / "last.ckpt").exists()  # a member failed: the group keeps its checkpoint
 
 
 @pytest.mark.slow

@@ -127,6 +127,8 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
         _run_job(launcher, member.job, lambda cfg, member=member: prepare(member, cfg))
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     returns: dict[int, Any] = {}
+    trained: list[tuple[list[Member], Path]] = []
+    fused_dir = Path(str(launcher.config.hydra.sweep.dir)) / ".fused"
     queue = [[member for member in members if member.error is None and member.done is None]]
     while queue and queue[0]:
         together = queue.pop(0)
@@ -134,9 +136,8 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
         for member in together:
             member.group = numbers
         try:
-            train_group(
-                together, Path(str(launcher.config.hydra.sweep.dir)) / ".fused" / "-".join(map(str, numbers)), batching
-            )
+            train_group(together, fused_dir / "-".join(map(str, numbers)), batching)
+            trained.append((together, fused_dir / "-".join(map(str, numbers))))
         except GroupTooLarge as smaller:
             log.warning("Jobs %s do not fit together (%s): they train in groups of %d.", numbers, smaller, smaller.size)
             queue[:0] = [together[start : start + smaller.size] for start in range(0, len(together), smaller.size)]
@@ -149,7 +150,26 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
     for member in members:
         if member.job.number not in returns:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
+    remove_completed_group_checkpoints(trained, returns, fused_dir)
     return returns
+
+
+def remove_completed_group_checkpoints(
+    trained: list[tuple[list[Member], Path]], returns: dict[int, Any], fused_dir: Path
+) -> None:
+    """The group checkpoint (every member's weights and optimizer state: resume state only) of each group whose
+    members all completed: each has its own checkpoints and records by then. A group with a failed member keeps
+    it."""
+    import shutil
+
+    from hydra.core.utils import JobStatus
+
+    for together, group_dir in trained:
+        if all(returns[member.job.number].status == JobStatus.COMPLETED for member in together):
+            shutil.rmtree(group_dir, ignore_errors=True)
+            log.info("Fused group %s: every member completed; its group checkpoint is removed", group_dir.name)
+    if fused_dir.is_dir() and not any(fused_dir.iterdir()):
+        fused_dir.rmdir()
 
 
 class GroupTooLarge(Exception):
@@ -288,9 +308,10 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         del fused, trainer, loaders, built
         torch.cuda.empty_cache()
         raise GroupTooLarge(len(members) // 2, "out of GPU memory")
+    epochs = trainer.current_epoch
     log.info(
-        "Fused group %s: %d members trained in %.1f s (fit: %d epochs)",
-        group_dir.name, len(built), time.perf_counter() - started, trainer.current_epoch,
+        "Fused group %s: %d members trained in %.1f s (fit: %d epoch%s)",
+        group_dir.name, len(built), time.perf_counter() - started, epochs, "" if epochs == 1 else "s",
     )  # fmt: skip
     for index, member in enumerate(members):
         fused.stacked.copy_to(index, built[index].net)

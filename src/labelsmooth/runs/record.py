@@ -59,13 +59,16 @@ def strategy_parameters(smoothing: Mapping[str, Any] | None, prefix: str = "smoo
 
 def still_improving(metrics: Mapping[str, Any]) -> bool | None:
     """Whether a run's best validation accuracy came in its last epoch (``val/acc_best_epoch == epochs - 1``, the
-    epoch 0-based), so that its budget may have been too short; None when ``metrics`` lacks either field.
+    epoch 0-based), so that its budget may have been too short; None when ``metrics`` lacks either field, or for a
+    run of one epoch, whose best is its last whatever its trend.
 
     >>> still_improving({"val/acc_best_epoch": 9, "epochs": 10}), still_improving({"epochs": 10})
     (True, None)
+    >>> still_improving({"val/acc_best_epoch": 0, "epochs": 1}) is None
+    True
     """
     best, epochs = metrics.get("val/acc_best_epoch"), metrics.get("epochs")
     numbers = [v for v in (best, epochs) if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(numbers) != 2:
+    if len(numbers) != 2 or float(epochs) < 2:
         return None
     return float(best) == float(epochs) - 1

@@ -22,7 +22,7 @@ def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, ext
     extra = [key for key in extra_keys if key in summary]
     for key in sorted(k for k in summary if k.startswith(("val/", "test/"))) + extra:
         value = summary[key]
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, shown_value(value))
     console = Console()
     console.print(table)
     if still_improving(summary):
@@ -30,3 +30,16 @@ def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, ext
     accuracy = summary.get("test/acc")
     headline = f"test accuracy: {accuracy:.4f}   " if isinstance(accuracy, float) else ""
     console.print(f"{headline}outputs: {output_dir}")
+
+
+def shown_value(value: Any) -> str:
+    """A summary value in the run's table: numbers to 4 decimals, lists (per-class values) element by element.
+
+    >>> shown_value(0.123456), shown_value([0.5, 1 / 3]), shown_value(3)
+    ('0.1235', '[0.5000, 0.3333]', '3')
+    """
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown_value(v) for v in value) + "]"
+    return str(value)
