@@ -492,6 +492,12 @@ def test_more_devices_than_exist_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="asks for 1 GPU but this machine has none") as refused:
             check_devices(gpu.trainer)
         assert "trainer=cpu" in str(refused.value) and "devices=1 or fewer" not in str(refused.value)
+    unknown = compose_train_config(["trainer.accelerator=tpuu"], output_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"^trainer.accelerator=tpuu is not an accelerator: the choices are "):
+        check_devices(unknown.trainer)
+    xla = compose_train_config(["trainer.accelerator=tpu"], output_dir=tmp_path)  # no torch_xla here
+    with pytest.raises(ConfigurationError, match=r"^trainer.accelerator=tpu is not available on this machine"):
+        check_devices(xla.trainer)
 
 
 # --- Reproducibility ----------------------------------------------------------------------------------------

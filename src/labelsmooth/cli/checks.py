@@ -88,10 +88,23 @@ def requested_devices(trainer_cfg: DictConfig) -> int:
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
-    """Refuse more devices than this machine has, before Lightning launches processes for them."""
+    """Refuse an accelerator that Lightning does not have or this machine cannot run, and more devices than it
+    has, before Lightning launches processes for them."""
     import torch
+    from pytorch_lightning.accelerators import AcceleratorRegistry
 
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    known = AcceleratorRegistry.available_accelerators()
+    if accelerator not in {"auto", "gpu", *known}:
+        raise ConfigurationError(
+            f"trainer.accelerator={accelerator} is not an accelerator: the choices are "
+            f"{', '.join(sorted({'auto', 'gpu', *known}))}"
+        )
+    if accelerator in known - {"cuda"} and not AcceleratorRegistry[accelerator]["accelerator"].is_available():
+        raise ConfigurationError(
+            f"trainer.accelerator={accelerator} is not available on this machine (or its library is not installed): "
+            "use trainer=default (a GPU when there is one, else the CPU) or trainer=cpu"
+        )
     devices = trainer_cfg.get("devices", 1)
     if devices in ("auto", -1, "-1"):
         return
