@@ -80,13 +80,15 @@ def test_checkpoint_selected_by_the_validation_nll_after_temperature_scaling(tmp
 def test_report_aurc_table_shows_both_confidences_and_the_gap(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     runs = {(0.0, 0): (0.10, 0.08), (0.0, 1): (0.12, 0.09), (0.5, 0): (0.20, 0.09), (0.5, 1): (0.22, 0.11)}
+    runs |= {(0.8, 0): (0.09, 0.08), (0.8, 1): (0.09, 0.08)}  # better than the baseline: no gap to close
     for number, ((gamma, seed), (msp, lognorm)) in enumerate(runs.items()):
         metrics = {**completed(gamma, seed, 0.9, 0.1, 0.05), "test/aurc": msp, "test/aurc_lognorm": lognorm}
         write_job(sweep, number, gamma, seed, metrics)
     report = make_report([sweep], baseline=0.0)
     with open(sweep / "table_test_aurc_lognorm.csv", newline="") as handle:
         rows = {float(r["smoothing.gamma"]): float(r["mean"]) for r in csv.DictReader(handle)}
-    assert rows == pytest.approx({0.0: 0.085, 0.5: 0.10})
+    assert rows == pytest.approx({0.0: 0.085, 0.5: 0.10, 0.8: 0.08})
     text = report.markdown.read_text()
     assert "AURC, max-softmax and logit-normalised" in text
     assert "| digits | 0.5 | 21.00 | 10.00 | +10.00 | +1.50 | yes |" in text
+    assert "| digits | 0.8 | 9.00 | 8.00 | -2.00 | -0.50 | – (no gap: not worse than the baseline) |" in text
