@@ -54,7 +54,7 @@ def evaluate(
     ``context`` (default: a single run in ``output_dir``) names and groups that W&B run."""
     import pytorch_lightning as pl
 
-    from labelsmooth.callbacks import CalibrationCallback
+    from labelsmooth.callbacks import CalibrationCallback, progress_bar
     from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_weights_fit
     from labelsmooth.runs.provenance import device_record
 
@@ -112,8 +112,10 @@ def evaluate(
             save_predictions=cfg.save_predictions,
             predictions_max_values=cfg.predictions_max_values,
         )
+        # the progress as in training: lines without a terminal (logs, SLURM), a rich bar in one
+        shown = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
         trainer = hydra.utils.instantiate(
-            cfg.trainer, callbacks=[calibration], logger=run.logger, enable_checkpointing=False
+            cfg.trainer, callbacks=[calibration, *shown], logger=run.logger, enable_checkpointing=False
         )
         for results in (
             trainer.validate(module, datamodule=datamodule, verbose=False),
