@@ -263,6 +263,7 @@ def test_the_option_check_lets_valid_command_lines_through(command: str) -> None
         ("logger.projct=x", "logger.projct=x is not a setting: logger has no key 'projct' (its keys: entity,"),
         ("distill.alpha=0.3", "distill.alpha=0.3 is not a setting: distill is null, so it has no key 'alpha'"),
         ("seed.x=1", "seed.x=1 is not a setting: seed is a value (0), which has no keys"),
+        ("experiment.x=1", "experiment is null, so it has no key 'x'; choose an option first, experiment=<option> ("),
     ],
 )
 def test_a_setting_the_config_does_not_have_is_refused_in_one_line(command: str, line: str) -> None:
