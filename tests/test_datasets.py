@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -337,3 +340,82 @@ def test_digits_are_read_as_scikit_learn_loads_them() -> None:
     assert images.shape == (1797, 8, 8) and targets.dtype == np.int64
     np.testing.assert_array_equal(images, expected.images)
     np.testing.assert_array_equal(targets, expected.target)
+
+
+# -- the user's own image folders --------------------------------------------------------------------------------
+def _folder_module(train_dir: Path, **settings) -> Any:
+    from labelsmooth.data import ImageFolderDataModule
+
+    defaults = {"image_size": 8, "channels": 1, "val_size": 0.25, "test_size": 0.25, "in_memory": True}
+    return ImageFolderDataModule(train_dir=str(train_dir), **{**defaults, **settings})
+
+
+def _png(path: Path, value: int, mode: str = "L") -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.full((8, 8), value, dtype=np.uint16 if mode == "I;16" else np.uint8)
+    image = Image.fromarray(pixels)  # uint16: mode I;16, as 16-bit PNG and TIFF files hold grey levels
+    assert image.mode == mode
+    image.save(path)
+
+
+def test_an_own_image_folder_leaves_out_hidden_folders_and_other_files_and_reads_16_bit_images(
+    tmp_path: Path, caplog
+) -> None:
+    train = tmp_path / "images"
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(4):
+            _png(train / name / f"{i}.PNG", 40 + 100 * label)
+    _png(train / "cat" / "deep.png", 257 * 40, mode="I;16")  # 16-bit grey levels: 40 in 8 bits, not white
+    _png(train / ".ipynb_checkpoints" / "x.png", 0)  # not a class
+    _png(train / "cat" / ".ipynb_checkpoints" / "copy.png", 255)  # not an image of the class
+    (train / "cat" / "._0.PNG").write_bytes(b"macOS resource fork")
+    (train / "dog" / "notes.txt").write_text("not an image")
+    (train / "__MACOSX").mkdir()
+    module = _folder_module(train)
+    with caplog.at_level("WARNING"):
+        module.setup("fit")
+    assert module.class_names == ["cat", "dog"] and module.num_classes == 2
+    assert "left out 1 .txt file(s)" in caplog.text
+    every = torch.cat([module.train_set.images, module.val_set.images, module.test_set.images])
+    assert every.shape[0] == 9 and int(every.max()) == 140  # no white image: the 16-bit one reads as 40
+
+
+def test_an_own_image_folder_refuses_a_split_root_a_wrong_class_count_and_foreign_classes(tmp_path: Path) -> None:
+    from labelsmooth.errors import ConfigurationError
+
+    root = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        for label, name in enumerate(("cat", "dog")):
+            for i in range(3):
+                _png(root / split / name / f"{i}.png", 10 * label)
+    with pytest.raises(ConfigurationError, match=r"holds the split folders test, train, val, not classes: give each"):
+        _folder_module(root).setup("fit")
+    with pytest.raises(
+        ConfigurationError, match=r"^dataset.num_classes=5, but dataset.train_dir=.* has 2 class folders"
+    ):
+        _folder_module(root / "train", num_classes=5).setup("fit")
+    shutil.rmtree(root / "val" / "dog")  # a split may lack a class: its labels are the training ones
+    module = _folder_module(root / "train", val_dir=str(root / "val"), test_dir=str(root / "test"))
+    module.setup("fit")
+    assert module.val_set.targets.tolist() == [0, 0, 0] and sorted(set(module.test_set.targets.tolist())) == [0, 1]
+    _png(root / "test" / "owl" / "0.png", 0)
+    with pytest.raises(ConfigurationError, match=r"^dataset.test_dir=.* has class folders that dataset.train_dir has"):
+        _folder_module(root / "train", test_dir=str(root / "test")).setup("fit")
+
+
+def test_an_own_image_folders_cached_statistics_follow_its_files(tmp_path: Path) -> None:
+    train = tmp_path / "images"
+    for name in ("cat", "dog"):
+        for i in range(4):
+            _png(train / name / f"{i}.png", 50)
+    first = _folder_module(train, normalize="standardize")
+    first.setup("fit")
+    for path in train.rglob("*.png"):  # the same files, changed in place: the cached statistics must not be reused
+        _png(path, 200)
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    second = _folder_module(train, normalize="standardize")
+    second.setup("fit")
+    assert float(second.preprocessor.mean.mean()) == pytest.approx(200 / 255, abs=1e-6)
+    assert float(first.preprocessor.mean.mean()) == pytest.approx(50 / 255, abs=1e-6)

@@ -183,3 +183,22 @@ def test_failing_eval_py_exits_1_and_finishes_its_wandb_run_as_failed(tmp_path: 
     assert wandb_exit_codes(tmp_path / "eval") == ["1"]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and metrics["error_type"] == "ConfigurationError"
+
+
+def test_eval_py_on_data_with_other_classes_is_refused(tmp_path: Path) -> None:
+    """An image folder with as many classes but other names would be scored by label position."""
+    from tests.conftest import FAST, run_training
+    from tests.datasets_on_disk import write_image_folder
+
+    trained = write_image_folder(tmp_path / "pets")
+    other = write_image_folder(tmp_path / "birds", classes=("crows", "gulls", "terns"))
+    folder = ["dataset=image_folder", "dataset.image_size=8", "dataset.num_workers=0", "dataset.val_size=0.25"]
+    folder += ["dataset.test_size=0.25", "model=mlp"]
+    summary = run_training(tmp_path / "run", [*FAST, *folder, f"dataset.train_dir={trained['train_dir']}"])
+    args = [f"ckpt_path={summary['checkpoint']}", *folder[:5], f"dataset.train_dir={other['train_dir']}", *QUIET]
+    result = run_eval([*args, f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
+    assert result.returncode == 1 and error_lines(result) == [
+        "EvaluationError: the checkpoint was trained on the classes cats, dogs, owls, the evaluated data has crows, "
+        "gulls, terns: its labels would be matched by position. Evaluate on data with the training classes, in "
+        "their order."
+    ], result.stderr

@@ -101,6 +101,13 @@ def evaluate(
                 f"{error} With dataset={dataset_choice} the data set must have the classes and image shape the model "
                 f"was trained on (it was trained on {saved.names.get('dataset', '?')})."
             ) from error
+        evaluated_names = datamodule.class_names
+        if saved.class_names and evaluated_names and list(saved.class_names) != list(evaluated_names):
+            raise EvaluationError(
+                f"the checkpoint was trained on the classes {', '.join(saved.class_names)}, the evaluated data has "
+                f"{', '.join(evaluated_names)}: its labels would be matched by position. Evaluate on data with the "
+                "training classes, in their order."
+            )
         module.load_state_dict(saved.checkpoint["state_dict"])
         module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
         if run.logger:

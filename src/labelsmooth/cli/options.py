@@ -225,8 +225,6 @@ def unknown_key(override: Any, name: str, path: list[str], node: Any) -> Configu
         keys = sorted(str(k) for k in node if not str(k).startswith("_"))
         close = get_close_matches(key, keys, n=1)
         hint = f"; did you mean {name}.{close[0]}?" if close else ""
-        if not close and target and key == path[-1]:
-            hint = f"; +{name}.{key}={value} adds it"
         return ConfigurationError(
             f"{line} is not a setting: {name} has no key {key!r} (its keys: {', '.join(keys)}){hint}"
         )

@@ -35,6 +35,7 @@ class SavedRun:
     checkpoint: dict[str, Any]
     config: DictConfig
     names: dict[str, str]
+    class_names: list[str] | None = None  # the training data's, as the run specification records them
 
     @classmethod
     def of_checkpoint(
@@ -70,7 +71,7 @@ class SavedRun:
                 "teacher_ckpt": None,
             }
         )
-        return cls(checkpoint, config, dict(specification.names))
+        return cls(checkpoint, config, dict(specification.names), specification.class_names)
 
     @property
     def dataset(self) -> DictConfig:

@@ -2,18 +2,90 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
-from labelsmooth.data.image_data import ImageDataModule
+from labelsmooth.data.image_data import ImageDataModule, load_image
+from labelsmooth.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+# Folders that tools leave beside the classes (notebooks, version control, macOS archives): never a class.
+NOT_CLASSES = ("__MACOSX", "__pycache__")
+SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders (``.git``, ``.ipynb_checkpoints``, macOS's ``._cat.png``), and tools' folders."""
+    return name.startswith(".") or name in NOT_CLASSES
+
+
+def class_folders(directory: str | os.PathLike) -> list[str]:
+    """The class sub-folders of ``directory``, sorted, hidden ones left out."""
+    return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and not is_hidden(entry.name))
+
+
+def image_files(folder: Path) -> tuple[list[Path], Counter[str]]:
+    """The images under ``folder`` (torchvision's image extensions, any case; hidden files and folders left out),
+    sorted, and the other files by extension."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    images, others = [], Counter[str]()
+    for root, directories, files in os.walk(folder, followlinks=True):
+        directories[:] = sorted(d for d in directories if not is_hidden(d))
+        for name in sorted(files):
+            if is_hidden(name):
+                continue
+            suffix = Path(name).suffix.lower()
+            if suffix in IMG_EXTENSIONS:
+                images.append(Path(root) / name)
+            else:
+                others[suffix or name] += 1
+    return images, others
+
+
+class ClassFolders(Dataset):
+    """``(image, class index)`` pairs of ``<directory>/<class>/...`` for the given ``classes`` (their index is their
+    position); a class without a folder has no samples. ``targets`` are read without decoding."""
+
+    def __init__(self, directory: str | os.PathLike, classes: list[str], transform: Any) -> None:
+        self.classes, self.transform = classes, transform
+        self.samples: list[tuple[Path, int]] = []
+        self.skipped: Counter[str] = Counter()
+        for index, name in enumerate(classes):
+            if (Path(directory) / name).is_dir():
+                images, others = image_files(Path(directory) / name)
+                self.samples += [(path, index) for path in images]
+                self.skipped += others
+        self.targets = [target for _, target in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        return self.transform(load_image(path)), target
+
+    def fingerprint(self) -> str:
+        """Each image's path, size and modification time, hashed: what the cached pixel statistics depend on."""
+        digest = hashlib.sha256()
+        for path, target in self.samples:
+            stat = path.stat()
+            digest.update(f"{path}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
 
 class ImageFolderDataModule(ImageDataModule):
     """``train_dir`` is required; ``val_dir`` and ``test_dir`` are optional and, when absent, carved from the
-    training images (``val_size``, ``test_size``). Classes are the sub-folder names of ``train_dir``, sorted;
-    the other folders must have the same ones."""
+    training images (``val_size``, ``test_size``). Classes are the sub-folder names of ``train_dir``, sorted (hidden
+    folders left out); a ``val_dir`` or ``test_dir`` holds some or all of them, and no other. Images are the files
+    with torchvision's image extensions (any case); the other files are named in a warning and left out."""
 
     name = "image folder"
     downloadable = False
@@ -31,26 +103,70 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(Path(train_dir).parent, image_size, channels, **kwargs)
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.expected_files = f"{train_dir}/<class>/<image> (and the same layout in val_dir / test_dir if given)"
+        self.files_fingerprint = ""
 
     def cache_key(self) -> dict[str, Any]:
-        return {"dirs": self.dirs}
+        return {"dirs": self.dirs, "files": self.files_fingerprint}
 
     def where_to_get(self) -> str:
         return (
             f"Put your own images there: one sub-directory per class under {self.dirs['train']} (dataset.train_dir), "
-            "named after the class and holding its images; dataset.val_dir / dataset.test_dir, where given, need "
-            "the same class sub-directories."
+            "named after the class and holding its images; dataset.val_dir / dataset.test_dir, where given, hold "
+            "sub-directories of the same classes."
         )
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
-        from torchvision.datasets import ImageFolder
-        from torchvision.datasets.folder import find_classes
-
-        if self.dirs[split] is None:
+        directory = self.dirs[split]
+        if directory is None:
             return None
-        folder = ImageFolder(self.dirs[split], transform=transform)
-        if split != "train":
-            train_classes = find_classes(self.dirs["train"])[0]
-            if folder.classes != train_classes:
-                raise ValueError(f"{self.dirs[split]} has classes {folder.classes}, train_dir has {train_classes}")
+        classes = class_folders(self.dirs["train"])
+        if split == "train":
+            check_not_a_split_root(directory, classes)
+            if self.num_classes is not None and self.num_classes != len(classes):
+                raise ConfigurationError(
+                    f"dataset.num_classes={self.num_classes}, but dataset.train_dir={directory} has {len(classes)} "
+                    f"class folders ({', '.join(classes)}): leave dataset.num_classes=null to count them"
+                )
+        else:
+            unknown = sorted(set(class_folders(directory)) - set(classes))
+            if unknown:
+                raise ConfigurationError(
+                    f"dataset.{split}_dir={directory} has class folders that dataset.train_dir has not: "
+                    f"{', '.join(unknown)} (the training classes: {', '.join(classes)})"
+                )
+        folder = ClassFolders(directory, classes, transform)
+        if not folder.samples:
+            raise FileNotFoundError(f"no images under {directory}/<class>/")
+        if folder.skipped:
+            counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(folder.skipped.items()))
+            log.warning("%s: left out %s file(s) that are not images of a format torchvision reads", directory, counts)
+        if split == "train":
+            present = set(folder.targets)
+            empty = [name for index, name in enumerate(classes) if index not in present]
+            if empty:
+                raise ConfigurationError(
+                    f"dataset.train_dir={directory}: the class folder(s) {', '.join(empty)} hold no images (remove "
+                    "them, or add images)"
+                )
+            self.files_fingerprint = folder.fingerprint()
+            log.info("%s: %d images of %d classes (%s)", directory, len(folder), len(classes), ", ".join(classes))
         return folder
+
+
+def check_not_a_split_root(directory: str, classes: list[str]) -> None:
+    """Refuse a ``train_dir`` whose "classes" are split folders (``train/``, ``val/``, ``test/`` holding class
+    folders): the data set's root given in place of its training split."""
+    splits = [name for name in classes if name.lower() in SPLIT_NAMES]
+    if "train" in [name.lower() for name in splits] and all(
+        class_folders(Path(directory) / name) for name in splits
+    ):
+        named = {name.lower(): name for name in splits}
+        hint = " ".join(
+            f"dataset.{key}_dir={Path(directory) / named[name]}"
+            for key, name in (("train", "train"), ("val", "val"), ("val", "valid"), ("val", "validation"), ("test", "test"))
+            if name in named
+        )
+        raise ConfigurationError(
+            f"dataset.train_dir={directory} holds the split folders {', '.join(splits)}, not classes: give each "
+            f"split its folder, {hint}"
+        )
