@@ -215,6 +215,7 @@ def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(
         "-m smoothing=gamma smoothing.gamma=0.6,0.8,1.0 seed=0,1,2",
         "-m hydra/launcher=fused smoothing=none,uniform,gamma seed=0,1,2",
         "sweep=strategies",
+        "sweep=gamma_grid smoothing.gamma=0.5,1.0",  # the preset chooses smoothing=gamma among its sweeper's params
         "experiment=mezzini2019 dataset=cifar10 model.depth=8",
         "experiment=distill distill.alpha=0.3 teacher_ckpt=x.ckpt",
         "trainer=gpu trainer.devices=2 model=resnet20_v1 model.bn_momentum=0.01",

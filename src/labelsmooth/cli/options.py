@@ -264,7 +264,8 @@ def file_options(
 
 def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_name: str) -> Any:
     """The config that Hydra composes from the command line's ``group=option`` overrides alone; None when they
-    sweep a group or do not compose (Hydra reports why), or when Hydra is already initialised in this process."""
+    sweep a group, set sweeper parameters (which may choose options per job) or do not compose (Hydra reports
+    why), or when Hydra is already initialised in this process."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -272,9 +273,11 @@ def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_nam
         return None
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(config_name, [o.input_line for o in group_overrides], return_hydra_config=True)
+            cfg = compose(config_name, [o.input_line for o in group_overrides], return_hydra_config=True)
     except Exception:
         return None
+    # a sweep preset (sweep=gamma_grid) may choose options in its sweeper's parameters: Hydra's to apply per job
+    return None if cfg.hydra.sweeper.get("params") else cfg
 
 
 def config_options(cfg: Any) -> KnownOptions | None:
