@@ -304,3 +304,23 @@ def test_the_option_check_reads_the_overrides_around_hydras_flags_and_leaves_oth
         refuse_unknown_options(["--cfg", "job", "smoothing=gamm", "-m"], CONFIG_DIR, "train")
     refuse_unknown_options(["--config-dir", "/elsewhere", "smoothing=gamm"], CONFIG_DIR, "train")
     refuse_unknown_options(["hydra.searchpath=[file://bench/conf]", "dataset=synthetic_cifar"], CONFIG_DIR, "train")
+
+
+def test_an_interrupted_sweep_job_names_its_sweep_directory(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.errors import interruption_message
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        message = interruption_message(KeyboardInterrupt(), multirun=True)
+    finally:
+        HydraConfig.instance().cfg = None
+    assert message == (
+        f"stopped by Ctrl-C; to continue from its last checkpoint, run the same command again with resume_sweep=true "
+        f"hydra.sweep.dir={tmp_path} (completed jobs are skipped, interrupted ones continue)"
+    )

@@ -183,7 +183,8 @@ def test_a_requeued_slurm_job_is_recognised_and_its_interruption_explained(monke
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert slurm_restarts() == 0
-    assert interruption_message(SystemExit(-1), multirun=True).startswith("interrupted (Ctrl-C)")
+    assert interruption_message(SystemExit(-1), multirun=True).startswith("stopped by Ctrl-C")
+    assert "resume_sweep=true hydra.sweep.dir=<this sweep's directory> " in interruption_message(SystemExit(-1), True)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     monkeypatch.setenv("SLURM_JOB_ID", "17")
     assert slurm_restarts() == 2

@@ -98,14 +98,24 @@ def interruption_message(cause: BaseException, multirun: bool) -> str:
             "continues from its last checkpoint (checkpoints/last.ckpt, written at the end of every epoch)"
         )
     sigterm = "SIGTERM" in type(cause).__name__  # Lightning's SIGTERMException
-    what = "stopped by SIGTERM (a time limit, preemption or kill)" if sigterm else "interrupted (Ctrl-C)"
+    what = "stopped by SIGTERM (a time limit, preemption or kill)" if sigterm else "stopped by Ctrl-C"
     how = (
-        "run the same command again with resume_sweep=true and hydra.sweep.dir=<this sweep's directory> (completed "
-        "jobs are skipped, interrupted ones continue)"
+        f"run the same command again with resume_sweep=true hydra.sweep.dir={sweep_directory()} (completed jobs "
+        "are skipped, interrupted ones continue)"
         if multirun
         else "run it again with the same overrides and resume=true"
     )
     return f"{what}; to continue from its last checkpoint, {how}"
+
+
+def sweep_directory() -> str:
+    """This sweep's ``hydra.sweep.dir``, as Hydra resolved it; a placeholder outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().sweep.dir)
+    except ValueError:  # no Hydra job in this process
+        return "<this sweep's directory>"
 
 
 def log_failure(message: str, to_console: bool) -> None:
