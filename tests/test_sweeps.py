@@ -260,3 +260,16 @@ def test_an_optuna_search_in_which_every_trial_fails_ends_in_one_message(tmp_pat
     )
     assert {m["status"] for m in metrics_of(sweep).values()} == {"failed"}
     assert not (sweep / "optimization_results.yaml").exists()
+
+
+def test_an_optimized_metric_the_run_does_not_record_is_named_with_the_closest(caplog) -> None:
+    from labelsmooth.runs.sweeps import optimized_value
+
+    metrics = {"status": "completed", "val/acc": 0.9, "val/acc_best": 0.95, "val/nll": 0.3, "smoothing": "gamma"}
+    assert optimized_value(metrics, "val/acc_best") == 0.95 and not caplog.records
+    with caplog.at_level("WARNING"):
+        assert optimized_value(metrics, "val/accc") is None
+    assert caplog.messages == [
+        "optimized_metric=val/accc: the run records no such number (the closest: val/acc, val/acc_best), so a "
+        "sweeper gets none"
+    ]

@@ -225,11 +225,13 @@ def completed_job(
 @with_known_options(CONFIG_DIR, "train")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from labelsmooth.runs.sweeps import optimized_value
+
     context = context_from_hydra()
     # A re-run of a sweep, or a job that SLURM requeued: completed jobs are skipped, interrupted ones continue.
     restarts = slurm_restarts()
     if (cfg.get("resume_sweep") and context.multirun) or restarts:
-        from labelsmooth.runs.sweeps import can_continue, optimized_value
+        from labelsmooth.runs.sweeps import can_continue
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
             return optimized_value(done, cfg.get("optimized_metric"))
@@ -239,5 +241,4 @@ def main(cfg: DictConfig) -> float | None:
             with open_dict(cfg):
                 cfg.resume = True
     summary = run_app(lambda: train(cfg, context), context.multirun)
-    value = summary.get(cfg.get("optimized_metric"))
-    return float(value) if value is not None else None
+    return optimized_value(summary, cfg.get("optimized_metric"))

@@ -67,6 +67,16 @@ def can_continue(output_dir: str | Path, task_overrides: Sequence[str]) -> bool:
 
 
 def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value of the optimized metric (``val/acc_best``) for the sweeper, None when absent."""
+    """The value of the optimized metric (``val/acc_best``) for the sweeper, None when absent; a completed run
+    that records no such number says so in one warning, with the closest names it records."""
+    from difflib import get_close_matches
+
     value = metrics.get(name) if name else None
-    return float(value) if isinstance(value, (int, float)) else None
+    if name and not isinstance(value, (int, float)) and metrics.get("status") == "completed":
+        numbers = [key for key, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        close = get_close_matches(name, numbers, n=3)
+        log.warning(
+            "optimized_metric=%s: the run records no such number%s, so a sweeper gets none",
+            name, f" (the closest: {', '.join(close)})" if close else "",
+        )  # fmt: skip
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
