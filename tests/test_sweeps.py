@@ -84,12 +84,12 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
         assert (sweep / str(number) / "metrics.json").read_bytes() == content
     assert all(m["status"] == "completed" for m in metrics_of(sweep).values())
 
-    # The grid in another order numbers the jobs differently: every job meets another job's result and leaves it.
+    # The grid in another order numbers the jobs differently: refused before any job, every result left as it is.
     kept = {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(4)}
     reordered = ["smoothing=gamma", "smoothing.gamma=1.0,0.5", "seed=0,1"]
     result = run_app_in_process(["-m", *reordered, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], tmp_path)
-    assert result.returncode != 0
-    assert "holds the completed run of another job" in result.stderr and "re-run it with the same grid" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"resume_sweep=true: the grid differs from the one in {sweep}/multirun.yaml: job 0")
     for number, content in kept.items():
         assert (sweep / str(number) / "metrics.json").read_bytes() == content
     assert "test accuracy" not in result.stdout + result.stderr
@@ -273,3 +273,26 @@ def test_an_optimized_metric_the_run_does_not_record_is_named_with_the_closest(c
         "optimized_metric=val/accc: the run records no such number (the closest: val/acc, val/acc_best), so a "
         "sweeper gets none"
     ]
+
+
+def test_resuming_a_sweep_whose_grid_changed_is_refused_before_any_job(tmp_path: Path, capsys) -> None:
+    """Jobs find their directories by number: a value inserted into the grid would give a completed job's
+    directory to another job and run that completed job again under a new number."""
+    from omegaconf import OmegaConf
+
+    from labelsmooth.cli.hydra_callbacks import refuse_a_changed_grid
+
+    def multirun(*task: str) -> dict:
+        sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None}
+        return {"hydra": {"sweeper": sweeper, "overrides": {"task": list(task)}}, "resume_sweep": True}
+
+    (tmp_path / "multirun.yaml").write_text(OmegaConf.to_yaml(multirun("smoothing=none,gamma", "seed=0,1")))
+    refuse_a_changed_grid(OmegaConf.create(multirun("smoothing=none,gamma,uniform", "seed=0,1")), tmp_path)  # added
+    with pytest.raises(SystemExit) as refused:
+        refuse_a_changed_grid(OmegaConf.create(multirun("smoothing=none,gamma", "seed=0,1,2")), tmp_path)
+    assert refused.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"resume_sweep=true: the grid differs from the one in {tmp_path}/multirun.yaml: job 2 was smoothing=gamma "
+        "seed=0, it would now be smoothing=none seed=2. Continue it with its own grid (jobs may be added at its end), "
+        "or start the changed grid in a new hydra.sweep.dir"
+    )

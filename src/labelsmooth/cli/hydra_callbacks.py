@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class CheckOutputDirectory(Callback):
@@ -64,6 +64,7 @@ class SayWhenNothingToResume(Callback):
         if not config.get("resume_sweep"):
             return
         sweep = Path(str(config.hydra.sweep.dir))
+        refuse_a_changed_grid(config, sweep)
         if not any(sweep.glob("*/.hydra")):
             logging.getLogger(__name__).warning(
                 "resume_sweep=true, but hydra.sweep.dir=%s holds no job of an earlier run: every job runs from the "
@@ -107,3 +108,30 @@ def accounting_is_off() -> bool:
         return False
     return any(line.split("=")[-1].strip().endswith("none") for line in shown.splitlines()
                if line.startswith("AccountingStorageType"))  # fmt: skip
+
+
+def refuse_a_changed_grid(config: DictConfig, sweep: Path) -> None:
+    """``resume_sweep=true`` gives each job the directory of the job with its number: a grid changed other than by
+    jobs added at its end would give a completed job's directory to another job (refused when it starts, so that
+    job could never run there) and run a completed job again under a new number. Refused in one line, before any
+    job, naming the first job that changed."""
+    import yaml
+
+    from labelsmooth.runs.sweeps import first_changed_job, grid_jobs
+
+    try:
+        earlier = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    old = grid_jobs((earlier or {}).get("hydra") or {}) if isinstance(earlier, dict) else None
+    new = grid_jobs(OmegaConf.to_container(config.hydra, resolve=False))
+    if old is None or new is None or (number := first_changed_job(old, new)) is None:
+        return
+    shown = [" ".join(o for o in job if not o.startswith("resume_sweep=")) for job in (old[number], new[number])]
+    print(
+        f"resume_sweep=true: the grid differs from the one in {sweep}/multirun.yaml: job {number} was "
+        f"{shown[0]}, it would now be {shown[1]}. Continue it with its own grid (jobs may be added at its "
+        "end), or start the changed grid in a new hydra.sweep.dir",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)

@@ -30,6 +30,7 @@ from labelsmooth.runs.layout import METRICS_FILE, RunDirectory
 from labelsmooth.runs.overrides import override_key, override_value, parse_override
 from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
+from labelsmooth.runs.sweeps import grid_jobs
 
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a multirun, in the sweep directory
 NOT_COUNTED = ": cut short or damaged; the job is not counted"
@@ -136,20 +137,7 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
     multirun = _load_yaml(sweep_dir / MULTIRUN_YAML)
     if not isinstance(multirun, dict):
         return None
-    hydra_cfg = multirun.get("hydra") or {}
-    sweeper = hydra_cfg.get("sweeper") or {}
-    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
-        return None
-    try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-        arguments = params + list((hydra_cfg.get("overrides") or {}).get("task") or [])
-        overrides = OverridesParser.create().parse_overrides(arguments)
-        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-    except Exception:  # an unparsable grid must not stop the report
-        return None
+    return grid_jobs(multirun.get("hydra") or {})
 
 
 def swept_parameters(jobs: Sequence[Job]) -> list[str]:

@@ -80,3 +80,36 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
             name, f" (the closest: {', '.join(close)})" if close else "",
         )  # fmt: skip
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def grid_jobs(hydra_cfg: Any) -> list[list[str]] | None:
+    """The overrides of every job of a basic-sweeper grid, in job-number order, from a multirun's ``hydra`` config
+    (a mapping: ``multirun.yaml``'s, or the live one): Hydra's own expansion of its sweeper's ``params`` and the
+    command line's overrides; None for another sweeper (Optuna) or a grid that does not parse."""
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        arguments = params + list((hydra_cfg.get("overrides") or {}).get("task") or [])
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:
+        return None
+
+
+def first_changed_job(old: Sequence[Sequence[str]], new: Sequence[Sequence[str]]) -> int | None:
+    """The number of the first job of the earlier grid ``old`` that the grid ``new`` gives another run (the grid
+    changed other than by jobs added at its end), or None.
+
+    >>> first_changed_job([["seed=0"], ["seed=1"]], [["seed=0", "resume_sweep=true"], ["seed=1"], ["seed=2"]])
+    >>> first_changed_job([["a=1", "seed=0"], ["a=1", "seed=1"]], [["a=1", "seed=0"], ["a=2", "seed=0"]])
+    1
+    """
+    for number, (before, now) in enumerate(zip(old, new, strict=False)):
+        if not same_job(before, now):
+            return number
+    return None
