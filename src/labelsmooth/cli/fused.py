@@ -18,12 +18,13 @@ A fused group goes through three steps:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, open_dict
 
@@ -147,11 +148,26 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
         except Exception as error:  # the group's fit failed: every member records it
             for member in together:
                 member.error = error
+        except (KeyboardInterrupt, SystemExit) as stop:  # Ctrl-C or SIGTERM (Lightning exits after either)
+            record_interruption(launcher, together, stop)
     for member in members:
         if member.job.number not in returns:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
     remove_completed_group_checkpoints(trained, returns, fused_dir)
     return returns
+
+
+def record_interruption(launcher: Any, members: list[Member], stop: BaseException) -> NoReturn:
+    """An interrupted group: each member's ``metrics.json`` says ``failed``/``Interrupted`` and how to continue (as
+    a job of the basic launcher's says), then the sweep stops with that one line (``resume_sweep=true``
+    continues the group from its checkpoint)."""
+    from labelsmooth.cli.errors import RunInterrupted, interruption_message
+
+    for member in members:
+        member.error = stop
+        with contextlib.suppress(SystemExit):  # the member's record is written; the others' follow
+            _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
+    raise RunInterrupted(f"Interrupted: {interruption_message(stop, multirun=True)}") from None
 
 
 def remove_completed_group_checkpoints(
