@@ -121,6 +121,23 @@ def test_predict_reads_float_pixels_in_0_1_as_uint8_over_255_and_refuses_other_r
         model.predict(torch.tensor([-1, 300]).repeat(32).reshape(8, 8))
 
 
+def test_predict_takes_pil_images_and_image_files_decoded_as_the_image_folders_are(
+    copied_checkpoint: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from labelsmooth.data.image_data import decode_transform
+
+    model = LabelSmoothingClassifier.load_from_checkpoint(copied_checkpoint[0])  # digits: 1 x 8 x 8
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (16, 20, 4), dtype=np.uint8), mode="RGBA")  # another size and mode
+    grey = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    grey.save(tmp_path / "grey.png")
+    expected = torch.stack([decode_transform(8, 1)(image) for image in (rgba, grey)])
+    assert torch.equal(model.predict([rgba, tmp_path / "grey.png"]), model.predict(expected))
+    assert torch.equal(model.predict(grey), model.predict(expected[1:]))
+
+
 def test_image_batches_come_in_every_common_layout() -> None:
     nchw = torch.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
     assert torch.equal(as_image_batch(nchw.permute(0, 2, 3, 1), (3, 4, 4)), nchw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -19,8 +20,10 @@ class PredictsRawImages:
         torchvision's ``ToTensor`` gives them), scaled to the run's ``input_range`` and normalised with its training
         split's statistics, as in training; ``(N, C, H, W)``, channels-last ``(N, H, W, C)``, ``(N, H, W)`` for one
         channel, or one image. Floats outside [0, 1] are refused (scikit-learn's digits are 0..16: divide by 16).
-        Inputs that are already preprocessed go to the network itself: ``model(x)``. A run whose data module feeds
-        its batches as stored (no preprocessing record) takes them as they are.
+        Or PIL images or image files, one or a list, decoded as the image-folder data sets decode theirs (grey or
+        RGB as the model takes, the shorter side resized to its input size and the centre cropped). Inputs that are
+        already preprocessed go to the network itself: ``model(x)``. A run whose data module feeds its batches as
+        stored (no preprocessing record) takes them as they are.
         """
         from labelsmooth.data.preprocess import BatchPreprocessor, as_image_batch
 
@@ -29,7 +32,7 @@ class PredictsRawImages:
                 "predict needs the run specification: load the model with "
                 "LabelSmoothingClassifier.load_from_checkpoint(path) or build it with from_specification"
             )
-        batch = as_image_batch(images, self.specification.image_shape)
+        batch = as_image_batch(decoded_images(images, self.specification.image_shape), self.specification.image_shape)
         if self.specification.preprocessing is None:
             return batch.to(device=self.device, dtype=torch.float32)
         kind, top = ("floats", 1.0) if batch.is_floating_point() else ("integers", 255.0)
@@ -58,3 +61,20 @@ class PredictsRawImages:
     def predict(self, images: Any) -> torch.Tensor:
         """The predicted class index of each raw image (``predict_proba``'s argmax), shape (N,)."""
         return self.predict_proba(images).argmax(dim=-1)
+
+
+def decoded_images(images: Any, image_shape: tuple[int, int, int]) -> Any:
+    """PIL images or image files (one, or a list) as a uint8 ``(N, C, H, W)`` tensor of ``image_shape``, decoded as
+    ``labelsmooth.data.image_data.decode_transform`` decodes a data set's images; anything else as it is."""
+    from PIL import Image
+
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items or not all(isinstance(item, (str, os.PathLike, Image.Image)) for item in items):
+        return images
+    from labelsmooth.data.image_data import decode_transform, load_image
+
+    channels, height, width = image_shape
+    if height != width:
+        raise ValueError(f"PIL images for a model of {height}x{width} inputs: give arrays of that size instead")
+    transform = decode_transform(height, channels)
+    return torch.stack([transform(item if isinstance(item, Image.Image) else load_image(item)) for item in items])
