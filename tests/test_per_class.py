@@ -126,6 +126,15 @@ def test_report_per_class_table_has_the_means_over_seeds(tmp_path: Path) -> None
     assert "| none | 85.00 ± 63.53 (n=2) | 60.00 ± 127.06 (n=2) | 70.00 (n=1) |" in text
     assert (sweep / "table_test_acc_per_class.csv").is_file()
 
+    # Jobs that record their data set's class names (their own folders) show them
+    for number in range(4):
+        metrics = json.loads((sweep / str(number) / "metrics.json").read_text())
+        (sweep / str(number) / "metrics.json").write_text(json.dumps({**metrics, "class_names": ["cat", "dog", "owl"]}))
+    report = make_report([sweep], parameter="smoothing")
+    assert "| smoothing | cat | dog | owl | mean over classes |" in report.markdown.read_text()
+    rows = (sweep / "table_test_acc_per_class.csv").read_text().splitlines()
+    assert rows[0].startswith("row,smoothing,class,class_name,mean,") and ",none,1,dog," in rows[2]
+
 
 def test_report_per_class_table_shows_the_worst_ten_of_the_baseline_for_many_classes(tmp_path: Path) -> None:
     from labelsmooth.report.build import make_report

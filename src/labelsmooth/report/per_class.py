@@ -45,6 +45,10 @@ class PerClassTable:
     classes: list[int]
     num_classes: int
     reference: ParameterValue
+    class_names: list[str] | None = None  # where every job of the row records the same names
+
+    def label(self, cls: int) -> str:
+        return self.class_names[cls] if self.class_names else f"class {cls}"
 
     @property
     def parameter_values(self) -> list[ParameterValue]:
@@ -77,6 +81,7 @@ def build_per_class_tables(
     )
     means: dict[str, dict[ParameterValue, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
     sizes: dict[str, int] = defaultdict(int)
+    names: dict[str, set[tuple[str, ...]]] = defaultdict(set)
     for job in (j for j in jobs if j.status == "completed"):
         column, accuracies = as_parameter_value(job.value(parameter)), _per_class(job.metrics.get(key))
         if column is None or accuracies is None:
@@ -87,6 +92,8 @@ def build_per_class_tables(
         if not present:
             continue
         sizes[row] = max(sizes[row], len(accuracies))
+        recorded = job.metrics.get("class_names")
+        names[row].add(tuple(map(str, recorded)) if isinstance(recorded, list) else ())
         for cls, accuracy in enumerate(accuracies):
             if accuracy is not None:
                 values[row][column][cls][seed] = accuracy
@@ -109,6 +116,7 @@ def build_per_class_tables(
                 classes,
                 k,
                 reference,
+                list(next(iter(names[row]))) if len(names[row]) == 1 and len(next(iter(names[row]))) == k else None,
             )
         )
     return tables
@@ -135,7 +143,7 @@ def per_class_markdown(tables: Sequence[PerClassTable], parameter: str) -> list[
             if table.worst_only
             else ""
         )
-        header = [symbol, *(f"class {c}" for c in table.classes), MEAN_COLUMN]
+        header = [symbol, *(table.label(c) for c in table.classes), MEAN_COLUMN]
         rows = [
             [
                 format_value(v),
@@ -158,8 +166,9 @@ def write_per_class_csv(path: Path, tables: Sequence[PerClassTable], parameter: 
                 e = table.estimate(value, cls)
                 if e.n:
                     name = "mean" if cls is None else cls
-                    rows.append([table.row, value, name, e.mean, e.half_width, e.low, e.high, e.std, e.n])
-    header = ["row", parameter, "class", "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n"]
+                    label = "" if cls is None or not table.class_names else table.class_names[cls]
+                    rows.append([table.row, value, name, label, e.mean, e.half_width, e.low, e.high, e.std, e.n])
+    header = ["row", parameter, "class", "class_name", "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n"]
     return write_csv(path, header, rows)
 
 
