@@ -240,5 +240,11 @@ def main(cfg: DictConfig) -> float | None:
             log.info("%s: %s continues from its last checkpoint", why, context.output_dir)
             with open_dict(cfg):
                 cfg.resume = True
+    elif (
+        str(cfg.get("resume")).lower() not in ("false", "none")
+        and not context.multirun
+        and (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None
+    ):  # resume= of a run that has completed: nothing to resume (its metrics.json says so, above)
+        return optimized_value(done, cfg.get("optimized_metric"))
     summary = run_app(lambda: train(cfg, context), context.multirun)
     return optimized_value(summary, cfg.get("optimized_metric"))

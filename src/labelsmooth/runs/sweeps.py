@@ -37,12 +37,13 @@ def completed_job(
     if (metrics := completed_result(output_dir)) is None:
         return None
     # A metrics.json recorded before it kept the overrides: what it has of the job's identity, all of it.
-    recorded_overrides = isinstance(metrics.get("overrides"), list)
-    expected = {"overrides": job_overrides(task_overrides)} if recorded_overrides else identity
-    different = {k: (metrics.get(k), v) for k, v in expected.items() if metrics.get(k) != v}
-    if different:  # train() refuses to replace the other job's result (labelsmooth.runs.result_guard)
+    if isinstance(metrics.get("overrides"), list):
+        same = same_job(metrics["overrides"], task_overrides)
+    else:
+        same = all(metrics.get(key) == value for key, value in identity.items())
+    if not same:  # train() refuses to replace the other job's result (labelsmooth.runs.result_guard)
         return None
-    log.info("resume_sweep: %s says completed; skipping this job", Path(output_dir) / METRICS_FILE)
+    log.info("%s says completed: the job is not run again", Path(output_dir) / METRICS_FILE)
     return metrics
 
 
