@@ -373,16 +373,16 @@ def test_wandb_run_name_config_and_disabled_mode(tmp_path: Path, monkeypatch) ->
     assert instantiate_logger(cfg, context) is False
 
 
-def test_each_run_stages_its_wandb_files_under_its_own_log_dir_unless_the_user_chose(
+def test_each_run_stages_its_wandb_files_under_its_own_directory_unless_the_user_chose(
     tmp_path: Path, monkeypatch
 ) -> None:
     from labelsmooth.cli import tracking
 
     monkeypatch.delenv("WANDB_DATA_DIR", raising=False)
     monkeypatch.setattr(tracking, "_staging_dir", None)
-    for log_dir in (tmp_path / "first", tmp_path / "second"):  # two runs of one process (a notebook, a benchmark)
-        tracking.stage_wandb_files_under(log_dir)
-        assert os.environ["WANDB_DATA_DIR"] == str(log_dir / ".wandb-data")
+    for run_dir in (tmp_path / "first", tmp_path / "second"):  # two runs of one process (a sweep, a notebook)
+        tracking.stage_wandb_files_under(run_dir)
+        assert os.environ["WANDB_DATA_DIR"] == str(run_dir / ".wandb-data")
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "mine"))
     tracking.stage_wandb_files_under(tmp_path / "third")
     assert os.environ["WANDB_DATA_DIR"] == str(tmp_path / "mine")

@@ -41,8 +41,7 @@ def instantiate_logger(
         if os.environ.get("WANDB_MODE", "").lower() == "disabled":
             log.info("WANDB_MODE=disabled: no W&B run (metrics.json, checkpoints and plots are written as usual)")
             return False
-        if cfg.get("paths") and cfg.paths.get("log_dir"):
-            stage_wandb_files_under(Path(cfg.paths.log_dir))
+        stage_wandb_files_under(Path(context.output_dir))
         extra: dict[str, Any] = {"offline": True}
         if wants_online(bool(logger_cfg.get("offline", True))):
             reason = why_wandb_cannot_go_online()
@@ -68,13 +67,13 @@ def instantiate_logger(
 _staging_dir: str | None = None
 
 
-def stage_wandb_files_under(log_dir: Path) -> None:
-    """W&B's staged files (tables, images) under ``<log_dir>/.wandb-data``, next to the runs rather than in the
-    home directory: ``WANDB_DATA_DIR``, unless the user set it. Set again for each run, so that a later run of the
-    same process with another ``paths.log_dir`` stages under its own."""
+def stage_wandb_files_under(run_dir: Path) -> None:
+    """W&B's staged files (tables, images that an offline run's ``wandb sync`` uploads) under the run's own
+    directory, ``<run_dir>/.wandb-data``, rather than in the home directory or the working directory:
+    ``WANDB_DATA_DIR``, unless the user set it. Set again for each run of a process (a sweep, a notebook)."""
     global _staging_dir
     if os.environ.get("WANDB_DATA_DIR") in (None, _staging_dir):
-        _staging_dir = os.environ["WANDB_DATA_DIR"] = str(log_dir / ".wandb-data")
+        _staging_dir = os.environ["WANDB_DATA_DIR"] = str(run_dir / ".wandb-data")
 
 
 def wandb_record(logger: Any) -> dict[str, str]:
