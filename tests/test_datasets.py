@@ -396,6 +396,14 @@ def test_an_own_image_folder_refuses_a_split_root_a_wrong_class_count_and_foreig
         ConfigurationError, match=r"^dataset.num_classes=5, but dataset.train_dir=.* has 2 class folders"
     ):
         _folder_module(root / "train", num_classes=5).setup("fit")
+    vehicles = tmp_path / "vehicles"  # a class named like a split, with sub-folders: a class all the same
+    for name in ("bus", "car", "train"):
+        _png(vehicles / name / "sub" / "0.png", 0)
+        for i in range(1, 4):
+            _png(vehicles / name / f"{i}.png", 0)
+    accepted = _folder_module(vehicles)
+    accepted.setup("fit")
+    assert accepted.class_names == ["bus", "car", "train"]
     shutil.rmtree(root / "val" / "dog")  # a split may lack a class: its labels are the training ones
     module = _folder_module(root / "train", val_dir=str(root / "val"), test_dir=str(root / "test"))
     module.setup("fit")

@@ -67,6 +67,15 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
     assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
 
 
+def test_optimizer_settings_that_are_not_numbers_are_the_optimizers_own(tmp_path: Path) -> None:
+    """Adafactor's ``eps`` is a pair, with None for a default: the shared ranges apply to numbers only."""
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.schema import validate_run_config
+
+    adafactor = ["optimizer._target_=torch.optim.Adafactor", "+optimizer.eps=[null,0.001]", "optimizer.lr=0.01"]
+    validate_run_config(compose_config(adafactor, output_dir=tmp_path))
+
+
 def test_two_starting_points_or_a_sweeps_resume_in_a_single_run_are_refused(tmp_path: Path) -> None:
     from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_start

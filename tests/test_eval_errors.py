@@ -202,3 +202,10 @@ def test_eval_py_on_data_with_other_classes_is_refused(tmp_path: Path) -> None:
         "gulls, terns: its labels would be matched by position. Evaluate on data with the training classes, in "
         "their order."
     ], result.stderr
+
+
+def test_eval_py_over_several_checkpoints_evaluates_each_whatever_the_others_do(tmp_path: Path) -> None:
+    result = run_eval(["-m", "ckpt_path=a.ckpt,b.ckpt", f"hydra.sweep.dir={tmp_path / 'sweep'}", *QUIET], tmp_path)
+    assert result.returncode == 1  # as under train.py -m: a sweep with a failed job
+    assert "#1 : ckpt_path=b.ckpt" in result.stdout + result.stderr  # the second ran after the first failed
+    assert [json.loads((tmp_path / "sweep" / n / "metrics.json").read_text())["status"] for n in "01"] == ["failed"] * 2

@@ -69,3 +69,14 @@ def test_the_report_draws_the_learning_curves_and_names_a_damaged_history(tmp_pa
     text = report.markdown.read_text()
     assert "![curves_digits](curves_digits.png)" in text
     assert f"{sweep / '3' / 'history.csv'}: " in text and "left out of the learning curves" in text
+
+
+def test_the_learning_curves_of_jobs_that_did_not_validate_draw_the_other_panels(tmp_path: Path) -> None:
+    """A row whose jobs record no validation metric (validation off, or a history from before it was kept): that
+    panel says so instead of ending the report in matplotlib's 'Axis limits cannot be NaN or Inf'."""
+    sweep = tmp_path / "sweep"
+    for number, seed in enumerate((0, 1)):
+        job = write_job(sweep, number, 0.9, seed, completed(0.9, seed, 0.9, 0.1, 0.05))
+        write_history_csv(RunDirectory(job).history_csv, [{"epoch": 0, "step": 10, "train/loss": 2.0 - seed}])
+    make_report([sweep])
+    assert (sweep / "curves_digits.png").read_bytes()[:4] == b"\x89PNG"

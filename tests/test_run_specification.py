@@ -136,6 +136,8 @@ def test_predict_takes_pil_images_and_image_files_decoded_as_the_image_folders_a
     expected = torch.stack([decode_transform(8, 1)(image) for image in (rgba, grey)])
     assert torch.equal(model.predict([rgba, tmp_path / "grey.png"]), model.predict(expected))
     assert torch.equal(model.predict(grey), model.predict(expected[1:]))
+    deep = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)  # 16-bit grey levels, as opened from a file
+    assert deep.mode == "I;16" and torch.equal(model.predict(deep), model.predict(grey))
 
 
 def test_image_batches_come_in_every_common_layout() -> None:

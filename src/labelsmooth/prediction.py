@@ -36,7 +36,7 @@ class PredictsRawImages:
         if self.specification.preprocessing is None:
             return batch.to(device=self.device, dtype=torch.float32)
         kind, top = ("floats", 1.0) if batch.is_floating_point() else ("integers", 255.0)
-        low, high = float(batch.min()), float(batch.max())
+        low, high = (float(batch.min()), float(batch.max())) if batch.numel() else (0.0, 0.0)
         if low < 0.0 or high > top:
             raise ValueError(
                 f"predict takes pixels in 0..255 (uint8) or in [0, 1] (floats); these {kind} lie in [{low:g}, "
@@ -71,10 +71,11 @@ def decoded_images(images: Any, image_shape: tuple[int, int, int]) -> Any:
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items or not all(isinstance(item, (str, os.PathLike, Image.Image)) for item in items):
         return images
-    from labelsmooth.data.image_data import decode_transform, load_image
+    from labelsmooth.data.image_data import decode_transform, eight_bit, load_image
 
     channels, height, width = image_shape
     if height != width:
         raise ValueError(f"PIL images for a model of {height}x{width} inputs: give arrays of that size instead")
     transform = decode_transform(height, channels)
-    return torch.stack([transform(item if isinstance(item, Image.Image) else load_image(item)) for item in items])
+    opened = [eight_bit(item) if isinstance(item, Image.Image) else load_image(item) for item in items]
+    return torch.stack([transform(image) for image in opened])

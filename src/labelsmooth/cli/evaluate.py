@@ -194,5 +194,7 @@ def main(cfg: DictConfig) -> float | None:
     traceback with ``HYDRA_FULL_ERROR=1``) and exit code 1."""
     context = _context_from_hydra()
     dataset_choice = context.choices.get("dataset")
-    summary = run_app(lambda: evaluate(cfg, context.output_dir, dataset_choice, context), False, resumable=False)
+    summary = run_app(
+        lambda: evaluate(cfg, context.output_dir, dataset_choice, context), context.multirun, resumable=False
+    )
     return summary.get("test/acc")

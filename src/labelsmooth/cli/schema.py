@@ -89,8 +89,8 @@ TRAINER_COUNTS: dict[str, Field] = {
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
 }
-# The settings that torch's optimizers share, with their meaningful ranges (torch checks some of them, in its words,
-# and not momentum's or dampening's upper bound).
+# The settings that torch's optimizers share, with their meaningful ranges where they are numbers (torch checks some
+# of them, in its words, and not momentum's or dampening's upper bound).
 OPTIMIZER: dict[str, Field] = {
     "lr": Field(float, 0, what="the learning rate"),
     "weight_decay": Field(float, 0),
@@ -132,8 +132,8 @@ def validate_run_config(cfg: DictConfig) -> None:
         check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
     if cfg.get("trainer"):
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
-    for key, field in OPTIMIZER.items():
-        if cfg.get("optimizer") and key in cfg.optimizer:
+    for key, field in OPTIMIZER.items():  # a number or text; other forms are the optimizer's own (Adafactor's eps pair)
+        if cfg.get("optimizer") and key in cfg.optimizer and isinstance(_value(cfg.optimizer, key), (int, float, str)):
             check(f"optimizer.{key}", _value(cfg.optimizer, key), field)
     for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
         if cfg.get("scheduler") and key in cfg.scheduler:

@@ -102,14 +102,22 @@ def load_image(path: str | os.PathLike) -> Any:
             image.load()
     except Exception as error:
         raise DatasetUnreadableError(f"{path}: cannot read this image ({describe(error)})") from None
-    if image.mode == "F":
-        raise DatasetUnreadableError(f"{path}: a 32-bit float image (its range is unknown): save it with 8 or 16 bits")
-    if image.mode.startswith("I"):
-        import numpy as np
+    return eight_bit(image, path)
 
-        levels = np.asarray(image, dtype=np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
-    return image
+
+def eight_bit(image: Any, name: Any = "an image") -> Any:
+    """A PIL image whose 16-bit grey levels (modes ``I;16``, ``I``) are scaled to 8 bits (``v/257``), as
+    ``load_image`` reads files; a float image (mode ``F``) is a ``DatasetUnreadableError``; others as they are."""
+    from PIL import Image
+
+    if image.mode == "F":
+        raise DatasetUnreadableError(f"{name}: a 32-bit float image (its range is unknown): save it with 8 or 16 bits")
+    if not image.mode.startswith("I"):
+        return image
+    import numpy as np
+
+    levels = np.asarray(image, dtype=np.float64) / 257.0
+    return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
 
 
 def decode_transform(image_size: int, channels: int):

@@ -103,10 +103,14 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(Path(train_dir).parent, image_size, channels, **kwargs)
         self.dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         self.expected_files = f"{train_dir}/<class>/<image> (and the same layout in val_dir / test_dir if given)"
-        self.files_fingerprint = ""
+        self.train_folder: ClassFolders | None = None
+        self.train_fingerprint: str | None = None
 
     def cache_key(self) -> dict[str, Any]:
-        return {"dirs": self.dirs, "files": self.files_fingerprint}
+        """The folders and a fingerprint of the training images (read once, only where statistics are cached)."""
+        if self.train_fingerprint is None and self.train_folder is not None:
+            self.train_fingerprint = self.train_folder.fingerprint()
+        return {"dirs": self.dirs, "files": self.train_fingerprint or ""}
 
     def where_to_get(self) -> str:
         return (
@@ -148,7 +152,7 @@ class ImageFolderDataModule(ImageDataModule):
                     f"dataset.train_dir={directory}: the class folder(s) {', '.join(empty)} hold no images (remove "
                     "them, or add images)"
                 )
-            self.files_fingerprint = folder.fingerprint()
+            self.train_folder = folder
             log.info("%s: %d images of %d classes (%s)", directory, len(folder), len(classes), ", ".join(classes))
         return folder
 
@@ -157,7 +161,7 @@ def check_not_a_split_root(directory: str, classes: list[str]) -> None:
     """Refuse a ``train_dir`` whose "classes" are split folders (``train/``, ``val/``, ``test/`` holding class
     folders): the data set's root given in place of its training split."""
     splits = [name for name in classes if name.lower() in SPLIT_NAMES]
-    if "train" in [name.lower() for name in splits] and all(
+    if len(splits) >= 2 and "train" in [name.lower() for name in splits] and all(
         class_folders(Path(directory) / name) for name in splits
     ):
         named = {name.lower(): name for name in splits}

@@ -113,7 +113,9 @@ def plot_learning_curves(
                         ax.errorbar(band.epochs, mean, yerr=[[below], [above]], color=line.get_color(), capsize=3)
             ax.set_xlabel("epoch")
             first, last = ax.dataLim.intervalx
-            if last - first < 1:  # one epoch: its tick alone (a locator would divide the autoscaled ±0.05)
+            if not ax.has_data():  # no job of the row records this metric
+                ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center", color="grey")
+            elif last - first < 1:  # one epoch: its tick alone (a locator would divide the autoscaled ±0.05)
                 ax.set_xlim(first - 0.5, last + 0.5)
                 ax.set_xticks([round(first)])
             else:

@@ -21,7 +21,7 @@ from typing import Any
 
 from labelsmooth.runs.files import recorded_metrics
 from labelsmooth.runs.layout import METRICS_FILE
-from labelsmooth.runs.overrides import job_overrides, same_job
+from labelsmooth.runs.overrides import job_overrides, override_key, same_job
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def completed_job(
         return None
     # A metrics.json recorded before it kept the overrides: what it has of the job's identity, all of it.
     if isinstance(metrics.get("overrides"), list):
-        same = same_job(metrics["overrides"], task_overrides)
+        same = sweep_job(metrics["overrides"]) == sweep_job(task_overrides)
     else:
         same = all(metrics.get(key) == value for key, value in identity.items())
     if not same:  # train() refuses to replace the other job's result (labelsmooth.runs.result_guard)
@@ -111,6 +111,16 @@ def first_changed_job(old: Sequence[Sequence[str]], new: Sequence[Sequence[str]]
     1
     """
     for number, (before, now) in enumerate(zip(old, new, strict=False)):
-        if not same_job(before, now):
+        if sweep_job(before) != sweep_job(now):
             return number
     return None
+
+
+def sweep_job(overrides: Sequence[str]) -> list[str]:
+    """The overrides that define a sweep's job: all of them (``ckpt_path`` included: a grid may sweep the start
+    point), sorted, less those that only say to continue it (``resume_sweep``, ``resume``).
+
+    >>> sweep_job(["seed=1", "resume_sweep=true", "ckpt_path=a.ckpt", "resume=true"])
+    ['ckpt_path=a.ckpt', 'seed=1']
+    """
+    return sorted(o for o in job_overrides(overrides) if override_key(o) != "resume")
