@@ -296,14 +296,3 @@ def test_resuming_a_sweep_whose_grid_changed_is_refused_before_any_job(tmp_path:
         "seed=0, it would now be smoothing=none seed=2. Continue it with its own grid (jobs may be added at its end), "
         "or start the changed grid in a new hydra.sweep.dir"
     )
-
-
-def test_resume_of_a_run_that_has_completed_runs_nothing_again(tmp_path: Path) -> None:
-    args = [*FAST, "logger=none", f"paths.log_dir={tmp_path}"]
-    assert run_app_in_process(args, tmp_path).returncode == 0
-    (metrics,) = tmp_path.rglob("metrics.json")
-    before = metrics.read_bytes()
-    again = run_app_in_process([*args, "resume=true"], tmp_path)
-    output = again.stdout + again.stderr
-    assert again.returncode == 0 and f"{metrics} says completed: the job is not run again" in output
-    assert "test accuracy" not in output and metrics.read_bytes() == before
