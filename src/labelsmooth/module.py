@@ -198,10 +198,9 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         }
 
     def per_class_record(self) -> dict[str, Any]:
-        """``val/acc_per_class`` (the latest validation: in ``train`` and ``evaluate`` that of the best checkpoint
-        just before the test) and ``test/acc_per_class``: lists in class order, None for a class absent from the
-        split; ``test/acc_worst_class``, their minimum over the classes present; ``class_names``, the lists'
-        classes, where the data set names them."""
+        """``val/acc_per_class`` (the latest validation: in ``train`` and ``evaluate`` the best checkpoint's) and
+        ``test/acc_per_class``: lists in class order (``class_names``, where the data set names them), None for a
+        class absent from the split; ``test/acc_worst_class``, their minimum over the classes present."""
         record: dict[str, Any] = {}
         if self.val_acc_per_class is not None:
             record["val/acc_per_class"] = self.val_acc_per_class
@@ -211,7 +210,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
             if worst is not None:
                 record["test/acc_worst_class"] = worst
         if record and self.specification is not None and self.specification.class_names:
-            record["class_names"] = list(self.specification.class_names)  # the lists' order, where the data names it
+            record["class_names"] = list(self.specification.class_names)
         return record
 
     def _per_class_accuracy(self, confusion: MulticlassConfusionMatrix) -> tuple[torch.Tensor, list[float | None]]:

@@ -71,7 +71,8 @@ def decoded_images(images: Any, image_shape: tuple[int, int, int]) -> Any:
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items or not all(isinstance(item, (str, os.PathLike, Image.Image)) for item in items):
         return images
-    from labelsmooth.data.image_data import decode_transform, eight_bit, load_image
+    from labelsmooth.data.image_data import decode_transform
+    from labelsmooth.data.image_folder import eight_bit, load_image
 
     channels, height, width = image_shape
     if height != width:

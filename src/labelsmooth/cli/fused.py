@@ -28,7 +28,14 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, open_dict
 
-from labelsmooth.cli.fused_groups import Group, Job, check_batching, check_max_members, group_jobs
+from labelsmooth.cli.fused_groups import (
+    Group,
+    Job,
+    check_batching,
+    check_max_members,
+    group_jobs,
+    remove_completed_group_checkpoints,
+)
 from labelsmooth.tracking.quiet import silence_library_noise
 
 log = logging.getLogger(__name__)
@@ -128,7 +135,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
         _run_job(launcher, member.job, lambda cfg, member=member: prepare(member, cfg))
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     returns: dict[int, Any] = {}
-    trained: list[tuple[list[Member], Path]] = []
+    trained: list[tuple[list[int], Path]] = []
     fused_dir = Path(str(launcher.config.hydra.sweep.dir)) / ".fused"
     queue = [[member for member in members if member.error is None and member.done is None]]
     while queue and queue[0]:
@@ -138,7 +145,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
             member.group = numbers
         try:
             train_group(together, fused_dir / "-".join(map(str, numbers)), batching)
-            trained.append((together, fused_dir / "-".join(map(str, numbers))))
+            trained.append((numbers, fused_dir / "-".join(map(str, numbers))))
         except GroupTooLarge as smaller:
             log.warning("Jobs %s do not fit together (%s): they train in groups of %d.", numbers, smaller, smaller.size)
             queue[:0] = [together[start : start + smaller.size] for start in range(0, len(together), smaller.size)]
@@ -168,24 +175,6 @@ def record_interruption(launcher: Any, members: list[Member], stop: BaseExceptio
         with contextlib.suppress(SystemExit):  # the member's record is written; the others' follow
             _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
     raise RunInterrupted(f"Interrupted: {interruption_message(stop, multirun=True)}") from None
-
-
-def remove_completed_group_checkpoints(
-    trained: list[tuple[list[Member], Path]], returns: dict[int, Any], fused_dir: Path
-) -> None:
-    """The group checkpoint (every member's weights and optimizer state: resume state only) of each group whose
-    members all completed: each has its own checkpoints and records by then. A group with a failed member keeps
-    it."""
-    import shutil
-
-    from hydra.core.utils import JobStatus
-
-    for together, group_dir in trained:
-        if all(returns[member.job.number].status == JobStatus.COMPLETED for member in together):
-            shutil.rmtree(group_dir, ignore_errors=True)
-            log.info("Fused group %s: every member completed; its group checkpoint is removed", group_dir.name)
-    if fused_dir.is_dir() and not any(fused_dir.iterdir()):
-        fused_dir.rmdir()
 
 
 class GroupTooLarge(Exception):

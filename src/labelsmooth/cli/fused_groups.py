@@ -11,11 +11,15 @@ cannot be a member at all (``why_not_fusable``) runs alone, as under the basic l
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("labelsmooth.cli.fused")  # the launcher's lines, under its name
 
 PER_MEMBER = ("seed", "smoothing", "augment", "strategy_schedule", "tags")
 
@@ -124,3 +128,21 @@ def check_batching(value: Any) -> str:
     if value not in BATCHING:
         raise ConfigurationError(f"hydra.launcher.batching={value!r} must be one of {', '.join(BATCHING)}")
     return str(value)
+
+
+def remove_completed_group_checkpoints(
+    trained: list[tuple[list[int], Path]], returns: dict[int, Any], fused_dir: Path
+) -> None:
+    """The group checkpoint (every member's weights and optimizer state: resume state only) of each trained group
+    (its jobs' numbers, its directory) whose jobs all completed (``returns``: Hydra's JobReturn by job number):
+    each has its own checkpoints and records by then. A group with a failed member keeps it."""
+    import shutil
+
+    from hydra.core.utils import JobStatus
+
+    for numbers, group_dir in trained:
+        if all(returns[number].status == JobStatus.COMPLETED for number in numbers):
+            shutil.rmtree(group_dir, ignore_errors=True)
+            log.info("Fused group %s: every member completed; its group checkpoint is removed", group_dir.name)
+    if fused_dir.is_dir() and not any(fused_dir.iterdir()):
+        fused_dir.rmdir()

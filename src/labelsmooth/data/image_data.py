@@ -90,36 +90,6 @@ def already_batched(batch: Any) -> Any:
     return batch
 
 
-def load_image(path: str | os.PathLike) -> Any:
-    """An image file as a PIL image, with 16-bit grey levels (modes ``I;16`` and ``I``, as 16-bit PNG and TIFF
-    open) scaled to 8 bits (``v/257``) rather than clipped to white by the mode conversion; a float image (mode
-    ``F``, whose range is unknown) and a file that cannot be read are a ``DatasetUnreadableError`` naming it."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as handle:
-            image = Image.open(handle)
-            image.load()
-    except Exception as error:
-        raise DatasetUnreadableError(f"{path}: cannot read this image ({describe(error)})") from None
-    return eight_bit(image, path)
-
-
-def eight_bit(image: Any, name: Any = "an image") -> Any:
-    """A PIL image whose 16-bit grey levels (modes ``I;16``, ``I``) are scaled to 8 bits (``v/257``), as
-    ``load_image`` reads files; a float image (mode ``F``) is a ``DatasetUnreadableError``; others as they are."""
-    from PIL import Image
-
-    if image.mode == "F":
-        raise DatasetUnreadableError(f"{name}: a 32-bit float image (its range is unknown): save it with 8 or 16 bits")
-    if not image.mode.startswith("I"):
-        return image
-    import numpy as np
-
-    levels = np.asarray(image, dtype=np.float64) / 257.0
-    return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
-
-
 def decode_transform(image_size: int, channels: int):
     """PIL image → uint8 tensor ``(channels, image_size, image_size)``: convert the mode, resize the shorter
     side to ``image_size`` (antialiased) and crop the centre square."""
