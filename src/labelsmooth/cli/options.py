@@ -186,8 +186,8 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
             raise ConfigurationError(
                 f"{override.input_line} is not a setting ({hint}the top-level settings are {', '.join(top_level)})"
             )
-        if key and (refusal := unknown_key(override, name, key.split("."), node_of(name))):
-            if node_of(name) is None and (config_dir / name).is_dir():  # a group chosen as null: which to choose
+        if key and (refusal := unknown_key(override, name, key.split("."), node := node_of(name))):
+            if node is None and (config_dir / name).is_dir():  # a group chosen as null: which to choose
                 options = ", ".join(group_options(config_dir / name))
                 raise ConfigurationError(f"{refusal}; choose an option first, {name}=<option> (the options: {options})")
             raise refusal

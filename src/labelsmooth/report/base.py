@@ -11,14 +11,8 @@ from typing import Any
 MARKDOWN_TITLE = "# Label smoothing sweep report"
 DEFAULT_PARAMETER = "smoothing.gamma"
 REPLICATE_KEYS = {"seed"}
-# Keys a report never takes for the swept parameter: the options that make its rows (``model=mlp``, not
-# ``model.depth=8``), and the keys, with those under them, that say where a run's outputs go and how they are shown,
-# not what it trains, so that two sweeps differing in paths.log_dir compare as one.
+# The options that make a report's rows (``model=mlp``, not ``model.depth=8``): never its swept parameter.
 ROW_KEYS = ("dataset", "model")
-OUTPUT_KEYS = (
-    "paths", "logger", "callbacks", "figures", "tags", "resume", "resume_sweep", "num_threads", "save_predictions",
-    "predictions_max_values", "trainer.enable_progress_bar",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import yaml
 from labelsmooth.errors import describe
 from labelsmooth.report.base import (
     DEFAULT_PARAMETER,
-    OUTPUT_KEYS,
     REPLICATE_KEYS,
     REPORT_METRICS,
     ROW_KEYS,
@@ -27,7 +26,7 @@ from labelsmooth.report.base import (
 )
 from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import METRICS_FILE, RunDirectory
-from labelsmooth.runs.overrides import override_key, override_value, parse_override
+from labelsmooth.runs.overrides import is_output_key, override_key, override_value, parse_override
 from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
 from labelsmooth.runs.sweeps import grid_jobs
@@ -158,12 +157,14 @@ def swept_parameters(jobs: Sequence[Job]) -> list[str]:
 
 
 def is_not_compared(key: str) -> bool:
-    """Whether ``key`` makes the rows or places the outputs (``ROW_KEYS``, ``OUTPUT_KEYS``): never the parameter.
+    """Whether ``key`` makes the rows (``ROW_KEYS``), places or shows the outputs (``is_output_key``), or continues
+    a run (``resume``, ``resume_sweep``) or sets the CPU's threads: never the swept parameter, so that two sweeps
+    written to different places report as one.
 
     >>> [is_not_compared(k) for k in ("paths.log_dir", "logger", "dataset", "dataset.shift", "smoothing")]
     [True, True, True, False, False]
     """
-    return key in ROW_KEYS or any(key == k or key.startswith(f"{k}.") for k in OUTPUT_KEYS)
+    return key in ROW_KEYS or key in ("resume", "resume_sweep", "num_threads") or is_output_key(key)
 
 
 class ParameterError(ValueError):

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-# Keys that say how to start a run (resume, ckpt_path) or how its outputs are shown, not what is trained.
-IGNORED_OVERRIDE_KEYS = frozenset({"resume", "resume_sweep", "ckpt_path", "logger", "trainer.enable_progress_bar"})
-# Keys that say where outputs go or how they are logged.
-IGNORED_OVERRIDE_PREFIXES = ("paths.", "logger.")
+# Keys that say how to start a run, not what it trains.
+START_KEYS = frozenset({"resume", "resume_sweep", "ckpt_path"})
+# Keys, with the keys under them, that say where a run's outputs go and how they are shown or logged, not what it
+# trains.
+OUTPUT_KEYS = ("paths", "logger", "figures", "tags", "save_predictions", "predictions_max_values")
+OUTPUT_KEYS += ("trainer.enable_progress_bar",)
+
+
+def is_output_key(key: str) -> bool:
+    """Whether ``key`` is one of ``OUTPUT_KEYS`` or under one.
+
+    >>> is_output_key("paths.log_dir"), is_output_key("logger"), is_output_key("figures"), is_output_key("seed")
+    (True, True, True, False)
+    """
+    return any(key == name or key.startswith(f"{name}.") for name in OUTPUT_KEYS)
 
 
 def parse_override(override: str) -> tuple[str, str | None]:
@@ -62,13 +73,9 @@ def job_overrides(task_overrides: Sequence[str]) -> list[str]:
 
 
 def comparable_overrides(overrides: Iterable[str]) -> frozenset[str]:
-    """The overrides that define a run, less those that only say how to start it (``resume``, ``ckpt_path``,
-    ``resume_sweep``), where its outputs go (``paths.*``) or how they are shown (``logger``, the progress bar)."""
-    return frozenset(
-        o
-        for o in overrides
-        if override_key(o) not in IGNORED_OVERRIDE_KEYS and not override_key(o).startswith(IGNORED_OVERRIDE_PREFIXES)
-    )
+    """The overrides that define a run, less those that only say how to start it (``START_KEYS``) or where its
+    outputs go and how they are shown (``OUTPUT_KEYS``)."""
+    return frozenset(o for o in overrides if override_key(o) not in START_KEYS and not is_output_key(override_key(o)))
 
 
 def same_job(recorded: Sequence[str], overrides: Sequence[str]) -> bool:
