@@ -141,3 +141,35 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
         ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
     )
     assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_fused_group_records_each_member_and_says_how_to_continue(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    grid = ["smoothing=none,uniform", "model=mlp", "trainer.max_epochs=500", *QUIET, "logger=none", "figures=false"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), "-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's process has it
+    )
+    deadline = time.monotonic() + 300
+    while not (sweep / ".fused" / "0-1" / "last.ckpt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # Ctrl-C, during the group's fit
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"Interrupted: stopped by Ctrl-C; to continue from its last checkpoint, run the same command again with "
+        f"resume_sweep=true hydra.sweep.dir={sweep} (completed jobs are skipped, interrupted ones continue)"
+    )
+    members = metrics_of(sweep)
+    assert sorted(members) == [0, 1]
+    for member in members.values():
+        assert member["status"] == "failed" and member["error_type"] == "Interrupted"
+        assert "resume_sweep=true" in member["error"]
