@@ -218,10 +218,11 @@ def check_start(cfg: DictConfig, overrides: list[str], multirun: bool) -> None:
     """Refuse the two ways to start training given together on the command line, and ``resume_sweep=true`` outside
     a sweep, which would be ignored."""
     from labelsmooth.runs.overrides import override_key
+    from labelsmooth.runs.resume import resume_asked
 
     given = {override_key(o) for o in overrides}
     resume = cfg.get("resume")
-    if {"resume", "ckpt_path"} <= given and cfg.get("ckpt_path") and str(resume).lower() not in ("false", "none"):
+    if {"resume", "ckpt_path"} <= given and cfg.get("ckpt_path") and resume_asked(resume):
         raise ConfigurationError(
             f"resume={resume} and ckpt_path={cfg.ckpt_path} both say where training starts: resume= continues an "
             "interrupted run in its own directory, ckpt_path= starts a new run from a checkpoint; give one"

@@ -144,8 +144,9 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
         for member in together:
             member.group = numbers
         try:
-            train_group(together, fused_dir / "-".join(map(str, numbers)), batching)
-            trained.append((numbers, fused_dir / "-".join(map(str, numbers))))
+            group_dir = fused_dir / "-".join(map(str, numbers))
+            train_group(together, group_dir, batching)
+            trained.append((numbers, group_dir))
         except GroupTooLarge as smaller:
             log.warning("Jobs %s do not fit together (%s): they train in groups of %d.", numbers, smaller, smaller.size)
             queue[:0] = [together[start : start + smaller.size] for start in range(0, len(together), smaller.size)]

@@ -133,8 +133,9 @@ def validate_run_config(cfg: DictConfig) -> None:
     if cfg.get("trainer"):
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
     for key, field in OPTIMIZER.items():  # a number or text; other forms are the optimizer's own (Adafactor's eps pair)
-        if cfg.get("optimizer") and key in cfg.optimizer and isinstance(_value(cfg.optimizer, key), (int, float, str)):
-            check(f"optimizer.{key}", _value(cfg.optimizer, key), field)
+        value = _value(cfg.optimizer, key) if cfg.get("optimizer") and key in cfg.optimizer else None
+        if isinstance(value, (int, float, str)):
+            check(f"optimizer.{key}", value, field)
     for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
         if cfg.get("scheduler") and key in cfg.scheduler:
             check(f"scheduler.{key}", _value(cfg.scheduler, key), field)

@@ -225,6 +225,7 @@ def completed_job(
 @with_known_options(CONFIG_DIR, "train")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from labelsmooth.runs.resume import resume_asked
     from labelsmooth.runs.sweeps import optimized_value
 
     context = context_from_hydra()
@@ -241,7 +242,7 @@ def main(cfg: DictConfig) -> float | None:
             with open_dict(cfg):
                 cfg.resume = True
     elif (
-        str(cfg.get("resume")).lower() not in ("false", "none")
+        resume_asked(cfg.get("resume"))
         and not context.multirun
         and (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None
     ):  # resume= of a run that has completed: nothing to resume (its metrics.json says so, above)

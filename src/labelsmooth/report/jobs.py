@@ -26,7 +26,13 @@ from labelsmooth.report.base import (
 )
 from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import METRICS_FILE, RunDirectory
-from labelsmooth.runs.overrides import is_output_key, override_key, override_value, parse_override
+from labelsmooth.runs.overrides import (
+    CONTINUE_KEYS,
+    is_output_key,
+    override_key,
+    override_value,
+    parse_override,
+)
 from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
 from labelsmooth.runs.sweeps import grid_jobs
@@ -164,7 +170,7 @@ def is_not_compared(key: str) -> bool:
     >>> [is_not_compared(k) for k in ("paths.log_dir", "logger", "dataset", "dataset.shift", "smoothing")]
     [True, True, True, False, False]
     """
-    return key in ROW_KEYS or key in ("resume", "resume_sweep", "num_threads") or is_output_key(key)
+    return key in ROW_KEYS or key in CONTINUE_KEYS or key == "num_threads" or is_output_key(key)
 
 
 class ParameterError(ValueError):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-# Keys that say how to start a run, not what it trains.
-START_KEYS = frozenset({"resume", "resume_sweep", "ckpt_path"})
+# Keys that say to continue a run, and those that say how to start one, not what it trains.
+CONTINUE_KEYS = frozenset({"resume", "resume_sweep"})
+START_KEYS = CONTINUE_KEYS | {"ckpt_path"}
 # Keys, with the keys under them, that say where a run's outputs go and how they are shown or logged, not what it
 # trains.
 OUTPUT_KEYS = ("paths", "logger", "figures", "tags", "save_predictions", "predictions_max_values")

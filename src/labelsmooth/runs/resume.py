@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def resume_asked(resume: object) -> bool:
+    """Whether a ``resume`` setting asks to continue a run (``true`` or a directory), as the config or the
+    ``ls_run_dir`` resolver gives it (a bool, None, or text).
+
+    >>> [resume_asked(v) for v in (True, "true", "outputs/runs/x", False, "false", None, "null", "")]
+    [True, True, True, False, False, False, False, False]
+    """
+    return resume not in (None, False) and str(resume).lower() not in {"false", "none", "null", ""}
+
+
 def find_run_to_resume(
     runs_root: str | Path, overrides: Iterable[str], with_checkpoint: bool = True, exclude: Path | None = None
 ) -> Path | None:
@@ -66,7 +76,7 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
     ``resume=<directory>`` names the run explicitly.
     """
     fresh = str(Path(runs_root) / fresh_dir)
-    if resume in (None, False) or str(resume).lower() in {"false", "none", "null", ""}:
+    if not resume_asked(resume):
         return fresh
     if str(resume).lower() != "true":
         return str(resume)
@@ -189,7 +199,7 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
     the run left checkpoints but none of them is readable (it has to start again)."""
     from labelsmooth.runs.checkpoints import CheckpointError
 
-    if resume in (None, False) or str(resume).lower() == "false":
+    if not resume_asked(resume):
         return ckpt_path, None
     if not has_checkpoints(context.output_dir):
         if context.multirun:

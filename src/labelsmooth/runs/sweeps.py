@@ -21,7 +21,7 @@ from typing import Any
 
 from labelsmooth.runs.files import recorded_metrics
 from labelsmooth.runs.layout import METRICS_FILE
-from labelsmooth.runs.overrides import job_overrides, override_key, same_job
+from labelsmooth.runs.overrides import CONTINUE_KEYS, job_overrides, override_key, same_job
 
 log = logging.getLogger(__name__)
 
@@ -123,4 +123,4 @@ def sweep_job(overrides: Sequence[str]) -> list[str]:
     >>> sweep_job(["seed=1", "resume_sweep=true", "ckpt_path=a.ckpt", "resume=true"])
     ['ckpt_path=a.ckpt', 'seed=1']
     """
-    return sorted(o for o in job_overrides(overrides) if override_key(o) != "resume")
+    return sorted(o for o in overrides if override_key(o) not in CONTINUE_KEYS)
