@@ -333,3 +333,83 @@ def test_an_interrupted_sweep_job_names_its_sweep_directory(tmp_path: Path) -> N
         f"stopped by Ctrl-C; to continue from its last checkpoint, run the same command again with resume_sweep=true "
         f"hydra.sweep.dir={tmp_path} (completed jobs are skipped, interrupted ones continue)"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["callbacks.checkpoint.monitor=val/accc"], "callbacks.checkpoint.monitor=val/accc is not a validation metric: "
+         "did you mean val/acc?"),
+        (["callbacks.checkpoint.monitor=test/acc"], "callbacks.checkpoint.monitor=test/acc is not a validation metric"),
+        (["callbacks.checkpoint.mode=maxx"], "callbacks.checkpoint.mode=maxx must be min or max"),
+        (["callbacks.checkpoint.monitor=val/nll"], "callbacks.checkpoint.mode=max would keep the checkpoint with the "
+         "worst val/nll (the lowest is the best): set callbacks.checkpoint.mode=min"),
+        (["callbacks.checkpoint.monitor=val/acc_best", "callbacks.checkpoint.mode=min"],
+         "callbacks.checkpoint.mode=min"),
+    ],
+)  # fmt: skip
+def test_a_checkpoint_selection_that_cannot_work_is_refused_before_training(
+    args: list[str], line: str, tmp_path: Path
+) -> None:
+    """Lightning looks the monitored name up only after the first epoch's validation, and keeps the checkpoint the
+    mode asks for, the worst one included."""
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.checks import check_checkpoint_monitor
+
+    with pytest.raises(ConfigurationError) as refused:
+        check_checkpoint_monitor(compose_config(args, output_dir=tmp_path))
+    assert str(refused.value).startswith(line)
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["callbacks.checkpoint.monitor=val/nll_ts", "callbacks.checkpoint.mode=min"],
+             ["callbacks.checkpoint.monitor=val/confidence"], ["callbacks.checkpoint.monitor=train/loss"],
+             ["callbacks.checkpoint.monitor=null"], ["callbacks.checkpoint=null"]],
+)  # fmt: skip
+def test_checkpoint_selections_that_work_pass(args: list[str], tmp_path: Path) -> None:
+    from labelsmooth.cli.build import compose_config
+    from labelsmooth.cli.checks import check_checkpoint_monitor
+
+    check_checkpoint_monitor(compose_config(args, output_dir=tmp_path))
+
+
+def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(trained_run) -> None:
+    """The names ``check_checkpoint_monitor`` accepts under ``val/`` are the ones a validation epoch logs."""
+    from labelsmooth.calibration.metrics import ClassificationMetrics
+    from labelsmooth.module import VALIDATION_RECORDS
+
+    logged = set(trained_run.summary) | {"val/nll_ts"}  # val/nll_ts: only where a checkpoint monitors it
+    assert {f"val/{name}" for name in ClassificationMetrics.NAMES} | set(VALIDATION_RECORDS) <= logged
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["model=timm", "model.name=resnet_nope"], "ConfigurationError: model.name='resnet_nope' is not a timm"),
+        (["model=timm", "model.name=vit_tiny_patch16_224"], "ConfigurationError: the model (VisionTransformer) does "
+         "not accept the data set's inputs of shape (3, 32, 32)"),
+        (["model=timm", "model.pretrained=/nowhere/weights.pth"], "MissingFileError: model.pretrained=/nowhere/"),
+        (["model=resnet_v1", "model.depth=21"], "ConfigurationError: model.depth=21 is not valid for ResNet v1"),
+    ],
+)  # fmt: skip
+def test_a_model_that_cannot_be_built_for_the_data_is_refused_before_a_download(
+    args: list[str], line: str, tmp_path: Path
+) -> None:
+    """The network is built on the meta device for the input shape the data set config declares."""
+    data = ["dataset=cifar10", "dataset.download=false", f"paths.data_dir={tmp_path}", "logger=none"]
+    result = run_app_in_process([*args, *data], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1 and result.stderr.startswith(line), result.stderr
+    assert "DatasetNotFoundError" not in result.stderr
+
+
+def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) -> None:
+    """The check before the data builds the network without memory; a timm weights file is checked, not read."""
+    import torch
+
+    from labelsmooth.models import timm_model
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"not a checkpoint")
+    with torch.device("meta"):
+        net = timm_model("resnet18", num_classes=3, in_channels=1, pretrained=str(weights))
+    assert next(net.parameters()).device.type == "meta"

@@ -28,13 +28,14 @@ log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+# What validation logs beside val/<ClassificationMetrics.NAMES> (val/nll_ts: only where a checkpoint monitors it)
+VALIDATION_RECORDS = ("val/acc_best", "val/acc_best_epoch", "val/nll_ts")
 
 
 def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``PredictionLogits.compute()`` as (N, K) logits and (N,) targets (torchmetrics squeezes a one-sample set)."""
     logits, target = gathered
-    target = target.reshape(-1)
-    return logits.reshape(target.numel(), -1), target
+    return logits.reshape(target.numel(), -1), target.reshape(-1)
 
 
 class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
@@ -51,10 +52,10 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     al. 2017) and logs ``temperature`` and ``test/<m>_ts`` for ``labelsmooth.calibration.temperature.SCALED_METRICS``
     (skipped, with an info line, when no validation ran before the test); ``temperature`` stays readable as an
     attribute (the calibration callback's scaled diagram). ``n_bins`` equal-width (and equal-mass) bins serve every
-    binned metric and its ``_ts`` form. ``optimizer`` and ``scheduler`` are
-    partials (Hydra ``_partial_: true``) completed with the parameters / optimizer here. A network that needs
-    per-group optimizer settings exposes ``optimizer_param_groups()``; a group's ``l2`` entry (Keras' L2 on
-    convolution kernels) is applied as ``labelsmooth.models.l2_penalty`` says, the same under any optimizer.
+    binned metric and its ``_ts`` form. ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``)
+    completed with the parameters / optimizer here. A network that needs per-group optimizer settings exposes
+    ``optimizer_param_groups()``; a group's ``l2`` entry (Keras' L2 on convolution kernels) is applied as
+    ``labelsmooth.models.l2_penalty`` says, the same under any optimizer.
 
     Distillation (``teacher`` and ``distillation`` given): the training loss is
     ``distillation(criterion loss, student logits, teacher logits)`` (``labelsmooth.smoothing.distillation``), the
@@ -88,9 +89,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
                 f"{type(criterion).__name__} has no target distribution to smooth a mixed target with (it has no "
                 "mixed_target_loss). Use augment=none, or a strategy with a target (docs/strategies.md)."
             )
-        self.net = net
-        self.criterion = criterion
-        self.augment = augment
+        self.net, self.criterion, self.augment = net, criterion, augment
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval

@@ -168,16 +168,23 @@ def set_num_threads(num_threads: Any) -> None:
 
 def check_model_fits_data(net: Any, datamodule: Any) -> None:
     """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
+    check_model_accepts(net, tuple(datamodule.image_shape), datamodule.num_classes)
+
+
+def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int | None) -> None:
+    """Pass a zero batch of ``image_shape`` (C, H, W) through ``net`` on its device (the meta device computes shapes
+    alone) and refuse, in one line, inputs it cannot take or an output that is not ``num_classes`` (None: any)."""
     import torch
 
     from labelsmooth.errors import first_line
 
-    shape = (2, *datamodule.image_shape)
+    shape = (2, *image_shape)
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            out = net(torch.zeros(shape))
+            out = net(torch.zeros(shape, device=device))
     except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
         fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
         raise ConfigurationError(
@@ -187,11 +194,46 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
         ) from error
     finally:
         net.train(was_training)
-    if out.shape != (2, datamodule.num_classes):
+    if num_classes is not None and tuple(out.shape) != (2, num_classes):
         raise ConfigurationError(
             f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
-            f"{datamodule.num_classes} classes"
+            f"{num_classes} classes"
         )
+
+
+def check_model_before_data(cfg: DictConfig) -> None:
+    """Build the network on the meta device (shapes without memory or initialisation) for the input shape that the
+    data set config declares (``channels``, ``image_size``; its ``num_classes``, or 2 where the files will tell),
+    and pass a zero batch through it: an unknown architecture, a setting the model does not take, a missing
+    weights file or inputs the model cannot accept fail before a download. Skipped where the config declares no
+    shape, and where the model uses an operation the meta device cannot run (the check after the data covers it)."""
+    import torch
+
+    from labelsmooth.cli.errors import root_cause
+
+    dataset, model = cfg.get("dataset"), cfg.get("model")
+    channels, size = (dataset.get("channels"), dataset.get("image_size")) if dataset else (None, None)
+    if not model or not isinstance(channels, int) or not isinstance(size, int):
+        return
+    declared = dataset.get("num_classes")
+    num_classes = declared if isinstance(declared, int) and not isinstance(declared, bool) else None
+    try:
+        with torch.device("meta"):
+            net = hydra.utils.instantiate(
+                model, num_classes=num_classes or 2, in_channels=channels, image_size=(size, size)
+            )
+            check_model_accepts(net, (channels, size, size), num_classes)
+    except Exception as error:
+        cause = root_cause(error)
+        if _meta_cannot_run(cause) or _meta_cannot_run(cause.__cause__):
+            return
+        raise
+
+
+def _meta_cannot_run(error: BaseException | None) -> bool:
+    """Whether ``error`` is the meta device's own limit (an operation without a meta kernel, a value read from a
+    tensor), not the model's."""
+    return isinstance(error, (NotImplementedError, RuntimeError)) and "meta" in str(error).lower()
 
 
 def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:
@@ -279,4 +321,45 @@ def check_precise_bn(cfg: DictConfig) -> None:
         raise ConfigurationError(
             f"precise_bn={count} needs the PreciseBatchNorm callback, which this callbacks config lacks: use "
             "callbacks=default, or add callbacks.precise_bn (see conf/callbacks/default.yaml)"
+        )
+
+
+def check_checkpoint_monitor(cfg: DictConfig) -> None:
+    """The checkpoint selection (``callbacks.checkpoint``, a ``ModelCheckpoint``): ``mode`` min or max, and a
+    ``monitor`` under ``val/`` that the module logs (``val/<ClassificationMetrics.NAMES>`` and
+    ``module.VALIDATION_RECORDS``) in the direction that ranks it (the highest accuracy, the lowest error or loss).
+    Lightning checks the name only at the end of the first epoch's validation. A name outside ``val/`` (a
+    training metric, one your own callback logs) is left to Lightning."""
+    from difflib import get_close_matches
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from labelsmooth.calibration.metrics import ClassificationMetrics
+    from labelsmooth.module import VALIDATION_RECORDS
+
+    node = OmegaConf.select(cfg, "callbacks.checkpoint", default=None)
+    if not node or "_target_" not in node or not issubclass(hydra.utils.get_class(node._target_), ModelCheckpoint):
+        return
+    monitor, mode = node.get("monitor"), node.get("mode", "min")
+    if mode not in ("min", "max"):
+        raise ConfigurationError(f"callbacks.checkpoint.mode={mode} must be min or max")
+    if not isinstance(monitor, str) or not monitor.startswith(("val/", "test/")):
+        return
+    names = [f"val/{name}" for name in ClassificationMetrics.NAMES] + list(VALIDATION_RECORDS)
+    if monitor not in names:
+        close = get_close_matches(monitor.replace("test/", "val/", 1), names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigurationError(
+            f"callbacks.checkpoint.monitor={monitor} is not a validation metric: {hint}the checkpoints are selected "
+            f"during training by one of {', '.join(names)}"
+        )
+    name = monitor.removeprefix("val/").removesuffix("_best").removesuffix("_ts")
+    if name in ClassificationMetrics.DESCRIPTIVE or name == "acc_best_epoch":
+        return
+    best = "max" if name in ClassificationMetrics.BEST_IS_HIGHEST else "min"
+    if mode != best:
+        ranked = "highest" if best == "max" else "lowest"
+        raise ConfigurationError(
+            f"callbacks.checkpoint.mode={mode} would keep the checkpoint with the worst {monitor} (the {ranked} is "
+            f"the best): set callbacks.checkpoint.mode={best}"
         )

@@ -27,7 +27,9 @@ from labelsmooth.cli.build import (
 from labelsmooth.cli.checks import (
     check_added_keys,
     check_augment,
+    check_checkpoint_monitor,
     check_devices,
+    check_model_before_data,
     check_model_fits_data,
     check_multirun_ddp,
     check_optimizer,
@@ -169,6 +171,8 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     check_augment(cfg)
     check_precise_bn(cfg)
     check_teacher_before_data(cfg)
+    check_checkpoint_monitor(cfg)
+    check_model_before_data(cfg)
     return strategy_before_data(cfg)
 
 

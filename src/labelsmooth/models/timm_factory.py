@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from labelsmooth.errors import ConfigurationError, MissingFileError
@@ -50,6 +51,8 @@ def timm_model(
     weights = Path(pretrained).expanduser()
     if not weights.is_file():
         raise MissingFileError(f"model.pretrained={pretrained}: no such weights file")
+    if torch.get_default_device().type == "meta":  # a check of the shapes alone: the file is not read
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **model_kwargs)
     return timm.create_model(
         name,
         pretrained=True,
