@@ -413,3 +413,37 @@ def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) 
     with torch.device("meta"):
         net = timm_model("resnet18", num_classes=3, in_channels=1, pretrained=str(weights))
     assert next(net.parameters()).device.type == "meta"
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm", None])
+def test_ctrl_c_in_the_process_that_launched_a_sweep_says_where_it_is(launcher: str | None, tmp_path: Path) -> None:
+    """joblib's and SLURM's jobs run in other processes: Ctrl-C reaches the launching process outside any job
+    (it printed joblib's 40-line traceback). A sweep's own launcher says so from inside its jobs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.errors import interruption_outside_a_job
+    from labelsmooth.cli.hydra_callbacks import KnowTheSweep
+
+    overrides = [f"hydra.sweep.dir={tmp_path}", "hydra.mode=MULTIRUN"]
+    overrides += [f"hydra/launcher={launcher}"] if launcher else []
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides, return_hydra_config=True)
+    HydraConfig.instance().cfg = None
+    assert (
+        str(interruption_outside_a_job(KeyboardInterrupt())) == "Interrupted: stopped by Ctrl-C before the run started"
+    )
+    KnowTheSweep().on_multirun_start(cfg)
+    try:
+        message = str(interruption_outside_a_job(KeyboardInterrupt()))
+    finally:
+        HydraConfig.instance().cfg = None
+    if launcher == "slurm":
+        assert message == (
+            "Interrupted: stopped waiting for the sweep's SLURM jobs, which go on running (squeue lists them, scancel "
+            f"stops them); their outputs are written under {tmp_path}"
+        )
+    else:
+        assert message.startswith("Interrupted: stopped by Ctrl-C; to continue from its last checkpoint, run the same")
+        assert f"resume_sweep=true hydra.sweep.dir={tmp_path} (completed" in message

@@ -108,6 +108,31 @@ def interruption_message(cause: BaseException, multirun: bool) -> str:
     return f"{what}; to continue from its last checkpoint, {how}"
 
 
+def interruption_outside_a_job(error: KeyboardInterrupt) -> RunInterrupted:
+    """Ctrl-C that reaches the app's entry point, outside a job (its own ``run_app`` handles one inside): in the
+    process that launched a sweep's jobs elsewhere (joblib's worker processes, SLURM), or before a job started.
+    The line says what became of the jobs and how to continue."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return RunInterrupted("Interrupted: stopped by Ctrl-C before the run started")
+    if is_submitit_launcher(HydraConfig.get().launcher.get("_target_")):
+        return RunInterrupted(
+            "Interrupted: stopped waiting for the sweep's SLURM jobs, which go on running (squeue lists them, "
+            f"scancel stops them); their outputs are written under {sweep_directory()}"
+        )
+    return RunInterrupted(f"Interrupted: {interruption_message(error, multirun=True)}")
+
+
+def is_submitit_launcher(target: object) -> bool:
+    """Whether a launcher's ``_target_`` is Hydra's submitit (SLURM) launcher."""
+    import hydra
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+    return isinstance(target, str) and issubclass(hydra.utils.get_class(target), BaseSubmititLauncher)
+
+
 def sweep_directory() -> str:
     """This sweep's ``hydra.sweep.dir``, as Hydra resolved it; a placeholder outside a Hydra job."""
     from hydra.core.hydra_config import HydraConfig

@@ -36,6 +36,17 @@ def make_directory(path: str, key: str) -> None:
         raise SystemExit(1) from error
 
 
+class KnowTheSweep(Callback):
+    """The sweep's Hydra config (``HydraConfig``) in the process that launches its jobs too, not only inside them,
+    so Ctrl-C there (joblib's or SLURM's jobs run elsewhere) is answered with where the sweep is and how it goes on
+    (``labelsmooth.cli.errors.interruption_outside_a_job``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(config)
+
+
 class CheckJoblibJobs(Callback):
     """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs=0``, which joblib refuses, is refused
     in one line before any job, instead of joblib's traceback from inside Hydra's plugin (a fraction or a word is

@@ -313,7 +313,12 @@ def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable
                 except ConfigurationError as error:
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)
                     raise SystemExit(1) from None
-            return app()
+            try:
+                return app()
+            except KeyboardInterrupt as error:  # outside a job: the process that launched a sweep's jobs elsewhere
+                from labelsmooth.cli.errors import interruption_outside_a_job
+
+                raise interruption_outside_a_job(error) from None
 
         return main
 
