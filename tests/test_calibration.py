@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,47 @@ def test_eval_py_explains_a_checkpoint_without_its_run_config(tmp_path: Path) ->
     result = run_app_in_process([f"ckpt_path={tmp_path / 'checkpoints' / 'x.ckpt'}"], tmp_path, env, "eval.py")
     assert result.returncode == 1
     assert "x.ckpt is not a readable checkpoint (" in result.stderr and "no run config" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ([[0], [1], [2], [3]], r"target has shape \(4, 1\); expected \(4,\)"),
+        ([0], r"target has shape \(1,\); expected \(4,\)"),
+        ([0, 1, 10, 3], r"target holds class 10; class indices must lie in \[0, 5\)"),
+        ([0.0, 1.0, 2.0, 3.0], r"target has dtype torch.float32; expected integer class indices"),
+    ],
+)
+def test_the_metric_functions_refuse_targets_they_would_broadcast_or_count_as_wrong(target: list, message: str) -> None:
+    """An (N, 1) target broadcast to (N, N), a label of 10 counted as a wrong prediction in the ECE."""
+    from labelsmooth import calibration
+
+    logits = torch.randn(4, 5)
+    for name in ("expected_calibration_error", "negative_log_likelihood", "brier_score", "classwise_calibration_error"):
+        with pytest.raises(ValueError, match=f"^{name}: {message}"):
+            getattr(calibration, name)(logits, torch.tensor(target))
+
+
+def test_probabilities_given_as_logits_are_named_in_a_warning() -> None:
+    """A second softmax of probabilities changes every value (ECE 0.18 from the logits, 0.55 from their softmax)."""
+    logits, target = torch.randn(64, 5), torch.randint(0, 5, (64,))
+    with pytest.warns(UserWarning, match="^expected_calibration_error: every row of the logits is non-negative and"):
+        expected_calibration_error(logits.softmax(dim=-1), target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected_calibration_error(logits, target)
+
+
+def test_no_samples_give_nan_metrics_not_a_perfect_zero() -> None:
+    from labelsmooth.calibration import ClassificationMetrics
+
+    metrics = ClassificationMetrics(5)
+    metrics.update(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))
+    assert all(math.isnan(float(value)) for value in metrics.compute().values())
+
+
+def test_a_temperature_at_its_bound_is_named_in_a_warning() -> None:
+    """Every held-out prediction right: the NLL falls as T → 0, so the search stops at its lower bound."""
+    logits = torch.randn(50, 5)
+    with pytest.warns(UserWarning, match=r"^fit_temperature: the held-out NLL is lowest at the bound T = 0.01"):
+        assert fit_temperature(logits, logits.argmax(dim=-1)) == pytest.approx(0.01)

@@ -626,3 +626,32 @@ def test_a_non_finite_value_is_left_out_and_listed(tmp_path: Path) -> None:
     assert ece.values["digits"][0.9] == {0: pytest.approx(0.1)}
     assert any("test/ece = nan is not a finite number" in line for line in report.problems)
     assert "test/ece = nan is not a finite number" in report.markdown.read_text()
+
+
+def test_a_tie_for_best_goes_to_the_baseline_whatever_the_order_or_the_float32_rounding() -> None:
+    """Validation accuracy is a multiple of 1/269 on digits: ties are common, and the command line's order or the
+    last bit of a float32 mean picked the "best" value."""
+    import numpy as np
+
+    from labelsmooth.report.stats import paired_comparison
+
+    stored = [float(np.float32(v)) for v in (739 / 807, 0.9, 0.93)]  # as metrics.json keeps them
+    by_value = {0.9: dict(enumerate(stored)), 1.0: dict(enumerate([stored[2], stored[0], stored[1]]))}
+    assert paired_comparison("digits", by_value, 1.0, True).best == 1.0
+    strategies = {"gamma": {0: 0.5, 1: 0.6}, "uniform": {0: 0.5, 1: 0.6}, "none": {0: 0.6, 1: 0.5}}
+    for order in (strategies, dict(reversed(strategies.items()))):
+        assert paired_comparison("digits", order, "none", True).best == "none"
+
+
+def test_the_same_gain_on_every_seed_has_no_t_test() -> None:
+    """One image more on every seed: the paired differences differ only by float32 rounding, which gave p = 2.9e-11
+    in one case and "–" in another."""
+    import numpy as np
+
+    from labelsmooth.report.stats import paired_comparison
+
+    better = [float(np.float32(k / 269)) for k in (200, 210, 220)]
+    baseline = [float(np.float32(k / 269)) for k in (199, 209, 219)]
+    comparison = paired_comparison("digits", {0.9: dict(enumerate(better)), 1.0: dict(enumerate(baseline))}, 1.0, True)
+    assert comparison.best == 0.9 and math.isnan(comparison.p_value)
+    assert comparison.mean_difference == pytest.approx(1 / 269, rel=1e-5)

@@ -138,6 +138,9 @@ def test_predict_takes_pil_images_and_image_files_decoded_as_the_image_folders_a
     assert torch.equal(model.predict(grey), model.predict(expected[1:]))
     deep = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)  # 16-bit grey levels, as opened from a file
     assert deep.mode == "I;16" and torch.equal(model.predict(deep), model.predict(grey))
+    eight_bit_levels = Image.fromarray(np.asarray(grey, dtype=np.int32))  # mode I too: read as 16-bit, with a warning
+    with pytest.warns(UserWarning, match=r"a 32-bit integer image \(mode I\) whose levels are all <= 255"):
+        model.predict(eight_bit_levels)
 
 
 def test_image_batches_come_in_every_common_layout() -> None:

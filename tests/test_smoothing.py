@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ from labelsmooth.smoothing import (
     PriorSmoothing,
     TargetRange,
     UniformSmoothing,
+    UsesClassPrior,
 )
 
 
@@ -133,3 +136,52 @@ def test_the_strategies_depend_on_torch_alone() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+@functools.cache
+def strategy_configs() -> tuple:
+    """Each strategy's config as ``python train.py smoothing=<name>`` composes it (``conf/smoothing/*.yaml``)."""
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.build import compose_config
+
+    names = sorted(path.stem for path in (CONFIG_DIR / "smoothing").glob("*.yaml"))
+    return tuple(compose_config([f"smoothing={name}"]).smoothing for name in names)
+
+
+def every_strategy(num_classes: int) -> list:
+    """One of each strategy, as its config builds it."""
+    from hydra.utils import instantiate
+
+    return [instantiate(node, num_classes=num_classes) for node in strategy_configs()]
+
+
+@pytest.mark.parametrize(
+    ("logits_shape", "target", "message"),
+    [
+        ((6, 4), [0, 1, 2, 3, 4, 0], r"logits have shape \(6, 4\); expected \(N, K\) with K = 5 classes"),
+        ((6, 5), [[0], [1], [2], [3], [4], [0]], r"target has shape \(6, 1\)"),
+        ((6, 5), [0, 1, 2], r"target has shape \(3,\)"),
+        ((6, 5), [0, 1, -100, 3, 4, 0], r"target holds class -100; class indices must lie in \[0, 5\)"),
+        ((6, 5), [0, 1, 5, 3, 4, 0], r"target holds class 5; class indices must lie in \[0, 5\)"),
+        ((6, 5), [0.0, 1.7, 2.0, 3.0, 4.0, 0.0], r"target has dtype torch.float32; expected integer class indices"),
+    ],
+)
+def test_every_strategy_refuses_logits_and_targets_it_would_broadcast_or_drop(
+    logits_shape: tuple, target: list, message: str
+) -> None:
+    """A wrong number of classes, an (N, 1) column, a target of another length, a -100 (which torch's cross entropy
+    drops) and float "indices" (which a gather truncates) gave a number for some strategies, an error for others."""
+    logits = torch.randn(logits_shape)
+    for strategy in every_strategy(num_classes=5):
+        with pytest.raises(ValueError, match=f"^{type(strategy).__name__}: {message}"):
+            strategy(logits, torch.tensor(target))
+
+
+def test_every_strategy_takes_any_integer_type_of_class_indices() -> None:
+    logits, target = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    for strategy in every_strategy(num_classes=5):
+        if isinstance(strategy, UsesClassPrior):
+            strategy.set_class_frequencies(torch.full((5,), 0.2))
+        strategy.eval()  # DisturbLabel draws in training mode
+        assert torch.equal(strategy(logits, target.int()), strategy(logits, target)), type(strategy).__name__

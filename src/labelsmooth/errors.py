@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from typing import Any
 
 
 class LabelsmoothError(Exception):
@@ -36,6 +37,32 @@ def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{key}={value!r} must be an integer >= {minimum}" + (f" ({what})" if what else ""))
     return value
+
+
+def check_class_indices(logits: Any, target: Any, num_classes: int | None = None, owner: str = "") -> None:
+    """Refuse, in one ``ValueError`` that names ``owner`` and the shapes, what a loss or a metric of (N, K) logits
+    and (N,) class indices would otherwise broadcast, drop or count without a word: logits that are not (N, K) with
+    K = ``num_classes`` (when given); a target that is not N integers (an (N, 1) column, float "indices"); and, for
+    a target on the CPU, a class outside [0, K) (torch's cross entropy drops -100, ``argmax == y`` counts 10 as a
+    wrong prediction). A target on another device is not read, as that would wait for the device.
+    """
+    where = f"{owner}: " if owner else ""
+    classes = num_classes if num_classes is not None else (logits.shape[-1] if logits.dim() == 2 else None)
+    if logits.dim() != 2 or logits.shape[1] != classes:
+        raise ValueError(f"{where}logits have shape {tuple(logits.shape)}; expected (N, K) with K = {classes} classes")
+    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{where}target has shape {tuple(target.shape)}; expected ({logits.shape[0]},): one class index per row "
+            f"of the logits {tuple(logits.shape)}"
+        )
+    if target.dtype.is_floating_point or target.dtype.is_complex or str(target.dtype) == "torch.bool":
+        raise ValueError(f"{where}target has dtype {target.dtype}; expected integer class indices in [0, {classes})")
+    if target.device.type == "cpu" and target.numel():
+        low, high = (int(v) for v in target.aminmax())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{where}target holds class {low if low < 0 else high}; class indices must lie in [0, {classes})"
+            )
 
 
 def first_line(error: BaseException) -> str:

@@ -58,6 +58,7 @@ from typing import NamedTuple
 import torch
 
 from labelsmooth.calibration.bins import DEFAULT_BINS, CalibrationBin, errors_from_sums
+from labelsmooth.calibration.scores import check_logits
 
 
 class BinSums(NamedTuple):
@@ -165,4 +166,5 @@ def expected_calibration_error(
     logits: torch.Tensor, target: torch.Tensor, n_bins: int = DEFAULT_BINS, equal_mass: bool = False
 ) -> float:
     """ECE of (N, K) logits over ``n_bins`` equal-width (or, with ``equal_mass``, equal-mass) bins."""
+    check_logits(logits, target, "expected_calibration_error")
     return binned_calibration_errors(*confidences_and_correct(logits, target), n_bins, equal_mass)["ece"]

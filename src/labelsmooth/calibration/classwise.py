@@ -20,6 +20,7 @@ import torch
 
 from labelsmooth.calibration.binning import equal_width_bin_index
 from labelsmooth.calibration.bins import DEFAULT_BINS, errors_from_sums
+from labelsmooth.calibration.scores import check_logits
 
 
 def classwise_bin_sums(probs: torch.Tensor, target: torch.Tensor, n_bins: int = DEFAULT_BINS) -> torch.Tensor:
@@ -45,4 +46,5 @@ def classwise_ece_of_sums(sums: torch.Tensor) -> float:
 
 def classwise_calibration_error(logits: torch.Tensor, target: torch.Tensor, n_bins: int = DEFAULT_BINS) -> float:
     """Class-wise ECE of (N, K) logits (softmax in float32)."""
+    check_logits(logits, target, "classwise_calibration_error")
     return classwise_ece_of_sums(classwise_bin_sums(logits.float().softmax(dim=-1), target, n_bins))

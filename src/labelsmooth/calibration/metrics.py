@@ -18,6 +18,7 @@ from labelsmooth.calibration.classwise import classwise_bin_sums, classwise_ece_
 from labelsmooth.calibration.scores import brier_per_sample, entropy_per_sample, nll_per_sample
 from labelsmooth.calibration.selective import augrc, aurc
 from labelsmooth.calibration.smooth import smooth_ece
+from labelsmooth.errors import check_class_indices
 
 ECE_BINS = DEFAULT_BINS
 
@@ -47,6 +48,7 @@ class PerSampleMean(Metric):
         raise NotImplementedError
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        check_class_indices(logits, target, owner=type(self).__name__)
         self.total += self.per_sample(logits.float().log_softmax(dim=-1), target).double().sum()
         self.count += target.numel()
 
@@ -93,6 +95,7 @@ class AdaptiveCalibrationError(Metric):
         self.add_state("correct", default=[], dist_reduce_fx="cat")
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        check_class_indices(logits, target, owner=type(self).__name__)
         confidence, correct = confidences_and_correct(logits, target)
         self.confidence.append(confidence)
         self.correct.append(correct)
@@ -161,6 +164,7 @@ class ClassificationMetrics(Metric):
         )
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        check_class_indices(logits, target, self.num_classes, type(self).__name__)
         logits = logits.detach().float()
         target = target.long()
         log_probs = logits.log_softmax(dim=-1)
@@ -183,7 +187,7 @@ class ClassificationMetrics(Metric):
         self.classwise += classwise_bin_sums(probs, target, self.n_bins)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        count = self.count.clamp(min=1)
+        count = self.count.double()  # no samples: NaN means, as the binned metrics give
         nll, brier, mean_confidence, entropy = (self.sums / count).tolist()
         confidence, correct = _cat(self.confidence), _cat(self.confident_correct)
         equal_width = bin_sums(confidence, correct, self.n_bins).errors()

@@ -14,6 +14,7 @@ ones term by term.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,15 @@ def fit_temperature(
         result = minimize_scalar(
             nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": tolerance}
         )
-    return float(math.exp(result.x))
+    temperature = float(math.exp(result.x))
+    if min(abs(result.x - math.log(bound)) for bound in bounds) < 1e-3:
+        warnings.warn(
+            f"fit_temperature: the held-out NLL is lowest at the bound T = {temperature:.3g} of {bounds} (every "
+            "held-out prediction right, or logits that separate the classes): no temperature minimises it, and "
+            "metrics scaled by this one (test/*_ts) are not a calibration",
+            stacklevel=2,
+        )
+    return temperature
 
 
 def temperature_scaled_metrics(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,14 @@ def eight_bit(image: Any, name: Any = "an image") -> Any:
         return image
     import numpy as np
 
-    levels = np.asarray(image, dtype=np.float64) / 257.0
+    levels = np.asarray(image, dtype=np.float64)
+    if image.mode == "I" and levels.size and levels.max() <= 255:  # Image.fromarray of an int32 array of 8-bit levels
+        warnings.warn(
+            f"{name}: a 32-bit integer image (mode I) whose levels are all <= 255 is read as 16-bit (levels / 257, "
+            "nearly black); if its levels are 8-bit, convert it first: image.convert('L') or np.uint8",
+            stacklevel=2,
+        )
+    levels = levels / 257.0
     return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
 
 

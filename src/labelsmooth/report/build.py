@@ -59,6 +59,7 @@ class Report:
     distillation: Table | None = None
     plots: list[Path] = field(default_factory=list)
     per_class: list[PerClassTable] = field(default_factory=list)
+    counted: list[Job] = field(default_factory=list)  # the jobs the tables count (duplicate runs left out)
 
 
 def _plots(
@@ -138,7 +139,7 @@ def make_report(
         out, out / REPORT_FILE, files + plots, tables, compared, jobs, missing, problems,
         [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
     )  # fmt: skip
-    report.per_class = per_class
+    report.per_class, report.counted = per_class, counted
     write_text_atomic(report.markdown, render_markdown(report))
     report.files.insert(0, report.markdown)
     return report

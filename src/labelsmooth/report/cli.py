@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print_tables(console, report)
     print_problems(console, report)
-    if (note := code_note(report.jobs)) is not None:
+    if (note := code_note(report.counted)) is not None:
         text, several = escape(note[0].replace("**", "").replace("`", "")), note[1]  # report.md's line, plain
         console.print(f"[yellow]warning[/]: {text}" if several else text, soft_wrap=True)
     console.print(f"Swept parameter: [bold]{escape(report.parameter)}[/] (--param to choose another)")

@@ -56,13 +56,14 @@ def _header(report: Report) -> list[str]:
     ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
-    note = code_note(report.jobs)
+    note = code_note(report.counted)
     return lines + (["", note[0]] if note else [])
 
 
 def code_note(jobs: Sequence[Job]) -> tuple[str, bool] | None:
-    """Which code computed the completed ``jobs`` (their ``code.*`` records), in Markdown, and whether it is more
-    than one version (the tables then pool the numbers of different code); None without a completed job."""
+    """Which code computed the completed ``jobs`` that the tables count (their ``code.*`` records), in Markdown, and
+    whether it is more than one version (the tables then pool the numbers of different code); None without a
+    completed job."""
     records = [j.metrics for j in jobs if j.status == "completed"]
     if not records:
         return None

@@ -42,6 +42,26 @@ def mean_confidence_interval(values: Sequence[float], level: float = 0.95) -> Es
     return Estimate(mean, float(stats.t.ppf((1 + level) / 2, n - 1)) * std / math.sqrt(n), n, std)
 
 
+# The runs' values are float32 (about 7 significant digits): numbers closer than this are the same value.
+SAME_VALUE_RELATIVE = 1e-6
+
+
+def same_value(a: float, b: float, scale: float | None = None) -> bool:
+    """Whether ``a`` and ``b`` are one value at the float32 precision of the runs' records, relative to their own
+    size or to ``scale`` (the size of the records two differences come from).
+
+    >>> same_value(0.9157373110, 0.9157372912), same_value(0.9157, 0.9161), same_value(4.1e-4, 4.2e-4)
+    (True, False, False)
+    """
+    return abs(a - b) <= SAME_VALUE_RELATIVE * (max(abs(a), abs(b)) if scale is None else scale)
+
+
+def distance_to(value: Any, baseline: Any) -> tuple[float, str]:
+    """How far a parameter value is from the baseline (numbers), then its text: the order that breaks ties."""
+    numeric = isinstance(value, (int, float)) and isinstance(baseline, (int, float))
+    return (abs(value - baseline) if numeric else 0.0), str(value)
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Best parameter value against the baseline on one data set (Table 3)."""
@@ -64,27 +84,30 @@ def paired_comparison(
     baseline: float | str,
     higher_is_better: bool,
 ) -> PairedComparison | None:
-    """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test)."""
+    """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test).
+
+    Means that are ``same_value`` tie: the baseline wins a tie (no gain is claimed), else the value nearest it
+    (numbers), else the first in sorted order, so neither the command line's order nor float32 rounding decides.
+    Paired differences that are all the same value (one image more on every seed) have no variance: no t-test
+    (p "–"), as for fewer than 2 pairs."""
     from scipy import stats
 
     estimates = {v: mean_confidence_interval(list(seeds.values())) for v, seeds in by_value.items() if seeds}
     if baseline not in estimates:
         return None
 
-    def rank(value: Any) -> tuple[float, float]:  # by mean; among equal means the value nearest the baseline
-        near = -abs(value - baseline) if isinstance(value, float) and isinstance(baseline, float) else 0.0
-        return estimates[value].mean, near if higher_is_better else -near
-
-    best = (max if higher_is_better else min)(estimates, key=rank)
+    top = (max if higher_is_better else min)(e.mean for e in estimates.values())
+    tied = [v for v, e in estimates.items() if same_value(e.mean, top)]
+    best = baseline if baseline in tied else min(tied, key=lambda value: distance_to(value, baseline))
     seeds = sorted(set(by_value[best]) & set(by_value[baseline]), key=str)
     a = [by_value[best][s] for s in seeds]
     b = [by_value[baseline][s] for s in seeds]
     t_stat = p_value = math.nan
-    if best != baseline and len(seeds) >= 2:
-        differences = [x - y for x, y in zip(a, b, strict=True)]
-        if any(d != differences[0] for d in differences):
-            result = stats.ttest_rel(a, b)
-            t_stat, p_value = float(result.statistic), float(result.pvalue)
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    scale = max((abs(x) for x in a + b), default=0.0)
+    if best != baseline and len(seeds) >= 2 and not all(same_value(d, differences[0], scale) for d in differences):
+        result = stats.ttest_rel(a, b)
+        t_stat, p_value = float(result.statistic), float(result.pvalue)
     best_mean, base_mean = estimates[best].mean, estimates[baseline].mean
     return PairedComparison(
         row=row,

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labelsmooth.errors import check_class_indices
 from labelsmooth.smoothing.parameters import SchedulableParameters, check_num_classes
 
 
@@ -71,7 +72,10 @@ class SmoothingStrategy(nn.Module, SchedulableParameters):
         self.num_classes = check_num_classes(num_classes)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return in_float32(self.compute_loss, logits, target)
+        """The mean loss of (N, K) ``logits`` (K = ``num_classes``) against (N,) integer class indices in [0, K)
+        (``labelsmooth.errors.check_class_indices`` refuses anything else), in float32."""
+        check_class_indices(logits, target, self.num_classes, type(self).__name__)
+        return in_float32(self.compute_loss, logits, target.long())
 
     @abstractmethod
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -101,9 +105,10 @@ class TakesMixedTargets(SmoothingStrategy):
 
     def mixed_target_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         """The loss against an unsmoothed soft target (e.g. MixUp's ``λ·onehot(a) + (1-λ)·onehot(b)``)."""
-        if mixed_target.shape != logits.shape:
+        if mixed_target.shape != logits.shape or logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
-                f"mixed_target has shape {tuple(mixed_target.shape)}, expected the logits' {tuple(logits.shape)}"
+                f"{type(self).__name__}: mixed_target has shape {tuple(mixed_target.shape)} for logits of shape "
+                f"{tuple(logits.shape)}; expected both (N, {self.num_classes})"
             )
         with torch.autocast(device_type=logits.device.type, enabled=False):
             return self.compute_mixed_loss(logits.float(), mixed_target.float())
