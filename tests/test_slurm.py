@@ -177,9 +177,12 @@ def test_a_job_at_its_time_limit_is_requeued_and_continues_to_the_uninterrupted_
 
 
 def test_a_requeued_slurm_job_is_recognised_and_its_interruption_explained(monkeypatch) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
     from labelsmooth.cli.checks import slurm_restarts
     from labelsmooth.cli.errors import interruption_message
 
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # no Hydra job in this process
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert slurm_restarts() == 0

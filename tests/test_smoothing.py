@@ -185,3 +185,14 @@ def test_every_strategy_takes_any_integer_type_of_class_indices() -> None:
             strategy.set_class_frequencies(torch.full((5,), 0.2))
         strategy.eval()  # DisturbLabel draws in training mode
         assert torch.equal(strategy(logits, target.int()), strategy(logits, target)), type(strategy).__name__
+
+
+def test_parameters_take_numpy_numbers_and_name_other_types() -> None:
+    """``np.float32(0.8)`` was refused as "not in the range 0.1..1"; ``num_classes=None`` was a raw TypeError."""
+    import numpy as np
+
+    assert GammaSmoothing(10, np.float32(0.75)).gamma == 0.75
+    with pytest.raises(ValueError, match=r"^smoothing.gamma=tensor\(0.8000\) must be a number, not Tensor\.$"):
+        GammaSmoothing(10, torch.tensor(0.8))
+    with pytest.raises(ValueError, match=r"^num_classes=None: label smoothing needs an integer number of classes"):
+        GammaSmoothing(None, 0.8)

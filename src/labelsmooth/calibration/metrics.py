@@ -18,7 +18,7 @@ from labelsmooth.calibration.classwise import classwise_bin_sums, classwise_ece_
 from labelsmooth.calibration.scores import brier_per_sample, entropy_per_sample, nll_per_sample
 from labelsmooth.calibration.selective import augrc, aurc
 from labelsmooth.calibration.smooth import smooth_ece
-from labelsmooth.errors import check_class_indices
+from labelsmooth.errors import check_class_indices, whole_number
 
 ECE_BINS = DEFAULT_BINS
 
@@ -147,9 +147,9 @@ class ClassificationMetrics(Metric):
 
     def __init__(self, num_classes: int, prefix: str = "", n_bins: int = ECE_BINS, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
+        self.num_classes = whole_number("num_classes", num_classes, 1)
         self.prefix = prefix
-        self.n_bins = int(n_bins)
+        self.n_bins = whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
         self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         # Σ NLL, Σ Brier, Σ confidence, Σ entropy

@@ -46,6 +46,11 @@ class KnowTheSweep(Callback):
 
         HydraConfig.instance().set_config(config)
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None  # as before the sweep (an app run again in this process starts afresh)
+
 
 class CheckJoblibJobs(Callback):
     """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs=0``, which joblib refuses, is refused

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from abc import ABC
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, overload
@@ -54,9 +55,18 @@ def check_range(
         raise ConfigurationError(f"smoothing.{name}={value!r} is out of range: it must lie in {interval}.{suffix}")
 
 
+def real_number(name: str, value: Any) -> float:
+    """``value`` as a float when it is a real number (numpy's scalars too; a bool is not; NaN is left to the range
+    check), else the one-line ``ConfigurationError`` naming the parameter and the value's type."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"smoothing.{name}={value!r} must be a number, not {type(value).__name__}.")
+    return float(value)
+
+
 def check_num_classes(num_classes: int) -> int:
     """``num_classes`` as an int, or a ``ConfigurationError`` unless it is an integer >= 2."""
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or int(num_classes) < 2:
+    integral = isinstance(num_classes, numbers.Real) and not isinstance(num_classes, bool)
+    if not integral or int(num_classes) != num_classes or int(num_classes) < 2:
         raise ConfigurationError(
             f"num_classes={num_classes!r}: label smoothing needs an integer number of classes >= 2"
         )
@@ -217,8 +227,9 @@ class SchedulableParameters(ABC):
         checked: dict[str, float] = {}
         for name, declaration in cls.real_parameters.items():
             if name in values:
-                declaration.check(values[name], num_classes, checked)
-                checked[name] = float(values[name])
+                value = real_number(name, values[name])
+                declaration.check(value, num_classes, checked)
+                checked[name] = value
         return checked
 
     @classmethod
