@@ -75,8 +75,13 @@ def brier_per_sample(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 
 def entropy_per_sample(log_probs: torch.Tensor) -> torch.Tensor:
-    """``-Σ_k p_ik log p_ik``."""
-    return -(log_probs.exp() * log_probs).sum(dim=-1)
+    """``-Σ_k p_ik log p_ik``, with ``0 · log 0 = 0`` (a class masked by a logit of -inf adds nothing).
+
+    >>> entropy_per_sample(torch.tensor([[0.0, 0.0, float("-inf")]]).log_softmax(-1))
+    tensor([0.6931])
+    """
+    probs = log_probs.exp()
+    return -torch.where(probs > 0, probs * log_probs, 0.0).sum(dim=-1)
 
 
 def negative_log_likelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
