@@ -56,11 +56,11 @@ def check_range(
 
 
 def real_number(name: str, value: Any) -> float:
-    """``value`` as a float when it is a real number (numpy's scalars too; a bool is not; NaN is left to the range
-    check), else the one-line ``ConfigurationError`` naming the parameter and the value's type."""
+    """``value`` when it is a real number (an int or a float as given, numpy's scalars as a float; a bool is not; NaN
+    is left to the range check), else the one-line ``ConfigurationError`` naming the parameter and the value's type."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigurationError(f"smoothing.{name}={value!r} must be a number, not {type(value).__name__}.")
-    return float(value)
+    return value if isinstance(value, (int, float)) else float(value)  # 1 stays 1 in the messages
 
 
 def check_num_classes(num_classes: int) -> int:
@@ -229,7 +229,7 @@ class SchedulableParameters(ABC):
             if name in values:
                 value = real_number(name, values[name])
                 declaration.check(value, num_classes, checked)
-                checked[name] = value
+                checked[name] = float(value)
         return checked
 
     @classmethod
