@@ -72,7 +72,8 @@ def temperature_scaled_metrics(
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     scaled = logits.detach().float().cpu() / temperature
-    metrics = ClassificationMetrics(scaled.shape[-1], n_bins=n_bins)
+    # The logits are a whole split already (gathered over DDP processes): a second gather would count each twice.
+    metrics = ClassificationMetrics(scaled.shape[-1], n_bins=n_bins, sync_on_compute=False)
     metrics.update(scaled, target.detach().long().cpu())
     values = metrics.compute()
     return {name: float(values[name]) for name in SCALED_METRICS}
