@@ -322,3 +322,24 @@ def test_a_resumed_run_continues_the_schedule_exactly(tmp_path: Path) -> None:
     resumed = trained(tmp_path, "c", [*overrides, f"ckpt_path={checkpoint}"])
     assert_same_training(resumed, reference)
     assert resumed[0]["strategy_schedule.values"] == reference[0]["strategy_schedule.values"]
+
+
+def test_a_checkpoint_is_evaluated_and_loaded_with_the_scheduled_value_it_trained_with(tmp_path: Path) -> None:
+    """LogitNorm's temperature shapes its predictions: ``eval.py`` and ``load_from_checkpoint`` built the strategy
+    with the configured value (0.04) instead of the scheduled one (0.2), and reported another ECE."""
+    from labelsmooth import LabelSmoothingClassifier
+    from tests.conftest import run_app
+
+    overrides = ["smoothing=logit_norm", "strategy_schedule=linear", "strategy_schedule.start=0.3"]
+    overrides += ["strategy_schedule.end=0.2"]  # every epoch trains with another value than the configured 0.04
+    metrics, _ = trained(tmp_path, "run", overrides)
+    evaluated_value = metrics["strategy_schedule.evaluated_value"]
+    assert evaluated_value != pytest.approx(0.04)
+    checkpoint = metrics["checkpoint"]
+    model = LabelSmoothingClassifier.load_from_checkpoint(checkpoint)
+    assert model.criterion.temperature == pytest.approx(evaluated_value)
+    args = [f"ckpt_path={checkpoint}", "logger=none", "figures=false", f"hydra.run.dir={tmp_path / 'eval'}"]
+    assert run_app(args, tmp_path, script="eval.py").returncode == 0
+    evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("test/acc", "test/ece", "test/nll", "val/confidence"):
+        assert evaluation[key] == pytest.approx(metrics[key], abs=1e-6), key

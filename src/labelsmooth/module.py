@@ -30,6 +30,7 @@ OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 # What validation logs beside val/<ClassificationMetrics.NAMES> (val/nll_ts: only where a checkpoint monitors it)
 VALIDATION_RECORDS = ("val/acc_best", "val/acc_best_epoch", "val/nll_ts")
+STRATEGY_PARAMETERS_KEY = "strategy_parameters"  # in checkpoints: the strategy's values when it was written
 
 
 def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,12 +190,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         best.update(self.per_class_record())
         if self.distillation is None:
             return best
-        return {
-            **best,
-            "distill.alpha": self.distillation.alpha,
-            "distill.temperature": self.distillation.temperature,
-            **self.teacher_record,
-        }
+        distill = {"distill.alpha": self.distillation.alpha, "distill.temperature": self.distillation.temperature}
+        return {**best, **distill, **self.teacher_record}
 
     def per_class_record(self) -> dict[str, Any]:
         """``val/acc_per_class`` (the latest validation: in ``train`` and ``evaluate`` the best checkpoint's) and
@@ -319,6 +316,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["val_acc_best_epoch"] = self.val_acc_best_epoch
+        checkpoint[STRATEGY_PARAMETERS_KEY] = self.criterion.numeric_parameters()  # a schedule's latest values
         if self.specification is not None:
             checkpoint[SPECIFICATION_KEY] = self.specification.to_checkpoint()
 
@@ -326,6 +324,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         # A resumed fit continues from the checkpoint's; loading the best checkpoint after fit keeps fit's own.
         if self.val_acc_best_epoch is None:
             self.val_acc_best_epoch = checkpoint.get("val_acc_best_epoch")
+        if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:  # evaluated as it trained (LogitNorm)
+            self.criterion.restore_parameters(checkpoint.get(STRATEGY_PARAMETERS_KEY, {}))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch

@@ -109,7 +109,10 @@ def evaluate(
                 "training classes, in their order."
             )
         module.load_state_dict(saved.checkpoint["state_dict"])
-        module.val_acc_best.reset()  # the checkpoint holds training's best; val/acc_best here is this evaluation's
+        module.on_load_checkpoint(saved.checkpoint)  # the strategy's values as it trained (a schedule's)
+        # the checkpoint holds training's best; val/acc_best here is this evaluation's
+        module.val_acc_best.reset()
+        module.val_acc_best_epoch = None
         if run.logger:
             run.logger.log_hyperparams(evaluation_config(saved.config, saved.names, run.summary))
         calibration = CalibrationCallback(

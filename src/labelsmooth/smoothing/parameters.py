@@ -293,6 +293,14 @@ class SchedulableParameters(ABC):
         """The value ``set_parameter(name, value)`` would assign, or the ``ConfigurationError`` it would raise."""
         return self.declaration(name).checked(self, value)
 
+    def restore_parameters(self, values: Mapping[str, float]) -> None:
+        """Set the declared parameters among ``values`` that are not ``fixed`` (the values a checkpoint trained
+        with: a schedule's latest); other names (another strategy's) are left alone."""
+        for name, value in values.items():
+            declaration = self.real_parameters.get(name)
+            if declaration is not None and not declaration.fixed and getattr(self, name) != value:
+                self.set_parameter(name, value)
+
     def set_parameter(self, name: str, value: float) -> None:
         """Use ``name=value`` from the next call on (a parameter schedule's value for an epoch), in place: checked
         against the declared range (``ConfigurationError`` naming the parameter and its range) and assigned."""
