@@ -137,3 +137,18 @@ def test_a_run_resumes_from_a_linked_last_checkpoint(tmp_path: Path) -> None:
 def test_state_key_is_model_checkpoints_so_older_checkpoints_resume_with_their_best() -> None:
     kwargs = {"monitor": "val/acc", "mode": "max", "save_last": True}
     assert BestAndLastCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
+
+
+def test_a_checkpoint_continued_under_another_schedule_or_learning_rate_is_refused(tmp_path: Path) -> None:
+    """Lightning restores the checkpoint's optimizer and scheduler: a longer run kept the 2-epoch cosine (the
+    learning rate went 1e-3, 7.5e-4, 2.5e-4, 0, 2.5e-4) while metrics.json recorded T_max = 5."""
+    from labelsmooth.runs.checkpoints import CheckpointMismatchError
+    from tests.conftest import run_training
+
+    checkpoint = run_training(tmp_path / "a", ["model=mlp", "trainer.max_epochs=2"])["checkpoint"]
+    with pytest.raises(CheckpointMismatchError, match=r"scheduler.T_max=2 in the checkpoint, 3 here\. Continue it"):
+        run_training(tmp_path / "b", ["model=mlp", "trainer.max_epochs=3", f"ckpt_path={checkpoint}"])
+    with pytest.raises(CheckpointMismatchError, match=r": optimizer.lr=0.001 in the checkpoint, 0.01 here\. "):
+        run_training(
+            tmp_path / "c", ["model=mlp", "trainer.max_epochs=2", "optimizer.lr=0.01", f"ckpt_path={checkpoint}"]
+        )

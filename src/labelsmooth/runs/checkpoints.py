@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ class CheckpointError(LabelsmoothError, ValueError):
 
 
 class CheckpointMismatchError(CheckpointError):
-    """A readable checkpoint whose weights do not fit the model (another model, number of classes or input)."""
+    """A readable checkpoint that does not fit the run: its weights another model's (number of classes, input), or
+    its optimizer or learning-rate schedule another than the run continues with."""
 
 
 def check_checkpoint_path(path: str | Path) -> Path:
@@ -78,6 +80,32 @@ def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> 
             "overrides of the run that wrote it (see its .hydra/overrides.yaml)."
         )
     return checkpoint
+
+
+def check_same_optimization(written: Any, configured: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse to continue training from a checkpoint whose optimizer or learning-rate schedule (``written``, the
+    run specification it carries; none in older checkpoints) differ from this run's (``configured``): Lightning
+    restores the checkpoint's optimizer and scheduler states, so a changed learning rate, or a cosine's ``T_max``
+    that follows ``trainer.max_epochs``, would be ignored while ``metrics.json`` recorded it."""
+    if not isinstance(written, Mapping):
+        return
+    changed = [
+        f"{part}.{key}={before!r} in the checkpoint, {after!r} here"
+        for part in ("optimizer", "scheduler")
+        for key, before, after in _differences(written.get(part) or {}, configured.get(part) or {})
+    ]
+    if changed:
+        raise CheckpointMismatchError(
+            f"ckpt_path={path} continues with the optimizer and learning-rate schedule it was written with "
+            f"(Lightning restores their state), not this run's: {'; '.join(changed)}. Continue it with the settings "
+            "it was written with (a cosine schedule's T_max follows trainer.max_epochs), or start a new run."
+        )
+
+
+def _differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [
+        (key, before.get(key), after.get(key)) for key in sorted({*before, *after}) if before.get(key) != after.get(key)
+    ]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
