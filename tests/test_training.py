@@ -142,3 +142,30 @@ def test_metrics_and_calibration_read_the_strategys_predictive_distribution(tmp_
     torch.testing.assert_close(calibration.val_logits.double().softmax(-1), probs, rtol=1e-5, atol=1e-6)
     expected_temperature = fit_temperature(probs.log(), target)  # softmax(log p / T) ∝ p^(1/T), whatever p's logits
     assert results["temperature"] == pytest.approx(expected_temperature, rel=1e-4)
+
+
+def test_each_ddp_process_draws_its_own_augmentation_and_the_same_again_on_resume(tmp_path: Path) -> None:
+    """DDP processes share the seed, so every process shifted, flipped and mixed image i of its batch alike: each
+    training epoch of each process now draws from (seed, process, epoch), which a resumed run replays
+    (tests/test_reliability.py resumes a killed DDP run to the same metrics)."""
+    from types import SimpleNamespace
+
+    from labelsmooth.cli.build import build_datamodule, compose_config
+
+    datamodule = build_datamodule(compose_config(["dataset.shift=0.1", "dataset.hflip=true"]).dataset)
+    batch = next(iter(datamodule.train_dataloader()))
+
+    def shifted(rank: int, epoch: int, world_size: int = 2) -> torch.Tensor:
+        datamodule.trainer = SimpleNamespace(
+            training=True, world_size=world_size, global_rank=rank, current_epoch=epoch
+        )
+        datamodule._seeded_epoch = None  # a fresh process
+        torch.manual_seed(0)  # as seed_everything leaves every process
+        return datamodule.on_after_batch_transfer(batch, 0)[0]
+
+    assert not torch.equal(shifted(0, 0), shifted(1, 0))
+    assert not torch.equal(shifted(1, 0), shifted(1, 1))
+    assert torch.equal(shifted(1, 1), shifted(1, 1))
+    one_process = shifted(0, 0, world_size=1)
+    torch.manual_seed(0)
+    assert torch.equal(one_process, datamodule.preprocess_batch(batch, train=True)[0])  # the seeded generator, as is

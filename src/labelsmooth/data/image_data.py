@@ -171,6 +171,7 @@ class ImageDataModule(ClassificationDataModule):
         num_classes: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self._seeded_epoch: int | None = None  # the training epoch whose draws this DDP process has seeded
         if num_classes is not None:  # declared by the config; checked against the labels in setup
             self.num_classes = int(num_classes)
         if channels not in (1, 3):
@@ -376,4 +377,20 @@ class ImageDataModule(ClassificationDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
-        return self.preprocess_batch(batch, train=bool(trainer is not None and trainer.training))
+        training = bool(trainer is not None and trainer.training)
+        if training and trainer.world_size > 1 and self._seeded_epoch != trainer.current_epoch:
+            self._seeded_epoch = trainer.current_epoch
+            torch.manual_seed(process_epoch_seed(trainer.global_rank, trainer.current_epoch))
+        return self.preprocess_batch(batch, train=training)
+
+
+def process_epoch_seed(rank: int, epoch: int) -> int:
+    """The generator seed of a DDP process's training epoch, from the run's seed (``PL_GLOBAL_SEED``, which
+    ``seed_everything`` sets), the process and the epoch (``numpy.random.SeedSequence``). The processes share the
+    run's seed, so without it every process shifted, flipped, mixed and dropped out image i of its batch alike; set
+    at the epoch's first training batch (after the data iterator has drawn its own seed), a resumed run draws the
+    same again."""
+    import numpy as np
+
+    key = [int(os.environ.get("PL_GLOBAL_SEED", 0)), rank, epoch]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
