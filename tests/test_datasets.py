@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelsmooth.data import DatasetNotFoundError, InMemoryImages
+from labelsmooth.data import DatasetNotFoundError, DatasetUnreadableError, InMemoryImages
 from labelsmooth.data.image_data import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
 from labelsmooth.data.splits import check_split_size, stratified_carve
@@ -427,3 +427,68 @@ def test_an_own_image_folders_cached_statistics_follow_its_files(tmp_path: Path)
     second.setup("fit")
     assert float(second.preprocessor.mean.mean()) == pytest.approx(200 / 255, abs=1e-6)
     assert float(first.preprocessor.mean.mean()) == pytest.approx(50 / 255, abs=1e-6)
+
+
+def test_omniglot_numbers_its_characters_whatever_order_the_file_system_lists_them(tmp_path: Path, monkeypatch) -> None:
+    """torchvision's Omniglot numbers the characters in ``os.listdir``'s order, which differs between machines (a
+    node-local copy, macOS): labels, and the validation and test images carved from them, changed with it."""
+    import os
+
+    relax_checksums(monkeypatch)
+    first = build("omniglot", tmp_path)
+    first.setup("fit")
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": list(reversed(sorted(listdir(path)))))
+    second = build("omniglot", tmp_path)
+    second.setup("fit")
+    assert first.class_names == second.class_names == sorted(first.class_names)
+    assert first.class_names[0] == "Alphabet_0/character01"
+    for split in ("train_set", "val_set", "test_set"):
+        ours, theirs = getattr(first, split), getattr(second, split)
+        assert torch.equal(ours.targets, theirs.targets) and torch.equal(ours.images, theirs.images), split
+
+
+@pytest.mark.parametrize(("name", "removed"), [("imagenette", "val/n01440764"), ("imagenet", "val/n01443537")])
+def test_a_class_folder_missing_from_one_split_is_refused_not_shifted(
+    name: str, removed: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The split numbered only the folders it had: every later class took another's label, without a word."""
+    import shutil
+
+    relax_checksums(monkeypatch)
+    data = build(name, tmp_path)
+    (folder,) = tmp_path.glob(f"**/{removed}")
+    shutil.rmtree(folder)
+    with pytest.raises(DatasetUnreadableError, match=r"the test split's classes are not the training split's"):
+        data.setup("fit")
+
+
+def test_a_gtsrb_training_folder_missing_is_refused_not_shifted(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    relax_checksums(monkeypatch)
+    data = build("gtsrb", tmp_path)
+    shutil.rmtree(tmp_path / "gtsrb" / "GTSRB" / "Training" / "00000")
+    with pytest.raises(DatasetUnreadableError, match=r"lacks the class folders 00000: the labels are counted from"):
+        data.setup("fit")
+
+
+def test_cached_pixel_statistics_follow_the_pixels_not_the_image_counts(tmp_path: Path, monkeypatch) -> None:
+    """The cache of the training split's per-pixel mean was keyed by the data set's sizes: files rewritten with the
+    same counts kept the old mean (0.19 for 0.78)."""
+    import pickle
+
+    relax_checksums(monkeypatch)
+    before = build("cifar10", tmp_path, normalize="pixel_mean")
+    before.setup("fit")
+    for batch in (tmp_path / "cifar-10-batches-py").glob("data_batch_*"):
+        entry = pickle.loads(batch.read_bytes())
+        entry["data"] = (entry["data"] // 2 + 128).astype(entry["data"].dtype)  # brighter, the same images' count
+        batch.write_bytes(pickle.dumps(entry))
+    cfg = compose_train_config(["dataset=cifar10"], output_dir=tmp_path).dataset
+    settings = {"root": str(tmp_path), "download": False, "val_size": 0.2, "normalize": "pixel_mean"}
+    after = hydra.utils.instantiate(cfg, **settings)  # the same files' data set, as a new run opens it
+    after.setup("fit")
+    expected = after.train_set.images.double().mean(0) / 255
+    assert torch.allclose(after.preprocessor.mean.double(), expected, atol=1e-6)
+    assert not torch.allclose(before.preprocessor.mean, after.preprocessor.mean)

@@ -20,10 +20,10 @@ class DigitsDataModule(ImageDataModule):
     Split train / val / test with a fixed ``split_seed`` (stratified, ``stratified_carve``), independent of the
     run's seed, so every run of a sweep sees the same split. As for every data set without official splits,
     ``test_size`` (a fraction or a number of images) is carved from all images first, then ``val_size`` from the
-    rest: the defaults 0.2 and 0.1875 give 359 test, 269 validation (15% of all) and 1,169 training images. Pixels (0..16) are stored as uint8
-    (``v·255/16``, exact up to rounding) and by default standardised with the training split's mean and
-    standard deviation (``normalize``); the paper's options (``pixel_mean``, ``shift``, ``hflip``,
-    ``input_range``) work as for every other image data set.
+    rest: the defaults 0.2 and 0.1875 give 359 test, 269 validation (15% of all) and 1,169 training images.
+    Pixels (0..16) are stored as uint8 (``v·255/16``, exact up to rounding) and by default standardised with the
+    training split's mean and standard deviation (``normalize``); the paper's options (``pixel_mean``, ``shift``,
+    ``hflip``, ``input_range``) work as for every other image data set.
     """
 
     name = "digits"

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from labelsmooth.data.base import ClassificationDataModule
-from labelsmooth.data.preprocess import BatchPreprocessor
+from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import check_split_size, stratified_carve
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line
 
@@ -57,8 +57,6 @@ def looks_missing(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(
         phrase in text for phrase in ("not found", "not present", "download=true", "does not exist")
     )
-
-
 
 
 class InMemoryImages(Dataset):
@@ -273,6 +271,14 @@ class ImageDataModule(ClassificationDataModule):
                 carved[split] = train_index[carved[split]]
                 train_index = train_index[kept]
         classes = getattr(base_train, "classes", None)
+        for split in ("val", "test"):  # a split that numbers only its own class folders shifts every later label
+            own = getattr(opened[split], "classes", None)
+            if classes is not None and own is not None and list(own) != list(classes):
+                missing = ", ".join(str(name) for name in classes if name not in own) or "none"
+                raise DatasetUnreadableError(
+                    f"{self.name}: the {split} split's classes are not the training split's (missing there: "
+                    f"{missing}), so its labels would shift past a missing class. Restore its folders under {self.root}"
+                )
         names = [str(name) for name in classes] if classes is not None else []
         if self.num_classes is None:
             self.num_classes = len(names) or int(targets.max()) + 1
@@ -319,6 +325,8 @@ class ImageDataModule(ClassificationDataModule):
             "val_size": self.val_size, "test_size": self.test_size, "split_seed": self.split_seed,
             "train_samples": len(self.train_set),
         }  # fmt: skip
+        if isinstance(self.train_set, InMemoryImages):  # the pixels themselves (~0.2 s for CIFAR's, not stale files')
+            key["pixels"] = hashlib.blake2b(self.train_set.images.contiguous().numpy(), digest_size=16).hexdigest()
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return self.root / ".labelsmooth_cache" / f"{type(self).__name__}-train-statistics-{digest}.pt"
 
@@ -382,15 +390,3 @@ class ImageDataModule(ClassificationDataModule):
             self._seeded_epoch = trainer.current_epoch
             torch.manual_seed(process_epoch_seed(trainer.global_rank, trainer.current_epoch))
         return self.preprocess_batch(batch, train=training)
-
-
-def process_epoch_seed(rank: int, epoch: int) -> int:
-    """The generator seed of a DDP process's training epoch, from the run's seed (``PL_GLOBAL_SEED``, which
-    ``seed_everything`` sets), the process and the epoch (``numpy.random.SeedSequence``). The processes share the
-    run's seed, so without it every process shifted, flipped, mixed and dropped out image i of its batch alike; set
-    at the epoch's first training batch (after the data iterator has drawn its own seed), a resumed run draws the
-    same again."""
-    import numpy as np
-
-    key = [int(os.environ.get("PL_GLOBAL_SEED", 0)), rank, epoch]
-    return int(np.random.SeedSequence(key).generate_state(1)[0])

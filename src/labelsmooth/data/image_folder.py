@@ -199,13 +199,21 @@ def check_not_a_split_root(directory: str, classes: list[str]) -> None:
     """Refuse a ``train_dir`` whose "classes" are split folders (``train/``, ``val/``, ``test/`` holding class
     folders): the data set's root given in place of its training split."""
     splits = [name for name in classes if name.lower() in SPLIT_NAMES]
-    if len(splits) >= 2 and "train" in [name.lower() for name in splits] and all(
-        class_folders(Path(directory) / name) for name in splits
+    if (
+        len(splits) >= 2
+        and "train" in [name.lower() for name in splits]
+        and all(class_folders(Path(directory) / name) for name in splits)
     ):
         named = {name.lower(): name for name in splits}
         hint = " ".join(
             f"dataset.{key}_dir={Path(directory) / named[name]}"
-            for key, name in (("train", "train"), ("val", "val"), ("val", "valid"), ("val", "validation"), ("test", "test"))
+            for key, name in (
+                ("train", "train"),
+                ("val", "val"),
+                ("val", "valid"),
+                ("val", "validation"),
+                ("test", "test"),
+            )
             if name in named
         )
         raise ConfigurationError(

@@ -8,7 +8,9 @@ training split → (training only) random shift with ``fill_mode='nearest'`` →
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy
 import torch
@@ -167,3 +169,15 @@ def as_image_batch(images: Any, image_shape: tuple[int, int, int]) -> torch.Tens
             "width): give (N, C, H, W), (N, H, W, C), (N, H, W) for one channel, or one image"
         )
     return batch.contiguous()
+
+
+def process_epoch_seed(rank: int, epoch: int) -> int:
+    """The generator seed of a DDP process's training epoch, from the run's seed (``PL_GLOBAL_SEED``, which
+    ``seed_everything`` sets), the process and the epoch (``numpy.random.SeedSequence``). The processes share the
+    run's seed, so without it every process shifted, flipped, mixed and dropped out image i of its batch alike; set
+    at the epoch's first training batch (after the data iterator has drawn its own seed), a resumed run draws the
+    same again."""
+    import numpy as np
+
+    key = [int(os.environ.get("PL_GLOBAL_SEED", 0)), rank, epoch]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])

@@ -16,9 +16,7 @@ def check_split_size(key: str, size: float | int) -> float | int:
     """
     number = float(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else float("nan")
     if not (0.0 < number < 1.0 or (number >= 1.0 and number.is_integer())):
-        raise ConfigurationError(
-            f"{key}={size!r} must be a fraction in (0, 1) or a whole number of samples (>= 1)"
-        )
+        raise ConfigurationError(f"{key}={size!r} must be a fraction in (0, 1) or a whole number of samples (>= 1)")
     return int(number) if number >= 1.0 else number
 
 

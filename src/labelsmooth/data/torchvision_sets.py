@@ -7,12 +7,13 @@ ImageNet it cannot (``downloadable = False``): its files are fetched by hand, af
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from labelsmooth.data.image_data import ImageDataModule
+from labelsmooth.data.image_data import DatasetUnreadableError, ImageDataModule
 from labelsmooth.errors import ConfigurationError
 
 
@@ -134,7 +135,16 @@ class GTSRBDataModule(ImageDataModule):
 
         if split == "val":
             return None
-        return GTSRB(str(self.root), split=split, transform=transform, download=download)
+        dataset = GTSRB(str(self.root), split=split, transform=transform, download=download)
+        if split == "train":  # torchvision numbers the folders present: a missing one would shift every later label
+            training = Path(str(self.root)) / "gtsrb" / "GTSRB" / "Training"
+            present = {entry.name for entry in training.iterdir() if entry.is_dir()}
+            if missing := [f"{label:05d}" for label in range(self.num_classes) if f"{label:05d}" not in present]:
+                raise DatasetUnreadableError(
+                    f"GTSRB: {training} lacks the class folders {', '.join(missing)}: the labels are counted from "
+                    "the folders present, so every later class would take another's label. Restore them."
+                )
+        return dataset
 
 
 class DTDDataModule(ImageDataModule):
@@ -225,9 +235,19 @@ class OmniglotDataModule(ImageDataModule):
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import Omniglot
 
+        from labelsmooth.data.image_folder import ClassFolders, class_folders
+
         if split != "train":
             return None
-        return Omniglot(str(self.root), background=self.background, transform=transform, download=download)
+        # torchvision's Omniglot fetches and checks the files, but numbers the characters in the order the file
+        # system lists them (os.listdir), another on another machine: the classes are listed here, sorted.
+        folder = Path(Omniglot(str(self.root), background=self.background, download=download).target_folder)
+        characters = [
+            f"{alphabet}/{character}"
+            for alphabet in class_folders(folder)
+            for character in class_folders(folder / alphabet)
+        ]
+        return ClassFolders(folder, characters, transform)
 
 
 class ImageNetDataModule(ImageDataModule):
