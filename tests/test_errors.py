@@ -373,13 +373,22 @@ def test_checkpoint_selections_that_work_pass(args: list[str], tmp_path: Path) -
     check_checkpoint_monitor(compose_config(args, output_dir=tmp_path))
 
 
-def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(trained_run) -> None:
-    """The names ``check_checkpoint_monitor`` accepts under ``val/`` are the ones a validation epoch logs."""
+def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(tmp_path: Path) -> None:
+    """The names ``check_checkpoint_monitor`` accepts under ``val/`` are the ones a validation epoch logs (val/nll_ts
+    where the checkpoint monitors it)."""
+    import torch
+
     from labelsmooth.calibration.metrics import ClassificationMetrics
+    from labelsmooth.cli.build import build_datamodule, build_module, compose_config
     from labelsmooth.module import VALIDATION_RECORDS
 
-    logged = set(trained_run.summary) | {"val/nll_ts"}  # val/nll_ts: only where a checkpoint monitors it
-    assert {f"val/{name}" for name in ClassificationMetrics.NAMES} | set(VALIDATION_RECORDS) <= logged
+    selection = ["callbacks.checkpoint.monitor=val/nll_ts", "callbacks.checkpoint.mode=min"]
+    cfg = compose_config(["model=mlp", *selection], output_dir=tmp_path)
+    module = build_module(cfg, build_datamodule(cfg.dataset))
+    module.start_validation(sanity_checking=False)
+    module.update_validation(torch.randn(8, 10), torch.arange(8), sanity_checking=False)
+    logged = module.end_validation(sanity_checking=False, fitting=True, epoch=0)
+    assert {f"val/{name}" for name in ClassificationMetrics.NAMES} | set(VALIDATION_RECORDS) <= set(logged)
 
 
 @pytest.mark.parametrize(

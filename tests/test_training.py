@@ -144,7 +144,7 @@ def test_metrics_and_calibration_read_the_strategys_predictive_distribution(tmp_
     assert results["temperature"] == pytest.approx(expected_temperature, rel=1e-4)
 
 
-def test_each_ddp_process_draws_its_own_augmentation_and_the_same_again_on_resume(tmp_path: Path) -> None:
+def test_each_ddp_process_draws_its_own_augmentation_the_same_for_the_same_process_and_epoch(tmp_path: Path) -> None:
     """DDP processes share the seed, so every process shifted, flipped and mixed image i of its batch alike: each
     training epoch of each process now draws from (seed, process, epoch), which a resumed run replays
     (tests/test_reliability.py resumes a killed DDP run to the same metrics)."""

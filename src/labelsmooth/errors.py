@@ -10,6 +10,7 @@ before. Pure Python, importable from every layer.
 from __future__ import annotations
 
 import errno
+import numbers
 import os
 import re
 from typing import Any
@@ -34,18 +35,16 @@ def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
     ...
     labelsmooth.errors.ConfigurationError: n_bins=0 must be an integer >= 1 (the bins of the calibration errors)
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigurationError(f"{key}={value!r} must be an integer >= {minimum}" + (f" ({what})" if what else ""))
-    return value
+    return int(value)
 
 
-def check_class_indices(logits: Any, target: Any, num_classes: int | None = None, owner: str = "") -> None:
+def check_class_index_shapes(logits: Any, target: Any, num_classes: int | None = None, owner: str = "") -> int:
     """Refuse, in one ``ValueError`` that names ``owner`` and the shapes, what a loss or a metric of (N, K) logits
-    and (N,) class indices would otherwise broadcast, drop or count without a word: logits that are not (N, K) with
-    K = ``num_classes`` (when given); a target that is not N integers (an (N, 1) column, float "indices"); and, for
-    a target on the CPU, a class outside [0, K) (torch's cross entropy drops -100, ``argmax == y`` counts 10 as a
-    wrong prediction). A target on another device is not read, as that would wait for the device.
-    """
+    and (N,) class indices would otherwise broadcast or truncate without a word: logits that are not (N, K) with
+    K = ``num_classes`` (when given), a target that is not N integers (an (N, 1) column, float "indices"). Reads
+    shapes and types alone (a loss calls it every step); returns K."""
     where = f"{owner}: " if owner else ""
     classes = num_classes if num_classes is not None else (logits.shape[-1] if logits.dim() == 2 else None)
     if logits.dim() != 2 or logits.shape[1] != classes:
@@ -57,9 +56,18 @@ def check_class_indices(logits: Any, target: Any, num_classes: int | None = None
         )
     if target.dtype.is_floating_point or target.dtype.is_complex or str(target.dtype) == "torch.bool":
         raise ValueError(f"{where}target has dtype {target.dtype}; expected integer class indices in [0, {classes})")
+    return classes
+
+
+def check_class_indices(logits: Any, target: Any, num_classes: int | None = None, owner: str = "") -> None:
+    """``check_class_index_shapes``, and, for a target on the CPU, every class in [0, K): ``argmax == y`` would
+    count a label of 10 as a wrong prediction, torch's cross entropy drops -100. A target on another device is not
+    read, as that would wait for the device."""
+    classes = check_class_index_shapes(logits, target, num_classes, owner)
     if target.device.type == "cpu" and target.numel():
         low, high = (int(v) for v in target.aminmax())
         if low < 0 or high >= classes:
+            where = f"{owner}: " if owner else ""
             raise ValueError(
                 f"{where}target holds class {low if low < 0 else high}; class indices must lie in [0, {classes})"
             )

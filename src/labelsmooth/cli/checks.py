@@ -233,7 +233,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
 def _meta_cannot_run(error: BaseException | None) -> bool:
     """Whether ``error`` is the meta device's own limit (an operation without a meta kernel, a value read from a
     tensor), not the model's."""
-    return isinstance(error, (NotImplementedError, RuntimeError)) and "meta" in str(error).lower()
+    return isinstance(error, (NotImplementedError, RuntimeError, TypeError)) and "meta" in str(error).lower()
 
 
 def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:
@@ -336,6 +336,7 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
 
     from labelsmooth.calibration.metrics import ClassificationMetrics
     from labelsmooth.module import VALIDATION_RECORDS
+    from labelsmooth.tracking.wandb_run import best_value_summaries
 
     node = OmegaConf.select(cfg, "callbacks.checkpoint", default=None)
     if not node or "_target_" not in node or not issubclass(hydra.utils.get_class(node._target_), ModelCheckpoint):
@@ -353,11 +354,8 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
             f"callbacks.checkpoint.monitor={monitor} is not a validation metric: {hint}the checkpoints are selected "
             f"during training by one of {', '.join(names)}"
         )
-    name = monitor.removeprefix("val/").removesuffix("_best").removesuffix("_ts")
-    if name in ClassificationMetrics.DESCRIPTIVE or name == "acc_best_epoch":
-        return
-    best = "max" if name in ClassificationMetrics.BEST_IS_HIGHEST else "min"
-    if mode != best:
+    best = best_value_summaries().get(monitor)  # None: descriptive (confidence, entropy, the best epoch)
+    if best is not None and mode != best:
         ranked = "highest" if best == "max" else "lowest"
         raise ConfigurationError(
             f"callbacks.checkpoint.mode={mode} would keep the checkpoint with the worst {monitor} (the {ranked} is "

@@ -128,8 +128,11 @@ def interruption_outside_a_job(error: KeyboardInterrupt) -> RunInterrupted:
 def is_submitit_launcher(target: object) -> bool:
     """Whether a launcher's ``_target_`` is Hydra's submitit (SLURM) launcher."""
     import hydra
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
+    try:  # the sweep extra's plugin: without it, no sweep runs on SLURM
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+    except ImportError:
+        return False
     return isinstance(target, str) and issubclass(hydra.utils.get_class(target), BaseSubmititLauncher)
 
 

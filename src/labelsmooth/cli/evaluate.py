@@ -108,8 +108,7 @@ def evaluate(
                 f"{', '.join(evaluated_names)}: its labels would be matched by position. Evaluate on data with the "
                 "training classes, in their order."
             )
-        module.load_state_dict(saved.checkpoint["state_dict"])
-        module.on_load_checkpoint(saved.checkpoint)  # the strategy's values as it trained (a schedule's)
+        saved.load_into(module)
         # the checkpoint holds training's best; val/acc_best here is this evaluation's
         module.val_acc_best.reset()
         module.val_acc_best_epoch = None

@@ -94,6 +94,12 @@ class SavedRun:
 
         return LabelSmoothingClassifier.from_specification(run_specification(self.config, datamodule, self.names))
 
+    def load_into(self, module: Any) -> None:
+        """The checkpoint's weights and module state into ``module`` (of ``module_for``, checked to fit): its
+        strategy takes the parameter values the checkpoint trained with (a schedule's)."""
+        module.load_state_dict(self.checkpoint["state_dict"])
+        module.on_load_checkpoint(self.checkpoint)
+
 
 def checkpoint_path(cfg: DictConfig) -> str:
     """``cfg.ckpt_path``, or an ``EvaluationError`` that says how to give it."""

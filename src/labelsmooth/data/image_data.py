@@ -236,7 +236,7 @@ class ImageDataModule(ClassificationDataModule):
         transform = decode_transform(self.image_shape[1], self.image_shape[0])
         try:
             return self.open_split(split, transform, download=False)
-        except ConfigurationError:  # the data set's own words about its settings and files
+        except (ConfigurationError, DatasetUnreadableError):  # the data set's own words about its settings and files
             raise
         except Exception as error:
             if not looks_missing(error):

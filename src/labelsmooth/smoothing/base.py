@@ -42,13 +42,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelsmooth.errors import check_class_indices
+from labelsmooth.errors import check_class_index_shapes
 from labelsmooth.smoothing.parameters import SchedulableParameters, check_num_classes
 
 
 def float32_log_softmax(logits: torch.Tensor) -> torch.Tensor:
     """``log p`` in float32 (call it with autocast disabled; see ``SmoothingStrategy.forward``)."""
     return torch.log_softmax(logits.float(), dim=-1)
+
+
+# torch's cross entropy skips targets equal to its ignore_index (-100 by default), so a -100 label silently left its
+# row out of the mean; no class index is ignored here, and torch refuses a -100 as any index outside [0, K).
+NO_IGNORED_CLASS = -(2**63)
+
+
+def class_index_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """``F.cross_entropy(logits, target, label_smoothing=ε)`` (mean) with no class index ignored."""
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing, ignore_index=NO_IGNORED_CLASS)
 
 
 def in_float32(function: Callable[..., torch.Tensor], logits: torch.Tensor, *args: Any) -> torch.Tensor:
@@ -72,9 +82,10 @@ class SmoothingStrategy(nn.Module, SchedulableParameters):
         self.num_classes = check_num_classes(num_classes)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The mean loss of (N, K) ``logits`` (K = ``num_classes``) against (N,) integer class indices in [0, K)
-        (``labelsmooth.errors.check_class_indices`` refuses anything else), in float32."""
-        check_class_indices(logits, target, self.num_classes, type(self).__name__)
+        """The mean loss of (N, K) ``logits`` (K = ``num_classes``) against (N,) integer class indices in [0, K), in
+        float32: other shapes and types are refused (``labelsmooth.errors.check_class_index_shapes``), an index outside
+        [0, K) by torch, -100 too (``class_index_cross_entropy``)."""
+        check_class_index_shapes(logits, target, self.num_classes, type(self).__name__)
         return in_float32(self.compute_loss, logits, target.long())
 
     @abstractmethod

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import SmoothingStrategy
+from labelsmooth.smoothing.base import SmoothingStrategy, class_index_cross_entropy
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -62,4 +61,4 @@ class DisturbLabel(SmoothingStrategy):
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.training and self.alpha > 0:
             target = self.disturb(target)
-        return F.cross_entropy(logits, target)
+        return class_index_cross_entropy(logits, target)

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax, in_float32
+from labelsmooth.smoothing.base import TakesMixedTargets, class_index_cross_entropy, float32_log_softmax, in_float32
 from labelsmooth.smoothing.parameters import RealParameter
 
 # Added to the norm so that all-zero logits give zero normalised logits (the authors' constant).
@@ -41,7 +41,7 @@ class LogitNormalization(TakesMixedTargets):
         return logits / (norms * self.temperature)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self.normalized_logits(logits), target)
+        return class_index_cross_entropy(self.normalized_logits(logits), target)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return -(mixed_target * float32_log_softmax(self.normalized_logits(logits))).sum(dim=-1).mean()

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax
+from labelsmooth.smoothing.base import TakesMixedTargets, class_index_cross_entropy, float32_log_softmax
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -29,7 +28,7 @@ class _PenalizedCrossEntropy(TakesMixedTargets):
         raise NotImplementedError
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target) + self.alpha * self.penalty(logits)
+        return class_index_cross_entropy(logits, target) + self.alpha * self.penalty(logits)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         cross_entropy = -(mixed_target * float32_log_softmax(logits)).sum(dim=-1).mean()

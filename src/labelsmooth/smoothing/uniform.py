@@ -16,10 +16,14 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from labelsmooth.errors import ConfigurationError
-from labelsmooth.smoothing.base import HasTargetDistribution, UsesClassPrior, float32_log_softmax
+from labelsmooth.smoothing.base import (
+    HasTargetDistribution,
+    UsesClassPrior,
+    class_index_cross_entropy,
+    float32_log_softmax,
+)
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -38,7 +42,7 @@ class CrossEntropy(HasTargetDistribution):
     """No smoothing: cross entropy against the one-hot target, ``q = onehot(y)``."""
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target)
+        return class_index_cross_entropy(logits, target)
 
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         return hard_target.float()
@@ -68,7 +72,7 @@ class UniformSmoothing(HasTargetDistribution):
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # torch's fused label smoothing: log-softmax, then the true-class and the summed log-probabilities.
-        return F.cross_entropy(logits, target, label_smoothing=self.epsilon)
+        return class_index_cross_entropy(logits, target, self.epsilon)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return mixed_two_weight_cross_entropy(logits, mixed_target, 1.0 - self.epsilon, self.off_value)
@@ -111,7 +115,7 @@ class GammaSmoothing(HasTargetDistribution):
         return self.num_classes * (1.0 - self.gamma) / (self.num_classes - 1)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, label_smoothing=self.equivalent_epsilon)
+        return class_index_cross_entropy(logits, target, self.equivalent_epsilon)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return mixed_two_weight_cross_entropy(logits, mixed_target, self.gamma - self.off_value, self.off_value)
