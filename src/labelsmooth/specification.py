@@ -81,11 +81,7 @@ class RunSpecification:
 
     def build_network(self) -> Any:
         """The network, sized for the data (classes, channels, image size); freshly initialised."""
-        from hydra.utils import instantiate
-
-        return instantiate(
-            self.model, num_classes=self.num_classes, in_channels=self.in_channels, image_size=self.image_size
-        )
+        return network_for(self.model, self.num_classes, self.in_channels, self.image_size)
 
     def build_strategy(self) -> Any:
         from hydra.utils import instantiate
@@ -110,3 +106,11 @@ class RunSpecification:
         from hydra.utils import instantiate
 
         return instantiate(self.scheduler) if self.scheduler else None
+
+
+def network_for(model: Any, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> Any:
+    """The network a model config builds for ``num_classes`` classes of ``in_channels`` x ``image_size`` images (on
+    the current default device: the check before the data builds it on the meta device)."""
+    from hydra.utils import instantiate
+
+    return instantiate(model, num_classes=num_classes, in_channels=in_channels, image_size=image_size)

@@ -210,6 +210,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
     import torch
 
     from labelsmooth.cli.errors import root_cause
+    from labelsmooth.specification import network_for
 
     dataset, model = cfg.get("dataset"), cfg.get("model")
     channels, size = (dataset.get("channels"), dataset.get("image_size")) if dataset else (None, None)
@@ -219,9 +220,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
     num_classes = declared if isinstance(declared, int) and not isinstance(declared, bool) else None
     try:
         with torch.device("meta"):
-            net = hydra.utils.instantiate(
-                model, num_classes=num_classes or 2, in_channels=channels, image_size=(size, size)
-            )
+            net = network_for(model, num_classes or 2, channels, (size, size))
             check_model_accepts(net, (channels, size, size), num_classes)
     except Exception as error:
         cause = root_cause(error)
