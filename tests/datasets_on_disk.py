@@ -96,15 +96,17 @@ def write_svhn(root: Path, per_class: int = 3) -> dict:
     return {"root": root, "val_size": 0.34}
 
 
-def write_gtsrb(root: Path, per_class: int = 3, classes: int = 43) -> dict:
+def write_gtsrb(root: Path, per_class: int = 3, classes: int = 43, frames: int = 1) -> dict:
+    """``per_class`` tracks of ``frames`` frames each per class, named ``<track>_<frame>.ppm`` as GTSRB's."""
     rng = np.random.default_rng(4)
     base = root / "gtsrb"
     for label in range(classes):
         for i in range(per_class):
-            _save_image(
-                base / "GTSRB" / "Training" / f"{label:05d}" / f"{i:05d}_00000.ppm",
-                _pixels(rng, label, (30 + i, 34, 3)),
-            )
+            for frame in range(frames):
+                _save_image(
+                    base / "GTSRB" / "Training" / f"{label:05d}" / f"{i:05d}_{frame:05d}.ppm",
+                    _pixels(rng, label, (30 + i + frame, 34, 3)),
+                )
     rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
     for i, label in enumerate(range(0, classes, 7)):
         _save_image(base / "GTSRB" / "Final_Test" / "Images" / f"{i:05d}.ppm", _pixels(rng, label, (40, 36, 3)))

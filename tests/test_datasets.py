@@ -463,6 +463,33 @@ def test_a_class_folder_missing_from_one_split_is_refused_not_shifted(
         data.setup("fit")
 
 
+def test_gtsrb_validation_takes_whole_tracks(tmp_path: Path, monkeypatch) -> None:
+    """A GTSRB track (~30 frames of one sign) falls in train or in val, never both: validation measures signs the
+    network has not seen. Each class keeps a track for training and gives up about its share."""
+    from torchvision.datasets.folder import make_dataset
+
+    from tests.datasets_on_disk import write_gtsrb
+
+    relax_checksums(monkeypatch)
+    write_gtsrb(tmp_path, per_class=4, classes=43, frames=5)
+    cfg = compose_train_config(["dataset=gtsrb", "dataset.val_size=0.3"], output_dir=tmp_path)
+    data = hydra.utils.instantiate(cfg.dataset, download=False, num_workers=0, in_memory=False, root=str(tmp_path))
+    data.setup("fit")
+    files = make_dataset(str(tmp_path / "gtsrb" / "GTSRB" / "Training"), extensions=(".ppm",))
+    track = [(label, Path(path).name.split("_")[0]) for path, label in files]
+    train_tracks = {track[i] for i in data.train_set.indices}
+    val_tracks = {track[i] for i in data.val_set.indices}
+    assert not train_tracks & val_tracks
+    assert len(data.train_set) + len(data.val_set) == 43 * 4 * 5
+    assert {label for label, _ in train_tracks} == set(range(43))
+    assert {label for label, _ in val_tracks} == set(range(43))
+    assert len(data.val_set) == 43 * 2 * 5  # tracks taken while fewer than round(0.3 · 20) = 6 frames are carved
+    kept, carved = data.train_set.indices, data.val_set.indices
+    data.train_set = None
+    data.setup("fit")  # the same carve every time
+    assert (data.train_set.indices, data.val_set.indices) == (kept, carved)
+
+
 def test_a_gtsrb_training_folder_missing_is_refused_not_shifted(tmp_path: Path, monkeypatch) -> None:
     import shutil
 

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
-from labelsmooth.data.splits import check_split_size, stratified_carve
+from labelsmooth.data.splits import carve_splits, check_split_size
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line
 
 SPLITS = ("train", "val", "test")
@@ -196,6 +196,11 @@ class ImageDataModule(ClassificationDataModule):
         """What identifies this data set's files besides its class (e.g. a domain or a subset)."""
         return {}
 
+    def carve_groups(self, train: Dataset) -> torch.Tensor | None:
+        """A group id per training sample, where samples come in groups (frames of one object) that a carved split
+        takes whole (``stratified_carve``); ``None``: each sample on its own."""
+        return None
+
     # ---- opening, with a clear error when the files are absent -------------------------------------
     def damaged_files(self) -> list[str]:
         """Files that are present but fail the data set's own integrity check (e.g. torchvision's MD5 sums)."""
@@ -262,14 +267,11 @@ class ImageDataModule(ClassificationDataModule):
         base_train = opened["train"]
         if base_train is None:
             raise RuntimeError(f"{type(self).__name__}.open_split('train') returned None")
-        train_index = torch.arange(len(base_train))
         targets = dataset_targets(base_train)
-        carved: dict[str, torch.Tensor] = {}
-        for split, size in (("test", self.test_size), ("val", self.val_size)):
-            if opened[split] is None:
-                kept, carved[split] = stratified_carve(targets[train_index], size, self.split_seed + len(carved))
-                carved[split] = train_index[carved[split]]
-                train_index = train_index[kept]
+        missing = [split for split in ("test", "val") if opened[split] is None]
+        sizes = {split: self.test_size if split == "test" else self.val_size for split in missing}
+        groups = self.carve_groups(base_train) if sizes else None
+        train_index, carved = carve_splits(targets, sizes, self.split_seed, groups)
         classes = getattr(base_train, "classes", None)
         for split in ("val", "test"):  # a split that numbers only its own class folders shifts every later label
             own = getattr(opened[split], "classes", None)

@@ -117,7 +117,9 @@ class SVHNDataModule(ImageDataModule):
 
 class GTSRBDataModule(ImageDataModule):
     """German Traffic Sign Recognition Benchmark: 43 classes, images of 15-250 pixels resized to
-    ``image_size``. Validation carved from the training folders."""
+    ``image_size``. Validation carved from the training folders by whole tracks: a training file
+    ``<class>/<track>_<frame>.ppm`` is one of ~30 frames of one physical sign (Stallkamp et al. 2012), and frames of
+    one track on both sides would make validation accuracy measure recall of seen signs."""
 
     name = "GTSRB"
     num_classes = 43
@@ -145,6 +147,19 @@ class GTSRBDataModule(ImageDataModule):
                     "the folders present, so every later class would take another's label. Restore them."
                 )
         return dataset
+
+    def carve_groups(self, train: Dataset) -> torch.Tensor:
+        """The track of each training image: its class and the ``<track>`` of its file name (torchvision's
+        ``make_dataset`` lists the files in the order of the data set's samples); a file named otherwise is a
+        track of its own."""
+        from torchvision.datasets.folder import make_dataset
+
+        samples = make_dataset(str(Path(str(self.root)) / "gtsrb" / "GTSRB" / "Training"), extensions=(".ppm",))
+        if len(samples) != len(train):  # type: ignore[arg-type]
+            raise DatasetUnreadableError(f"GTSRB: the training folders changed while they were read under {self.root}")
+        tracks = [(label, Path(path).name.split("_")[0] if "_" in Path(path).name else path) for path, label in samples]
+        numbers = {track: number for number, track in enumerate(dict.fromkeys(tracks))}
+        return torch.tensor([numbers[track] for track in tracks])
 
 
 class DTDDataModule(ImageDataModule):
