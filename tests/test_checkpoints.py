@@ -139,16 +139,28 @@ def test_state_key_is_model_checkpoints_so_older_checkpoints_resume_with_their_b
     assert BestAndLastCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
 
 
-def test_a_checkpoint_continued_under_another_schedule_or_learning_rate_is_refused(tmp_path: Path) -> None:
+def test_a_checkpoint_continued_under_other_training_settings_is_refused(tmp_path: Path) -> None:
     """Lightning restores the checkpoint's optimizer and scheduler: a longer run kept the 2-epoch cosine (the
-    learning rate went 1e-3, 7.5e-4, 2.5e-4, 0, 2.5e-4) while metrics.json recorded T_max = 5."""
+    learning rate went 1e-3, 7.5e-4, 2.5e-4, 0, 2.5e-4) while metrics.json recorded T_max = 5. Another strategy
+    parameter, batch size or seed would train one run under two settings while metrics.json recorded the second.
+    Where the data is and how it is read may change."""
     from labelsmooth.runs.checkpoints import CheckpointMismatchError
     from tests.conftest import run_training
 
     checkpoint = run_training(tmp_path / "a", ["model=mlp", "trainer.max_epochs=2"])["checkpoint"]
-    with pytest.raises(CheckpointMismatchError, match=r"scheduler.T_max=2 in the checkpoint, 3 here\. Continue it"):
-        run_training(tmp_path / "b", ["model=mlp", "trainer.max_epochs=3", f"ckpt_path={checkpoint}"])
-    with pytest.raises(CheckpointMismatchError, match=r": optimizer.lr=0.001 in the checkpoint, 0.01 here\. "):
-        run_training(
-            tmp_path / "c", ["model=mlp", "trainer.max_epochs=2", "optimizer.lr=0.01", f"ckpt_path={checkpoint}"]
-        )
+    refused = {
+        "trainer.max_epochs=3": r"scheduler.T_max=2 in the checkpoint, 3 here\. Continue it",
+        "optimizer.lr=0.01": r": optimizer.lr=0.001 in the checkpoint, 0.01 here\. ",
+        "smoothing.epsilon=0.2": r": smoothing.epsilon=0.1 in the checkpoint, 0.2 here\. ",
+        "dataset.batch_size=32": r": dataset.batch_size=64 in the checkpoint, 32 here\. ",
+        "seed=1": r": seed=0 in the checkpoint, 1 here\. ",
+    }
+    for index, (override, message) in enumerate(refused.items()):
+        with pytest.raises(CheckpointMismatchError, match=message):
+            run_training(
+                tmp_path / str(index), ["model=mlp", "trainer.max_epochs=2", override, f"ckpt_path={checkpoint}"]
+            )
+    run_training(  # read otherwise, trained the same: continues (to its last epoch, so no step is taken)
+        tmp_path / "read",
+        ["model=mlp", "trainer.max_epochs=2", "dataset.eval_batch_size=100", f"ckpt_path={checkpoint}"],
+    )

@@ -63,7 +63,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     import torch
 
     from labelsmooth.cli.teacher import load_teacher
-    from labelsmooth.runs.checkpoints import check_checkpoint_matches, check_checkpoint_path, check_same_optimization
+    from labelsmooth.runs.checkpoints import check_checkpoint_matches, check_checkpoint_path, check_same_training
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
     from labelsmooth.specification import SPECIFICATION_KEY
@@ -88,7 +88,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
             checkpoint = check_checkpoint_matches(ckpt_path, module)
-            check_same_optimization(checkpoint.get(SPECIFICATION_KEY), module.specification.to_checkpoint(), ckpt_path)
+            check_same_training(checkpoint.get(SPECIFICATION_KEY), module.specification.to_checkpoint(), ckpt_path)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
         if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):

@@ -23,7 +23,7 @@ class CheckpointError(LabelsmoothError, ValueError):
 
 class CheckpointMismatchError(CheckpointError):
     """A readable checkpoint that does not fit the run: its weights another model's (number of classes, input), or
-    its optimizer or learning-rate schedule another than the run continues with."""
+    its training settings (strategy, data, optimizer, schedule, ...) other than those the run continues with."""
 
 
 def check_checkpoint_path(path: str | Path) -> Path:
@@ -82,24 +82,42 @@ def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> 
     return checkpoint
 
 
-def check_same_optimization(written: Any, configured: Mapping[str, Any], path: str | Path) -> None:
-    """Refuse to continue training from a checkpoint whose optimizer or learning-rate schedule (``written``, the
-    run specification it carries; none in older checkpoints) differ from this run's (``configured``): Lightning
-    restores the checkpoint's optimizer and scheduler states, so a changed learning rate, or a cosine's ``T_max``
-    that follows ``trainer.max_epochs``, would be ignored while ``metrics.json`` recorded it."""
+# What a continued run may set otherwise than the run that wrote its checkpoint: where the data is and how it is
+# read, none of which changes the batches the network trains on (the in-memory and streamed paths give the same
+# pixels). Everything else of the specification's training parts must be equal.
+HOW_THE_DATA_IS_READ = frozenset(
+    {"root", "train_dir", "val_dir", "test_dir", "download", "in_memory", "num_workers", "eval_batch_size"}
+)
+TRAINING_PARTS = ("model", "smoothing", "augment", "dataset", "optimizer", "scheduler", "seed")
+
+
+def check_same_training(written: Any, configured: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse to continue training from a checkpoint whose training settings (``written``, the run specification it
+    carries; none in older checkpoints) differ from this run's (``configured``): the network, the strategy and its
+    parameters, batch mixing, the data set's splits, batches and augmentation, the optimizer, the learning-rate
+    schedule and the seed. Otherwise one run trains under two settings while ``metrics.json`` records one; and
+    Lightning restores the checkpoint's optimizer and scheduler states, so a changed learning rate, or a cosine's
+    ``T_max`` that follows ``trainer.max_epochs``, would be ignored as well."""
     if not isinstance(written, Mapping):
         return
     changed = [
-        f"{part}.{key}={before!r} in the checkpoint, {after!r} here"
-        for part in ("optimizer", "scheduler")
-        for key, before, after in _differences(written.get(part) or {}, configured.get(part) or {})
+        f"{key}={before!r} in the checkpoint, {after!r} here"
+        for part in TRAINING_PARTS
+        for key, before, after in _differences(_flat(part, written.get(part)), _flat(part, configured.get(part)))
+        if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
     ]
     if changed:
         raise CheckpointMismatchError(
-            f"ckpt_path={path} continues with the optimizer and learning-rate schedule it was written with "
-            f"(Lightning restores their state), not this run's: {'; '.join(changed)}. Continue it with the settings "
-            "it was written with (a cosine schedule's T_max follows trainer.max_epochs), or start a new run."
+            f"ckpt_path={path} was written with other training settings than this run's: {'; '.join(changed)}. "
+            "Continue it with the settings it was written with (a cosine schedule's T_max follows "
+            "trainer.max_epochs), or start a new run."
         )
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    return {key: item for name, part in value.items() for key, item in _flat(f"{prefix}.{name}", part).items()}
 
 
 def _differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
