@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -318,6 +319,23 @@ def test_a_garbled_mnist_file_is_reported_as_unreadable_not_missing(tmp_path: Pa
     with pytest.raises(DatasetUnreadableError, match="cannot read the files") as e:
         data.prepare_data()
     assert "download" not in str(e.value).split("Expected there")[0]
+
+
+@pytest.mark.parametrize("name", ["dtd", "aircraft", "flowers102", "imagenet", "imagenette", "gtsrb"])
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "streaming"])
+def test_a_damaged_image_is_one_error_naming_it(name: str, in_memory: bool, tmp_path: Path, monkeypatch) -> None:
+    """A truncated image of a torchvision data set stops the run in one error that names the file, in memory or
+    streamed (torchvision's readers said "image file is truncated (27 bytes not processed)", and streamed, late)."""
+    from labelsmooth.data import DatasetUnreadableError
+
+    relax_checksums(monkeypatch)
+    data = build(name, tmp_path, in_memory=in_memory, batch_size=400)
+    image = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".ppm"})[0]
+    image.write_bytes(image.read_bytes()[:40])
+    with pytest.raises(DatasetUnreadableError, match=re.escape(f"{image}: cannot read this image")):
+        data.setup("fit")
+        for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
+            list(loader)
 
 
 def test_a_truncated_decathlon_annotation_file_is_named(tmp_path: Path) -> None:

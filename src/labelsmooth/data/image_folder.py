@@ -88,20 +88,14 @@ def eight_bit(image: Any, name: Any = "an image") -> Any:
     return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), mode="L")
 
 
-class ClassFolders(Dataset):
-    """``(image, class index)`` pairs of ``<directory>/<class>/...`` for the given ``classes`` (their index is their
-    position); a class without a folder has no samples. ``targets`` are read without decoding."""
+class ImageFiles(Dataset):
+    """``(image, label)`` pairs of the image files ``samples`` (``(path, label)`` pairs), each read by
+    ``load_image`` (a damaged file is an error that names it), then ``transform``; ``targets`` without decoding."""
 
-    def __init__(self, directory: str | os.PathLike, classes: list[str], transform: Any) -> None:
-        self.classes, self.transform = classes, transform
-        self.samples: list[tuple[Path, int]] = []
-        self.skipped: Counter[str] = Counter()
-        for index, name in enumerate(classes):
-            if (Path(directory) / name).is_dir():
-                images, others = image_files(Path(directory) / name)
-                self.samples += [(path, index) for path in images]
-                self.skipped += others
-        self.targets = [target for _, target in self.samples]
+    def __init__(self, samples: list[tuple[Any, int]], transform: Any) -> None:
+        self.samples = [(Path(path), int(label)) for path, label in samples]
+        self.targets = [label for _, label in self.samples]
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -117,6 +111,22 @@ class ClassFolders(Dataset):
             stat = path.stat()
             digest.update(f"{path}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
+
+
+class ClassFolders(ImageFiles):
+    """The images of ``<directory>/<class>/...`` for the given ``classes`` (their index is their position); a class
+    without a folder has no samples; ``skipped`` counts the other files by suffix."""
+
+    def __init__(self, directory: str | os.PathLike, classes: list[str], transform: Any) -> None:
+        samples: list[tuple[Any, int]] = []
+        self.skipped: Counter[str] = Counter()
+        for index, name in enumerate(classes):
+            if (Path(directory) / name).is_dir():
+                images, others = image_files(Path(directory) / name)
+                samples += [(path, index) for path in images]
+                self.skipped += others
+        super().__init__(samples, transform)
+        self.classes = classes
 
 
 class ImageFolderDataModule(ImageDataModule):

@@ -2,7 +2,8 @@
 
 Each says which files it expects under ``root`` (the error message when they are absent repeats it) and
 where its splits come from. ``download=true`` lets torchvision fetch what it can when the machine is online;
-ImageNet it cannot (``downloadable = False``): its files are fetched by hand, after registration.
+ImageNet it cannot (``downloadable = False``): its files are fetched by hand, after registration. Image files are
+read by ``load_image`` (a ``loader``, or ``ImageFiles`` for GTSRB), so a damaged file is an error that names it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from labelsmooth.data.image_data import DatasetUnreadableError, ImageDataModule
+from labelsmooth.data.image_folder import ImageFiles, load_image
 from labelsmooth.errors import ConfigurationError
 
 
@@ -137,7 +139,9 @@ class GTSRBDataModule(ImageDataModule):
 
         if split == "val":
             return None
-        dataset = GTSRB(str(self.root), split=split, transform=transform, download=download)
+        # torchvision's GTSRB fetches, checks and lists the files, then reads each image itself (it takes no loader)
+        listed = GTSRB(str(self.root), split=split, download=download)
+        dataset = ImageFiles(listed._samples, transform)
         if split == "train":  # torchvision numbers the folders present: a missing one would shift every later label
             training = Path(str(self.root)) / "gtsrb" / "GTSRB" / "Training"
             present = {entry.name for entry in training.iterdir() if entry.is_dir()}
@@ -149,15 +153,10 @@ class GTSRBDataModule(ImageDataModule):
         return dataset
 
     def carve_groups(self, train: Dataset) -> torch.Tensor:
-        """The track of each training image: its class and the ``<track>`` of its file name (torchvision's
-        ``make_dataset`` lists the files in the order of the data set's samples); a file named otherwise is a
-        track of its own."""
-        from torchvision.datasets.folder import make_dataset
-
-        samples = make_dataset(str(Path(str(self.root)) / "gtsrb" / "GTSRB" / "Training"), extensions=(".ppm",))
-        if len(samples) != len(train):  # type: ignore[arg-type]
-            raise DatasetUnreadableError(f"GTSRB: the training folders changed while they were read under {self.root}")
-        tracks = [(label, Path(path).name.split("_")[0] if "_" in Path(path).name else path) for path, label in samples]
+        """The track of each training image: its class and the ``<track>`` of its file name; a file named
+        otherwise is a track of its own."""
+        assert isinstance(train, ImageFiles)
+        tracks = [(label, path.name.split("_")[0] if "_" in path.name else path) for path, label in train.samples]
         numbers = {track: number for number, track in enumerate(dict.fromkeys(tracks))}
         return torch.tensor([numbers[track] for track in tracks])
 
@@ -180,7 +179,14 @@ class DTDDataModule(ImageDataModule):
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import DTD
 
-        return DTD(str(self.root), split=split, partition=self.partition, transform=transform, download=download)
+        return DTD(
+            str(self.root),
+            split=split,
+            partition=self.partition,
+            transform=transform,
+            download=download,
+            loader=load_image,
+        )
 
 
 class FGVCAircraftDataModule(ImageDataModule):
@@ -206,7 +212,7 @@ class FGVCAircraftDataModule(ImageDataModule):
         from torchvision.datasets import FGVCAircraft
 
         level = self.annotation_level
-        return FGVCAircraft(str(self.root), split, level, transform=transform, download=download)
+        return FGVCAircraft(str(self.root), split, level, transform=transform, download=download, loader=load_image)
 
 
 class Flowers102DataModule(ImageDataModule):
@@ -223,7 +229,7 @@ class Flowers102DataModule(ImageDataModule):
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import Flowers102
 
-        return Flowers102(str(self.root), split=split, transform=transform, download=download)
+        return Flowers102(str(self.root), split=split, transform=transform, download=download, loader=load_image)
 
 
 class OmniglotDataModule(ImageDataModule):
@@ -292,7 +298,7 @@ class ImageNetDataModule(ImageDataModule):
 
         if split == "val":
             return None
-        return ImageNet(str(self.root), split="train" if split == "train" else "val", transform=transform)
+        return ImageNet(str(self.root), "train" if split == "train" else "val", transform=transform, loader=load_image)
 
 
 class ImagenetteDataModule(ImageDataModule):
@@ -322,4 +328,6 @@ class ImagenetteDataModule(ImageDataModule):
         if split == "val":
             return None
         split = "train" if split == "train" else "val"
-        return Imagenette(str(self.root), split=split, size=self.size, transform=transform, download=download)
+        return Imagenette(
+            str(self.root), split=split, size=self.size, transform=transform, download=download, loader=load_image
+        )
