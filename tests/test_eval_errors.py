@@ -127,6 +127,24 @@ def test_eval_py_asking_for_devices_this_machine_lacks_is_one_line(tmp_path: Pat
     ], result.stderr
 
 
+def test_eval_py_takes_num_threads_as_training_does(tmp_path: Path, checkpoint: Path) -> None:
+    """CPU results depend on torch's thread count: eval.py sets and records it as train.py does (it refused the key)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        result = run_eval([f"ckpt_path={checkpoint}", "num_threads=1", "logger=none", "figures=false",
+                           f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads((tmp_path / "one" / "metrics.json").read_text())["num_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    result = run_eval([f"ckpt_path={checkpoint}", "num_threads=0", "logger=none"], cwd=tmp_path)
+    assert result.returncode == 1 and error_lines(result) == [
+        "ConfigurationError: num_threads=0 must be a positive integer (null: torch's default)"
+    ], result.stderr
+
+
 def wandb_exit_codes(eval_dir: Path) -> list[str]:
     """The exit codes W&B recorded for the runs under ``eval_dir`` (its debug log of each run)."""
     logs = sorted(eval_dir.glob("wandb/offline-run-*/logs/debug.log"))

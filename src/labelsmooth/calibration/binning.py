@@ -24,7 +24,8 @@ the logged metrics read them) are grouped into bins, whose sums go to ``labelsmo
   an interior edge, where torchmetrics compares with float32 edges); Guo et al.'s right-closed interior bins
   would differ from both only for a confidence exactly on an edge ``m/M``.
 * equal-mass bins (Nguyen & O'Connor 2015, "Posterior calibration and exploratory analysis for natural language
-  processing models"; Nixon et al. 2019, "Measuring calibration in deep learning"): with ``v_0 ≤ … ≤ v_{N-1}``
+  processing models"; the top-label AdaECE of Mukhoti et al. 2020; not Nixon et al. 2019's ACE, which averages
+  equal-mass bins of every class's probability, unweighted): with ``v_0 ≤ … ≤ v_{N-1}``
   the sorted confidences, ``G = min(M, N)`` and the nominal group sizes ``⌊N/G⌋`` (the first ``N mod G`` one
   larger, as ``torch.tensor_split``), group ``g`` starting at rank ``s_g``, the edges are ``e_g = v_{s_g}`` and
   bin ``g`` is ``[e_g, e_{g+1})`` (the last unbounded above): a confidence's bin is the number of edges

@@ -77,7 +77,8 @@ class BrierScore(PerSampleMean):
 
 class AdaptiveCalibrationError(Metric):
     """Adaptive ECE: the ECE over ``n_bins`` equal-mass bins of the top-1 confidences, tied confidences in one
-    bin whatever their order (Nguyen & O'Connor 2015; Nixon et al. 2019; ``labelsmooth.calibration.binning``),
+    bin whatever their order (Nguyen & O'Connor 2015; Mukhoti et al. 2020's AdaECE, the top-label form of Nixon et
+    al. 2019's ACE; ``labelsmooth.calibration.binning``),
     alone. Keeps the confidences and correctness (two floats per sample; ``cat`` states, gathered across DDP
     processes)."""
 

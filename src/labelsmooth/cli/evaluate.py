@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from labelsmooth.cli.build import CONFIG_DIR, build_datamodule
-from labelsmooth.cli.checks import check_added_keys, check_devices
+from labelsmooth.cli.checks import check_added_keys, check_devices, set_num_threads
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
@@ -53,6 +53,7 @@ def evaluate(
     offline, with one warning); a W&B run it starts is finished with exit code 0, or 1 when the evaluation failed.
     ``context`` (default: a single run in ``output_dir``) names and groups that W&B run."""
     import pytorch_lightning as pl
+    import torch
 
     from labelsmooth.callbacks import CalibrationCallback, progress_bar
     from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_weights_fit
@@ -71,6 +72,7 @@ def evaluate(
         check_added_keys(cfg, context.overrides, context.choices)
         validate_run_config(cfg)
         check_devices(cfg.trainer)
+        set_num_threads(cfg.get("num_threads"))
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
         run.summary["run_dir"] = evaluated["run_dir"]
         saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins)
@@ -85,6 +87,7 @@ def evaluate(
                 "model": saved.names.get("model", "?"),
                 "smoothing": saved.names.get("smoothing", "?"),
                 **strategy_parameters(saved.smoothing),
+                "num_threads": torch.get_num_threads(),
             }
         )
         run.title = f"{run.summary['checkpoint']} on {run.summary['dataset']}"
