@@ -97,14 +97,17 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ["smoothing=uniform", "seed=2", "model=mlp"],  # another model: another group
         ["smoothing=uniform", "seed=3"],
         ["smoothing=uniform", "seed=4", "precise_bn=2"],  # cannot be a member: runs alone
+        ["smoothing=none", "seed=5", "tags=[five]"],  # W&B tags are each member's own
+        ["smoothing=none", "seed=6", "dataset.split_seed=${seed}"],  # another split for each seed: its own group
+        ["smoothing=none", "seed=7", "dataset.split_seed=${seed}"],
     ]
     jobs = [composed(overrides, number, tmp_path) for number, overrides in enumerate(grid)]
     groups = group_jobs(jobs, max_members=None)
-    assert [[job.number for job in group.jobs] for group in groups] == [[0, 1, 3], [2], [4]]
-    assert [group.reason is None for group in groups] == [True, False, False]
-    assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3: fused, 3 members"
+    assert [[job.number for job in group.jobs] for group in groups] == [[0, 1, 3, 5], [2], [4], [6], [7]]
+    assert [group.reason is None for group in groups] == [True, False, False, False, False]
+    assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3, #5: fused, 4 members"
     capped = group_jobs(jobs, max_members=2)
-    assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3], [4]]
+    assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3, 5], [4], [6], [7]]
 
 
 @pytest.mark.parametrize(
@@ -114,6 +117,12 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("+trainer.gradient_clip_val=1.0", "clipping"),
         ("resume=true", "resume"),
         ("dataset._target_=labelsmooth.data.base.ClassificationDataModule", "not a labelsmooth.data.ImageDataModule"),
+        # a callback the group would not run: the members trained 6 epochs where their runs stopped after 2
+        ("+callbacks.stop={_target_:pytorch_lightning.callbacks.EarlyStopping,monitor:val/acc}", "EarlyStopping) is"),
+        ("callbacks.checkpoint.save_top_k=2", "callbacks.checkpoint.save_top_k=2: a fused member keeps its best"),
+        ("+trainer.val_check_interval=0.5", "validates once per epoch"),  # its history had three rows per epoch
+        ("optimizer._target_=torch.optim.Adafactor", "not elementwise"),  # losses 2e-4 from the separate runs'
+        ("callbacks=none", "Lightning's default checkpoint"),
     ],
 )
 def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:

@@ -67,6 +67,11 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
         assert page.exit_code == 0 and page.group == sweep_group_name(str(fused)) and page.job_type == "train"
         assert [row["epoch"] for row in page.history if "train/loss" in row] == [0, 1]
         assert page.summary["val/acc_best"] == {"max": member["val/acc_best"]}
+        # the final test at the run's last epoch and step (a member's fresh Trainer logged it at epoch 0, step 0)
+        tested = [[row.get(k) for k in ("epoch", "trainer/global_step")] for row in page.history if "test/acc" in row]
+        alone_page = offline_run_of(other)
+        assert tested == [[row.get(k) for k in ("epoch", "trainer/global_step")]
+                          for row in alone_page.history if "test/acc" in row] == [[2, 2 * 19]]  # fmt: skip
 
     # A member's checkpoint alone, copied elsewhere, is evaluated from what it carries.
     copied = tmp_path / "elsewhere" / "model.ckpt"

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, open_dict
 
+from labelsmooth.cli.fused_completion import finish
 from labelsmooth.cli.fused_groups import (
     Group,
     Job,
@@ -56,6 +57,7 @@ class Member:
     datamodule: Any = None
     best: str = ""
     epochs: int = 0
+    steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     schedule: Any = None  # the strategy schedule (a callback of its run), driven by the group's fit
 
@@ -322,6 +324,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     for index, member in enumerate(members):
         fused.stacked.copy_to(index, built[index].net)
         member.module, member.datamodule, member.epochs = built[index], datamodule, trainer.current_epoch
+        member.steps = trainer.fit_loop.epoch_loop._batches_that_stepped  # where the run's logger stands after fit
         member.best = checkpoints[index].best_path if checkpoints[index] is not None else ""
         member.history = fused.history[index]
         member.error = fused.failures[index]
@@ -336,64 +339,3 @@ def as_job(member: Member) -> None:
 
     if "hydra" in member.job.config:  # a config composed outside a Hydra app (tests) has its paths set
         HydraConfig.instance().set_config(member.job.config)
-
-
-def finish(member: Member, cfg: DictConfig) -> float | None:
-    """Step 3 for one job, under the app's error policy; returns the optimized metric to the sweeper."""
-    from labelsmooth.cli.errors import run_app
-    from labelsmooth.runs.sweeps import optimized_value
-
-    if member.done is not None:
-        return optimized_value(member.done, cfg.get("optimized_metric"))
-    summary = run_app(lambda: complete(member, cfg), member.context.multirun)
-    return optimized_value(summary, cfg.get("optimized_metric"))
-
-
-def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
-    """The member's run record: its error, or its logger, epoch history, final validation and test, and
-    ``metrics.json``, as ``labelsmooth.cli.train.train`` finishes a run."""
-    import torch
-
-    from labelsmooth.cli.build import build_trainer
-    from labelsmooth.cli.lifecycle import RunLifecycle
-    from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
-    from labelsmooth.cli.train import describe_run, finish_run
-    from labelsmooth.runs.history import write_history_csv
-    from labelsmooth.runs.layout import RunDirectory
-
-    context = member.context
-    summary = {**describe_run(cfg, context), "fused_group": member.group}
-    title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
-    failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
-    with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
-        if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
-            write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
-        if member.error is not None:
-            raise member.error
-        run.summary["num_threads"] = torch.get_num_threads()
-        run.logger = instantiate_logger(cfg, context)
-        run.summary.update(wandb_record(run.logger))
-        trainer = build_trainer(cfg, run.logger)
-        if member.schedule is not None:  # the schedule that ran in fit, with its values, as in a separate run
-            trainer.callbacks[:] = [
-                member.schedule if isinstance(c, type(member.schedule)) else c for c in trainer.callbacks
-            ]
-        if run.logger:
-            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
-        replay_history(run.logger, member.history)
-        finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
-    return run.summary
-
-
-def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
-    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
-    and one line per epoch into its ``train.log``."""
-    from labelsmooth.callbacks.progress import format_metric
-
-    epochs = logging.getLogger("labelsmooth.epochs")
-    for values in history:
-        metrics = {key: value for key, value in values.items() if key != "step"}
-        if logger:
-            logger.log_metrics(metrics, step=int(values["step"]))
-        text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
-        epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)

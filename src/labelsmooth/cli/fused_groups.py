@@ -48,11 +48,24 @@ class Group:
 
 
 def group_key(config: DictConfig) -> str:
-    """The job's config less Hydra's node and the per-member keys, as unresolved JSON: equal keys fuse."""
+    """The job's config less Hydra's node and the per-member keys (and the W&B tags, which follow ``tags``), its
+    values resolved (so ``dataset.split_seed=${seed}`` differs between seeds) with the job's own directory left out
+    (the locations under it differ by job), as JSON: equal keys fuse."""
     plain = OmegaConf.to_container(config, resolve=False)
     assert isinstance(plain, dict)
-    shared = {key: value for key, value in plain.items() if key not in (*PER_MEMBER, "hydra")}
+    plain.pop("hydra", None)
+    located = OmegaConf.create(plain)
+    if isinstance(located.get("paths"), DictConfig) and "output_dir" in located.paths:
+        located.paths.output_dir = "<the job's directory>"
+    try:
+        resolved = OmegaConf.to_container(located, resolve=True)
+    except Exception:  # an interpolation only the job itself resolves (Hydra's runtime): compared as written
+        resolved = plain
+    assert isinstance(resolved, dict)
+    shared = {key: value for key, value in resolved.items() if key not in PER_MEMBER}
     shared["callbacks"] = {k: v for k, v in (shared.get("callbacks") or {}).items() if k != "strategy_schedule"}
+    if isinstance(shared.get("logger"), dict):
+        shared["logger"] = {k: v for k, v in shared["logger"].items() if k != "tags"}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -73,7 +86,83 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "precise_bn recomputes BatchNorm statistics per run"
     if config.get("resume") or config.get("ckpt_path"):
         return "resume= and ckpt_path= continue a run of their own"
-    return why_data_not_fusable(config.get("dataset"))
+    if trainer.get("val_check_interval") not in (None, 1.0) or isinstance(trainer.get("val_check_interval"), int):
+        return "trainer.val_check_interval: a fused group validates once per epoch"
+    return (
+        why_optimizer_not_fusable(config.get("optimizer"))
+        or why_callbacks_not_fusable(config.get("callbacks"), bool(trainer.get("enable_checkpointing", True)))
+        or why_data_not_fusable(config.get("dataset"))
+    )
+
+
+def why_optimizer_not_fusable(optimizer: Any) -> str | None:
+    """Why a job's optimizer cannot step a fused group, or None. The group hands each weight to the optimizer as
+    one tensor stacked over the members, so only an update elementwise in the weights (plus per-step scalars) is
+    each member's own; Adafactor's step size and clipping use norms of the whole tensor, and it factors a stacked
+    bias's second moment across members."""
+    import hydra
+    import torch
+
+    elementwise = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+                   torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta,
+                   torch.optim.ASGD, torch.optim.Rprop)  # fmt: skip
+    target = optimizer.get("_target_") if optimizer is not None else None
+    try:
+        optimizer_class = hydra.utils.get_class(str(target)) if target else torch.optim.Adam
+    except Exception:
+        return None  # left to the job, whose own error names it
+    if not issubclass(optimizer_class, elementwise):
+        return f"optimizer {target}: its update is not elementwise in the weights, so it would mix the members"
+    return None
+
+
+def why_callbacks_not_fusable(callbacks: Any, checkpointing: bool = True) -> str | None:
+    """Why a job's callbacks keep it out of a fused group, or None. The group reproduces per member the project's
+    own callbacks (``conf/callbacks/default.yaml``) and the strategy schedule, and the checkpoints of
+    ``callbacks.checkpoint`` as a ``ModelCheckpoint`` that keeps the best file and ``last.ckpt`` after every
+    validation; another callback (early stopping, a callback of yours) would not run, and without
+    ``callbacks.checkpoint`` (``checkpointing``: ``trainer.enable_checkpointing``) the job's run would write
+    Lightning's default checkpoint, which a member does not."""
+    import hydra
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from labelsmooth.callbacks import CalibrationCallback, PenultimateProjection, PreciseBatchNorm, progress_bar
+    from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
+    from labelsmooth.callbacks.epoch_log import EpochLogFile
+    from labelsmooth.callbacks.nan_guard import NonFiniteLossGuard
+    from labelsmooth.callbacks.rng_state import RandomStateCheckpoint
+
+    reproduced = (BestAndLastCheckpoint, LearningRateMonitor, EpochLogFile, NonFiniteLossGuard, PreciseBatchNorm,
+                  RandomStateCheckpoint, CalibrationCallback, PenultimateProjection)  # fmt: skip
+    for name, node in (callbacks or {}).items():
+        if node is None or name == "strategy_schedule":
+            continue
+        target = node.get("_target_")
+        try:
+            made = hydra.utils.get_object(str(target))
+        except Exception:
+            return None  # left to the job, whose own error names it
+        if made is not progress_bar and not (isinstance(made, type) and issubclass(made, reproduced)):
+            return f"callbacks.{name} ({target}) is not one a fused group runs for its members"
+        if isinstance(made, type) and issubclass(made, BestAndLastCheckpoint):
+            if name != "checkpoint":
+                return f"callbacks.{name}: a fused member's checkpoints follow callbacks.checkpoint alone"
+            for key, allowed in CHECKPOINTS_OF_A_MEMBER.items():
+                if node.get(key) not in allowed:
+                    return f"callbacks.{name}.{key}={node.get(key)}: a fused member keeps its best and last checkpoints"
+    if checkpointing and not (callbacks or {}).get("checkpoint"):
+        return "no callbacks.checkpoint: the run would write Lightning's default checkpoint, which a member does not"
+    return None
+
+
+# The checkpoint settings a fused member's checkpoints follow (labelsmooth.fused.MemberCheckpoints): the best file
+# and last.ckpt, written after every validation.
+CHECKPOINTS_OF_A_MEMBER = {
+    "save_top_k": (1,),
+    "every_n_epochs": (None, 1),
+    "every_n_train_steps": (None, 0),
+    "train_time_interval": (None,),
+}
 
 
 def why_data_not_fusable(dataset: Any) -> str | None:

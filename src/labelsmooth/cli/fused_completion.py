@@ -1,0 +1,82 @@
+"""Step 3 of a fused group (``labelsmooth.cli.fused``): each member finished as a complete run of its own, by the
+app's own code, with the member's logger, Trainer and callbacks."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from labelsmooth.cli.fused import Member
+
+
+def finish(member: Member, cfg: DictConfig) -> float | None:
+    """Step 3 for one job, under the app's error policy; returns the optimized metric to the sweeper."""
+    from labelsmooth.cli.errors import run_app
+    from labelsmooth.runs.sweeps import optimized_value
+
+    if member.done is not None:
+        return optimized_value(member.done, cfg.get("optimized_metric"))
+    summary = run_app(lambda: complete(member, cfg), member.context.multirun)
+    return optimized_value(summary, cfg.get("optimized_metric"))
+
+
+def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
+    """The member's run record: its error, or its logger, epoch history, final validation and test, and
+    ``metrics.json``, as ``labelsmooth.cli.train.train`` finishes a run."""
+    import torch
+
+    from labelsmooth.cli.build import build_trainer
+    from labelsmooth.cli.lifecycle import RunLifecycle
+    from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
+    from labelsmooth.cli.train import describe_run, finish_run
+    from labelsmooth.runs.history import write_history_csv
+    from labelsmooth.runs.layout import RunDirectory
+
+    context = member.context
+    summary = {**describe_run(cfg, context), "fused_group": member.group}
+    title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
+    failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
+    with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+        if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
+            write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
+        if member.error is not None:
+            raise member.error
+        run.summary["num_threads"] = torch.get_num_threads()
+        run.logger = instantiate_logger(cfg, context)
+        run.summary.update(wandb_record(run.logger))
+        trainer = build_trainer(cfg, run.logger)
+        if member.schedule is not None:  # the schedule that ran in fit, with its values, as in a separate run
+            trainer.callbacks[:] = [
+                member.schedule if isinstance(c, type(member.schedule)) else c for c in trainer.callbacks
+            ]
+        if run.logger:
+            run.logger.log_hyperparams(wandb_config(cfg, context.choices))
+        replay_history(run.logger, member.history)
+        continue_after_fit(trainer, member.epochs, member.steps)
+        finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
+    return run.summary
+
+
+def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
+    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
+    and one line per epoch into its ``train.log``."""
+    from labelsmooth.callbacks.progress import format_metric
+
+    epochs = logging.getLogger("labelsmooth.epochs")
+    for values in history:
+        metrics = {key: value for key, value in values.items() if key != "step"}
+        if logger:
+            logger.log_metrics(metrics, step=int(values["step"]))
+        text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
+        epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)
+
+
+def continue_after_fit(trainer: Any, epochs: int, steps: int) -> None:
+    """A fresh ``trainer`` set to where the member's run stands after its fit (``epochs`` trained, ``steps``
+    optimizer steps), so its final validation and test are logged at that epoch and step, as a separate run's
+    (Lightning's logger connector reads the fit loop's epoch progress and its count of stepped batches)."""
+    trainer.fit_loop.epoch_progress.current.completed = epochs
+    trainer.fit_loop.epoch_loop._batches_that_stepped = steps
