@@ -160,6 +160,9 @@ def test_a_checkpoint_continued_under_other_training_settings_is_refused(tmp_pat
             run_training(
                 tmp_path / str(index), ["model=mlp", "trainer.max_epochs=2", override, f"ckpt_path={checkpoint}"]
             )
+    no_data = ["dataset=cifar10", f"dataset.root={tmp_path / 'none'}", "dataset.download=false"]
+    with pytest.raises(CheckpointMismatchError, match=r"dataset._target_='labelsmooth.data.DigitsDataModule' in the"):
+        run_training(tmp_path / "data", ["model=mlp", *no_data, f"ckpt_path={checkpoint}"])  # before the data
     run_training(  # read otherwise, trained the same: continues (to its last epoch, so no step is taken)
         tmp_path / "read",
         ["model=mlp", "trainer.max_epochs=2", "dataset.eval_batch_size=100", f"ckpt_path={checkpoint}"],

@@ -22,6 +22,7 @@ from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_match
 from labelsmooth.runs.files import write_text_atomic
 from labelsmooth.runs.history import read_history_csv
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
+from labelsmooth.specification import SPECIFICATION_KEY
 from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
 from tests.conftest import REPO_ROOT, compose_train_config, run_app, run_cli, run_training, subprocess_env
 from tests.wandb_records import offline_run_of
@@ -479,8 +480,14 @@ def test_checkpoint_paths_that_cannot_work(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         check_checkpoint_matches(garbage, module)
     summary = run_training(tmp_path / "mlp", ["model=mlp"])
-    with pytest.raises(CheckpointError, match="belongs to another model"):
+    another_model = r"settings than this run's: model._target_='labelsmooth.models.MLP' in the checkpoint, 'labels"
+    with pytest.raises(CheckpointError, match=another_model + r"mooth.models.ResNetV1' here\. Continue it"):
         run_training(tmp_path / "resnet", [f"ckpt_path={summary['checkpoint']}"])
+    written = torch.load(summary["checkpoint"], weights_only=True)
+    del written[SPECIFICATION_KEY]  # a checkpoint of a version that did not carry one: its weights are compared
+    torch.save(written, tmp_path / "older.ckpt")
+    with pytest.raises(CheckpointError, match="belongs to another model"):
+        run_training(tmp_path / "resnet", [f"ckpt_path={tmp_path / 'older.ckpt'}"])
 
 
 def test_more_devices_than_exist_is_refused(tmp_path: Path) -> None:

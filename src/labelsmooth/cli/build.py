@@ -53,10 +53,11 @@ def strategy_before_data(cfg: DictConfig) -> Any:
     return None
 
 
-def run_specification(cfg: DictConfig, datamodule: Any, names: dict[str, str] | None = None) -> RunSpecification:
-    """The run specification (``labelsmooth.specification``) of a composed config and its set-up data module:
-    the parts' resolved configs, the data's shape, preprocessing and class names, and the data set's config with
-    its ``${paths...}`` interpolations kept (an evaluation elsewhere resolves them against its own paths)."""
+def training_parts(cfg: DictConfig) -> dict[str, Any]:
+    """What a composed config says of its training, before any data is read: the resolved configs of the model,
+    strategy, batch mixing, optimizer and scheduler, the seed, and the data set's config with its ``${paths...}``
+    interpolations kept (an evaluation elsewhere resolves them against its own paths). The run specification's
+    parts (``run_specification``), and what a continued checkpoint must have been written with."""
 
     def plain(node: Any) -> dict[str, Any] | None:
         return OmegaConf.to_container(node, resolve=True) if node else None
@@ -66,20 +67,28 @@ def run_specification(cfg: DictConfig, datamodule: Any, names: dict[str, str] | 
     for key, value in as_composed.items():
         if isinstance(value, str) and "${paths." in value:
             dataset[key] = value
+    return {
+        "model": plain(cfg.model),
+        "smoothing": plain(cfg.smoothing),
+        "dataset": dataset,
+        "augment": plain(cfg.get("augment")),
+        "optimizer": plain(cfg.get("optimizer")),
+        "scheduler": plain(cfg.get("scheduler")),
+        "seed": cfg.get("seed"),
+    }
+
+
+def run_specification(cfg: DictConfig, datamodule: Any, names: dict[str, str] | None = None) -> RunSpecification:
+    """The run specification (``labelsmooth.specification``) of a composed config and its set-up data module: its
+    ``training_parts``, the data's shape, preprocessing and class names."""
     return RunSpecification(
-        model=plain(cfg.model),
-        smoothing=plain(cfg.smoothing),
-        dataset=dataset,
+        **training_parts(cfg),
         num_classes=int(datamodule.num_classes),
         in_channels=int(datamodule.in_channels),
         image_size=tuple(int(v) for v in datamodule.image_size),
         preprocessing=datamodule.preprocessing_record(),
-        augment=plain(cfg.get("augment")),
-        optimizer=plain(cfg.get("optimizer")),
-        scheduler=plain(cfg.get("scheduler")),
         class_names=datamodule.class_names,
         names=dict(names or {}),
-        seed=cfg.get("seed"),
         n_bins=int(cfg.get("n_bins", 15)),
     )
 

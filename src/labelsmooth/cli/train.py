@@ -23,6 +23,7 @@ from labelsmooth.cli.build import (
     build_trainer,
     compose_config,
     strategy_before_data,
+    training_parts,
 )
 from labelsmooth.cli.checks import (
     check_added_keys,
@@ -63,7 +64,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     import torch
 
     from labelsmooth.cli.teacher import load_teacher
-    from labelsmooth.runs.checkpoints import check_checkpoint_matches, check_checkpoint_path, check_same_training
+    from labelsmooth.runs.checkpoints import check_same_training, check_weights_fit, load_checkpoint
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
     from labelsmooth.specification import SPECIFICATION_KEY
@@ -75,8 +76,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         refuse_other_completed_job(context, run.summary["overrides"])
         strategy = check_before_data(cfg, context)
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
-        if ckpt_path:  # a mistyped path fails before the data set is downloaded or read
-            check_checkpoint_path(ckpt_path)
+        if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
+            checkpoint = load_checkpoint(ckpt_path)
+            check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
         set_num_threads(cfg.get("num_threads"))
         run.summary["num_threads"] = torch.get_num_threads()
 
@@ -87,8 +89,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         module = build_module(cfg, datamodule, criterion=strategy, names=names, teacher=teacher)
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
-            checkpoint = check_checkpoint_matches(ckpt_path, module)
-            check_same_training(checkpoint.get(SPECIFICATION_KEY), module.specification.to_checkpoint(), ckpt_path)
+            check_weights_fit(checkpoint, module, ckpt_path)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
         if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):

@@ -100,12 +100,15 @@ def check_same_training(written: Any, configured: Mapping[str, Any], path: str |
     ``T_max`` that follows ``trainer.max_epochs``, would be ignored as well."""
     if not isinstance(written, Mapping):
         return
-    changed = [
-        f"{key}={before!r} in the checkpoint, {after!r} here"
-        for part in TRAINING_PARTS
-        for key, before, after in _differences(_flat(part, written.get(part)), _flat(part, configured.get(part)))
-        if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
-    ]
+    changed = []
+    for part in TRAINING_PARTS:
+        differences = _differences(_flat(part, written.get(part)), _flat(part, configured.get(part)))
+        another_class = [difference for difference in differences if difference[0] == f"{part}._target_"]
+        changed += [
+            f"{key}={before!r} in the checkpoint, {after!r} here"
+            for key, before, after in another_class or differences  # another class: its arguments go with it
+            if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
+        ]
     if changed:
         raise CheckpointMismatchError(
             f"ckpt_path={path} was written with other training settings than this run's: {'; '.join(changed)}. "
