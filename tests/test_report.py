@@ -135,6 +135,8 @@ def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None
     assert float(best["diff_percent"]) == pytest.approx(100 * (0.91 - 0.85) / 0.91)
     (best_ece,) = read_csv(sweep / "best_vs_baseline_test_ece.csv")
     assert float(best_ece["best_smoothing.gamma"]) == 0.5  # lowest ECE
+    # an error's diff % is relative to the baseline (0.11 for 0.20: -45 %, where "/ best" read -81.8 %)
+    assert float(best_ece["diff_percent"]) == pytest.approx(100 * (0.11 - 0.20) / 0.20)
     text = report.markdown.read_text()
     assert "| digits | 91.00 ± 12.71 (n=2) | 85.00 (n=1) |" in text
     # Table 3: γ = 0.5 has seeds 0 and 1, γ = 1 only seed 0 (seed 1 failed): diff % over unequal seeds is marked.
@@ -260,10 +262,11 @@ def test_wandb_report_page_shows_the_tables_the_sweep_runs_and_the_summary_run(s
     configs = [p._to_model().config for p in training.panels]
     scatter = [c for c, p in zip(configs, training.panels, strict=True) if type(p).__name__ == "ScatterPlot"]
     assert {c.x_axis for c in scatter} == {"config:smoothing.value.gamma"}  # nested W&B config smoothing.gamma
-    assert {c.y_axis for c in scatter} == {"summary:val/acc_best", "summary:test/ece", "summary:test/ece_ts"}
+    shown = {"val/acc_best", "test/acc", "test/ece", "test/ece_ts"}  # the core metrics (optional ones: none here)
+    assert {c.y_axis for c in scatter} == {f"summary:{key}" for key in shown}
     bars = [c for c, p in zip(configs, training.panels, strict=True) if type(p).__name__ == "BarPlot"]
     assert {c.group_by for c in bars} == {"smoothing.value.gamma"}
-    assert {m for c in bars for m in c.metrics} == {"val/acc_best", "test/ece", "test/ece_ts"}
+    assert {m for c in bars for m in c.metrics} == shown
 
     (summary_runs,) = summary.runsets
     (only,) = expr.filters_tree_to_v2(expr.expr_to_filters(summary_runs.filters))["filters"]
@@ -354,7 +357,8 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
     assert "| digits | uniform | 85.50 ± 6.35 (n=2) | 81.00 ± 12.71 (n=2) | 5.26 | 2 |" in text
     assert (sweep / "accuracy_vs_smoothing.png").read_bytes()[:4] == b"\x89PNG"
     header = (sweep / "runs.csv").read_text().splitlines()[0].split(",")
-    assert header[:6] == ["directory", "status", "dataset", "model", "smoothing", "seed"]  # no second "smoothing"
+    # no second "smoothing"; the strategies' parameters (here each job's smoothing.gamma) have their columns
+    assert header[:7] == ["directory", "status", "dataset", "model", "smoothing", "smoothing.gamma", "seed"]
     # A numeric parameter given as text still finds its column; an explicit name overrides the default.
     assert make_report([sweep], parameter="smoothing", baseline="uniform").baseline == "uniform"
     assert make_report([sweep], parameter="smoothing.gamma", baseline="0.9").baseline == 0.9
@@ -479,7 +483,7 @@ def test_the_same_job_in_two_sweeps_counts_once_and_the_other_is_listed(tmp_path
     assert "Jobs: 5 found (5 completed), 0 missing from the grid, 1 duplicate run not counted" in text
     assert "| digits | 91.00 ± 12.71 (n=2) | 85.50 ± 6.35 (n=2) |" in text
     listed = text.split("## Duplicate runs (not counted)", 1)[1]
-    assert f"| digits | 0.5 | 0 | `{second / '0'}` | 70.00 | 30.00 | 5.00 | `{first / '0'}` |" in listed
+    assert f"| digits | 0.5 | 0 | `{second / '0'}` | 70.00 | – | 30.00 | 5.00 | `{first / '0'}` |" in listed
     runs = {r["directory"]: r for r in read_csv(first / "runs.csv")}
     assert len(runs) == 5 and runs[str(second / "0")]["duplicate_of"] == str(first / "0")
     assert runs[str(first / "0")]["duplicate_of"] == ""
@@ -510,7 +514,7 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
         monkeypatch.setattr(module, "write_text_atomic", recording_write)
     report = make_report([sweep])
     csvs = {p.name for p in report.files if p.suffix == ".csv"}
-    assert len(csvs) == 7 and sorted(written) == sorted([*csvs, "report.md"])
+    assert len(csvs) == 9 and sorted(written) == sorted([*csvs, "report.md"])
     assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
     mask = os.umask(0)
     os.umask(mask)
@@ -641,6 +645,35 @@ def test_a_tie_for_best_goes_to_the_baseline_whatever_the_order_or_the_float32_r
     strategies = {"gamma": {0: 0.5, 1: 0.6}, "uniform": {0: 0.5, 1: 0.6}, "none": {0: 0.6, 1: 0.5}}
     for order in (strategies, dict(reversed(strategies.items()))):
         assert paired_comparison("digits", order, "none", True).best == "none"
+    # a tie between other values is named: neither wins silently
+    strategies["none"] = {0: 0.4, 1: 0.5}
+    tied = paired_comparison("digits", strategies, "none", True)
+    assert (tied.best, tied.tied) == ("gamma", ("uniform",))
+
+
+def test_a_tie_and_a_temperature_at_its_bound_are_shown_in_the_report(tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun" / "2026-01-03" / "00-00-00"
+    accuracies = {("none", 0): 0.80, ("none", 1): 0.82, ("uniform", 0): 0.85, ("uniform", 1): 0.86}
+    accuracies |= {("gamma", 0): 0.85, ("gamma", 1): 0.86}
+    for number, ((name, seed), acc) in enumerate(accuracies.items()):
+        metrics = {**completed(0.9, seed, acc, 0.1, 0.05), "smoothing": name, "test/acc": acc}
+        metrics["temperature_at_bound"] = 1.0 if (name, seed) == ("uniform", 1) else 0.0
+        if name != "gamma":  # each strategy records its own parameters
+            del metrics["smoothing.gamma"]
+        if name == "uniform":
+            metrics["smoothing.epsilon"] = 0.1
+        write_job(sweep, number, 0.9, seed, metrics)
+    report = make_report([sweep], parameter="smoothing")
+    text = report.markdown.read_text()
+    assert "| digits | gamma (tied: uniform) | 85.50 ± 6.35 (n=2) | 81.00 ± 12.71 (n=2) |" in text
+    assert "Test accuracy of the selected checkpoint (%) by smoothing (`test/acc`)" in text
+    ts_table = text.split("(`test/ece_ts`)", 1)[1].split("###", 1)[0]
+    assert "| digits | 5.00 ± 0.00 (n=2) | 5.00 ± 0.00 (n=2) | 5.00 ± 0.00 (n=2) ‡1 |" in ts_table
+    assert "‡k: for k of the n seeds the temperature fitted on the validation logits lies at a bound" in ts_table
+    assert "‡" not in text.split("(`test/ece`)", 1)[1].split("###", 1)[0]  # only the temperature-scaled numbers
+    (comparison,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
+    assert comparison["tied_smoothing"] == "uniform"
+    assert "Strategies and their parameters: `gamma` (gamma=0.9); `none` (none); `uniform` (epsilon=0.1)." in text
 
 
 def test_the_same_gain_on_every_seed_has_no_t_test() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from labelsmooth.calibration.selective import augrc, aurc, choose_lognorm_p, lognorm_confidence
-from labelsmooth.calibration.temperature import fit_temperature, temperature_scaled_metrics
+from labelsmooth.calibration.temperature import at_bound, fit_temperature, temperature_scaled_metrics
 
 
 def post_hoc_metrics(
@@ -23,7 +23,9 @@ def post_hoc_metrics(
     test_target: torch.Tensor,
     n_bins: int,
 ) -> dict[str, float]:
-    """``temperature`` and ``test/<m>_ts`` (each of ``SCALED_METRICS`` over ``n_bins`` bins), ``lognorm_p`` (the p
+    """``temperature``, ``temperature_at_bound`` (1.0 when it lies at a bound of its search: ``at_bound``, the
+    ``_ts`` metrics are then no calibration; else 0.0) and ``test/<m>_ts`` (each of ``SCALED_METRICS`` over ``n_bins``
+    bins), ``lognorm_p`` (the p
     of the grid with the lowest AURC on the validation logits; ``inf`` for the max norm) and ``test/aurc_lognorm`` /
     ``test/augrc_lognorm`` of the test logits with it (the prediction stays the raw logits' argmax)."""
     temperature = fit_temperature(val_logits, val_target)
@@ -34,6 +36,7 @@ def post_hoc_metrics(
     correct = test_z.argmax(axis=1) == test_target.detach().cpu().numpy()
     return {
         "temperature": temperature,
+        "temperature_at_bound": float(at_bound(temperature)),
         **{f"test/{name}_ts": value for name, value in scaled.items()},
         "lognorm_p": p,
         "test/aurc_lognorm": aurc(confidence, correct),

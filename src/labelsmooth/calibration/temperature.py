@@ -24,8 +24,24 @@ from labelsmooth.calibration.bins import DEFAULT_BINS
 SCALED_METRICS = ("nll", "ece", "ace", "brier", "classwise_ece", "smooth_ece", "aurc", "augrc")
 
 
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+
+
+def at_bound(temperature: float, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> bool:
+    """Whether a fitted ``temperature`` lies at a bound of its search (within 0.1 % in ``log T``): the held-out NLL
+    then has no minimum inside them, and metrics scaled by it are not a calibration.
+
+    >>> at_bound(0.01), at_bound(1.7), at_bound(100.0)
+    (True, False, True)
+    """
+    return min(abs(math.log(temperature) - math.log(bound)) for bound in bounds) < 1e-3
+
+
 def fit_temperature(
-    logits: torch.Tensor, target: torch.Tensor, bounds: tuple[float, float] = (0.01, 100.0), tolerance: float = 1e-9
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+    tolerance: float = 1e-9,
 ) -> float:
     """The temperature ``T = argmin_T NLL(softmax(z / T), y)`` (Guo et al. 2017) on held-out logits.
 
@@ -50,7 +66,7 @@ def fit_temperature(
             nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": tolerance}
         )
     temperature = float(math.exp(result.x))
-    if min(abs(result.x - math.log(bound)) for bound in bounds) < 1e-3:
+    if at_bound(temperature, bounds):
         warnings.warn(
             f"fit_temperature: the held-out NLL is lowest at the bound T = {temperature:.3g} of {bounds} (every "
             "held-out prediction right, or logits that separate the classes): no temperature minimises it, and "

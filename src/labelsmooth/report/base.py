@@ -38,6 +38,7 @@ class ReportMetric:
 
 REPORT_METRICS = (
     ReportMetric("val/acc_best", "Best validation accuracy (%)", higher_is_better=True, accuracy=True),
+    ReportMetric("test/acc", "Test accuracy of the selected checkpoint (%)", higher_is_better=True, accuracy=True),
     ReportMetric("test/ece", "Test ECE, 15 bins (%)", higher_is_better=False),
     ReportMetric("test/ece_ts", "Test ECE after temperature scaling (%)", higher_is_better=False),
     ReportMetric("test/smooth_ece", "Test smooth ECE (%)", higher_is_better=False, optional=True),

@@ -49,15 +49,30 @@ def _header(report: Report) -> list[str]:
         "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
         "",
         f"Table 3 compares the best {symbol} with {symbol} = {format_value(report.baseline)}: "
-        "`diff % = 100 · (best - baseline) / best` "
-        "(the paper's definition); p-value: two-sided paired t-test over the seeds both have "
+        "`diff % = 100 · (best - baseline) / best` for the accuracies (the paper's definition), "
+        "`100 · (best - baseline) / baseline` for the errors (the change relative to the baseline); a best tied "
+        "with other values (equal means) names them; p-value: two-sided paired t-test over the seeds both have "
         "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
         f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
     ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
+    lines += strategy_settings(report)
     note = code_note(report.counted)
     return lines + (["", note[0]] if note else [])
+
+
+def strategy_settings(report: Report) -> list[str]:
+    """Where the columns are strategies by name (``--param smoothing``), the parameters each ran with (its jobs'
+    ``smoothing.<name>``), since a name alone does not say which γ or ε was compared."""
+    if report.parameter != "smoothing":
+        return []
+    settings: dict[str, set[str]] = defaultdict(set)
+    for job in (j for j in report.counted if j.status == "completed"):
+        values = sorted((k.split(".", 1)[1], v) for k, v in job.metrics.items() if k.startswith("smoothing."))
+        settings[str(job.value("smoothing"))].add(", ".join(f"{k}={format_value(v)}" for k, v in values) or "none")
+    listed = "; ".join(f"`{name}` ({' | '.join(sorted(ran))})" for name, ran in sorted(settings.items()))
+    return ["", f"Strategies and their parameters: {listed}."] if listed else []
 
 
 def code_note(jobs: Sequence[Job]) -> tuple[str, bool] | None:
@@ -89,8 +104,8 @@ def _metric_tables(report: Report, table: Table) -> list[str]:
     if table.values:
         header = ["data set", *(f"{symbol} = {format_value(c)}" for c in table.columns)]
         parts.append(markdown_table(header, table_rows(table)))
-        if table.marked:
-            parts += ["", STILL_IMPROVING_NOTE]
+        for note in table.notes:
+            parts += ["", note]
     else:
         parts.append(f"No completed job reports `{table.metric.key}` with `{report.parameter}`.")
     items = report.comparisons[table.metric.key]

@@ -71,11 +71,12 @@ class PairedComparison:
     best_estimate: Estimate
     baseline: float | str
     baseline_estimate: Estimate
-    relative_difference: float  # 100 · (best - baseline) / best, the paper's "diff %"
+    relative_difference: float  # diff %: 100 · (best - baseline) / best (the paper's, for accuracies) or / baseline
     n_pairs: int
     mean_difference: float
     t_statistic: float
     p_value: float
+    tied: tuple[float | str, ...] = ()  # other values whose means equal the best's
 
 
 def paired_comparison(
@@ -87,7 +88,10 @@ def paired_comparison(
     """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test).
 
     Means that are ``same_value`` tie: the baseline wins a tie (no gain is claimed), else the value nearest it
-    (numbers), else the first in sorted order, so neither the command line's order nor float32 rounding decides.
+    (numbers), else the first in sorted order, so neither the command line's order nor float32 rounding decides;
+    ``tied`` names the others. ``diff %`` is the paper's ``100 · (best - baseline) / best`` for a metric where
+    higher is better (its accuracies); for an error, ``100 · (best - baseline) / baseline``, the change relative to
+    the baseline (divided by the smaller best, halving an error read as -100 %).
     Paired differences that are all the same value (one image more on every seed) have no variance: no t-test
     (p "–"), as for fewer than 2 pairs."""
     from scipy import stats
@@ -109,15 +113,17 @@ def paired_comparison(
         result = stats.ttest_rel(a, b)
         t_stat, p_value = float(result.statistic), float(result.pvalue)
     best_mean, base_mean = estimates[best].mean, estimates[baseline].mean
+    reference = best_mean if higher_is_better else base_mean
     return PairedComparison(
         row=row,
         best=best,
         best_estimate=estimates[best],
         baseline=baseline,
         baseline_estimate=estimates[baseline],
-        relative_difference=100.0 * (best_mean - base_mean) / best_mean if best_mean else math.nan,
+        relative_difference=100.0 * (best_mean - base_mean) / reference if reference else math.nan,
         n_pairs=len(seeds),
         mean_difference=(sum(a) - sum(b)) / len(seeds) if seeds else math.nan,
         t_statistic=t_stat,
         p_value=p_value,
+        tied=tuple(sorted((value for value in tied if value != best), key=str)),
     )

@@ -31,6 +31,12 @@ STILL_IMPROVING_NOTE = (
     f"{STILL_IMPROVING_MARK}k: k of the n seeds were still improving, their best validation accuracy came in the "
     "last epoch trained (`val/acc_best_epoch = epochs - 1` in metrics.json): a longer run may change these numbers."
 )
+AT_BOUND_MARK = "‡"
+AT_BOUND_NOTE = (
+    f"{AT_BOUND_MARK}k: for k of the n seeds the temperature fitted on the validation logits lies at a bound of its "
+    "search (`temperature_at_bound` in metrics.json: every validation prediction right, or logits that separate the "
+    "classes), so their temperature-scaled numbers are not a calibration."
+)
 UNPAIRED_MARK = "†"
 UNPAIRED_NOTE = (
     f"{UNPAIRED_MARK} best and baseline were not run on the same seeds: diff % compares their means over all their "
@@ -41,11 +47,13 @@ UNPAIRED_NOTE = (
 @dataclass
 class Table:
     """``values[row][parameter value][seed] = metric`` of the completed jobs; ``improving[row][value]``: the
-    seeds among them that were still improving (accuracy tables only)."""
+    seeds among them that were still improving (accuracy tables only); ``at_bound[row][value]``: the seeds whose
+    fitted temperature lies at a bound of its search (temperature-scaled metrics only)."""
 
     metric: ReportMetric
     values: dict[str, dict[ParameterValue, dict[Any, float]]]
     improving: dict[str, dict[ParameterValue, set[Any]]] = field(default_factory=dict)
+    at_bound: dict[str, dict[ParameterValue, set[Any]]] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[ParameterValue]:
@@ -63,14 +71,26 @@ class Table:
         return len(self.improving.get(row, {}).get(column, ()))
 
     def cell(self, row: str, column: ParameterValue) -> str:
-        """``mean ± h (n)`` in the metric's scale, with ``↑k`` when k of the seeds were still improving."""
+        """``mean ± h (n)`` in the metric's scale, with ``↑k`` when k of the seeds were still improving and ``‡k``
+        when k of them had their temperature at a bound."""
         text = format_cell(self.estimate(row, column), self.metric.scale)
         marked = self.still_improving(row, column)
-        return f"{text} {STILL_IMPROVING_MARK}{marked}" if marked else text
+        bounded = len(self.at_bound.get(row, {}).get(column, ()))
+        return (
+            text
+            + (f" {STILL_IMPROVING_MARK}{marked}" if marked else "")
+            + (f" {AT_BOUND_MARK}{bounded}" if bounded else "")
+        )
 
     @property
     def marked(self) -> bool:
         return any(seeds for per_row in self.improving.values() for seeds in per_row.values())
+
+    @property
+    def notes(self) -> list[str]:
+        """The notes that explain the marks its cells carry."""
+        bounded = any(seeds for per_row in self.at_bound.values() for seeds in per_row.values())
+        return [note for note, shown in ((STILL_IMPROVING_NOTE, self.marked), (AT_BOUND_NOTE, bounded)) if shown]
 
 
 def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Table:
@@ -80,6 +100,7 @@ def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Ta
     row_of = row_labels(jobs)
     values: dict[str, dict[ParameterValue, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
     improving: dict[str, dict[ParameterValue, set[Any]]] = defaultdict(lambda: defaultdict(set))
+    at_bound: dict[str, dict[ParameterValue, set[Any]]] = defaultdict(lambda: defaultdict(set))
     for job in (j for j in jobs if j.status == "completed"):
         column, value = as_parameter_value(job.value(parameter)), as_float(job.metrics.get(metric.key))
         if column is None or value is None:
@@ -89,10 +110,13 @@ def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Ta
         values[row][column][seed] = value
         if metric.accuracy and still_improving(job):
             improving[row][column].add(seed)
+        if metric.key.endswith("_ts") and as_float(job.metrics.get("temperature_at_bound")):
+            at_bound[row][column].add(seed)
     return Table(
         metric,
         {r: dict(v) for r, v in sorted(values.items())},
         {r: {c: s for c, s in v.items() if s} for r, v in improving.items()},
+        {r: {c: s for c, s in v.items() if s} for r, v in at_bound.items()},
     )
 
 
@@ -123,7 +147,7 @@ def comparison_rows(items: Sequence[PairedComparison], table: Table) -> list[lis
     return [
         [
             c.row,
-            format_value(c.best),
+            format_value(c.best) + (f" (tied: {', '.join(format_value(v) for v in c.tied)})" if c.tied else ""),
             table.cell(c.row, c.best),
             table.cell(c.row, c.baseline),
             fmt(c.relative_difference) + (f" {UNPAIRED_MARK}" if unpaired(c) else ""),
@@ -158,7 +182,7 @@ def write_comparison_csv(path: Path, items: Sequence[PairedComparison], paramete
     header = [
         "row", f"best_{parameter}", "best_mean", "best_ci95_half_width", "best_n", f"baseline_{parameter}",
         "baseline_mean", "baseline_ci95_half_width", "baseline_n", "diff_percent", "n_pairs",
-        "mean_paired_difference", "t_statistic", "p_value",
+        "mean_paired_difference", "t_statistic", "p_value", f"tied_{parameter}",
     ]  # fmt: skip
     rows = [
         [
@@ -176,13 +200,14 @@ def write_comparison_csv(path: Path, items: Sequence[PairedComparison], paramete
             c.mean_difference,
             c.t_statistic,
             c.p_value,
+            " ".join(format_value(v) for v in c.tied),
         ]  # fmt: skip
         for c in items
     ]
     return write_csv(path, header, rows)
 
 
-RUN_EXTRA_KEYS = ("val/acc", "test/acc", "test/nll", "test/nll_ts", "temperature")
+RUN_EXTRA_KEYS = ("val/acc", "test/nll", "test/nll_ts", "temperature", "temperature_at_bound")
 IMPROVEMENT_KEYS = ("val/acc_best_epoch", "epochs")
 RUN_IDENTITY = ("dataset", "model", "smoothing")
 CODE_KEYS = (*DESCRIBED_KEYS, "device")
@@ -192,7 +217,8 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: 
     """One row per job; ``duplicate_of`` names the job counted instead of a duplicate (:func:`counted_jobs`);
     ``still_improving`` is ``true`` when the best validation accuracy came in the last epoch (blank without the
     fields). Optional metrics, the epoch fields and the code that computed the job (``code.*``, ``device``) get a
-    column when some job records them; the swept parameter gets one unless it is the data set, model or strategy."""
+    column when some job records them; the swept parameter gets one unless it is the data set, model or strategy,
+    and so do the strategies' parameters (``smoothing.<name>``)."""
     recorded = {key for job in jobs for key in job.metrics}
     metrics = [m.key for m in REPORT_METRICS if not m.optional or m.key in recorded]
     epochs = [k for k in IMPROVEMENT_KEYS if k in recorded]
@@ -200,7 +226,8 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: 
     code = [k for k in CODE_KEYS if k in recorded]
     improving = ["still_improving"] if epochs else []
     swept = [] if parameter in RUN_IDENTITY else [parameter]
-    header = ["directory", "status", *RUN_IDENTITY, *swept, "seed", *keys, *improving, *code]
+    strategy = sorted(k for k in recorded if k.startswith("smoothing.") and k != parameter)
+    header = ["directory", "status", *RUN_IDENTITY, *swept, *strategy, "seed", *keys, *improving, *code]
     kept = {id(d.job): str(d.kept.directory) for d in duplicates}
 
     def improving_cell(job: Job) -> list[str]:
@@ -215,6 +242,7 @@ def write_runs_csv(path: Path, jobs: Sequence[Job], parameter: str, duplicates: 
             j.model,
             j.metrics.get("smoothing", ""),
             *(j.value(parameter) for _ in swept),
+            *(j.metrics.get(k, "") for k in strategy),
             j.seed,
             *(j.metrics.get(k, "") for k in keys),
             *improving_cell(j),
