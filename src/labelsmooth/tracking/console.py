@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 from labelsmooth.runs.record import still_improving
 
 STILL_IMPROVING = "still improving: the best validation accuracy came in the last epoch (train longer to compare)"
+log = logging.getLogger("labelsmooth.results")
 
 
 def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, extra_keys: Iterable[str] = ()) -> None:
-    """A rich table of the ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``), then the headline."""
+    """A rich table of the ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``) on the console, then
+    the headline as a log line, so that the run's log file (``train.log``) ends with it too."""
     from rich.console import Console
     from rich.table import Table
 
@@ -23,13 +26,27 @@ def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, ext
     for key in sorted(k for k in summary if k.startswith(("val/", "test/"))) + extra:
         value = summary[key]
         table.add_row(key, shown_value(value))
-    console = Console()
-    console.print(table)
+    Console().print(table)
     if still_improving(summary):
-        console.print(f"[yellow]{STILL_IMPROVING}[/yellow]")
-    accuracy = summary.get("test/acc")
-    headline = f"test accuracy: {accuracy:.4f}   " if isinstance(accuracy, float) else ""
-    console.print(f"{headline}outputs: {output_dir}")
+        log.warning(STILL_IMPROVING)
+    log.info("%s", headline(summary, output_dir))
+
+
+def headline(summary: dict[str, Any], output_dir: Path) -> str:
+    """The line a run ends with: its test accuracy and ECE (before and after temperature scaling), its outputs.
+
+    >>> headline({"test/acc": 0.98, "test/ece": 0.0312, "test/ece_ts": 0.01}, Path("out"))
+    'test accuracy: 0.9800, test ECE: 0.0312 (0.0100 after temperature scaling); outputs: out'
+    """
+    parts = []
+    if isinstance(accuracy := summary.get("test/acc"), float):
+        parts.append(f"test accuracy: {accuracy:.4f}")
+    if isinstance(ece := summary.get("test/ece"), float):
+        scaled = summary.get("test/ece_ts")
+        parts.append(
+            f"test ECE: {ece:.4f}" + (f" ({scaled:.4f} after temperature scaling)" if isinstance(scaled, float) else "")
+        )
+    return ", ".join(parts) + ("; " if parts else "") + f"outputs: {output_dir}"
 
 
 def shown_value(value: Any) -> str:
