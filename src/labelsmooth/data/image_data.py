@@ -311,6 +311,9 @@ class ImageDataModule(ClassificationDataModule):
             self.test_set = Subset(base_train, carved["test"].tolist()) if "test" in carved else opened["test"]
         if self.preprocessor.needs_statistics:
             self.preprocessor.set_statistics(*self._training_statistics())
+        log.info(
+            "%s: train %d, val %d, test %d images", self.name, *map(len, (self.train_set, self.val_set, self.test_set))
+        )
 
     def _decode(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         arrays = self.fast_arrays(dataset)

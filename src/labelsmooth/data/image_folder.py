@@ -200,8 +200,9 @@ class ImageFolderDataModule(ImageDataModule):
                     f"dataset.train_dir={directory}: the class folder(s) {', '.join(empty)} hold no images (remove "
                     "them, or add images)"
                 )
+            if self.train_folder is None:  # once: prepare_data and setup both open it
+                log.info("%s: %d images of %d classes (%s)", directory, len(folder), len(classes), ", ".join(classes))
             self.train_folder = folder
-            log.info("%s: %d images of %d classes (%s)", directory, len(folder), len(classes), ", ".join(classes))
         return folder
 
 
