@@ -200,6 +200,12 @@ def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path:
     [
         (["smoothing.gama=0.8"], "smoothing.gama=0.8 is not a setting: UniformSmoothing takes no parameter 'gama' "),
         (["smoothing=gamma", "smoothing.gama=0.8"], "(it takes: num_classes, gamma); did you mean smoothing.gamma?"),
+        # the strategy's parameter without the strategy: which options take it
+        (
+            ["smoothing.gamma=0.8"],
+            "(it takes: num_classes, epsilon); the options of smoothing that take gamma: focal, "
+            "focal_adaptive, gamma (e.g. smoothing=gamma smoothing.gamma=0.8)",
+        ),  # fmt: skip
         (["-m", "seed=0,1", "trainer.max_step=3"], "trainer.max_step=3 is not a setting: Trainer takes no parameter"),
         (["sed=3"], "sed=3 is not a setting (did you mean seed? the top-level settings are analysis, augment, "),
         (["++sed=3"], "++sed=3 is not a setting (did you mean seed? "),

@@ -190,7 +190,29 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
             if node is None and (config_dir / name).is_dir():  # a group chosen as null: which to choose
                 options = ", ".join(group_options(config_dir / name))
                 raise ConfigurationError(f"{refusal}; choose an option first, {name}=<option> (the options: {options})")
+            first = key.split(".")[0]
+            if (config_dir / name).is_dir() and (takers := options_with_key(config_dir / name, first)):
+                example = first if first in takers else takers[0]
+                raise ConfigurationError(
+                    f"{refusal}; the options of {name} that take {first}: {', '.join(takers)} (e.g. "
+                    f"{name}={example} {override.input_line})"
+                )
             raise refusal
+
+
+def options_with_key(group_dir: Path, key: str) -> list[str]:
+    """The options of a config group whose file sets ``key`` (``smoothing.gamma=0.8`` without ``smoothing=gamma``:
+    the options that take ``gamma``), read from the files at the error's time."""
+    import yaml
+
+    def keys(path: Path) -> set[str]:
+        try:
+            node = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            return set()
+        return set(node) if isinstance(node, dict) else set()
+
+    return [option for option in group_options(group_dir) if key in keys(group_dir / f"{option}.yaml")]
 
 
 def unknown_key(override: Any, name: str, path: list[str], node: Any) -> ConfigurationError | None:
