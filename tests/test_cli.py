@@ -33,6 +33,10 @@ def test_multirun_runs_every_job_with_its_own_outputs_and_wandb_run(tmp_path: Pa
         assert page.exit_code == 0 and page.group == "sweep-" + "-".join(job.parent.parts[-2:])
         assert page.config["smoothing"]["gamma"] == metrics["smoothing.gamma"]
     assert gammas == [0.6, 0.8]
+    output = result.stdout + result.stderr  # each job's headline, no table of its metrics (metrics.json has them)
+    assert output.count("test accuracy: ") == 2 and "val/acc_best" not in output
+    sweep = jobs[0].parent
+    assert f"Sweep done: 2 jobs (2 completed) in {sweep}. Compare them: python report.py {sweep}" in output
 
 
 def test_the_issue_command_single_value_multirun(tmp_path: Path) -> None:

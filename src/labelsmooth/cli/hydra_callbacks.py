@@ -52,6 +52,28 @@ class KnowTheSweep(Callback):
         HydraConfig.instance().cfg = None  # as before the sweep (an app run again in this process starts afresh)
 
 
+class SummariseTheSweep(Callback):
+    """At the end of a sweep whose jobs all ran to their end (Hydra calls ``on_multirun_end`` then only: a failed
+    job ends the sweep with its error), one line in the process that launched them: how many jobs completed, where
+    the sweep is and the command that compares them (``report.py``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from collections import Counter
+
+        from labelsmooth.runs.files import recorded_metrics
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        jobs = [job.parent for job in sorted(sweep.glob("*/.hydra"))]
+        if not jobs:
+            return
+        states = Counter(str((recorded_metrics(job) or {}).get("status", "unfinished")) for job in jobs)
+        counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        logging.getLogger("labelsmooth.sweep").info(
+            "Sweep done: %d job%s (%s) in %s. Compare them: python report.py %s",
+            len(jobs), "" if len(jobs) == 1 else "s", counted, sweep, sweep,
+        )  # fmt: skip
+
+
 class CheckJoblibJobs(Callback):
     """``hydra/launcher=joblib`` or ``parallel`` with ``hydra.launcher.n_jobs=0``, which joblib refuses, is refused
     in one line before any job, instead of joblib's traceback from inside Hydra's plugin (a fraction or a word is

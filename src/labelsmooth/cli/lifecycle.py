@@ -97,5 +97,6 @@ class RunLifecycle:
             completed = self.summary["status"] == "completed"
             finish_wandb(self.logger, 0 if completed else 1, self.summary)
             if is_rank_zero() and completed:  # last, after W&B's run summary
-                print_run_summary(self.title, self.summary, self.context.output_dir, self.summary_keys)
+                shown = (self.title, self.summary, self.context.output_dir, self.summary_keys)
+                print_run_summary(*shown, table=not self.context.multirun)  # a sweep's jobs: their headlines
         return False

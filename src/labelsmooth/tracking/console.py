@@ -13,9 +13,21 @@ STILL_IMPROVING = "still improving: the best validation accuracy came in the las
 log = logging.getLogger("labelsmooth.results")
 
 
-def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, extra_keys: Iterable[str] = ()) -> None:
-    """A rich table of the ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``) on the console, then
-    the headline as a log line, so that the run's log file (``train.log``) ends with it too."""
+def print_run_summary(
+    title: str, summary: dict[str, Any], output_dir: Path, extra_keys: Iterable[str] = (), table: bool = True
+) -> None:
+    """A rich table of the ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``) on the console (not
+    with ``table=False``: a sweep's job, whose ``metrics.json`` holds them), then the headline as a log line, so that
+    the run's log file (``train.log``) ends with it too."""
+    if table:
+        print_metrics_table(title, summary, extra_keys)
+    if still_improving(summary):
+        log.warning(STILL_IMPROVING)
+    log.info("%s", headline(summary, output_dir))
+
+
+def print_metrics_table(title: str, summary: dict[str, Any], extra_keys: Iterable[str] = ()) -> None:
+    """The ``val/`` and ``test/`` entries of ``summary`` (and ``extra_keys``) as a rich table on the console."""
     from rich.console import Console
     from rich.table import Table
 
@@ -27,9 +39,6 @@ def print_run_summary(title: str, summary: dict[str, Any], output_dir: Path, ext
         value = summary[key]
         table.add_row(key, shown_value(value))
     Console().print(table)
-    if still_improving(summary):
-        log.warning(STILL_IMPROVING)
-    log.info("%s", headline(summary, output_dir))
 
 
 def headline(summary: dict[str, Any], output_dir: Path) -> str:
