@@ -139,6 +139,7 @@ def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None
     assert float(best_ece["diff_percent"]) == pytest.approx(100 * (0.11 - 0.20) / 0.20)
     text = report.markdown.read_text()
     assert "| digits | 91.00 ± 12.71 (n=2) | 85.00 (n=1) |" in text
+    assert "Cells with n = 2 seeds have t(0.975, 1) = 12.71: their intervals are wide" in text
     # Table 3: γ = 0.5 has seeds 0 and 1, γ = 1 only seed 0 (seed 1 failed): diff % over unequal seeds is marked.
     assert "| digits | 0.5 | 91.00 ± 12.71 (n=2) | 85.00 (n=1) | 6.59 † | 1 | – |" in text
     assert "† best and baseline were not run on the same seeds" in text
