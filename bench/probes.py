@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from pytorch_lightning import Callback
 
+from labelsmooth.callbacks import Observer
+
 FINISHED: list[EpochClock] = []
 
 
@@ -61,7 +63,7 @@ class EpochClock(Callback):
         return [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-class WallClockMarks(Callback):
+class WallClockMarks(Observer):  # it records times only: a fused group admits it
     """Wall-clock (``time.time()``) marks of one run, appended as JSON lines to ``path``: the first training
     step, the start and end of ``fit`` (the training) and the end of ``test`` (after the final validation, test,
     reliability diagrams and temperature scaling); on a GPU, the process's peak of allocated GPU memory so far

@@ -122,13 +122,24 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("callbacks.checkpoint.save_top_k=2", "callbacks.checkpoint.save_top_k=2: a fused member keeps its best"),
         ("+trainer.val_check_interval=0.5", "validates once per epoch"),  # its history had three rows per epoch
         ("optimizer._target_=torch.optim.Adafactor", "not elementwise"),  # losses 2e-4 from the separate runs'
-        ("callbacks=none", "Lightning's default checkpoint"),
     ],
 )
 def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:
     config = compose_config([override], output_dir=tmp_path)
     assert reason in why_not_fusable(config)
     assert why_not_fusable(compose_config([], output_dir=tmp_path)) is None
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+callbacks.watch={_target_:labelsmooth.callbacks.Observer}",  # a callback that only records
+        "callbacks.checkpoint.save_top_k=0",  # last.ckpt alone, as a member writes it
+        "callbacks=none",  # no checkpoint written by a member (its run writes Lightning's default one); same numbers
+    ],
+)
+def test_jobs_with_what_a_group_reproduces_are_members(tmp_path: Path, override: str) -> None:
+    assert why_not_fusable(compose_config([override], output_dir=tmp_path)) is None
 
 
 def test_a_network_that_draws_random_numbers_is_not_fused() -> None:

@@ -18,7 +18,7 @@ from labelsmooth.cli.checks import check_devices, check_model_fits_data
 from labelsmooth.data import DigitsDataModule
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import MLP, ResNetV1
-from labelsmooth.runs.checkpoints import CheckpointError, check_checkpoint_matches
+from labelsmooth.runs.checkpoints import CheckpointError, load_checkpoint
 from labelsmooth.runs.files import write_text_atomic
 from labelsmooth.runs.history import read_history_csv
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
@@ -476,9 +476,8 @@ def test_checkpoint_paths_that_cannot_work(tmp_path: Path) -> None:
     assert "cifar-10" not in early.stderr
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")
-    module = torch.nn.Linear(2, 2)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        check_checkpoint_matches(garbage, module)
+        load_checkpoint(garbage)
     summary = run_training(tmp_path / "mlp", ["model=mlp"])
     another_model = r"settings than this run's: model._target_='labelsmooth.models.MLP' in the checkpoint, 'labels"
     with pytest.raises(CheckpointError, match=another_model + r"mooth.models.ResNetV1' here\. Continue it"):

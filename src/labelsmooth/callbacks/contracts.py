@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pytorch_lightning import Callback
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -52,3 +54,10 @@ class PreprocessesBatches(Protocol):
     """A data module whose batches get on-device preprocessing (``preprocess_batch(batch, train)``)."""
 
     def preprocess_batch(self, batch: Any, train: bool) -> Any: ...
+
+
+class Observer(Callback):
+    """A callback that only records what it sees (times, values, files of its own) and never changes training.
+    A fused group (``hydra/launcher=fused``) admits a job that adds one, where it refuses any other callback of
+    the job's own; it runs in each member's final validation and test, not in the group's fit (whose hooks see
+    the group, not the member)."""

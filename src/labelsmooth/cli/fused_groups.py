@@ -48,24 +48,26 @@ class Group:
 
 
 def group_key(config: DictConfig) -> str:
-    """The job's config less Hydra's node and the per-member keys (and the W&B tags, which follow ``tags``), its
-    values resolved (so ``dataset.split_seed=${seed}`` differs between seeds) with the job's own directory left out
-    (the locations under it differ by job), as JSON: equal keys fuse."""
+    """The job's config less Hydra's node, the per-member keys and the logger (each member has its own), its values
+    resolved (so ``dataset.split_seed=${seed}`` differs between seeds) with the job's own directory left out (the
+    locations under it differ by job), as JSON: equal keys fuse. A key whose interpolations only the job itself
+    resolves (Hydra's runtime) is compared as written."""
     plain = OmegaConf.to_container(config, resolve=False)
     assert isinstance(plain, dict)
     plain.pop("hydra", None)
     located = OmegaConf.create(plain)
     if isinstance(located.get("paths"), DictConfig) and "output_dir" in located.paths:
         located.paths.output_dir = "<the job's directory>"
-    try:
-        resolved = OmegaConf.to_container(located, resolve=True)
-    except Exception:  # an interpolation only the job itself resolves (Hydra's runtime): compared as written
-        resolved = plain
-    assert isinstance(resolved, dict)
-    shared = {key: value for key, value in resolved.items() if key not in PER_MEMBER}
+    shared: dict[str, Any] = {}
+    for key in plain:
+        if key in (*PER_MEMBER, "logger"):
+            continue
+        try:
+            node = located[key]
+            shared[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except Exception:
+            shared[key] = plain[key]
     shared["callbacks"] = {k: v for k, v in (shared.get("callbacks") or {}).items() if k != "strategy_schedule"}
-    if isinstance(shared.get("logger"), dict):
-        shared["logger"] = {k: v for k, v in shared["logger"].items() if k != "tags"}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -90,7 +92,7 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "trainer.val_check_interval: a fused group validates once per epoch"
     return (
         why_optimizer_not_fusable(config.get("optimizer"))
-        or why_callbacks_not_fusable(config.get("callbacks"), bool(trainer.get("enable_checkpointing", True)))
+        or why_callbacks_not_fusable(config.get("callbacks"))
         or why_data_not_fusable(config.get("dataset"))
     )
 
@@ -116,32 +118,37 @@ def why_optimizer_not_fusable(optimizer: Any) -> str | None:
     return None
 
 
-def why_callbacks_not_fusable(callbacks: Any, checkpointing: bool = True) -> str | None:
+def why_callbacks_not_fusable(callbacks: Any) -> str | None:
     """Why a job's callbacks keep it out of a fused group, or None. The group reproduces per member the project's
-    own callbacks (``conf/callbacks/default.yaml``) and the strategy schedule, and the checkpoints of
-    ``callbacks.checkpoint`` as a ``ModelCheckpoint`` that keeps the best file and ``last.ckpt`` after every
-    validation; another callback (early stopping, a callback of yours) would not run, and without
-    ``callbacks.checkpoint`` (``checkpointing``: ``trainer.enable_checkpointing``) the job's run would write
-    Lightning's default checkpoint, which a member does not."""
+    own callbacks (``conf/callbacks/default.yaml``) and the strategy schedule, the checkpoints of
+    ``callbacks.checkpoint`` as a ``ModelCheckpoint`` that keeps the best file (or none) and ``last.ckpt`` after
+    every validation, and runs an ``Observer`` (a callback that only records) at each member's end; another callback
+    (early stopping, a callback of yours) would not run. A target that cannot be imported is the job's to report."""
     import hydra
     from pytorch_lightning.callbacks import LearningRateMonitor
 
-    from labelsmooth.callbacks import CalibrationCallback, PenultimateProjection, PreciseBatchNorm, progress_bar
+    from labelsmooth.callbacks import (
+        CalibrationCallback,
+        Observer,
+        PenultimateProjection,
+        PreciseBatchNorm,
+        progress_bar,
+    )
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.callbacks.epoch_log import EpochLogFile
     from labelsmooth.callbacks.nan_guard import NonFiniteLossGuard
     from labelsmooth.callbacks.rng_state import RandomStateCheckpoint
 
     reproduced = (BestAndLastCheckpoint, LearningRateMonitor, EpochLogFile, NonFiniteLossGuard, PreciseBatchNorm,
-                  RandomStateCheckpoint, CalibrationCallback, PenultimateProjection)  # fmt: skip
+                  RandomStateCheckpoint, CalibrationCallback, PenultimateProjection, Observer)  # fmt: skip
     for name, node in (callbacks or {}).items():
-        if node is None or name == "strategy_schedule":
+        target = node.get("_target_") if node is not None else None
+        if name == "strategy_schedule" or not isinstance(target, str):
             continue
-        target = node.get("_target_")
         try:
-            made = hydra.utils.get_object(str(target))
+            made = hydra.utils.get_object(target)
         except Exception:
-            return None  # left to the job, whose own error names it
+            continue
         if made is not progress_bar and not (isinstance(made, type) and issubclass(made, reproduced)):
             return f"callbacks.{name} ({target}) is not one a fused group runs for its members"
         if isinstance(made, type) and issubclass(made, BestAndLastCheckpoint):
@@ -150,15 +157,13 @@ def why_callbacks_not_fusable(callbacks: Any, checkpointing: bool = True) -> str
             for key, allowed in CHECKPOINTS_OF_A_MEMBER.items():
                 if node.get(key) not in allowed:
                     return f"callbacks.{name}.{key}={node.get(key)}: a fused member keeps its best and last checkpoints"
-    if checkpointing and not (callbacks or {}).get("checkpoint"):
-        return "no callbacks.checkpoint: the run would write Lightning's default checkpoint, which a member does not"
     return None
 
 
 # The checkpoint settings a fused member's checkpoints follow (labelsmooth.fused.MemberCheckpoints): the best file
-# and last.ckpt, written after every validation.
+# (save_top_k 1) or none (0), and last.ckpt, written after every validation.
 CHECKPOINTS_OF_A_MEMBER = {
-    "save_top_k": (1,),
+    "save_top_k": (0, 1),
     "every_n_epochs": (None, 1),
     "every_n_train_steps": (None, 0),
     "train_time_interval": (None,),

@@ -79,6 +79,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
             checkpoint = load_checkpoint(ckpt_path)
             check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
+            weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's
+            del checkpoint
         set_num_threads(cfg.get("num_threads"))
         run.summary["num_threads"] = torch.get_num_threads()
 
@@ -89,7 +91,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         module = build_module(cfg, datamodule, criterion=strategy, names=names, teacher=teacher)
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
-            check_weights_fit(checkpoint, module, ckpt_path)
+            check_weights_fit(weights, module, ckpt_path)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
         if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):

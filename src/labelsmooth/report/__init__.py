@@ -19,10 +19,12 @@ Tables (Mezzini 2018, "Empirical study on label smoothing"):
   ``mean ± h (n)`` over seeds, ``h = t_{0.975, n-1} · s / √n`` the half-width of the 95% Student-t confidence
   interval of the mean (``s`` the sample standard deviation; no interval for n = 1); ``↑k`` marks k seeds still
   improving at their last epoch.
-* Table 3: per data set the best γ (highest mean) against the unsmoothed value the jobs record (γ = 1), the
-  paper's relative difference ``diff % = 100 · (best - baseline) / best``, and a two-sided paired t-test over the
-  seeds both have (``scipy.stats.ttest_rel``). The best γ is picked on the same runs, so the p-value is optimistic.
-* The same tables for the test ECE, before and after temperature scaling, and, when the jobs record them, smooth
+* Table 3: per data set the best γ (highest mean; a tie names the values tied) against the unsmoothed value the
+  jobs record (γ = 1), the relative difference ``diff % = 100 · (best - baseline) / best`` for accuracies (the
+  paper's) and ``/ baseline`` for errors, and a two-sided paired t-test over the seeds both have
+  (``scipy.stats.ttest_rel``). The best γ is picked on the same runs, so the p-value is optimistic.
+* The same tables for the test accuracy of the selected checkpoint, the test ECE, before and after temperature
+  scaling (``‡k``: k seeds whose temperature lies at a bound of its search), and, when the jobs record them, smooth
   ECE, class-wise ECE, AURC and AUGRC (lower is better); student accuracy by the teacher's smoothing.
 
 The swept parameter (``--param``) is the one key the jobs vary; any number (``smoothing.epsilon``, ``seed``) or

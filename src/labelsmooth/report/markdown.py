@@ -58,7 +58,7 @@ def _header(report: Report) -> list[str]:
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
     lines += strategy_settings(report)
-    if any(t.estimate(row, column).n == 2 for t in report.tables for row in t.values for column in t.columns):
+    if any(len(seeds) == 2 for t in report.tables for per_row in t.values.values() for seeds in per_row.values()):
         lines += ["", "Cells with n = 2 seeds have t(0.975, 1) = 12.71: their intervals are wide and may pass 0 or "
                   "100 %; three seeds or more narrow them (t = 4.30, 3.18, ...)."]  # fmt: skip
     note = code_note(report.counted)

@@ -56,13 +56,9 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def check_checkpoint_matches(path: str | Path, module: nn.Module) -> dict:
-    """Raise ``CheckpointError`` unless the checkpoint's weights fit ``module`` key for key and shape for shape."""
-    return check_weights_fit(load_checkpoint(path), module, path)
-
-
 def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> dict:
-    """``check_checkpoint_matches`` for a checkpoint already loaded (``load_checkpoint``) from ``path``."""
+    """Raise ``CheckpointError`` unless the weights of ``checkpoint`` (loaded from ``path`` by ``load_checkpoint``)
+    fit ``module`` key for key and shape for shape."""
     saved = checkpoint["state_dict"]
     expected = module.state_dict()
     missing = sorted(expected.keys() - saved.keys())
@@ -82,36 +78,38 @@ def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> 
     return checkpoint
 
 
-# What a continued run may set otherwise than the run that wrote its checkpoint: where the data is and how it is
-# read, none of which changes the batches the network trains on (the in-memory and streamed paths give the same
-# pixels). Everything else of the specification's training parts must be equal.
+# What a continued run may set otherwise than the run that wrote its checkpoint: where the data is (a copy moved
+# elsewhere) and how it is read (the in-memory and streamed paths give the same pixels). Everything else of the
+# specification's training parts must be equal.
 HOW_THE_DATA_IS_READ = frozenset(
     {"root", "train_dir", "val_dir", "test_dir", "download", "in_memory", "num_workers", "eval_batch_size"}
 )
-TRAINING_PARTS = ("model", "smoothing", "augment", "dataset", "optimizer", "scheduler", "seed")
 
 
 def check_same_training(written: Any, configured: Mapping[str, Any], path: str | Path) -> None:
     """Refuse to continue training from a checkpoint whose training settings (``written``, the run specification it
-    carries; none in older checkpoints) differ from this run's (``configured``): the network, the strategy and its
-    parameters, batch mixing, the data set's splits, batches and augmentation, the optimizer, the learning-rate
-    schedule and the seed. Otherwise one run trains under two settings while ``metrics.json`` records one; and
-    Lightning restores the checkpoint's optimizer and scheduler states, so a changed learning rate, or a cosine's
-    ``T_max`` that follows ``trainer.max_epochs``, would be ignored as well."""
+    carries; none in older checkpoints) differ from this run's (``configured``: ``cli.build.training_parts``, its
+    parts by name): the network, the strategy and its parameters, batch mixing, the data set's splits, batches and
+    augmentation, the optimizer, the learning-rate schedule and the seed. Otherwise one run trains under two
+    settings while ``metrics.json`` records one; and Lightning restores the checkpoint's optimizer and scheduler
+    states, so a changed learning rate, or a cosine's ``T_max`` that follows ``trainer.max_epochs``, would be
+    ignored as well. Another class is named once (its arguments go with it); a setting the checkpoint does not
+    record (added to the configs since) is not compared. A strategy schedule and distillation are not in the
+    specification: they are not compared."""
     if not isinstance(written, Mapping):
         return
     changed = []
-    for part in TRAINING_PARTS:
-        differences = _differences(_flat(part, written.get(part)), _flat(part, configured.get(part)))
+    for part, value in configured.items():
+        differences = _differences(_flat(part, written.get(part)), _flat(part, value))
         another_class = [difference for difference in differences if difference[0] == f"{part}._target_"]
         changed += [
             f"{key}={before!r} in the checkpoint, {after!r} here"
-            for key, before, after in another_class or differences  # another class: its arguments go with it
+            for key, before, after in another_class or differences
             if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
         ]
     if changed:
         raise CheckpointMismatchError(
-            f"ckpt_path={path} was written with other training settings than this run's: {'; '.join(changed)}. "
+            f"The checkpoint {path} was written with other training settings than this run's: {'; '.join(changed)}. "
             "Continue it with the settings it was written with (a cosine schedule's T_max follows "
             "trainer.max_epochs), or start a new run."
         )
@@ -123,9 +121,11 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {key: item for name, part in value.items() for key, item in _flat(f"{prefix}.{name}", part).items()}
 
 
-def _differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+def _differences(written: Mapping[str, Any], configured: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The flat keys whose values differ, among those the checkpoint records (a whole part it lacks counts)."""
+    keys = written.keys() if any(value is not None for value in written.values()) else {*written, *configured}
     return [
-        (key, before.get(key), after.get(key)) for key in sorted({*before, *after}) if before.get(key) != after.get(key)
+        (key, written.get(key), configured.get(key)) for key in sorted(keys) if written.get(key) != configured.get(key)
     ]
 
 
