@@ -14,7 +14,6 @@ from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_KEY
 from labelsmooth.report.jobs import Job
 from labelsmooth.report.per_class import per_class_markdown
 from labelsmooth.report.tables import (
-    STILL_IMPROVING_NOTE,
     UNPAIRED_NOTE,
     Table,
     comparison_rows,
@@ -182,7 +181,7 @@ def _distillation(table: Table) -> list[str]:
         "",
         markdown_table(["student", *(format_value(c) for c in table.columns)], table_rows(table)),
     ]
-    return parts + (["", STILL_IMPROVING_NOTE] if table.marked else [])
+    return parts + [line for note in table.notes for line in ("", note)]
 
 
 def _duplicates(report: Report) -> list[str]:
