@@ -154,6 +154,11 @@ def test_a_checkpoint_continued_under_other_training_settings_is_refused(tmp_pat
         "smoothing.epsilon=0.2": r": smoothing.epsilon=0.1 in the checkpoint, 0.2 here\. ",
         "dataset.batch_size=32": r": dataset.batch_size=64 in the checkpoint, 32 here\. ",
         "seed=1": r": seed=0 in the checkpoint, 1 here\. ",
+        "strategy_schedule=linear": r": strategy_schedule._target_=None in the checkpoint, '[\w.]+LinearSchedule' here",
+        "trainer.precision=bf16-mixed": r": trainer.precision='32-true' in the checkpoint, 'bf16-mixed' here\. ",
+        "+trainer.accumulate_grad_batches=2": r": trainer.accumulate_grad_batches=1 in the checkpoint, 2 here\. ",
+        "+trainer.gradient_clip_val=1": r": trainer.gradient_clip_algorithm=None in the checkpoint, 'norm' here; "
+        r"trainer.gradient_clip_val=None in the checkpoint, 1.0 here\. ",
     }
     for index, (override, message) in enumerate(refused.items()):
         with pytest.raises(CheckpointMismatchError, match=message):
@@ -163,7 +168,23 @@ def test_a_checkpoint_continued_under_other_training_settings_is_refused(tmp_pat
     no_data = ["dataset=cifar10", f"dataset.root={tmp_path / 'none'}", "dataset.download=false"]
     with pytest.raises(CheckpointMismatchError, match=r"dataset._target_='labelsmooth.data.DigitsDataModule' in the"):
         run_training(tmp_path / "data", ["model=mlp", *no_data, f"ckpt_path={checkpoint}"])  # before the data
+    read_otherwise = ["dataset.eval_batch_size=100", "trainer.precision=32-true"]  # 32 by its other name
     run_training(  # read otherwise, trained the same: continues (to its last epoch, so no step is taken)
-        tmp_path / "read",
-        ["model=mlp", "trainer.max_epochs=2", "dataset.eval_batch_size=100", f"ckpt_path={checkpoint}"],
+        tmp_path / "read", ["model=mlp", "trainer.max_epochs=2", *read_otherwise, f"ckpt_path={checkpoint}"]
     )
+
+
+def test_a_setting_a_checkpoint_does_not_record_is_not_compared() -> None:
+    """A checkpoint written before its specification recorded a part (here the Trainer's training settings) is
+    continued: only what it records is compared."""
+    from labelsmooth.cli.build import training_parts
+    from labelsmooth.runs.checkpoints import CheckpointMismatchError, check_same_training
+    from tests.conftest import compose_train_config
+
+    configured = training_parts(compose_train_config(["model=mlp", "+trainer.accumulate_grad_batches=2"]))
+    older = {part: value for part, value in configured.items() if part != "trainer"}
+    check_same_training(older, configured, "old.ckpt")
+    with pytest.raises(CheckpointMismatchError, match=r"trainer.accumulate_grad_batches=1 in the checkpoint, 2 here"):
+        check_same_training(
+            {**older, "trainer": {**configured["trainer"], "accumulate_grad_batches": 1}}, configured, "x"
+        )

@@ -32,10 +32,12 @@ class MissingSpecificationError(LabelsmoothError, ValueError):
 class RunSpecification:
     """A run's parts and data, resolved: see the module docstring.
 
-    ``model``, ``smoothing``, ``augment``, ``optimizer`` and ``scheduler`` are resolved config mappings (``_target_``
-    and arguments); ``dataset`` is the data set's config as composed, its ``${paths...}`` interpolations kept so that
-    an evaluation on another machine resolves them against its own ``paths``. ``preprocessing`` is
-    ``BatchPreprocessor.record()``. ``names`` are the data set, model and strategy as ``metrics.json`` names them.
+    ``model``, ``smoothing``, ``augment``, ``strategy_schedule``, ``distill``, ``optimizer`` and ``scheduler`` are
+    resolved config mappings (``_target_`` and arguments; ``None`` where the run has none); ``trainer`` holds the
+    Trainer's settings that change what is trained (precision, gradient accumulation and clipping); ``dataset`` is
+    the data set's config as composed, its ``${paths...}`` interpolations kept so that an evaluation on another
+    machine resolves them against its own ``paths``. ``preprocessing`` is ``BatchPreprocessor.record()``. ``names``
+    are the data set, model and strategy as ``metrics.json`` names them.
     """
 
     model: dict[str, Any]
@@ -46,8 +48,11 @@ class RunSpecification:
     image_size: tuple[int, int]
     preprocessing: dict[str, Any]
     augment: dict[str, Any] | None = None
+    strategy_schedule: dict[str, Any] | None = None
+    distill: dict[str, Any] | None = None
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
+    trainer: dict[str, Any] | None = None
     class_names: list[str] | None = None
     names: dict[str, str] = dataclasses.field(default_factory=dict)
     seed: int | None = None

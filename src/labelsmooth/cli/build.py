@@ -53,11 +53,30 @@ def strategy_before_data(cfg: DictConfig) -> Any:
     return None
 
 
+# Lightning's older names of its precisions (Trainer(precision=...)), so that 32 and "32-true" are one setting.
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def trainer_training_settings(trainer: Any) -> dict[str, Any]:
+    """The Trainer settings that change what is trained (the others say where and how fast it runs): the precision,
+    gradient accumulation and clipping, in one form whatever way they were written (no clipping: ``None``)."""
+    trainer = trainer or {}
+    precision = str(trainer.get("precision", "32-true"))
+    clip = trainer.get("gradient_clip_val") or None
+    return {
+        "precision": PRECISION_ALIASES.get(precision, precision),
+        "accumulate_grad_batches": int(trainer.get("accumulate_grad_batches") or 1),
+        "gradient_clip_val": float(clip) if clip is not None else None,
+        "gradient_clip_algorithm": str(trainer.get("gradient_clip_algorithm") or "norm") if clip is not None else None,
+    }
+
+
 def training_parts(cfg: DictConfig) -> dict[str, Any]:
     """What a composed config says of its training, before any data is read: the resolved configs of the model,
-    strategy, batch mixing, optimizer and scheduler, the seed, and the data set's config with its ``${paths...}``
-    interpolations kept (an evaluation elsewhere resolves them against its own paths). The run specification's
-    parts (``run_specification``), and what a continued checkpoint must have been written with."""
+    strategy, its schedule, batch mixing, distillation, optimizer and scheduler, the Trainer's training settings
+    (``trainer_training_settings``), the seed, and the data set's config with its ``${paths...}`` interpolations
+    kept (an evaluation elsewhere resolves them against its own paths). The run specification's parts
+    (``run_specification``), and what a continued checkpoint must have been written with."""
 
     def plain(node: Any) -> dict[str, Any] | None:
         return OmegaConf.to_container(node, resolve=True) if node else None
@@ -72,8 +91,11 @@ def training_parts(cfg: DictConfig) -> dict[str, Any]:
         "smoothing": plain(cfg.smoothing),
         "dataset": dataset,
         "augment": plain(cfg.get("augment")),
+        "strategy_schedule": plain(cfg.get("strategy_schedule")),
+        "distill": plain(cfg.get("distill")),
         "optimizer": plain(cfg.get("optimizer")),
         "scheduler": plain(cfg.get("scheduler")),
+        "trainer": trainer_training_settings(cfg.get("trainer")),
         "seed": cfg.get("seed"),
     }
 

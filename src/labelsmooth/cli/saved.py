@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class SavedRun:
     """A checkpoint and what it was trained as: ``config`` holds the run's parts (``dataset``, ``model``,
-    ``smoothing``, ``augment``, ``optimizer``, ``scheduler``, ``seed``) with the ``paths`` of the process reading
-    it, ``names`` the data set, model and strategy as the run named them."""
+    ``smoothing``, ``augment``, ``strategy_schedule``, ``distill``, ``optimizer``, ``scheduler``, the ``trainer``'s
+    training settings, ``seed``) with the ``paths`` of the process reading it, ``names`` the data set, model and
+    strategy as the run named them."""
 
     checkpoint: dict[str, Any]
     config: DictConfig
@@ -60,8 +61,8 @@ class SavedRun:
                 if n_bins is not None:
                     config.n_bins = n_bins
             return cls(checkpoint, config, names)
-        parts = {key: getattr(specification, key) for key in ("dataset", "model", "smoothing", "augment")}
-        parts.update(optimizer=specification.optimizer, scheduler=specification.scheduler)
+        recorded = ("dataset", "model", "smoothing", "augment", "strategy_schedule", "distill", "optimizer")
+        parts = {key: getattr(specification, key) for key in (*recorded, "scheduler", "trainer")}
         config = OmegaConf.create(
             {
                 "paths": OmegaConf.to_container(paths, resolve=True),

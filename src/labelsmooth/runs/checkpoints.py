@@ -89,17 +89,19 @@ HOW_THE_DATA_IS_READ = frozenset(
 def check_same_training(written: Any, configured: Mapping[str, Any], path: str | Path) -> None:
     """Refuse to continue training from a checkpoint whose training settings (``written``, the run specification it
     carries; none in older checkpoints) differ from this run's (``configured``: ``cli.build.training_parts``, its
-    parts by name): the network, the strategy and its parameters, batch mixing, the data set's splits, batches and
-    augmentation, the optimizer, the learning-rate schedule and the seed. Otherwise one run trains under two
-    settings while ``metrics.json`` records one; and Lightning restores the checkpoint's optimizer and scheduler
-    states, so a changed learning rate, or a cosine's ``T_max`` that follows ``trainer.max_epochs``, would be
-    ignored as well. Another class is named once (its arguments go with it); a setting the checkpoint does not
-    record (added to the configs since) is not compared. A strategy schedule and distillation are not in the
-    specification: they are not compared."""
+    parts by name): the network, the strategy, its parameters and schedule, batch mixing, distillation, the data
+    set's splits, batches and augmentation, the optimizer, the learning-rate schedule, the precision, gradient
+    accumulation and clipping, and the seed. Otherwise one run trains under two settings while ``metrics.json``
+    records one; and Lightning restores the checkpoint's optimizer and scheduler states, so a changed learning rate,
+    or a cosine's ``T_max`` that follows ``trainer.max_epochs``, would be ignored as well. Another class is named
+    once (its arguments go with it); a part or setting the checkpoint does not record (added to the specification
+    since) is not compared."""
     if not isinstance(written, Mapping):
         return
     changed = []
     for part, value in configured.items():
+        if part not in written:
+            continue
         differences = _differences(_flat(part, written.get(part)), _flat(part, value))
         another_class = [difference for difference in differences if difference[0] == f"{part}._target_"]
         changed += [
