@@ -61,16 +61,28 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
 
 
 def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
-    """The member's epoch values into its logger (at the global step of each validation, as its run logs them)
-    and one line per epoch into its ``train.log``."""
+    """The member's epoch values into its logger as its run's Lightning logs them, and one line per epoch into its
+    ``train.log``. Lightning logs the learning rates at the epoch's start (``LearningRateMonitor``, at the steps
+    taken before it), then the validation values and the training ones, each with the epoch, at the epoch's last
+    step (``step - 1``: its loops count the last batch's step after logging); a history row's ``step`` is the
+    optimizer steps taken by the epoch's end."""
     from labelsmooth.callbacks.progress import format_metric
 
     epochs = logging.getLogger("labelsmooth.epochs")
+    started_at = 0
     for values in history:
-        metrics = {key: value for key, value in values.items() if key != "step"}
+        metrics = {key: value for key, value in values.items() if key not in ("step", "epoch")}
+        ended_at, epoch = int(values["step"]), {"epoch": values["epoch"]}
+        rates = {key: value for key, value in metrics.items() if key.startswith("lr-")}
+        validation = {key: value for key, value in metrics.items() if key.startswith("val/")}
+        training = {key: value for key, value in metrics.items() if key not in rates and key not in validation}
         if logger:
-            logger.log_metrics(metrics, step=int(values["step"]))
-        text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()) if k != "epoch")
+            for row, step in ((rates, started_at), ({**validation, **epoch}, ended_at - 1)):
+                if len(row) > ("epoch" in row):
+                    logger.log_metrics(row, step=step)
+            logger.log_metrics({**training, **epoch}, step=ended_at - 1)
+        started_at = ended_at
+        text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()))
         epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)
 
 
