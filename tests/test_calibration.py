@@ -118,10 +118,13 @@ def test_training_writes_reliability_diagrams_and_temperature_scaled_metrics(tmp
 def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> None:
     """Train a few batches, then ``python eval.py ckpt_path=<best checkpoint>``: same data, same weights, same
     validation logits, so the same test metrics and the same temperature."""
-    from tests.conftest import run_app, run_training_with_hydra_config
+    from labelsmooth import LabelSmoothingClassifier
+    from labelsmooth.cli.build import build_datamodule
+    from tests.conftest import compose_train_config, run_app, run_training_with_hydra_config
 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
+    overrides.append("dataset.split_seed=1")  # not digits' default either: dataset=digits below keeps it
     trained = run_training_with_hydra_config(run_dir, overrides)
 
     def run_eval(output: Path, *extra: str) -> dict:
@@ -150,10 +153,25 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
             np.testing.assert_allclose(ours["logits"], training["logits"], rtol=0, atol=1e-5)
             np.testing.assert_array_equal(ours["targets"], training["targets"])
     assert evaluated["val/acc_best"] == evaluated["val/acc"]  # this evaluation's, not the checkpoint's training best
-    # dataset= names the data set afresh but keeps the run's input preprocessing (here per-pixel mean subtraction).
+    # dataset= names the data set afresh but keeps the run's input preprocessing (here per-pixel mean subtraction)
+    # and, the data set being the run's, its split: another would test on images the run trained on.
     named = run_eval(tmp_path / "eval_named", "dataset=digits")
     for key in ("test/acc", "test/nll", "test/ece", "temperature"):
         assert named[key] == pytest.approx(trained[key], abs=1e-5), key
+    # Another split, given: its inputs are normalised with the statistics of the run's training split, as predict()
+    # prepares raw images, not with those of the new training split.
+    other_split = tmp_path / "eval_other_split"
+    run_eval(other_split, "dataset=digits", "dataset.split_seed=2")
+    assert (
+        "statistics of the run's training split that the checkpoint records"
+        in (other_split / "evaluate.log").read_text()
+    )
+    test_set = build_datamodule(compose_train_config(["dataset.split_seed=2"]).dataset).test_set
+    model = LabelSmoothingClassifier.load_from_checkpoint(trained["checkpoint"], map_location="cpu")
+    with np.load(RunDirectory(other_split).predictions("test")) as saved:
+        np.testing.assert_array_equal(saved["targets"], test_set.targets.numpy())
+        expected = model.predict_proba(test_set.images).numpy()
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(saved["logits"]), 1).numpy(), expected, atol=1e-6)
     # Two DDP processes (gloo on CPU) each see part of the data; the callback gathers the logits, so the
     # temperature and the scaled metrics are those of the whole split.
     distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")

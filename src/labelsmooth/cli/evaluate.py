@@ -94,6 +94,7 @@ def evaluate(
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
         datamodule = build_datamodule(dataset_cfg)
+        saved.preprocess_as_trained(datamodule)
         module = saved.module_for(datamodule)
         try:
             check_weights_fit(saved.checkpoint, module, ckpt_path)

@@ -37,6 +37,7 @@ class SavedRun:
     config: DictConfig
     names: dict[str, str]
     class_names: list[str] | None = None  # the training data's, as the run specification records them
+    preprocessing: dict[str, Any] | None = None  # ``BatchPreprocessor.record()`` of training, statistics included
 
     @classmethod
     def of_checkpoint(
@@ -72,7 +73,8 @@ class SavedRun:
                 "teacher_ckpt": None,
             }
         )
-        return cls(checkpoint, config, dict(specification.names), specification.class_names)
+        names = dict(specification.names)
+        return cls(checkpoint, config, names, specification.class_names, specification.preprocessing)
 
     @property
     def dataset(self) -> DictConfig:
@@ -86,6 +88,39 @@ class SavedRun:
     def smoothing(self) -> dict[str, Any] | None:
         node = self.config.get("smoothing")
         return OmegaConf.to_container(node, resolve=True) if node else None
+
+    def preprocess_as_trained(self, datamodule: Any) -> None:
+        """Normalise ``datamodule``'s inputs with the training split's statistics the checkpoint records, as
+        ``predict`` does, where its ``normalize`` and ``input_range`` are the run's: statistics of the evaluated
+        data's own training split (another data set, or another copy of the same files) would adapt the inputs to
+        the evaluated data, and partly undo the shift an evaluation measures."""
+        import torch
+
+        from labelsmooth.data.image_data import ImageDataModule
+        from labelsmooth.data.preprocess import BatchPreprocessor
+
+        if self.preprocessing is None or not isinstance(datamodule, ImageDataModule):
+            return
+        trained, current = BatchPreprocessor.from_record(self.preprocessing), datamodule.preprocessor
+        same_preprocessing = (trained.normalize, trained.input_range) == (current.normalize, current.input_range)
+        if not current.needs_statistics or not same_preprocessing or current.mean is None or trained.mean is None:
+            return
+        if trained.mean.shape != current.mean.shape:
+            log.warning(
+                "The checkpoint's %s statistics (shape %s) do not fit the evaluated images (%s): they are "
+                "normalised with their own training split's",
+                trained.normalize, tuple(trained.mean.shape), tuple(current.mean.shape),
+            )  # fmt: skip
+            return
+        if not torch.equal(current.mean.cpu(), trained.mean) or (
+            current.std is not None and trained.std is not None and not torch.equal(current.std.cpu(), trained.std)
+        ):
+            log.info(
+                "The inputs are normalised (%s) with the statistics of the run's training split that the checkpoint "
+                "records (mean %.4g), not the evaluated data's own (mean %.4g)",
+                trained.normalize, float(trained.mean.mean()), float(current.mean.mean()),
+            )  # fmt: skip
+        current.mean, current.std = trained.mean, trained.std
 
     def module_for(self, datamodule: Any) -> Any:
         """The run's LightningModule sized for ``datamodule`` (its classes, image shape and preprocessing),
@@ -138,22 +173,27 @@ def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) ->
 
 
 PREPROCESSING_KEYS = ("normalize", "input_range")
+# How a data set's files are split into training, validation and test images.
+SPLIT_KEYS = ("val_size", "test_size", "split_seed")
 
 
 def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """The ``dataset=`` config of an evaluation, with the input preprocessing the run was trained with
-    (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction): a model gives
-    its accuracy only on inputs prepared as in training. A key given on the command line
+    (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction), since a model
+    gives its accuracy only on inputs prepared as in training; and, when it is the data set class the run was
+    trained on, the run's split (``val_size``, ``test_size``, ``split_seed``), since another split of the same files
+    would validate and test on images the run trained on. A key given on the command line
     (``dataset.normalize=...``) wins."""
     given = {override_key(o) for o in overrides}
+    same_data_set = trained_on.get("_target_") == requested.get("_target_")
     merged = copy.deepcopy(requested)
     kept = []
     with open_dict(merged):
-        for key in PREPROCESSING_KEYS:
+        for key in PREPROCESSING_KEYS + (SPLIT_KEYS if same_data_set else ()):
             if key in trained_on and key in merged and f"dataset.{key}" not in given:
                 if merged[key] != trained_on[key]:
                     kept.append(f"{key}={OmegaConf.to_container(trained_on, resolve=True)[key]}")
                 merged[key] = trained_on[key]
     if kept:
-        log.info("The run's input preprocessing is kept for the evaluation data set: %s", ", ".join(kept))
+        log.info("The run's input preprocessing and split are kept for the evaluation data set: %s", ", ".join(kept))
     return merged
