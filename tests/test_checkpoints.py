@@ -188,3 +188,42 @@ def test_a_setting_a_checkpoint_does_not_record_is_not_compared() -> None:
         check_same_training(
             {**older, "trainer": {**configured["trainer"], "accumulate_grad_batches": 1}}, configured, "x"
         )
+
+
+def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_path: Path) -> None:
+    """Lightning forgets the best score and checkpoints of a checkpoint continued in another directory, so the
+    continued run selected and tested one of its own epochs while val/acc_best named an earlier one. Here the
+    checkpoints are selected by the highest validation entropy, which falls as the MLP learns: epoch 0 of 2, and
+    still of 4."""
+    from labelsmooth.runs.checkpoints import CheckpointError
+    from tests.conftest import run_training
+
+    worst_first = ["model=mlp", "scheduler=none", "callbacks.checkpoint.monitor=val/entropy"]
+    worst_first.append("callbacks.checkpoint.mode=max")
+    first = run_training(tmp_path / "a", [*worst_first, "trainer.max_epochs=2"])
+    assert Path(first["checkpoint"]).name == "best-epoch000.ckpt"
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    assert not last.is_symlink()
+    shutil.copy(last, tmp_path / "last-alone.ckpt")
+
+    # ckpt_path=: a new run directory, which receives a copy of the best so far
+    continued = run_training(tmp_path / "b", [*worst_first, "trainer.max_epochs=4", f"ckpt_path={last}"])
+    assert continued["checkpoint"] == str(tmp_path / "b" / "checkpoints" / "best-epoch000.ckpt")
+    assert continued["epochs"] == 4 and continued["test/acc"] == first["test/acc"]
+    assert (tmp_path / "a" / "checkpoints" / "best-epoch000.ckpt").is_file()  # the first run keeps its own
+
+    # a run directory moved (its first location gone) and continued there, as resume=<moved run> does
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "a", moved)
+    (moved / "metrics.json").unlink()  # an interrupted run
+    moved_last = moved / "checkpoints" / "last.ckpt"
+    resumed = run_training(moved, [*worst_first, "trainer.max_epochs=4", f"ckpt_path={moved_last}"])
+    assert resumed["checkpoint"] == str(moved / "checkpoints" / "best-epoch000.ckpt")
+    assert resumed["test/acc"] == first["test/acc"]
+
+    # the best so far nowhere: one line, before a continued epoch is trained
+    alone = [*worst_first, "trainer.max_epochs=4", f"ckpt_path={tmp_path / 'last-alone.ckpt'}"]
+    with pytest.raises(
+        CheckpointError, match=r"best checkpoint so far \(val/entropy=\d\.\d{4}\) is .*a/checkpoints/best-"
+    ):
+        run_training(tmp_path / "c", alone)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+from typing import Any
 from weakref import proxy
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 
-from labelsmooth.runs.checkpoints import replace_with_link
+from labelsmooth.runs.checkpoints import CheckpointError, replace_with_link
+from labelsmooth.runs.files import write_atomic
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
@@ -31,12 +34,58 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     is never written *through* the link into the best checkpoint), and a checkpoint that ``last.ckpt`` links to
     is removed only after ``last.ckpt`` points at its successor. Checkpoints must be single files (DDP, not
     sharded strategies). ``last.ckpt`` keeps its name (no ``last-v1.ckpt``): a resumed run reuses its directory.
+
+    A checkpoint continued in another directory (``ckpt_path=``, or a run directory moved or copied) keeps its best
+    so far: Lightning would forget the best score and checkpoints, so the continued run would select and test a
+    checkpoint of its own epochs while ``val/acc_best`` named an earlier one. The best checkpoints are found under
+    their names in this directory (a moved run), where they were written, or next to the continued checkpoint, and
+    copied here where they are not (the continued run's directory holds its whole result); a best checkpoint found
+    nowhere is a ``CheckpointError``.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._written: tuple[int, str] | None = None  # (global step, path) of the latest file this callback wrote
         self._last_step: int | None = None  # the global step last.ckpt holds
+        self._continued_from: str | None = None  # the checkpoint a fit continues
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        self._continued_from = trainer.ckpt_path  # Lightning loads the callbacks' states next
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        written_in = state_dict.get("dirpath", self.dirpath)
+        if written_in == self.dirpath or not self.dirpath or not state_dict.get("best_model_path"):
+            super().load_state_dict(state_dict)
+            return
+        best_k = state_dict.get("best_k_models") or {}
+        here = {path: self._copied_here(path, state_dict) for path in {*best_k, state_dict["best_model_path"]}}
+        super().load_state_dict(
+            {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_k_models": {here[path]: score for path, score in best_k.items()},
+                "best_model_path": here[state_dict["best_model_path"]],
+                "kth_best_model_path": here.get(state_dict.get("kth_best_model_path"), ""),
+                "last_model_path": "",
+            }
+        )
+
+    def _copied_here(self, path: str, state: dict[str, Any]) -> str:
+        """The best checkpoint ``path`` of a continued run, in this callback's directory."""
+        name = os.path.basename(path)
+        here = os.path.join(str(self.dirpath), name)
+        beside = os.path.join(os.path.dirname(self._continued_from or ""), name)
+        source = next((c for c in (here, path, beside) if self._continued_from and os.path.isfile(c)), None)
+        if source is None:
+            raise CheckpointError(
+                f"{self._continued_from} continues a run whose best checkpoint so far ({self.monitor}="
+                f"{float(state['best_model_score']):.4f}) is {path}, which is gone (nor is {name} next to the "
+                "checkpoint): copy it there, or start a new run"
+            )
+        if source != here:
+            write_atomic(here, lambda temporary: shutil.copyfile(source, temporary))
+        return here
 
     @property
     def state_key(self) -> str:
