@@ -125,6 +125,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     run_dir = tmp_path / "run"
     overrides = ["smoothing=gamma", "smoothing.gamma=0.7", "dataset.normalize=pixel_mean"]  # not digits' default
     overrides.append("dataset.split_seed=1")  # not digits' default either: dataset=digits below keeps it
+    overrides.append("n_bins=10")  # nor the bins: eval.py takes the run's
     trained = run_training_with_hydra_config(run_dir, overrides)
 
     def run_eval(output: Path, *extra: str) -> dict:
@@ -137,6 +138,7 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     evaluated = run_eval(eval_dir)
     assert evaluated["status"] == "completed" and evaluated["smoothing.gamma"] == 0.7
     assert evaluated["dataset"] == "digits" and evaluated["checkpoint"] == trained["checkpoint"]
+    assert evaluated["n_bins"] == trained["n_bins"] == 10
     for key in ("test/acc", "test/nll", "test/ece", "test/ace", "test/brier", "temperature", "test/ece_ts"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-5), key
     assert (eval_dir / "calibration" / "reliability_test.png").is_file()

@@ -75,7 +75,9 @@ def evaluate(
         set_num_threads(cfg.get("num_threads"))
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
         run.summary["run_dir"] = evaluated["run_dir"]
-        saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins)
+        given_bins = "n_bins" in {override_key(o) for o in context.overrides}  # else the run's
+        saved = SavedRun.of_checkpoint(ckpt_path, cfg.paths, n_bins=cfg.n_bins if given_bins else None)
+        run.summary["n_bins"] = int(saved.config.n_bins)
         dataset_cfg = saved.dataset
         if cfg.get("dataset"):
             dataset_cfg = dataset_for_evaluation(saved.dataset, cfg.dataset, context.overrides)
@@ -120,7 +122,7 @@ def evaluate(
             run.logger.log_hyperparams(evaluation_config(saved.config, saved.names, run.summary))
         calibration = CalibrationCallback(
             output_dir=str(output_dir),
-            n_bins=cfg.n_bins,
+            n_bins=int(saved.config.n_bins),
             figures=cfg.figures,
             save_predictions=cfg.save_predictions,
             predictions_max_values=cfg.predictions_max_values,

@@ -133,8 +133,8 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
 
 def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     """What ``metrics.json`` records of a run before it starts (so a failed run records it too): seed, the names of
-    the data set, model, strategy and batch mixing, the strategy's parameters and their unsmoothed values, and the
-    job's overrides (secrets redacted)."""
+    the data set, model, strategy and batch mixing, the strategy's parameters and their unsmoothed values, the bins
+    of the calibration errors, and the job's overrides (secrets redacted)."""
     smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else None
     strategy_class = hydra.utils.get_class(smoothing["_target_"]) if smoothing and "_target_" in smoothing else None
     return {
@@ -146,6 +146,7 @@ def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         **unsmoothed_parameters(strategy_class),
         "augment": context.choices.get("augment", target_name(cfg.get("augment"))),
         "strategy_schedule": context.choices.get("strategy_schedule", "none"),
+        "n_bins": cfg.get("n_bins"),
         "overrides": redact_secrets(job_overrides(context.overrides)),
     }
 
