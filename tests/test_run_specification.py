@@ -55,6 +55,25 @@ def test_a_copied_checkpoint_evaluates_to_the_runs_test_accuracy(
     assert evaluated["device"] == "cpu" and evaluated["code.labelsmooth"] == summary["code.labelsmooth"]
 
 
+def test_a_checkpoint_of_a_model_started_from_a_weights_file_evaluates_and_loads_without_the_file(
+    tmp_path: Path,
+) -> None:
+    """timm's ``model.pretrained=<file>`` chooses only where training starts: a checkpoint copied without the file
+    still evaluates and loads (its own weights replace the file's)."""
+    import timm
+
+    weights = tmp_path / "start.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=1000, in_chans=1).state_dict(), weights)
+    model = ["model=timm", "model.name=test_resnet", f"model.pretrained={weights}"]
+    summary = run_training(tmp_path / "run", model)
+    weights.unlink()
+    ckpt = Path(summary["checkpoint"])
+    evaluated = evaluate(_eval_config(ckpt, tmp_path / "eval"), tmp_path / "eval")
+    assert evaluated["status"] == "completed", evaluated.get("error")
+    assert evaluated["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-7)
+    assert LabelSmoothingClassifier.load_from_checkpoint(ckpt).specification.model["pretrained"] == str(weights)
+
+
 def _eval_config(ckpt: Path, output_dir: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -137,11 +137,13 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         teacher: nn.Module | None = None,
         distillation: nn.Module | None = None,
         teacher_record: Mapping[str, Any] | None = None,
+        starting_weights: bool = True,
     ) -> LabelSmoothingClassifier:
         """The module a run specification describes, freshly initialised; ``criterion`` replaces the strategy the
-        specification would build (a run builds it once, before its data is read)."""
+        specification would build (a run builds it once, before its data is read); ``starting_weights=False``
+        where a checkpoint's weights will replace the network's (``RunSpecification.build_network``)."""
         module = cls(
-            net=specification.build_network(),
+            net=specification.build_network(starting_weights),
             criterion=criterion if criterion is not None else specification.build_strategy(),
             optimizer=specification.build_optimizer_factory(),
             num_classes=specification.num_classes,
@@ -168,7 +170,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         from labelsmooth.runs.checkpoints import load_checkpoint
 
         checkpoint = load_checkpoint(checkpoint_path)
-        module = cls.from_specification(RunSpecification.from_checkpoint(checkpoint, checkpoint_path))
+        specification = RunSpecification.from_checkpoint(checkpoint, checkpoint_path)
+        module = cls.from_specification(specification, starting_weights=False)
         module.load_state_dict(checkpoint["state_dict"], strict=strict)
         module.on_load_checkpoint(checkpoint)
         if map_location is not None:
@@ -197,14 +200,11 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         """``val/acc_per_class`` (the latest validation: in ``train`` and ``evaluate`` the best checkpoint's) and
         ``test/acc_per_class``: lists in class order (``class_names``, where the data set names them), None for a
         class absent from the split; ``test/acc_worst_class``, their minimum over the classes present."""
-        record: dict[str, Any] = {}
-        if self.val_acc_per_class is not None:
-            record["val/acc_per_class"] = self.val_acc_per_class
-        if self.test_acc_per_class is not None:
-            record["test/acc_per_class"] = self.test_acc_per_class
-            worst = worst_class_accuracy(self.test_acc_per_class)
-            if worst is not None:
-                record["test/acc_worst_class"] = worst
+        splits = {"val": self.val_acc_per_class, "test": self.test_acc_per_class}
+        record: dict[str, Any] = {f"{split}/acc_per_class": v for split, v in splits.items() if v is not None}
+        worst = worst_class_accuracy(self.test_acc_per_class) if self.test_acc_per_class is not None else None
+        if worst is not None:
+            record["test/acc_worst_class"] = worst
         if record and self.specification is not None and self.specification.class_names:
             record["class_names"] = list(self.specification.class_names)
         return record

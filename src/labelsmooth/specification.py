@@ -21,6 +21,9 @@ from typing import Any
 from labelsmooth.errors import LabelsmoothError
 
 SPECIFICATION_KEY = "labelsmooth_run_specification"
+# Model config keys that only choose the weights training starts from (timm's pretrained=<local file>): not read
+# where a checkpoint's weights replace them, so a checkpoint copied without that file evaluates and loads.
+STARTING_WEIGHTS_KEYS = ("pretrained",)
 SPECIFICATION_VERSION = 1
 
 
@@ -84,9 +87,14 @@ class RunSpecification:
         values["image_size"] = tuple(int(v) for v in values["image_size"])
         return cls(**values)
 
-    def build_network(self) -> Any:
-        """The network, sized for the data (classes, channels, image size); freshly initialised."""
-        return network_for(self.model, self.num_classes, self.in_channels, self.image_size)
+    def build_network(self, starting_weights: bool = True) -> Any:
+        """The network, sized for the data (classes, channels, image size); freshly initialised, from the weights
+        its model config starts training from unless ``starting_weights`` is false (where a checkpoint's weights
+        replace them: ``STARTING_WEIGHTS_KEYS``)."""
+        model = self.model
+        if not starting_weights:
+            model = {key: False if key in STARTING_WEIGHTS_KEYS else value for key, value in model.items()}
+        return network_for(model, self.num_classes, self.in_channels, self.image_size)
 
     def build_strategy(self) -> Any:
         from hydra.utils import instantiate

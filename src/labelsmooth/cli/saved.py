@@ -128,7 +128,8 @@ class SavedRun:
         from labelsmooth.cli.build import run_specification
         from labelsmooth.module import LabelSmoothingClassifier
 
-        return LabelSmoothingClassifier.from_specification(run_specification(self.config, datamodule, self.names))
+        specification = run_specification(self.config, datamodule, self.names)
+        return LabelSmoothingClassifier.from_specification(specification, starting_weights=False)
 
     def load_into(self, module: Any) -> None:
         """The checkpoint's weights and module state into ``module`` (of ``module_for``, checked to fit): its
