@@ -157,6 +157,9 @@ def test_a_checkpoint_continued_under_other_training_settings_is_refused(tmp_pat
         "strategy_schedule=linear": r": strategy_schedule._target_=None in the checkpoint, '[\w.]+LinearSchedule' here",
         "trainer.precision=bf16-mixed": r": trainer.precision='32-true' in the checkpoint, 'bf16-mixed' here\. ",
         "+trainer.accumulate_grad_batches=2": r": trainer.accumulate_grad_batches=1 in the checkpoint, 2 here\. ",
+        "trainer.limit_train_batches=2": r": trainer.limit_train_batches=3 in the checkpoint, 2 here\. ",
+        "callbacks.checkpoint.monitor=val/entropy": r": callbacks.checkpoint.monitor='val/acc' in the checkpoint, "
+        r"'val/entropy' here\. ",
         "+trainer.gradient_clip_val=1": r": trainer.gradient_clip_algorithm=None in the checkpoint, 'norm' here; "
         r"trainer.gradient_clip_val=None in the checkpoint, 1.0 here\. ",
     }
@@ -227,3 +230,20 @@ def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_p
         CheckpointError, match=r"best checkpoint so far \(val/entropy=\d\.\d{4}\) is .*a/checkpoints/best-"
     ):
         run_training(tmp_path / "c", alone)
+
+
+def test_a_checkpoint_continued_on_data_of_other_classes_is_refused(tmp_path: Path) -> None:
+    """Where the data is may change (an image folder's train_dir), but not what it is: an image folder with as many
+    classes of other names would train on under the checkpoint's labels."""
+    from labelsmooth.runs.checkpoints import CheckpointMismatchError
+    from tests.conftest import run_training
+    from tests.datasets_on_disk import write_image_folder
+
+    pets = write_image_folder(tmp_path / "pets")
+    birds = write_image_folder(tmp_path / "birds", classes=("crows", "gulls", "terns"))
+    folder = ["dataset=image_folder", "dataset.image_size=8", "dataset.val_size=0.25", "dataset.test_size=0.25"]
+    folder.append("model=mlp")
+    trained = run_training(tmp_path / "a", [*folder, f"dataset.train_dir={pets['train_dir']}"])
+    continued = [*folder, f"dataset.train_dir={birds['train_dir']}", f"ckpt_path={trained['checkpoint']}"]
+    with pytest.raises(CheckpointMismatchError, match=r"trained on the classes cats, dogs, owls; this run's data has "):
+        run_training(tmp_path / "b", continued)

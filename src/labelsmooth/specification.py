@@ -37,10 +37,11 @@ class RunSpecification:
 
     ``model``, ``smoothing``, ``augment``, ``strategy_schedule``, ``distill``, ``optimizer`` and ``scheduler`` are
     resolved config mappings (``_target_`` and arguments; ``None`` where the run has none); ``trainer`` holds the
-    Trainer's settings that change what is trained (precision, gradient accumulation and clipping); ``dataset`` is
-    the data set's config as composed, its ``${paths...}`` interpolations kept so that an evaluation on another
-    machine resolves them against its own ``paths``. ``preprocessing`` is ``BatchPreprocessor.record()``. ``names``
-    are the data set, model and strategy as ``metrics.json`` names them.
+    Trainer's settings that change what is trained (precision, gradient accumulation, batches, clipping),
+    ``selection`` how the best checkpoint is selected (monitor, mode, precise BN); ``dataset`` is the data set's
+    config as composed, its ``${paths...}`` interpolations kept so that an evaluation on another machine resolves
+    them against its own ``paths``. ``preprocessing`` is ``BatchPreprocessor.record()``. ``names`` are the data set,
+    model and strategy as ``metrics.json`` names them.
     """
 
     model: dict[str, Any]
@@ -56,6 +57,7 @@ class RunSpecification:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     trainer: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
     class_names: list[str] | None = None
     names: dict[str, str] = dataclasses.field(default_factory=dict)
     seed: int | None = None

@@ -59,13 +59,16 @@ PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 def trainer_training_settings(trainer: Any) -> dict[str, Any]:
     """The Trainer settings that change what is trained (the others say where and how fast it runs): the precision,
-    gradient accumulation and clipping, in one form whatever way they were written (no clipping: ``None``)."""
+    gradient accumulation, the batches of an epoch and gradient clipping, in one form whatever way they were
+    written (all batches, no clipping: ``None``)."""
     trainer = trainer or {}
     precision = str(trainer.get("precision", "32-true"))
     clip = trainer.get("gradient_clip_val") or None
+    batches = trainer.get("limit_train_batches")
     return {
         "precision": PRECISION_ALIASES.get(precision, precision),
         "accumulate_grad_batches": int(trainer.get("accumulate_grad_batches") or 1),
+        "limit_train_batches": None if batches in (None, 1.0) else batches,
         "gradient_clip_val": float(clip) if clip is not None else None,
         "gradient_clip_algorithm": str(trainer.get("gradient_clip_algorithm") or "norm") if clip is not None else None,
     }
@@ -74,9 +77,10 @@ def trainer_training_settings(trainer: Any) -> dict[str, Any]:
 def training_parts(cfg: DictConfig) -> dict[str, Any]:
     """What a composed config says of its training, before any data is read: the resolved configs of the model,
     strategy, its schedule, batch mixing, distillation, optimizer and scheduler, the Trainer's training settings
-    (``trainer_training_settings``), the seed, and the data set's config with its ``${paths...}`` interpolations
-    kept (an evaluation elsewhere resolves them against its own paths). The run specification's parts
-    (``run_specification``), and what a continued checkpoint must have been written with."""
+    (``trainer_training_settings``), the checkpoint selection (``checkpoint_selection``), the seed, and the data
+    set's config with its ``${paths...}`` interpolations kept (an evaluation elsewhere resolves them against its own
+    paths). The run specification's parts (``run_specification``), and what a continued checkpoint must have been
+    written with."""
 
     def plain(node: Any) -> dict[str, Any] | None:
         return OmegaConf.to_container(node, resolve=True) if node else None
@@ -96,7 +100,21 @@ def training_parts(cfg: DictConfig) -> dict[str, Any]:
         "optimizer": plain(cfg.get("optimizer")),
         "scheduler": plain(cfg.get("scheduler")),
         "trainer": trainer_training_settings(cfg.get("trainer")),
+        "selection": checkpoint_selection(cfg),
         "seed": cfg.get("seed"),
+    }
+
+
+def checkpoint_selection(cfg: DictConfig) -> dict[str, Any]:
+    """How a run selects its best checkpoint, by config key: the monitored value and its direction
+    (``callbacks.checkpoint``; none without that callback), and ``precise_bn``, which recomputes the BatchNorm
+    statistics each validation ranks."""
+    checkpoint = OmegaConf.select(cfg, "callbacks.checkpoint", default=None) or {}
+    monitor = checkpoint.get("monitor")
+    return {
+        "callbacks.checkpoint.monitor": monitor,
+        "callbacks.checkpoint.mode": checkpoint.get("mode", "min") if monitor else None,
+        "precise_bn": int(cfg.get("precise_bn") or 0),
     }
 
 

@@ -64,7 +64,12 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     import torch
 
     from labelsmooth.cli.teacher import load_teacher
-    from labelsmooth.runs.checkpoints import check_same_training, check_weights_fit, load_checkpoint
+    from labelsmooth.runs.checkpoints import (
+        check_same_classes,
+        check_same_training,
+        check_weights_fit,
+        load_checkpoint,
+    )
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
     from labelsmooth.specification import SPECIFICATION_KEY
@@ -80,6 +85,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             checkpoint = load_checkpoint(ckpt_path)
             check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
             weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's
+            written = {"class_names": (checkpoint.get(SPECIFICATION_KEY) or {}).get("class_names")}
             del checkpoint
         set_num_threads(cfg.get("num_threads"))
         run.summary["num_threads"] = torch.get_num_threads()
@@ -92,6 +98,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_model_fits_data(module.net, datamodule)
         if ckpt_path:
             check_weights_fit(weights, module, ckpt_path)
+            check_same_classes(written, datamodule.class_names, ckpt_path)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
         if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,11 @@ def check_same_training(written: Any, configured: Mapping[str, Any], path: str |
     carries; none in older checkpoints) differ from this run's (``configured``: ``cli.build.training_parts``, its
     parts by name): the network, the strategy, its parameters and schedule, batch mixing, distillation, the data
     set's splits, batches and augmentation, the optimizer, the learning-rate schedule, the precision, gradient
-    accumulation and clipping, and the seed. Otherwise one run trains under two settings while ``metrics.json``
-    records one; and Lightning restores the checkpoint's optimizer and scheduler states, so a changed learning rate,
-    or a cosine's ``T_max`` that follows ``trainer.max_epochs``, would be ignored as well. Another class is named
-    once (its arguments go with it); a part or setting the checkpoint does not record (added to the specification
-    since) is not compared."""
+    accumulation, the batches of an epoch and clipping, the checkpoint selection and the seed. Otherwise one run
+    trains under two settings while ``metrics.json`` records one; and Lightning restores the checkpoint's optimizer
+    and scheduler states, so a changed learning rate, or a cosine's ``T_max`` that follows ``trainer.max_epochs``,
+    would be ignored as well. Another class is named once (its arguments go with it); a part or setting the
+    checkpoint does not record (added to the specification since) is not compared."""
     if not isinstance(written, Mapping):
         return
     changed = []
@@ -105,7 +105,7 @@ def check_same_training(written: Any, configured: Mapping[str, Any], path: str |
         differences = _differences(_flat(part, written.get(part)), _flat(part, value))
         another_class = [difference for difference in differences if difference[0] == f"{part}._target_"]
         changed += [
-            f"{key}={before!r} in the checkpoint, {after!r} here"
+            f"{key.removeprefix('selection.')}={before!r} in the checkpoint, {after!r} here"
             for key, before, after in another_class or differences
             if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
         ]
@@ -115,6 +115,22 @@ def check_same_training(written: Any, configured: Mapping[str, Any], path: str |
             "Continue it with the settings it was written with (a cosine schedule's T_max follows "
             "trainer.max_epochs), or start a new run."
         )
+
+
+def check_same_classes(written: Any, class_names: Sequence[str] | None, path: str | Path) -> None:
+    """Refuse to continue a checkpoint on data of other classes than it was trained on (the class names its run
+    specification records, where both name them): weights for as many classes would load, and the run would go
+    on training on other images as if they were the same classes."""
+    recorded = written.get("class_names") if isinstance(written, Mapping) else None
+    if recorded and class_names and list(recorded) != list(class_names):
+        raise CheckpointMismatchError(
+            f"The checkpoint {path} was trained on the classes {_listed(recorded)}; this run's data has "
+            f"{_listed(class_names)}. Continue it on the data it was trained on, or start a new run."
+        )
+
+
+def _listed(names: Sequence[str], shown: int = 6) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} classes)" if len(names) > shown else "")
 
 
 def _flat(prefix: str, value: Any) -> dict[str, Any]:
