@@ -213,6 +213,7 @@ def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_p
     continued = run_training(tmp_path / "b", [*worst_first, "trainer.max_epochs=4", f"ckpt_path={last}"])
     assert continued["checkpoint"] == str(tmp_path / "b" / "checkpoints" / "best-epoch000.ckpt")
     assert continued["epochs"] == 4 and continued["test/acc"] == first["test/acc"]
+    assert continued["continued_from"] == str(last) and "continued_from" not in first
     assert (tmp_path / "a" / "checkpoints" / "best-epoch000.ckpt").is_file()  # the first run keeps its own
 
     # a run directory moved (its first location gone) and continued there, as resume=<moved run> does

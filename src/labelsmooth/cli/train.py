@@ -82,6 +82,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         strategy = check_before_data(cfg, context)
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
+            run.summary["continued_from"] = str(Path(ckpt_path).resolve())
             checkpoint = load_checkpoint(ckpt_path)
             check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
             weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's
