@@ -142,23 +142,46 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert group_checkpoint.exists() and not metrics_of(killed)  # killed during the group's fit
+    for copy in ("moved", "other", "changed"):
+        shutil.copytree(killed, tmp_path / copy, symlinks=True)
+    originals = {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")}
 
+    moved = tmp_path / "moved"  # a copy of the sweep directory continues with its own best checkpoints
     result = run_app_in_process(
-        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={moved}", "resume_sweep=true"], tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "the fused group 0-1 continues from" in result.stdout + result.stderr
-    resumed, uninterrupted = metrics_of(killed), metrics_of(whole)
+    resumed, uninterrupted = metrics_of(moved), metrics_of(whole)
     for number in (0, 1):
         for key in ("val/acc", "val/acc_best", "val/acc_best_epoch", "val/nll", "test/acc", "test/nll", "epochs"):
             assert resumed[number][key] == uninterrupted[number][key], (number, key)
-        curve = (killed / str(number) / "history.csv").read_text()  # every epoch's row, before and after the kill
+        assert resumed[number]["checkpoint"].startswith(str(moved / str(number) / "checkpoints"))
+        curve = (moved / str(number) / "history.csv").read_text()  # every epoch's row, before and after the kill
         assert curve == (whole / str(number) / "history.csv").read_text() and curve.count("\n") == 1 + 4
 
     result = run_app_in_process(
-        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={killed}", "resume_sweep=true"], tmp_path
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={moved}", "resume_sweep=true"], tmp_path
     )
     assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
+    assert {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")} == originals  # the original untouched
+
+    # Another grid into the interrupted sweep's directory, without resume_sweep: its group starts afresh.
+    other = tmp_path / "other"
+    other_grid = [*(o.replace("0.0,0.2", "0.1,0.3") for o in grid), "trainer.max_epochs=1"]
+    result = run_app_in_process(["-m", *other_grid, "hydra/launcher=fused", f"hydra.sweep.dir={other}"], tmp_path)
+    assert result.returncode == 0 and "continues from" not in result.stdout + result.stderr, result.stderr[-3000:]
+    assert [(m["smoothing.epsilon"], m["epochs"]) for m in metrics_of(other).values()] == [(0.1, 1), (0.3, 1)]
+    # A group checkpoint written for other settings than the jobs have now is not continued.
+    changed = tmp_path / "changed"
+    members = changed / ".fused" / "0-1" / "members.json"
+    members.write_text(members.read_text().replace('"epsilon": 0.2', '"epsilon": 0.25'))
+    result = run_app_in_process(
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={changed}", "resume_sweep=true"], tmp_path
+    )
+    assert result.returncode == 1
+    for job in metrics_of(changed).values():
+        assert job["status"] == "failed" and "continues the fused training of jobs with other settings" in job["error"]
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ from labelsmooth.cli.fused_groups import (
     group_jobs,
     remove_completed_group_checkpoints,
 )
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.tracking.quiet import silence_library_noise
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,30 @@ def prepare(member: Member, cfg: DictConfig) -> None:
         member.error = error
 
 
+def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path | None:
+    """The group checkpoint a fit continues: ``last.ckpt`` of an interrupted fit of the same jobs, under
+    ``resume_sweep=true``; None otherwise (without it a group starts afresh, as the basic launcher's jobs do). The
+    members' training settings (``training_parts``) are written next to it, and a group checkpoint written for
+    other settings (another grid run into the same sweep directory) is refused in one line."""
+    import json
+
+    from labelsmooth.cli.build import training_parts
+    from labelsmooth.runs.files import write_text_atomic
+
+    settings = json.loads(json.dumps([training_parts(member.cfg) for member in members], default=str))
+    record, resume = group_dir / "members.json", group_dir / "last.ckpt"
+    if resume.is_file() and members[0].cfg.get("resume_sweep"):
+        if not record.is_file() or json.loads(record.read_text()) != settings:
+            raise ConfigurationError(
+                f"resume_sweep=true: {resume} continues the fused training of jobs with other settings than jobs "
+                f"{', '.join(str(member.job.number) for member in members)} of this sweep: rerun the grid it was "
+                "written with, or start the sweep in a new directory"
+            )
+        return resume
+    write_text_atomic(record, json.dumps(settings, indent=1))
+    return None
+
+
 def train_group(members: list[Member], group_dir: Path, batching: str = "loop", callbacks: Sequence[Any] = ()) -> None:
     """Step 2: one Trainer fits the members together (with ``callbacks`` besides the progress bar; a training
     step's outputs hold ``member_losses``); each member gets its module (last weights), best checkpoint, epoch
@@ -293,8 +318,8 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     size, why = members_that_fit(built, trainer.strategy.root_device)
     if size < len(built):
         raise GroupTooLarge(size, why)
-    resume = group_dir / "last.ckpt"
-    if resume.is_file():
+    resume = group_checkpoint_to_continue(group_dir, members)
+    if resume is not None:
         log.info("resume_sweep: the fused group %s continues from %s", group_dir.name, resume)
     loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
     started = time.perf_counter()
@@ -303,7 +328,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
             fused,
             train_dataloaders=loaders,
             val_dataloaders=datamodule.val_dataloader(),
-            ckpt_path=str(resume) if resume.is_file() else None,
+            ckpt_path=str(resume) if resume is not None else None,
             weights_only=False,
         )
     except torch.cuda.OutOfMemoryError:

@@ -67,7 +67,11 @@ class MemberCheckpoints:
             Path(previous).unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_path": self.best_path}
+        """The best score and the best file's name: the file is in the member's checkpoint directory wherever the
+        sweep directory is moved or copied (a path would reach into the original)."""
+        return {"best_score": self.best_score, "best_path": os.path.basename(self.best_path)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_score, self.best_path = state["best_score"], state["best_path"]
+        name = os.path.basename(state["best_path"])
+        self.best_score = state["best_score"]
+        self.best_path = os.path.join(str(self.callback.dirpath), name) if name else ""
