@@ -94,6 +94,17 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
         assert (sweep / str(number) / "metrics.json").read_bytes() == content
     assert "test accuracy" not in result.stdout + result.stderr
 
+    # Another job pointed by hand at job 0's directory is refused, and the job's .hydra/ files are put back (Hydra
+    # wrote the refused run's): its config still says the γ it trained with, and so does the report.
+    hydra_files = {p.name: p.read_bytes() for p in (sweep / "0" / ".hydra").glob("*.yaml")}
+    assert hydra_files == {p.name: p.read_bytes() for p in (sweep / "0" / ".hydra" / "completed").glob("*.yaml")}
+    by_hand = ["smoothing=gamma", "smoothing.gamma=0.7", "seed=0", *FAST, f"hydra.run.dir={sweep / '0'}"]
+    result = run_app_in_process(by_hand, tmp_path)
+    assert result.returncode == 1 and "holds the completed run of another job" in result.stderr
+    assert {p.name: p.read_bytes() for p in (sweep / "0" / ".hydra").glob("*.yaml")} == hydra_files
+    assert run_report([str(sweep)], cwd=tmp_path).returncode == 0
+    assert sorted(float(r["smoothing.gamma"]) for r in read_csv(sweep / "table_val_acc_best.csv")) == [0.5, 1.0]
+
 
 @pytest.mark.slow
 def test_strategies_compared_by_name(tmp_path: Path) -> None:

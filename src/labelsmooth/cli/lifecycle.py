@@ -19,7 +19,7 @@ from labelsmooth.cli.errors import error_message, interruption_message, log_fail
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.files import write_metrics_json
 from labelsmooth.runs.provenance import code_record
-from labelsmooth.runs.result_guard import ResultKept, may_replace
+from labelsmooth.runs.result_guard import ResultKept, keep_hydra_files, may_replace
 from labelsmooth.tracking.console import print_run_summary
 from labelsmooth.tracking.quiet import silence_library_noise
 from labelsmooth.tracking.wandb_run import finish_wandb, redact_secrets
@@ -88,6 +88,8 @@ class RunLifecycle:
         try:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):
                 write_metrics_json(self.context.output_dir, self.summary)
+                if self.summary["status"] == "completed":
+                    keep_hydra_files(self.context.output_dir)
         except OSError as unwritten:  # a full disk: the run's own error, if any, is the one to report
             if error is None:
                 self._record_failure(unwritten)

@@ -4,8 +4,9 @@ failure never replaces a completed result.
 A run can be pointed at a directory that holds a finished run: ``resume=<dir>`` with other overrides than the
 run there had, or a re-run sweep (``resume_sweep=true``) whose grid order or values changed, so that Hydra's
 job numbers now name other jobs. Such a run is refused before it touches anything but Hydra's ``.hydra/``
-files, which Hydra writes before any of our code runs: ``.hydra/overrides.yaml`` is put back from the overrides
-the finished run recorded in its ``metrics.json``, so the report still reads the right job.
+files, which Hydra writes before any of our code runs: they are put back from the copy a completed run keeps in
+``.hydra/completed/`` (or, for a run without one, ``overrides.yaml`` from the overrides its ``metrics.json``
+recorded), so the report still reads the right job and its config.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import yaml
 
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.context import RunContext
-from labelsmooth.runs.files import recorded_metrics, write_text_atomic
+from labelsmooth.runs.files import recorded_metrics, write_bytes_atomic, write_text_atomic
 from labelsmooth.runs.layout import METRICS_FILE
 from labelsmooth.runs.overrides import comparable_overrides, same_job
 
 log = logging.getLogger(__name__)
 
 COMPLETED = "completed"
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run>/.hydra/
+KEPT_HYDRA_FILES = "completed"  # <run>/.hydra/completed/: those of the run whose result metrics.json holds
 
 
 class ResultKept(ConfigurationError):
@@ -38,11 +41,24 @@ def completed_result(run_dir: str | Path) -> dict[str, Any] | None:
     return metrics if metrics is not None and metrics.get("status") == COMPLETED else None
 
 
-def restore_recorded_overrides(run_dir: str | Path, recorded: Sequence[str]) -> None:
-    """Put back ``.hydra/overrides.yaml`` of a finished run from the overrides its ``metrics.json`` recorded."""
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if path.parent.is_dir():
-        write_text_atomic(path, yaml.safe_dump(list(recorded), default_flow_style=False))
+def keep_hydra_files(run_dir: str | Path) -> None:
+    """Copy the ``.hydra/`` files of a run that completed into ``.hydra/completed/``, from where a run refused
+    for this directory puts them back (``restore_hydra_files``)."""
+    hydra = Path(run_dir) / ".hydra"
+    for name in HYDRA_FILES:
+        if (hydra / name).is_file():
+            write_bytes_atomic(hydra / KEPT_HYDRA_FILES / name, (hydra / name).read_bytes())
+
+
+def restore_hydra_files(run_dir: str | Path, recorded: Sequence[str]) -> None:
+    """Put back the ``.hydra/`` files of a finished run: its kept copies, or (kept by none) ``overrides.yaml``
+    from the overrides its ``metrics.json`` recorded."""
+    hydra = Path(run_dir) / ".hydra"
+    kept = [hydra / KEPT_HYDRA_FILES / name for name in HYDRA_FILES if (hydra / KEPT_HYDRA_FILES / name).is_file()]
+    for copy in kept:
+        write_bytes_atomic(hydra / copy.name, copy.read_bytes())
+    if not kept and hydra.is_dir():
+        write_text_atomic(hydra / "overrides.yaml", yaml.safe_dump(list(recorded), default_flow_style=False))
 
 
 def other_completed_job(run_dir: str | Path, overrides: Sequence[str]) -> list[str] | None:
@@ -80,11 +96,11 @@ def may_replace(run_dir: str | Path, summary: dict[str, Any]) -> bool:
 
 def refuse_other_completed_job(context: RunContext, overrides: list[str]) -> None:
     """Raise ``ResultKept`` when this run's directory holds the completed run of another job, after putting back
-    that run's ``.hydra/overrides.yaml``."""
+    that run's ``.hydra/`` files."""
     recorded = other_completed_job(context.output_dir, overrides)
     if recorded is None:
         return
-    restore_recorded_overrides(context.output_dir, recorded)
+    restore_hydra_files(context.output_dir, recorded)
     if context.multirun:
         fix = (
             "The sweep's grid is not the one that ran there (other values or another order give the jobs other "

@@ -3,13 +3,12 @@
 Re-running a multirun with ``resume_sweep=true`` and the old sweep directory
 (``hydra.sweep.dir=outputs/multirun/<date>/<time>``) gives every job the directory it had before (Hydra numbers
 the jobs of the same grid the same way). A job whose ``metrics.json`` there says ``completed`` *for the same
-job* returns its recorded metric instead of training again; an interrupted or failed job with a readable checkpoint
-continues from it (its ``last.ckpt``, else the newest readable one), missing ones and those whose checkpoints are
-all damaged run from the start; a directory that holds the completed run of *another* job
-(the grid changed) is left alone and its job fails. The
-same job: the same command-line overrides (``metrics.json`` records them as ``overrides``, less
-``resume_sweep``), or, for runs recorded before that, the same data set, model, strategy, batch mixing, seed and
-strategy parameters.
+job* returns its recorded metric instead of training again (its ``.hydra/`` files put back as it left them); an
+interrupted or failed job with a readable checkpoint continues from it (its ``last.ckpt``, else the newest
+readable one), missing ones and those whose checkpoints are all damaged run from the start; a directory that
+holds the completed run of *another* job (the grid changed) is left alone and its job fails. The same job: the
+same command-line overrides (``metrics.json`` records them as ``overrides``, less ``resume_sweep``), or, for
+runs recorded before that, the same data set, model, strategy, batch mixing, seed and strategy parameters.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def completed_job(
     """The ``metrics.json`` of ``output_dir`` if it records a completed run of the same job (``task_overrides``:
     Hydra's ``overrides.task``; ``identity``: the job's seed, part names and strategy parameters, compared with a
     ``metrics.json`` recorded before it kept the overrides); None (run the job) otherwise."""
-    from labelsmooth.runs.result_guard import completed_result
+    from labelsmooth.runs.result_guard import completed_result, restore_hydra_files
 
     if (metrics := completed_result(output_dir)) is None:
         return None
@@ -44,6 +43,7 @@ def completed_job(
     if not same:  # train() refuses to replace the other job's result (labelsmooth.runs.result_guard)
         return None
     log.info("%s says completed: the job is not run again", Path(output_dir) / METRICS_FILE)
+    restore_hydra_files(output_dir, metrics.get("overrides") or [])  # Hydra wrote this command's over them
     return metrics
 
 
