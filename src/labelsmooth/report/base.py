@@ -35,6 +35,21 @@ class ReportMetric:
     def slug(self) -> str:
         return self.key.replace("/", "_")
 
+    @property
+    def on_test_split(self) -> bool:
+        """A test metric: its Table 3 compares the value ``SELECTION_METRIC`` chose, not its own best."""
+        return self.key.startswith("test/")
+
+    def best_label(self, symbol: str) -> str:
+        """How Table 3 of this metric chooses its best value, in its title."""
+        if self.on_test_split:
+            return f"best {symbol} by {SELECTION_METRIC}"
+        return f"best {symbol} ({'highest' if self.higher_is_better else 'lowest'} mean)"
+
+
+# What a run selects its checkpoint by, and the report the best value of a test metric's Table 3 by: a best chosen
+# on the test split would bias the comparison that split then tests.
+SELECTION_METRIC = "val/acc_best"
 
 REPORT_METRICS = (
     ReportMetric("val/acc_best", "Best validation accuracy (%)", higher_is_better=True, accuracy=True),

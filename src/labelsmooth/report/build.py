@@ -21,6 +21,7 @@ from labelsmooth.report.jobs import (
     counted_jobs,
     infer_parameter,
     non_finite_values,
+    swept_parameters,
 )
 from labelsmooth.report.markdown import render_markdown
 from labelsmooth.report.penultimate import plot_penultimate_grid
@@ -32,6 +33,7 @@ from labelsmooth.report.tables import (
     Table,
     build_table,
     comparisons,
+    selected_by_validation,
     write_comparison_csv,
     write_runs_csv,
     write_table_csv,
@@ -60,6 +62,7 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     per_class: list[PerClassTable] = field(default_factory=list)
     counted: list[Job] = field(default_factory=list)  # the jobs the tables count (duplicate runs left out)
+    pooled: list[str] = field(default_factory=list)  # other keys the jobs vary, which the cells pool (--param)
 
 
 def _plots(
@@ -119,7 +122,10 @@ def make_report(
     files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
     chosen = choose_baseline(counted, parameter, {c for t in tables for c in t.columns}, baseline)
-    compared = {t.metric.key: comparisons(t, chosen.value) for t in tables}
+    by_validation = selected_by_validation(tables, chosen.value)
+    compared = {
+        t.metric.key: comparisons(t, chosen.value, by_validation if t.metric.on_test_split else None) for t in tables
+    }
     for table in (t for t in tables if t.shown):
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
         files.append(
@@ -140,6 +146,7 @@ def make_report(
         [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
     )  # fmt: skip
     report.per_class, report.counted = per_class, counted
+    report.pooled = [k for k in swept_parameters(jobs) if k != parameter and not k.startswith(f"{parameter}.")]
     write_text_atomic(report.markdown, render_markdown(report))
     report.files.insert(0, report.markdown)
     return report

@@ -105,7 +105,8 @@ def print_tables(console: Any, report: Report) -> None:
         items = report.comparisons[table.metric.key]
         if items:
             compared = RichTable(
-                title=f"Table 3 · {table.metric.title}: best {symbol} vs {symbol} = {format_value(report.baseline)}"
+                title=f"Table 3 · {table.metric.title}: {table.metric.best_label(symbol)} vs {symbol} = "
+                f"{format_value(report.baseline)}"
             )
             for name in ("data set", f"best {symbol}", "best", "baseline", "diff %", "pairs", "p-value"):
                 compared.add_column(name, justify="left" if name == "data set" else "right")

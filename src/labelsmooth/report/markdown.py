@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labelsmooth.report.base import MARKDOWN_TITLE, as_float, fmt, format_value, markdown_table, param_label
+from labelsmooth.report.base import (
+    MARKDOWN_TITLE,
+    SELECTION_METRIC,
+    as_float,
+    fmt,
+    format_value,
+    markdown_table,
+    param_label,
+)
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_KEY
 from labelsmooth.report.jobs import Job
 from labelsmooth.report.per_class import per_class_markdown
@@ -52,8 +60,16 @@ def _header(report: Report) -> list[str]:
         "`100 · (best - baseline) / baseline` for the errors (the change relative to the baseline); a best tied "
         "with other values (equal means) names them; p-value: two-sided paired t-test over the seeds both have "
         "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
-        f"{symbol} is chosen on these same runs, so the p-value is optimistic.",
+        f"{symbol} of a validation table is chosen on these same runs, so its p-value is optimistic; a test "
+        f"table compares the {symbol} with the best mean `{SELECTION_METRIC}` (the test split chooses nothing).",
     ]
+    if report.pooled:
+        lines += [
+            "",
+            f"**Pooled:** the jobs also vary {', '.join(f'`{k}`' for k in report.pooled)}: each cell averages over "
+            f"it, and of the jobs with the same data set, {symbol} and seed only the most recent counts (the others "
+            "are listed as duplicates). Report them apart to compare them.",
+        ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]
     lines += strategy_settings(report)
@@ -111,8 +127,7 @@ def _metric_tables(report: Report, table: Table) -> list[str]:
     else:
         parts.append(f"No completed job reports `{table.metric.key}` with `{report.parameter}`.")
     items = report.comparisons[table.metric.key]
-    which = "highest" if table.metric.higher_is_better else "lowest"
-    parts += ["", f"### Table 3 · {table.metric.title}: best {symbol} ({which} mean) vs {symbol} = {baseline}", ""]
+    parts += ["", f"### Table 3 · {table.metric.title}: {table.metric.best_label(symbol)} vs {symbol} = {baseline}", ""]
     if items:
         header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline}", "diff %", "pairs", "p-value"]
         parts.append(markdown_table(header, comparison_rows(items, table)))

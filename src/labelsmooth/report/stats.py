@@ -84,8 +84,10 @@ def paired_comparison(
     by_value: dict[Any, dict[Any, float]],
     baseline: float | str,
     higher_is_better: bool,
+    chosen: float | str | None = None,
 ) -> PairedComparison | None:
-    """Pick the best value by mean, compare with ``baseline`` on the seeds both have (paired t-test).
+    """Pick the best value by mean (or take ``chosen``, the value another table chose), compare with ``baseline``
+    on the seeds both have (paired t-test).
 
     Means that are ``same_value`` tie: the baseline wins a tie (no gain is claimed), else the value nearest it
     (numbers), else the first in sorted order, so neither the command line's order nor float32 rounding decides;
@@ -100,9 +102,14 @@ def paired_comparison(
     if baseline not in estimates:
         return None
 
-    top = (max if higher_is_better else min)(e.mean for e in estimates.values())
-    tied = [v for v, e in estimates.items() if same_value(e.mean, top)]
-    best = baseline if baseline in tied else min(tied, key=lambda value: distance_to(value, baseline))
+    if chosen is not None:
+        if chosen not in estimates:
+            return None
+        best, tied = chosen, [chosen]
+    else:
+        top = (max if higher_is_better else min)(e.mean for e in estimates.values())
+        tied = [v for v, e in estimates.items() if same_value(e.mean, top)]
+        best = baseline if baseline in tied else min(tied, key=lambda value: distance_to(value, baseline))
     seeds = sorted(set(by_value[best]) & set(by_value[baseline]), key=str)
     a = [by_value[best][s] for s in seeds]
     b = [by_value[baseline][s] for s in seeds]

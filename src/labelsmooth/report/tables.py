@@ -13,6 +13,7 @@ from typing import Any
 
 from labelsmooth.report.base import (
     REPORT_METRICS,
+    SELECTION_METRIC,
     ParameterValue,
     ReportMetric,
     as_float,
@@ -132,9 +133,25 @@ def table_rows(table: Table) -> list[list[str]]:
     return [[row, *(table.cell(row, c) for c in table.columns)] for row in table.values]
 
 
-def comparisons(table: Table, baseline: ParameterValue) -> list[PairedComparison]:
-    found = (paired_comparison(r, v, baseline, table.metric.higher_is_better) for r, v in table.values.items())
+def comparisons(
+    table: Table, baseline: ParameterValue, chosen: dict[str, ParameterValue] | None = None
+) -> list[PairedComparison]:
+    """Table 3 of ``table``: per row, its best value against ``baseline``; with ``chosen`` (row -> value: the
+    values the validation table chose, for a test metric) that value, in the rows that have one."""
+    higher = table.metric.higher_is_better
+    rows = [(row, values) for row, values in table.values.items() if chosen is None or row in chosen]
+    found = (
+        paired_comparison(row, values, baseline, higher, None if chosen is None else chosen[row])
+        for row, values in rows
+    )
     return [c for c in found if c is not None]
+
+
+def selected_by_validation(tables: Sequence[Table], baseline: ParameterValue) -> dict[str, ParameterValue]:
+    """Per row (data set), the value with the best ``SELECTION_METRIC`` mean: the best that the test tables'
+    Table 3 compares, so that the test split chooses nothing its p-value then tests."""
+    selection = [t for t in tables if t.metric.key == SELECTION_METRIC]
+    return {c.row: c.best for table in selection for c in comparisons(table, baseline)}
 
 
 def unpaired(comparison: PairedComparison) -> bool:
