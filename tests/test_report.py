@@ -163,6 +163,28 @@ def test_jobs_of_the_grid_without_a_directory_are_listed_as_missing(sweep: Path)
     assert "`" + str(sweep) + "/4` (missing): smoothing=gamma smoothing.gamma=0.7 seed=0" in report.markdown.read_text()
 
 
+def test_a_job_directory_that_holds_another_jobs_run_leaves_the_grids_job_missing(sweep: Path) -> None:
+    """A grid changed between runs of a sweep (values removed, then others added: each a prefix of the one before)
+    left job 2's directory with another job's completed run, which refused the grid's job 2: that job is missing,
+    and the report says what the directory holds."""
+    metrics = json.loads((sweep / "2" / "metrics.json").read_text())
+    metrics["overrides"] = ["seed=7", "smoothing.gamma=0.5", "smoothing=gamma"]
+    (sweep / "2" / "metrics.json").write_text(json.dumps(metrics))
+    (sweep / "0" / "metrics.json").write_text(
+        json.dumps(
+            {
+                **json.loads((sweep / "0" / "metrics.json").read_text()),
+                "overrides": ["seed=0", "smoothing.gamma=0.5", "smoothing=gamma"],
+            }
+        )
+    )
+    report = make_report([sweep])
+    assert [(m.number, m.holds) for m in report.missing] == [(2, ["seed=7", "smoothing.gamma=0.5", "smoothing=gamma"])]
+    assert "/2` (missing): smoothing=gamma smoothing.gamma=1.0 seed=0; its directory holds another job's run: " in (
+        report.markdown.read_text()
+    )
+
+
 def test_empty_or_absent_directories_are_named_and_nothing_is_written(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

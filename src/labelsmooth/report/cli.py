@@ -127,7 +127,7 @@ def print_problems(console: Any, report: Report) -> None:
     for job in (j for j in report.jobs if j.status != "completed"):
         console.print(f"[yellow]{job.status}[/]: {escape(str(job.directory))} {escape(job.error)}", soft_wrap=True)
     for item in report.missing:
-        missing = f"{item.sweep_dir}/{item.number} {' '.join(item.overrides)}"
+        missing = f"{item.sweep_dir}/{item.number} {' '.join(item.overrides)}{item.holds_note}"
         console.print(f"[yellow]missing[/]: {escape(missing)}", soft_wrap=True)
     for problem in report.problems:
         console.print(f"[yellow]warning[/]: {escape(problem)}", soft_wrap=True)

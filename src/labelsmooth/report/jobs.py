@@ -32,10 +32,12 @@ from labelsmooth.runs.overrides import (
     override_key,
     override_value,
     parse_override,
+    same_job,
 )
 from labelsmooth.runs.record import still_improving as recorded_still_improving
 from labelsmooth.runs.record import target_name
 from labelsmooth.runs.sweeps import grid_jobs
+from labelsmooth.tracking.wandb_run import redact_secrets
 
 MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of a multirun, in the sweep directory
 NOT_COUNTED = ": cut short or damaged; the job is not counted"
@@ -89,11 +91,18 @@ class Job:
 
 @dataclass
 class MissingJob:
-    """A job the sweep's grid asks for that has no directory (never started, or lost)."""
+    """A job the sweep's grid asks for that has no directory (never started, or lost), or whose directory holds
+    the run of another job (``holds``: its recorded overrides; an earlier grid numbered the jobs otherwise)."""
 
     sweep_dir: Path
     number: int
     overrides: list[str]
+    holds: list[str] | None = None
+
+    @property
+    def holds_note(self) -> str:
+        """What its directory holds instead, after the job's overrides ('' when it has no directory)."""
+        return f"; its directory holds another job's run: {' '.join(self.holds)}" if self.holds else ""
 
 
 def _load_yaml(path: Path) -> Any:
@@ -240,12 +249,16 @@ def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[Mi
         directories = _job_directories(sweep_dir)
         if not directories:
             problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
-        jobs.extend(read_job(d) for d in directories)
+        found = {d: read_job(d) for d in directories}
+        jobs.extend(found.values())
         grid = expected_jobs(sweep_dir)
-        if grid is not None:
-            for number, overrides in enumerate(grid):
-                if not (sweep_dir / str(number)).is_dir():
-                    missing.append(MissingJob(sweep_dir, number, overrides))
+        for number, overrides in enumerate(grid or []):
+            directory = sweep_dir / str(number)
+            recorded = found[directory].metrics.get("overrides") if directory in found else None
+            if not directory.is_dir():
+                missing.append(MissingJob(sweep_dir, number, overrides))
+            elif isinstance(recorded, list) and not same_job(recorded, redact_secrets(list(overrides))):
+                missing.append(MissingJob(sweep_dir, number, overrides, [str(o) for o in recorded]))
     return jobs, missing, problems
 
 

@@ -248,6 +248,6 @@ def render_markdown(report: Report, plots: Sequence[Path] | None = None) -> str:
     for job in failed:
         parts.append(f"- `{job.directory}` ({job.status}): {' '.join(job.overrides)} — {job.error}")
     for item in report.missing:
-        parts.append(f"- `{item.sweep_dir}/{item.number}` (missing): {' '.join(item.overrides)}")
+        parts.append(f"- `{item.sweep_dir}/{item.number}` (missing): {' '.join(item.overrides)}{item.holds_note}")
     parts += [f"- {problem}" for problem in report.problems]
     return "\n".join(parts) + "\n"
