@@ -198,6 +198,18 @@ def test_resuming_a_finished_run_with_other_overrides_leaves_its_results(tmp_pat
     assert "smoothing=uniform" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # put back after Hydra
 
 
+def test_training_a_completed_job_again_in_its_directory_is_refused(tmp_path: Path) -> None:
+    """Trained again there, the job would replace the run's history and checkpoints before its own result (and an
+    interruption would leave them mixed with the completed metrics.json)."""
+    run_dir = tmp_path / "finished"
+    args = ["debug=fast", "logger=none", *QUIET, f"paths.log_dir={tmp_path}"]
+    before = finished_run(run_dir, args)
+    result = cli(["debug=fast", "logger=none", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert_short_error(result, f"{run_dir} holds this job's completed run, left as it is (resume={run_dir} skips it)")
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"the finished run's weights"
+
+
 def test_resuming_a_finished_run_runs_nothing_and_keeps_its_completed_result(tmp_path: Path) -> None:
     run_dir = tmp_path / "finished"
     before = finished_run(run_dir, ["debug=fast", "logger=none", *QUIET, f"paths.log_dir={tmp_path}"])

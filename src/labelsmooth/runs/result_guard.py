@@ -95,8 +95,19 @@ def may_replace(run_dir: str | Path, summary: dict[str, Any]) -> bool:
 
 
 def refuse_other_completed_job(context: RunContext, overrides: list[str]) -> None:
-    """Raise ``ResultKept`` when this run's directory holds the completed run of another job, after putting back
-    that run's ``.hydra/`` files."""
+    """Raise ``ResultKept`` when this run's directory holds a completed run, after putting back that run's
+    ``.hydra/`` files: another job's, or this job's own (trained again there, it would replace the run's history
+    and checkpoints before its result, and an interruption would leave them mixed; ``resume_sweep=true`` and
+    ``resume=`` skip a completed job before this)."""
+    metrics = completed_result(context.output_dir)
+    recorded = metrics.get("overrides") if metrics else None
+    if isinstance(recorded, list) and same_job(recorded, overrides):
+        restore_hydra_files(context.output_dir, recorded)
+        again = "resume_sweep=true skips it" if context.multirun else f"resume={context.output_dir} skips it"
+        raise ResultKept(
+            f"{context.output_dir} holds this job's completed run, left as it is ({again}); to train the job again, "
+            "move that directory away or give a new " + ("hydra.sweep.dir" if context.multirun else "hydra.run.dir")
+        )
     recorded = other_completed_job(context.output_dir, overrides)
     if recorded is None:
         return
