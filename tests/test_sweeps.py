@@ -142,6 +142,8 @@ def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -
             "hydra/sweeper/sampler=random",
             "hydra.sweeper.params={smoothing.gamma:'choice(0.05,0.9)'}",
             "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",  # as docs/sweeps.md shows
+            "hydra.sweeper.study_name=gamma",
             *FAST,
             f"hydra.sweep.dir={sweep}",
         ],  # fmt: skip
@@ -150,6 +152,10 @@ def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -
     assert result.returncode == 0, result.stderr[-3000:]
     statuses = {m["smoothing.gamma"]: m["status"] for m in metrics_of(sweep).values()}
     assert statuses == {0.9: "completed", 0.05: "failed"}  # γ must exceed 1/K = 0.1
+    import optuna
+
+    study = optuna.load_study(study_name="gamma", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]  # kept for the next invocation
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"] == {"smoothing.gamma": 0.9}
     completed = next(m for m in metrics_of(sweep).values() if m["status"] == "completed")
