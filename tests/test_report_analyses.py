@@ -132,6 +132,16 @@ def test_a_chosen_parameter_that_pools_another_varied_key_says_so(tmp_path: Path
     assert "**Pooled:** the jobs also vary `trainer.max_epochs`: each cell averages" in report.markdown.read_text()
 
 
+def test_the_report_names_the_bins_of_its_calibration_errors(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for number, gamma in enumerate((0.5, 1.0)):
+        write_run(sweep, number, [f"smoothing.gamma={gamma}"], {"smoothing.gamma": gamma, "seed": 0, "n_bins": 10})
+    assert "use 10 equal-width bins (`n_bins`)" in make_report([sweep]).markdown.read_text()
+    write_run(sweep, 2, ["smoothing.gamma=0.8"], {"smoothing.gamma": 0.8, "seed": 0, "n_bins": 15})
+    text = make_report([sweep]).markdown.read_text()
+    assert "**The jobs bin their calibration errors differently** (`n_bins` = 10, 15)" in text
+
+
 def test_risk_coverage_curves_are_the_seeds_mean_of_the_saved_predictions(selective_sweep) -> None:
     sweep, risks = selective_sweep
     jobs, _, _ = collect([sweep])

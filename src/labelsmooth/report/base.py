@@ -54,13 +54,13 @@ SELECTION_METRIC = "val/acc_best"
 REPORT_METRICS = (
     ReportMetric("val/acc_best", "Best validation accuracy (%)", higher_is_better=True, accuracy=True),
     ReportMetric("test/acc", "Test accuracy of the selected checkpoint (%)", higher_is_better=True, accuracy=True),
-    ReportMetric("test/ece", "Test ECE, 15 bins (%)", higher_is_better=False),
+    ReportMetric("test/ece", "Test ECE (%)", higher_is_better=False),
     ReportMetric("test/ece_ts", "Test ECE after temperature scaling (%)", higher_is_better=False),
     ReportMetric("test/smooth_ece", "Test smooth ECE (%)", higher_is_better=False, optional=True),
     ReportMetric(
         "test/smooth_ece_ts", "Test smooth ECE after temperature scaling (%)", higher_is_better=False, optional=True
     ),
-    ReportMetric("test/classwise_ece", "Test class-wise ECE, 15 bins (%)", higher_is_better=False, optional=True),
+    ReportMetric("test/classwise_ece", "Test class-wise ECE (%)", higher_is_better=False, optional=True),
     ReportMetric(
         "test/classwise_ece_ts",
         "Test class-wise ECE after temperature scaling (%)",

@@ -34,6 +34,21 @@ if TYPE_CHECKING:
     from labelsmooth.report.build import Report
 
 
+def bins_note(jobs: Sequence[Job]) -> list[str]:
+    """The bins of the binned calibration errors, as the jobs record them (``n_bins``, in ``metrics.json`` or
+    their config); a warning when they differ, since an ECE cell would then pool different measures."""
+    bins = sorted({int(value) for job in jobs if isinstance(value := job.value("n_bins"), (int, float))})
+    if len(bins) == 1:
+        return ["", f"Binned calibration errors (ECE, class-wise ECE, MCE) use {bins[0]} equal-width bins (`n_bins`)."]
+    if bins:
+        listed = ", ".join(map(str, bins))
+        return [
+            "",
+            f"**The jobs bin their calibration errors differently** (`n_bins` = {listed}): ECE cells pool them.",
+        ]
+    return []
+
+
 def _header(report: Report) -> list[str]:
     symbol = param_label(report.parameter)
     counts: dict[str, int] = defaultdict(int)
@@ -63,6 +78,7 @@ def _header(report: Report) -> list[str]:
         f"{symbol} of a validation table is chosen on these same runs, so its p-value is optimistic; a test "
         f"table compares the {symbol} with the best mean `{SELECTION_METRIC}` (the test split chooses nothing).",
     ]
+    lines += bins_note(report.counted)
     if report.pooled:
         lines += [
             "",
