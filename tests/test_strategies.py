@@ -22,7 +22,6 @@ from labelsmooth.smoothing import (
     GammaSmoothing,
     HardBootstrapping,
     KLUniformRegularizer,
-    LogitNormalization,
     OnlineLabelSmoothing,
     PriorSmoothing,
     RealParameter,
@@ -485,10 +484,7 @@ def test_float32_under_bf16_autocast(strategy) -> None:
     torch.testing.assert_close(loss, strategy(logits.float(), labels), rtol=1e-6, atol=1e-6)
 
 
-# LogitNorm predicts the softmax of its normalised logits (tests/test_calibration_losses.py).
-SOFTMAX_STRATEGIES = [
-    s for s in ALL_STRATEGIES if not isinstance(s, (BinarySmoothing, TargetRange, LogitNormalization))
-]
+SOFTMAX_STRATEGIES = [s for s in ALL_STRATEGIES if not isinstance(s, (BinarySmoothing, TargetRange))]
 
 
 @pytest.mark.parametrize("strategy", SOFTMAX_STRATEGIES, ids=lambda s: type(s).__name__)

@@ -154,6 +154,6 @@ def load_teacher(
             f"teacher_ckpt={teacher_ckpt}: its weights do not fit the network of its run on this data set "
             f"({first_sentence(error)})"
         ) from error
-    saved.load_into(module)  # its strategy as it trained (a scheduled LogitNorm temperature shapes its predictions)
+    saved.load_into(module)  # its strategy in the state it trained to
     teacher = TeacherLogits(module.net, module.criterion).eval().requires_grad_(False)
     return teacher, teacher_record(teacher_ckpt, saved, recorded)

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import TakesMixedTargets, class_index_cross_entropy, float32_log_softmax, in_float32
+from labelsmooth.smoothing.base import TakesMixedTargets, class_index_cross_entropy, float32_log_softmax
 from labelsmooth.smoothing.parameters import RealParameter
 
 # Added to the norm so that all-zero logits give zero normalised logits (the authors' constant).
@@ -20,10 +20,11 @@ class LogitNormalization(TakesMixedTargets):
         ``loss = CE(ẑ, y)``, ``ẑ = z / (τ · (‖z‖₂ + 1e-7))``,
 
     so training cannot lower the loss by growing the logits' norm, only by their direction. ``τ > 0`` (the
-    authors' CIFAR-10 setting, 0.04). The model predicts ``softmax(ẑ)``: ``prediction_logits`` returns ``ẑ``, which the
-    validation / test metrics, reliability diagrams and temperature scaling read (a positive rescaling, so the
-    argmax is that of ``z``). Under MixUp / CutMix the loss is the soft-target cross entropy
-    ``-Σ_k q_k log softmax(ẑ)_k`` of the mixed target ``q``.
+    authors' CIFAR-10 setting, 0.04). The normalisation is the training loss's alone: the model predicts
+    ``softmax(z)`` of its raw logits, which the validation / test metrics, reliability diagrams and temperature
+    scaling read, as the authors evaluate calibration and confidence (``net(x)``, in their ``common/ood_tools.py``).
+    Under MixUp / CutMix the loss is the soft-target cross entropy ``-Σ_k q_k log softmax(ẑ)_k`` of the mixed
+    target ``q``.
 
     No value of ``τ`` is plain cross entropy (every ``τ`` fixes the logits' norm), so ``unsmoothed`` declares
     nothing: a report compares LogitNorm with ``smoothing=none``, and ``two_stage`` has no value to switch to.
@@ -45,7 +46,3 @@ class LogitNormalization(TakesMixedTargets):
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         return -(mixed_target * float32_log_softmax(self.normalized_logits(logits))).sum(dim=-1).mean()
-
-    def prediction_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """The normalised logits ``ẑ`` in float32 (computed with autocast off, as the loss)."""
-        return in_float32(self.normalized_logits, logits)
