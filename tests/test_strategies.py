@@ -278,7 +278,7 @@ def test_soft_bootstrap_against_its_formula_and_gradients(data, beta: float) -> 
     k = logits.shape[1]
     p = torch.softmax(logits.double(), -1)
     q = beta * onehot(labels, k) + (1 - beta) * p
-    detached, attached = SoftBootstrapping(k, beta), SoftBootstrapping(k, beta, detach_prediction=False)
+    detached, attached = SoftBootstrapping(k, beta, detach_prediction=True), SoftBootstrapping(k, beta)  # the paper's
     close(detached(logits, labels), cross_entropy_against(q, logits))
     close(attached(logits, labels), cross_entropy_against(q, logits))
     # Detached: the gradient of a cross entropy against a fixed q, (p - q)/N.

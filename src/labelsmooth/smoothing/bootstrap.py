@@ -42,15 +42,15 @@ class BootstrapStrategy(HasTargetDistribution):
 class SoftBootstrapping(BootstrapStrategy):
     """Soft bootstrapping, ``q = β·onehot(y) + (1 - β)·p`` (Reed et al. 2014, §3.2).
 
-    ``detach_prediction=True`` (the usual choice, and the default) treats ``p`` in the target as a constant, so
-    the loss is a cross entropy against a moving target. With ``False`` the gradient also flows through the
-    target and the loss becomes ``β·CE - (1 - β)·Σ_k p_k log p_k = β·CE + (1 - β)·H(p)``, which (as in Reed et al.'s
-    formulation) adds entropy minimization.
+    By default (``detach_prediction=False``) the gradient flows through ``p`` in the target too, and the loss is
+    ``β·CE - (1 - β)·Σ_k p_k log p_k = β·CE + (1 - β)·H(p)``: Reed et al.'s objective, which they show to be softmax
+    regression with minimum-entropy regularisation. ``detach_prediction=True`` treats ``p`` in the target as a
+    constant (a cross entropy against a moving target, as some reimplementations do): another objective.
     """
 
     options = ("detach_prediction",)
 
-    def __init__(self, num_classes: int, beta: float = 0.95, detach_prediction: bool = True) -> None:
+    def __init__(self, num_classes: int, beta: float = 0.95, detach_prediction: bool = False) -> None:
         super().__init__(num_classes, beta)
         if not isinstance(detach_prediction, bool):
             raise ConfigurationError(f"smoothing.detach_prediction={detach_prediction!r} must be true or false.")
