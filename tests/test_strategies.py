@@ -345,9 +345,10 @@ def test_disturb_label_rate_reproducibility_and_checkpointed_generator() -> None
 # --- online label smoothing ---------------------------------------------------------------------------------------
 
 
-def online_reference_targets(batches, k: int, initial: torch.Tensor) -> torch.Tensor:
-    """Row c: the mean softmax over the correctly classified samples of class c (the old row when there are none)."""
-    targets = initial.clone().double()
+def online_reference_targets(batches, k: int) -> torch.Tensor:
+    """Row c: the mean softmax over the correctly classified samples of class c (1/K when there are none, as the
+    authors' code resets it)."""
+    targets = torch.full((k, k), 1 / k, dtype=torch.float64)
     logits = torch.cat([b[0] for b in batches]).double()
     labels = torch.cat([b[1] for b in batches])
     p = torch.softmax(logits, -1)
@@ -371,7 +372,7 @@ def test_online_label_smoothing_against_its_formula(data, alpha: float, seed: in
     epoch.append((logits, labels))  # already observed above
     strategy(*epoch[0])
     strategy.on_train_epoch_end()
-    s = online_reference_targets(epoch, k, torch.eye(k))
+    s = online_reference_targets(epoch, k)
     close(strategy.soft_targets, s)
     close(strategy.soft_targets.sum(-1), torch.ones(k))
     q = alpha * onehot(labels, k) + (1 - alpha) * s[labels]
@@ -391,7 +392,7 @@ def test_online_state_is_checkpointed_and_initial_epsilon_smooths_epoch_zero() -
     restored.on_train_epoch_end()
     strategy.on_train_epoch_end()
     torch.testing.assert_close(restored.soft_targets, strategy.soft_targets)
-    torch.testing.assert_close(restored.soft_targets[2], torch.tensor([0.05, 0.05, 0.85, 0.05]))  # unseen: kept
+    torch.testing.assert_close(restored.soft_targets[2], torch.full((4,), 0.25))  # unseen: uniform, as the authors
 
 
 def _online_ddp_worker(rank: int, world_size: int, port: int, batches, queue) -> None:
@@ -421,7 +422,7 @@ def test_online_statistics_are_summed_across_processes() -> None:
     queue = context.Queue()
     mp.start_processes(_online_ddp_worker, args=(2, port, batches, queue), nprocs=2, start_method="spawn")
     results = dict(queue.get(timeout=60) for _ in range(2))
-    expected = online_reference_targets(batches, 5, torch.eye(5))
+    expected = online_reference_targets(batches, 5)
     for rank in range(2):
         torch.testing.assert_close(torch.tensor(results[rank], dtype=torch.float64), expected, rtol=1e-6, atol=1e-6)
 

@@ -19,9 +19,11 @@ class OnlineLabelSmoothing(HasTargetDistribution):
 
         ``q = α·onehot(y) + (1 - α)·S_y``,  ``loss = -Σ_k q_k log p_k = α·CE + (1 - α)·(-Σ_k S_{y,k} log p_k)``
 
-    (Zhang et al. use ``α = 0.5``). In epoch 0 ``S`` is uniform smoothing with ``initial_epsilon``
-    (``S_c = (1 - ε)·onehot(c) + ε/K``; ``ε = 0``: one-hot, so epoch 0 is plain cross entropy). A choice made here,
-    where the paper leaves it open: a class with no correctly classified sample in an epoch keeps its previous row.
+    (Zhang et al. use ``α = 0.5``). A class with no correctly classified sample in an epoch gets the uniform row
+    ``1/K``, as in the authors' code. In epoch 0 ``S`` is uniform smoothing with ``initial_epsilon``
+    (``S_c = (1 - ε)·onehot(c) + ε/K``); the default ``ε = 0`` (one-hot: epoch 0 is plain cross entropy) is a
+    choice made here, where the authors' scripts differ: their fine-grained script starts from ``1/K``
+    (``initial_epsilon=1``), their CIFAR script from zeros (epoch 0: ``α·CE``).
 
     The statistics are gathered in ``forward`` while training (``p`` detached) and turned into ``S`` by
     ``on_train_epoch_end()``, which the training module calls right after the last training batch of every
@@ -85,6 +87,7 @@ class OnlineLabelSmoothing(HasTargetDistribution):
         seen = self.correct_counts > 0
         means = self.prediction_sums[seen] / self.correct_counts[seen].unsqueeze(-1)
         self.soft_targets[seen] = (means / means.sum(dim=-1, keepdim=True)).to(self.soft_targets.dtype)
+        self.soft_targets[~seen] = 1.0 / self.num_classes
         self.prediction_sums.zero_()
         self.correct_counts.zero_()
 
