@@ -252,3 +252,7 @@ def test_a_temperature_at_its_bound_is_named_in_a_warning() -> None:
     logits = torch.randn(50, 5)
     with pytest.warns(UserWarning, match=r"^fit_temperature: the held-out NLL is lowest at the bound T = 0.01"):
         assert fit_temperature(logits, logits.argmax(dim=-1)) == pytest.approx(0.01)
+    # Margins so wide that the float64 NLL is 0 well above the bound: the search stopped at T = 0.038, unflagged.
+    wide = torch.tensor([[2.0, 0.0]] * 50)
+    with pytest.warns(UserWarning, match=r"lowest at the bound T = 0.01"):
+        assert fit_temperature(wide, torch.zeros(50, dtype=torch.long)) == pytest.approx(0.01)

@@ -48,8 +48,11 @@ def fit_temperature(
     ``logits`` (N, K) and ``target`` (N,) are the held-out set (the validation split). The NLL is convex in
     ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
     (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
-    the result does not depend on the order of the samples (under DDP they arrive interleaved). For N = 0 it is
-    1 (no scaling).
+    the result does not depend on the order of the samples (under DDP they arrive interleaved); a bound where the
+    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling).
+
+    >>> round(fit_temperature(torch.tensor([[2.0, 0.0]] * 50), torch.zeros(50, dtype=torch.long)), 3)  # all right
+    0.01
     """
     from scipy.optimize import minimize_scalar
 
@@ -62,10 +65,12 @@ def fit_temperature(
         def nll(log_t: float) -> float:
             return float(F.cross_entropy(logits / math.exp(log_t), target))
 
-        result = minimize_scalar(
-            nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded", options={"xatol": tolerance}
-        )
-    temperature = float(math.exp(result.x))
+        log_bounds = (math.log(bounds[0]), math.log(bounds[1]))
+        result = minimize_scalar(nll, bounds=log_bounds, method="bounded", options={"xatol": tolerance})
+        # Where every held-out prediction is right the NLL falls toward the lower bound, and reaches 0 in float64
+        # on a stretch above it, where the search may stop: a bound no worse than its result is the minimum.
+        log_t = min((*log_bounds, float(result.x)), key=nll)
+    temperature = float(math.exp(log_t))
     if at_bound(temperature, bounds):
         warnings.warn(
             f"fit_temperature: the held-out NLL is lowest at the bound T = {temperature:.3g} of {bounds} (every "
