@@ -61,7 +61,9 @@ class AdaptiveFocalLoss(TakesMixedTargets):
         ``γ_i = gamma_low_confidence`` where ``p_y < threshold``, else ``gamma``
 
     (the paper's γ = 5 for ``p_y ∈ [0, 0.2)`` and γ = 3 for ``p_y ∈ [0.2, 1]``). γ_i is chosen from ``p_y`` without
-    gradient, as in the authors' code. Both γ ``>= 0``, ``threshold`` in [0, 1]; both γ = 0 is cross entropy.
+    gradient, as in the authors' code. Both γ ``>= 0``, ``threshold`` in [0, 1]; both γ = 0 is cross entropy. The
+    authors' ``FocalLossAdaptive`` fixes γ = 3 for ``p_y ∈ [0.2, 0.5)`` and applies its ``gamma`` from 0.5 on: the
+    same at the defaults, not for another ``gamma``.
 
     With a mixed target ``q`` (MixUp / CutMix) each class term takes its γ from its own probability,
     ``-Σ_k q_k (1 - p_k)^γ(p_k) log p_k``, which is the formula above for a one-hot ``q`` (a choice made here:
