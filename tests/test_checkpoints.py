@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -209,8 +210,11 @@ def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_p
     assert not last.is_symlink()
     shutil.copy(last, tmp_path / "last-alone.ckpt")
 
-    # ckpt_path=: a new run directory, which receives a copy of the best so far
+    # ckpt_path=: a new run directory, which receives a copy of the best so far; the earlier epochs' code is named
+    recorded = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps({**recorded, "code.git_commit": "0123456789abcdef"}))
     continued = run_training(tmp_path / "b", [*worst_first, "trainer.max_epochs=4", f"ckpt_path={last}"])
+    assert ", commit 0123456789ab" in continued["code.continued_from"]
     assert continued["checkpoint"] == str(tmp_path / "b" / "checkpoints" / "best-epoch000.ckpt")
     assert continued["epochs"] == 4 and continued["test/acc"] == first["test/acc"]
     assert continued["continued_from"] == str(last) and "continued_from" not in first

@@ -70,6 +70,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         check_weights_fit,
         load_checkpoint,
     )
+    from labelsmooth.runs.files import recorded_metrics
+    from labelsmooth.runs.layout import RunDirectory
+    from labelsmooth.runs.provenance import earlier_code
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
     from labelsmooth.specification import SPECIFICATION_KEY
@@ -83,6 +86,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
             run.summary["continued_from"] = str(Path(ckpt_path).resolve())
+            run.summary.update(earlier_code(recorded_metrics(RunDirectory.of_checkpoint(ckpt_path).root)))
             checkpoint = load_checkpoint(ckpt_path)
             check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
             weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's

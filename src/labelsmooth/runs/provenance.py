@@ -97,3 +97,15 @@ def device_record(trainer: Any) -> dict[str, str]:
 
         return {"device": f"cuda: {torch.cuda.get_device_name(device)}"}
     return {"device": device.type}
+
+
+def earlier_code(earlier: Mapping[str, Any] | None) -> dict[str, str]:
+    """``code.continued_from``: the code (``describe_code``) of the earlier part of a run that is continued from a
+    checkpoint, where the ``metrics.json`` it left records other code than this process runs; else nothing. A
+    report then lists the job among those of other code."""
+    if not earlier or not any(key.startswith(PREFIX) for key in earlier):
+        return {}
+    now = code_record()
+    if all(earlier.get(key) == now.get(key) for key in now):
+        return {}
+    return {f"{PREFIX}continued_from": describe_code(earlier)}
