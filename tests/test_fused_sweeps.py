@@ -181,7 +181,7 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     )
     assert result.returncode == 1
     for job in metrics_of(changed).values():
-        assert job["status"] == "failed" and "continues the fused training of jobs with other settings" in job["error"]
+        assert job["status"] == "failed" and "smoothing.epsilon=0.25 in the checkpoint, 0.2 here" in job["error"]
 
 
 @pytest.mark.slow

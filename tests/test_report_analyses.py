@@ -129,7 +129,14 @@ def test_a_chosen_parameter_that_pools_another_varied_key_says_so(tmp_path: Path
         write_run(sweep, number, overrides, {"smoothing.gamma": gamma, "seed": 0, "val/acc_best": 0.9})
     report = make_report([sweep], parameter="smoothing.gamma")
     assert report.pooled == ["trainer.max_epochs"] and len(report.duplicates) == 2
-    assert "**Pooled:** the jobs also vary `trainer.max_epochs`: each cell averages" in report.markdown.read_text()
+    assert "**Pooled:** the jobs of a cell also differ in `trainer.max_epochs`" in report.markdown.read_text()
+    # strategies by name: a strategy's parameter pooled within its column, not when it differs between columns
+    by_name = tmp_path / "by_name"
+    for number, (name, value) in enumerate((("gamma", 0.8), ("gamma", 0.9), ("uniform", 0.1))):
+        key = "smoothing.gamma" if name == "gamma" else "smoothing.epsilon"
+        overrides = [f"smoothing={name}", f"{key}={value}", f"seed={number}"]
+        write_run(by_name, number, overrides, {"smoothing": name, key: value, "seed": number, "val/acc_best": 0.9})
+    assert make_report([by_name], parameter="smoothing").pooled == ["smoothing.gamma"]
 
 
 def test_the_report_names_the_bins_of_its_calibration_errors(tmp_path: Path) -> None:

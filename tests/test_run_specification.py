@@ -178,6 +178,26 @@ def test_a_checkpoint_without_its_specification_says_how_to_evaluate_it() -> Non
         RunSpecification.from_checkpoint({"state_dict": {}}, "/somewhere/old.ckpt")
 
 
+def test_an_old_checkpoint_in_its_run_is_evaluated_with_the_bins_its_config_kept(trained_run, tmp_path: Path) -> None:
+    """Configs from before the top-level ``n_bins`` kept the bins in the calibration callback."""
+    import yaml
+
+    from labelsmooth.cli.saved import SavedRun
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.directory, run, symlinks=True)
+    ckpt = run / "checkpoints" / Path(trained_run.summary["checkpoint"]).name
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del checkpoint[SPECIFICATION_KEY]
+    torch.save(checkpoint, ckpt)
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    del config["n_bins"]
+    config["callbacks"]["calibration"]["n_bins"] = 10
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert SavedRun.of_checkpoint(ckpt).config.n_bins == 10
+    assert SavedRun.of_checkpoint(ckpt, n_bins=7).config.n_bins == 7
+
+
 def test_an_old_checkpoint_away_from_its_run_gets_one_line(
     copied_checkpoint: tuple[Path, dict], tmp_path: Path
 ) -> None:

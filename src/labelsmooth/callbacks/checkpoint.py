@@ -72,16 +72,19 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         )
 
     def _copied_here(self, path: str, state: dict[str, Any]) -> str:
-        """The best checkpoint ``path`` of a continued run, in this callback's directory."""
+        """The best checkpoint ``path`` of a continued run, in this callback's directory: found there, where it was
+        written, or next to the continued checkpoint."""
         name = os.path.basename(path)
         here = os.path.join(str(self.dirpath), name)
-        beside = os.path.join(os.path.dirname(self._continued_from or ""), name)
-        source = next((c for c in (here, path, beside) if self._continued_from and os.path.isfile(c)), None)
+        continued = self._continued_from or ""
+        candidates = [here, path, *([os.path.join(os.path.dirname(continued), name)] if continued else [])]
+        best = state.get("best_model_score")
+        source = next((candidate for candidate in candidates if os.path.isfile(candidate)), None)
         if source is None:
+            score = f" ({self.monitor}={float(best):.4f})" if best is not None else ""
             raise CheckpointError(
-                f"{self._continued_from} continues a run whose best checkpoint so far ({self.monitor}="
-                f"{float(state['best_model_score']):.4f}) is {path}, which is gone (nor is {name} next to the "
-                "checkpoint): copy it there, or start a new run"
+                f"{continued or 'The checkpoint'} continues a run whose best checkpoint so far{score} is {path}, "
+                f"which is gone (nor is {name} next to the continued checkpoint): copy it there, or start a new run"
             )
         if source != here:
             write_atomic(here, lambda temporary: shutil.copyfile(source, temporary))

@@ -54,7 +54,7 @@ def strategy_before_data(cfg: DictConfig) -> Any:
 
 
 # Lightning's older names of its precisions (Trainer(precision=...)), so that 32 and "32-true" are one setting.
-PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true", "None": "32-true"}
 
 
 def trainer_training_settings(trainer: Any) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def trainer_training_settings(trainer: Any) -> dict[str, Any]:
     return {
         "precision": PRECISION_ALIASES.get(precision, precision),
         "accumulate_grad_batches": int(trainer.get("accumulate_grad_batches") or 1),
-        "limit_train_batches": None if batches in (None, 1.0) else batches,
+        "limit_train_batches": None if batches is None or (isinstance(batches, float) and batches == 1.0) else batches,
         "gradient_clip_val": float(clip) if clip is not None else None,
         "gradient_clip_algorithm": str(trainer.get("gradient_clip_algorithm") or "norm") if clip is not None else None,
     }

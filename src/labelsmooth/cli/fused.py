@@ -231,21 +231,24 @@ def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path
     """The group checkpoint a fit continues: ``last.ckpt`` of an interrupted fit of the same jobs, under
     ``resume_sweep=true``; None otherwise (without it a group starts afresh, as the basic launcher's jobs do). The
     members' training settings (``training_parts``) are written next to it, and a group checkpoint written for
-    other settings (another grid run into the same sweep directory) is refused in one line."""
+    other settings (another grid run into the same sweep directory) is refused in one line, as a run's checkpoint
+    (``check_same_training``; a group checkpoint from before they were written is continued)."""
     import json
 
     from labelsmooth.cli.build import training_parts
+    from labelsmooth.runs.checkpoints import check_same_training
     from labelsmooth.runs.files import write_text_atomic
 
     settings = json.loads(json.dumps([training_parts(member.cfg) for member in members], default=str))
     record, resume = group_dir / "members.json", group_dir / "last.ckpt"
     if resume.is_file() and members[0].cfg.get("resume_sweep"):
-        if not record.is_file() or json.loads(record.read_text()) != settings:
+        written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
+        if len(written) != len(settings):
             raise ConfigurationError(
-                f"resume_sweep=true: {resume} continues the fused training of jobs with other settings than jobs "
-                f"{', '.join(str(member.job.number) for member in members)} of this sweep: rerun the grid it was "
-                "written with, or start the sweep in a new directory"
+                f"resume_sweep=true: {resume} holds {len(written)} members, this group {len(settings)}"
             )
+        for before, now in zip(written, settings, strict=True):
+            check_same_training(before, now, resume)
         return resume
     write_text_atomic(record, json.dumps(settings, indent=1))
     return None

@@ -33,6 +33,15 @@ def is_rank_zero() -> bool:
     return rank_zero_only.rank == 0
 
 
+def keep_hydra_copies(output_dir: Any) -> None:
+    """``keep_hydra_files`` of a completed run; a failure to copy them (a full disk) is a warning: the run's result
+    is written already."""
+    try:
+        keep_hydra_files(output_dir)
+    except OSError as unwritten:
+        log_failure(f".hydra/ files of the completed run not kept: {error_message(unwritten)}", to_console=True)
+
+
 class RunLifecycle:
     """A context manager around one run that ends it the same way whatever happens.
 
@@ -89,7 +98,7 @@ class RunLifecycle:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):
                 write_metrics_json(self.context.output_dir, self.summary)
                 if self.summary["status"] == "completed":
-                    keep_hydra_files(self.context.output_dir)
+                    keep_hydra_copies(self.context.output_dir)
         except OSError as unwritten:  # a full disk: the run's own error, if any, is the one to report
             if error is None:
                 self._record_failure(unwritten)

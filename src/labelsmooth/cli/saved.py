@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from labelsmooth.calibration.bins import DEFAULT_BINS
 from labelsmooth.runs.checkpoints import load_checkpoint
 from labelsmooth.runs.files import read_metrics_json
 from labelsmooth.runs.layout import RunDirectory
@@ -59,8 +60,9 @@ class SavedRun:
             with open_dict(config):
                 config.paths = paths
                 config.teacher_ckpt = None  # a distilled student is evaluated alone: its teacher is not rebuilt
-                if n_bins is not None:
-                    config.n_bins = n_bins
+                # configs from before the top-level n_bins kept it in the calibration callback (default 15)
+                older = OmegaConf.select(config, "callbacks.calibration.n_bins", default=DEFAULT_BINS)
+                config.n_bins = n_bins if n_bins is not None else config.get("n_bins", older)
             return cls(checkpoint, config, names)
         recorded = ("dataset", "model", "smoothing", "augment", "strategy_schedule", "distill", "optimizer")
         parts = {key: getattr(specification, key) for key in (*recorded, "scheduler", "trainer")}

@@ -85,7 +85,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         strategy = check_before_data(cfg, context)
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
-            run.summary["continued_from"] = str(Path(ckpt_path).resolve())
+            run.summary["continued_from"] = str(Path(ckpt_path).absolute())  # last.ckpt, not the file it links to
             run.summary.update(earlier_code(recorded_metrics(RunDirectory.of_checkpoint(ckpt_path).root)))
             checkpoint = load_checkpoint(ckpt_path)
             check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
@@ -241,7 +241,7 @@ def completed_job(
     smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else {}
     names = {key: choices[key] for key in ("dataset", "model", "smoothing", "augment") if key in choices}
     identity = {"seed": cfg.get("seed"), **names, **strategy_parameters(smoothing)}
-    return recorded_completed_job(output_dir, task_overrides, identity)
+    return recorded_completed_job(output_dir, redact_secrets(job_overrides(task_overrides)), identity)
 
 
 @with_known_options(CONFIG_DIR, "train")

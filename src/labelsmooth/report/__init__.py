@@ -25,7 +25,8 @@ Tables (Mezzini 2018, "Empirical study on label smoothing"):
   (``scipy.stats.ttest_rel``). The best γ is picked on the same runs, so the p-value is optimistic.
 * The same tables for the test accuracy of the selected checkpoint, the test ECE, before and after temperature
   scaling (``‡k``: k seeds whose temperature lies at a bound of its search), and, when the jobs record them, smooth
-  ECE, class-wise ECE, AURC and AUGRC (lower is better); student accuracy by the teacher's smoothing.
+  ECE, class-wise ECE, AURC and AUGRC (lower is better); their Table 3 compares the γ with the best mean
+  ``val/acc_best``, so the test split chooses nothing; student accuracy by the teacher's smoothing.
 
 The swept parameter (``--param``) is the one key the jobs vary; any number (``smoothing.epsilon``, ``seed``) or
 name works: ``--param smoothing`` compares strategies (columns ``none``, ``uniform``, ...; Table 3 against ``none``).

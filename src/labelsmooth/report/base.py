@@ -47,8 +47,8 @@ class ReportMetric:
         return f"best {symbol} ({'highest' if self.higher_is_better else 'lowest'} mean)"
 
 
-# What a run selects its checkpoint by, and the report the best value of a test metric's Table 3 by: a best chosen
-# on the test split would bias the comparison that split then tests.
+# What the report chooses the best value of a test metric's Table 3 by (the default checkpoint selection's metric):
+# a best chosen on the test split would bias the comparison that split then tests.
 SELECTION_METRIC = "val/acc_best"
 
 REPORT_METRICS = (

@@ -21,7 +21,7 @@ from labelsmooth.report.jobs import (
     counted_jobs,
     infer_parameter,
     non_finite_values,
-    swept_parameters,
+    pooled_keys,
 )
 from labelsmooth.report.markdown import render_markdown
 from labelsmooth.report.penultimate import plot_penultimate_grid
@@ -146,7 +146,7 @@ def make_report(
         [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
     )  # fmt: skip
     report.per_class, report.counted = per_class, counted
-    report.pooled = [k for k in swept_parameters(jobs) if k != parameter and not k.startswith(f"{parameter}.")]
+    report.pooled = pooled_keys(jobs, parameter)
     write_text_atomic(report.markdown, render_markdown(report))
     report.files.insert(0, report.markdown)
     return report

@@ -171,6 +171,18 @@ def swept_parameters(jobs: Sequence[Job]) -> list[str]:
     return [k for k in swept if k not in REPLICATE_KEYS and not is_not_compared(k)]
 
 
+def pooled_keys(jobs: Sequence[Job], parameter: str) -> list[str]:
+    """The keys that the completed jobs of one cell (a row and a value of ``parameter``) vary besides their seeds
+    (``swept_parameters`` within the cell): what the report's cells pool."""
+    row_of = row_labels(jobs)
+    cells: dict[tuple[str, Any], list[Job]] = defaultdict(list)
+    for job in jobs:
+        if job.status == "completed":
+            cells[(row_of(job), as_parameter_value(job.value(parameter)))].append(job)
+    found = {key for cell in cells.values() for key in swept_parameters(cell)}
+    return sorted(found - {parameter})
+
+
 def is_not_compared(key: str) -> bool:
     """Whether ``key`` makes the rows (``ROW_KEYS``), places or shows the outputs (``is_output_key``), or continues
     a run (``resume``, ``resume_sweep``) or sets the CPU's threads: never the swept parameter, so that two sweeps

@@ -82,9 +82,10 @@ def _header(report: Report) -> list[str]:
     if report.pooled:
         lines += [
             "",
-            f"**Pooled:** the jobs also vary {', '.join(f'`{k}`' for k in report.pooled)}: each cell averages over "
-            f"it, and of the jobs with the same data set, {symbol} and seed only the most recent counts (the others "
-            "are listed as duplicates). Report them apart to compare them.",
+            f"**Pooled:** the jobs of a cell also differ in {', '.join(f'`{k}`' for k in report.pooled)}: a cell's "
+            f"seeds may have run with different values of it, and of the jobs with the same data set, {symbol} and "
+            "seed only the most recent counts (the others are listed as duplicates). Report them apart to compare "
+            "them.",
         ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]

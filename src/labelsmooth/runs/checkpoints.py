@@ -15,6 +15,7 @@ from torch import nn
 
 from labelsmooth.errors import DiskFullError, LabelsmoothError, describe, is_disk_full
 from labelsmooth.runs.files import fsync_file, write_bytes_atomic
+from labelsmooth.specification import STARTING_WEIGHTS_KEYS
 
 
 class CheckpointError(LabelsmoothError, ValueError):
@@ -108,6 +109,7 @@ def check_same_training(written: Any, configured: Mapping[str, Any], path: str |
             f"{key.removeprefix('selection.')}={before!r} in the checkpoint, {after!r} here"
             for key, before, after in another_class or differences
             if not (part == "dataset" and key.split(".")[-1] in HOW_THE_DATA_IS_READ)
+            and not (part == "model" and key.split(".")[-1] in STARTING_WEIGHTS_KEYS)
         ]
     if changed:
         raise CheckpointMismatchError(

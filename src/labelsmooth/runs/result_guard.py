@@ -50,14 +50,14 @@ def keep_hydra_files(run_dir: str | Path) -> None:
             write_bytes_atomic(hydra / KEPT_HYDRA_FILES / name, (hydra / name).read_bytes())
 
 
-def restore_hydra_files(run_dir: str | Path, recorded: Sequence[str]) -> None:
+def restore_hydra_files(run_dir: str | Path, recorded: Sequence[str] | None) -> None:
     """Put back the ``.hydra/`` files of a finished run: its kept copies, or (kept by none) ``overrides.yaml``
-    from the overrides its ``metrics.json`` recorded."""
+    from the overrides its ``metrics.json`` recorded (``None``: recorded none, nothing is put back)."""
     hydra = Path(run_dir) / ".hydra"
     kept = [hydra / KEPT_HYDRA_FILES / name for name in HYDRA_FILES if (hydra / KEPT_HYDRA_FILES / name).is_file()]
     for copy in kept:
         write_bytes_atomic(hydra / copy.name, copy.read_bytes())
-    if not kept and hydra.is_dir():
+    if not kept and hydra.is_dir() and recorded is not None:
         write_text_atomic(hydra / "overrides.yaml", yaml.safe_dump(list(recorded), default_flow_style=False))
 
 

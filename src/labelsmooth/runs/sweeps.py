@@ -25,25 +25,24 @@ from labelsmooth.runs.overrides import CONTINUE_KEYS, job_overrides, override_ke
 log = logging.getLogger(__name__)
 
 
-def completed_job(
-    output_dir: str | Path, task_overrides: Sequence[str], identity: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The ``metrics.json`` of ``output_dir`` if it records a completed run of the same job (``task_overrides``:
-    Hydra's ``overrides.task``; ``identity``: the job's seed, part names and strategy parameters, compared with a
-    ``metrics.json`` recorded before it kept the overrides); None (run the job) otherwise."""
+def completed_job(output_dir: str | Path, overrides: Sequence[str], identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``metrics.json`` of ``output_dir`` if it records a completed run of the same job (``overrides``: the
+    job's, as ``metrics.json`` records them, compared by ``same_job`` as the result guard compares them;
+    ``identity``: the job's seed, part names and strategy parameters, compared with a ``metrics.json`` recorded
+    before it kept the overrides); None (run the job) otherwise."""
     from labelsmooth.runs.result_guard import completed_result, restore_hydra_files
 
     if (metrics := completed_result(output_dir)) is None:
         return None
-    # A metrics.json recorded before it kept the overrides: what it has of the job's identity, all of it.
-    if isinstance(metrics.get("overrides"), list):
-        same = sweep_job(metrics["overrides"]) == sweep_job(task_overrides)
-    else:
+    recorded = metrics.get("overrides")
+    if isinstance(recorded, list):
+        same = same_job(recorded, overrides)
+    else:  # recorded before metrics.json kept the overrides: what it has of the job's identity, all of it
         same = all(metrics.get(key) == value for key, value in identity.items())
     if not same:  # train() refuses to replace the other job's result (labelsmooth.runs.result_guard)
         return None
     log.info("%s says completed: the job is not run again", Path(output_dir) / METRICS_FILE)
-    restore_hydra_files(output_dir, metrics.get("overrides") or [])  # Hydra wrote this command's over them
+    restore_hydra_files(output_dir, recorded if isinstance(recorded, list) else None)  # Hydra wrote this command's
     return metrics
 
 
