@@ -217,6 +217,9 @@ def test_resuming_a_finished_run_runs_nothing_and_keeps_its_completed_result(tmp
     output = result.stdout + result.stderr
     assert result.returncode == 0 and f"{run_dir / 'metrics.json'} says completed: the job is not run again" in output
     assert "test accuracy" not in output and (run_dir / "metrics.json").read_bytes() == before
+    # Where its outputs go or how they are logged does not make another job: skipped as well, not refused
+    result = cli(["debug=fast", "logger=csv", "figures=false", f"resume={run_dir}"], tmp_path)
+    assert result.returncode == 0 and "says completed: the job is not run again" in result.stdout + result.stderr
 
 
 def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:
