@@ -54,7 +54,7 @@ def strategy_before_data(cfg: DictConfig) -> Any:
 
 
 # Lightning's older names of its precisions (Trainer(precision=...)), so that 32 and "32-true" are one setting.
-PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true", "None": "32-true"}
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
 
 
 def trainer_training_settings(trainer: Any) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def trainer_training_settings(trainer: Any) -> dict[str, Any]:
     gradient accumulation, the batches of an epoch and gradient clipping, in one form whatever way they were
     written (all batches, no clipping: ``None``)."""
     trainer = trainer or {}
-    precision = str(trainer.get("precision", "32-true"))
+    precision = str(trainer.get("precision") or "32-true")  # null: Lightning's default
     clip = trainer.get("gradient_clip_val") or None
     batches = trainer.get("limit_train_batches")
     return {

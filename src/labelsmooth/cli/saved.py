@@ -27,6 +27,11 @@ from labelsmooth.specification import MissingSpecificationError, RunSpecificatio
 log = logging.getLogger(__name__)
 
 
+# The run specification's config parts that an evaluation's config carries.
+RECORDED_PARTS = ("dataset", "model", "smoothing", "augment", "strategy_schedule", "distill", "optimizer")
+RECORDED_PARTS += ("scheduler", "trainer")
+
+
 @dataclasses.dataclass
 class SavedRun:
     """A checkpoint and what it was trained as: ``config`` holds the run's parts (``dataset``, ``model``,
@@ -64,8 +69,7 @@ class SavedRun:
                 older = OmegaConf.select(config, "callbacks.calibration.n_bins", default=DEFAULT_BINS)
                 config.n_bins = n_bins if n_bins is not None else config.get("n_bins", older)
             return cls(checkpoint, config, names)
-        recorded = ("dataset", "model", "smoothing", "augment", "strategy_schedule", "distill", "optimizer")
-        parts = {key: getattr(specification, key) for key in (*recorded, "scheduler", "trainer")}
+        parts = {key: getattr(specification, key) for key in RECORDED_PARTS}
         config = OmegaConf.create(
             {
                 "paths": OmegaConf.to_container(paths, resolve=True),

@@ -88,9 +88,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             run.summary["continued_from"] = str(Path(ckpt_path).absolute())  # last.ckpt, not the file it links to
             run.summary.update(earlier_code(recorded_metrics(RunDirectory.of_checkpoint(ckpt_path).root)))
             checkpoint = load_checkpoint(ckpt_path)
-            check_same_training(checkpoint.get(SPECIFICATION_KEY), training_parts(cfg), ckpt_path)
+            written = checkpoint.get(SPECIFICATION_KEY)
+            check_same_training(written, training_parts(cfg), ckpt_path)
             weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's
-            written = {"class_names": (checkpoint.get(SPECIFICATION_KEY) or {}).get("class_names")}
             del checkpoint
         set_num_threads(cfg.get("num_threads"))
         run.summary["num_threads"] = torch.get_num_threads()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelsmooth.report.base import DEFAULT_PARAMETER, REPORT_METRICS, ParameterValue, slug
+from labelsmooth.report.base import DEFAULT_PARAMETER, REPORT_METRICS, SELECTION_METRIC, ParameterValue, slug
 from labelsmooth.report.baseline import choose_baseline
 from labelsmooth.report.curves import plot_learning_curves
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_COLUMN, build_distillation_table
@@ -33,7 +33,6 @@ from labelsmooth.report.tables import (
     Table,
     build_table,
     comparisons,
-    selected_by_validation,
     write_comparison_csv,
     write_runs_csv,
     write_table_csv,
@@ -122,10 +121,10 @@ def make_report(
     files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
     chosen = choose_baseline(counted, parameter, {c for t in tables for c in t.columns}, baseline)
-    by_validation = selected_by_validation(tables, chosen.value)
-    compared = {
-        t.metric.key: comparisons(t, chosen.value, by_validation if t.metric.on_test_split else None) for t in tables
-    }
+    compared = {t.metric.key: comparisons(t, chosen.value) for t in tables if not t.metric.on_test_split}
+    # a test metric's best is the value validation chose, row by row: the test split chooses nothing
+    by_validation = {c.row: c.best for c in compared.get(SELECTION_METRIC, [])}
+    compared |= {t.metric.key: comparisons(t, chosen.value, by_validation) for t in tables if t.metric.on_test_split}
     for table in (t for t in tables if t.shown):
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
         files.append(

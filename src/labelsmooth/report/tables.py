@@ -13,7 +13,6 @@ from typing import Any
 
 from labelsmooth.report.base import (
     REPORT_METRICS,
-    SELECTION_METRIC,
     ParameterValue,
     ReportMetric,
     as_float,
@@ -145,13 +144,6 @@ def comparisons(
         for row, values in rows
     )
     return [c for c in found if c is not None]
-
-
-def selected_by_validation(tables: Sequence[Table], baseline: ParameterValue) -> dict[str, ParameterValue]:
-    """Per row (data set), the value with the best ``SELECTION_METRIC`` mean: the best that the test tables'
-    Table 3 compares, so that the test split chooses nothing its p-value then tests."""
-    selection = [t for t in tables if t.metric.key == SELECTION_METRIC]
-    return {c.row: c.best for table in selection for c in comparisons(table, baseline)}
 
 
 def unpaired(comparison: PairedComparison) -> bool:
