@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -15,7 +17,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 # Under pytest-xdist (make test) one torch thread per worker, set before torch is imported and inherited by the
 # tests' subprocesses: the workers share the cores, and two threads per worker made the tiny models' steps wait
@@ -23,7 +25,7 @@ from omegaconf import OmegaConf
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from labelsmooth.cli.build import compose_config as compose_train_config
+from labelsmooth.cli.build import compose_config, in_run_directory
 from labelsmooth.cli.train import train
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.overrides import override_value
@@ -32,6 +34,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...], working_dir: str) -> DictConfig:
+    return compose_config(list(overrides))
+
+
+def compose_train_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
+    """``compose_config`` (the config ``python train.py <overrides>`` runs), memoized in this test process: the suite
+    composes the same overrides hundreds of times, at about 0.1 s each. A deep copy, which the test may change; the
+    working directory is part of the key (a ``hydra.searchpath`` may be relative)."""
+    cfg = copy.deepcopy(_composed(tuple(overrides or ()), os.getcwd()))
+    return cfg if output_dir is None else in_run_directory(cfg, output_dir)
 
 
 def choices_of(overrides: list[str]) -> dict[str, str]:

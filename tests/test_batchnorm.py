@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from labelsmooth.callbacks.precise_bn import PreciseBatchNorm, batch_norm_layers, recompute_batch_norm_statistics
-from labelsmooth.cli.build import build_datamodule, build_module, compose_config
+from labelsmooth.cli.build import build_datamodule, build_module
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import ResNetV1, ResNetV2
-from tests.conftest import run_training
+from tests.conftest import compose_train_config, run_training
 
 
 def momenta(net: nn.Module) -> set[float | None]:
@@ -51,7 +51,7 @@ def test_an_impossible_momentum_names_the_parameter_and_the_convention(value) ->
 def test_plain_models_use_pytorchs_momentum_and_the_recipes_keras(overrides, expected, tmp_path: Path) -> None:
     import hydra
 
-    cfg = compose_config(overrides, output_dir=tmp_path)
+    cfg = compose_train_config(overrides, output_dir=tmp_path)
     assert cfg.model.bn_momentum == expected
     net = hydra.utils.instantiate(cfg.model, num_classes=10, in_channels=1, image_size=(8, 8))
     assert momenta(net) == {expected}
@@ -124,7 +124,7 @@ def test_precise_bn_refuses_a_number_of_batches_that_is_not_a_count(value) -> No
 
 
 def digits_setup(tmp_path: Path, *overrides: str):
-    cfg = compose_config(
+    cfg = compose_train_config(
         ["logger=none", "model.bn_momentum=0.01", "dataset.batch_size=2000", *overrides], output_dir=tmp_path
     )
     datamodule = build_datamodule(cfg.dataset)
@@ -221,7 +221,7 @@ def test_precise_bn_under_ddp_averages_the_processes_and_stays_reproducible(tmp_
     assert recorded["world_size"] == 2 and recorded["precise_bn"] == 3
     assert recorded["val/acc"] == recorded["val/acc_best"]
 
-    cfg = compose_config(["logger=none", "model.bn_momentum=0.01"], output_dir=tmp_path)
+    cfg = compose_train_config(["logger=none", "model.bn_momentum=0.01"], output_dir=tmp_path)
     datamodule = build_datamodule(cfg.dataset)
     module = build_module(cfg, datamodule)
     stored = torch.load(recorded["checkpoint"], weights_only=True)["state_dict"]

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from labelsmooth.cli.build import build_datamodule, build_module, compose_config
-from tests.conftest import run_training
+from labelsmooth.cli.build import build_datamodule, build_module
+from tests.conftest import compose_train_config, run_training
 
 
 def test_metrics_json_records_the_epoch_of_the_best_validation_accuracy(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_metrics_json_records_the_epoch_of_the_best_validation_accuracy(tmp_path
 
 
 def fit(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None):
-    cfg = compose_config(["logger=none"], output_dir=tmp_path)
+    cfg = compose_train_config(["logger=none"], output_dir=tmp_path)
     datamodule = build_datamodule(cfg.dataset)
     pl.seed_everything(0)
     module = build_module(cfg, datamodule)

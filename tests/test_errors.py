@@ -69,24 +69,24 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
 
 def test_optimizer_settings_that_are_not_numbers_are_the_optimizers_own(tmp_path: Path) -> None:
     """Adafactor's ``eps`` is a pair, with None for a default: the shared ranges apply to numbers only."""
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.schema import validate_run_config
+    from tests.conftest import compose_train_config
 
     adafactor = ["optimizer._target_=torch.optim.Adafactor", "+optimizer.eps=[null,0.001]", "optimizer.lr=0.01"]
-    validate_run_config(compose_config(adafactor, output_dir=tmp_path))
+    validate_run_config(compose_train_config(adafactor, output_dir=tmp_path))
 
 
 def test_two_starting_points_or_a_sweeps_resume_in_a_single_run_are_refused(tmp_path: Path) -> None:
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_start
+    from tests.conftest import compose_train_config
 
     both = ["resume=true", "ckpt_path=a.ckpt"]
     with pytest.raises(ConfigurationError, match=r"^resume=True and ckpt_path=a.ckpt both say where training starts"):
-        check_start(compose_config(both, output_dir=tmp_path), both, multirun=False)
-    check_start(compose_config(["ckpt_path=a.ckpt"], output_dir=tmp_path), ["ckpt_path=a.ckpt"], multirun=True)
+        check_start(compose_train_config(both, output_dir=tmp_path), both, multirun=False)
+    check_start(compose_train_config(["ckpt_path=a.ckpt"], output_dir=tmp_path), ["ckpt_path=a.ckpt"], multirun=True)
     with pytest.raises(ConfigurationError, match=r"^resume_sweep=true continues a sweep \(python train.py -m "):
-        check_start(compose_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], False)
-    check_start(compose_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], multirun=True)
+        check_start(compose_train_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], False)
+    check_start(compose_train_config(["resume_sweep=true"], output_dir=tmp_path), ["resume_sweep=true"], multirun=True)
 
 
 def test_a_bad_batch_mixing_setting_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
@@ -109,11 +109,11 @@ def test_optimizer_scheduler_and_validation_settings_out_of_their_range_are_refu
     args: list[str], line: str, tmp_path: Path
 ) -> None:
     """torch checks neither momentum's upper bound nor a step factor's sign; Lightning divides by the interval."""
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.schema import validate_run_config
+    from tests.conftest import compose_train_config
 
     with pytest.raises(ConfigurationError) as refused:
-        validate_run_config(compose_config(args, output_dir=tmp_path))
+        validate_run_config(compose_train_config(args, output_dir=tmp_path))
     assert str(refused.value).startswith(line)
 
 
@@ -146,17 +146,17 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> N
 
 
 def test_precise_bn_without_its_callback_is_refused(tmp_path: Path) -> None:
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_precise_bn
     from labelsmooth.cli.schema import validate_run_config
+    from tests.conftest import compose_train_config
 
-    check_precise_bn(compose_config(["precise_bn=5"], output_dir=tmp_path))
+    check_precise_bn(compose_train_config(["precise_bn=5"], output_dir=tmp_path))
     with pytest.raises(ConfigurationError, match="precise_bn=5 needs the PreciseBatchNorm callback"):
-        check_precise_bn(compose_config(["callbacks=none", "precise_bn=5"], output_dir=tmp_path))
+        check_precise_bn(compose_train_config(["callbacks=none", "precise_bn=5"], output_dir=tmp_path))
     with pytest.raises(
         ConfigurationError, match=r"^precise_bn=-1 must be an integer >= 0 \(training batches; 0: off\)"
     ):
-        validate_run_config(compose_config(["precise_bn=-1"], output_dir=tmp_path))  # before check_precise_bn
+        validate_run_config(compose_train_config(["precise_bn=-1"], output_dir=tmp_path))  # before check_precise_bn
 
 
 def test_a_negative_diagram_interval_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -359,11 +359,11 @@ def test_a_checkpoint_selection_that_cannot_work_is_refused_before_training(
 ) -> None:
     """Lightning looks the monitored name up only after the first epoch's validation, and keeps the checkpoint the
     mode asks for, the worst one included."""
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_checkpoint_monitor
+    from tests.conftest import compose_train_config
 
     with pytest.raises(ConfigurationError) as refused:
-        check_checkpoint_monitor(compose_config(args, output_dir=tmp_path))
+        check_checkpoint_monitor(compose_train_config(args, output_dir=tmp_path))
     assert str(refused.value).startswith(line)
 
 
@@ -373,10 +373,10 @@ def test_a_checkpoint_selection_that_cannot_work_is_refused_before_training(
              ["callbacks.checkpoint.monitor=null"], ["callbacks.checkpoint=null"]],
 )  # fmt: skip
 def test_checkpoint_selections_that_work_pass(args: list[str], tmp_path: Path) -> None:
-    from labelsmooth.cli.build import compose_config
     from labelsmooth.cli.checks import check_checkpoint_monitor
+    from tests.conftest import compose_train_config
 
-    check_checkpoint_monitor(compose_config(args, output_dir=tmp_path))
+    check_checkpoint_monitor(compose_train_config(args, output_dir=tmp_path))
 
 
 def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(tmp_path: Path) -> None:
@@ -385,11 +385,12 @@ def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(tmp_path: P
     import torch
 
     from labelsmooth.calibration.metrics import ClassificationMetrics
-    from labelsmooth.cli.build import build_datamodule, build_module, compose_config
+    from labelsmooth.cli.build import build_datamodule, build_module
     from labelsmooth.module import VALIDATION_RECORDS
+    from tests.conftest import compose_train_config
 
     selection = ["callbacks.checkpoint.monitor=val/nll_ts", "callbacks.checkpoint.mode=min"]
-    cfg = compose_config(["model=mlp", *selection], output_dir=tmp_path)
+    cfg = compose_train_config(["model=mlp", *selection], output_dir=tmp_path)
     module = build_module(cfg, build_datamodule(cfg.dataset))
     module.start_validation(sanity_checking=False)
     module.update_validation(torch.randn(8, 10), torch.arange(8), sanity_checking=False)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from labelsmooth.cli.build import compose_config, strategy_before_data
+from labelsmooth.cli.build import strategy_before_data
 from labelsmooth.cli.fused import Member, train_group
 from labelsmooth.cli.fused_groups import Job, group_jobs, why_not_fusable
 from labelsmooth.cli.train import train
 from labelsmooth.runs.context import RunContext
-from tests.conftest import choices_of
+from tests.conftest import choices_of, compose_train_config
 from tests.fused_helpers import StepLosses
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -38,7 +38,7 @@ def fused_members(tmp_path: Path, model: list[str], grid: list[list[str]] = MEMB
     for number, overrides in enumerate(grid):
         job_overrides = [*model, *SHARED, *overrides]
         directory = tmp_path / "fused" / str(number)
-        cfg = compose_config(job_overrides, output_dir=directory)
+        cfg = compose_train_config(job_overrides, output_dir=directory)
         context = RunContext(output_dir=directory, choices=choices_of(job_overrides), multirun=True)
         member = Member(Job(number, job_overrides, cfg), list(range(len(grid))), cfg, context)
         member.strategy = strategy_before_data(cfg)
@@ -54,7 +54,7 @@ def train_alone(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[float]
         "+callbacks.step_losses._target_=tests.fused_helpers.StepLosses",
         f"+callbacks.step_losses.path={losses}",
     ]
-    cfg = compose_config(overrides, output_dir=tmp_path / "alone")
+    cfg = compose_train_config(overrides, output_dir=tmp_path / "alone")
     summary = train(cfg, RunContext(output_dir=tmp_path / "alone", choices=choices_of(overrides)))
     return summary, json.loads(losses.read_text())
 
@@ -87,7 +87,7 @@ def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: s
 
 
 def composed(overrides: list[str], number: int, tmp_path: Path) -> Job:
-    return Job(number, overrides, compose_config(overrides, output_dir=tmp_path))
+    return Job(number, overrides, compose_train_config(overrides, output_dir=tmp_path))
 
 
 def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: Path) -> None:
@@ -125,9 +125,9 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     ],
 )
 def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:
-    config = compose_config([override], output_dir=tmp_path)
+    config = compose_train_config([override], output_dir=tmp_path)
     assert reason in why_not_fusable(config)
-    assert why_not_fusable(compose_config([], output_dir=tmp_path)) is None
+    assert why_not_fusable(compose_train_config([], output_dir=tmp_path)) is None
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reas
     ],
 )
 def test_jobs_with_what_a_group_reproduces_are_members(tmp_path: Path, override: str) -> None:
-    assert why_not_fusable(compose_config([override], output_dir=tmp_path)) is None
+    assert why_not_fusable(compose_train_config([override], output_dir=tmp_path)) is None
 
 
 def test_a_network_that_draws_random_numbers_is_not_fused() -> None:

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from labelsmooth.cli.build import compose_config
 from labelsmooth.cli.evaluate import evaluate
 from labelsmooth.cli.schema import validate_run_config
 from labelsmooth.data.preprocess import as_image_batch
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.module import LabelSmoothingClassifier
 from labelsmooth.specification import SPECIFICATION_KEY, MissingSpecificationError, RunSpecification
-from tests.conftest import FAST, REPO_ROOT, run_app_in_process, run_training, subprocess_env
+from tests.conftest import FAST, REPO_ROOT, compose_train_config, run_app_in_process, run_training, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def test_a_copied_checkpoint_evaluates_to_the_runs_test_accuracy(
     copied_checkpoint: tuple[Path, dict], tmp_path: Path
 ) -> None:
     ckpt, summary = copied_checkpoint
-    cfg = compose_config(["logger=none", f"ckpt_path={ckpt}"], output_dir=tmp_path)
+    cfg = compose_train_config(["logger=none", f"ckpt_path={ckpt}"], output_dir=tmp_path)
     evaluated = evaluate(_eval_config(ckpt, tmp_path), tmp_path)
     assert cfg is not None and evaluated["status"] == "completed"
     assert evaluated["test/acc"] == pytest.approx(summary["test/acc"], abs=1e-7)
@@ -234,7 +233,7 @@ def test_an_old_checkpoint_away_from_its_run_gets_one_line(
     ],
 )
 def test_bad_values_are_refused_when_composed_in_one_line(overrides: list[str], message: str, tmp_path: Path) -> None:
-    cfg = compose_config([*FAST, *overrides], output_dir=tmp_path)
+    cfg = compose_train_config([*FAST, *overrides], output_dir=tmp_path)
     with pytest.raises(ConfigurationError, match=message) as refused:
         validate_run_config(cfg)
     assert "\n" not in str(refused.value)
@@ -245,11 +244,13 @@ def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> Non
     and its base value from one epoch to the next."""
     steps = [*FAST, "trainer.max_epochs=-1", "+trainer.max_steps=5"]
     with pytest.raises(ConfigurationError, match=r"^scheduler.T_max=-1 must be an integer >= 1 \(the cosine period"):
-        validate_run_config(compose_config([*steps, "scheduler=cosine"], output_dir=tmp_path))
-    validate_run_config(compose_config([*steps, "scheduler=cosine", "scheduler.T_max=3"], output_dir=tmp_path))
-    validate_run_config(compose_config([*steps, "scheduler=none"], output_dir=tmp_path))
+        validate_run_config(compose_train_config([*steps, "scheduler=cosine"], output_dir=tmp_path))
+    validate_run_config(compose_train_config([*steps, "scheduler=cosine", "scheduler.T_max=3"], output_dir=tmp_path))
+    validate_run_config(compose_train_config([*steps, "scheduler=none"], output_dir=tmp_path))
     validate_run_config(
-        compose_config([*FAST, "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00", "scheduler=none"], tmp_path)
+        compose_train_config(
+            [*FAST, "trainer.max_epochs=-1", "+trainer.max_time=00:00:01:00", "scheduler=none"], tmp_path
+        )
     )
 
 
@@ -301,7 +302,7 @@ def test_the_parts_meet_the_contracts_the_callbacks_read(tmp_path: Path) -> None
     from labelsmooth.models.l2_penalty import HasOptimizerGroups
     from labelsmooth.runs.record import RunRecorder
 
-    cfg = compose_config([*FAST, "figures=true", "precise_bn=2"], output_dir=tmp_path)
+    cfg = compose_train_config([*FAST, "figures=true", "precise_bn=2"], output_dir=tmp_path)
     datamodule = build_datamodule(cfg.dataset)
     module = build_module(cfg, datamodule)
     assert isinstance(module, TestedClassifier) and isinstance(module, RunRecorder)

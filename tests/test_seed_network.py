@@ -14,11 +14,12 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from scipy import stats
 
-from labelsmooth.cli.build import build_datamodule, build_module, compose_config, run_specification
+from labelsmooth.cli.build import build_datamodule, build_module, run_specification
 from labelsmooth.cli.schema import validate_run_config
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import MLP, seed_linear
 from labelsmooth.smoothing import BinarySmoothing, TargetRange
+from tests.conftest import compose_train_config
 
 STEPS = 300
 
@@ -105,7 +106,7 @@ def seed_update(w_hidden: np.ndarray, w_out: np.ndarray, x: np.ndarray, label: i
 def train_seed_recipe(
     tmp_path: Path, overrides: tuple[str, ...] = ()
 ) -> tuple[pl.LightningModule, list[np.ndarray], RecordBatches, dict]:
-    cfg = compose_config(
+    cfg = compose_train_config(
         ["experiment=seed_mnist_mlp", "dataset=digits", "logger=none", *overrides], output_dir=tmp_path
     )
     datamodule = build_datamodule(cfg.dataset)
@@ -227,7 +228,7 @@ def test_backprop_choices_and_the_look_ahead_learning_rate_are_checked() -> None
 
 def test_the_recipe_uses_the_seeds_rule_and_the_gradient_is_one_override_away(tmp_path: Path) -> None:
     def network(overrides: list[str]) -> tuple[MLP, dict]:
-        cfg = compose_config(["dataset=digits", "logger=none", *overrides], output_dir=tmp_path)
+        cfg = compose_train_config(["dataset=digits", "logger=none", *overrides], output_dir=tmp_path)
         validate_run_config(cfg)
         datamodule = build_datamodule(cfg.dataset)
         return run_specification(cfg, datamodule).build_network(), cfg
@@ -239,5 +240,5 @@ def test_the_recipe_uses_the_seeds_rule_and_the_gradient_is_one_override_away(tm
     slower, _ = network(["experiment=seed_mnist_mlp", "optimizer.lr=0.05"])
     assert slower.backprop_lr == 0.05  # the look-ahead follows the optimizer's learning rate
     for mapping, low in (("zero_one", 0.0), ("seeds", 0.01)):  # both arms of sweep=seed_000, under the seeds' rule
-        arm = compose_config(["sweep=seed_000", "experiment=seed_mnist_mlp", f"seed_000_mapping={mapping}"])
+        arm = compose_train_config(["sweep=seed_000", "experiment=seed_mnist_mlp", f"seed_000_mapping={mapping}"])
         assert arm.model.backprop == "seed_numpy" and arm.smoothing.low == low

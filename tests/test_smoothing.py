@@ -143,10 +143,10 @@ def strategy_configs() -> tuple:
     """Each strategy's config as ``python train.py smoothing=<name>`` composes it (``conf/smoothing/*.yaml``)."""
     from labelsmooth.conf import CONFIG_DIR
 
-    from labelsmooth.cli.build import compose_config
+    from tests.conftest import compose_train_config
 
     names = sorted(path.stem for path in (CONFIG_DIR / "smoothing").glob("*.yaml"))
-    return tuple(compose_config([f"smoothing={name}"]).smoothing for name in names)
+    return tuple(compose_train_config([f"smoothing={name}"]).smoothing for name in names)
 
 
 def every_strategy(num_classes: int) -> list:

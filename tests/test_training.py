@@ -150,9 +150,10 @@ def test_each_ddp_process_draws_its_own_augmentation_the_same_for_the_same_proce
     (tests/test_reliability.py resumes a killed DDP run to the same metrics)."""
     from types import SimpleNamespace
 
-    from labelsmooth.cli.build import build_datamodule, compose_config
+    from labelsmooth.cli.build import build_datamodule
+    from tests.conftest import compose_train_config
 
-    datamodule = build_datamodule(compose_config(["dataset.shift=0.1", "dataset.hflip=true"]).dataset)
+    datamodule = build_datamodule(compose_train_config(["dataset.shift=0.1", "dataset.hflip=true"]).dataset)
     batch = next(iter(datamodule.train_dataloader()))
 
     def shifted(rank: int, epoch: int, world_size: int = 2) -> torch.Tensor:

@@ -22,16 +22,21 @@ def compose_config(overrides: list[str] | None = None, output_dir: str | Path | 
     app (tests, benchmarks, notebooks); ``output_dir`` replaces the run directory Hydra would have made."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
 
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides or []))
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir)
+    return cfg if output_dir is None else in_run_directory(cfg, output_dir)
+
+
+def in_run_directory(cfg: DictConfig, output_dir: str | Path) -> DictConfig:
+    """``cfg`` (changed in place) writing its run into ``output_dir``: ``paths.output_dir`` and ``paths.log_dir``."""
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir)
     return cfg
 
 
