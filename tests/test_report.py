@@ -711,3 +711,18 @@ def test_the_same_gain_on_every_seed_has_no_t_test() -> None:
     comparison = paired_comparison("digits", {0.9: dict(enumerate(better)), 1.0: dict(enumerate(baseline))}, 1.0, True)
     assert comparison.best == 0.9 and math.isnan(comparison.p_value)
     assert comparison.mean_difference == pytest.approx(1 / 269, rel=1e-5)
+
+
+def test_wandb_report_page_of_several_data_sets_has_no_means_pooling_them(sweep: Path, monkeypatch) -> None:
+    """A bar or curve of means by γ would average the runs of every data set: with two rows the page keeps the
+    per-run scatter plots and says why the means are in the tables alone."""
+    report = make_report([sweep])
+    for table in report.tables:  # the same runs as a second data set's row
+        for row in list(table.values):
+            table.values["another data set"] = dict(table.values[row])
+    _offline_socket(monkeypatch)
+    page = build_wandb_report(report, "labelsmooth", "me", ["sweep-2026-01-01-00-00-00"], "run123")
+    training, _ = [b for b in page.blocks if type(b).__name__ == "PanelGrid"]
+    kinds = {type(p).__name__ for p in training.panels}
+    assert kinds == {"ScatterPlot"}
+    assert any("span 2 data sets or models" in getattr(b, "text", "") for b in page.blocks)

@@ -129,7 +129,7 @@ def test_a_chosen_parameter_that_pools_another_varied_key_says_so(tmp_path: Path
         write_run(sweep, number, overrides, {"smoothing.gamma": gamma, "seed": 0, "val/acc_best": 0.9})
     report = make_report([sweep], parameter="smoothing.gamma")
     assert report.pooled == ["trainer.max_epochs"] and len(report.duplicates) == 2
-    assert "**Pooled:** the jobs of a cell also differ in `trainer.max_epochs`" in report.markdown.read_text()
+    assert "**Pooled:** the jobs also differ in `trainer.max_epochs`, not only in" in report.markdown.read_text()
     # strategies by name: a strategy's parameter pooled within its column, not when it differs between columns
     by_name = tmp_path / "by_name"
     for number, (name, value) in enumerate((("gamma", 0.8), ("gamma", 0.9), ("uniform", 0.1))):
@@ -260,3 +260,45 @@ def test_student_accuracy_by_the_teachers_smoothing(tmp_path: Path) -> None:
     assert set(rows) == {"gamma (γ=0.8)", "gamma (γ=1)", "none"} and rows["none"]["n"] == "2"
     assert float(rows["gamma (γ=0.8)"]["mean"]) == pytest.approx(0.81)
     assert make_report([tmp_path / "students" / "6"], out_dir=tmp_path / "one").distillation is None  # no teacher
+
+
+def test_students_of_other_teachers_or_temperatures_are_never_one_cell(tmp_path: Path) -> None:
+    """--param distill.temperature: students of two teachers with the same temperature and seed are not duplicates
+    of each other, and each temperature keeps its own column."""
+    sweep = tmp_path / "students"
+    teachers = {"a.ckpt": ("gamma", {"teacher.smoothing.gamma": 0.8}), "b.ckpt": ("none", {})}
+    number = 0
+    for checkpoint, (teacher, parameters) in teachers.items():
+        for temperature in (1, 4):
+            for seed in (0, 1):
+                acc = 0.8 + 0.05 * (teacher == "none") + 0.01 * temperature + 0.001 * seed
+                metrics = {"seed": seed, "val/acc_best": 0.9, "test/acc": acc, "teacher.smoothing": teacher}
+                metrics["distill.temperature"] = temperature
+                overrides = [f"teacher_ckpt={checkpoint}", f"distill.temperature={temperature}", f"seed={seed}"]
+                write_run(sweep, number, overrides, metrics | parameters)
+                number += 1
+    table = make_report([sweep], parameter="distill.temperature").distillation
+    expected = [f"{teacher} · distill.temperature={t}" for teacher in ("gamma (γ=0.8)", "none") for t in (1, 4)]
+    assert table.columns == expected
+    for teacher, base in (("gamma (γ=0.8)", 0.8), ("none", 0.85)):
+        for t in (1, 4):
+            estimate = table.estimate("digits (mlp)", f"{teacher} · distill.temperature={t}")
+            assert estimate.n == 2 and estimate.mean == pytest.approx(base + 0.01 * t + 0.0005)
+
+
+def test_a_key_that_changes_with_the_parameter_is_named_and_a_null_metric_listed(tmp_path: Path) -> None:
+    """γ = 0.8 ran only with lr 0.1 and γ = 1 only with lr 0.01: no cell pools them, but the columns differ in
+    both, which the report says. A completed job whose test/ece_ts is null is listed, not silently left out."""
+    sweep = tmp_path / "sweep"
+    for number, (gamma, lr) in enumerate(((0.8, 0.1), (1.0, 0.01))):
+        for seed in (0, 1):
+            metrics = {"smoothing.gamma": gamma, "seed": seed, "val/acc_best": 0.9, "test/acc": 0.9}
+            if (gamma, seed) == (0.8, 1):
+                metrics["test/ece_ts"] = None
+            overrides = [f"smoothing.gamma={gamma}", f"optimizer.lr={lr}", f"seed={seed}"]
+            write_run(sweep, 2 * number + seed, overrides, metrics)
+    report = make_report([sweep], parameter="smoothing.gamma")
+    assert report.pooled == ["optimizer.lr"]
+    assert "**Pooled:** the jobs also differ in `optimizer.lr`, not only in" in report.markdown.read_text()
+    (listed,) = [p for p in report.problems if "test/ece_ts" in p]
+    assert listed == f"{sweep / '1'}: test/ece_ts is null in metrics.json; left out of its table"

@@ -129,6 +129,15 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def fmt_p_value(p: float | None) -> str:
+    """A p-value to 4 decimals, and one below 0.0001 as ``< 0.0001`` (never ``0.0000``).
+
+    >>> [fmt_p_value(p) for p in (0.04123, 6.5e-21, float("nan"))]
+    ['0.0412', '< 0.0001', '–']
+    """
+    return "< 0.0001" if p is not None and 0 <= p < 5e-5 else fmt(p, 4)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -19,6 +19,7 @@ from labelsmooth.report.jobs import (
     check_parameter,
     collect,
     counted_jobs,
+    distinct_jobs,
     infer_parameter,
     non_finite_values,
     pooled_keys,
@@ -132,7 +133,7 @@ def make_report(
                 out / f"best_vs_baseline_{table.metric.slug}.csv", compared[table.metric.key], parameter
             )
         )
-    distillation = build_distillation_table(counted)
+    distillation = build_distillation_table(distinct_jobs(jobs))
     if distillation is not None:
         path = out / f"table_distillation_{STUDENT_METRIC.slug}.csv"
         files.append(write_table_csv(path, distillation, TEACHER_COLUMN, replicates="runs"))

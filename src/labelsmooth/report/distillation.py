@@ -21,13 +21,14 @@ from labelsmooth.report.base import (
     format_value,
     param_label,
 )
-from labelsmooth.report.jobs import Job, still_improving
+from labelsmooth.report.jobs import Job, still_improving, swept_parameters
 from labelsmooth.report.tables import Table
 from labelsmooth.runs.record import TEACHER_PREFIX
 
 TEACHER_KEY = f"{TEACHER_PREFIX}smoothing"
 STUDENT_METRIC = ReportMetric("test/acc", "Student test accuracy (%)", higher_is_better=True, accuracy=True)
 TEACHER_COLUMN = "teacher"
+TEACHER_CHECKPOINT_KEY = "teacher_ckpt"  # its teachers of one setting (their seeds) are the cell's replicates
 
 
 def teacher_setting(job: Job) -> str | None:
@@ -47,13 +48,19 @@ def teacher_setting(job: Job) -> str | None:
 
 def build_distillation_table(jobs: Sequence[Job]) -> Table | None:
     """Student ``test/acc`` per student (``data set (model)``) and teacher setting over the completed student
-    jobs (one replicate per job directory); None when no completed job records a teacher."""
+    jobs (one replicate per job directory; pass each run once: ``distinct_jobs``); None when no completed job
+    records a teacher. Any other key the students vary (``distill.temperature``) joins the column label, so that a
+    cell never pools students trained differently."""
+    completed = [j for j in jobs if j.status == "completed"]
+    student_keys = [k for k in swept_parameters(completed) if k != TEACHER_CHECKPOINT_KEY]
     values: dict[str, dict[ParameterValue, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
     improving: dict[str, dict[ParameterValue, set[Any]]] = defaultdict(lambda: defaultdict(set))
-    for job in (j for j in jobs if j.status == "completed"):
+    for job in completed:
         column, value = teacher_setting(job), as_float(job.metrics.get(STUDENT_METRIC.key))
         if column is None or value is None:
             continue
+        if student_keys:
+            column += " · " + ", ".join(f"{k}={format_value(as_parameter_value(job.value(k)))}" for k in student_keys)
         row, replicate = f"{job.dataset} ({job.model})", str(job.directory)
         values[row][column][replicate] = value
         if still_improving(job):

@@ -172,15 +172,18 @@ def swept_parameters(jobs: Sequence[Job]) -> list[str]:
 
 
 def pooled_keys(jobs: Sequence[Job], parameter: str) -> list[str]:
-    """The keys that the completed jobs of one cell (a row and a value of ``parameter``) vary besides their seeds
-    (``swept_parameters`` within the cell): what the report's cells pool."""
+    """The keys that the completed jobs vary besides ``parameter`` and their seeds: within a cell (a row and a
+    value of ``parameter``), where the cell pools them, or between the columns, where the columns differ in them
+    as well as in ``parameter``; a strategy's own parameters (``smoothing.gamma`` under ``--param smoothing``)
+    differ between strategies by definition."""
     row_of = row_labels(jobs)
+    completed = [job for job in jobs if job.status == "completed"]
     cells: dict[tuple[str, Any], list[Job]] = defaultdict(list)
-    for job in jobs:
-        if job.status == "completed":
-            cells[(row_of(job), as_parameter_value(job.value(parameter)))].append(job)
-    found = {key for cell in cells.values() for key in swept_parameters(cell)}
-    return sorted(found - {parameter})
+    for job in completed:
+        cells[(row_of(job), as_parameter_value(job.value(parameter)))].append(job)
+    within = {key for cell in cells.values() for key in swept_parameters(cell)}
+    between = {key for key in swept_parameters(completed) if not key.startswith(parameter + ".")}
+    return sorted((within | between) - {parameter})
 
 
 def is_not_compared(key: str) -> bool:
@@ -329,13 +332,28 @@ def counted_jobs(jobs: Sequence[Job], parameter: str) -> tuple[list[Job], list[D
     return [j for j in jobs if id(j) not in dropped], list(dropped.values())
 
 
+def distinct_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The completed jobs, each run once: of several with the same row and the same compared overrides (the same
+    job in two sweep directories), the one whose metrics.json is the most recent."""
+    row_of = row_labels(jobs)
+    groups: dict[tuple[str, frozenset[str]], list[Job]] = defaultdict(list)
+    for job in (j for j in jobs if j.status == "completed"):
+        settings = frozenset(item for item in job.overrides if not is_not_compared(override_key(item)))
+        groups[(row_of(job), settings)].append(job)
+    return [max(group, key=lambda j: (_finished_at(j), str(j.directory))) for group in groups.values()]
+
+
 def non_finite_values(jobs: Sequence[Job]) -> list[str]:
-    """One line per completed job and report metric whose recorded value is not a finite number (a NaN ECE):
-    left out of its table, so the table's n is smaller than the number of completed seeds."""
-    return [
-        f"{job.directory}: {metric.key} = {job.metrics[metric.key]} is not a finite number; left out of its table"
-        for job in jobs
-        if job.status == "completed"
-        for metric in REPORT_METRICS
-        if job.metrics.get(metric.key) is not None and as_float(job.metrics[metric.key]) is None
-    ]
+    """One line per completed job and report metric whose value is not a finite number (a NaN ECE) or, for a
+    metric every run records, is null or missing: left out of its table, so the table's n is smaller than the
+    number of completed seeds."""
+    lines = []
+    for job in (j for j in jobs if j.status == "completed"):
+        for metric in REPORT_METRICS:
+            value = job.metrics.get(metric.key)
+            if value is not None and as_float(value) is None:
+                lines.append(f"{job.directory}: {metric.key} = {value} is not a finite number; left out of its table")
+            elif value is None and not metric.optional:
+                missing = "null" if metric.key in job.metrics else "missing"
+                lines.append(f"{job.directory}: {metric.key} is {missing} in metrics.json; left out of its table")
+    return lines

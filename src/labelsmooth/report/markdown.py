@@ -74,18 +74,20 @@ def _header(report: Report) -> list[str]:
         "`diff % = 100 · (best - baseline) / best` for the accuracies (the paper's definition), "
         "`100 · (best - baseline) / baseline` for the errors (the change relative to the baseline); a best tied "
         "with other values (equal means) names them; p-value: two-sided paired t-test over the seeds both have "
-        "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs or when best and baseline coincide. The best "
+        "(`scipy.stats.ttest_rel`), – with fewer than 2 pairs, when best and baseline coincide, or when every "
+        "pair differs by the same amount (no variance to test). The best "
         f"{symbol} of a validation table is chosen on these same runs, so its p-value is optimistic; a test "
-        f"table compares the {symbol} with the best mean `{SELECTION_METRIC}` (the test split chooses nothing).",
+        f"table compares the {symbol} with the best mean `{SELECTION_METRIC}` (the test split chooses nothing). "
+        "Each table's p-values are uncorrected for the number of data sets and metrics compared.",
     ]
     lines += bins_note(report.counted)
     if report.pooled:
         lines += [
             "",
-            f"**Pooled:** the jobs of a cell also differ in {', '.join(f'`{k}`' for k in report.pooled)}: a cell's "
-            f"seeds may have run with different values of it, and of the jobs with the same data set, {symbol} and "
-            "seed only the most recent counts (the others are listed as duplicates). Report them apart to compare "
-            "them.",
+            f"**Pooled:** the jobs also differ in {', '.join(f'`{k}`' for k in report.pooled)}, not only in "
+            f"`{report.parameter}`: a column or a cell may hold runs with different values of it, so a difference "
+            f"between columns is not {symbol}'s alone, and of the jobs with the same data set, {symbol} and seed only "
+            "the most recent counts (the others are listed as duplicates). Report them apart to compare them.",
         ]
     if report.baseline_reason:
         lines += ["", f"Baseline: {report.baseline_reason}"]

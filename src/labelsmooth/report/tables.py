@@ -19,6 +19,7 @@ from labelsmooth.report.base import (
     as_parameter_value,
     column_order,
     fmt,
+    fmt_p_value,
     format_value,
 )
 from labelsmooth.report.jobs import DuplicateRun, Job, counted_jobs, row_labels, still_improving
@@ -161,7 +162,7 @@ def comparison_rows(items: Sequence[PairedComparison], table: Table) -> list[lis
             table.cell(c.row, c.baseline),
             fmt(c.relative_difference) + (f" {UNPAIRED_MARK}" if unpaired(c) else ""),
             str(c.n_pairs),
-            fmt(c.p_value, 4),
+            fmt_p_value(c.p_value),
         ]
         for c in items
     ]

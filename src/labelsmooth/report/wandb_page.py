@@ -179,7 +179,7 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
             )
             for m in metrics
         ]
-        panels += [
+        means_by_value = [
             wr.BarPlot(
                 title=f"{m.key} by {symbol}: mean ± std over runs",
                 metrics=[m.key],
@@ -191,7 +191,7 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
             )
             for m in metrics
         ]
-        panels.append(
+        means_by_value.append(
             wr.LinePlot(
                 title=f"val/acc per epoch, mean ± std by {symbol}",
                 x="epoch",  # Lightning logs the epoch with every metric
@@ -202,10 +202,19 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
                 layout=wr.Layout(w=24, h=8),
             )
         )
+        rows = {row for table in report.tables for row in table.values}
+        if len(rows) <= 1:  # a mean by value over several data sets or models would pool them
+            panels += means_by_value
+        averaged = (
+            ""
+            if len(rows) <= 1
+            else f" The runs span {len(rows)} data sets or models, so there are no panels of means by {symbol}: "
+            "the tables above give them row by row."
+        )
         blocks += [
             wr.P(
                 text=f"The sweep's training runs (W&B group {', '.join(groups)}), against {symbol} (config "
-                f"{parameter}); values are fractions, the tables above show percent."
+                f"{parameter}); values are fractions, the tables above show percent.{averaged}"
             ),
             wr.PanelGrid(runsets=[runs], panels=panels),
         ]
