@@ -102,7 +102,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
 
 def fake_checkpoint(path: Path, epoch: int, step: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {}, "epoch": epoch, "global_step": step}, path)
+    torch.save({"state_dict": {}, "epoch": epoch, "global_step": step, "optimizer_states": [{}]}, path)
     return path
 
 
@@ -133,6 +133,18 @@ def test_a_file_without_weights_is_not_resumed_from(tmp_path: Path) -> None:
     checkpoints.mkdir()
     torch.save({"epoch": 3}, checkpoints / "last.ckpt")  # readable, but not a Lightning checkpoint
     with pytest.raises(CheckpointError, match=r"last\.ckpt is not a Lightning checkpoint"):
+        start_checkpoint(True, None, RunContext(output_dir=tmp_path))
+
+
+def test_a_checkpoint_of_weights_alone_is_not_continued(tmp_path: Path) -> None:
+    """A fused member's checkpoints hold its weights without optimizer state: Lightning would restore the weights
+    and then fail. Resuming its job under the basic launcher starts it afresh; resume= says why."""
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    torch.save({"state_dict": {}, "epoch": 1, "global_step": 10}, checkpoints / "last.ckpt")
+    point = choose_checkpoint(tmp_path)
+    assert point.path is None and "no optimizer state" in point.damaged[checkpoints / "last.ckpt"]
+    with pytest.raises(CheckpointError, match="hydra/launcher=fused resume_sweep=true"):
         start_checkpoint(True, None, RunContext(output_dir=tmp_path))
 
 

@@ -19,7 +19,7 @@ from labelsmooth.data.image_data import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
 from labelsmooth.data.splits import check_split_size, stratified_carve
 from tests.conftest import compose_train_config
-from tests.datasets_on_disk import WRITERS, relax_checksums
+from tests.datasets_on_disk import WRITERS, relax_checksums, write_image_folder
 
 # data set → (number of classes of the data set, image shape, (train, val, test) sizes of its tiny copy)
 EXPECTED = {
@@ -539,3 +539,18 @@ def test_cached_pixel_statistics_follow_the_pixels_not_the_image_counts(tmp_path
     expected = after.train_set.images.double().mean(0) / 255
     assert torch.allclose(after.preprocessor.mean.double(), expected, atol=1e-6)
     assert not torch.allclose(before.preprocessor.mean, after.preprocessor.mean)
+
+
+def test_reading_a_data_set_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
+    """An image folder is decoded through a DataLoader, which draws a seed from torch's global generator: the
+    network built after the data would start elsewhere than the run's seed (and than a fused member's, whose data
+    is read once for the group)."""
+    from labelsmooth.cli.build import build_datamodule
+
+    paths = write_image_folder(tmp_path / "images")
+    overrides = ["dataset=image_folder", f"dataset.train_dir={paths['train_dir']}", "dataset.num_workers=0"]
+    cfg = compose_train_config([*overrides, "dataset.val_size=0.25", "dataset.test_size=0.25"])
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    datamodule = build_datamodule(cfg.dataset)
+    assert len(datamodule.train_set) == 6 and torch.equal(torch.get_rng_state(), before)

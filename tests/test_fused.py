@@ -122,6 +122,12 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("callbacks.checkpoint.save_top_k=2", "callbacks.checkpoint.save_top_k=2: a fused member keeps its best"),
         ("+trainer.val_check_interval=0.5", "validates once per epoch"),  # its history had three rows per epoch
         ("optimizer._target_=torch.optim.Adafactor", "not elementwise"),  # losses 2e-4 from the separate runs'
+        ("+trainer.overfit_batches=2", "turns off the shuffling"),  # test/acc 0.487 where the run alone had 0.674
+        ("+trainer.max_time=00:00:10:00", "shared by its members"),
+        ("callbacks.precise_bn.num_batches=5", "precise BatchNorm statistics"),  # the callback's own, not the key's
+        ("callbacks.lr_monitor.logging_interval=step", "learning rates per epoch"),
+        # a loader that keeps its workers draws its validation order once: the members drifted from epoch 1
+        ("dataset=imagenette", "DataLoader workers kept between epochs"),
     ],
 )
 def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reason: str) -> None:
@@ -176,3 +182,19 @@ def test_a_group_larger_than_memory_is_split() -> None:
     huge = [Module(200_000) for _ in range(9)]  # 160 GB of weights each
     size, why = members_that_fit(huge, torch.device("cpu"))
     assert size == 1 and "MiB per member" in why
+
+
+def test_a_members_best_checkpoint_is_ranked_as_lightning_ranks_a_runs(tmp_path: Path) -> None:
+    """Without a monitor the newest checkpoint is the best (a run alone keeps best-epoch<n>.ckpt); a NaN score is
+    the worst, so a later finite one replaces it."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from labelsmooth.fused.checkpoints import MemberCheckpoints, ranked_score
+
+    newest = MemberCheckpoints(ModelCheckpoint(dirpath=tmp_path, monitor=None))
+    assert newest._improves(None)
+    by_nll = MemberCheckpoints(ModelCheckpoint(dirpath=tmp_path, monitor="val/nll", mode="min"))
+    assert by_nll._improves(ranked_score(float("nan"), "min"))  # the first validation's, then
+    by_nll.best_score = ranked_score(float("nan"), "min")
+    assert by_nll._improves(1.0) and not by_nll._improves(None)
+    assert ranked_score(float("nan"), "max") == float("-inf") and ranked_score(0.5, "max") == 0.5

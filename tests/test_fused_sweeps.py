@@ -112,6 +112,7 @@ def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
     assert jobs[0]["status"] == "completed" and jobs[0]["test/acc"] > 0.5
     assert jobs[1]["status"] == "failed" and jobs[1]["error_type"] == "MemberFailed"
     assert "the training loss became nan at global step 0" in jobs[1]["error"]
+    assert jobs[1]["num_threads"] == jobs[0]["num_threads"]  # as a run alone that fails records it
     assert jobs[2]["status"] == "failed" and "smoothing.temperature" in jobs[2]["error"]
     assert not (sweep / "1" / "checkpoints").exists() and (sweep / "0" / "checkpoints" / "last.ckpt").exists()
     assert (sweep / ".fused" / "0-1" / "last.ckpt").exists()  # a member failed: the group keeps its checkpoint

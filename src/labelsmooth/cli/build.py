@@ -41,10 +41,16 @@ def in_run_directory(cfg: DictConfig, output_dir: str | Path) -> DictConfig:
 
 
 def build_datamodule(dataset_cfg: DictConfig) -> Any:
-    """The data module of ``dataset_cfg``, with its files read (downloaded where allowed) and split."""
+    """The data module of ``dataset_cfg``, with its files read (downloaded where allowed) and split. Reading them
+    leaves torch's global random state as it was (a DataLoader that decodes the files draws from it), so that the
+    network built next starts from the run's seed whatever the data set, and a fused group's members, whose data is
+    set up once for all, start where their runs alone do."""
+    import torch
+
     datamodule = hydra.utils.instantiate(dataset_cfg)
     datamodule.prepare_data()
-    datamodule.setup("fit")
+    with torch.random.fork_rng(devices=[]):
+        datamodule.setup("fit")
     return datamodule
 
 

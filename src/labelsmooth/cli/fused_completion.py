@@ -42,9 +42,9 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
         if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
             write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
+        run.summary["num_threads"] = torch.get_num_threads()  # recorded by a run that fails as well
         if member.error is not None:
             raise member.error
-        run.summary["num_threads"] = torch.get_num_threads()
         run.logger = instantiate_logger(cfg, context)
         run.summary.update(wandb_record(run.logger))
         trainer = build_trainer(cfg, run.logger)

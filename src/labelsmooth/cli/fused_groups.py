@@ -90,6 +90,10 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "resume= and ckpt_path= continue a run of their own"
     if trainer.get("val_check_interval") not in (None, 1.0) or isinstance(trainer.get("val_check_interval"), int):
         return "trainer.val_check_interval: a fused group validates once per epoch"
+    if trainer.get("overfit_batches"):
+        return "trainer.overfit_batches: Lightning turns off the shuffling of a run alone, not of a fused group"
+    if trainer.get("max_time"):
+        return "trainer.max_time: a fused group's time limit would be shared by its members"
     return (
         why_optimizer_not_fusable(config.get("optimizer"))
         or why_callbacks_not_fusable(config.get("callbacks"))
@@ -151,6 +155,10 @@ def why_callbacks_not_fusable(callbacks: Any) -> str | None:
             continue
         if made is not progress_bar and not (isinstance(made, type) and issubclass(made, reproduced)):
             return f"callbacks.{name} ({target}) is not one a fused group runs for its members"
+        if isinstance(made, type) and issubclass(made, PreciseBatchNorm) and (node.get("num_batches") or 0) > 0:
+            return f"callbacks.{name}.num_batches: precise BatchNorm statistics are computed per run"
+        if made is LearningRateMonitor and node.get("logging_interval") not in (None, "epoch"):
+            return f"callbacks.{name}.logging_interval: a fused group logs its members' learning rates per epoch"
         if isinstance(made, type) and issubclass(made, BestAndLastCheckpoint):
             if name != "checkpoint":
                 return f"callbacks.{name}: a fused member's checkpoints follow callbacks.checkpoint alone"
@@ -185,6 +193,8 @@ def why_data_not_fusable(dataset: Any) -> str | None:
         return None
     if data_class is not None and not issubclass(data_class, ImageDataModule):
         return f"the data module {target} is not a labelsmooth.data.ImageDataModule (its batch preprocessing)"
+    if dataset.get("in_memory") is not True and (dataset.get("num_workers") or 0) > 0:
+        return "streamed data with DataLoader workers kept between epochs draws its validation order once per run"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from labelsmooth.module import LabelSmoothingClassifier
 from labelsmooth.runs.checkpoints import AtomicCheckpointIO, replace_with_link
+
+
+def ranked_score(score: float | None, mode: str) -> float | None:
+    """A monitored ``score`` as Lightning's ``ModelCheckpoint`` ranks it: NaN as the worst (``-inf`` under ``max``,
+    ``inf`` under ``min``), so that a later finite score replaces its checkpoint."""
+    if score is not None and math.isnan(score):
+        return float("-inf") if mode == "max" else float("inf")
+    return score
 
 
 class MemberCheckpoints:
@@ -29,6 +38,10 @@ class MemberCheckpoints:
         self._io = AtomicCheckpointIO()
 
     def _improves(self, score: float | None) -> bool:
+        """Whether ``score`` (``ranked_score``) makes a new best; without a monitor the newest is the best, as
+        Lightning's ``ModelCheckpoint`` keeps it."""
+        if not self.callback.monitor:
+            return True
         if score is None:
             return False
         if self.best_score is None:
@@ -50,7 +63,7 @@ class MemberCheckpoints:
             "callbacks": dict(callbacks or {}),
         }
         module.on_save_checkpoint(checkpoint)
-        score = values.get(callback.monitor) if callback.monitor else None
+        score = ranked_score(values.get(callback.monitor), callback.mode) if callback.monitor else None
         written = None
         if self._improves(score) and callback.save_top_k != 0:
             previous = self.best_path

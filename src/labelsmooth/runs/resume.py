@@ -157,6 +157,11 @@ def _checkpoint_progress(path: Path) -> tuple[int, int]:
     if path.is_symlink() and not path.exists():
         raise CheckpointError(f"is a link to {os.readlink(path)}, which does not exist")
     checkpoint = load_checkpoint(path)
+    if "optimizer_states" not in checkpoint:  # Lightning could restore the weights alone, then fail
+        raise CheckpointError(
+            "holds weights alone, no optimizer state to continue from (a fused member's checkpoint: its sweep "
+            "continues with hydra/launcher=fused resume_sweep=true)"
+        )
     numbers = [checkpoint.get(key) for key in ("epoch", "global_step")]
     epoch, step = (int(n) if isinstance(n, int) and not isinstance(n, bool) else -1 for n in numbers)
     return epoch, step
