@@ -29,9 +29,11 @@ train: $(STAMP)
 ## The test suite (CPU, no network): TEST_WORKERS pytest-xdist processes, each with one torch thread
 ## (tests/conftest.py); one more than the cores, since many tests wait on processes of their own (DDP ranks,
 ## killed runs, SLURM jobs): on two cores, three workers took 347 s where two took 365 s.
+## PYTHONDONTWRITEBYTECODE emptied: the workers and the tests' processes keep the compiled (and assertion-
+## rewritten) modules in __pycache__/ instead of compiling them again each time.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
+	PYTHONDONTWRITEBYTECODE= WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 ## Benchmarks: results in bench/results/ and bench/RESULTS.md.
 bench: $(STAMP)

@@ -215,3 +215,16 @@ def test_ctrl_c_on_a_fused_group_records_each_member_and_says_how_to_continue(tm
     for member in members.values():
         assert member["status"] == "failed" and member["error_type"] == "Interrupted"
         assert "resume_sweep=true" in member["error"]
+
+
+def test_a_member_whose_schedule_its_strategy_refuses_fails_alone(tmp_path: Path) -> None:
+    """No smoothing has no parameter to schedule: that job fails as it does alone; its group's other member
+    trains and completes."""
+    sweep = tmp_path / "sweep"
+    grid = ["smoothing=none,uniform", "strategy_schedule=linear", "model=mlp", "trainer.max_epochs=1"]
+    args = ["-m", *grid, *QUIET, "logger=none", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
+    result = run_app_in_process(args, tmp_path)
+    assert result.returncode == 1
+    jobs = metrics_of(sweep)
+    assert jobs[0]["status"] == "failed" and "no real-valued parameter" in jobs[0]["error"]
+    assert jobs[1]["status"] == "completed" and jobs[1]["strategy_schedule"] == "linear"

@@ -24,7 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import Any, NoReturn, cast
 
 from omegaconf import DictConfig, open_dict
 
@@ -282,15 +283,18 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
             names = {k: v for k, v in describe_run(member.cfg, member.context).items() if k in NAMES}
             module = build_module(member.cfg, datamodule, criterion=member.strategy, names=names)
             check_model_fits_data(module.net, datamodule)
+            member.schedule = (
+                hydra.utils.instantiate(member.cfg.strategy_schedule) if member.cfg.get("strategy_schedule") else None
+            )
+            if member.schedule is not None:  # set up here, so that a schedule its strategy refuses fails it alone
+                epochs = SimpleNamespace(max_epochs=member.cfg.trainer.get("max_epochs"))  # all that setup reads
+                member.schedule.setup(cast(pl.Trainer, epochs), module, "fit")
         except Exception as error:  # this member fails alone
             member.error = error
             members.remove(member)
             continue
         states.append(MemberRandomState())
         built.append(module)
-        member.schedule = (
-            hydra.utils.instantiate(member.cfg.strategy_schedule) if member.cfg.get("strategy_schedule") else None
-        )
         callback_cfg = (member.cfg.get("callbacks") or {}).get("checkpoint")
         checkpoints.append(MemberCheckpoints(hydra.utils.instantiate(callback_cfg)) if callback_cfg else None)
     if not members:
