@@ -12,20 +12,21 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_startup import marks_overrides, run_process
+from bench_startup import SMOKE_RUN, marks_overrides, run_process
 from common import benchmark_main, median
 
 JOBS = 5
 TINY_RUN = ["model=mlp", "trainer.max_epochs=2"]
 
 
-def overhead(multirun: bool, jobs: int = JOBS) -> dict[str, float]:
+def overhead(multirun: bool, jobs: int = JOBS, extra: Sequence[str] = ()) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         marks_file = Path(tmp) / "marks.jsonl"
-        args = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY_RUN]
+        args = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY_RUN, *extra]
         args += marks_overrides(marks_file, Path(tmp))
         if multirun:
             args.append("seed=" + ",".join(str(s) for s in range(jobs)))
@@ -47,7 +48,7 @@ def run(size: str = "full") -> dict[str, Any]:
     jobs = 2 if size == "smoke" else JOBS
     rows = []
     for multirun in (True,) if size == "smoke" else (True, False):  # smoke: the single run is the same code
-        samples = [overhead(multirun, jobs) for _ in range(repetitions)]
+        samples = [overhead(multirun, jobs, SMOKE_RUN if size == "smoke" else ()) for _ in range(repetitions)]
         rows.append(
             {
                 "measure": f"{jobs}-job multirun" if multirun else "single run",

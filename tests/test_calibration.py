@@ -157,13 +157,13 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     assert evaluated["val/acc_best"] == evaluated["val/acc"]  # this evaluation's, not the checkpoint's training best
     # dataset= names the data set afresh but keeps the run's input preprocessing (here per-pixel mean subtraction)
     # and, the data set being the run's, its split: another would test on images the run trained on.
-    named = run_eval(tmp_path / "eval_named", "dataset=digits")
+    named = run_eval(tmp_path / "eval_named", "dataset=digits", "figures=false")  # no figure read
     for key in ("test/acc", "test/nll", "test/ece", "temperature"):
         assert named[key] == pytest.approx(trained[key], abs=1e-5), key
     # Another split, given: its inputs are normalised with the statistics of the run's training split, as predict()
     # prepares raw images, not with those of the new training split.
     other_split = tmp_path / "eval_other_split"
-    run_eval(other_split, "dataset=digits", "dataset.split_seed=2")
+    run_eval(other_split, "dataset=digits", "dataset.split_seed=2", "figures=false")
     assert (
         "statistics of the run's training split that the checkpoint records"
         in (other_split / "evaluate.log").read_text()
@@ -176,7 +176,8 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
         np.testing.assert_allclose(torch.softmax(torch.from_numpy(saved["logits"]), 1).numpy(), expected, atol=1e-6)
     # Two DDP processes (gloo on CPU) each see part of the data; the callback gathers the logits, so the
     # temperature and the scaled metrics are those of the whole split.
-    distributed = run_eval(tmp_path / "eval_ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "figures=false"]
+    distributed = run_eval(tmp_path / "eval_ddp", *ddp)
     for key in ("test/acc", "test/ace", "temperature", "test/nll_ts", "test/ece_ts", "test/ace_ts"):
         assert distributed[key] == pytest.approx(evaluated[key], abs=1e-5), key
     for key in ("test/classwise_ece", "test/smooth_ece", "test/aurc", "test/augrc", "test/smooth_ece_ts", "val/aurc"):
