@@ -134,7 +134,7 @@ def test_the_installed_console_scripts_work_from_any_directory(installed, tmp_pa
         return result
 
     run(str(bin_dir / "labelsmooth-report"), "--help")  # the other two run for real below
-    quiet = ["logger=none", "trainer.enable_progress_bar=false"]
+    quiet = ["logger=none", "trainer.enable_progress_bar=false", "figures=false"]
     run(str(bin_dir / "labelsmooth-train"), "trainer.max_epochs=1", *quiet)
     (metrics_file,) = tmp_path.glob("outputs/runs/*/*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
