@@ -179,32 +179,31 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
             )
             for m in metrics
         ]
-        means_by_value = [
-            wr.BarPlot(
-                title=f"{m.key} by {symbol}: mean ± std over runs",
-                metrics=[m.key],
-                orientation="v",
-                groupby=x,
-                groupby_aggfunc="mean",
-                groupby_rangefunc="stddev",
-                layout=wr.Layout(w=8, h=8),
-            )
-            for m in metrics
-        ]
-        means_by_value.append(
-            wr.LinePlot(
-                title=f"val/acc per epoch, mean ± std by {symbol}",
-                x="epoch",  # Lightning logs the epoch with every metric
-                y=["val/acc"],
-                groupby=x,
-                groupby_aggfunc="mean",
-                groupby_rangefunc="stddev",
-                layout=wr.Layout(w=24, h=8),
-            )
-        )
         rows = {row for table in report.tables for row in table.values}
         if len(rows) <= 1:  # a mean by value over several data sets or models would pool them
-            panels += means_by_value
+            panels += [
+                wr.BarPlot(
+                    title=f"{m.key} by {symbol}: mean ± std over runs",
+                    metrics=[m.key],
+                    orientation="v",
+                    groupby=x,
+                    groupby_aggfunc="mean",
+                    groupby_rangefunc="stddev",
+                    layout=wr.Layout(w=8, h=8),
+                )
+                for m in metrics
+            ]
+            panels.append(
+                wr.LinePlot(
+                    title=f"val/acc per epoch, mean ± std by {symbol}",
+                    x="epoch",  # Lightning logs the epoch with every metric
+                    y=["val/acc"],
+                    groupby=x,
+                    groupby_aggfunc="mean",
+                    groupby_rangefunc="stddev",
+                    layout=wr.Layout(w=24, h=8),
+                )
+            )
         averaged = (
             ""
             if len(rows) <= 1
