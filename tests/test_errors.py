@@ -209,6 +209,8 @@ def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path:
         (["-m", "seed=0,1", "trainer.max_step=3"], "trainer.max_step=3 is not a setting: Trainer takes no parameter"),
         (["sed=3"], "sed=3 is not a setting (did you mean seed? the top-level settings are analysis, augment, "),
         (["++sed=3"], "++sed=3 is not a setting (did you mean seed? "),
+        # a preset whose sweeper chooses the experiment per job: Hydra composes the command line's settings first
+        (["-m", "sweep=seed_000", "model.backprop=gradient"], "the options of model that take backprop: mlp_seed"),
     ],
 )
 def test_a_setting_the_class_does_not_take_is_one_line_before_hydra_composes(

@@ -169,8 +169,10 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
     composed = functools.cache(
         lambda: composed_config([o for o in parsed if o.key_or_group in groups], config_dir, config_name)
     )
+    per_job = False  # a sweep preset's sweeper parameters may choose, per job, the option a swept value needs
     if any(is_global_group(config_dir / group) for group in groups):
-        known = config_options(composed())
+        known = config_options(cfg := composed())
+        per_job = cfg is not None and bool(cfg.hydra.sweeper.get("params"))
     else:
         known = file_options(parsed, groups, config_dir, config_name, composed)
     if known is None:
@@ -179,6 +181,8 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
     for override in parsed:
         name, _, key = override.key_or_group.partition(".")
         if override.is_add() or override.is_delete() or name.startswith("hydra") or "/" in name:
+            continue
+        if per_job and override.is_sweep_override():  # Hydra composes the command line's settings alone first
             continue
         if name not in top_level:
             close = get_close_matches(name, top_level, n=1)
@@ -286,8 +290,7 @@ def file_options(
 
 def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_name: str) -> Any:
     """The config that Hydra composes from the command line's ``group=option`` overrides alone; None when they
-    sweep a group, set sweeper parameters (which may choose options per job) or do not compose (Hydra reports
-    why), or when Hydra is already initialised in this process."""
+    sweep a group or do not compose (Hydra reports why), or when Hydra is already initialised in this process."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -298,8 +301,7 @@ def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_nam
             cfg = compose(config_name, [o.input_line for o in group_overrides], return_hydra_config=True)
     except Exception:
         return None
-    # a sweep preset (sweep=gamma_grid) may choose options in its sweeper's parameters: Hydra's to apply per job
-    return None if cfg.hydra.sweeper.get("params") else cfg
+    return cfg
 
 
 def config_options(cfg: Any) -> KnownOptions | None:
