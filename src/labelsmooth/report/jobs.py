@@ -304,6 +304,11 @@ class DuplicateRun:
     seed: Any
 
 
+def newest(group: Sequence[Job]) -> Job:
+    """Of several runs of the same job, the one that counts: the most recent metrics.json (then the directory)."""
+    return max(group, key=lambda j: (_finished_at(j), str(j.directory)))
+
+
 def _finished_at(job: Job) -> int:
     """When the job wrote its metrics.json (ns since the epoch; -1 when it cannot be read)."""
     try:
@@ -325,7 +330,7 @@ def counted_jobs(jobs: Sequence[Job], parameter: str) -> tuple[list[Job], list[D
     dropped: dict[int, DuplicateRun] = {}
     for (row, column, _), group in groups.items():
         if len(group) > 1:
-            kept = max(group, key=lambda j: (_finished_at(j), str(j.directory)))
+            kept = newest(group)
             for job in group:
                 if job is not kept:
                     dropped[id(job)] = DuplicateRun(job, kept, row, column, job.seed)
@@ -340,7 +345,7 @@ def distinct_jobs(jobs: Sequence[Job]) -> list[Job]:
     for job in (j for j in jobs if j.status == "completed"):
         settings = frozenset(item for item in job.overrides if not is_not_compared(override_key(item)))
         groups[(row_of(job), settings)].append(job)
-    return [max(group, key=lambda j: (_finished_at(j), str(j.directory))) for group in groups.values()]
+    return [newest(group) for group in groups.values()]
 
 
 def non_finite_values(jobs: Sequence[Job]) -> list[str]:

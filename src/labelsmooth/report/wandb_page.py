@@ -180,7 +180,13 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
             for m in metrics
         ]
         rows = {row for table in report.tables for row in table.values}
-        if len(rows) <= 1:  # a mean by value over several data sets or models would pool them
+        averaged = ""
+        if len(rows) > 1:  # a mean by value over several data sets or models would pool them
+            averaged = (
+                f" The runs span {len(rows)} data sets or models, so there are no panels of means by {symbol}: "
+                "the tables above give them row by row."
+            )
+        else:
             panels += [
                 wr.BarPlot(
                     title=f"{m.key} by {symbol}: mean ± std over runs",
@@ -204,12 +210,6 @@ def build_wandb_report(report: Report, project: str, entity: str, groups: Sequen
                     layout=wr.Layout(w=24, h=8),
                 )
             )
-        averaged = (
-            ""
-            if len(rows) <= 1
-            else f" The runs span {len(rows)} data sets or models, so there are no panels of means by {symbol}: "
-            "the tables above give them row by row."
-        )
         blocks += [
             wr.P(
                 text=f"The sweep's training runs (W&B group {', '.join(groups)}), against {symbol} (config "
