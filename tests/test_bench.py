@@ -6,8 +6,6 @@ pytest-xdist."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from run_all import BENCHMARKS  # noqa: E402
+from run_all import BENCHMARKS, render, run_benchmark  # noqa: E402
+from run_all import main as run_all_main  # noqa: E402
 
 
 def test_the_suite_runs_every_benchmark() -> None:
@@ -25,17 +24,28 @@ def test_the_suite_runs_every_benchmark() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BENCHMARKS))
-def test_each_benchmark_runs_in_its_smoke_size(tmp_path: Path, name: str) -> None:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    done = subprocess.run(
-        [sys.executable, "bench/run_all.py", "--size", "smoke", "--only", name, "--results-dir", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    logs = "".join(f"\n--- {log.name}\n{log.read_text()[-2000:]}" for log in sorted(tmp_path.glob("logs/*.log")))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + logs
+def test_each_benchmark_runs_in_its_smoke_size(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_all.run_benchmark`` starts ``bench/<name>.py`` in a process of its own, as ``make bench`` does."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    code, _ = run_benchmark(name, "smoke", tmp_path)
+    logs = "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted(tmp_path.glob("logs/*.log")))
+    assert code == 0, logs
     result = json.loads((tmp_path / f"{name}.json").read_text())
-    assert result["size"] == "smoke" and result["rows"]
+    assert result["size"] == "smoke" and result["rows"] and "took_s" in result
     assert not [row for row in result["rows"] if "error" in row]
-    results_md = (tmp_path / "RESULTS.md").read_text()
+    results_md = render(tmp_path)
     assert f"## {result['title']}" in results_md and "--size smoke" in results_md
     assert not (REPO / "bench" / "results" / f"{name}.json").read_text().count('"smoke"')  # bench/ untouched
+
+
+def test_run_all_renders_results_md_from_the_results_directory(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``run_all.py --report``: RESULTS.md from the JSON results there are, each missing benchmark "not run"."""
+    (tmp_path / "loss.json").write_text((REPO / "bench" / "results" / "loss.json").read_text())
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--report", "--results-dir", str(tmp_path)])
+    run_all_main()
+    results_md = (tmp_path / "RESULTS.md").read_text()
+    assert results_md == capsys.readouterr().out.split("\ntotal ")[0]
+    title = json.loads((tmp_path / "loss.json").read_text())["title"]
+    assert f"## {title}" in results_md
+    assert all(f"## {name}\n\nnot run" in results_md for name in BENCHMARKS if name != "loss")

@@ -356,13 +356,15 @@ def test_wandb_online_without_network_falls_back_to_offline(tmp_path: Path, monk
 
 @pytest.mark.slow
 def test_no_secret_reaches_logs_configs_or_metrics(tmp_path: Path) -> None:
+    """A real process (what W&B's own processes write) of two jobs: one that fails (γ=0.05 < 1/K), whose error is
+    written too, and one that completes."""
     secret = "s3cr3t-" + "k" * 33
-    result = cli(["debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05"], tmp_path, run_cli,
-                 WANDB_API_KEY=secret)  # fmt: skip
-    assert result.returncode != 0  # a failing run writes its error too
-    ok = cli(["debug=fast", "logger=wandb"], tmp_path, run_cli, WANDB_API_KEY=secret)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert secret not in result.stdout + result.stderr + ok.stdout + ok.stderr
+    grid = ["-m", "debug=fast", "logger=wandb", "smoothing=gamma", "smoothing.gamma=0.05,0.8"]
+    result = cli(grid, tmp_path, run_cli, WANDB_API_KEY=secret)
+    assert result.returncode == 1, result.stderr[-2000:]
+    statuses = sorted(json.loads(path.read_text())["status"] for path in tmp_path.rglob("metrics.json"))
+    assert statuses == ["completed", "failed"]
+    assert secret not in result.stdout + result.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]
     assert files
     for path in files:
