@@ -53,9 +53,7 @@ def test_a_two_job_sweep_runs_on_slurm_and_a_job_that_fails_fails_alone(
     assert output.count("SLURM accounting is off") == 1 and "Bypassing sacct error" not in output
     assert "states come from squeue" in output
     assert "accounting storage is disabled" not in output
-    report = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "report.py"), str(sweep)], cwd=tmp_path, capture_output=True, text=True
-    )
+    report = run_app_in_process([str(sweep)], tmp_path, script="report.py")
     assert report.returncode == 0, report.stderr[-3000:]
     failures = (sweep / "report.md").read_text().split("## Failed, unfinished and missing jobs")[1]
     assert "(failed):" in failures and "smoothing.gamma=0.05" in failures and "smoothing.gamma=0.8" not in failures

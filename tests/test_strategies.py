@@ -395,21 +395,12 @@ def test_online_state_is_checkpointed_and_initial_epsilon_smooths_epoch_zero() -
     torch.testing.assert_close(restored.soft_targets[2], torch.full((4,), 0.25))  # unseen: uniform, as the authors
 
 
-def _online_ddp_worker(rank: int, world_size: int, port: int, batches, queue) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    strategy = OnlineLabelSmoothing(5)
-    strategy(*batches[rank])
-    strategy.on_train_epoch_end()
-    queue.put((rank, strategy.soft_targets.tolist()))
-    dist.destroy_process_group()
-
-
 def test_online_statistics_are_summed_across_processes() -> None:
     import socket
 
     import torch.multiprocessing as mp
+
+    from tests.process_workers import online_statistics_of_one_process
 
     generator = torch.Generator().manual_seed(0)
     batches = [
@@ -420,7 +411,7 @@ def test_online_statistics_are_summed_across_processes() -> None:
         port = sock.getsockname()[1]
     context = mp.get_context("spawn")
     queue = context.Queue()
-    mp.start_processes(_online_ddp_worker, args=(2, port, batches, queue), nprocs=2, start_method="spawn")
+    mp.start_processes(online_statistics_of_one_process, args=(2, port, batches, queue), nprocs=2, start_method="spawn")
     results = dict(queue.get(timeout=60) for _ in range(2))
     expected = online_reference_targets(batches, 5)
     for rank in range(2):
