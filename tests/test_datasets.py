@@ -358,6 +358,7 @@ def test_digits_are_read_as_scikit_learn_loads_them() -> None:
     assert images.shape == (1797, 8, 8) and targets.dtype == np.int64
     np.testing.assert_array_equal(images, expected.images)
     np.testing.assert_array_equal(targets, expected.target)
+    assert read_digits()[0] is images and not images.flags.writeable  # read once per process, and kept unchanged
 
 
 # -- the user's own image folders --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,11 +59,13 @@ class DigitsDataModule(ImageDataModule):
         return InMemoryImages(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(targets.astype(np.int64)))
 
 
+@functools.cache
 def read_digits() -> tuple[np.ndarray, np.ndarray]:
     """The images (N, 8, 8; values 0..16) and labels (N,) of ``sklearn.datasets.load_digits``, read as it reads
     them from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``: 64 pixels and the label per
     row), without importing scikit-learn: that import brings SciPy and pandas, about 0.4 s of every run's
-    start-up (``tests/test_datasets.py`` checks the arrays equal ``load_digits``'s)."""
+    start-up (``tests/test_datasets.py`` checks the arrays equal ``load_digits``'s). Read once per process (the
+    parse takes about 16 ms; the jobs of a sweep and the tests build the data set many times): read-only arrays."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise DatasetNotFoundError("the digits data set ships with scikit-learn: pip install scikit-learn")
@@ -70,4 +73,6 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetNotFoundError(f"{path}: scikit-learn's digits file is missing (reinstall scikit-learn)")
     data = np.loadtxt(path, delimiter=",")
-    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    pixels, labels = data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    pixels.flags.writeable = labels.flags.writeable = False
+    return pixels, labels
