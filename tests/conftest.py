@@ -161,9 +161,20 @@ def run_app(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The ``slow`` tests first: under pytest-xdist the workers then end on short tests, not one waiting for the
-    other's 30-second test."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The ``slow`` tests first in each worker's share: under pytest-xdist the workers then end on short tests, not
+    one waiting for another's 30-second test. ``--dist worksteal`` hands the workers consecutive shares of the
+    collection (the first a third of it, the second half of the rest, ...), so the slow tests are dealt out in
+    turn to the front of each share; in one process they simply come first."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    ordered, start = [], 0
+    for worker in range(workers):
+        size = (len(items) - len(ordered)) // (workers - worker)
+        dealt = slow[worker::workers]
+        ordered += dealt + fast[start : start + size - len(dealt)]
+        start += size - len(dealt)
+    items[:] = ordered + fast[start:]
 
 
 @dataclasses.dataclass(frozen=True)
