@@ -172,8 +172,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for worker in range(workers):
         size = (len(items) - len(ordered)) // (workers - worker)
         dealt = slow[worker::workers]
-        ordered += dealt + fast[start : start + size - len(dealt)]
-        start += size - len(dealt)
+        taken = max(size - len(dealt), 0)  # a share may hold more slow tests than its size (a -m slow run)
+        ordered += dealt + fast[start : start + taken]
+        start += taken
     items[:] = ordered + fast[start:]
 
 
