@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
@@ -107,14 +108,21 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_strategies_compared_by_name(tmp_path: Path) -> None:
-    """Does label smoothing help here? none vs uniform vs γ over seeds, reported by strategy name."""
+def test_strategies_compared_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does label smoothing help here? none vs uniform vs γ over seeds, reported by strategy name. The default
+    sweeper composes each job's config once (Hydra's basic sweeper composes it twice: to check, then to run it)."""
+    composed: list[list[str]] = []
+    compose = ConfigLoaderImpl.load_sweep_config
+    monkeypatch.setattr(
+        ConfigLoaderImpl, "load_sweep_config", lambda loader, *args: composed.append(args[1]) or compose(loader, *args)
+    )
     sweep = tmp_path / "multirun" / "day" / "time"
     grid = ["sweep=strategies", "seed=0,1"]  # the preset: none,uniform,gamma x seeds (these win); no -m needed
     result = run_app_in_process([*grid, *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = metrics_of(sweep)
     assert len(jobs) == 6 and all(m["status"] == "completed" for m in jobs.values())
+    assert len(composed) == 6 and len({tuple(job) for job in composed}) == 6
 
     report = run_report([str(sweep)], cwd=tmp_path)  # the swept key, smoothing, is found from the jobs
     assert report.returncode == 0, report.stderr[-3000:]

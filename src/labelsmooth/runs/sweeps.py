@@ -86,11 +86,16 @@ def grid_jobs(hydra_cfg: Any) -> list[list[str]] | None:
     """The overrides of every job of a basic-sweeper grid, in job-number order, from a multirun's ``hydra`` config
     (a mapping: ``multirun.yaml``'s, or the live one): Hydra's own expansion of its sweeper's ``params`` and the
     command line's overrides; None for another sweeper (Optuna) or a grid that does not parse."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.utils import get_class
+
     sweeper = hydra_cfg.get("sweeper") or {}
-    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+    try:
+        if not issubclass(get_class(str(sweeper.get("_target_", ""))), BasicSweeper):
+            return None
+    except Exception:  # a sweeper that is not installed here
         return None
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
