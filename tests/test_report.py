@@ -645,14 +645,81 @@ def test_reliability_diagrams_are_drawn_per_row_of_the_tables(tmp_path: Path) ->
 
 
 def test_a_non_finite_value_is_left_out_and_listed(tmp_path: Path) -> None:
+    """Also an optional metric's NaN, which metrics.json writes as null; an optional metric a run does not record
+    at all (an older run) is left out silently."""
+    from labelsmooth.runs.files import write_metrics_json
+
     sweep = tmp_path / "sweep"
-    write_job(sweep, 0, 0.9, 0, completed(0.9, 0, 0.9, 0.1, 0.02))
+    write_job(sweep, 0, 0.9, 0, {**completed(0.9, 0, 0.9, 0.1, 0.02), "test/aurc": 0.06})
     write_job(sweep, 1, 0.9, 1, {**completed(0.9, 1, 0.8, 0.1, 0.02), "test/ece": float("nan")})
+    write_metrics_json(write_job(sweep, 2, 0.9, 2, None), {**completed(0.9, 2, 0.7, 0.1, 0.02), "test/aurc": math.nan})
+    assert json.loads((sweep / "2" / "metrics.json").read_text())["test/aurc"] is None
     report = make_report([sweep])
     ece = next(t for t in report.tables if t.metric.key == "test/ece")
-    assert ece.values["digits"][0.9] == {0: pytest.approx(0.1)}
-    assert any("test/ece = nan is not a finite number" in line for line in report.problems)
-    assert "test/ece = nan is not a finite number" in report.markdown.read_text()
+    assert ece.values["digits"][0.9] == {0: pytest.approx(0.1), 2: pytest.approx(0.1)}
+    aurc = next(t for t in report.tables if t.metric.key == "test/aurc")
+    assert aurc.values["digits"][0.9] == {0: pytest.approx(0.06)}  # job 1 records none: not listed
+    text = report.markdown.read_text()
+    for line in ("test/ece = nan is not a finite number", f"{sweep / '2'}: test/aurc is null in metrics.json"):
+        assert any(line in problem for problem in report.problems) and line in text, line
+    assert not any("/1: test/aurc" in problem for problem in report.problems)
+
+
+def test_table_3_names_the_rows_it_leaves_out_and_why(tmp_path: Path) -> None:
+    """A data set without runs at the baseline, and a test metric that the value validation chose lacks."""
+    sweep = tmp_path / "sweep"
+    accuracies = {1.0: (0.90, 0.91), 0.8: (0.95, 0.94)}
+    for number, (gamma, seed) in enumerate((g, s) for g in accuracies for s in (0, 1)):
+        metrics = completed(gamma, seed, accuracies[gamma][seed], 0.1 if gamma == 1.0 else math.nan, 0.05)
+        write_job(sweep, number, gamma, seed, metrics)
+    for seed in (0, 1):  # wine: no run at γ = 1
+        write_job(sweep, 4 + seed, 0.8, seed, {**completed(0.8, seed, 0.7, 0.1, 0.05), "dataset": "wine"})
+    report = make_report([sweep])
+    assert [(c.row, c.best) for c in report.comparisons["val/acc_best"]] == [("digits", 0.8)]
+    assert report.comparisons["test/ece"] == []
+    text = " ".join(report.markdown.read_text().split())
+    assert "Not compared: wine: no run at γ = 1 reports `val/acc_best`." in text
+    assert (
+        "Not compared: digits: no run at γ = 0.8, the best by `val/acc_best`, reports `test/ece`; "
+        "wine: no run at γ = 1 reports `test/ece`." in text
+    )
+    assert main([str(sweep)]) == 0
+
+
+def test_float_noise_in_a_swept_value_makes_no_second_column(tmp_path: Path) -> None:
+    """Hydra's range(0.1, 1.1, 0.1) gives γ = 0.30000000000000004; another sweep lists 0.3: one column."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for seed in (0, 1):
+        write_job(first, 2 * seed, 1.0, seed, completed(1.0, seed, 0.90 + 0.01 * seed, 0.1, 0.05))
+        noisy = 0.1 + 0.1 + 0.1
+        write_job(first, 2 * seed + 1, noisy, seed, completed(noisy, seed, 0.95 + 0.01 * seed, 0.1, 0.05))
+    write_job(second, 0, 0.3, 2, completed(0.3, 2, 0.97, 0.1, 0.05))
+    report = make_report([first, second], tmp_path / "out")
+    assert report.tables[0].columns == [0.3, 1.0]
+    assert report.tables[0].values["digits"][0.3] == {0: 0.95, 1: 0.96, 2: 0.97}
+    (compared,) = report.comparisons["val/acc_best"]
+    assert (compared.best, compared.n_pairs, compared.tied) == (0.3, 2, ())
+    assert make_report([first, second], tmp_path / "out", baseline="0.3").baseline == 0.3
+
+
+def test_jobs_without_hydra_files_are_told_apart_by_the_overrides_metrics_json_records(tmp_path: Path) -> None:
+    """hydra.output_subdir=null leaves a job without .hydra/: its metrics.json's overrides still say which job it
+    is, so the distillation table counts every student, not the newest of them all."""
+    sweep = tmp_path / "sweep"
+    for number, (teacher_gamma, seed) in enumerate((g, s) for g in (1.0, 0.8) for s in (0, 1, 2)):
+        job = sweep / str(number)
+        job.mkdir(parents=True)
+        metrics = {
+            "status": "completed", "dataset": "digits", "model": "mlp", "smoothing": "none", "seed": seed,
+            "teacher.smoothing": "gamma", "teacher.smoothing.gamma": teacher_gamma, "val/acc_best": 0.9,
+            "test/acc": 0.9 + 0.01 * seed, "test/ece": 0.1, "test/ece_ts": 0.05,
+            "overrides": [f"seed={seed}", f"teacher_ckpt=/teachers/{teacher_gamma}/{seed}.ckpt"],
+        }  # fmt: skip
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    report = make_report([sweep])
+    assert report.distillation is not None
+    (runs,) = report.distillation.values.values()
+    assert sorted(len(students) for students in runs.values()) == [3, 3]
 
 
 def test_a_tie_for_best_goes_to_the_baseline_whatever_the_order_or_the_float32_rounding() -> None:

@@ -94,15 +94,25 @@ def as_float(value: Any) -> float | None:
 
 
 def as_parameter_value(value: Any) -> ParameterValue | None:
-    """A job's value of the swept parameter as a table column: a finite number as a float (γ, ε, a seed), other
-    plain values as text (``smoothing``: the strategy's name; booleans as ``true`` / ``false``); None for a
-    missing or nested value."""
+    """A job's value of the swept parameter as a table column: a finite number as a float (γ, ε, a seed) to 12
+    significant digits (``column_number``), other plain values as text (``smoothing``: the strategy's name;
+    booleans as ``true`` / ``false``); None for a missing or nested value. The 12 digits make one column of the
+    values that print the same: Hydra's ``range(0.1, 1.1, 0.1)`` gives γ = 0.30000000000000004, a list 0.3.
+
+    >>> as_parameter_value(0.1 + 0.1 + 0.1), as_parameter_value("0.3"), as_parameter_value("gamma")
+    (0.3, 0.3, 'gamma')
+    """
     if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, bool):
         return str(value).lower()
     number = as_float(value)
-    return number if number is not None else str(value)
+    return column_number(number) if number is not None else str(value)
+
+
+def column_number(number: float) -> float:
+    """A parameter's number as its table column: to 12 significant digits (``as_parameter_value``)."""
+    return float(f"{number:.12g}")
 
 
 def column_order(value: ParameterValue) -> tuple[int, float, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from labelsmooth.report.base import ParameterValue, as_float, format_value, param_label
+from labelsmooth.report.base import ParameterValue, as_float, column_number, format_value, param_label
 from labelsmooth.report.jobs import Job, ParameterError
 from labelsmooth.runs.record import UNSMOOTHED_PREFIX
 
@@ -29,7 +29,7 @@ class Baseline:
 
 def _column(wanted: float | str, columns: Sequence[ParameterValue]) -> ParameterValue:
     """The column that ``wanted`` names (``"1"`` matches 1.0), else ``wanted`` as a number or a name."""
-    number = as_float(wanted)
+    number = column_number(found) if (found := as_float(wanted)) is not None else None
     for column in columns:
         if (isinstance(column, float) and number is not None and column == number) or column == str(wanted):
             return column
@@ -68,7 +68,7 @@ def recorded_unsmoothed(jobs: Sequence[Job], parameter: str) -> tuple[list[float
         if value is None:
             lacking += 1
         else:
-            values.add(value)
+            values.add(column_number(value))
     return sorted(values), lacking
 
 

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelsmooth.report.base import DEFAULT_PARAMETER, REPORT_METRICS, SELECTION_METRIC, ParameterValue, slug
+from labelsmooth.report.base import (
+    DEFAULT_PARAMETER,
+    REPORT_METRICS,
+    SELECTION_METRIC,
+    ParameterValue,
+    param_label,
+    slug,
+)
 from labelsmooth.report.baseline import choose_baseline
 from labelsmooth.report.curves import plot_learning_curves
 from labelsmooth.report.distillation import STUDENT_METRIC, TEACHER_COLUMN, build_distillation_table
@@ -31,9 +38,11 @@ from labelsmooth.report.plots import plot_metric_vs_parameter, plot_reliability
 from labelsmooth.report.risk_coverage import plot_risk_coverage
 from labelsmooth.report.stats import PairedComparison
 from labelsmooth.report.tables import (
+    LeftOut,
     Table,
     build_table,
     comparisons,
+    uncompared_rows,
     write_comparison_csv,
     write_runs_csv,
     write_table_csv,
@@ -63,6 +72,7 @@ class Report:
     per_class: list[PerClassTable] = field(default_factory=list)
     counted: list[Job] = field(default_factory=list)  # the jobs the tables count (duplicate runs left out)
     pooled: list[str] = field(default_factory=list)  # other keys the jobs vary, which the cells pool (--param)
+    uncompared: dict[str, list[LeftOut]] = field(default_factory=dict)  # per metric: Table 3's rows left out, why
 
 
 def _plots(
@@ -147,6 +157,11 @@ def make_report(
     )  # fmt: skip
     report.per_class, report.counted = per_class, counted
     report.pooled = pooled_keys(jobs, parameter)
+    symbol = param_label(parameter)
+    report.uncompared = {
+        t.metric.key: uncompared_rows(t, chosen.value, symbol, by_validation if t.metric.on_test_split else None)
+        for t in tables
+    }
     write_text_atomic(report.markdown, render_markdown(report))
     report.files.insert(0, report.markdown)
     return report

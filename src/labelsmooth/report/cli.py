@@ -97,6 +97,7 @@ def _terminal_table(title: str, first: str, table: Table) -> Any:
 
 def print_tables(console: Any, report: Report) -> None:
     """The tables with values, Table 3 under each, and the distillation table, as rich tables."""
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     symbol = param_label(report.parameter)
@@ -113,6 +114,10 @@ def print_tables(console: Any, report: Report) -> None:
             for row in comparison_rows(items, table):
                 compared.add_row(*row)
             console.print(compared)
+        for item in report.uncompared.get(table.metric.key, []) if items else []:
+            console.print(
+                f"[yellow]not in Table 3[/] of {escape(table.metric.key)}: {escape(str(item))}", soft_wrap=True
+            )
     if (distilled := report.distillation) is not None:
         title = f"{distilled.metric.title} by the teacher's smoothing: mean ± 95% CI (n)"
         console.print(_terminal_table(title, "teacher", distilled))

@@ -140,6 +140,8 @@ def read_job(directory: Path) -> Job:
         return job
     job.metrics = metrics
     job.status = str(metrics.get("status", "unknown"))
+    if not job.overrides and isinstance(recorded := metrics.get("overrides"), list):  # no .hydra/ (output_subdir=null)
+        job.overrides = [str(o) for o in recorded]
     if job.status == "failed":
         job.error = f"{metrics.get('error_type', 'Error')}: {metrics.get('error', '')}".strip()
     return job
@@ -349,16 +351,17 @@ def distinct_jobs(jobs: Sequence[Job]) -> list[Job]:
 
 
 def non_finite_values(jobs: Sequence[Job]) -> list[str]:
-    """One line per completed job and report metric whose value is not a finite number (a NaN ECE) or, for a
-    metric every run records, is null or missing: left out of its table, so the table's n is smaller than the
-    number of completed seeds."""
+    """One line per completed job and report metric whose value is not a finite number or null (``metrics.json``
+    writes NaN as null: a NaN ECE) or, for a metric every run records, missing: left out of its table, so the
+    table's n is smaller than the number of completed seeds. An optional metric that a run does not record at all
+    (an older run) is left out silently."""
     lines = []
     for job in (j for j in jobs if j.status == "completed"):
         for metric in REPORT_METRICS:
             value = job.metrics.get(metric.key)
             if value is not None and as_float(value) is None:
                 lines.append(f"{job.directory}: {metric.key} = {value} is not a finite number; left out of its table")
-            elif value is None and not metric.optional:
+            elif value is None and (metric.key in job.metrics or not metric.optional):
                 missing = "null" if metric.key in job.metrics else "missing"
                 lines.append(f"{job.directory}: {metric.key} is {missing} in metrics.json; left out of its table")
     return lines

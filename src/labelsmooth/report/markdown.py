@@ -147,16 +147,20 @@ def _metric_tables(report: Report, table: Table) -> list[str]:
         parts.append(f"No completed job reports `{table.metric.key}` with `{report.parameter}`.")
     items = report.comparisons[table.metric.key]
     parts += ["", f"### Table 3 · {table.metric.title}: {table.metric.best_label(symbol)} vs {symbol} = {baseline}", ""]
+    left_out = report.uncompared.get(table.metric.key, [])
     if items:
         header = ["data set", f"best {symbol}", "best", f"{symbol} = {baseline}", "diff %", "pairs", "p-value"]
         parts.append(markdown_table(header, comparison_rows(items, table)))
         if any(unpaired(c) for c in items):
             parts += ["", UNPAIRED_NOTE]
-    else:
+    elif all(item.lacks_baseline for item in left_out):
         parts.append(
             f"No data set has completed runs at {symbol} = {baseline}: choose the value to "
             "compare with by `report.py --baseline VALUE`."
         )
+        left_out = []
+    if left_out:
+        parts += ["", "Not compared: " + "; ".join(map(str, left_out)) + "."]
     return parts
 
 

@@ -9,10 +9,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from labelsmooth.report.base import (
     REPORT_METRICS,
+    SELECTION_METRIC,
     ParameterValue,
     ReportMetric,
     as_float,
@@ -145,6 +146,39 @@ def comparisons(
         for row, values in rows
     )
     return [c for c in found if c is not None]
+
+
+class LeftOut(NamedTuple):
+    """A row that Table 3 leaves out, and why (``lacks_baseline``: no run at the baseline reports the metric)."""
+
+    row: str
+    reason: str
+    lacks_baseline: bool
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.reason}"
+
+
+def uncompared_rows(
+    table: Table, baseline: ParameterValue, symbol: str, chosen: dict[str, ParameterValue] | None = None
+) -> list[LeftOut]:
+    """The rows of ``table`` that its Table 3 (``comparisons``, with the same ``baseline`` and ``chosen``) leaves
+    out, and why: no run at the baseline reports the metric, or, for a test metric, validation chose no value for
+    the row or no run at the chosen value reports the metric."""
+    left_out = []
+    key = table.metric.key
+    for row, values in table.values.items():
+        reported = {value for value, seeds in values.items() if seeds}
+        if baseline not in reported:
+            left_out.append(LeftOut(row, f"no run at {symbol} = {format_value(baseline)} reports `{key}`", True))
+        elif chosen is not None and row not in chosen:
+            left_out.append(LeftOut(row, f"`{SELECTION_METRIC}` chose no {symbol} for it", False))
+        elif chosen is not None and chosen[row] not in reported:
+            best = format_value(chosen[row])
+            left_out.append(
+                LeftOut(row, f"no run at {symbol} = {best}, the best by `{SELECTION_METRIC}`, reports `{key}`", False)
+            )
+    return left_out
 
 
 def unpaired(comparison: PairedComparison) -> bool:
