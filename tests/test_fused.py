@@ -4,14 +4,18 @@ complete run."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
 
 from labelsmooth.cli.build import strategy_before_data
 from labelsmooth.cli.fused import Member, train_group
 from labelsmooth.cli.fused_groups import Job, group_jobs, why_not_fusable
 from labelsmooth.cli.train import train
+from labelsmooth.fused.classifier import MemberFailed
 from labelsmooth.runs.context import RunContext
 from tests.conftest import choices_of, compose_train_config
 from tests.fused_helpers import StepLosses
@@ -65,7 +69,9 @@ def train_alone(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[float]
 )
 def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: str, batching: str, member: int) -> None:
     """The same initial weights and batches: the first 50 training losses equal to 1e-5 relative (``loop``:
-    bit for bit), and after 3 epochs the best validation accuracy within one example of the separate run's."""
+    bit for bit; ``vmap``: 5e-5, its batched kernels round differently, and by how much depends on the process,
+    1.8e-5 by step 30 after a timm test in the same pytest-xdist worker), and after 3 epochs the best validation
+    accuracy within one example of the separate run's."""
     members = fused_members(tmp_path, MODELS[model])
     recorder = StepLosses()
     train_group(list(members), tmp_path / "group", batching, callbacks=[recorder])
@@ -75,7 +81,7 @@ def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: s
     fused = [step[member] for step in recorder.losses]
     assert len(fused) == len(separate) >= 50
     for step, (ours, theirs) in enumerate(zip(fused[:50], separate[:50], strict=True)):
-        assert ours == pytest.approx(theirs, rel=1e-5), f"step {step}"
+        assert ours == pytest.approx(theirs, rel=1e-5 if batching == "loop" else 5e-5), f"step {step}"
     if batching == "loop":
         assert fused == separate
     validation_size = 269
@@ -108,6 +114,10 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3, #5: fused, 4 members"
     capped = group_jobs(jobs, max_members=2)
     assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3, 5], [4], [6], [7]]
+    capped = group_jobs(jobs, max_members=3)
+    assert [[job.number for job in group.jobs] for group in capped] == [[0, 1, 3], [2], [4], [5], [6], [7]]
+    assert capped[3].describe() == "#5: alone (hydra.launcher.max_members=3)"
+    assert capped[1].describe() == "#2: alone (the only job of its group)"
 
 
 @pytest.mark.parametrize(
@@ -124,6 +134,10 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("optimizer._target_=torch.optim.Adafactor", "not elementwise"),  # losses 2e-4 from the separate runs'
         ("+trainer.overfit_batches=2", "turns off the shuffling"),  # test/acc 0.487 where the run alone had 0.674
         ("+trainer.max_time=00:00:10:00", "shared by its members"),
+        # timm's factory: LAMB's per-tensor trust ratio mixed the members (val/acc 0.918 where the run had 0.911)
+        ("optimizer._target_=timm.optim.create_optimizer_v2", "not an optimizer class"),
+        ("+trainer.fast_dev_run=true", "writes no checkpoints"),
+        ("+callbacks.lr_monitor.log_momentum=true", "not momentum or weight decay"),
         ("callbacks.precise_bn.num_batches=5", "precise BatchNorm statistics"),  # the callback's own, not the key's
         ("callbacks.lr_monitor.logging_interval=step", "learning rates per epoch"),
         # a loader that keeps its workers draws its validation order once: the members drifted from epoch 1
@@ -198,3 +212,46 @@ def test_a_members_best_checkpoint_is_ranked_as_lightning_ranks_a_runs(tmp_path:
     by_nll.best_score = ranked_score(float("nan"), "min")
     assert by_nll._improves(1.0) and not by_nll._improves(None)
     assert ranked_score(float("nan"), "max") == float("-inf") and ranked_score(0.5, "max") == 0.5
+
+
+class OverflowAtTheEpochsEnd(pl.Callback):
+    """Sets members' weights to inf after the last training step of the first epoch, whose loss was finite: an
+    update that overflowed, which only the weights show before validation writes checkpoints."""
+
+    def __init__(self, members: list[int]) -> None:
+        self.members = members
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, index) -> None:
+        if trainer.current_epoch == 0 and index + 1 == trainer.num_training_batches:
+            with torch.no_grad():
+                for weights in module.stacked.stacked_parameters.values():
+                    weights[self.members] = float("inf")
+
+
+def test_members_stop_as_the_guard_of_their_runs_stops_them(tmp_path: Path) -> None:
+    """Weights that overflowed with a finite loss stop a member before its validation, as NonFiniteLossGuard stops
+    its run; the others go on, and the fit ends when none is left. Without the guard (callbacks.nan_guard=null) a
+    member whose loss is NaN trains on to the end, as its run alone does; without checkpoints
+    (trainer.enable_checkpointing=false) the group still keeps its own."""
+    grid = [["smoothing=none", "seed=0"], ["smoothing=uniform", "seed=1"]]
+    members = fused_members(tmp_path / "one", MODELS["mlp"], grid)
+    train_group(members, tmp_path / "one" / ".fused", callbacks=[OverflowAtTheEpochsEnd([1])])
+    assert members[0].error is None and len(members[0].history) == 3
+    assert "the weights became non-finite by global step 18 (epoch 0)" in str(members[1].error)
+    assert members[1].history == []  # stopped before its first validation: no epoch recorded, no checkpoint
+    assert not (tmp_path / "one" / "fused" / "1" / "checkpoints").exists()
+
+    members = fused_members(tmp_path / "all", MODELS["mlp"], grid)
+    train_group(members, tmp_path / "all" / ".fused", callbacks=[OverflowAtTheEpochsEnd([0, 1])])
+    assert all(isinstance(member.error, MemberFailed) for member in members)
+    assert [member.epochs for member in members] == [1, 1]  # of trainer.max_epochs=3
+
+    nan_loss = [["smoothing=logit_norm", "smoothing.temperature=1e-40", "seed=0"], ["smoothing=none", "seed=1"]]
+    settings = ["callbacks.nan_guard=null", "+trainer.enable_checkpointing=false", "callbacks.checkpoint=null"]
+    members = fused_members(tmp_path / "unguarded", [*MODELS["mlp"], *settings], nan_loss)
+    train_group(members, tmp_path / "unguarded" / ".fused")
+    assert [member.error for member in members] == [None, None] and len(members[0].history) == 3
+    assert [member.best for member in members] == ["", ""] and (
+        tmp_path / "unguarded" / ".fused" / "last.ckpt"
+    ).exists()
+    assert math.isnan(members[0].history[0]["train/loss"])

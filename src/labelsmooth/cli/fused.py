@@ -93,6 +93,8 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
     log.info("Fused launcher: %d jobs in %d group%s", len(jobs), len(groups), "" if len(groups) == 1 else "s")
     for group in groups:
         log.info("\t%s", group.describe())
+        for job in group.jobs if group.reason is None else []:
+            log.info("\t\t#%d : %s", job.number, " ".join(job.overrides))
     returns: dict[int, Any] = {}
     for group in groups:
         if group.reason is None:
@@ -165,6 +167,9 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
     for member in members:
         if member.job.number not in returns:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
+    whole = [member.job.number for member in members]  # a fit of them all whose members' ends were interrupted
+    if not any(numbers == whole for numbers, _ in trained):
+        trained.append((whole, fused_dir / "-".join(map(str, whole))))
     remove_completed_group_checkpoints(trained, returns, fused_dir)
     return returns
 
@@ -302,13 +307,13 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     as_job(members[0])
     check_fusable([module.net for module in built], sample, batching)
 
-    nan_guard = (first.get("callbacks") or {}).get("nan_guard") or {}
+    nan_guard = (first.get("callbacks") or {}).get("nan_guard")  # none: a member trains on, as its run would
     fused = FusedClassifier(
         built,
         states,
         datamodule.preprocess_batch,
         checkpoints,
-        nan_guard.get("check_every_n_steps", 10),
+        nan_guard.get("check_every_n_steps", 10) if nan_guard else None,
         batching,
         [member.schedule for member in members],
     )
@@ -321,6 +326,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         callbacks=[*shown, *callbacks, group_checkpoint],
         default_root_dir=str(group_dir),
         plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=True,  # the group's checkpoint is the launcher's; the members' follow their own config
     )
     size, why = members_that_fit(built, trainer.strategy.root_device)
     if size < len(built):

@@ -94,6 +94,8 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "trainer.overfit_batches: Lightning turns off the shuffling of a run alone, not of a fused group"
     if trainer.get("max_time"):
         return "trainer.max_time: a fused group's time limit would be shared by its members"
+    if trainer.get("fast_dev_run"):
+        return "trainer.fast_dev_run: a run alone writes no checkpoints then, a fused member would"
     return (
         why_optimizer_not_fusable(config.get("optimizer"))
         or why_callbacks_not_fusable(config.get("callbacks"))
@@ -114,10 +116,12 @@ def why_optimizer_not_fusable(optimizer: Any) -> str | None:
                    torch.optim.ASGD, torch.optim.Rprop)  # fmt: skip
     target = optimizer.get("_target_") if optimizer is not None else None
     try:
-        optimizer_class = hydra.utils.get_class(str(target)) if target else torch.optim.Adam
+        made = hydra.utils.get_object(str(target)) if target else torch.optim.Adam
     except Exception:
         return None  # left to the job, whose own error names it
-    if not issubclass(optimizer_class, elementwise):
+    if not isinstance(made, type):  # a factory (timm's create_optimizer_v2): its optimizer's class is not known
+        return f"optimizer {target}: not an optimizer class, so its update cannot be known to be elementwise"
+    if not issubclass(made, elementwise):
         return f"optimizer {target}: its update is not elementwise in the weights, so it would mix the members"
     return None
 
@@ -159,6 +163,8 @@ def why_callbacks_not_fusable(callbacks: Any) -> str | None:
             return f"callbacks.{name}.num_batches: precise BatchNorm statistics are computed per run"
         if made is LearningRateMonitor and node.get("logging_interval") not in (None, "epoch"):
             return f"callbacks.{name}.logging_interval: a fused group logs its members' learning rates per epoch"
+        if made is LearningRateMonitor and (node.get("log_momentum") or node.get("log_weight_decay")):
+            return f"callbacks.{name}: a fused group logs its members' learning rates, not momentum or weight decay"
         if isinstance(made, type) and issubclass(made, BestAndLastCheckpoint):
             if name != "checkpoint":
                 return f"callbacks.{name}: a fused member's checkpoints follow callbacks.checkpoint alone"
@@ -213,7 +219,8 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
         size = max_members or len(members)
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
-            result.append(Group(chunk, None if len(chunk) > 1 else "the only job of its group"))
+            single = "the only job of its group" if len(members) == 1 else f"hydra.launcher.max_members={max_members}"
+            result.append(Group(chunk, None if len(chunk) > 1 else single))
     return sorted(result, key=lambda group: group.jobs[0].number)
 
 
@@ -245,7 +252,7 @@ def remove_completed_group_checkpoints(
     from hydra.core.utils import JobStatus
 
     for numbers, group_dir in trained:
-        if all(returns[number].status == JobStatus.COMPLETED for number in numbers):
+        if group_dir.is_dir() and all(returns[number].status == JobStatus.COMPLETED for number in numbers):
             shutil.rmtree(group_dir, ignore_errors=True)
             log.info("Fused group %s: every member completed; its group checkpoint is removed", group_dir.name)
     if fused_dir.is_dir() and not any(fused_dir.iterdir()):

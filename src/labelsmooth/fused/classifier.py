@@ -105,8 +105,10 @@ class FusedClassifier(pl.LightningModule):
     and ``checkpoints[m]`` (None: none) writes its checkpoints; ``history[m]`` collects its epoch values
     (``epoch``, ``step``, ``train/loss`` and the ``val/*``). ``schedules[m]``: member m's strategy schedule (its
     run's ``StrategyParameterSchedule`` callback, driven here for that member), or None.
-    ``check_every_n_steps``: how often the members' losses are checked for non-finite values (one host sync);
-    a member whose loss is not finite stops alone (``failures[m]``), the others go on."""
+    ``check_every_n_steps``: how often the members' losses are checked for non-finite values (one host sync), as
+    their runs' ``NonFiniteLossGuard`` does (with their weights, once per epoch before validation); a member whose
+    loss or weights are not finite stops alone (``failures[m]``), the others go on, and the fit stops when none is
+    left. None: no check (the runs have no guard), a member trains on as its run would."""
 
     def __init__(
         self,
@@ -114,7 +116,7 @@ class FusedClassifier(pl.LightningModule):
         states: Sequence[MemberRandomState],
         preprocess: Callable[[Any, bool], Any],
         checkpoints: Sequence[MemberCheckpoints | None] | None = None,
-        check_every_n_steps: int = 10,
+        check_every_n_steps: int | None = 10,
         batching: str = "loop",
         schedules: Sequence[Any] | None = None,
     ) -> None:
@@ -125,7 +127,8 @@ class FusedClassifier(pl.LightningModule):
         self.states = list(states)
         self.preprocess = preprocess
         self.checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(members)
-        self.check_every_n_steps = int(check_every_n_steps)
+        self.check_every_n_steps = int(check_every_n_steps) if check_every_n_steps is not None else None
+        self._weights_checked_at = -1  # the global step the members' weights were last found finite at
         self.failures: list[MemberFailed | None] = [None] * len(members)
         self.history: list[list[dict[str, float]]] = [[] for _ in members]
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses) not yet checked
@@ -158,9 +161,10 @@ class FusedClassifier(pl.LightningModule):
         alive = self.alive()
         for m in alive:
             self.members[m].train_loss.update(member_losses[m].detach())
-        self._pending.append((self.global_step, self.current_epoch, member_losses.detach()))
-        if len(self._pending) >= self.check_every_n_steps:
-            self._check_losses()
+        if self.check_every_n_steps is not None:
+            self._pending.append((self.global_step, self.current_epoch, member_losses.detach()))
+            if len(self._pending) >= self.check_every_n_steps:
+                self._check_losses()
         loss = member_losses[alive].sum() if len(alive) < len(self.members) else member_losses.sum()
         if self.l2_in_loss:
             loss = loss + l2_penalty(self.l2_in_loss)
@@ -178,11 +182,30 @@ class FusedClassifier(pl.LightningModule):
             bad = (~finite[:, m]).nonzero()
             if len(bad):
                 step, epoch, losses = pending[int(bad[0, 0])]
-                self.failures[m] = MemberFailed(
-                    f"the training loss became {float(losses[m])} at global step {step} (epoch {epoch}; steps count "
-                    "from 0). Likely causes: a learning rate too high or a strategy parameter out of its useful "
-                    "range. The other members of its fused group went on."
-                )
+                self._fail(m, f"the training loss became {float(losses[m])} at global step {step} (epoch {epoch}; "
+                           "steps count from 0)")  # fmt: skip
+
+    def _check_weights(self) -> None:
+        """Members whose weights are not finite although their losses were (an update overflowed) stop, as their
+        runs' guard stops them: once per epoch, before validation writes checkpoints (one host sync)."""
+        if self.check_every_n_steps is None or self.global_step == self._weights_checked_at:
+            return
+        self._check_losses()
+        stacked = [p.detach().flatten(1) for p in self.stacked.stacked_parameters.values() if p.is_floating_point()]
+        finite = torch.stack([torch.isfinite(p).all(dim=1) for p in stacked]).all(dim=0).tolist()
+        for m in self.alive():
+            if not finite[m]:
+                self._fail(m, f"the weights became non-finite by global step {self.global_step - 1} (epoch "
+                           f"{self.current_epoch}): an update overflowed although the losses were finite")  # fmt: skip
+        self._weights_checked_at = self.global_step
+
+    def _fail(self, m: int, what: str) -> None:
+        self.failures[m] = MemberFailed(
+            f"{what}. Likely causes: a learning rate too high or a strategy parameter out of its useful range. "
+            "The other members of its fused group went on."
+        )
+        if not self.alive():
+            self.trainer.should_stop = True
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's loss, before its validation
@@ -220,6 +243,7 @@ class FusedClassifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if not self._losses_recorded:  # data of unknown length
             self._record_training_losses()
+        self._check_weights()
         for m in self.alive():  # an epoch without validation: its training values alone
             if "train/loss" in self._epoch_values[m]:
                 self._close_epoch(m)
@@ -238,6 +262,8 @@ class FusedClassifier(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         sanity = self.trainer.sanity_checking
+        if not sanity and self.trainer.state.fn == TrainerFn.FITTING:
+            self._check_weights()
         for m in self.alive():
             self.members[m].start_validation(sanity)
             if not sanity:  # the shuffle-seed draw of the member's own validation loader
