@@ -191,7 +191,9 @@ class FusedClassifier(pl.LightningModule):
         if self.check_every_n_steps is None or self.global_step == self._weights_checked_at:
             return
         self._check_losses()
-        stacked = [p.detach().flatten(1) for p in self.stacked.stacked_parameters.values() if p.is_floating_point()]
+        stacked = [
+            p.detach().reshape(len(p), -1) for p in self.stacked.stacked_parameters.values() if p.is_floating_point()
+        ]
         finite = torch.stack([torch.isfinite(p).all(dim=1) for p in stacked]).all(dim=0).tolist()
         for m in self.alive():
             if not finite[m]:
