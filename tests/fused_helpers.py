@@ -1,4 +1,5 @@
-"""A callback that records every training step's loss (a fused group's: every member's), for the equality tests."""
+"""A callback that records every training step's loss (a fused group's: every member's), for the equality tests, and
+a strategy with a learned parameter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+
+from labelsmooth.smoothing import UniformSmoothing
 
 
 class StepLosses(pl.Callback):
@@ -26,3 +30,14 @@ class StepLosses(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if self.path:
             Path(self.path).write_text(json.dumps(self.losses))
+
+
+class LearnedScaleSmoothing(UniformSmoothing):
+    """Uniform smoothing of logits times a learned scale: a strategy with a parameter of its own."""
+
+    def __init__(self, num_classes: int, epsilon: float = 0.1) -> None:
+        super().__init__(num_classes, epsilon)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().compute_loss(logits * self.scale, target)

@@ -180,6 +180,16 @@ def test_a_network_that_draws_random_numbers_is_not_fused() -> None:
         check_fusable(v2, torch.randn(4, 1, 8, 8), batching)
 
 
+def test_a_strategy_with_parameters_of_its_own_is_not_fused(tmp_path: Path) -> None:
+    """The group's optimizer steps the stacked networks: a strategy's own parameter would not be trained."""
+    from labelsmooth.fused import NotFusable
+
+    learned = "smoothing._target_=tests.fused_helpers.LearnedScaleSmoothing"
+    members = fused_members(tmp_path, MODELS["mlp"], [["smoothing=uniform", "seed=0"], ["smoothing=uniform", learned]])
+    with pytest.raises(NotFusable, match="parameters of its own"):
+        train_group(members, tmp_path / ".fused")
+
+
 def test_a_group_larger_than_memory_is_split() -> None:
     import torch
     from torch import nn

@@ -272,7 +272,14 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     from labelsmooth.cli.build import build_datamodule, build_module
     from labelsmooth.cli.checks import check_model_fits_data, set_num_threads
     from labelsmooth.cli.train import describe_run
-    from labelsmooth.fused import FusedClassifier, LockstepLoaders, MemberCheckpoints, MemberRandomState, check_fusable
+    from labelsmooth.fused import (
+        FusedClassifier,
+        LockstepLoaders,
+        MemberCheckpoints,
+        MemberRandomState,
+        NotFusable,
+        check_fusable,
+    )
     from labelsmooth.runs.checkpoints import AtomicCheckpointIO
 
     first = members[0].cfg
@@ -306,6 +313,8 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         return
     as_job(members[0])
     check_fusable([module.net for module in built], sample, batching)
+    if any(len(list(module.parameters())) != len(list(module.net.parameters())) for module in built):
+        raise NotFusable("a member's strategy has parameters of its own, which the group's optimizer would not step")
 
     nan_guard = (first.get("callbacks") or {}).get("nan_guard")  # none: a member trains on, as its run would
     fused = FusedClassifier(
