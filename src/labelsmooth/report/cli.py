@@ -114,7 +114,7 @@ def print_tables(console: Any, report: Report) -> None:
             for row in comparison_rows(items, table):
                 compared.add_row(*row)
             console.print(compared)
-        for item in report.uncompared.get(table.metric.key, []) if items else []:
+        for item in report.uncompared.get(table.metric.key, []):
             console.print(
                 f"[yellow]not in Table 3[/] of {escape(table.metric.key)}: {escape(str(item))}", soft_wrap=True
             )
