@@ -101,21 +101,36 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
     assert "None: every job completed." in (fused / "report.md").read_text()
 
 
-def test_a_member_that_fails_stops_alone(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    # 0.04: trains; 1e-40: a NaN loss from the first step; -1: refused before any data is read.
-    grid = ["smoothing=logit_norm", "smoothing.temperature=0.04,1e-40,-1", "model=mlp", "trainer.max_epochs=2"]
-    args = ["-m", *grid, *QUIET, "logger=csv", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
-    result = run_app_in_process(args, tmp_path)
+@pytest.mark.slow
+def test_a_member_that_fails_stops_alone_and_records_what_its_run_alone_records(tmp_path: Path) -> None:
+    """Temperature 1 scheduled to 0.04 trains; to 1e-40, the loss becomes NaN in epoch 2 (after 2 epochs of
+    history); temperature -1 is refused before any data is read. The basic launcher's jobs are the reference."""
+    grid = ["smoothing=logit_norm", "smoothing.temperature=1,-1", "strategy_schedule=linear"]
+    grid += ["strategy_schedule.end=0.04,1e-40", "model=mlp", "trainer.max_epochs=3", "num_threads=1", *QUIET]
+    fused, basic = tmp_path / "fused", tmp_path / "basic"
+    result = run_app_in_process(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={fused}"], tmp_path)
     assert result.returncode == 1  # as under the basic launcher: a sweep with a failed job
-    jobs = metrics_of(sweep)
-    assert jobs[0]["status"] == "completed" and jobs[0]["test/acc"] > 0.5
-    assert jobs[1]["status"] == "failed" and jobs[1]["error_type"] == "MemberFailed"
-    assert "the training loss became nan at global step 0" in jobs[1]["error"]
-    assert jobs[1]["num_threads"] == jobs[0]["num_threads"]  # as a run alone that fails records it
-    assert jobs[2]["status"] == "failed" and "smoothing.temperature" in jobs[2]["error"]
-    assert not (sweep / "1" / "checkpoints").exists() and (sweep / "0" / "checkpoints" / "last.ckpt").exists()
-    assert (sweep / ".fused" / "0-1" / "last.ckpt").exists()  # a member failed: the group keeps its checkpoint
+    output = result.stdout + result.stderr
+    assert "#0, #1, #2, #3: fused, 4 members" in output and "#2 refused, #3 refused: #0, #1 train" in output
+    assert run_app_in_process(["-m", *grid, f"hydra.sweep.dir={basic}"], tmp_path).returncode == 1
+    ours, theirs = metrics_of(fused), metrics_of(basic)
+    assert ours[0]["status"] == "completed" and ours[0]["test/acc"] > 0.5
+    assert ours[1]["status"] == "failed" and ours[1]["error_type"] == "MemberFailed"
+    assert "the training loss became nan at global step 38 (epoch 2" in ours[1]["error"]  # its first step
+    assert ours[2]["status"] == ours[3]["status"] == "failed" and "smoothing.temperature" in ours[2]["error"]
+    assert [ours[n].pop("fused_group") for n in range(4)] == [[0, 1], [0, 1], [], []]
+    for number in range(4):  # the same record: a refused job has no thread count, a failed one its W&B run
+        assert set(ours[number]) == set(theirs[number]), number
+        assert ours[number]["status"] == theirs[number]["status"]
+        page, alone_page = offline_run_of(fused / str(number)), offline_run_of(basic / str(number))
+        assert page.exit_code == alone_page.exit_code == (0 if number == 0 else 1)
+        epochs = [[row["epoch"] for row in p.history if "train/loss" in row] for p in (page, alone_page)]
+        assert epochs[0] == epochs[1] == ([0, 1, 2] if number == 0 else [0, 1] if number == 1 else [])
+        logs = [(d / str(number) / "train.log").read_text() for d in (fused, basic)]
+        assert [log.count("epoch 1 done") for log in logs] == [number < 2] * 2
+    assert (fused / "1" / "checkpoints" / "last.ckpt").exists()  # its epochs before the NaN, as its run's
+    assert (fused / ".fused" / "0-1" / "last.ckpt").exists()  # a member failed: the group keeps its checkpoint
+    assert "every member completed" not in (fused / "1" / "train.log").read_text()  # the launcher's own lines
 
 
 @pytest.mark.slow
@@ -165,6 +180,7 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
         ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={moved}", "resume_sweep=true"], tmp_path
     )
     assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
+    assert "#0 completed earlier, #1 completed earlier: none train" in result.stdout + result.stderr
     assert {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")} == originals  # the original untouched
 
     # Another grid into the interrupted sweep's directory, without resume_sweep: its group starts afresh.

@@ -37,6 +37,7 @@ from labelsmooth.cli.fused_groups import (
     check_max_members,
     group_jobs,
     remove_completed_group_checkpoints,
+    who_trains,
 )
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.tracking.quiet import silence_library_noise
@@ -55,6 +56,7 @@ class Member:
     strategy: Any = None
     done: dict[str, Any] | None = None  # resume_sweep: the completed job's metrics
     error: BaseException | None = None
+    checked: bool = False  # passed the checks before any data
     module: Any = None
     datamodule: Any = None
     best: str = ""
@@ -143,15 +145,20 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
     returns: dict[int, Any] = {}
     trained: list[tuple[list[int], Path]] = []
     fused_dir = Path(str(launcher.config.hydra.sweep.dir)) / ".fused"
-    queue = [[member for member in members if member.error is None and member.done is None]]
+    training = [member for member in members if member.error is None and member.done is None]
+    if len(training) < len(members):  # the grouping listed them all
+        log.info("\t%s", who_trains(members))
+    queue = [training]
     while queue and queue[0]:
         together = queue.pop(0)
         numbers = [member.job.number for member in together]
-        for member in together:
+        for member in (candidates := list(together)):
             member.group = numbers
         try:
             group_dir = fused_dir / "-".join(map(str, numbers))
-            train_group(together, group_dir, batching)
+            train_group(together, group_dir, batching)  # drops the members whose network could not be built
+            for member in candidates:
+                member.group = [m.job.number for m in together] if any(m is member for m in together) else []
             trained.append((numbers, group_dir))
         except GroupTooLarge as smaller:
             log.warning("Jobs %s do not fit together (%s): they train in groups of %d.", numbers, smaller, smaller.size)
@@ -167,6 +174,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
     for member in members:
         if member.job.number not in returns:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)  # not the last job's log
     whole = [member.job.number for member in members]  # a fit of them all whose members' ends were interrupted
     if not any(numbers == whole for numbers, _ in trained):
         trained.append((whole, fused_dir / "-".join(map(str, whole))))
@@ -229,6 +237,7 @@ def prepare(member: Member, cfg: DictConfig) -> None:
     try:
         refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
         member.strategy = check_before_data(cfg, member.context)
+        member.checked = True
     except Exception as error:
         member.error = error
 

@@ -40,10 +40,12 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
     failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+        if member.error is not None and not member.checked:  # refused before any data, as its run would be
+            raise member.error
         if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
             write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
         run.summary["num_threads"] = torch.get_num_threads()  # recorded by a run that fails as well
-        if member.error is not None:
+        if member.error is not None and member.module is None:  # failed before its fit: its run has no logger yet
             raise member.error
         run.logger = instantiate_logger(cfg, context)
         run.summary.update(wandb_record(run.logger))
@@ -55,6 +57,8 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
         replay_history(run.logger, member.history)
+        if member.error is not None:  # failed in the group's fit: its logger holds the epochs it trained
+            raise member.error
         continue_after_fit(trainer, member.epochs, member.steps)
         finish_run(run, trainer, member.module, member.datamodule, member.best, epochs=member.epochs)
     return run.summary

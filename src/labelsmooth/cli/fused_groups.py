@@ -15,9 +15,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from labelsmooth.cli.fused import Member
 
 log = logging.getLogger("labelsmooth.cli.fused")  # the launcher's lines, under its name
 
@@ -222,6 +225,13 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
             single = "the only job of its group" if len(members) == 1 else f"hydra.launcher.max_members={max_members}"
             result.append(Group(chunk, None if len(chunk) > 1 else single))
     return sorted(result, key=lambda group: group.jobs[0].number)
+
+
+def who_trains(members: list[Member]) -> str:
+    """Which members of a group train, and why the others do not (skipped by ``resume_sweep=true``, or refused)."""
+    why = {m.job.number: "completed earlier" if m.done is not None else "refused" for m in members if m.done or m.error}
+    training = [f"#{m.job.number}" for m in members if m.job.number not in why]
+    return f"{', '.join(f'#{n} {reason}' for n, reason in why.items())}: {', '.join(training) or 'none'} train"
 
 
 def check_max_members(value: Any) -> int | None:
