@@ -244,3 +244,4 @@ def test_a_member_whose_schedule_its_strategy_refuses_fails_alone(tmp_path: Path
     jobs = metrics_of(sweep)
     assert jobs[0]["status"] == "failed" and "no real-valued parameter" in jobs[0]["error"]
     assert jobs[1]["status"] == "completed" and jobs[1]["strategy_schedule"] == "linear"
+    assert jobs[0]["fused_group"] == [] and jobs[1]["fused_group"] == [1]  # the member that trained, alone
