@@ -65,10 +65,8 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
                 assert member[key] == value, key
         job, other = fused / str(number), basic / str(number)
         assert files_of(job) == files_of(other)  # .hydra/, checkpoints, predictions, figures, train.log
-        # The training curve; a strategy schedule's value is logged as float32 by its run, kept exact by a member.
         curve, alone_curve = read_history_csv(job / "history.csv"), read_history_csv(other / "history.csv")
-        assert [row.keys() for row in curve] == [row.keys() for row in alone_curve] and len(curve) == 2
-        assert curve == [pytest.approx(row, rel=1e-7) for row in alone_curve]
+        assert curve == alone_curve and len(curve) == 2  # the training curve, a strategy schedule's value included
         assert (job / "checkpoints" / "last.ckpt").exists() and member["checkpoint"].startswith(str(job))
         log = (job / "train.log").read_text()
         assert "epoch 0 done (fused group): lr-Adam=0.001, " in log and "epoch 1 done" in log and "train/loss=" in log

@@ -227,7 +227,8 @@ class FusedClassifier(pl.LightningModule):
             self._epoch_values[m] = dict(rates)
             if schedule is not None:  # as its run's callback, before the module's own epoch start
                 schedule.on_train_epoch_start(self.trainer, member)
-                self._epoch_values[m][f"schedule/{schedule.parameter}"] = schedule.applied[self.current_epoch]
+                applied = torch.tensor(schedule.applied[self.current_epoch])  # the dtype its run's self.log gives it
+                self._epoch_values[m][f"schedule/{schedule.parameter}"] = applied.item()
             member.end_criterion_epoch()
 
     def _record_training_losses(self) -> None:
