@@ -408,6 +408,8 @@ def test_every_name_a_checkpoint_may_monitor_is_logged_by_validation(tmp_path: P
          "not accept the data set's inputs of shape (3, 32, 32)"),
         (["model=timm", "model.pretrained=/nowhere/weights.pth"], "MissingFileError: model.pretrained=/nowhere/"),
         (["model=resnet_v1", "model.depth=21"], "ConfigurationError: model.depth=21 is not valid for ResNet v1"),
+        (["model=timm", "+model.bn_momentum=0.01"], "ConfigurationError: model.bn_momentum=0.01: the model resnet18 "
+         "does not take 'bn_momentum' (TypeError: ResNet.__init__() got an unexpected keyword argument"),
     ],
 )  # fmt: skip
 def test_a_model_that_cannot_be_built_for_the_data_is_refused_before_a_download(
@@ -418,6 +420,18 @@ def test_a_model_that_cannot_be_built_for_the_data_is_refused_before_a_download(
     result = run_app_in_process([*args, *data], cwd=tmp_path, env=SHORT)
     assert result.returncode == 1 and result.stderr.startswith(line), result.stderr
     assert "DatasetNotFoundError" not in result.stderr
+
+
+def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_before_its_data(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """digits (8x8, grey) declares no shape in its config; its data module does."""
+    from labelsmooth.data import digits
+
+    monkeypatch.setattr(digits, "read_digits", lambda: pytest.fail("the data set was read"))
+    result = run_app_in_process(["model=timm", "+model.bn_momentum=0.01", "logger=none"], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("ConfigurationError: model.bn_momentum=0.01: the model resnet18 does not take")
 
 
 def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) -> None:

@@ -115,4 +115,5 @@ def test_each_epoch_is_one_line_in_the_log_file_and_not_on_the_console(tmp_path:
     lines = [line for line in (tmp_path / "train.log").read_text().splitlines() if " done: " in line]
     assert [line.split(" done:")[0] for line in lines] == ["epoch 0", "epoch 1"]
     assert all("train/loss=" in line and "val/acc=" in line and "val/ece=" in line for line in lines)
+    assert "; lr-Adam/pg1=0.001, lr-Adam/pg2=0.001, train/loss=" in lines[0]  # as history.csv, without a logger
     assert "epoch 0 done" not in caplog.text  # the console has the progress bar's line instead

@@ -92,7 +92,8 @@ class EpochLogFile(pl.Callback):
             write_history_csv(self.history_csv, self.rows)
         if not log_files():  # no log file (tests, benchmarks): nothing to read back from the device
             return
-        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(trainer.callback_metrics.items()))
+        logged = {**trainer.callback_metrics, **self._rates}  # the rates also where no logger has their monitor
+        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(logged.items()))
         log_to_files(log, logging.INFO, f"epoch {epoch} done: {steps} steps in {seconds:.3g} s; {metrics}")
 
     def _row(self, trainer: pl.Trainer, epoch: int) -> dict[str, float]:

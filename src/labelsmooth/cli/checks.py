@@ -4,6 +4,7 @@ with a message that names the key and the fix (and the device counting they and 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -203,30 +204,51 @@ def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int
 
 def check_model_before_data(cfg: DictConfig) -> None:
     """Build the network on the meta device (shapes without memory or initialisation) for the input shape that the
-    data set config declares (``channels``, ``image_size``; its ``num_classes``, or 2 where the files will tell),
-    and pass a zero batch through it: an unknown architecture, a setting the model does not take, a missing
-    weights file or inputs the model cannot accept fail before a download. Skipped where the config declares no
-    shape, and where the model uses an operation the meta device cannot run (the check after the data covers it)."""
+    data set config declares (``declared_image_shape``: its ``channels`` and ``image_size``, or the data module's
+    fixed shape; its ``num_classes``, or 2 where the files will tell), and pass a zero batch through it: an unknown
+    architecture, a setting the model does not take, a missing weights file or inputs the model cannot accept fail
+    before a download. Skipped where no shape is declared, and where the model uses an operation the meta device
+    cannot run (the check after the data covers it)."""
     import torch
 
     from labelsmooth.cli.errors import root_cause
     from labelsmooth.specification import network_for
 
     dataset, model = cfg.get("dataset"), cfg.get("model")
-    channels, size = (dataset.get("channels"), dataset.get("image_size")) if dataset else (None, None)
-    if not model or not isinstance(channels, int) or not isinstance(size, int):
+    shape = declared_image_shape(dataset) if dataset else None
+    if not model or shape is None:
         return
     declared = dataset.get("num_classes")
     num_classes = declared if isinstance(declared, int) and not isinstance(declared, bool) else None
     try:
         with torch.device("meta"):
-            net = network_for(model, num_classes or 2, channels, (size, size))
-            check_model_accepts(net, (channels, size, size), num_classes)
+            net = network_for(model, num_classes or 2, shape[0], shape[1:])
+            check_model_accepts(net, shape, num_classes)
     except Exception as error:
         cause = root_cause(error)
         if _meta_cannot_run(cause) or _meta_cannot_run(cause.__cause__):
             return
+        if isinstance(cause, TypeError) and (taken := re.search(r"unexpected keyword argument '(\w+)'", str(cause))):
+            name = model.get("name") or str(model.get("_target_", "")).rsplit(".", 1)[-1]
+            raise ConfigurationError(
+                f"model.{taken[1]}={OmegaConf.select(model, taken[1])}: the model {name} does not take "
+                f"{taken[1]!r} ({type(cause).__name__}: {cause})"
+            ) from error
         raise
+
+
+def declared_image_shape(dataset: DictConfig) -> tuple[int, int, int] | None:
+    """The image shape a data set config declares before any data is read (``declared_image_shape`` of the data
+    module class it names; its ``channels`` and ``image_size`` for a class of yours)."""
+    from labelsmooth.data.base import ClassificationDataModule
+
+    try:
+        data_class = hydra.utils.get_class(str(dataset.get("_target_")))
+    except Exception:  # a target that cannot be imported fails with its own message when the data set is built
+        data_class = ClassificationDataModule
+    if not (isinstance(data_class, type) and issubclass(data_class, ClassificationDataModule)):
+        data_class = ClassificationDataModule
+    return data_class.declared_image_shape(dataset)
 
 
 def _meta_cannot_run(error: BaseException | None) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -21,6 +24,15 @@ class ClassificationDataModule(pl.LightningDataModule):
     num_classes: int
     image_shape: tuple[int, int, int]
     class_names: list[str] | None = None  # in class-index order, where the data set names its classes
+
+    @classmethod
+    def declared_image_shape(cls, config: Mapping[str, Any]) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the images that ``config`` (this data module's) gives, known before any
+        data is read: its ``channels`` and ``image_size``; None where the files will tell."""
+        channels, size = config.get("channels"), config.get("image_size")
+        if isinstance(channels, int) and isinstance(size, int) and not isinstance(channels, bool):
+            return channels, size, size
+        return None
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ class DigitsDataModule(ImageDataModule):
             in_memory=True, download=False, normalize=normalize, input_range=input_range, shift=shift, hflip=hflip,
             **kwargs,
         )  # fmt: skip
+
+    @classmethod
+    def declared_image_shape(cls, config: Mapping[str, Any]) -> tuple[int, int, int]:
+        return 1, 8, 8
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         if split != "train":
