@@ -73,6 +73,33 @@ def test_a_checkpoint_of_a_model_started_from_a_weights_file_evaluates_and_loads
     assert LabelSmoothingClassifier.load_from_checkpoint(ckpt).specification.model["pretrained"] == str(weights)
 
 
+def test_a_mixed_precision_checkpoint_evaluates_and_predicts_as_its_run_did(tmp_path: Path) -> None:
+    """A ``bf16-mixed`` run's logits are its bfloat16 forward pass: its copied checkpoint evaluates and predicts in
+    bfloat16 too. Selected by ``val/nll_ts``, each validation fits a temperature, the evaluation's too."""
+    from labelsmooth.cli.build import build_datamodule
+    from labelsmooth.runs.layout import RunDirectory
+
+    precision = ["model=mlp", "trainer.precision=bf16-mixed", "callbacks.checkpoint.mode=min"]
+    summary = run_training(tmp_path / "run", [*precision, "callbacks.checkpoint.monitor=val/nll_ts"])
+    ckpt = tmp_path / "elsewhere" / "model.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copy(summary["checkpoint"], ckpt)
+    evaluated = evaluate(_eval_config(ckpt, tmp_path / "eval"), tmp_path / "eval")
+    assert evaluated["status"] == "completed" and evaluated["precision"] == "bf16-mixed"
+    compared = [k for k in summary if k.startswith(("val/", "test/")) and not k.startswith("val/acc_best")]
+    assert "val/nll_ts" in compared and "test/ece_ts" in compared
+    for key in [*compared, "temperature"]:
+        assert evaluated[key] == pytest.approx(summary[key], abs=1e-6), key
+
+    model = LabelSmoothingClassifier.load_from_checkpoint(ckpt)
+    datamodule = build_datamodule(compose_train_config(FAST, output_dir=tmp_path).dataset)
+    datamodule.setup("test")
+    images = torch.stack([datamodule.test_set[i][0] for i in range(len(datamodule.test_set))])
+    with np.load(RunDirectory(tmp_path / "run").predictions("test")) as saved:
+        expected = torch.from_numpy(saved["logits"]).softmax(-1)
+    assert torch.allclose(model.predict_proba(images), expected, atol=1e-6)
+
+
 def _eval_config(ckpt: Path, output_dir: Path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -153,6 +153,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
             distillation=distillation,
             teacher_record=teacher_record,
             n_bins=specification.n_bins,
+            validation_temperature_nll=specification.monitors_temperature_scaled,
         )
         module.specification = specification
         return module

@@ -54,7 +54,10 @@ class PredictsRawImages:
         was_training = self.training
         self.eval()
         try:
-            return self.prediction_logits(self(self.prepare_inputs(images))).softmax(dim=-1)
+            inputs = self.prepare_inputs(images)
+            with self.specification.autocast(inputs.device.type):  # the run's precision, as its test step ran
+                logits = self.prediction_logits(self(inputs))
+            return logits.float().softmax(dim=-1)
         finally:
             self.train(was_training)
 

@@ -67,6 +67,25 @@ class RunSpecification:
     def image_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, *self.image_size)
 
+    @property
+    def monitors_temperature_scaled(self) -> bool:
+        """Whether the checkpoint selection monitors a temperature-scaled validation value (``val/nll_ts``): then
+        each validation fits a temperature, in training and in every evaluation of its checkpoints."""
+        monitor = (self.selection or {}).get("callbacks.checkpoint.monitor")
+        return isinstance(monitor, str) and monitor.endswith("_ts")
+
+    def autocast(self, device_type: str) -> Any:
+        """The autocast context of the run's precision (``trainer.precision``) on ``device_type``, as Lightning's
+        mixed precision runs the forward pass: bfloat16 for ``bf16-mixed``, float16 for ``16-mixed`` (bfloat16 on a
+        CPU, as Lightning gives it there); disabled for full precision."""
+        import torch
+
+        precision = (self.trainer or {}).get("precision")
+        if precision not in ("bf16-mixed", "16-mixed"):
+            return torch.autocast(device_type, enabled=False)
+        half = torch.float16 if precision == "16-mixed" and device_type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type, dtype=half)
+
     def to_checkpoint(self) -> dict[str, Any]:
         """The specification as plain values and tensors (what ``torch.load(weights_only=True)`` reads back)."""
         record = dataclasses.asdict(self)

@@ -170,9 +170,6 @@ def build_module(
         distillation=hydra.utils.instantiate(cfg.distill) if teacher_net is not None else None,
         teacher_record=teacher_record,
     )
-    # val/nll_ts (a temperature fitted each validation epoch) only when the checkpoint selection monitors it.
-    monitor = OmegaConf.select(cfg, "callbacks.checkpoint.monitor", default=None)
-    module.validation_temperature_nll = isinstance(monitor, str) and monitor.endswith("_ts")
     return module
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from labelsmooth.cli.build import CONFIG_DIR, build_datamodule
+from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, trainer_training_settings
 from labelsmooth.cli.checks import check_added_keys, check_devices, set_num_threads
 from labelsmooth.cli.context import context_from_hydra
 from labelsmooth.cli.errors import run_app
@@ -127,6 +128,7 @@ def evaluate(
             save_predictions=cfg.save_predictions,
             predictions_max_values=cfg.predictions_max_values,
         )
+        run.summary["precision"] = evaluation_precision(cfg, saved.config, context.overrides)
         # the progress as in training: lines without a terminal (logs, SLURM), a rich bar in one
         shown = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
         trainer = hydra.utils.instantiate(
@@ -142,6 +144,15 @@ def evaluate(
         run.summary.update(device_record(trainer))
         run.complete()
     return run.summary
+
+
+def evaluation_precision(cfg: DictConfig, trained: DictConfig, overrides: Sequence[str]) -> str:
+    """The precision the evaluation computes in, set in ``cfg.trainer``: the run's (``trainer.precision`` of its
+    training: a ``bf16-mixed`` run's logits are its bfloat16 forward pass), unless the command line gives one."""
+    if "trainer.precision" not in {override_key(o) for o in overrides}:
+        with open_dict(cfg):
+            cfg.trainer.precision = trainer_training_settings(trained.get("trainer"))["precision"]
+    return trainer_training_settings(cfg.trainer)["precision"]
 
 
 def evaluated_run(ckpt_path: str | Path) -> dict[str, Any]:

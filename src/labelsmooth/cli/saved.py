@@ -79,6 +79,8 @@ class SavedRun:
                 "teacher_ckpt": None,
             }
         )
+        for key, value in (specification.selection or {}).items():  # by config key: the checkpoint selection
+            OmegaConf.update(config, key, value, force_add=True)
         names = dict(specification.names)
         return cls(checkpoint, config, names, specification.class_names, specification.preprocessing)
 
