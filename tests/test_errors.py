@@ -434,6 +434,28 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
     assert result.stderr.startswith("ConfigurationError: model.bn_momentum=0.01: the model resnet18 does not take")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["+foo.bar=1"], "ConfigurationError: +foo.bar=1 is not a setting: nothing reads a top-level key 'foo' "),
+        (["+trainer.limit_val_batches=0"], "ConfigurationError: trainer.limit_val_batches=0 cannot make a run: "),
+        (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
+        (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
+        (["resume=/nonexistent/run"], "ConfigurationError: resume=/nonexistent/run: nothing to resume: no such run "),
+    ],
+)  # fmt: skip
+def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
+    args: list[str], line: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Each ran (or trained, then failed in its final test, or made the directory a mistyped resume= named)."""
+    from labelsmooth.data import digits
+
+    monkeypatch.setattr(digits, "read_digits", lambda: pytest.fail("the data set was read"))
+    result = run_app_in_process([*args, "logger=none", f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(line) and not Path("/nonexistent").exists()
+
+
 def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) -> None:
     """The check before the data builds the network without memory; a timm weights file is checked, not read."""
     import torch

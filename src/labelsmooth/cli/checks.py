@@ -263,16 +263,17 @@ def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable
     would run with the default unsaid."""
     from difflib import get_close_matches
 
-    from labelsmooth.runs.overrides import added_top_level_keys
+    from labelsmooth.runs.overrides import added_top_level_keys, added_top_level_nodes
 
-    for key, value in added_top_level_keys(overrides):
+    for key, value in [*added_top_level_keys(overrides), *added_top_level_nodes(cfg, overrides)]:
         if key in groups:
             continue
-        settings = sorted(k for k in cfg if k != key and k != "hydra")
-        close = get_close_matches(key, settings, n=1)
+        top = key.split(".", 1)[0]
+        settings = sorted(k for k in cfg if k != top and k != "hydra")
+        close = get_close_matches(top, settings, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise ConfigurationError(
-            f"+{key}={value} is not a setting: nothing reads a top-level key {key!r} ({hint}the top-level settings "
+            f"+{key}={value} is not a setting: nothing reads a top-level key {top!r} ({hint}the top-level settings "
             f"are {', '.join(settings)})"
         )
 

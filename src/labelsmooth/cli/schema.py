@@ -152,6 +152,15 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
     for key, field in TRAINER_COUNTS.items():
         if key in trainer:
             check(f"trainer.{key}", trainer[key], field)
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval", "max_steps"):
+        value = trainer.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and (value == 0 or value < 0 and not (key == "max_steps" and value == -1)):
+            raise ConfigurationError(
+                f"trainer.{key}={value} cannot make a run: a run trains, validates each epoch (its checkpoint "
+                "selection) and tests; use a positive count of batches or a fraction in (0, 1]"
+                + (" (max_steps: -1 for no bound)" if key == "max_steps" else "")
+            )
     max_epochs = trainer.get("max_epochs")
     bounded = (trainer.get("max_steps") not in (None, -1)) or trainer.get("max_time") is not None
     if not bounded:

@@ -6,7 +6,8 @@ them. Which overrides define a run and which only say how to start it or where i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 # Keys that say to continue a run, and those that say how to start one, not what it trains.
 CONTINUE_KEYS = frozenset({"resume", "resume_sweep"})
@@ -66,6 +67,28 @@ def added_top_level_keys(overrides: Iterable[str]) -> list[tuple[str, str | None
         if override.startswith("+") and not override.startswith("++") and not any(c in key for c in "./"):
             added.append((key, value))
     return added
+
+
+def added_top_level_nodes(config: Mapping[str, Any], overrides: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``(key, value)`` of the ``+key=value`` overrides whose top-level node of the composed ``config`` only such
+    overrides made: ``+foo.bar=1`` adds ``foo`` (every key of it is one they added); ``+trainer.max_steps=5`` adds
+    nothing at the top.
+
+    >>> added_top_level_nodes({"foo": {"bar": 1}, "trainer": {"max_epochs": 2, "max_steps": 5}},
+    ...                       ["+foo.bar=1", "+trainer.max_steps=5"])
+    [('foo.bar', '1')]
+    """
+    added: dict[str, dict[str, tuple[str, str | None]]] = {}
+    for override in overrides:
+        key, value = parse_override(override)
+        if override.startswith("+") and not override.startswith("++") and "." in key and "/" not in key:
+            top, rest = key.split(".", 1)
+            added.setdefault(top, {})[rest.split(".", 1)[0]] = (key, value)
+    return [
+        next(iter(subs.values()))
+        for top, subs in added.items()
+        if isinstance(node := config.get(top), Mapping) and set(node.keys()) <= set(subs)
+    ]
 
 
 def job_overrides(task_overrides: Sequence[str]) -> list[str]:

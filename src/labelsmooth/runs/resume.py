@@ -73,13 +73,13 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
 
     ``resume=true`` picks the latest earlier run with the same overrides that has a last checkpoint (if there
     is none the fresh directory is returned and training stops with an error that says so);
-    ``resume=<directory>`` names the run explicitly.
+    ``resume=<directory>`` names the run explicitly (the fresh directory where it names none).
     """
     fresh = str(Path(runs_root) / fresh_dir)
     if not resume_asked(resume):
         return fresh
-    if str(resume).lower() != "true":
-        return str(resume)
+    if str(resume).lower() != "true":  # a directory that does not exist is not made: the run stops, saying so
+        return str(resume) if Path(str(resume)).is_dir() else fresh
     found = find_run_to_resume(runs_root, overrides or [])
     return str(found) if found is not None else fresh
 
@@ -217,6 +217,8 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
             )
             if unfinished is not None:
                 what += f" (the latest, {unfinished}, stopped before its first checkpoint: start it afresh)"
+        elif not Path(str(resume)).is_dir():
+            what = "no such run directory"
         else:
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         raise ConfigurationError(f"resume={resume}: nothing to resume: {what}. {_how_to_start(context)}")
