@@ -266,9 +266,9 @@ def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable
     from labelsmooth.runs.overrides import added_top_level_keys, added_top_level_nodes
 
     for key, value in [*added_top_level_keys(overrides), *added_top_level_nodes(cfg, overrides)]:
-        if key in groups:
-            continue
         top = key.split(".", 1)[0]
+        if top in groups:  # +callbacks.x._target_=... after callbacks=none
+            continue
         settings = sorted(k for k in cfg if k != top and k != "hydra")
         close = get_close_matches(top, settings, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
