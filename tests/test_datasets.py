@@ -178,6 +178,16 @@ def test_a_split_size_that_is_neither_a_fraction_nor_a_count_is_refused_before_t
         hydra.utils.instantiate(cfg.dataset, root=str(tmp_path / "absent"))  # refused before the files are looked for
 
 
+def test_a_split_that_would_be_empty_is_refused_by_its_own_key() -> None:
+    """``dataset.test_size=1`` (one sample: no class gives up a rounded share) was reported as ``dataset.val_size``."""
+    from labelsmooth.data.splits import carve_splits
+
+    with pytest.raises(ValueError, match=r"^dataset.test_size=1: carving 1 out of 20 samples leaves an empty split"):
+        carve_splits(torch.tensor([0, 1] * 10), {"test": 1, "val": 0.25}, seed=0)
+    with pytest.raises(ValueError, match=r"^dataset.val_size=0.01: carving 0.01 out of 16 samples leaves an empty"):
+        carve_splits(torch.tensor([0, 1] * 10), {"test": 0.2, "val": 0.01}, seed=0)
+
+
 def test_pixel_mean_is_computed_on_train_and_cached_next_to_the_data(tmp_path: Path, monkeypatch) -> None:
     relax_checksums(monkeypatch)
     data = build("cifar10", tmp_path, normalize="pixel_mean")

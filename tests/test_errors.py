@@ -63,7 +63,7 @@ def test_a_bad_optimizer_setting_is_one_line_before_the_data_is_read(tmp_path: P
     result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == "ConfigurationError: optimizer.lr=fast must be a number >= 0 (the learning rate)"
+    assert result.stderr.strip() == "ConfigurationError: optimizer.lr=fast must be a number > 0 (the learning rate)"
     assert "DatasetNotFoundError" not in result.stderr  # refused before the (absent) data set was looked for
 
 
@@ -442,12 +442,35 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
         (["resume=/nonexistent/run"], "ConfigurationError: resume=/nonexistent/run: nothing to resume: no such run "),
+        (["~seed"], "ConfigurationError: ~seed: a run needs seed; give it a value instead of removing it"),
+        (["+dataset.foo=1"], "ConfigurationError: dataset.foo=1 is not a setting: DigitsDataModule takes no parameter "
+         "'foo' (it takes: batch_size, eval_batch_size, "),
+        (["dataset.num_classes=abc"], "ConfigurationError: dataset.num_classes=abc must be an integer (or null)"),
+        (["dataset.eval_batch_size=0"], "ConfigurationError: dataset.eval_batch_size=0 must be an integer >= 1"),
+        (["trainer.devices=0"], "ConfigurationError: trainer.devices=0 must be a count >= 1, a list of device ids"),
+        (["trainer.devices=-2"], "ConfigurationError: trainer.devices=-2 must be a count >= 1, a list of device ids"),
+        (["model.base_width=0"], "ConfigurationError: model.base_width=0 must be an integer >= 1"),
+        (["model.l2=-1"], "ConfigurationError: model.l2=-1 must be a finite number >= 0"),
+        (["optimizer.lr=0"], "ConfigurationError: optimizer.lr=0 must be a number > 0 (the learning rate)"),
+        (["optimizer.lr=inf"], "ConfigurationError: optimizer.lr=inf must be a number > 0 (the learning rate)"),
+        (["+trainer.gradient_clip_algorithm=sum"], "ConfigurationError: trainer.gradient_clip_algorithm=sum must be "
+         "one of norm, value (or null)"),
+        (["+trainer.gradient_clip_val=-1"], "ConfigurationError: trainer.gradient_clip_val=-1 must be a number >= 0"),
+        (["callbacks.checkpoint.save_top_k=-2"], "ConfigurationError: callbacks.checkpoint: Invalid value for "
+         "save_top_k=-2. Must be >= -1"),
+        (["callbacks.nan_guard.check_every_n_steps=0"], "ConfigurationError: callbacks.nan_guard.check_every_n_steps=0 "
+         "must be >= 1"),
+        (["strategy_schedule=linear", "strategy_schedule.start=5"], "ConfigurationError: strategy_schedule=linear sets "
+         "epsilon=5 at epoch 0: smoothing.epsilon=5.0 is out of range: it must lie in [0, 1)."),
+        (["+analysis.foo=1"], "ConfigurationError: analysis.foo is not a setting: analysis takes projection_classes, "),
     ],
 )  # fmt: skip
 def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
     args: list[str], line: str, tmp_path: Path, monkeypatch
 ) -> None:
-    """Each ran (or trained, then failed in its final test, or made the directory a mistyped resume= named)."""
+    """Each ran (or trained, then failed in its final test, or made the directory a mistyped resume= named), or was
+    refused after the data was read, or in library code's words (a traceback, Hydra's three-line instantiation
+    error), or trained with the setting meaning something else (``eval_batch_size=0``: the training batch size)."""
     from labelsmooth.data import digits
 
     monkeypatch.setattr(digits, "read_digits", lambda: pytest.fail("the data set was read"))

@@ -40,6 +40,23 @@ def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
     return int(value)
 
 
+def non_negative_number(key: str, value: object, what: str = "") -> float:
+    """``value`` as a float when it is a finite number >= 0 (a bool is not), else a ``ConfigurationError`` naming
+    the config key, the value and the range, with ``what`` the key means.
+
+    >>> non_negative_number("model.l2", 1e-4)
+    0.0001
+    >>> non_negative_number("model.l2", -1, "the kernel regulariser's factor")
+    Traceback (most recent call last):
+    ...
+    labelsmooth.errors.ConfigurationError: model.l2=-1 must be a finite number >= 0 (the kernel regulariser's factor)
+    """
+    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else float("nan")
+    if not 0 <= number < float("inf"):
+        raise ConfigurationError(f"{key}={value!r} must be a finite number >= 0" + (f" ({what})" if what else ""))
+    return number
+
+
 def check_class_index_shapes(logits: Any, target: Any, num_classes: int | None = None, owner: str = "") -> int:
     """Refuse, in one ``ValueError`` that names ``owner`` and the shapes, what a loss or a metric of (N, K) logits
     and (N,) class indices would otherwise broadcast or truncate without a word: logits that are not (N, K) with

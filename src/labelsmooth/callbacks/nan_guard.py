@@ -28,7 +28,7 @@ class NonFiniteLossGuard(Callback):
     def __init__(self, check_every_n_steps: int = 10) -> None:
         super().__init__()
         if check_every_n_steps < 1:
-            raise ConfigurationError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+            raise ConfigurationError(f"callbacks.nan_guard.check_every_n_steps={check_every_n_steps} must be >= 1")
         self.check_every_n_steps = int(check_every_n_steps)
         self._pending_steps: list[tuple[int, int, float | None]] = []  # (global step, batch index, lr) per loss
         self._pending_losses: list[torch.Tensor] = []

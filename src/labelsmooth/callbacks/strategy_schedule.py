@@ -74,9 +74,13 @@ class StrategyParameterSchedule(Callback):
         """Kind-specific defaults that depend on the strategy (called once, with ``configured`` set)."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._strategy is not None:  # validate / test after fit: the schedule is already set up
-            return
-        strategy = pl_module.criterion  # the LightningModule's strategy (LabelSmoothingClassifier.criterion)
+        if self._strategy is None:  # else validate / test after fit: the schedule is already set up
+            self.bind(pl_module.criterion, trainer.max_epochs)  # LabelSmoothingClassifier.criterion
+
+    def bind(self, strategy: Any, max_epochs: int | None) -> None:
+        """Schedule ``strategy``'s parameter over ``max_epochs`` epochs; a ``ConfigurationError`` when the strategy
+        has no such parameter or the schedule takes it out of its range (checked at the first and the last epoch:
+        every schedule is monotone)."""
         if not isinstance(strategy, SchedulableParameters):
             raise ConfigurationError(
                 f"strategy_schedule={self.kind} needs a smoothing strategy with schedulable parameters (a "
@@ -90,7 +94,6 @@ class StrategyParameterSchedule(Callback):
                 f"strategy_schedule.parameter={self.parameter}: the strategy {type(strategy).__name__} has no such "
                 f"real-valued parameter (it has: {', '.join(numeric) or 'none'})."
             )
-        max_epochs = trainer.max_epochs
         if max_epochs is None or max_epochs < 1:
             raise ConfigurationError(
                 f"strategy_schedule={self.kind} is defined over trainer.max_epochs, which is {max_epochs}: set it."
@@ -98,8 +101,14 @@ class StrategyParameterSchedule(Callback):
         self.max_epochs = int(max_epochs)
         self.configured = float(numeric[self.parameter])
         self.resolve(strategy)
-        for epoch in {0, self.max_epochs - 1}:  # every schedule is monotone: its extremes are checked
-            strategy.check_parameter(self.parameter, self.value_at(epoch))
+        for epoch in sorted({0, self.max_epochs - 1}):
+            value = self.value_at(epoch)
+            try:
+                strategy.check_parameter(self.parameter, value)
+            except ConfigurationError as error:
+                raise ConfigurationError(
+                    f"strategy_schedule={self.kind} sets {self.parameter}={value:g} at epoch {epoch}: {error}"
+                ) from None
         self._strategy = strategy
 
     @property

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.conf import CONFIG_DIR
+from labelsmooth.errors import ConfigurationError
 from labelsmooth.specification import RunSpecification
 
 if TYPE_CHECKING:
@@ -178,9 +179,20 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, 
     learning-rate monitor when there is no logger to write to."""
     from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 
+    from labelsmooth.cli.errors import root_cause
+
     if not callbacks_cfg:
         return []
-    callbacks = [hydra.utils.instantiate(entry) for entry in callbacks_cfg.values() if entry and "_target_" in entry]
+    callbacks = []
+    for name, entry in callbacks_cfg.items():
+        if not entry or "_target_" not in entry:
+            continue
+        try:
+            callbacks.append(hydra.utils.instantiate(entry))
+        except Exception as error:
+            if type(cause := root_cause(error)).__name__ != "MisconfigurationException":
+                raise
+            raise ConfigurationError(f"callbacks.{name}: {cause}") from error  # Lightning's refusal names no key
     unusable = (() if progress_bar else (ProgressBar,)) + (() if has_logger else (LearningRateMonitor,))
     return [c for c in callbacks if not isinstance(c, unusable)]
 

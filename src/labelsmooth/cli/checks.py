@@ -109,6 +109,13 @@ def check_devices(trainer_cfg: DictConfig) -> None:
     devices = trainer_cfg.get("devices", 1)
     if devices in ("auto", -1, "-1"):
         return
+    count = explicit_device_count(devices)
+    ids = list(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else []
+    if not count or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ConfigurationError(
+            f'trainer.devices={devices} must be a count >= 1, a list of device ids ([0, 1] or "0,1"), or -1 or '
+            "auto (every device)"
+        )
     requested = requested_devices(trainer_cfg)
     if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
         available, kind = torch.cuda.device_count(), "GPU"
@@ -330,6 +337,14 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise ConfigurationError(
             f"the optimizer or learning-rate scheduler refuses its settings ({describe(error)}); they are {settings}"
         ) from error
+
+
+def check_callbacks(cfg: DictConfig) -> None:
+    """Build the callbacks once, so a setting one refuses (``callbacks.checkpoint.save_top_k=-2``) fails before
+    the data set is read."""
+    from labelsmooth.cli.build import instantiate_callbacks
+
+    instantiate_callbacks(cfg.get("callbacks"), progress_bar=True, has_logger=True)
 
 
 def check_precise_bn(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -34,22 +35,28 @@ SEED_RANGE = (0, 2**32 - 1)  # numpy's and Lightning's seed_everything's range (
 @dataclasses.dataclass(frozen=True)
 class Field:
     """A key's type (``int``, ``float``, ``bool``, ``str``, ``list``, or a tuple of them; None allowed when
-    ``nullable``) and range (``low``..``high``, inclusive)."""
+    ``nullable``), range (``low``..``high``, inclusive; ``low`` excluded when ``above_low``; a number is finite)
+    and, for a string, its ``choices``."""
 
     kind: type | tuple[type, ...]
     low: float | None = None
     high: float | None = None
     nullable: bool = False
     what: str = ""
+    above_low: bool = False
+    choices: tuple[str, ...] = ()
 
     def allowed(self) -> str:
         names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         text = " or ".join(names.get(k, k.__name__) for k in kinds)
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
+        opening = "(" if self.above_low else "["
         if self.low is not None and self.high is not None:
-            text += f" in [{_number(self.low)}, {_number(self.high)}]"
+            text += f" in {opening}{_number(self.low)}, {_number(self.high)}]"
         elif self.low is not None:
-            text += f" >= {_number(self.low)}"
+            text += f" {'>' if self.above_low else '>='} {_number(self.low)}"
         if self.what:
             text += f" ({self.what})"
         return text + (" (or null)" if self.nullable else "")
@@ -61,8 +68,9 @@ class Field:
         if not any(_is_instance(value, kind) for kind in kinds):
             return False
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
-        return True
+            above = self.low is None or (value > self.low if self.above_low else value >= self.low)
+            return math.isfinite(value) and above and (self.high is None or value <= self.high)
+        return not self.choices or value in self.choices
 
 
 TOP_LEVEL: dict[str, Field] = {
@@ -79,6 +87,8 @@ TOP_LEVEL: dict[str, Field] = {
     "save_predictions": Field(bool),
     "predictions_max_values": Field(int, 0, what="values N·K"),
 }
+# Keys a training run cannot do without (``~seed`` removes one).
+REQUIRED = ("seed", "dataset", "model", "smoothing", "optimizer", "trainer", "paths")
 ANALYSIS: dict[str, Field] = {
     "projection_classes": Field(list, nullable=True),
     "projection_images_per_class": Field(int, 1),
@@ -88,11 +98,13 @@ TRAINER_COUNTS: dict[str, Field] = {
     "check_val_every_n_epoch": Field(int, 1, nullable=True),
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
+    "gradient_clip_val": Field(float, 0, nullable=True, what="0 or null: no clipping"),
+    "gradient_clip_algorithm": Field(str, nullable=True, choices=("norm", "value")),
 }
 # The settings that torch's optimizers share, with their meaningful ranges where they are numbers (torch checks some
 # of them, in its words, and not momentum's or dampening's upper bound).
 OPTIMIZER: dict[str, Field] = {
-    "lr": Field(float, 0, what="the learning rate"),
+    "lr": Field(float, 0, above_low=True, what="the learning rate"),
     "weight_decay": Field(float, 0),
     "momentum": Field(float, 0, 1),
     "dampening": Field(float, 0, 1),
@@ -100,6 +112,7 @@ OPTIMIZER: dict[str, Field] = {
 }
 SCHEDULER: dict[str, Field] = {
     "gamma": Field(float, 0, what="the learning rate's factor at each milestone"),
+    "eta_min": Field(float, 0, what="the cosine schedule's last learning rate"),
     "T_max": Field(
         int,
         1,
@@ -113,23 +126,28 @@ WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-
 TARGET_NODES = ("trainer", "optimizer", "scheduler", "dataset", "model", "smoothing", "augment", "distill")
 
 
-def validate_run_config(cfg: DictConfig) -> None:
-    """Refuse a wrong type or an out-of-range value anywhere in a composed run config, in one line; see the module
-    docstring. The strategy's ranges that depend on the number of classes are checked when it is built."""
+def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -> None:
+    """Refuse a ``required`` key removed, a wrong type or an out-of-range value anywhere in a composed run config,
+    in one line; see the module docstring. The strategy's ranges that depend on the number of classes are checked
+    when it is built."""
+    for key in required:
+        if key not in cfg:
+            raise ConfigurationError(f"~{key}: a run needs {key}; give it a value instead of removing it")
     for key, field in TOP_LEVEL.items():
         if key in cfg:
             check(key, _value(cfg, key), field)
-    for key, field in ANALYSIS.items():
-        if cfg.get("analysis") and key in cfg.analysis:
-            check(f"analysis.{key}", _value(cfg.analysis, key), field)
+    for key in cfg.get("analysis") or {}:
+        if key not in ANALYSIS:
+            raise ConfigurationError(f"analysis.{key} is not a setting: analysis takes {', '.join(ANALYSIS)}")
+        check(f"analysis.{key}", _value(cfg.analysis, key), ANALYSIS[key])
     for name in TARGET_NODES:
         if cfg.get(name):
             check_target_node(name, OmegaConf.to_container(cfg[name], resolve=True))
+    if cfg.get("strategy_schedule"):  # before the callbacks, one of which is this node: it is named as it is set
+        check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
     for name, node in (cfg.get("callbacks") or {}).items():
         if node and "_target_" in node:
             check_target_node(f"callbacks.{name}", OmegaConf.to_container(node, resolve=True))
-    if cfg.get("strategy_schedule"):
-        check_target_node("strategy_schedule", OmegaConf.to_container(cfg.strategy_schedule, resolve=True))
     if cfg.get("trainer"):
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
     for key, field in OPTIMIZER.items():  # a number or text; other forms are the optimizer's own (Adafactor's eps pair)
@@ -217,7 +235,7 @@ def unknown_parameter(
     ``key`` (nor ``**kwargs``), with the closest one it takes; None when it takes it."""
     from difflib import get_close_matches
 
-    if key in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    if key in parameters or _takes_any_keyword(parameters):
         return None
     accepted = [k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
     close = get_close_matches(key, accepted, n=1)
@@ -287,14 +305,38 @@ def describe_type(annotation: Any) -> str:
 
 
 def _signature(constructor: Callable) -> tuple[Mapping[str, inspect.Parameter] | None, dict[str, Any]]:
-    """The constructor's parameters (of ``__init__`` for a class, less ``self``) and their resolved annotations."""
-    function = constructor.__init__ if inspect.isclass(constructor) else constructor
+    """The constructor's parameters (of ``__init__`` for a class, less ``self``) and their resolved annotations.
+    A class whose ``__init__`` takes ``**kwargs`` takes those of its base classes' ``__init__`` too, down to the
+    first one without ``**kwargs`` (``DigitsDataModule(**kwargs)`` → ``ImageDataModule``); the ``**kwargs`` stay
+    only when every base takes them."""
     try:
         parameters = dict(inspect.signature(constructor).parameters)
     except (TypeError, ValueError):
         return None, {}
+    hints = _annotations(constructor.__init__ if inspect.isclass(constructor) else constructor, parameters)
+    if not inspect.isclass(constructor):
+        return parameters, hints
+    for base in constructor.__mro__[1:]:
+        if not _takes_any_keyword(parameters) or base is object:
+            break
+        if "__init__" not in vars(base):
+            continue
+        own = {k: p for k, p in inspect.signature(base.__init__).parameters.items() if k != "self"}
+        keywords = {k: p for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        inherited = {k: p for k, p in own.items() if k not in keywords and p.kind is not p.VAR_POSITIONAL}
+        hints = {**_annotations(base.__init__, own), **hints}
+        parameters = {**keywords, **inherited}
+    return parameters, hints
+
+
+def _takes_any_keyword(parameters: Mapping[str, inspect.Parameter]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _annotations(function: Callable, parameters: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
+    """The resolved annotations of ``function``'s ``parameters``."""
     try:
-        return parameters, typing.get_type_hints(function)
+        return typing.get_type_hints(function)
     except Exception:  # e.g. a name imported only for type checkers: resolve the annotations one by one
         pass
     namespace = {**vars(collections.abc), **vars(typing), **getattr(function, "__globals__", {})}
@@ -307,7 +349,7 @@ def _signature(constructor: Callable) -> tuple[Mapping[str, inspect.Parameter] |
             except Exception:  # a type not importable here: the constructor checks the value itself
                 continue
         hints[name] = annotation
-    return parameters, hints
+    return hints
 
 
 def _value(node: DictConfig, key: str) -> Any:

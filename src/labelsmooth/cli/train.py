@@ -28,6 +28,7 @@ from labelsmooth.cli.build import (
 from labelsmooth.cli.checks import (
     check_added_keys,
     check_augment,
+    check_callbacks,
     check_checkpoint_monitor,
     check_devices,
     check_model_before_data,
@@ -190,8 +191,12 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     check_precise_bn(cfg)
     check_teacher_before_data(cfg)
     check_checkpoint_monitor(cfg)
+    check_callbacks(cfg)
     check_model_before_data(cfg)
-    return strategy_before_data(cfg)
+    strategy = strategy_before_data(cfg)
+    if strategy is not None and cfg.get("strategy_schedule"):
+        hydra.utils.instantiate(cfg.strategy_schedule).bind(strategy, cfg.trainer.get("max_epochs"))
+    return strategy
 
 
 def test_checkpoint(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:

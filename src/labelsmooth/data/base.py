@@ -37,7 +37,9 @@ class ClassificationDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
         self.batch_size = whole_number("dataset.batch_size", batch_size, minimum=1)
-        self.eval_batch_size = whole_number("dataset.eval_batch_size", eval_batch_size or batch_size, minimum=1)
+        self.eval_batch_size = whole_number(
+            "dataset.eval_batch_size", batch_size if eval_batch_size is None else eval_batch_size, minimum=1
+        )
         self.num_workers = whole_number("dataset.num_workers", num_workers, minimum=0)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

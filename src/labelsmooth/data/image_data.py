@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import carve_splits, check_split_size
-from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line
+from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line, whole_number
 
 SPLITS = ("train", "val", "test")
 
@@ -175,7 +175,8 @@ class ImageDataModule(ClassificationDataModule):
         if channels not in (1, 3):
             raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
         self.root = Path(root).expanduser() if root is not None else None
-        self.image_shape = (int(channels), int(image_size), int(image_size))
+        size = whole_number("dataset.image_size", image_size, 1, "pixels")
+        self.image_shape = (int(channels), size, size)
         self.val_size = check_split_size("dataset.val_size", val_size)
         self.test_size = check_split_size("dataset.test_size", test_size)
         self.split_seed = int(split_seed)

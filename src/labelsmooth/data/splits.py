@@ -73,7 +73,10 @@ def carve_splits(
     carved: dict[str, torch.Tensor] = {}
     for split, size in sizes.items():
         within = None if groups is None else torch.as_tensor(groups)[train_index]
-        kept, chosen = stratified_carve(torch.as_tensor(targets)[train_index], size, seed + len(carved), within)
+        try:
+            kept, chosen = stratified_carve(torch.as_tensor(targets)[train_index], size, seed + len(carved), within)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"dataset.{split}_size={size!r}: {error}") from None
         carved[split], train_index = train_index[chosen], train_index[kept]
     return train_index, carved
 
@@ -112,7 +115,7 @@ def _check_both_sides(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if len(carved) == 0 or len(kept) == 0:
         raise ConfigurationError(
-            f"carving {size!r} out of {count} samples leaves an empty split: use a larger dataset.val_size "
-            "(a fraction, or a number of samples)"
+            f"carving {size!r} out of {count} samples leaves an empty split (each class gives up its rounded share): "
+            "use another size (a fraction, or a number of samples)"
         )
     return kept, carved

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, non_negative_number, whole_number
 
 TORCH_BN_MOMENTUM = 0.1  # PyTorch's default, in PyTorch's convention (Keras' momentum=0.9)
 KERAS_BN_EPS = 1e-3
@@ -138,10 +138,11 @@ class BottleneckBlockV2(nn.Module):
 
 
 class _KerasResNet(nn.Module):
-    def __init__(self, l2: float, bn_momentum: float) -> None:
+    def __init__(self, l2: float, bn_momentum: float, base_width: int) -> None:
         super().__init__()
-        self.l2 = float(l2)
+        self.l2 = non_negative_number("model.l2", l2, "the Keras kernel regulariser's factor; 0: none")
         self.bn_momentum = check_bn_momentum(bn_momentum)
+        whole_number("model.base_width", base_width, 1, "the first stage's channels")
 
     def _init_weights(self) -> None:
         """Keras' initialisation of convolutions and the classifier; every BatchNorm gets ``bn_momentum``."""
@@ -200,7 +201,7 @@ class ResNetV1(_KerasResNet):
         l2: float = 1e-4,
         bn_momentum: float = TORCH_BN_MOMENTUM,
     ) -> None:
-        super().__init__(l2, bn_momentum)
+        super().__init__(l2, bn_momentum, base_width)
         blocks = _blocks_per_stage(depth, 6, "ResNet v1")
         layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
         channels = base_width
@@ -229,7 +230,7 @@ class ResNetV2(_KerasResNet):
         l2: float = 1e-4,
         bn_momentum: float = TORCH_BN_MOMENTUM,
     ) -> None:
-        super().__init__(l2, bn_momentum)
+        super().__init__(l2, bn_momentum, base_width)
         blocks = _blocks_per_stage(depth, 9, "ResNet v2")
         layers: list[nn.Module] = [ConvBNAct(in_channels, base_width)]
         channels_in = base_width
