@@ -266,3 +266,20 @@ def test_members_stop_as_the_guard_of_their_runs_stops_them(tmp_path: Path) -> N
         tmp_path / "unguarded" / ".fused" / "last.ckpt"
     ).exists()
     assert math.isnan(members[0].history[0]["train/loss"])
+
+
+class FailsInSecondEpoch(pl.Callback):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("a bug in the second epoch")
+
+
+def test_a_group_whose_fit_fails_leaves_each_member_the_epochs_it_trained(tmp_path: Path) -> None:
+    """A run whose fit fails keeps its first epochs in its logger and ``history.csv``; so does each member of a
+    group whose fit fails (they had no logger and no history)."""
+    members = fused_members(tmp_path, MODELS["mlp"], MEMBERS[:2])
+    with pytest.raises(RuntimeError, match="a bug in the second epoch"):
+        train_group(list(members), tmp_path / "group", callbacks=[FailsInSecondEpoch()])
+    for member in members:
+        assert [row["epoch"] for row in member.history] == [0] and "val/acc" in member.history[0]
+        assert member.module is not None and str(member.error) == "a bug in the second epoch"

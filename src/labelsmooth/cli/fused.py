@@ -24,8 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, open_dict
 
@@ -307,9 +306,8 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
             member.schedule = (
                 hydra.utils.instantiate(member.cfg.strategy_schedule) if member.cfg.get("strategy_schedule") else None
             )
-            if member.schedule is not None:  # set up here, so that a schedule its strategy refuses fails it alone
-                epochs = SimpleNamespace(max_epochs=member.cfg.trainer.get("max_epochs"))  # all that setup reads
-                member.schedule.setup(cast(pl.Trainer, epochs), module, "fit")
+            if member.schedule is not None:  # bound here, so that a schedule its strategy refuses fails it alone
+                member.schedule.bind(module.criterion, member.cfg.trainer.get("max_epochs"))
         except Exception as error:  # this member fails alone
             member.error = error
             members.remove(member)
@@ -366,6 +364,10 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         if len(built) == 1:
             raise
         out_of_memory = True
+    except Exception as error:  # each member keeps the epochs it trained, as its run would, for its logger
+        for index, member in enumerate(members):
+            member.module, member.history, member.error = built[index], fused.history[index], error
+        raise
     else:
         out_of_memory = False
     if out_of_memory:  # outside the handler, so that the group's tensors can be freed
