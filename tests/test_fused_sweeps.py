@@ -33,11 +33,12 @@ def files_of(job: Path) -> set[str]:
 
 
 def wandb_rows(page) -> list[tuple[list[str], int | None, float | None]]:
-    """Each W&B history row's keys and step, and the epoch of the rows whose epoch Lightning logs."""
+    """Each W&B history row's keys and step, and the epoch of the rows that the run logs with one (its learning
+    rates, validation and training values)."""
     rows = []
     for row in page.history:
         keys = sorted(key for key in row if not key.startswith("_") and key != "epoch")
-        epoch = row.get("epoch") if "val/acc" in row or "train/loss" in row else None
+        epoch = row.get("epoch") if any(k in row for k in ("val/acc", "train/loss", "lr-Adam")) else None
         rows.append((keys, row.get("trainer/global_step"), epoch))
     return rows
 

@@ -34,9 +34,10 @@ def test_a_completed_run_page_holds_what_metrics_json_holds(tmp_path: Path) -> N
     choices = page.config["choices"]
     assert (choices["dataset"], choices["model"], choices["smoothing"]) == ("digits", "resnet_v1", "gamma")
     assert page.config["smoothing"]["gamma"] == summary["smoothing.gamma"]
-    # One value per epoch of the training curve, each at its epoch.
-    for key in ("train/loss", "val/acc", "val/nll", "val/ece"):
-        epochs = [row["epoch"] for row in page.history if key in row and "trainer/global_step" in row]
+    # One value per epoch of the training curve, each at its epoch (the learning rates too: they were logged without
+    # one, and W&B filed each under the epoch before).
+    for key in ("train/loss", "val/acc", "val/nll", "val/ece", "lr-Adam/pg1"):
+        epochs = [row.get("epoch") for row in page.history if key in row and "trainer/global_step" in row]
         assert epochs[:3] == [0, 1, 2], (key, epochs)
     # Every number of metrics.json is in the summary; the ranking metrics as their best value.
     summaries = best_value_summaries()

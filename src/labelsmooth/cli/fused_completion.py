@@ -66,7 +66,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
 
 def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
     """The member's epoch values into its logger as its run's Lightning logs them, and one line per epoch into its
-    ``train.log``. Lightning logs the learning rates at the epoch's start (``LearningRateMonitor``, at the steps
+    ``train.log``. The run logs the learning rates at the epoch's start (``EpochLearningRateMonitor``, at the steps
     taken before it), then the validation values and the training ones, each with the epoch, at the epoch's last
     step (``step - 1``: its loops count the last batch's step after logging); a history row's ``step`` is the
     optimizer steps taken by the epoch's end."""
@@ -81,7 +81,7 @@ def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
         validation = {key: value for key, value in metrics.items() if key.startswith("val/")}
         training = {key: value for key, value in metrics.items() if key not in rates and key not in validation}
         if logger:
-            for row, step in ((rates, started_at), ({**validation, **epoch}, ended_at - 1)):
+            for row, step in (({**rates, **epoch}, started_at), ({**validation, **epoch}, ended_at - 1)):
                 if len(row) > ("epoch" in row):
                     logger.log_metrics(row, step=step)
             logger.log_metrics({**training, **epoch}, step=ended_at - 1)

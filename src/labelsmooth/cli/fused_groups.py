@@ -164,9 +164,10 @@ def why_callbacks_not_fusable(callbacks: Any) -> str | None:
             return f"callbacks.{name} ({target}) is not one a fused group runs for its members"
         if isinstance(made, type) and issubclass(made, PreciseBatchNorm) and (node.get("num_batches") or 0) > 0:
             return f"callbacks.{name}.num_batches: precise BatchNorm statistics are computed per run"
-        if made is LearningRateMonitor and node.get("logging_interval") not in (None, "epoch"):
+        monitor = isinstance(made, type) and issubclass(made, LearningRateMonitor)
+        if monitor and node.get("logging_interval") not in (None, "epoch"):
             return f"callbacks.{name}.logging_interval: a fused group logs its members' learning rates per epoch"
-        if made is LearningRateMonitor and (node.get("log_momentum") or node.get("log_weight_decay")):
+        if monitor and (node.get("log_momentum") or node.get("log_weight_decay")):
             return f"callbacks.{name}: a fused group logs its members' learning rates, not momentum or weight decay"
         if isinstance(made, type) and issubclass(made, BestAndLastCheckpoint):
             if name != "checkpoint":
