@@ -42,6 +42,25 @@ def test_eval_py_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
 
 
+def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(tmp_path: Path, checkpoint: Path) -> None:
+    """It replaced the run's completed ``metrics.json`` (and its ``.hydra/`` files) with the evaluation's."""
+    import shutil
+
+    from labelsmooth.runs.result_guard import keep_hydra_files
+
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint.parents[1], run, symlinks=True)
+    keep_hydra_files(run)  # as a run that completes under Hydra keeps them (the fixture's run was composed)
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    result = run_eval([f"ckpt_path={run / 'checkpoints' / checkpoint.name}", f"hydra.run.dir={run}", *QUIET], tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == [
+        f"ResultKept: {run} holds a training run, whose metrics.json an evaluation would replace; it is left as it "
+        "is: give eval.py another hydra.run.dir (by default each evaluation gets its own under paths.log_dir/eval/)"
+    ]
+    assert {path: path.read_bytes() for path in before} == before
+
+
 def test_eval_py_on_a_missing_checkpoint_says_where_checkpoints_are(tmp_path: Path) -> None:
     earlier = tmp_path / "outputs" / "runs" / "2025-01-02" / "03-04-05" / "checkpoints" / "best-epoch007.ckpt"
     earlier.parent.mkdir(parents=True)

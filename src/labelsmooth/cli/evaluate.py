@@ -36,6 +36,7 @@ from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.files import checkpoint_run_directory, recorded_metrics
 from labelsmooth.runs.overrides import override_key
 from labelsmooth.runs.record import strategy_parameters
+from labelsmooth.runs.result_guard import refuse_a_training_run
 from labelsmooth.runs.saved_run import EvaluationError
 from labelsmooth.tracking.wandb_run import is_wandb, redact_secrets
 
@@ -62,6 +63,7 @@ def evaluate(
 
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
+        refuse_a_training_run(context.output_dir)
         ckpt_path = checkpoint_path(cfg)
         evaluated = evaluated_run(ckpt_path)
         # The W&B run starts first, so an evaluation refused for its settings is a failed W&B run too. It joins the

@@ -123,3 +123,16 @@ def refuse_other_completed_job(context: RunContext, overrides: list[str]) -> Non
         f"{context.output_dir} holds the completed run of another job ({describe_difference(recorded, overrides)}); "
         f"its metrics.json and checkpoints are left as they are. {fix}"
     )
+
+
+def refuse_a_training_run(run_dir: str | Path) -> None:
+    """Raise ``ResultKept`` when ``run_dir`` holds a training run (its ``metrics.json`` records the job's
+    overrides), after putting back its ``.hydra/`` files: an evaluation written there would replace its record."""
+    metrics = recorded_metrics(run_dir)
+    recorded = metrics.get("overrides") if metrics else None
+    if isinstance(recorded, list):
+        restore_hydra_files(run_dir, recorded)
+        raise ResultKept(
+            f"{run_dir} holds a training run, whose metrics.json an evaluation would replace; it is left as it is: "
+            "give eval.py another hydra.run.dir (by default each evaluation gets its own under paths.log_dir/eval/)"
+        )
