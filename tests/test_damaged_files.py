@@ -217,6 +217,24 @@ def test_the_report_names_damaged_files_and_goes_on_with_the_other_jobs(tmp_path
     assert f"- `{jobs[1]}` (unreadable):" in text and f"- {damaged_predictions} cannot be read" in text
 
 
+def test_a_report_of_no_readable_job_or_of_a_baseline_it_lacks_writes_nothing(tmp_path: Path, capsys) -> None:
+    """Both wrote first: an empty report over the sweep's good one (exit 0), and ``runs.csv`` before refusing the
+    baseline."""
+    sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"
+    jobs = [write_job(sweep, n, g, 0, 0.8) for n, g in enumerate([0.5, 1])]
+    assert report_main([str(sweep)]) == 0
+    before = {path: path.read_bytes() for path in sweep.glob("*") if path.is_file()}
+    assert report_main([str(sweep), "--baseline", "0.7"]) == 2
+    assert "--baseline 0.7" in capsys.readouterr().err
+    for job in jobs:
+        cut_in_half(job / "metrics.json")
+    assert report_main([str(sweep)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "report.py: no job completed (2 unreadable; their metrics.json say why): nothing to report"
+    )
+    assert {path: path.read_bytes() for path in sweep.glob("*") if path.is_file()} == before
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [

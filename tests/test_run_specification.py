@@ -164,6 +164,12 @@ def test_predict_reads_float_pixels_in_0_1_as_uint8_over_255_and_refuses_other_r
         model.predict(digits)
     with pytest.raises(ValueError, match=r"these integers lie in \[-1, 300\]"):
         model.predict(torch.tensor([-1, 300]).repeat(32).reshape(8, 8))
+    nan = images.double() / 255
+    nan[0, 0, 0, 0] = float("nan")  # predicted as NaN probabilities, and for every image with an all-NaN input
+    with pytest.raises(ValueError, match=r"^predict takes finite pixels; 1 of these are NaN or inf$"):
+        model.predict(nan)
+    with pytest.raises(ValueError, match="not booleans"):  # read as integers: True was the pixel value 1 of 255
+        model.predict(images > 127)
 
 
 def test_predict_takes_pil_images_and_image_files_decoded_as_the_image_folders_are(

@@ -35,8 +35,12 @@ class PredictsRawImages:
         batch = as_image_batch(decoded_images(images, self.specification.image_shape), self.specification.image_shape)
         if self.specification.preprocessing is None:
             return batch.to(device=self.device, dtype=torch.float32)
+        if batch.dtype == torch.bool:
+            raise ValueError("predict takes pixels in 0..255 (uint8) or in [0, 1] (floats), not booleans: convert them")
         kind, top = ("floats", 1.0) if batch.is_floating_point() else ("integers", 255.0)
         low, high = (float(batch.min()), float(batch.max())) if batch.numel() else (0.0, 0.0)
+        if batch.is_floating_point() and not bool(batch.isfinite().all()):
+            raise ValueError(f"predict takes finite pixels; {int((~batch.isfinite()).sum())} of these are NaN or inf")
         if low < 0.0 or high > top:
             raise ValueError(
                 f"predict takes pixels in 0..255 (uint8) or in [0, 1] (floats); these {kind} lie in [{low:g}, "

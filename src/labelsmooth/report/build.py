@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,23 +116,29 @@ def make_report(
     ``metrics.json`` cannot be read is listed as ``unreadable`` with the failed jobs, a predictions file that
     cannot be read is named in ``problems``. Every file is written atomically. Raises NotADirectoryError,
     creating nothing, when there is no ``out_dir`` and the first sweep directory is not an existing directory, and
-    ``NoJobsError`` when the sweep directories hold no job and no grid.
-    """
+    ``NoJobsError`` when the sweep directories hold no job and no grid, or no completed job. Nothing is written
+    before every argument is checked (``ParameterError``)."""
     if out_dir is None and not Path(sweep_dirs[0]).is_dir():
         raise NotADirectoryError(f"{sweep_dirs[0]}: not an existing directory")
     jobs, missing, problems = collect(sweep_dirs)
     if not jobs and not missing:
         raise NoJobsError(f"{'; '.join(problems)}: nothing to report")
+    if jobs and not any(job.status == "completed" for job in jobs):
+        states = Counter(job.status for job in jobs)
+        raise NoJobsError(
+            f"no job completed ({', '.join(f'{n} {state}' for state, n in sorted(states.items()))}; their "
+            "metrics.json say why): nothing to report"
+        )
     if parameter:
         check_parameter(jobs, parameter)
     parameter = parameter or infer_parameter(jobs)
     counted, duplicates = counted_jobs(jobs, parameter)
     problems = [*problems, *non_finite_values(counted)]
-    out = Path(out_dir or sweep_dirs[0])
-    out.mkdir(parents=True, exist_ok=True)
-    files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
     chosen = choose_baseline(counted, parameter, {c for t in tables for c in t.columns}, baseline)
+    out = Path(out_dir or sweep_dirs[0])  # written from here on, once every argument is checked
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     compared = {t.metric.key: comparisons(t, chosen.value) for t in tables if not t.metric.on_test_split}
     # a test metric's best is the value validation chose, row by row: the test split chooses nothing
     by_validation = {c.row: c.best for c in compared.get(SELECTION_METRIC, [])}
