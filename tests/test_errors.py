@@ -133,10 +133,12 @@ def test_a_bad_fused_launcher_setting_is_one_line_before_any_job(tmp_path: Path,
     assert not list((tmp_path / "sweep").glob("*/"))  # no job started
 
 
-def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])  # eval.py's was pathlib's traceback from inside Hydra
+def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path, script: str) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    result = run_app_in_process([f"hydra.run.dir={blocker}/run", "logger=none"], cwd=tmp_path, env=SHORT)
+    args = [f"hydra.run.dir={blocker}/run", "logger=none", *(["ckpt_path=x.ckpt"] if script == "eval.py" else [])]
+    result = run_app_in_process(args, cwd=tmp_path, env=SHORT, script=script)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
@@ -187,6 +189,31 @@ def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Pat
     assert result.stderr.strip().endswith(f"(did you mean {close}?)")
     assert "mezzini2019/" not in result.stderr or "cifr10" in result.stderr  # the options at the value's depth
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    ("app", "override", "line"),
+    [
+        ("eval", "model=resnet_v1", "model=resnet_v1 is not a setting of eval.py: it has no config group 'model' (its "
+         "groups are dataset, logger, paths, trainer)"),
+        ("eval", "+smoothing=gamma", "+smoothing=gamma is not a setting of eval.py: it has no config group "),
+        ("train", "+model=mlp", "+model=mlp: the config has the group model already; write model=mlp (without +) to "
+         "choose another"),
+    ],
+)  # fmt: skip
+def test_a_group_the_app_does_not_have_or_has_already_is_one_line(app: str, override: str, line: str) -> None:
+    """``eval.py model=...`` was Hydra's three lines advising ``+model=...``, which then ran with the setting unread
+    (an evaluation takes the checkpoint's own model); ``train.py +model=mlp`` Hydra's "Multiple values for model"."""
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    with pytest.raises(ConfigurationError) as refused:
+        refuse_unknown_options(["ckpt_path=x.ckpt", override], CONFIG_DIR, app)
+    assert str(refused.value) == line or str(refused.value).startswith(line)
+    refuse_unknown_options(
+        ["ckpt_path=x.ckpt", "dataset=digits", "trainer=cpu"] if app == "eval" else [], CONFIG_DIR, app
+    )
 
 
 def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path: Path) -> None:

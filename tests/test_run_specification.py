@@ -17,6 +17,7 @@ from labelsmooth.cli.schema import validate_run_config
 from labelsmooth.data.preprocess import as_image_batch
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.module import LabelSmoothingClassifier
+from labelsmooth.runs.context import RunContext
 from labelsmooth.specification import SPECIFICATION_KEY, MissingSpecificationError, RunSpecification
 from tests.conftest import FAST, REPO_ROOT, compose_train_config, run_app_in_process, run_training, subprocess_env
 
@@ -98,6 +99,12 @@ def test_a_mixed_precision_checkpoint_evaluates_and_predicts_as_its_run_did(tmp_
     with np.load(RunDirectory(tmp_path / "run").predictions("test")) as saved:
         expected = torch.from_numpy(saved["logits"]).softmax(-1)
     assert torch.allclose(model.predict_proba(images), expected, atol=1e-6)
+
+    # 16-mixed on a CPU computes in bfloat16 (Lightning's substitute): the evaluation records what it computed in
+    half = _eval_config(ckpt, tmp_path / "eval16")
+    half.trainer.precision = "16-mixed"
+    context = RunContext(output_dir=tmp_path / "eval16", overrides=("trainer.precision=16-mixed",))
+    assert evaluate(half, tmp_path / "eval16", context=context)["precision"] == "bf16-mixed"
 
 
 def _eval_config(ckpt: Path, output_dir: Path):

@@ -102,7 +102,7 @@ def evaluate(
         saved.preprocess_as_trained(datamodule)
         module = saved.module_for(datamodule)
         try:
-            check_weights_fit(saved.checkpoint, module, ckpt_path)
+            check_weights_fit(saved.checkpoint, module, ckpt_path, remedy="")  # the model is the checkpoint's
         except CheckpointMismatchError as error:
             if not dataset_choice:
                 raise
@@ -136,6 +136,7 @@ def evaluate(
         trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=[calibration, *shown], logger=run.logger, enable_checkpointing=False
         )
+        run.summary["precision"] = str(trainer.precision)  # what Lightning computes in: 16-mixed is bf16 on a CPU
         for results in (
             trainer.validate(module, datamodule=datamodule, verbose=False),
             trainer.test(module, datamodule=datamodule, verbose=False),

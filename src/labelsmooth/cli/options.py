@@ -126,8 +126,35 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # Hydra reports what it cannot parse
         return
+    refuse_groups_the_app_lacks(parsed, config_dir, config_name)
     refuse_unknown_group_options(parsed, config_dir)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
+
+
+def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+    """Refuse the first ``group=option`` or ``+group=option`` of a group that the primary config's defaults list
+    does not name: ``eval.py model=resnet_v1`` (Hydra's three lines advise ``+model=resnet_v1``, which is then
+    composed and read by nothing: an evaluation takes the checkpoint's own model); and ``+group=option`` of one it
+    names (Hydra's "Multiple values for model")."""
+    import yaml
+
+    defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
+    groups = {str(next(iter(d))).removeprefix("override ").lstrip("/") for d in defaults if isinstance(d, dict)}
+    for override in parsed:
+        group = override.key_or_group
+        if override.is_delete() or group.startswith("hydra") or not (config_dir / group).is_dir():
+            continue
+        if group in groups and override.is_add():
+            raise ConfigurationError(
+                f"{override.input_line}: the config has the group {group} already; write {override.input_line[1:]} "
+                "(without +) to choose another"
+            )
+        if group in groups:
+            continue
+        raise ConfigurationError(
+            f"{override.input_line} is not a setting of {config_name}.py: it has no config group {group!r} (its "
+            f"groups are {', '.join(sorted(groups))})"
+        )
 
 
 def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:

@@ -57,9 +57,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> dict:
-    """Raise ``CheckpointError`` unless the weights of ``checkpoint`` (loaded from ``path`` by ``load_checkpoint``)
-    fit ``module`` key for key and shape for shape."""
+def check_weights_fit(
+    checkpoint: dict,
+    module: nn.Module,
+    path: str | Path,
+    remedy: str = "Use the model, dataset and smoothing overrides of the run that wrote it (see its "
+    ".hydra/overrides.yaml).",
+) -> dict:
+    """Raise ``CheckpointError`` (ending in ``remedy``) unless the weights of ``checkpoint`` (loaded from ``path`` by
+    ``load_checkpoint``) fit ``module`` key for key and shape for shape."""
     saved = checkpoint["state_dict"]
     expected = module.state_dict()
     missing = sorted(expected.keys() - saved.keys())
@@ -73,8 +79,7 @@ def check_weights_fit(checkpoint: dict, module: nn.Module, path: str | Path) -> 
         example = (reshaped or missing or unexpected)[0]
         raise CheckpointMismatchError(
             f"ckpt_path={path} belongs to another model: {len(missing)} weights missing, {len(unexpected)} "
-            f"unexpected, {len(reshaped)} of another shape (e.g. {example}). Use the model, dataset and smoothing "
-            "overrides of the run that wrote it (see its .hydra/overrides.yaml)."
+            f"unexpected, {len(reshaped)} of another shape (e.g. {example})." + (f" {remedy}" if remedy else "")
         )
     return checkpoint
 
