@@ -401,7 +401,7 @@ def test_wandb_axis_of_a_config_group_is_its_target(sweep: Path) -> None:
 
 
 def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tmp_path: Path) -> None:
-    from labelsmooth.report.jobs import Job, infer_parameter, swept_parameters
+    from labelsmooth.report.jobs import Job, infer_parameter, pooled_keys, swept_parameters
 
     def jobs(*command_lines: list[str]) -> list[Job]:
         return [Job(directory=tmp_path / str(i), status="completed", overrides=o) for i, o in enumerate(command_lines)]
@@ -425,6 +425,13 @@ def test_the_swept_parameter_is_inferred_from_what_the_jobs_vary(sweep: Path, tm
     assert swept_parameters(jobs(*places)) == ["smoothing"] and infer_parameter(jobs(*places)) == "smoothing"
     # nothing varied: a column per γ when the jobs record one, else per strategy
     assert infer_parameter(jobs(["seed=0"], ["seed=1"])) == "smoothing"
+    # two data sets' sweeps: a data set's own settings vary from row to row only (they were "the jobs vary
+    # smoothing, dataset.image_size besides the seed", and "Pooled: ... dataset.image_size" under --param)
+    folder = ["dataset=image_folder", "dataset.image_size=8", "dataset.channels=1"]
+    rows = jobs(["smoothing=none", *folder], ["smoothing=uniform", *folder], ["smoothing=none"], ["smoothing=uniform"])
+    assert infer_parameter(rows) == "smoothing" and pooled_keys(rows, "smoothing") == []
+    shifted = jobs(["smoothing=none", "dataset.shift=0"], ["smoothing=uniform", "dataset.shift=0.1"])
+    assert pooled_keys(shifted, "smoothing") == ["dataset.shift"]  # within one row: pooled, as before
 
 
 # -- bad paths, duplicate runs, atomic writes --------------------------------------------------------------------

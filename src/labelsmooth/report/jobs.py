@@ -184,8 +184,17 @@ def pooled_keys(jobs: Sequence[Job], parameter: str) -> list[str]:
     for job in completed:
         cells[(row_of(job), as_parameter_value(job.value(parameter)))].append(job)
     within = {key for cell in cells.values() for key in swept_parameters(cell)}
-    between = {key for key in swept_parameters(completed) if not key.startswith(parameter + ".")}
+    rows = jobs_by_row(completed).values()  # a key that differs only from row to row is the rows' own
+    between = {key for row in rows for key in swept_parameters(row) if not key.startswith(parameter + ".")}
     return sorted((within | between) - {parameter})
+
+
+def jobs_by_row(jobs: Sequence[Job]) -> dict[str, list[Job]]:
+    """The jobs of each table row (``row_labels``)."""
+    row_of, rows = row_labels(jobs), defaultdict(list)
+    for job in jobs:
+        rows[row_of(job)].append(job)
+    return rows
 
 
 def is_not_compared(key: str) -> bool:
@@ -229,9 +238,11 @@ def check_parameter(jobs: Sequence[Job], parameter: str) -> None:
 
 def infer_parameter(jobs: Sequence[Job]) -> str:
     """The one key the jobs vary besides the seed, their rows (data set, model) and their outputs' places; with
-    none, ``smoothing.gamma`` when a completed job records it, else ``smoothing`` (a column per strategy). Raises
+    none, ``smoothing.gamma`` when a completed job records it, else ``smoothing`` (a column per strategy). A key
+    that varies only from row to row is the rows' own (``dataset.image_size`` of two data sets' sweeps). Raises
     ``ParameterError`` when they vary several keys: ``--param`` chooses the compared one."""
-    found = swept_parameters(jobs)
+    within_a_row = {key for row in jobs_by_row(jobs).values() for key in swept_parameters(row)}
+    found = [key for key in swept_parameters(jobs) if key in within_a_row]
     if len(found) > 1:
         raise ParameterError(
             f"the jobs vary {', '.join(found)} besides the seed: choose the compared one with --param (the others "
