@@ -164,9 +164,11 @@ def test_eval_py_reproduces_the_test_metrics_of_a_checkpoint(tmp_path: Path) -> 
     # prepares raw images, not with those of the new training split.
     other_split = tmp_path / "eval_other_split"
     run_eval(other_split, "dataset=digits", "dataset.split_seed=2", "figures=false")
-    assert (
-        "statistics of the run's training split that the checkpoint records"
-        in (other_split / "evaluate.log").read_text()
+    log = (other_split / "evaluate.log").read_text()
+    assert "statistics of the run's training split that the checkpoint records" in log
+    assert (  # a split given on the command line wins, with a warning
+        "Evaluated on another split than the run's, dataset.split_seed=2 (the run's: 1): its validation and test "
+        "images may include images the run trained on" in log
     )
     test_set = build_datamodule(compose_train_config(["dataset.split_seed=2"]).dataset).test_set
     model = LabelSmoothingClassifier.load_from_checkpoint(trained["checkpoint"], map_location="cpu")

@@ -205,4 +205,15 @@ def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overri
                 merged[key] = trained_on[key]
     if kept:
         log.info("The run's input preprocessing and split are kept for the evaluation data set: %s", ", ".join(kept))
+    other_split = [
+        f"dataset.{key}={merged[key]} (the run's: {trained_on[key]})"
+        for key in SPLIT_KEYS
+        if same_data_set and f"dataset.{key}" in given and key in trained_on and merged.get(key) != trained_on[key]
+    ]
+    if other_split:
+        log.warning(
+            "Evaluated on another split than the run's, %s: its validation and test images may include images "
+            "the run trained on",
+            ", ".join(other_split),
+        )
     return merged
