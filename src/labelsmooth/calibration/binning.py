@@ -54,12 +54,13 @@ Examples:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from labelsmooth.calibration.bins import DEFAULT_BINS, CalibrationBin, errors_from_sums
 from labelsmooth.calibration.scores import check_logits
+from labelsmooth.errors import check_class_indices, whole_number
 
 
 class BinSums(NamedTuple):
@@ -81,7 +82,9 @@ class BinSums(NamedTuple):
 
 
 def confidences_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 softmax confidence ``c_i`` (float32) and correctness ``a_i`` (0./1.) of (N, K) logits."""
+    """Top-1 softmax confidence ``c_i`` (float32) and correctness ``a_i`` (0./1.) of (N, K) logits and (N,) class
+    indices (``labelsmooth.errors.check_class_indices``)."""
+    check_class_indices(logits, target, owner="confidences_and_correct")
     probs = logits.float().softmax(dim=-1)
     confidence, prediction = probs.max(dim=-1)
     return confidence, (prediction == target).float()
@@ -91,8 +94,7 @@ def equal_width_bin_index(values: torch.Tensor, n_bins: int = DEFAULT_BINS) -> t
     """The equal-width bin ``0..n_bins-1`` of each probability in ``values`` (any shape): ``min(⌊v · M⌋, M - 1)``,
     in float64, so ``[m/M, (m+1)/M)`` with the last bin ``[(M-1)/M, 1]`` holding 1 (the module docstring says
     why). Values outside [0, 1] go to the first or last bin, NaN to the last (its sums, and so the errors, NaN)."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
+    whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
     return values.double().mul(n_bins).floor().nan_to_num(nan=n_bins - 1).clamp(0, n_bins - 1).long()
 
 
@@ -100,8 +102,7 @@ def equal_mass_bin_index(confidence: torch.Tensor, n_bins: int = DEFAULT_BINS) -
     """The equal-mass bin of each confidence in ``confidence`` (N,) and the number of bins ``min(n_bins, N)``:
     the number of edges ``e_1..e_{G-1}`` (the smallest confidence of each nominal group but the first) at or
     below it, so tied confidences share a bin whatever their order (module docstring)."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
+    whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
     n = confidence.numel()
     groups = min(n_bins, n)
     if not groups:
@@ -160,7 +161,29 @@ def binned_calibration_errors(
 ) -> dict[str, float]:
     """``ece``, ``rmsce`` and ``mce`` over ``n_bins`` equal-width (or, with ``equal_mass``, equal-mass) bins of the
     confidences and their correctness; NaN for no samples. Equal-mass ``ece`` is the adaptive ECE."""
+    check_confidences(confidence, correct, "binned_calibration_errors")
     return bin_sums(confidence, correct, n_bins, equal_mass).errors()
+
+
+def check_confidences(confidence: Any, correct: Any, owner: str) -> None:
+    """A ``ValueError`` naming ``owner`` unless the confidences lie in [0, 1] (NaN passes: its errors are NaN) and
+    the outcomes are 0 or 1: logits or class indices given in their place would give a number.
+
+    >>> check_confidences(torch.tensor([2.0]), torch.tensor([1.0]), "f")
+    Traceback (most recent call last):
+    ...
+    ValueError: f: confidences must lie in [0, 1], these reach 2 (logits or scores given for probabilities?)
+    """
+    confidence, correct = torch.as_tensor(confidence).detach(), torch.as_tensor(correct).detach()
+    finite = confidence[~confidence.isnan()].double()
+    if finite.numel() and (float(finite.min()) < 0 or float(finite.max()) > 1):
+        reach = float(finite.max()) if float(finite.max()) > 1 else float(finite.min())
+        raise ValueError(
+            f"{owner}: confidences must lie in [0, 1], these reach {reach:g} (logits or scores given for "
+            "probabilities?)"
+        )
+    if correct.numel() and not bool(((correct == 0) | (correct == 1)).all()):
+        raise ValueError(f"{owner}: correct must hold booleans or 0/1 values")
 
 
 def expected_calibration_error(

@@ -53,7 +53,7 @@ class PerSampleMean(Metric):
         self.count += target.numel()
 
     def compute(self) -> torch.Tensor:
-        return (self.total / self.count.clamp(min=1)).float()
+        return (self.total / self.count).float()  # NaN for no sample, as the functions give
 
 
 class NegativeLogLikelihood(PerSampleMean):
@@ -90,6 +90,7 @@ class AdaptiveCalibrationError(Metric):
     correct: list[torch.Tensor]
 
     def __init__(self, n_bins: int = ECE_BINS, **kwargs) -> None:
+        whole_number("n_bins", n_bins, 1, "the bins of the calibration errors")
         super().__init__(**kwargs)
         self.n_bins = n_bins
         self.add_state("confidence", default=[], dist_reduce_fx="cat")

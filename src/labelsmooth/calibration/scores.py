@@ -81,7 +81,7 @@ def entropy_per_sample(log_probs: torch.Tensor) -> torch.Tensor:
     tensor([0.6931])
     """
     probs = log_probs.exp()
-    return -torch.where(probs > 0, probs * log_probs, 0.0).sum(dim=-1)
+    return -torch.where(probs != 0, probs * log_probs, 0.0).sum(dim=-1)  # a NaN row stays NaN
 
 
 def negative_log_likelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

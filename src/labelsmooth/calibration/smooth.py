@@ -37,6 +37,11 @@ def smooth_ece(confidence: np.ndarray, correct: np.ndarray) -> float:
     correct = np.asarray(correct, dtype=np.float64).ravel()
     if confidence.shape != correct.shape:
         raise ValueError(f"confidence has {confidence.size} values but correct {correct.size}")
+    import torch
+
+    from labelsmooth.calibration.binning import check_confidences
+
+    check_confidences(torch.from_numpy(confidence), torch.from_numpy(correct), "smooth_ece")
     if confidence.size == 0 or not np.isfinite(confidence).all():
         return float("nan")
     return float(relplot.smECE(confidence, correct))

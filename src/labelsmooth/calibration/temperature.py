@@ -14,6 +14,7 @@ ones term by term.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -49,15 +50,23 @@ def fit_temperature(
     ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
     (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
     the result does not depend on the order of the samples (under DDP they arrive interleaved); a bound where the
-    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling).
+    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling); NaN where a logit is NaN or inf.
+    The labels are checked as the metrics check them (``check_logits``: a label of -100 is refused, not dropped).
 
     >>> round(fit_temperature(torch.tensor([[2.0, 0.0]] * 50), torch.zeros(50, dtype=torch.long)), 3)  # all right
     0.01
     """
     from scipy.optimize import minimize_scalar
 
+    from labelsmooth.calibration.scores import check_logits
+
+    check_logits(logits.detach().cpu(), target.detach().cpu(), "fit_temperature")  # -100 was dropped, not refused
+    if not (0 < bounds[0] < bounds[1] < math.inf):
+        raise ValueError(f"fit_temperature: bounds={bounds} must be two temperatures 0 < low < high")
     if logits.shape[0] == 0:
         return 1.0
+    if not bool(torch.isfinite(logits).all()):  # a diverged model: no temperature fits, and none is claimed
+        return math.nan
     with torch.inference_mode(False), torch.no_grad():
         logits = logits.detach().cpu().double()
         target = target.detach().cpu().long()
@@ -90,8 +99,11 @@ def temperature_scaled_metrics(
     selective``)."""
     from labelsmooth.calibration.metrics import ClassificationMetrics
 
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    number = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    if number and math.isnan(temperature):  # fit_temperature's on non-finite logits
+        return dict.fromkeys(SCALED_METRICS, math.nan)
+    if not number or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     scaled = logits.detach().float().cpu() / temperature
     # The logits are a whole split already (gathered over DDP processes): a second gather would count each twice.
     metrics = ClassificationMetrics(scaled.shape[-1], n_bins=n_bins, sync_on_compute=False)

@@ -59,6 +59,8 @@ class DistillationLoss(nn.Module):
     def forward(
         self, hard_loss: torch.Tensor, student_logits: torch.Tensor, teacher_logits: torch.Tensor
     ) -> torch.Tensor:
+        if student_logits.dim() != 2:  # batchmean divides by the first dimension: (K,) would be averaged over K
+            raise ValueError(f"the logits must be (N, K), got shape {tuple(student_logits.shape)}")
         if student_logits.shape != teacher_logits.shape:
             raise ValueError(
                 f"the teacher's logits have shape {tuple(teacher_logits.shape)}, the student's "

@@ -49,14 +49,16 @@ class DisturbLabel(SmoothingStrategy):
         self.draws = int(state["draws"])
 
     def disturb(self, target: torch.Tensor) -> torch.Tensor:
-        """``target`` with each entry replaced, with probability α, by a uniformly drawn class."""
+        """``target`` with each entry replaced, with probability α, by a uniformly drawn class; a label outside
+        [0, K) is kept, so that the loss refuses it whatever the draw (as every strategy's does)."""
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         generator = torch.Generator().manual_seed(self.draw_seed(self.seed, rank, self.draws))
         self.draws += 1
         n = target.shape[0]
         replace = torch.rand(n, generator=generator) < self.alpha
         random_labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-        return torch.where(replace.to(target.device), random_labels.to(target.device), target.long())
+        valid = (target >= 0) & (target < self.num_classes)
+        return torch.where(replace.to(target.device) & valid, random_labels.to(target.device), target.long())
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.training and self.alpha > 0:
