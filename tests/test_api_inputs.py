@@ -94,3 +94,21 @@ def test_distillation_refuses_logits_that_are_not_a_batch() -> None:
     loss = S.DistillationLoss(1.0, 1.0)
     with pytest.raises(ValueError, match=r"^the logits must be \(N, K\), got shape \(5,\)"):
         loss(torch.tensor(0.0), torch.tensor([2.0, 0, 0, 0, 0]), torch.tensor([0.0, 2, 0, 0, 0]))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (S.ConfidencePenalty(3, 0.1), 0.090395),
+        (S.SoftBootstrapping(3), 0.138848),
+        (S.LabelRelaxation(3, 0.3), S.LabelRelaxation(2, 0.3)),  # the two unmasked classes alone
+    ],
+)
+def test_a_class_masked_by_a_logit_of_minus_infinity_adds_nothing(strategy, expected) -> None:
+    """``0 · log 0 = 0``: the loss and its gradient were NaN (and the NaN gradient reached the weights)."""
+    logits = torch.tensor([[3.0, 1.0, float("-inf")]], requires_grad=True)
+    loss = strategy(logits, torch.tensor([0]))
+    loss.backward()
+    if isinstance(expected, torch.nn.Module):
+        expected = float(expected(logits[:, :2].detach(), torch.tensor([0])))
+    assert float(loss) == pytest.approx(expected, rel=1e-5) and torch.isfinite(logits.grad).all()

@@ -51,6 +51,17 @@ def float32_log_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), dim=-1)
 
 
+def weighted_log_probs(weights: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """``w_k · log p_k``, 0 where ``w_k = 0``: a class masked by a logit of -inf (``p_k = 0``) that no target puts
+    weight on adds nothing, and passes no NaN to the gradient (``0 · -inf``); one that a target weighs gives -inf.
+
+    >>> log_probs = torch.tensor([[0.0, float("-inf")]]).log_softmax(-1)
+    >>> weighted_log_probs(log_probs.exp(), log_probs)  # p · log p, the entropy's terms
+    tensor([[0., 0.]])
+    """
+    return weights * torch.where(weights == 0, 0.0, log_probs)
+
+
 # torch's cross entropy skips targets equal to its ignore_index (-100 by default), so a -100 label silently left its
 # row out of the mean; no class index is ignored here, and torch refuses a -100 as any index outside [0, K).
 NO_IGNORED_CLASS = -(2**63)
@@ -148,7 +159,7 @@ class HasTargetDistribution(TakesMixedTargets):
 
     def soft_target_loss(self, logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
         """Cross entropy against an already smoothed (N, K) target, computed in float32."""
-        return -(soft_target.float() * float32_log_softmax(logits)).sum(dim=-1).mean()
+        return -weighted_log_probs(soft_target.float(), float32_log_softmax(logits)).sum(dim=-1).mean()
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.soft_target_loss(logits, self.target_distribution(target, logits=logits))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from labelsmooth.smoothing.base import HasTargetDistribution
+from labelsmooth.smoothing.base import HasTargetDistribution, weighted_log_probs
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -100,7 +100,7 @@ class OnlineLabelSmoothing(HasTargetDistribution):
             self.observe(logits, target.long())
         log_probs = torch.log_softmax(logits, dim=-1)
         true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
-        soft_term = (self.soft_targets.float()[target.long()] * log_probs).sum(dim=-1)
+        soft_term = weighted_log_probs(self.soft_targets.float()[target.long()], log_probs).sum(dim=-1)
         return (-self.alpha * true_log_prob - (1.0 - self.alpha) * soft_term).mean()
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax
+from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax, weighted_log_probs
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -60,5 +60,5 @@ class ConfidencePenalty(_BetaRegularizer):
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
         true_log_prob = log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        entropy = -weighted_log_probs(log_probs.exp(), log_probs).sum(dim=-1)
         return (-true_log_prob - self.beta * entropy).mean()

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax
+from labelsmooth.smoothing.base import SmoothingStrategy, float32_log_softmax, weighted_log_probs
 from labelsmooth.smoothing.parameters import RealParameter
 
 # Where every other class's probability underflows (p_y = 1 in float32), r is taken at the smallest normal float:
@@ -52,7 +52,7 @@ class LabelRelaxation(SmoothingStrategy):
         with torch.no_grad():
             other_probs = log_probs.exp().scatter_(-1, label, 0.0)
             rest = other_probs.sum(dim=-1).clamp_min(_SMALLEST_PROBABILITY)
-        weighted = (other_probs * log_probs).sum(dim=-1)  # A, with its gradient through log p
+        weighted = weighted_log_probs(other_probs, log_probs).sum(dim=-1)  # A, with its gradient through log p
         cross_entropy = -(1.0 - alpha) * true_log_prob - (alpha / rest) * weighted  # -Σ_k q_k log p_k
         negative_entropy = _xlogx(1.0 - alpha) + _xlogx(alpha) - alpha * rest.log() + (alpha / rest) * weighted.detach()
         divergence = negative_entropy + cross_entropy

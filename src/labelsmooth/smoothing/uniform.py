@@ -23,6 +23,7 @@ from labelsmooth.smoothing.base import (
     UsesClassPrior,
     class_index_cross_entropy,
     float32_log_softmax,
+    weighted_log_probs,
 )
 from labelsmooth.smoothing.parameters import RealParameter
 
@@ -32,7 +33,7 @@ def mixed_two_weight_cross_entropy(
 ) -> torch.Tensor:
     """Mean of ``-Σ_k (keep·m_k + every_class_weight) log p_k`` for an unsmoothed soft target ``m``."""
     log_probs = float32_log_softmax(logits)
-    loss = -keep * (mixed_target * log_probs).sum(dim=-1)
+    loss = -keep * weighted_log_probs(mixed_target, log_probs).sum(dim=-1)
     if every_class_weight:
         loss = loss - every_class_weight * log_probs.sum(dim=-1)
     return loss.mean()
@@ -191,7 +192,7 @@ class PriorSmoothing(HasTargetDistribution, UsesClassPrior):
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
-        mixed = (mixed_target * log_probs).sum(dim=-1)
+        mixed = weighted_log_probs(mixed_target, log_probs).sum(dim=-1)
         return (-(1.0 - self.epsilon) * mixed - self.epsilon * (log_probs @ self._prior())).mean()
 
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
