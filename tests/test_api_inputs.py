@@ -112,3 +112,9 @@ def test_a_class_masked_by_a_logit_of_minus_infinity_adds_nothing(strategy, expe
     if isinstance(expected, torch.nn.Module):
         expected = float(expected(logits[:, :2].detach(), torch.tensor([0])))
     assert float(loss) == pytest.approx(expected, rel=1e-5) and torch.isfinite(logits.grad).all()
+
+
+def test_a_strategy_computes_shapes_on_the_meta_device() -> None:
+    """Its autocast check raised "unknown device type for autocast" (``F.cross_entropy`` itself runs there)."""
+    logits = torch.zeros(4, 5, device="meta")
+    assert S.UniformSmoothing(5)(logits, torch.zeros(4, dtype=torch.long, device="meta")).device.type == "meta"

@@ -74,8 +74,8 @@ def class_index_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_
 
 def in_float32(function: Callable[..., torch.Tensor], logits: torch.Tensor, *args: Any) -> torch.Tensor:
     """``function(logits.float(), *args)`` with autocast disabled (entered only when autocast is on: the context
-    switch costs microseconds per call)."""
-    if torch.is_autocast_enabled(logits.device.type):
+    switch costs microseconds per call; the meta device, which shapes are computed on, has no autocast)."""
+    if logits.device.type != "meta" and torch.is_autocast_enabled(logits.device.type):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             return function(logits.float(), *args)
     return function(logits.float(), *args)
