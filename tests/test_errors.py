@@ -147,6 +147,19 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path, scri
     ]
 
 
+@pytest.mark.parametrize("launcher", ["basic", "fused"])
+def test_a_sweeps_resume_that_is_not_true_or_false_is_refused_before_any_job(tmp_path: Path, launcher: str) -> None:
+    """``resume_sweep=no`` was read as true: the jobs completed in the directory were skipped, exit code 0."""
+    done = tmp_path / "sweep" / "0"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text('{"status": "completed"}')
+    args = ["-m", "seed=0", "resume_sweep=no", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    result = run_app_in_process([*args, "logger=none"], cwd=tmp_path, env=SHORT)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["ConfigurationError: resume_sweep=no must be true or false"]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["0"]
+
+
 def test_precise_bn_without_its_callback_is_refused(tmp_path: Path) -> None:
     from labelsmooth.cli.checks import check_precise_bn
     from labelsmooth.cli.schema import validate_run_config

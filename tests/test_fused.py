@@ -274,12 +274,27 @@ class FailsInSecondEpoch(pl.Callback):
             raise RuntimeError("a bug in the second epoch")
 
 
-def test_a_group_whose_fit_fails_leaves_each_member_the_epochs_it_trained(tmp_path: Path) -> None:
-    """A run whose fit fails keeps its first epochs in its logger and ``history.csv``; so does each member of a
-    group whose fit fails (they had no logger and no history)."""
+class InterruptedInSecondEpoch(pl.Callback):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt  # Ctrl-C: Lightning ends the fit with SystemExit(1)
+
+
+@pytest.mark.parametrize(
+    ("stop", "raised"), [(FailsInSecondEpoch, RuntimeError), (InterruptedInSecondEpoch, SystemExit)]
+)
+def test_a_group_whose_fit_fails_leaves_each_member_the_epochs_it_trained(tmp_path: Path, stop, raised) -> None:
+    """A run whose fit fails or is interrupted keeps its first epochs in its logger, ``train.log`` and
+    ``history.csv``; so does each member of such a group (they had none)."""
+    import signal
+
     members = fused_members(tmp_path, MODELS["mlp"], MEMBERS[:2])
-    with pytest.raises(RuntimeError, match="a bug in the second epoch"):
-        train_group(list(members), tmp_path / "group", callbacks=[FailsInSecondEpoch()])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(raised):
+            train_group(list(members), tmp_path / "group", callbacks=[stop()])
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores Ctrl-C once it has seen one
     for member in members:
         assert [row["epoch"] for row in member.history] == [0] and "val/acc" in member.history[0]
-        assert member.module is not None and str(member.error) == "a bug in the second epoch"
+        assert member.module is not None and isinstance(member.error, raised)

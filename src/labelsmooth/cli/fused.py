@@ -364,7 +364,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         if len(built) == 1:
             raise
         out_of_memory = True
-    except Exception as error:  # each member keeps the epochs it trained, as its run would, for its logger
+    except BaseException as error:  # also Ctrl-C, SIGTERM: each member keeps the epochs it trained, as its run does
         for index, member in enumerate(members):
             member.module, member.history, member.error = built[index], fused.history[index], error
         raise

@@ -34,6 +34,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     from labelsmooth.cli.train import describe_run, finish_run
     from labelsmooth.runs.history import write_history_csv
     from labelsmooth.runs.layout import RunDirectory
+    from labelsmooth.runs.resume import previous_wandb_run_id
 
     context = member.context
     summary = {**describe_run(cfg, context), "fused_group": member.group}
@@ -47,7 +48,9 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
         run.summary["num_threads"] = torch.get_num_threads()  # recorded by a run that fails as well
         if member.error is not None and member.module is None:  # failed before its fit: its run has no logger yet
             raise member.error
-        run.logger = instantiate_logger(cfg, context)
+        # a member interrupted before (its W&B run holds the epochs it trained) continues that run, as a job does
+        earlier = previous_wandb_run_id(context.output_dir) if cfg.get("resume_sweep") is True else None
+        run.logger = instantiate_logger(cfg, context, earlier)
         run.summary.update(wandb_record(run.logger))
         trainer = build_trainer(cfg, run.logger)
         if member.schedule is not None:  # the schedule that ran in fit, with its values, as in a separate run

@@ -96,9 +96,18 @@ class CheckJoblibJobs(Callback):
 class SayWhenNothingToResume(Callback):
     """``-m resume_sweep=true`` with a ``hydra.sweep.dir`` that holds no job of an earlier run, most often because
     the old sweep's directory was not given and Hydra made a new one: one warning line before the jobs start, as
-    every job will then train from the start."""
+    every job will then train from the start. A value that is not true or false is refused here, before any job
+    (``resume_sweep=no`` read as true skipped the completed jobs)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from labelsmooth.cli.schema import TOP_LEVEL, check
+        from labelsmooth.errors import ConfigurationError
+
+        try:
+            check("resume_sweep", config.get("resume_sweep", False), TOP_LEVEL["resume_sweep"])
+        except ConfigurationError as error:
+            sys.stderr.write(f"ConfigurationError: {error}\n")
+            raise SystemExit(1) from error
         if not config.get("resume_sweep"):
             return
         sweep = Path(str(config.hydra.sweep.dir))
