@@ -229,6 +229,30 @@ def test_a_group_the_app_does_not_have_or_has_already_is_one_line(app: str, over
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["hydra/launcher=fused", "hydra.launcher.max_member=2"], "hydra.launcher.max_member=2 is not a setting of "
+         "hydra/launcher=fused: its settings are batching, max_members"),
+        (["hydra/launcher=fused", "+hydra.launcher.foo=1"], "+hydra.launcher.foo=1 is not a setting of "),
+        (["hydra.launcher.max_members=2"], "hydra.launcher.max_members=2 is not a setting of hydra/launcher=basic: it "
+         "takes no settings (max_members is a setting of hydra/launcher=fused)"),
+    ],
+)  # fmt: skip
+def test_a_setting_the_launcher_does_not_take_is_one_line(args: list[str], line: str) -> None:
+    """Hydra's five lines ("Key 'max_member' is not in struct") named neither the launcher nor its settings, and
+    their advice, ``+hydra.launcher.max_member=2``, failed in the launcher's constructor."""
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    with pytest.raises(ConfigurationError) as refused:
+        refuse_unknown_options(["-m", "seed=0,1", *args], CONFIG_DIR, "train")
+    assert str(refused.value).startswith(line)
+    refuse_unknown_options(["-m", "hydra/launcher=fused", "hydra.launcher.max_members=2"], CONFIG_DIR, "train")
+    refuse_unknown_options(["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], CONFIG_DIR, "train")
+
+
 def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path: Path) -> None:
     result = run_app_in_process(["smoothing=gamm", "logger=none"], tmp_path, env={**SHORT, "HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1

@@ -127,15 +127,14 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     except Exception:  # Hydra reports what it cannot parse
         return
     refuse_groups_the_app_lacks(parsed, config_dir, config_name)
+    refuse_unknown_launcher_settings(parsed, config_dir)
     refuse_unknown_group_options(parsed, config_dir)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
 
 
 def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
-    """Refuse the first ``group=option`` or ``+group=option`` of a group that the primary config's defaults list
-    does not name: ``eval.py model=resnet_v1`` (Hydra's three lines advise ``+model=resnet_v1``, which is then
-    composed and read by nothing: an evaluation takes the checkpoint's own model); and ``+group=option`` of one it
-    names (Hydra's "Multiple values for model")."""
+    """Refuse ``group=option`` of a group the primary config's defaults list lacks (``eval.py model=resnet_v1``:
+    an evaluation takes the checkpoint's own model), and ``+group=option`` of one it has ("Multiple values")."""
     import yaml
 
     defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
@@ -155,6 +154,31 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
             f"{override.input_line} is not a setting of {config_name}.py: it has no config group {group!r} (its "
             f"groups are {', '.join(sorted(groups))})"
         )
+
+
+def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) -> None:
+    """Refuse ``hydra.launcher.<key>=...`` that the chosen launcher does not take, where a file of the project
+    defines it (``fused``) or it is the basic one (no settings); Hydra's five lines named neither."""
+    import yaml
+
+    if any((config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed):
+        return  # a recipe (experiment=, sweep=) may choose the launcher
+    chosen = [o.get_value_element_as_str() for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
+    launcher = chosen[-1] if chosen else "basic"
+    files = {path.stem: yaml.safe_load(path.read_text()) for path in (config_dir / "hydra" / "launcher").glob("*.yaml")}
+    node = files.get(launcher, {} if launcher == "basic" else None)
+    if not isinstance(node, dict) or "defaults" in node:  # a plugin's launcher (joblib, submitit): Hydra's to check
+        return
+    settings = sorted(k for k in node if not k.startswith("_"))
+    for override in parsed:
+        parts = override.key_or_group.split(".")
+        if parts[:2] == ["hydra", "launcher"] and len(parts) > 2 and parts[2] not in settings:
+            takes = f"its settings are {', '.join(settings)}" if settings else "it takes no settings"
+            owners = [name for name, other in files.items() if isinstance(other, dict) and parts[2] in other]
+            hint = f" ({parts[2]} is a setting of hydra/launcher={', '.join(sorted(owners))})" if owners else ""
+            raise ConfigurationError(
+                f"{override.input_line} is not a setting of hydra/launcher={launcher}: {takes}{hint}"
+            )
 
 
 def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:
