@@ -98,7 +98,7 @@ TRAINER_COUNTS: dict[str, Field] = {
     "check_val_every_n_epoch": Field(int, 1, nullable=True),
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
-    "gradient_clip_val": Field(float, 0, nullable=True, what="0 or null: no clipping"),
+    "gradient_clip_val": Field(float, 0, nullable=True, what="0: no clipping"),
     "gradient_clip_algorithm": Field(str, nullable=True, choices=("norm", "value")),
 }
 # The settings that torch's optimizers share, with their meaningful ranges where they are numbers (torch checks some
