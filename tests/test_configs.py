@@ -20,9 +20,17 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(group: str, option: str, tmp_path) -> None:
+    """... and passes the checks made before any data. The schema checks a data set's keys against its base
+    classes too (``**kwargs``): decathlon's ``in_memory: null``, which its class resolves, was refused until the
+    class declared it."""
+    from labelsmooth.cli.checks import check_callbacks
+    from labelsmooth.cli.schema import validate_run_config
+
     cfg = compose_train_config([f"{group}={option}"], output_dir=tmp_path)
     assert cfg.seed == 0
     assert cfg.paths.output_dir == str(tmp_path)
+    validate_run_config(cfg)
+    check_callbacks(cfg)
 
 
 @pytest.mark.parametrize("option", options("smoothing"))

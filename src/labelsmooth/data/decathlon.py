@@ -74,12 +74,20 @@ class DecathlonDataModule(ImageDataModule):
         "+ decathlon-1.0-data.tar.gz; imagenet12's images are a separate archive from image-net.org)"
     )
 
-    def __init__(self, root: str, domain: str = "aircraft", image_size: int = 72, channels: int = 3, **kwargs: Any):
+    def __init__(
+        self,
+        root: str,
+        domain: str = "aircraft",
+        image_size: int = 72,
+        channels: int = 3,
+        in_memory: bool | None = None,
+        **kwargs: Any,
+    ):
         if domain not in DOMAINS:
             raise ConfigurationError(f"dataset.domain={domain!r} is not one of {DOMAINS}")
-        if kwargs.get("in_memory") is None:  # imagenet12's 1.2 M images stream, the other domains fit in memory
-            kwargs["in_memory"] = domain != "imagenet12"
-        super().__init__(root, image_size, channels, **kwargs)
+        if in_memory is None:  # imagenet12's 1.2 M images stream, the other domains fit in memory
+            in_memory = domain != "imagenet12"
+        super().__init__(root, image_size, channels, in_memory=in_memory, **kwargs)
         self.domain = domain
         self.expected_files = (
             f"annotations/{domain}_train.json, annotations/{domain}_val.json (COCO-style) and the JPEGs they name, "
