@@ -176,8 +176,9 @@ def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
 
 def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     """Every check that needs no data: the config's types and ranges (``labelsmooth.cli.schema``), devices, DDP in
-    a sweep, optimizer and distillation teacher; returns the strategy, built here once where the data set config
-    declares its number of classes (a γ <= 1/K then fails before any data is read), else None."""
+    a sweep, optimizer, callbacks, network and distillation teacher; returns the strategy, built here once where the
+    data set config declares its number of classes (a γ <= 1/K, or a schedule that takes it out of its range, then
+    fails before any data is read), else None."""
     from labelsmooth.cli.schema import validate_run_config
     from labelsmooth.cli.teacher import check_teacher_before_data
 
