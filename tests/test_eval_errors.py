@@ -61,6 +61,16 @@ def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(tmp
     assert {path: path.read_bytes() for path in before} == before
 
 
+def test_eval_py_given_a_data_set_key_without_a_data_set_says_to_choose_one(tmp_path: Path) -> None:
+    """``dataset`` is a group ``eval.py`` leaves empty (the run's own): "nothing reads a top-level key 'dataset'"."""
+    args = ["ckpt_path=x.ckpt", "+dataset.normalize=none", f"hydra.run.dir={tmp_path / 'eval'}", *QUIET]
+    result = run_eval(args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "ConfigurationError: +dataset.normalize=none: choose a dataset first (dataset=<option>), then set its keys"
+    ]
+
+
 def test_eval_py_on_a_missing_checkpoint_says_where_checkpoints_are(tmp_path: Path) -> None:
     earlier = tmp_path / "outputs" / "runs" / "2025-01-02" / "03-04-05" / "checkpoints" / "best-epoch007.ckpt"
     earlier.parent.mkdir(parents=True)

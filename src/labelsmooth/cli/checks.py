@@ -52,9 +52,8 @@ def slurm_mem_gb(num_workers: object, tasks: object) -> int:
 
 
 def slurm_restarts() -> int:
-    """How often SLURM requeued this job (``SLURM_RESTART_COUNT``; 0 outside SLURM or on its first start). submitit
-    requeues a sweep job that SLURM signals before its time limit (``hydra.launcher.signal_delay_s``, up to
-    ``max_num_timeout`` times) or at preemption."""
+    """How often SLURM requeued this job (``SLURM_RESTART_COUNT``; 0 outside SLURM or on its first start): submitit
+    requeues one signalled before its time limit (``signal_delay_s``, ``max_num_timeout`` times) or preempted."""
     count = os.environ.get("SLURM_RESTART_COUNT", "0")
     return int(count) if count.isdigit() else 0
 
@@ -111,7 +110,7 @@ def check_devices(trainer_cfg: DictConfig) -> None:
         return
     count = explicit_device_count(devices)
     ids = list(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else []
-    if not count or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+    if not count or not all(type(i) is int and i >= 0 for i in ids):
         raise ConfigurationError(
             f'trainer.devices={devices} must be a count >= 1, a list of device ids ([0, 1] or "0,1"), or -1 or '
             "auto (every device)"
@@ -265,17 +264,19 @@ def _meta_cannot_run(error: BaseException | None) -> bool:
 
 
 def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:
-    """Refuse a top-level key that a ``+key=value`` override adds (``groups``: the config groups, which ``+`` may
-    select): Hydra adds it because no config of the app has it, so nothing would read it, and a typo (``+sed=3``)
-    would run with the default unsaid."""
+    """Refuse a top-level key that a ``+key=value`` override adds (``groups``: the chosen config groups, which
+    ``+`` may fill): nothing would read it, and a typo (``+sed=3``) would run with the default unsaid."""
     from difflib import get_close_matches
 
+    from labelsmooth.conf import CONFIG_DIR
     from labelsmooth.runs.overrides import added_top_level_keys, added_top_level_nodes
 
     for key, value in [*added_top_level_keys(overrides), *added_top_level_nodes(cfg, overrides)]:
         top = key.split(".", 1)[0]
         if top in groups:  # +callbacks.x._target_=... after callbacks=none
             continue
+        if (CONFIG_DIR / top).is_dir():  # eval.py's dataset (null: the run's own)
+            raise ConfigurationError(f"+{key}={value}: choose a {top} first ({top}=<option>), then set its keys")
         settings = sorted(k for k in cfg if k != top and k != "hydra")
         close = get_close_matches(top, settings, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
@@ -340,8 +341,7 @@ def check_optimizer(cfg: DictConfig) -> None:
 
 
 def check_callbacks(cfg: DictConfig) -> None:
-    """Build the callbacks once, so a setting one refuses (``callbacks.checkpoint.save_top_k=-2``) fails before
-    the data set is read."""
+    """Build the callbacks once: a setting one refuses (``callbacks.checkpoint.save_top_k=-2``) fails before data."""
     from labelsmooth.cli.build import instantiate_callbacks
 
     instantiate_callbacks(cfg.get("callbacks"), progress_bar=True, has_logger=True)
