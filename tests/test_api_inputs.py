@@ -77,6 +77,8 @@ def test_fit_temperature_checks_its_labels_and_claims_no_temperature_for_non_fin
     assert all(math.isnan(v) for v in C.temperature_scaled_metrics(nan, TARGET, temperature).values())
     with pytest.raises(ValueError, match="temperature must be a positive finite number, got inf"):
         C.temperature_scaled_metrics(LOGITS, TARGET, math.inf)  # the metrics of uniform predictions
+    as_tensor = C.temperature_scaled_metrics(LOGITS, TARGET, torch.tensor(1.5))
+    assert as_tensor == C.temperature_scaled_metrics(LOGITS, TARGET, 1.5)
     with pytest.raises(ValueError, match=r"^fit_temperature: bounds=\(0, 10\) must be two temperatures"):
         C.fit_temperature(LOGITS, TARGET, bounds=(0, 10))  # math domain error
 

@@ -60,3 +60,22 @@ def test_unknown_option_names_the_valid_ones(tmp_path) -> None:
 
     with pytest.raises(MissingConfigException, match="gamma"):
         compose_train_config(["smoothing=gama"], output_dir=tmp_path)
+
+
+def test_a_class_of_yours_with_kwargs_keeps_them_and_lightning_reads_its_choices_in_any_case(tmp_path) -> None:
+    """A class of the project passes ``**kwargs`` to its base, whose keys the schema then checks; a class of yours
+    may send them elsewhere, so its keys are not refused. ``gradient_clip_algorithm`` is read as Lightning reads it."""
+    from labelsmooth.cli.schema import check_target_node, validate_run_config
+    from labelsmooth.errors import ConfigurationError
+
+    check_target_node("dataset", {"_target_": "tests.test_configs.DataOfYours", "root": ".", "split": "train"})
+    with pytest.raises(ConfigurationError, match="dataset.split=train is not a setting: DigitsDataModule"):
+        check_target_node("dataset", {"_target_": "labelsmooth.data.DigitsDataModule", "split": "train"})
+    clipping = ["+trainer.gradient_clip_val=1", "+trainer.gradient_clip_algorithm=NORM"]
+    cfg = compose_train_config(clipping, output_dir=tmp_path)
+    validate_run_config(cfg)
+
+
+class DataOfYours:
+    def __init__(self, root: str = ".", **dataset_kwargs) -> None:
+        self.dataset_kwargs = dataset_kwargs

@@ -251,6 +251,8 @@ def test_a_setting_the_launcher_does_not_take_is_one_line(args: list[str], line:
     assert str(refused.value).startswith(line)
     refuse_unknown_options(["-m", "hydra/launcher=fused", "hydra.launcher.max_members=2"], CONFIG_DIR, "train")
     refuse_unknown_options(["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], CONFIG_DIR, "train")
+    refuse_unknown_options(["-m", "hydra/launcher=basic,joblib"], CONFIG_DIR, "train")  # Hydra's one line: no sweep
+    refuse_unknown_options(["+model@teacher_model=resnet_v1"], CONFIG_DIR, "train")  # a group at another place
 
 
 def test_hydra_full_error_shows_hydras_own_report_of_an_unknown_option(tmp_path: Path) -> None:
@@ -520,6 +522,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+trainer.gradient_clip_algorithm=sum"], "ConfigurationError: trainer.gradient_clip_algorithm=sum must be "
          "one of norm, value (or null)"),
         (["+trainer.gradient_clip_val=-1"], "ConfigurationError: trainer.gradient_clip_val=-1 must be a number >= 0"),
+        (["+trainer.gradient_clip_val=1", "+trainer.gradient_clip_algorithm=norm", "+dataset.foo=1"],
+         "ConfigurationError: dataset.foo=1 is not a setting"),  # the algorithm passes (Lightning reads NORM too)
         (["callbacks.checkpoint.save_top_k=-2"], "ConfigurationError: callbacks.checkpoint: Invalid value for "
          "save_top_k=-2. Must be >= -1"),
         (["callbacks.nan_guard.check_every_n_steps=0"], "ConfigurationError: callbacks.nan_guard.check_every_n_steps=0 "

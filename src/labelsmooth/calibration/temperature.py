@@ -99,6 +99,8 @@ def temperature_scaled_metrics(
     selective``)."""
     from labelsmooth.calibration.metrics import ClassificationMetrics
 
+    if isinstance(temperature, torch.Tensor) and temperature.numel() == 1:
+        temperature = float(temperature)
     number = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
     if number and math.isnan(temperature):  # fit_temperature's on non-finite logits
         return dict.fromkeys(SCALED_METRICS, math.nan)

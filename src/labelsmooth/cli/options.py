@@ -141,7 +141,7 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
     groups = {str(next(iter(d))).removeprefix("override ").lstrip("/") for d in defaults if isinstance(d, dict)}
     for override in parsed:
         group = override.key_or_group
-        if override.is_delete() or group.startswith("hydra") or not (config_dir / group).is_dir():
+        if override.is_delete() or group.startswith("hydra") or not (config_dir / group).is_dir() or override.package:
             continue
         if group in groups and override.is_add():
             raise ConfigurationError(
@@ -163,8 +163,10 @@ def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) ->
 
     if any((config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed):
         return  # a recipe (experiment=, sweep=) may choose the launcher
-    chosen = [o.get_value_element_as_str() for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
-    launcher = chosen[-1] if chosen else "basic"
+    chosen = [o for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
+    if any(o.is_sweep_override() for o in chosen):  # Hydra refuses a sweep of its own config in one line
+        return
+    launcher = chosen[-1].get_value_element_as_str() if chosen else "basic"
     files = {path.stem: yaml.safe_load(path.read_text()) for path in (config_dir / "hydra" / "launcher").glob("*.yaml")}
     node = files.get(launcher, {} if launcher == "basic" else None)
     if not isinstance(node, dict) or "defaults" in node:  # a plugin's launcher (joblib, submitit): Hydra's to check
@@ -173,12 +175,10 @@ def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) ->
     for override in parsed:
         parts = override.key_or_group.split(".")
         if parts[:2] == ["hydra", "launcher"] and len(parts) > 2 and parts[2] not in settings:
-            takes = f"its settings are {', '.join(settings)}" if settings else "it takes no settings"
+            known = f"its settings are {', '.join(settings)}" if settings else "it takes no settings"
             owners = [name for name, other in files.items() if isinstance(other, dict) and parts[2] in other]
-            hint = f" ({parts[2]} is a setting of hydra/launcher={', '.join(sorted(owners))})" if owners else ""
-            raise ConfigurationError(
-                f"{override.input_line} is not a setting of hydra/launcher={launcher}: {takes}{hint}"
-            )
+            known += f" ({parts[2]} is a setting of hydra/launcher={', '.join(sorted(owners))})" if owners else ""
+            raise ConfigurationError(f"{override.input_line} is not a setting of hydra/launcher={launcher}: {known}")
 
 
 def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:

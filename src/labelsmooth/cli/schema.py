@@ -69,8 +69,9 @@ class Field:
             return False
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             above = self.low is None or (value > self.low if self.above_low else value >= self.low)
-            return math.isfinite(value) and above and (self.high is None or value <= self.high)
-        return not self.choices or value in self.choices
+            finite = not isinstance(value, float) or math.isfinite(value)
+            return finite and above and (self.high is None or value <= self.high)
+        return not self.choices or str(value).lower() in self.choices  # as Lightning reads its choices
 
 
 TOP_LEVEL: dict[str, Field] = {
@@ -306,15 +307,15 @@ def describe_type(annotation: Any) -> str:
 
 def _signature(constructor: Callable) -> tuple[Mapping[str, inspect.Parameter] | None, dict[str, Any]]:
     """The constructor's parameters (of ``__init__`` for a class, less ``self``) and their resolved annotations.
-    A class whose ``__init__`` takes ``**kwargs`` takes those of its base classes' ``__init__`` too, down to the
-    first one without ``**kwargs`` (``DigitsDataModule(**kwargs)`` → ``ImageDataModule``); the ``**kwargs`` stay
-    only when every base takes them."""
+    A class of the project whose ``__init__`` takes ``**kwargs`` passes them to its base classes' ``__init__``, so
+    it takes theirs, down to the first one without ``**kwargs`` (``DigitsDataModule`` → ``ImageDataModule``); the
+    ``**kwargs`` stay when every base takes them, and for any other class (yours may send them elsewhere)."""
     try:
         parameters = dict(inspect.signature(constructor).parameters)
     except (TypeError, ValueError):
         return None, {}
     hints = _annotations(constructor.__init__ if inspect.isclass(constructor) else constructor, parameters)
-    if not inspect.isclass(constructor):
+    if not inspect.isclass(constructor) or not constructor.__module__.startswith("labelsmooth."):
         return parameters, hints
     for base in constructor.__mro__[1:]:
         if not _takes_any_keyword(parameters) or base is object:
