@@ -32,6 +32,8 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from labelsmooth.errors import ConfigurationError
 
 # Hydra's command-line options (hydra._internal.utils.get_args_parser) that take a value, and those that make it
@@ -135,8 +137,6 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
 def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
     """Refuse ``group=option`` of a group the primary config's defaults list lacks (``eval.py model=resnet_v1``:
     an evaluation takes the checkpoint's own model), and ``+group=option`` of one it has ("Multiple values")."""
-    import yaml
-
     defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
     groups = {str(next(iter(d))).removeprefix("override ").lstrip("/") for d in defaults if isinstance(d, dict)}
     for override in parsed:
@@ -159,10 +159,11 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
 def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) -> None:
     """Refuse ``hydra.launcher.<key>=...`` that the chosen launcher does not take, where a file of the project
     defines it (``fused``) or it is the basic one (no settings); Hydra's five lines named neither."""
-    import yaml
-
-    if any((config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed):
-        return  # a recipe (experiment=, sweep=) may choose the launcher
+    recipe = any(
+        (config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed
+    )
+    if recipe or not any(o.key_or_group.startswith("hydra.launcher.") for o in parsed):
+        return  # a recipe (experiment=, sweep=) may choose the launcher; no launcher setting: no file is read
     chosen = [o for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
     if any(o.is_sweep_override() for o in chosen):  # Hydra refuses a sweep of its own config in one line
         return
@@ -258,7 +259,6 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
 def options_with_key(group_dir: Path, key: str) -> list[str]:
     """The options of a config group whose file sets ``key`` (``smoothing.gamma=0.8`` without ``smoothing=gamma``:
     the options that take ``gamma``), read from the files at the error's time."""
-    import yaml
 
     def keys(path: Path) -> set[str]:
         try:
@@ -318,8 +318,6 @@ def file_options(
 ) -> KnownOptions:
     """What the primary config and the command line's ``group=option`` choose, read from the files; the node of an
     option whose file has a ``defaults`` list comes from ``composed()`` (None: left to Hydra)."""
-    import yaml
-
     primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
     chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
     chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
