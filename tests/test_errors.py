@@ -190,6 +190,12 @@ def test_a_negative_diagram_interval_is_refused_in_one_line(tmp_path: Path) -> N
         (["-m", "smoothing=none,gamm", "seed=0"], "ConfigurationError: smoothing=gamm is not an option of smoothing"),
         (["model=mpl"], "ConfigurationError: model=mpl is not an option of model: the options are mlp, mlp_seed, "),
         (["model=mezzini2019/cifr10"], "ConfigurationError: model=mezzini2019/cifr10 is not an option of model: the "),
+        (  # Hydra's own groups: the options of its plugins too
+            ["-m", "hydra/launcher=fusd", "seed=0"],
+            "ConfigurationError: hydra/launcher=fusd is not an option of hydra/launcher: the options are basic, fused, "
+            "joblib, parallel, slurm, submitit_local, submitit_slurm",
+        ),
+        (["hydra/sweeper=optun"], "ConfigurationError: hydra/sweeper=optun is not an option of hydra/sweeper: the "),
     ],
 )
 def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Path, args: list[str], line: str) -> None:
@@ -198,10 +204,23 @@ def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Pat
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert result.stderr.startswith(line)
-    close = {"model=mpl": "mlp", "model=mezzini2019/cifr10": "mezzini2019/cifar10"}.get(args[-1], "gamma")
+    closest = {"model=mpl": "mlp", "model=mezzini2019/cifr10": "mezzini2019/cifar10", "hydra/sweeper=optun": "optuna"}
+    close = closest.get(args[-1], "fused" if "hydra/launcher=fusd" in args else "gamma")
     assert result.stderr.strip().endswith(f"(did you mean {close}?)")
     assert "mezzini2019/" not in result.stderr or "cifr10" in result.stderr  # the options at the value's depth
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_options_of_hydras_groups_that_hydra_or_its_plugins_provide_pass() -> None:
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.options import refuse_unknown_options
+
+    for app in ("train", "eval"):
+        refuse_unknown_options(
+            ["hydra/launcher=joblib", "hydra/sweeper=optuna", "hydra/job_logging=none"], CONFIG_DIR, app
+        )
+        refuse_unknown_options(["hydra/launcher=fused", "hydra/sweeper=basic", "~hydra/launcher"], CONFIG_DIR, app)
 
 
 @pytest.mark.parametrize(

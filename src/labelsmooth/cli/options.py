@@ -5,7 +5,8 @@ config search path; and a setting the config does not have (``smoothing.gama=0.8
 which settings there are. The apps check the command line first, and refuse in one line:
 
 - each ``group=option`` (and each option of a ``group=a,b`` sweep) of the project's own groups whose option has no
-  file, with the group's options and the closest of them;
+  file, with the group's options and the closest of them; and each option of Hydra's own groups
+  (``hydra/launcher=fusd``) that neither a file here nor Hydra and its plugins provide;
 - each ``key=value`` whose key the primary config (``train.yaml``, ``eval.yaml``) does not have, with its
   top-level settings and the closest of them (``+key=value`` adds a key: ``labelsmooth.cli.checks`` refuses the
   ones nothing reads, once the config is composed);
@@ -15,8 +16,8 @@ which settings there are. The apps check the command line first, and refuse in o
 The options' settings are read from their files under ``conf/``. Where the files cannot tell, Hydra composes the
 command line's group options alone (~0.2 s): a ``# @package _global_`` group is named (``experiment=``,
 ``sweep=``, ``debug=``: it may change other groups' options and add keys), or an option inherits its keys through
-a ``defaults`` list (``trainer=gpu``, ``model=resnet20_v1``). What this cannot see is left to Hydra: its own
-groups (``hydra/launcher=...``, whose options also come from plugins), command lines that add config sources
+a ``defaults`` list (``trainer=gpu``, ``model=resnet20_v1``). What this cannot see is left to Hydra: sweeps of its
+own groups (``hydra/launcher=a,b``, which it refuses in one line), command lines that add config sources
 (``hydra.searchpath``, ``--config-dir``, ``--config-path``, ``--config-name``), sweeps of a global-package group,
 glob and range sweeps, and any override Hydra's parser refuses. ``HYDRA_FULL_ERROR=1`` skips the checks, so
 Hydra's own report shows.
@@ -190,6 +191,11 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
     for override in parsed:
         group = override.key_or_group
         group_dir = config_dir / group
+        if group.startswith("hydra/") and not override.is_delete() and not override.is_sweep_override():
+            value = override.get_value_element_as_str()
+            if not (group_dir / f"{value}.yaml").is_file() and (options := hydra_group_options(group, config_dir)):
+                refuse_unknown_value(group, value, options)
+            continue
         if override.is_delete() or group.startswith("hydra") or not group_dir.is_dir():
             continue
         if not override.is_sweep_override():
@@ -200,14 +206,33 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
             continue
         options = group_options(group_dir)
         for value in values:
-            if value != "null" and value not in options:
-                # the options at the value's depth: model=mlpp lists model's files, not those of model/mezzini2019
-                shown = [o for o in options if o.count("/") == value.count("/")] or options
-                close = get_close_matches(value, shown, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise ConfigurationError(
-                    f"{group}={value} is not an option of {group}: the options are {', '.join(shown)}{hint}"
-                )
+            refuse_unknown_value(group, value, options)
+
+
+def refuse_unknown_value(group: str, value: str, options: list[str]) -> None:
+    """Refuse ``group=value`` unless ``value`` is one of ``options`` (or null), naming them and the closest."""
+    if value == "null" or value in options:
+        return
+    # the options at the value's depth: model=mlpp lists model's files, not those of model/mezzini2019
+    shown = [o for o in options if o.count("/") == value.count("/")] or options
+    close = get_close_matches(value, shown, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigurationError(f"{group}={value} is not an option of {group}: the options are {', '.join(shown)}{hint}")
+
+
+def hydra_group_options(group: str, config_dir: Path) -> list[str]:
+    """The options of Hydra's own config group ``group`` (``hydra/launcher``): the project's files, Hydra's and
+    those its plugins register, as Hydra lists them (its plugins are discovered once per process, so Hydra's start
+    reuses them); empty when Hydra cannot tell (its own error then names the group)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.object_type import ObjectType
+
+    try:
+        repository = ConfigRepository(create_config_search_path(str(config_dir)))
+        return sorted(repository.get_group_options(group, ObjectType.CONFIG))
+    except Exception:
+        return []
 
 
 def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
