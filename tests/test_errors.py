@@ -566,6 +566,27 @@ def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
     assert result.stderr.startswith(line) and not Path("/nonexistent").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "batches"),
+    [(["+trainer.val_check_interval=20"], 19), (["debug=fast", "+trainer.val_check_interval=4"], 3)],
+)
+def test_a_validation_interval_longer_than_an_epoch_is_one_line_before_training(
+    args: list[str], batches: int, tmp_path: Path
+) -> None:
+    """Lightning refused it at the start of fit in a traceback; digits' 1,198 training images make 19 batches of 64
+    (``debug=fast``: its ``limit_train_batches`` of 3). With ``check_val_every_n_epoch=null`` it is a setting."""
+    common = ["model=mlp", "logger=none", "figures=false", f"paths.log_dir={tmp_path}"]
+    result = run_app_in_process([*common, *args], cwd=tmp_path, env=SHORT)
+    interval = args[-1].rpartition("=")[2]
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(
+        f"ConfigurationError: trainer.val_check_interval={interval} exceeds the {batches} training batches of an "
+        f"epoch: give at most {batches}, a fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null"
+    )
+    across = ["debug=fast", "+trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null"]
+    assert run_app_in_process([*common, *across, "trainer.max_epochs=2"], cwd=tmp_path, env=SHORT).returncode == 0
+
+
 def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) -> None:
     """The check before the data builds the network without memory; a timm weights file is checked, not read."""
     import torch

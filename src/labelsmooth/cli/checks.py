@@ -178,6 +178,37 @@ def check_model_fits_data(net: Any, datamodule: Any) -> None:
     check_model_accepts(net, tuple(datamodule.image_shape), datamodule.num_classes)
 
 
+def check_validation_interval(trainer_cfg: DictConfig, datamodule: Any, world_size: int) -> None:
+    """Refuse an integer ``trainer.val_check_interval`` (training batches between validations within an epoch)
+    above the batches of an epoch as Lightning counts them: each of the ``world_size`` processes' share of the
+    training set, cut by ``limit_train_batches``. Lightning refuses it at the start of fit, in a traceback; with
+    ``check_val_every_n_epoch=null`` the interval runs across epochs and may be longer."""
+    import math
+
+    interval, limit = trainer_cfg.get("val_check_interval"), trainer_cfg.get("limit_train_batches")
+    if (
+        not isinstance(interval, int)
+        or isinstance(interval, bool)
+        or trainer_cfg.get("check_val_every_n_epoch", 1) is None
+    ):
+        return
+    try:
+        batches = math.ceil(math.ceil(len(datamodule.train_set) / world_size) / datamodule.batch_size)
+    except TypeError:  # a training set of unknown length: Lightning validates at its end
+        return
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    if interval > batches:
+        raise ConfigurationError(
+            f"trainer.val_check_interval={interval} exceeds the {batches} training batches of an epoch"
+            + (f" in each of {world_size} processes" if world_size > 1 else "")
+            + f": give at most {batches}, a fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null "
+            "to validate every that many batches across epochs"
+        )
+
+
 def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int | None) -> None:
     """Pass a zero batch of ``image_shape`` (C, H, W) through ``net`` on its device (the meta device computes shapes
     alone) and refuse, in one line, inputs it cannot take or an output that is not ``num_classes`` (None: any)."""

@@ -37,6 +37,7 @@ from labelsmooth.cli.checks import (
     check_optimizer,
     check_precise_bn,
     check_start,
+    check_validation_interval,
     gpu_of_parallel_job,
     set_num_threads,
     slurm_restarts,
@@ -111,6 +112,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             with open_dict(cfg):
                 cfg.trainer.devices = gpu  # job k of a parallel sweep on GPU k mod n
         trainer = build_trainer(cfg, run.logger)
+        check_validation_interval(cfg.trainer, datamodule, trainer.world_size)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
 
