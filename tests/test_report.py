@@ -152,6 +152,13 @@ def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None
         assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_running_job_is_listed_without_an_empty_error(sweep: Path) -> None:
+    (sweep / "4" / "metrics.json").write_text(json.dumps({"status": "running", "seed": 0, "smoothing.gamma": 0.7}))
+    text = make_report([sweep]).markdown.read_text()
+    (line,) = [line for line in text.splitlines() if "/4` (" in line]
+    assert line.endswith("/4` (running): smoothing=gamma smoothing.gamma=0.7 seed=0"), line
+
+
 def test_jobs_of_the_grid_without_a_directory_are_listed_as_missing(sweep: Path) -> None:
     import shutil
 
@@ -746,6 +753,9 @@ def test_a_tie_for_best_goes_to_the_baseline_whatever_the_order_or_the_float32_r
     strategies["none"] = {0: 0.4, 1: 0.5}
     tied = paired_comparison("digits", strategies, "none", True)
     assert (tied.best, tied.tied) == ("gamma", ("uniform",))
+    # equally far from the baseline (0.5 - 0.3 and 0.7 - 0.5 differ in the last bit): the first in sorted order
+    equally_far = {0.3: {0: 0.9, 1: 0.8}, 0.5: {0: 0.7, 1: 0.6}, 0.7: {0: 0.8, 1: 0.9}}
+    assert paired_comparison("digits", equally_far, 0.5, True).best == 0.3
 
 
 def test_a_tie_and_a_temperature_at_its_bound_are_shown_in_the_report(tmp_path: Path) -> None:
@@ -770,6 +780,9 @@ def test_a_tie_and_a_temperature_at_its_bound_are_shown_in_the_report(tmp_path: 
     assert "‡" not in text.split("(`test/ece`)", 1)[1].split("###", 1)[0]  # only the temperature-scaled numbers
     (comparison,) = read_csv(sweep / "best_vs_baseline_val_acc_best.csv")
     assert comparison["tied_smoothing"] == "uniform"
+    # the test tables take validation's choice, and say that validation could not tell it from the other
+    (on_test,) = read_csv(sweep / "best_vs_baseline_test_acc.csv")
+    assert (on_test["best_smoothing"], on_test["tied_smoothing"]) == ("gamma", "uniform")
     assert "Strategies and their parameters: `gamma` (gamma=0.9); `none` (none); `uniform` (epsilon=0.1)." in text
 
 

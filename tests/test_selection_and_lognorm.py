@@ -92,3 +92,8 @@ def test_report_aurc_table_shows_both_confidences_and_the_gap(tmp_path: Path) ->
     assert "AURC, max-softmax and logit-normalised" in text
     assert "| digits | 0.5 | 21.00 | 10.00 | +10.00 | +1.50 | yes |" in text
     assert "| digits | 0.8 | 9.00 | 8.00 | -2.00 | -0.50 | – (no gap: not worse than the baseline) |" in text
+    # a baseline no job ran (the unsmoothed γ = 1 that the jobs record): no gap to print, "–" as elsewhere
+    for metrics_file in sweep.glob("*/metrics.json"):
+        metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "unsmoothed.smoothing.gamma": 1.0}))
+    text = make_report([sweep], out_dir=tmp_path / "no_baseline").markdown.read_text()
+    assert "| digits | 0.5 | 21.00 | 10.00 | – | – | – (no baseline runs) |" in text and "nan" not in text

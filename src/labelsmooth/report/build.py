@@ -141,8 +141,9 @@ def make_report(
     files = [write_runs_csv(out / "runs.csv", jobs, parameter, duplicates)]
     compared = {t.metric.key: comparisons(t, chosen.value) for t in tables if not t.metric.on_test_split}
     # a test metric's best is the value validation chose, row by row: the test split chooses nothing
-    by_validation = {c.row: c.best for c in compared.get(SELECTION_METRIC, [])}
-    compared |= {t.metric.key: comparisons(t, chosen.value, by_validation) for t in tables if t.metric.on_test_split}
+    validation = {c.row: c for c in compared.get(SELECTION_METRIC, [])}
+    by_validation = {row: c.best for row, c in validation.items()}
+    compared |= {t.metric.key: comparisons(t, chosen.value, validation) for t in tables if t.metric.on_test_split}
     for table in (t for t in tables if t.shown):
         files.append(write_table_csv(out / f"table_{table.metric.slug}.csv", table, parameter))
         files.append(

@@ -68,7 +68,7 @@ def _header(report: Report) -> list[str]:
         f"{len(report.missing)} missing from the grid{not_counted}.",
         "",
         "Cells are `mean ± h (n)` over seeds: `h = t(0.975, n-1) · s / √n` is the half-width of the 95% "
-        "confidence interval of the mean (Student t), `n` the number of completed seeds. Values in percent.",
+        "confidence interval of the mean (Student t), `n` the number of seeds with a finite value. Values in percent.",
         "",
         f"Table 3 compares the best {symbol} with {symbol} = {format_value(report.baseline)}: "
         "`diff % = 100 · (best - baseline) / best` for the accuracies (the paper's definition), "
@@ -191,10 +191,8 @@ def _lognorm_gap(report: Report, table: Table) -> list[str]:
                 verdict = "– (no gap: not worse than the baseline)"
             else:
                 verdict = "yes" if abs(gap_norm) < abs(gap_msp) else "no"
-            rows.append(
-                [row, format_value(column), f"{100 * value_msp:.2f}", f"{100 * value_norm:.2f}",
-                 f"{100 * gap_msp:+.2f}", f"{100 * gap_norm:+.2f}", verdict]
-            )  # fmt: skip
+            gaps = [f"{100 * gap:+.2f}" if math.isfinite(gap) else "–" for gap in (gap_msp, gap_norm)]
+            rows.append([row, format_value(column), fmt(100 * value_msp), fmt(100 * value_norm), *gaps, verdict])
     if not rows:
         return []
     return [
@@ -269,7 +267,9 @@ def render_markdown(report: Report, plots: Sequence[Path] | None = None) -> str:
     if not failed and not report.missing and not report.problems:
         parts.append("None: every job completed.")
     for job in failed:
-        parts.append(f"- `{job.directory}` ({job.status}): {' '.join(job.overrides)} — {job.error}")
+        parts.append(
+            f"- `{job.directory}` ({job.status}): {' '.join(job.overrides)}" + (f" — {job.error}" if job.error else "")
+        )
     for item in report.missing:
         parts.append(f"- `{item.sweep_dir}/{item.number}` (missing): {' '.join(item.overrides)}{item.holds_note}")
     parts += [f"- {problem}" for problem in report.problems]

@@ -22,7 +22,8 @@ def plot_metric_vs_parameter(
     """One panel per data set: mean ± 95% CI of each table's metric against the parameter, with each seed's
     value as a faint dot. With few seeds the Student-t interval is wide (n = 2: ±12.7 standard errors) and can
     reach past the metric's range; the y axis stays within [0, 1]·scale (every report metric is a fraction)
-    and the bars are clipped there, while the tables keep the exact numbers."""
+    and the bars are clipped there, while the tables keep the exact numbers. A value of one seed has no interval
+    and no bar; seeds that agree exactly have a bar of zero width."""
     from matplotlib.figure import Figure
 
     rows = sorted({r for t in tables for r in t.values})
@@ -39,7 +40,7 @@ def plot_metric_vs_parameter(
             columns = [c for c in table.columns if c in per_value]
             estimates = [table.estimate(row, c) for c in columns]
             means = [e.mean * scale for e in estimates]
-            errors = [0.0 if math.isnan(e.half_width) else e.half_width * scale for e in estimates]
+            errors = [e.half_width * scale for e in estimates]  # one seed: NaN, no bar (a zero-width one: no spread)
             categorical = any(isinstance(c, str) for c in table.columns)  # names: a categorical axis, column order
             x = [format_value(c) for c in columns] if categorical else columns
             label = labels[i] if labels else table.metric.title

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labelsmooth.report.base import column_number
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -59,7 +61,7 @@ def same_value(a: float, b: float, scale: float | None = None) -> bool:
 def distance_to(value: Any, baseline: Any) -> tuple[float, str]:
     """How far a parameter value is from the baseline (numbers), then its text: the order that breaks ties."""
     numeric = isinstance(value, (int, float)) and isinstance(baseline, (int, float))
-    return (abs(value - baseline) if numeric else 0.0), str(value)
+    return (column_number(abs(value - baseline)) if numeric else 0.0), str(value)  # 0.7 - 0.5 is 0.5 - 0.3
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,10 @@ def paired_comparison(
     baseline: float | str,
     higher_is_better: bool,
     chosen: float | str | None = None,
+    chosen_among: Sequence[float | str] = (),
 ) -> PairedComparison | None:
-    """Pick the best value by mean (or take ``chosen``, the value another table chose), compare with ``baseline``
-    on the seeds both have (paired t-test).
+    """Pick the best value by mean (or take ``chosen``, the value another table chose, tied there with
+    ``chosen_among``), compare with ``baseline`` on the seeds both have (paired t-test).
 
     Means that are ``same_value`` tie: the baseline wins a tie (no gain is claimed), else the value nearest it
     (numbers), else the first in sorted order, so neither the command line's order nor float32 rounding decides;
@@ -105,7 +108,7 @@ def paired_comparison(
     if chosen is not None:
         if chosen not in estimates:
             return None
-        best, tied = chosen, [chosen]
+        best, tied = chosen, [chosen, *chosen_among]
     else:
         top = (max if higher_is_better else min)(e.mean for e in estimates.values())
         tied = [v for v, e in estimates.items() if same_value(e.mean, top)]

@@ -135,14 +135,17 @@ def table_rows(table: Table) -> list[list[str]]:
 
 
 def comparisons(
-    table: Table, baseline: ParameterValue, chosen: dict[str, ParameterValue] | None = None
+    table: Table, baseline: ParameterValue, chosen: dict[str, PairedComparison] | None = None
 ) -> list[PairedComparison]:
-    """Table 3 of ``table``: per row, its best value against ``baseline``; with ``chosen`` (row -> value: the
-    values the validation table chose, for a test metric) that value, in the rows that have one."""
+    """Table 3 of ``table``: per row, its best value against ``baseline``; with ``chosen`` (row -> the validation
+    table's comparison, for a test metric) the value validation chose, in the rows that have one, tied with the
+    values it could not tell from it."""
     higher = table.metric.higher_is_better
     rows = [(row, values) for row, values in table.values.items() if chosen is None or row in chosen]
     found = (
-        paired_comparison(row, values, baseline, higher, None if chosen is None else chosen[row])
+        paired_comparison(row, values, baseline, higher)
+        if chosen is None
+        else paired_comparison(row, values, baseline, higher, chosen[row].best, chosen[row].tied)
         for row, values in rows
     )
     return [c for c in found if c is not None]
