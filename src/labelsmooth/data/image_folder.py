@@ -153,6 +153,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.expected_files = f"{train_dir}/<class>/<image> (and the same layout in val_dir / test_dir if given)"
         self.train_folder: ClassFolders | None = None
         self.train_fingerprint: str | None = None
+        self.warned_about: set[str] = set()  # the folders whose other files were named (once: each is opened twice)
 
     def cache_key(self) -> dict[str, Any]:
         """The folders and a fingerprint of the training images (read once, only where statistics are cached)."""
@@ -189,7 +190,8 @@ class ImageFolderDataModule(ImageDataModule):
         folder = ClassFolders(directory, classes, transform)
         if not folder.samples:
             raise FileNotFoundError(f"no images under {directory}/<class>/")
-        if folder.skipped:
+        if folder.skipped and directory not in self.warned_about:
+            self.warned_about.add(directory)
             counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(folder.skipped.items()))
             log.warning("%s: left out %s file(s) that are not images of a format torchvision reads", directory, counts)
         if split == "train":
