@@ -152,6 +152,18 @@ def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None
         assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_baseline_that_no_value_beats_is_said_to_be_best(tmp_path: Path) -> None:
+    """Table 3 then compares the baseline with itself (diff 0, no test); its row says why."""
+    sweep = tmp_path / "multirun" / "2026-01-04" / "00-00-00"
+    for number, (gamma, seed, acc) in enumerate([(1.0, 0, 0.90), (1.0, 1, 0.92), (0.8, 0, 0.85), (0.8, 1, 0.86)]):
+        write_job(sweep, number, gamma, seed, {**completed(gamma, seed, acc, 0.1, 0.05), "test/acc": acc})
+    text = make_report([sweep], baseline=1.0).markdown.read_text()
+    assert (
+        "| digits | 1 (the baseline: no value beats it) | 91.00 ± 12.71 (n=2) | 91.00 ± 12.71 (n=2) | 0.00 | 2 | – |"
+        in text
+    )
+
+
 def test_a_running_job_is_listed_without_an_empty_error(sweep: Path) -> None:
     (sweep / "4" / "metrics.json").write_text(json.dumps({"status": "running", "seed": 0, "smoothing.gamma": 0.7}))
     text = make_report([sweep]).markdown.read_text()

@@ -194,7 +194,9 @@ def comparison_rows(items: Sequence[PairedComparison], table: Table) -> list[lis
     return [
         [
             c.row,
-            format_value(c.best) + (f" (tied: {', '.join(format_value(v) for v in c.tied)})" if c.tied else ""),
+            format_value(c.best)
+            + (" (the baseline: no value beats it)" if c.best == c.baseline else "")
+            + (f" (tied: {', '.join(format_value(v) for v in c.tied)})" if c.tied else ""),
             table.cell(c.row, c.best),
             table.cell(c.row, c.baseline),
             fmt(c.relative_difference) + (f" {UNPAIRED_MARK}" if unpaired(c) else ""),
