@@ -34,6 +34,9 @@ MODELS = {
     "mlp": ["model=mlp"],
     "resnet_v1": ["model=resnet_v1"],
     "timm": ["model=timm", "model.name=test_resnet"],  # timm's own small ResNet (BatchNorm) for tests
+    "mlp bf16-mixed": ["model=mlp", "trainer.precision=bf16-mixed"],  # the shifts are computed outside autocast
+    # clipping by value is elementwise: the group's Trainer clips each member's gradients as its run clips them
+    "mlp clipped by value": ["model=mlp", "+trainer.gradient_clip_val=0.02", "+trainer.gradient_clip_algorithm=value"],
 }
 
 
@@ -65,7 +68,8 @@ def train_alone(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[float]
 
 @pytest.mark.parametrize(
     ("model", "batching", "member"),
-    [("mlp", "loop", 2), ("mlp", "loop", 3), ("resnet_v1", "loop", 1), ("timm", "loop", 1), ("mlp", "vmap", 1)],
+    [("mlp", "loop", 2), ("mlp", "loop", 3), ("resnet_v1", "loop", 1), ("timm", "loop", 1), ("mlp", "vmap", 1)]
+    + [("mlp bf16-mixed", "loop", 0), ("mlp clipped by value", "loop", 1)],
 )
 def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: str, batching: str, member: int) -> None:
     """The same initial weights and batches: the first 50 training losses equal to 1e-5 relative (``loop``:
@@ -125,7 +129,7 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     ("override", "reason"),
     [
         ("trainer.devices=2", "one device"),
-        ("+trainer.gradient_clip_val=1.0", "clipping"),
+        ("+trainer.gradient_clip_val=1.0", "clipping by norm is not fused"),  # Lightning's default algorithm
         ("resume=true", "resume"),
         ("dataset._target_=labelsmooth.data.base.ClassificationDataModule", "not a labelsmooth.data.ImageDataModule"),
         # a callback the group would not run: the members trained 6 epochs where their runs stopped after 2
@@ -157,10 +161,11 @@ def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reas
         "+callbacks.watch={_target_:labelsmooth.callbacks.Observer}",  # a callback that only records
         "callbacks.checkpoint.save_top_k=0",  # last.ckpt alone, as a member writes it
         "callbacks=none",  # no checkpoint written by a member (its run writes Lightning's default one); same numbers
+        "+trainer.gradient_clip_val=0.02 +trainer.gradient_clip_algorithm=value",  # elementwise: each member's own
     ],
 )
 def test_jobs_with_what_a_group_reproduces_are_members(tmp_path: Path, override: str) -> None:
-    assert why_not_fusable(compose_train_config([override], output_dir=tmp_path)) is None
+    assert why_not_fusable(compose_train_config(override.split(" "), output_dir=tmp_path)) is None
 
 
 def test_a_network_that_draws_random_numbers_is_not_fused() -> None:

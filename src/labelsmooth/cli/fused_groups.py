@@ -83,8 +83,8 @@ def why_not_fusable(config: DictConfig) -> str | None:
         return "a fused group trains on one device (trainer.devices=1, no DDP)"
     if "16" in str(trainer.get("precision", 32)) and "bf16" not in str(trainer.get("precision")):
         return "16-mixed: one gradient scaler would skip every member's step when one overflows; use bf16-mixed or 32"
-    if trainer.get("gradient_clip_val"):
-        return "gradient clipping is not fused (by norm it would mix the members' gradients)"
+    if trainer.get("gradient_clip_val") and str(trainer.get("gradient_clip_algorithm") or "norm").lower() != "value":
+        return "gradient clipping by norm is not fused: one norm of every member's gradients would clip them all"
     if config.get("teacher_ckpt"):
         return "distillation (a teacher per member) is not fused"
     if config.get("precise_bn"):

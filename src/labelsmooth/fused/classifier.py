@@ -40,6 +40,21 @@ def _uses_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def outside_autocast(preprocess: Callable[[Any, bool], Any]) -> Callable[[Any, bool], Any]:
+    """``preprocess`` run outside autocast, as a run alone runs it (Lightning's ``on_after_batch_transfer``), though
+    the group calls it inside its steps: under ``bf16-mixed`` autocast would compute the random shift's sampling
+    grid (``affine_grid``) in bfloat16, and the member's inputs would differ from its run's."""
+
+    def prepare(batch: Any, train: bool) -> Any:
+        device = batch[0].device.type
+        if not torch.is_autocast_enabled(device):
+            return preprocess(batch, train)
+        with torch.autocast(device, enabled=False):
+            return preprocess(batch, train)
+
+    return prepare
+
+
 class MemberRandomState:
     """One member's random generators (torch CPU and CUDA, NumPy, Python), captured where it
     is made; inside ``with state:`` they are the global ones, and on leaving they are saved back. Nothing outside
@@ -125,7 +140,7 @@ class FusedClassifier(pl.LightningModule):
         self.schedules = list(schedules) if schedules is not None else [None] * len(members)
         self.stacked = StackedNetworks([member.net for member in members], batching)
         self.states = list(states)
-        self.preprocess = preprocess
+        self.preprocess = outside_autocast(preprocess)
         self.checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(members)
         self.check_every_n_steps = int(check_every_n_steps) if check_every_n_steps is not None else None
         self._weights_checked_at = -1  # the global step the members' weights were last found finite at
