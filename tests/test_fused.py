@@ -13,7 +13,7 @@ import torch
 
 from labelsmooth.cli.build import strategy_before_data
 from labelsmooth.cli.fused import Member, train_group
-from labelsmooth.cli.fused_groups import Job, group_jobs, why_not_fusable
+from labelsmooth.cli.fused_groups import Job, group_jobs, keys_that_split, why_not_fusable
 from labelsmooth.cli.train import train
 from labelsmooth.fused.classifier import MemberFailed
 from labelsmooth.runs.context import RunContext
@@ -117,6 +117,8 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     assert [[job.number for job in group.jobs] for group in groups] == [[0, 1, 3, 5], [2], [4], [6], [7]]
     assert [group.reason is None for group in groups] == [True, False, False, False, False]
     assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3, #5: fused, 4 members"
+    assert keys_that_split(groups) == ["dataset.split_seed", "model"]  # printed with the grouping
+    assert keys_that_split(group_jobs([jobs[0], jobs[1]], max_members=None)) == []
     capped = group_jobs(jobs, max_members=2)
     assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3, 5], [4], [6], [7]]
     capped = group_jobs(jobs, max_members=3)

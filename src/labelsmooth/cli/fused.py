@@ -35,6 +35,7 @@ from labelsmooth.cli.fused_groups import (
     check_batching,
     check_max_members,
     group_jobs,
+    keys_that_split,
     remove_completed_group_checkpoints,
     who_trains,
 )
@@ -91,7 +92,8 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
             sweep_config.hydra.job.num = number
         jobs.append(Job(number, list(overrides), sweep_config))
     groups = group_jobs(jobs, max_members)
-    log.info("Fused launcher: %d jobs in %d group%s", len(jobs), len(groups), "" if len(groups) == 1 else "s")
+    split = f" (split by {', '.join(split_by)})" if (split_by := keys_that_split(groups)) else ""
+    log.info("Fused launcher: %d jobs in %d group%s%s", len(jobs), len(groups), "" if len(groups) == 1 else "s", split)
     for group in groups:
         log.info("\t%s", group.describe())
         for job in group.jobs if group.reason is None else []:

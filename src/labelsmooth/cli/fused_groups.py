@@ -228,6 +228,30 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
     return sorted(result, key=lambda group: group.jobs[0].number)
 
 
+def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
+    """The settings whose values differ between the jobs of groups that could fuse (what split the grid into them):
+    a node whose class (``_target_``) differs by its name alone (``model``), the others by their dotted keys."""
+    targets: set[str] = set()
+
+    def flatten(node: Any, path: str, into: dict[str, str]) -> dict[str, str]:
+        if not isinstance(node, dict):
+            into[path] = json.dumps(node, sort_keys=True, default=str)
+            return into
+        if "_target_" in node and path:
+            targets.add(path)
+            into[path] = str(node["_target_"])
+        for key, child in node.items():
+            if key != "_target_":
+                flatten(child, f"{path}.{key}" if path else str(key), into)
+        return into
+
+    keys = {group_key(g.jobs[0].config) for g in groups if why_not_fusable(g.jobs[0].config) is None}
+    settings = [flatten(json.loads(key), "", {}) for key in keys]
+    differ = {key for key in set().union(*settings) if len({s.get(key) for s in settings}) > 1}
+    named = sorted(k for k in differ if not any(k.startswith(f"{t}.") for t in differ & targets))
+    return named[:shown] + (["..."] if len(named) > shown else [])
+
+
 def who_trains(members: list[Member]) -> str:
     """Which members of a group train, and why the others do not (skipped by ``resume_sweep=true``, or refused)."""
     why = {m.job.number: "completed earlier" if m.done is not None else "refused" for m in members if m.done or m.error}
