@@ -221,6 +221,8 @@ def test_the_options_of_hydras_groups_that_hydra_or_its_plugins_provide_pass() -
             ["hydra/launcher=joblib", "hydra/sweeper=optuna", "hydra/job_logging=none"], CONFIG_DIR, app
         )
         refuse_unknown_options(["hydra/launcher=fused", "hydra/sweeper=basic", "~hydra/launcher"], CONFIG_DIR, app)
+        refuse_unknown_options(["hydra/launcher='joblib'", "hydra/sweeper='optuna'"], CONFIG_DIR, app)  # Hydra unquotes
+    refuse_unknown_options(["model='mlp'", "smoothing='gamma'"], CONFIG_DIR, "train")
 
 
 @pytest.mark.parametrize(
@@ -568,7 +570,11 @@ def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
 
 @pytest.mark.parametrize(
     ("args", "batches"),
-    [(["+trainer.val_check_interval=20"], 19), (["debug=fast", "+trainer.val_check_interval=4"], 3)],
+    [
+        (["+trainer.val_check_interval=20"], 19),
+        (["debug=fast", "+trainer.val_check_interval=4"], 3),
+        (["debug=overfit", "+trainer.val_check_interval=5"], 2),  # the Trainer's limit, not the config's
+    ],
 )
 def test_a_validation_interval_longer_than_an_epoch_is_one_line_before_training(
     args: list[str], batches: int, tmp_path: Path
@@ -585,6 +591,9 @@ def test_a_validation_interval_longer_than_an_epoch_is_one_line_before_training(
     )
     across = ["debug=fast", "+trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null"]
     assert run_app_in_process([*common, *across, "trainer.max_epochs=2"], cwd=tmp_path, env=SHORT).returncode == 0
+    # the Trainer's own limits count: fast_dev_run validates after its one batch, whatever the interval
+    quick = ["debug=fast", "+trainer.val_check_interval=4", "+trainer.fast_dev_run=true"]
+    assert run_app_in_process([*common, *quick], cwd=tmp_path, env=SHORT).returncode == 0
 
 
 def test_a_model_built_on_the_meta_device_reads_no_weights_file(tmp_path: Path) -> None:

@@ -119,6 +119,9 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     assert "precise_bn" in groups[2].describe() and groups[0].describe() == "#0, #1, #3, #5: fused, 4 members"
     assert keys_that_split(groups) == ["dataset.split_seed", "model"]  # printed with the grouping
     assert keys_that_split(group_jobs([jobs[0], jobs[1]], max_members=None)) == []
+    epochs = [(1, 0), (1, 1), (2, 0), (2, 1)]
+    grid = [composed([f"trainer.max_epochs={e}", f"seed={s}"], n, tmp_path) for n, (e, s) in enumerate(epochs)]
+    assert keys_that_split(group_jobs(grid, max_members=None)) == ["trainer.max_epochs"]  # not T_max, which follows
     capped = group_jobs(jobs, max_members=2)
     assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3, 5], [4], [6], [7]]
     capped = group_jobs(jobs, max_members=3)

@@ -51,10 +51,15 @@ class Group:
 
 
 def group_key(config: DictConfig) -> str:
+    """The job's ``shared_settings`` as JSON: jobs with equal keys fuse."""
+    return json.dumps(shared_settings(config), sort_keys=True, default=str)
+
+
+def shared_settings(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
     """The job's config less Hydra's node, the per-member keys and the logger (each member has its own), its values
-    resolved (so ``dataset.split_seed=${seed}`` differs between seeds) with the job's own directory left out (the
-    locations under it differ by job), as JSON: equal keys fuse. A key whose interpolations only the job itself
-    resolves (Hydra's runtime) is compared as written."""
+    resolved (so ``dataset.split_seed=${seed}`` differs between seeds; ``resolve=False``: as written) with the job's
+    own directory left out (the locations under it differ by job). A key whose interpolations only the job itself
+    resolves (Hydra's runtime) is taken as written."""
     plain = OmegaConf.to_container(config, resolve=False)
     assert isinstance(plain, dict)
     plain.pop("hydra", None)
@@ -67,11 +72,11 @@ def group_key(config: DictConfig) -> str:
             continue
         try:
             node = located[key]
-            shared[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            shared[key] = OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
         except Exception:
             shared[key] = plain[key]
     shared["callbacks"] = {k: v for k, v in (shared.get("callbacks") or {}).items() if k != "strategy_schedule"}
-    return json.dumps(shared, sort_keys=True, default=str)
+    return shared
 
 
 def why_not_fusable(config: DictConfig) -> str | None:
@@ -230,7 +235,8 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
 
 def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
     """The settings whose values differ between the jobs of groups that could fuse (what split the grid into them):
-    a node whose class (``_target_``) differs by its name alone (``model``), the others by their dotted keys."""
+    a node whose class (``_target_``) differs by its name alone (``model``), the others by their dotted keys, as
+    the configs write them (or, where only resolved values differ, ``dataset.split_seed=${seed}``, resolved)."""
     targets: set[str] = set()
 
     def flatten(node: Any, path: str, into: dict[str, str]) -> dict[str, str]:
@@ -245,9 +251,15 @@ def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
                 flatten(child, f"{path}.{key}" if path else str(key), into)
         return into
 
-    keys = {group_key(g.jobs[0].config) for g in groups if why_not_fusable(g.jobs[0].config) is None}
-    settings = [flatten(json.loads(key), "", {}) for key in keys]
-    differ = {key for key in set().union(*settings) if len({s.get(key) for s in settings}) > 1}
+    fusable = {
+        group_key(g.jobs[0].config): g.jobs[0].config for g in groups if why_not_fusable(g.jobs[0].config) is None
+    }
+    differ: set[str] = set()
+    for resolve in (False, True):  # as written first: trainer.max_epochs, not the scheduler's T_max that follows it
+        settings = [flatten(shared_settings(config, resolve), "", {}) for config in fusable.values()]
+        differ = {key for key in set().union(*settings) if len({s.get(key) for s in settings}) > 1}
+        if differ or len(settings) < 2:
+            break
     named = sorted(k for k in differ if not any(k.startswith(f"{t}.") for t in differ & targets))
     return named[:shown] + (["..."] if len(named) > shown else [])
 

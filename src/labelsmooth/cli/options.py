@@ -192,14 +192,14 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
         group = override.key_or_group
         group_dir = config_dir / group
         if group.startswith("hydra/") and not override.is_delete() and not override.is_sweep_override():
-            value = override.get_value_element_as_str()
+            value = option_of(override)
             if not (group_dir / f"{value}.yaml").is_file() and (options := hydra_group_options(group, config_dir)):
                 refuse_unknown_value(group, value, options)
             continue
         if override.is_delete() or group.startswith("hydra") or not group_dir.is_dir():
             continue
         if not override.is_sweep_override():
-            values = [override.get_value_element_as_str()]
+            values = [option_of(override)]
         elif override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
             values = list(override.sweep_string_iterator())
         else:
@@ -207,6 +207,12 @@ def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> Non
         options = group_options(group_dir)
         for value in values:
             refuse_unknown_value(group, value, options)
+
+
+def option_of(override: Any) -> str:
+    """The option a ``group=option`` override names, unquoted (``model='mlp'`` names ``mlp``, as Hydra reads it)."""
+    value = override.value()
+    return value if isinstance(value, str) else override.get_value_element_as_str()
 
 
 def refuse_unknown_value(group: str, value: str, options: list[str]) -> None:

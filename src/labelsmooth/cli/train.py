@@ -112,7 +112,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             with open_dict(cfg):
                 cfg.trainer.devices = gpu  # job k of a parallel sweep on GPU k mod n
         trainer = build_trainer(cfg, run.logger)
-        check_validation_interval(cfg.trainer, datamodule, trainer.world_size)
+        check_validation_interval(trainer, datamodule)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
 

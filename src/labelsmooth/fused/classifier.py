@@ -47,7 +47,7 @@ def outside_autocast(preprocess: Callable[[Any, bool], Any]) -> Callable[[Any, b
 
     def prepare(batch: Any, train: bool) -> Any:
         device = batch[0].device.type
-        if not torch.is_autocast_enabled(device):
+        if not torch.amp.is_autocast_available(device) or not torch.is_autocast_enabled(device):
             return preprocess(batch, train)
         with torch.autocast(device, enabled=False):
             return preprocess(batch, train)

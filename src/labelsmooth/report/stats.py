@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labelsmooth.report.base import column_number
+from labelsmooth.report.base import column_number, column_order
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,11 @@ def same_value(a: float, b: float, scale: float | None = None) -> bool:
     return abs(a - b) <= SAME_VALUE_RELATIVE * (max(abs(a), abs(b)) if scale is None else scale)
 
 
-def distance_to(value: Any, baseline: Any) -> tuple[float, str]:
-    """How far a parameter value is from the baseline (numbers), then its text: the order that breaks ties."""
+def distance_to(value: Any, baseline: Any) -> tuple[float, tuple[int, float, str]]:
+    """How far a parameter value is from the baseline (numbers), then its place in the report's columns: the order
+    that breaks ties."""
     numeric = isinstance(value, (int, float)) and isinstance(baseline, (int, float))
-    return (column_number(abs(value - baseline)) if numeric else 0.0), str(value)  # 0.7 - 0.5 is 0.5 - 0.3
+    return (column_number(abs(value - baseline)) if numeric else 0.0), column_order(value)  # 0.7 - 0.5 = 0.5 - 0.3
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ def comparison_rows(items: Sequence[PairedComparison], table: Table) -> list[lis
         [
             c.row,
             format_value(c.best)
-            + (" (the baseline: no value beats it)" if c.best == c.baseline else "")
+            + (" (the baseline: no value beats it)" if c.best == c.baseline and not table.metric.on_test_split else "")
             + (f" (tied: {', '.join(format_value(v) for v in c.tied)})" if c.tied else ""),
             table.cell(c.row, c.best),
             table.cell(c.row, c.baseline),
