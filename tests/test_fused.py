@@ -205,7 +205,7 @@ def test_a_group_larger_than_memory_is_split() -> None:
     import torch
     from torch import nn
 
-    from labelsmooth.cli.fused import members_that_fit
+    from labelsmooth.cli.fused_groups import members_that_fit
 
     class Module(nn.Module):
         def __init__(self, width: int) -> None:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from labelsmooth.callbacks.nan_guard import NonFiniteLossError, NonFiniteLossGuard
-from labelsmooth.cli.checks import check_devices, check_model_fits_data
+from labelsmooth.cli.checks import check_devices
+from labelsmooth.cli.data_checks import check_model_fits_data
 from labelsmooth.data import DigitsDataModule
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.models import MLP, ResNetV1

@@ -36,6 +36,7 @@ from labelsmooth.cli.fused_groups import (
     check_max_members,
     group_jobs,
     keys_that_split,
+    members_that_fit,
     remove_completed_group_checkpoints,
     who_trains,
 )
@@ -92,7 +93,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
             sweep_config.hydra.job.num = number
         jobs.append(Job(number, list(overrides), sweep_config))
     groups = group_jobs(jobs, max_members)
-    split = f" (split by {', '.join(split_by)})" if (split_by := keys_that_split(groups)) else ""
+    split = f" (split by {', '.join(keys)})" if (keys := keys_that_split(groups)) else ""
     log.info("Fused launcher: %d jobs in %d group%s%s", len(jobs), len(groups), "" if len(groups) == 1 else "s", split)
     for group in groups:
         log.info("\t%s", group.describe())
@@ -204,26 +205,6 @@ class GroupTooLarge(Exception):
         self.size = size
 
 
-def members_that_fit(modules: list[Any], device: Any) -> tuple[int, str]:
-    """How many of these members fit on ``device`` together, estimated from their parameters: five copies of the
-    weights each (stacked weights, gradients, Adam's two moments, the member's own network) in half the free
-    memory (a GPU's, or the machine's available memory). Activations are not counted: on a GPU, an out-of-memory
-    error in the group's fit halves the group instead."""
-    import torch
-
-    weights = sum(t.numel() * t.element_size() for t in (*modules[0].net.parameters(), *modules[0].net.buffers()))
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        try:
-            with open("/proc/meminfo") as meminfo:
-                free = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
-        except (OSError, StopIteration):
-            return len(modules), ""
-    size = max(1, min(len(modules), int(free // 2 // max(5 * weights, 1))))
-    return size, f"{5 * weights / 2**20:.0f} MiB per member, {free / 2**30:.1f} GiB free on {device.type}"
-
-
 def prepare(member: Member, cfg: DictConfig) -> None:
     """Step 1 for one job: its checks before any data (the strategy built once), or its completed result."""
     from labelsmooth.cli.context import context_from_hydra
@@ -280,7 +261,8 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
 
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.cli.build import build_datamodule, build_module
-    from labelsmooth.cli.checks import check_model_fits_data, set_num_threads
+    from labelsmooth.cli.checks import set_num_threads
+    from labelsmooth.cli.data_checks import check_model_fits_data
     from labelsmooth.cli.train import describe_run
     from labelsmooth.fused import (
         FusedClassifier,

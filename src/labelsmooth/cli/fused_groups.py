@@ -264,6 +264,26 @@ def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
     return named[:shown] + (["..."] if len(named) > shown else [])
 
 
+def members_that_fit(modules: list[Any], device: Any) -> tuple[int, str]:
+    """How many of these members fit on ``device`` together, estimated from their parameters: five copies of the
+    weights each (stacked weights, gradients, Adam's two moments, the member's own network) in half the free
+    memory (a GPU's, or the machine's available memory). Activations are not counted: on a GPU, an out-of-memory
+    error in the group's fit halves the group instead."""
+    import torch
+
+    weights = sum(t.numel() * t.element_size() for t in (*modules[0].net.parameters(), *modules[0].net.buffers()))
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        try:
+            with open("/proc/meminfo") as meminfo:
+                free = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            return len(modules), ""
+    size = max(1, min(len(modules), int(free // 2 // max(5 * weights, 1))))
+    return size, f"{5 * weights / 2**20:.0f} MiB per member, {free / 2**30:.1f} GiB free on {device.type}"
+
+
 def who_trains(members: list[Member]) -> str:
     """Which members of a group train, and why the others do not (skipped by ``resume_sweep=true``, or refused)."""
     why = {m.job.number: "completed earlier" if m.done is not None else "refused" for m in members if m.done or m.error}

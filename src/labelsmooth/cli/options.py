@@ -35,80 +35,8 @@ from typing import Any
 
 import yaml
 
+from labelsmooth.cli.argv import command_line_overrides, flags_first
 from labelsmooth.errors import ConfigurationError
-
-# Hydra's command-line options (hydra._internal.utils.get_args_parser) that take a value, and those that make it
-# read configs from elsewhere than the project's conf/.
-OPTIONS_WITH_A_VALUE = frozenset({"--cfg", "-c", "--package", "-p"})
-OTHER_CONFIG_SOURCES = frozenset(
-    {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
-)
-INFO_TOPICS = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
-FLAGS = frozenset(
-    {"--help", "-h", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m"}
-    | {"--shell-completion", "-sc", "--info", "-i"}
-    | OPTIONS_WITH_A_VALUE
-    | OTHER_CONFIG_SOURCES
-)
-
-
-def flags_first(argv: Sequence[str], script: str = "train.py") -> list[str]:
-    """Hydra's flags (with their values) moved before the overrides, whose order is kept: Hydra's parser reads the
-    overrides as one run of arguments, so ``seed=1 -m seed=2`` would end in its usage and "unrecognized
-    arguments"; a flag it does not have is refused in one line.
-
-    >>> flags_first(["smoothing=gamma", "-m", "seed=0,1", "--cfg", "job"])
-    ['-m', '--cfg', 'job', 'smoothing=gamma', 'seed=0,1']
-    """
-    flags: list[str] = []
-    overrides: list[str] = []
-    arguments = iter(argv)
-    for argument in arguments:
-        if not argument.startswith("-"):
-            overrides.append(argument)
-            continue
-        name = argument.split("=", 1)[0]
-        if name not in FLAGS:
-            close = get_close_matches(name, sorted(FLAGS), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ConfigurationError(
-                f"{argument} is not an option of {script} ({hint}python {script} --help lists the options and the "
-                "config groups)"
-            )
-        flags.append(argument)
-        takes_value = name in OPTIONS_WITH_A_VALUE | OTHER_CONFIG_SOURCES and "=" not in argument
-        if takes_value or name in ("--info", "-i"):
-            value = next(arguments, None)
-            if value is not None and (takes_value or value in INFO_TOPICS):
-                flags.append(value)
-            elif value is not None:
-                overrides.append(value)
-    return flags + overrides
-
-
-def command_line_overrides(argv: Sequence[str]) -> list[str] | None:
-    """The overrides among a Hydra app's arguments (``-m``, ``--cfg job`` and the like left out); None when the
-    command line reads configs from elsewhere than ``conf/``.
-
-    >>> command_line_overrides(["smoothing=gamma", "--cfg", "job", "seed=0,1", "-m"])
-    ['smoothing=gamma', 'seed=0,1']
-    >>> command_line_overrides(["--config-dir", "/elsewhere", "smoothing=gamma"]) is None
-    True
-    """
-    overrides: list[str] = []
-    skip_next = False
-    for index, argument in enumerate(argv):
-        if skip_next:
-            skip_next = False
-        elif argument.split("=", 1)[0] in OTHER_CONFIG_SOURCES:
-            return None
-        elif argument in OPTIONS_WITH_A_VALUE:
-            skip_next = True
-        elif argument in ("--info", "-i"):
-            skip_next = index + 1 < len(argv) and argv[index + 1] in INFO_TOPICS
-        elif not argument.startswith("-"):
-            overrides.append(argument)
-    return overrides
 
 
 def group_options(group_dir: Path) -> list[str]:

@@ -32,17 +32,16 @@ from labelsmooth.cli.checks import (
     check_checkpoint_monitor,
     check_devices,
     check_model_before_data,
-    check_model_fits_data,
     check_multirun_ddp,
     check_optimizer,
     check_precise_bn,
     check_start,
-    check_validation_interval,
     gpu_of_parallel_job,
     set_num_threads,
     slurm_restarts,
 )
 from labelsmooth.cli.context import context_from_hydra
+from labelsmooth.cli.data_checks import check_model_fits_data, check_validation_interval
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.options import with_known_options

@@ -1,0 +1,40 @@
+"""Checks made once the data is built, where what a run needs depends on the data set: the network's input and
+output, and the training batches an epoch has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelsmooth.cli.checks import check_model_accepts
+from labelsmooth.errors import ConfigurationError
+
+
+def check_model_fits_data(net: Any, datamodule: Any) -> None:
+    """One forward pass on a zero batch of the data set's shape, so a mismatch fails with a clear message."""
+    check_model_accepts(net, tuple(datamodule.image_shape), datamodule.num_classes)
+
+
+def check_validation_interval(trainer: Any, datamodule: Any) -> None:
+    """Refuse an integer ``trainer.val_check_interval`` (training batches between validations within an epoch)
+    above the batches of an epoch as the built ``trainer`` counts them: each of its processes' share of the training
+    set, cut by its ``limit_train_batches`` (``overfit_batches`` and ``fast_dev_run`` set its limits). Lightning
+    refuses it at the start of fit, in a traceback; with ``check_val_every_n_epoch=null`` the interval runs across
+    epochs and may be longer. An epoch of no batch is left to Lightning's own message."""
+    import math
+
+    interval, limit = trainer.val_check_interval, trainer.limit_train_batches
+    if not isinstance(interval, int) or isinstance(interval, bool) or trainer.check_val_every_n_epoch is None:
+        return
+    try:
+        share = math.ceil(len(datamodule.train_set) / trainer.world_size)
+    except TypeError:  # a training set of unknown length: Lightning validates at its end
+        return
+    batches = math.ceil(share / datamodule.batch_size)
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    if 0 < batches < interval:
+        raise ConfigurationError(
+            f"trainer.val_check_interval={interval} exceeds the {batches} training batches of an epoch"
+            + (f" in each of {trainer.world_size} processes" if trainer.world_size > 1 else "")
+            + f": give at most {batches}, a fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null "
+            "to validate every that many batches across epochs"
+        )
