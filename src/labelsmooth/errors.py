@@ -90,6 +90,13 @@ def check_class_indices(logits: Any, target: Any, num_classes: int | None = None
             )
 
 
+def check_outcomes(correct: Any, owner: str = "") -> None:
+    """Refuse, in a ``ValueError`` that names ``owner``, outcomes other than 0 and 1 (booleans are such): class
+    indices or scores given for correctness would give a number. Takes a NumPy array or a tensor."""
+    if not bool(((correct == 0) | (correct == 1)).all()):
+        raise ValueError(f"{owner + ': ' if owner else ''}correct must hold booleans or 0/1 values")
+
+
 def first_line(error: BaseException) -> str:
     r"""The first non-empty line of an error's message, without a trailing period (messages are embedded);
     the error's type name when it has no message. A first line that ends in a colon announces the lines below

@@ -60,7 +60,7 @@ import torch
 
 from labelsmooth.calibration.bins import DEFAULT_BINS, CalibrationBin, errors_from_sums
 from labelsmooth.calibration.scores import check_logits
-from labelsmooth.errors import check_class_indices, whole_number
+from labelsmooth.errors import check_class_indices, check_outcomes, whole_number
 
 
 class BinSums(NamedTuple):
@@ -182,8 +182,7 @@ def check_confidences(confidence: Any, correct: Any, owner: str) -> None:
             f"{owner}: confidences must lie in [0, 1], these reach {reach:g} (logits or scores given for "
             "probabilities?)"
         )
-    if correct.numel() and not bool(((correct == 0) | (correct == 1)).all()):
-        raise ValueError(f"{owner}: correct must hold booleans or 0/1 values")
+    check_outcomes(correct, owner)
 
 
 def expected_calibration_error(

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelsmooth.errors import check_outcomes
+
 
 def _as_pairs(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     confidence = np.asarray(confidence, dtype=np.float64)
@@ -64,8 +66,7 @@ def _as_pairs(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, 
             f"confidence and correct must be 1-D arrays of the same length, got shapes {confidence.shape} and "
             f"{correct.shape}"
         )
-    if correct.dtype != np.bool_ and not np.isin(correct, (0, 1)).all():
-        raise ValueError("correct must hold booleans or 0/1 values")
+    check_outcomes(correct)
     return confidence, correct.astype(np.float64)
 
 

@@ -251,14 +251,12 @@ def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
                 flatten(child, f"{path}.{key}" if path else str(key), into)
         return into
 
-    fusable = {
-        group_key(g.jobs[0].config): g.jobs[0].config for g in groups if why_not_fusable(g.jobs[0].config) is None
-    }
+    configs = [group.jobs[0].config for group in groups if why_not_fusable(group.jobs[0].config) is None]
     differ: set[str] = set()
     for resolve in (False, True):  # as written first: trainer.max_epochs, not the scheduler's T_max that follows it
-        settings = [flatten(shared_settings(config, resolve), "", {}) for config in fusable.values()]
+        settings = [flatten(shared_settings(config, resolve), "", {}) for config in configs]
         differ = {key for key in set().union(*settings) if len({s.get(key) for s in settings}) > 1}
-        if differ or len(settings) < 2:
+        if differ:
             break
     named = sorted(k for k in differ if not any(k.startswith(f"{t}.") for t in differ & targets))
     return named[:shown] + (["..."] if len(named) > shown else [])
