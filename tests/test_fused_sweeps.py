@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,17 @@ def files_of(job: Path) -> set[str]:
     return {
         str(p.relative_to(job)) for p in job.rglob("*") if p.is_file() and p.relative_to(job).parts[0] not in skipped
     }
+
+
+def log_lines(job: Path, sweep: Path) -> list[tuple[str, str, str]]:
+    """Each line of the job's ``train.log`` as its logger, level and message, in the order of the lines sorted,
+    with the sweep's directory left out and an epoch line's timing too (a fused member's epoch is the group's)."""
+    lines = []
+    for line in (job / "train.log").read_text().splitlines():
+        logger, level, message = re.fullmatch(r"\[[^]]*\]\[([^]]*)\]\[(\w+)\] - (.*)", line).groups()
+        message = re.sub(r"done( \(fused group\))?: (\d+) steps( in \S+ s)?;", r"done: \2 steps;", message)
+        lines.append((logger, level, message.replace(str(sweep), "<sweep>")))
+    return sorted(lines)
 
 
 def wandb_rows(page) -> list[tuple[list[str], int | None, float | None]]:
@@ -70,8 +82,10 @@ def test_each_member_of_a_fused_sweep_is_the_complete_run_of_its_job(tmp_path: P
         assert curve == alone_curve and len(curve) == 2  # the training curve, a strategy schedule's value included
         assert (job / "checkpoints" / "last.ckpt").exists() and member["checkpoint"].startswith(str(job))
         log = (job / "train.log").read_text()
-        assert "epoch 0 done (fused group): lr-Adam=0.001, " in log and "epoch 1 done" in log and "train/loss=" in log
+        assert "epoch 0 done (fused group): 19 steps; lr-Adam=0.001, " in log and "epoch 1 done" in log
         assert ("schedule/epsilon=0.1, " in log) == (alone["strategy_schedule"] == "linear")
+        # the lines of its job's log: its seed, its data set, its epochs' values, why its fit stopped, its test
+        assert log_lines(job, fused) == log_lines(other, basic)
         page = offline_run_of(job)  # its own W&B run in the sweep's group, with its epoch history
         assert page.exit_code == 0 and page.group == sweep_group_name(str(fused)) and page.job_type == "train"
         assert [row["epoch"] for row in page.history if "train/loss" in row] == [0, 1]

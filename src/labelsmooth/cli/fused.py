@@ -41,6 +41,7 @@ from labelsmooth.cli.fused_groups import (
     who_trains,
 )
 from labelsmooth.errors import ConfigurationError
+from labelsmooth.tracking.log_files import keep_records
 from labelsmooth.tracking.quiet import silence_library_noise
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Member:
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     schedule: Any = None  # the strategy schedule (a callback of its run), driven by the group's fit
+    setup_log: list[logging.LogRecord] = field(default_factory=list)  # its data set and seed, logged by the group
+    fit_log: list[logging.LogRecord] = field(default_factory=list)  # the group's fit (why it stopped)
 
 
 def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]:
@@ -277,13 +280,16 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     first = members[0].cfg
     as_job(members[0])
     set_num_threads(first.get("num_threads"))
-    datamodule = build_datamodule(first.dataset)
+    with keep_records([]) as data_log:
+        datamodule = build_datamodule(first.dataset)
     sample = datamodule.preprocess_batch(next(iter(datamodule.val_dataloader())), train=False)[0][:4]
     built, states, checkpoints = [], [], []
     for member in list(members):
         as_job(member)
+        member.setup_log = list(data_log)
         try:
-            pl.seed_everything(member.cfg.seed, workers=True)
+            with keep_records(member.setup_log):
+                pl.seed_everything(member.cfg.seed, workers=True)
             names = {k: v for k, v in describe_run(member.cfg, member.context).items() if k in NAMES}
             module = build_module(member.cfg, datamodule, criterion=member.strategy, names=names)
             check_model_fits_data(module.net, datamodule)
@@ -337,13 +343,14 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     loaders = LockstepLoaders([datamodule.train_dataloader() for _ in built], states)
     started = time.perf_counter()
     try:
-        trainer.fit(
-            fused,
-            train_dataloaders=loaders,
-            val_dataloaders=datamodule.val_dataloader(),
-            ckpt_path=str(resume) if resume is not None else None,
-            weights_only=False,
-        )
+        with keep_records([]) as fit_log:
+            trainer.fit(
+                fused,
+                train_dataloaders=loaders,
+                val_dataloaders=datamodule.val_dataloader(),
+                ckpt_path=str(resume) if resume is not None else None,
+                weights_only=False,
+            )
     except torch.cuda.OutOfMemoryError:
         if len(built) == 1:
             raise
@@ -370,6 +377,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         member.best = checkpoints[index].best_path if checkpoints[index] is not None else ""
         member.history = fused.history[index]
         member.error = fused.failures[index]
+        member.fit_log = fit_log if member.error is None else []  # a member that failed did not reach its end
 
 
 NAMES = ("dataset", "model", "smoothing", "augment")

@@ -35,11 +35,13 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     from labelsmooth.runs.history import write_history_csv
     from labelsmooth.runs.layout import RunDirectory
     from labelsmooth.runs.resume import previous_wandb_run_id
+    from labelsmooth.tracking.log_files import write_to_files
 
     context = member.context
     summary = {**describe_run(cfg, context), "fused_group": member.group}
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']} (fused)"
     failed_run_logger = lambda: failed_job_wandb_run(cfg, context)  # noqa: E731
+    write_to_files(member.setup_log)  # what its run logs before its fit: its data set and seed
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
         if member.error is not None and not member.checked:  # refused before any data, as its run would be
             raise member.error
@@ -60,6 +62,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
         replay_history(run.logger, member.history)
+        write_to_files(member.fit_log)
         if member.error is not None:  # failed in the group's fit: its logger holds the epochs it trained
             raise member.error
         continue_after_fit(trainer, member.epochs, member.steps)
@@ -72,7 +75,7 @@ def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
     ``train.log``. The run logs the learning rates at the epoch's start (``EpochLearningRateMonitor``, at the steps
     taken before it), then the validation values and the training ones, each with the epoch, at the epoch's last
     step (``step - 1``: its loops count the last batch's step after logging); a history row's ``step`` is the
-    optimizer steps taken by the epoch's end."""
+    optimizer steps taken by the epoch's end. The line gives the epoch's steps, not its time (the group's)."""
     from labelsmooth.callbacks.progress import format_metric
 
     epochs = logging.getLogger("labelsmooth.epochs")
@@ -88,9 +91,9 @@ def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
                 if len(row) > ("epoch" in row):
                     logger.log_metrics(row, step=step)
             logger.log_metrics({**training, **epoch}, step=ended_at - 1)
-        started_at = ended_at
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()))
-        epochs.info("epoch %d done (fused group): %s", int(values["epoch"]), text)
+        epochs.info("epoch %d done (fused group): %d steps; %s", int(values["epoch"]), ended_at - started_at, text)
+        started_at = ended_at
 
 
 def continue_after_fit(trainer: Any, epochs: int, steps: int) -> None:

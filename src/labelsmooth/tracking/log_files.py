@@ -1,8 +1,10 @@
-"""Write a log record to the run's log files only (Hydra's ``train.log``), not to the console."""
+"""Write log records to the run's log files only (Hydra's ``train.log``), not to the console."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def log_files() -> list[logging.FileHandler]:
@@ -13,7 +15,35 @@ def log_files() -> list[logging.FileHandler]:
 def log_to_files(logger: logging.Logger, level: int, message: str) -> None:
     """Hand ``message`` to every file handler of the root logger (where Hydra puts the job's log file): for what
     the console already shows another way (the progress bar, Hydra's own error message)."""
-    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
-    for handler in log_files():
-        if record.levelno >= handler.level:
-            handler.handle(record)
+    write_to_files([logger.makeRecord(logger.name, level, __file__, 0, message, None, None)])
+
+
+class _Keeper(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.NOTSET)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
+@contextmanager
+def keep_records(into: list[logging.LogRecord]) -> Iterator[list[logging.LogRecord]]:
+    """Every log record that reaches the root logger inside the block, appended to ``into``: what one process logs
+    once for several runs (a fused group's data set, seeds and fit), to be written to each run's log files later
+    (``write_to_files``)."""
+    keeper = _Keeper(into)
+    root = logging.getLogger()
+    root.addHandler(keeper)
+    try:
+        yield into
+    finally:
+        root.removeHandler(keeper)
+
+
+def write_to_files(records: list[logging.LogRecord]) -> None:
+    """``records``, with their own times, to the root logger's file handlers only (the console showed them)."""
+    for record in records:
+        for handler in log_files():
+            if record.levelno >= handler.level:
+                handler.handle(record)
