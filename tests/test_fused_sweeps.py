@@ -139,6 +139,8 @@ def test_a_member_that_fails_stops_alone_and_records_what_its_run_alone_records(
         assert page.exit_code == alone_page.exit_code == (0 if number == 0 else 1)
         epochs = [[row["epoch"] for row in p.history if "train/loss" in row] for p in (page, alone_page)]
         assert epochs[0] == epochs[1] == ([0, 1, 2] if number == 0 else [0, 1] if number == 1 else [])
+        if number < 2:  # also the learning rates of the epoch it failed in, logged at the epoch's start
+            assert wandb_rows(page) == wandb_rows(alone_page), number
         logs = [(d / str(number) / "train.log").read_text() for d in (fused, basic)]
         assert [log.count("epoch 1 done") for log in logs] == [number < 2] * 2
     assert (fused / "1" / "checkpoints" / "last.ckpt").exists()  # its epochs before the NaN, as its run's
@@ -189,10 +191,14 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
         curve = (moved / str(number) / "history.csv").read_text()  # every epoch's row, before and after the kill
         assert curve == (whole / str(number) / "history.csv").read_text() and curve.count("\n") == 1 + 4
 
+    hydra_files = {p: p.read_bytes() for p in moved.glob("*/.hydra/*.yaml")}
+    elsewhere = tmp_path / "elsewhere"  # another working directory: Hydra's record of this command differs
+    elsewhere.mkdir()
     result = run_app_in_process(
-        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={moved}", "resume_sweep=true"], tmp_path
+        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={moved}", "resume_sweep=true"], elsewhere
     )
     assert result.returncode == 0 and "test accuracy" not in result.stdout  # completed members are skipped
+    assert {p: p.read_bytes() for p in moved.glob("*/.hydra/*.yaml")} == hydra_files  # their runs' own
     assert "#0 completed earlier, #1 completed earlier: none train" in result.stdout + result.stderr
     assert {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")} == originals  # the original untouched
 

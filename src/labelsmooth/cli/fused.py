@@ -65,6 +65,7 @@ class Member:
     epochs: int = 0
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    failed_epoch: dict[str, float] = field(default_factory=dict)  # failed in fit: that epoch and its rates
     schedule: Any = None  # the strategy schedule (a callback of its run), driven by the group's fit
     setup_log: list[logging.LogRecord] = field(default_factory=list)  # its data set and seed, logged by the group
     fit_log: list[logging.LogRecord] = field(default_factory=list)  # the group's fit (why it stopped)
@@ -144,8 +145,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
     from labelsmooth.fused import NotFusable
 
     members = [Member(job) for job in group.jobs]
-    for member in members:
-        _run_job(launcher, member.job, lambda cfg, member=member: prepare(member, cfg))
+    prepared = {m.job.number: _run_job(launcher, m.job, lambda cfg, m=m: prepare(m, cfg)) for m in members}
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     returns: dict[int, Any] = {}
     trained: list[tuple[list[int], Path]] = []
@@ -176,8 +176,10 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
                 member.error = error
         except (KeyboardInterrupt, SystemExit) as stop:  # Ctrl-C or SIGTERM (Lightning exits after either)
             record_interruption(launcher, together, stop)
-    for member in members:
-        if member.job.number not in returns:
+    for member in members:  # a completed job (resume_sweep) is not run again: its .hydra/ files stay its own
+        if member.done is not None:
+            returns[member.job.number] = prepared[member.job.number]
+        elif member.job.number not in returns:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)  # not the last job's log
     whole = [member.job.number for member in members]  # a fit of them all whose members' ends were interrupted
@@ -208,23 +210,26 @@ class GroupTooLarge(Exception):
         self.size = size
 
 
-def prepare(member: Member, cfg: DictConfig) -> None:
-    """Step 1 for one job: its checks before any data (the strategy built once), or its completed result."""
+def prepare(member: Member, cfg: DictConfig) -> float | None:
+    """Step 1 for one job: its checks before any data (the strategy built once), or its completed result (whose
+    optimized metric it returns to the sweeper)."""
     from labelsmooth.cli.context import context_from_hydra
     from labelsmooth.cli.train import check_before_data, completed_job, describe_run
     from labelsmooth.runs.result_guard import refuse_other_completed_job
+    from labelsmooth.runs.sweeps import optimized_value
 
     member.cfg, member.context = cfg, context_from_hydra()
     if cfg.get("resume_sweep"):
         member.done = completed_job(cfg, member.context.output_dir, member.context.overrides, member.context.choices)
         if member.done is not None:
-            return
+            return optimized_value(member.done, cfg.get("optimized_metric"))
     try:
         refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
         member.strategy = check_before_data(cfg, member.context)
         member.checked = True
     except Exception as error:
         member.error = error
+    return None
 
 
 def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path | None:
@@ -376,7 +381,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         member.steps = trainer.fit_loop.epoch_loop._batches_that_stepped  # where the run's logger stands after fit
         member.best = checkpoints[index].best_path if checkpoints[index] is not None else ""
         member.history = fused.history[index]
-        member.error = fused.failures[index]
+        member.error, member.failed_epoch = fused.failures[index], fused.failed_epoch[index]
         member.fit_log = fit_log if member.error is None else []  # a member that failed did not reach its end
 
 

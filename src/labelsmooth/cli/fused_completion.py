@@ -17,8 +17,6 @@ def finish(member: Member, cfg: DictConfig) -> float | None:
     from labelsmooth.cli.errors import run_app
     from labelsmooth.runs.sweeps import optimized_value
 
-    if member.done is not None:
-        return optimized_value(member.done, cfg.get("optimized_metric"))
     summary = run_app(lambda: complete(member, cfg), member.context.multirun)
     return optimized_value(summary, cfg.get("optimized_metric"))
 
@@ -61,7 +59,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
             ]
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
-        replay_history(run.logger, member.history)
+        replay_history(run.logger, member.history, member.failed_epoch)
         write_to_files(member.fit_log)
         if member.error is not None:  # failed in the group's fit: its logger holds the epochs it trained
             raise member.error
@@ -70,12 +68,14 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     return run.summary
 
 
-def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
+def replay_history(logger: Any, history: list[dict[str, float]], failed_epoch: dict[str, float]) -> None:
     """The member's epoch values into its logger as its run's Lightning logs them, and one line per epoch into its
     ``train.log``. The run logs the learning rates at the epoch's start (``EpochLearningRateMonitor``, at the steps
     taken before it), then the validation values and the training ones, each with the epoch, at the epoch's last
     step (``step - 1``: its loops count the last batch's step after logging); a history row's ``step`` is the
-    optimizer steps taken by the epoch's end. The line gives the epoch's steps, not its time (the group's)."""
+    optimizer steps taken by the epoch's end. The line gives the epoch's steps, not its time (the group's). A
+    member that failed in fit logged the learning rates of the epoch it failed in (``failed_epoch``: that epoch
+    and its rates), as its run's logger logs them at the epoch's start."""
     from labelsmooth.callbacks.progress import format_metric
 
     epochs = logging.getLogger("labelsmooth.epochs")
@@ -94,6 +94,8 @@ def replay_history(logger: Any, history: list[dict[str, float]]) -> None:
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()))
         epochs.info("epoch %d done (fused group): %d steps; %s", int(values["epoch"]), ended_at - started_at, text)
         started_at = ended_at
+    if logger and len(failed_epoch) > 1:
+        logger.log_metrics(failed_epoch, step=started_at)
 
 
 def continue_after_fit(trainer: Any, epochs: int, steps: int) -> None:

@@ -146,6 +146,8 @@ class FusedClassifier(pl.LightningModule):
         self._weights_checked_at = -1  # the global step the members' weights were last found finite at
         self.failures: list[MemberFailed | None] = [None] * len(members)
         self.history: list[list[dict[str, float]]] = [[] for _ in members]
+        # of a member that failed: the epoch it failed in and its learning rates, logged at the epoch's start
+        self.failed_epoch: list[dict[str, float]] = [{} for _ in members]
         self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses) not yet checked
         self._epoch_values: list[dict[str, float]] = [{} for _ in members]
         self._losses_recorded = False
@@ -217,6 +219,8 @@ class FusedClassifier(pl.LightningModule):
         self._weights_checked_at = self.global_step
 
     def _fail(self, m: int, what: str) -> None:
+        rates = {key: value for key, value in self._epoch_values[m].items() if key.startswith("lr-")}
+        self.failed_epoch[m] = {**rates, "epoch": self.current_epoch}
         self.failures[m] = MemberFailed(
             f"{what}. Likely causes: a learning rate too high or a strategy parameter out of its useful range. "
             "The other members of its fused group went on."
