@@ -195,10 +195,11 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
         )
     precision = str(trainer.get("precision"))
     if precision in WEIGHT_ONLY_PRECISIONS:
-        instead = WEIGHT_ONLY_PRECISIONS[precision]
+        nearest = WEIGHT_ONLY_PRECISIONS[precision] or "32-true"
+        options = [nearest, *(p for p in ("16-mixed", "bf16-mixed", "32-true") if p != nearest)]
         raise ConfigurationError(
             f"trainer.precision={precision} is not supported: it casts the weights but the data modules give float32 "
-            f"inputs. Use {instead + ', ' if instead else ''}32-true, or another *-mixed precision"
+            f"inputs. Use {', '.join(options[:-1])} or {options[-1]}"
         )
 
 
