@@ -152,6 +152,27 @@ def test_temperature_keeps_the_ranking_for_two_classes_only() -> None:
     assert confidences[0][0] < confidences[0][1] and confidences[1][0] > confidences[1][1]
 
 
+@pytest.mark.parametrize("size", [1, 2, 7, 269, 5000])
+def test_smooth_ece_is_relplots_value(size: int) -> None:
+    """The authors' relplot is the reference: the same bandwidth search, grid, reflection and sums, to 1e-12
+    relative, for confidences spread, crowded near 1 (a small bandwidth: a finer grid), constant, and at 0 and 1."""
+    import relplot
+
+    rng = np.random.default_rng(size)
+    spread = rng.uniform(0, 1, size)
+    crowded = rng.beta(50, 1, size)
+    cases = [
+        (spread, rng.uniform(size=size) < spread),  # calibrated
+        (spread, rng.uniform(size=size) < spread**3),  # overconfident
+        (crowded, rng.uniform(size=size) < crowded),  # well calibrated and confident: smECE ~0.01 or less
+        (np.full(size, 0.8), rng.uniform(size=size) < 0.6),
+        (rng.choice([0.0, 1.0, 0.5], size), rng.uniform(size=size) < 0.5),
+    ]
+    for confidence, correct in cases:
+        reference = float(relplot.smECE(confidence, correct.astype(float)))
+        assert smooth_ece(confidence, correct) == pytest.approx(reference, rel=1e-12, abs=1e-15)
+
+
 def test_smooth_ece_of_constant_confidence_is_the_gap_and_ignores_order() -> None:
     correct = np.r_[np.ones(700), np.zeros(300)]
     assert smooth_ece(np.full(1000, 0.8), correct) == pytest.approx(0.1, abs=1e-3)

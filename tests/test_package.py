@@ -64,7 +64,8 @@ def test_each_library_layer_imports_only_what_it_needs() -> None:
     load no torch; ``pip install labelsmooth`` (no extra) is enough for ``labelsmooth.smoothing`` and
     ``labelsmooth.calibration`` in a plain PyTorch loop: the strategies load none of Lightning, Hydra, OmegaConf,
     YAML, W&B, timm or torchvision, and the metrics none of them but torchvision (torchmetrics, which they use,
-    imports torchvision itself when it is installed)."""
+    imports torchvision itself when it is installed); computing them (the smooth ECE among them) loads no
+    relplot, pandas or seaborn."""
     code = (
         "import sys\n"
         "import labelsmooth.calibration.bins_csv, labelsmooth.calibration.selective\n"
@@ -79,10 +80,13 @@ def test_each_library_layer_imports_only_what_it_needs() -> None:
         f"print(sorted(m for m in {(*TRAINING_STACK, 'yaml')!r} if m in sys.modules), float(loss) > 0)\n"
         "import labelsmooth.calibration.metrics\n"
         f"print(sorted(m for m in {TRAINING_STACK[:-1]!r} if m in sys.modules))\n"
+        "values = labelsmooth.calibration.metrics.ClassificationMetrics(num_classes=10)\n"
+        "values.update(torch.randn(50, 10), torch.randint(0, 10, (50,)))\n"
+        "print(len(values.compute()) > 0, sorted(m for m in ('relplot', 'pandas', 'seaborn') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[:4] == ["False", "True", "[] True", "[]"]
+    assert result.stdout.split("\n")[:5] == ["False", "True", "[] True", "[]", "True []"]
 
 
 def test_no_source_file_is_long_and_the_top_level_stays_small() -> None:

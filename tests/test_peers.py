@@ -125,6 +125,6 @@ def test_the_metrics_equal_torch_uncertainty() -> None:
     assert aurc(confidence_np, correct_np) == pytest.approx(theirs(tu.AURC(), probs, target), rel=2 / n)
     assert augrc(confidence_np, correct_np) == pytest.approx(theirs(tu.AUGRC(), probs, target), rel=2 / n)
 
-    # smECE: this project calls the authors' relplot; torch-uncertainty re-implements it (its own bandwidth search).
+    # smECE: this project's is relplot's (tests/test_formulas.py); torch-uncertainty's has its own bandwidth search.
     ours_smooth = smooth_ece(confidence_np, correct_np)
     assert ours_smooth == pytest.approx(theirs(tu.SmoothCalibrationError(), probs.float(), target), rel=1e-2)

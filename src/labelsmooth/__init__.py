@@ -1,7 +1,7 @@
 """labelsmooth: label smoothing in image classification with PyTorch Lightning and Hydra.
 
 ``labelsmooth.smoothing`` (the strategies; torch alone) and ``labelsmooth.calibration`` (the metrics; also
-torchmetrics, NumPy, SciPy and relplot, the core dependencies) need neither Lightning nor Hydra and drop into any
+torchmetrics, NumPy and SciPy, the core dependencies) need neither Lightning nor Hydra and drop into any
 PyTorch loop. ``LabelSmoothingClassifier`` (the LightningModule; it needs the ``train`` extra) is imported
 on first use, so ``import labelsmooth.smoothing`` does not import Lightning:
 

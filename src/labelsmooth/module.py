@@ -289,7 +289,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
 
     def end_validation(self, sanity_checking: bool, fitting: bool, epoch: int) -> dict[str, Any]:
         """The validation epoch's values (``val/*``, ``val/acc_best`` and its epoch); of the sanity check's, which are
-        discarded, only ``val/acc`` (the others, relplot's import among them, would delay the first step ~0.4 s)."""
+        discarded, only ``val/acc`` (the others, the smooth ECE's bandwidth search among them, would delay the first
+        step)."""
         if sanity_checking:
             self.val_metrics.reset()
             counts, _ = self._per_class_accuracy(self.val_confusion)

@@ -7,7 +7,7 @@ temperature scaling (``temperature``), the torchmetrics collection that computes
 test (``metrics``), reliability diagrams (``reliability``: figures only) and the reliability CSV (``bins_csv``: its
 writer and reader).
 
-May import torch, numpy, scipy, torchmetrics, relplot, and matplotlib when a figure is drawn; never the training
+May import torch, numpy, scipy, torchmetrics, and matplotlib when a figure is drawn; never the training
 code, ``labelsmooth.runs`` or Lightning. ``bins``, ``bins_csv``, ``selective`` and ``reliability`` do not import
 torch (the report uses them), and the names below are imported lazily, on first use, for the same reason.
 """
