@@ -221,6 +221,10 @@ def test_resuming_a_finished_run_runs_nothing_and_keeps_its_completed_result(tmp
     # Where its outputs go or how they are logged does not make another job: skipped as well, not refused
     result = cli(["debug=fast", "logger=csv", "figures=false", f"resume={run_dir}"], tmp_path)
     assert result.returncode == 0 and "says completed: the job is not run again" in result.stdout + result.stderr
+    # With ckpt_path= as well (a missing file here), the two ways to start are refused, not skipped
+    result = cli(["debug=fast", "logger=none", f"resume={run_dir}", f"ckpt_path={tmp_path / 'gone.ckpt'}"], tmp_path)
+    assert_short_error(result, f"resume={run_dir} and ckpt_path={tmp_path / 'gone.ckpt'} both say where training")
+    assert (run_dir / "metrics.json").read_bytes() == before
 
 
 def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:

@@ -82,8 +82,8 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']}"
     failed_run_logger = (lambda: failed_job_wandb_run(cfg, context)) if context.multirun else None
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
-        refuse_other_completed_job(context, run.summary["overrides"])
         strategy = check_before_data(cfg, context)
+        refuse_other_completed_job(context, run.summary["overrides"])
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
             run.summary["continued_from"] = str(Path(ckpt_path).absolute())  # last.ckpt, not the file it links to
@@ -273,6 +273,7 @@ def main(cfg: DictConfig) -> float | None:
     elif (
         resume_asked(cfg.get("resume"))
         and not context.multirun
+        and not cfg.get("ckpt_path")  # both: train() refuses them together, in one line (check_start)
         and (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None
     ):  # resume= of a run that has completed: nothing to resume (its metrics.json says so, above)
         return optimized_value(done, cfg.get("optimized_metric"))
