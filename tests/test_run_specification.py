@@ -303,6 +303,9 @@ def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> Non
         "trainer.max_epochs=-1",
         "scheduler=multistep scheduler.milestones=[abc]",
         "+sed=3",
+        "seed=${nonexistent}",  # an interpolation that cannot be resolved
+        "tags=[a,${oc.env:LABELSMOOTH_NOT_SET}]",
+        "paths.log_dir=${oc.env:LABELSMOOTH_NOT_SET}",  # Hydra would resolve it making the run's directory
     ],
 )
 def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> None:

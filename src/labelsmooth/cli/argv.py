@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from difflib import get_close_matches
 
@@ -79,3 +81,21 @@ def command_line_overrides(argv: Sequence[str]) -> list[str] | None:
         elif not argument.startswith("-"):
             overrides.append(argument)
     return overrides
+
+
+ENVIRONMENT_INTERPOLATION = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+
+
+def refuse_unset_environment(overrides: Sequence[str]) -> None:
+    """An override that reads an environment variable that is not set (``${oc.env:NAME}`` without a default), in
+    one line: Hydra would resolve it while making the run's directories and fail in a long traceback.
+
+    >>> refuse_unset_environment(["paths.data_dir=${oc.env:HOME}", "seed=${oc.env:UNSET_HERE,0}"])
+    """
+    for override in overrides:
+        for name in ENVIRONMENT_INTERPOLATION.findall(override):
+            if name not in os.environ:
+                raise ConfigurationError(
+                    f"{override}: the environment variable {name} is not set (set it, or give a default: "
+                    f"${{oc.env:{name},<value>}})"
+                )

@@ -50,7 +50,9 @@ def root_cause(error: BaseException) -> BaseException:
 
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` (unwrapped by ``root_cause``) is a problem the user can fix rather than a bug."""
-    if isinstance(error, (LabelsmoothError, NotImplementedError)) or type(error).__name__ in NAMED_LIBRARY_ERRORS:
+    if isinstance(error, (LabelsmoothError, NotImplementedError)):
+        return True
+    if any(kind.__name__ in NAMED_LIBRARY_ERRORS for kind in type(error).__mro__):  # their subclasses too
         return True
     if isinstance(error, (OSError, ValueError, EOFError)) and "Original Traceback" in str(error):
         return True  # a DataLoader worker could not read a file (a damaged image)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, open_dict
 
 from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, trainer_training_settings
 from labelsmooth.cli.checks import check_added_keys, check_devices, set_num_threads
-from labelsmooth.cli.context import context_from_hydra
+from labelsmooth.cli.context import job_context
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
 from labelsmooth.cli.options import with_known_options
@@ -204,7 +204,7 @@ def _as_eval_job(cfg: DictConfig) -> DictConfig:
 def _context_from_hydra() -> RunContext:
     """This job as ``train.py`` sees its own; the W&B run is named by its overrides less ``ckpt_path`` (long, and
     recorded in ``metrics.json``)."""
-    context = context_from_hydra()
+    context = job_context()
     overrides = sorted(o for o in context.overrides if override_key(o) != "ckpt_path")
     return dataclasses.replace(context, override_dirname=",".join(overrides))
 

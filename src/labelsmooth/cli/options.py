@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from labelsmooth.cli.argv import command_line_overrides, flags_first
+from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
 from labelsmooth.errors import ConfigurationError
 
 
@@ -342,6 +342,7 @@ def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable
                 try:
                     sys.argv[1:] = flags_first(sys.argv[1:], Path(sys.argv[0]).name)
                     refuse_unknown_options(sys.argv[1:], config_dir, config_name)
+                    refuse_unset_environment(sys.argv[1:])
                 except ConfigurationError as error:
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)
                     raise SystemExit(1) from None

@@ -40,7 +40,7 @@ from labelsmooth.cli.checks import (
     set_num_threads,
     slurm_restarts,
 )
-from labelsmooth.cli.context import context_from_hydra
+from labelsmooth.cli.context import job_context
 from labelsmooth.cli.data_checks import check_model_fits_data, check_validation_interval
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle
@@ -257,7 +257,7 @@ def main(cfg: DictConfig) -> float | None:
     from labelsmooth.runs.resume import resume_asked
     from labelsmooth.runs.sweeps import optimized_value
 
-    context = context_from_hydra()
+    context = job_context()
     # A re-run of a sweep, or a job that SLURM requeued: completed jobs are skipped, interrupted ones continue.
     restarts = slurm_restarts()
     if (cfg.get("resume_sweep") and context.multirun) or restarts:
