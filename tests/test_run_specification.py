@@ -306,6 +306,7 @@ def test_a_step_or_time_bound_allows_max_epochs_minus_one(tmp_path: Path) -> Non
         "seed=${nonexistent}",  # an interpolation that cannot be resolved
         "tags=[a,${oc.env:LABELSMOOTH_NOT_SET}]",
         "paths.log_dir=${oc.env:LABELSMOOTH_NOT_SET}",  # Hydra would resolve it making the run's directory
+        "trainer=cpu trainer.precision=16-mixed",  # Lightning would train in bf16-mixed, recorded as 16-mixed
     ],
 )
 def test_train_py_stops_bad_values_at_once(override: str, tmp_path: Path) -> None:

@@ -203,6 +203,22 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
         )
 
 
+def check_training_precision(trainer: Mapping[str, Any]) -> None:
+    """Refuse to train in float16 on the CPU: Lightning would train in bfloat16 instead (with a warning), while the
+    run's record and its checkpoint's training settings said ``16-mixed``. (An evaluation records the precision it
+    computed in.)"""
+    import torch
+
+    precision, accelerator = str(trainer.get("precision")), str(trainer.get("accelerator", "auto"))
+    if precision in ("16-mixed", "16") and (
+        accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    ):
+        raise ConfigurationError(
+            f"trainer.precision={precision} needs a GPU: on the CPU Lightning would train in bf16-mixed instead, "
+            "which the run's record would not say. Use trainer.precision=bf16-mixed (or 32-true) on the CPU"
+        )
+
+
 def check_target_node(name: str, node: Mapping[str, Any]) -> None:
     """Each key of a ``_target_`` node against the constructor it names: unknown keys (unless it takes
     ``**kwargs``) and values that do not fit the parameter's annotation are refused."""

@@ -180,11 +180,12 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     a sweep, optimizer, callbacks, network and distillation teacher; returns the strategy, built here once where the
     data set config declares its number of classes (a γ <= 1/K, or a schedule that takes it out of its range, then
     fails before any data is read), else None."""
-    from labelsmooth.cli.schema import validate_run_config
+    from labelsmooth.cli.schema import check_training_precision, validate_run_config
     from labelsmooth.cli.teacher import check_teacher_before_data
 
     check_added_keys(cfg, context.overrides, context.choices)
     validate_run_config(cfg)
+    check_training_precision(cfg.trainer)
     check_start(cfg, context.overrides, context.multirun)
     check_multirun_ddp(cfg.trainer, context.multirun)
     check_devices(cfg.trainer)
