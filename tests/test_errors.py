@@ -549,6 +549,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "save_top_k=-2. Must be >= -1"),
         (["callbacks.nan_guard.check_every_n_steps=0"], "ConfigurationError: callbacks.nan_guard.check_every_n_steps=0 "
          "must be >= 1"),
+        (["callbacks.calibration.predictions_max_values=-1"], "ConfigurationError: "
+         "callbacks.calibration.predictions_max_values=-1 must be an integer >= 0"),  # the key as the config has it
         (["strategy_schedule=linear", "strategy_schedule.start=5"], "ConfigurationError: strategy_schedule=linear sets "
          "epsilon=5 at epoch 0: smoothing.epsilon=5.0 is out of range: it must lie in [0, 1)."),
         (["+analysis.foo=1"], "ConfigurationError: analysis.foo is not a setting: analysis takes projection_classes, "),

@@ -190,7 +190,10 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, 
         try:
             callbacks.append(hydra.utils.instantiate(entry))
         except Exception as error:
-            if type(cause := root_cause(error)).__name__ != "MisconfigurationException":
+            cause = root_cause(error)
+            if isinstance(cause, ConfigurationError) and str(cause).split("=", 1)[0] in entry:
+                raise ConfigurationError(f"callbacks.{name}.{cause}") from error  # its key as the config names it
+            if type(cause).__name__ != "MisconfigurationException":
                 raise
             raise ConfigurationError(f"callbacks.{name}: {cause}") from error  # Lightning's refusal names no key
     unusable = (() if progress_bar else (ProgressBar,)) + (() if has_logger else (LearningRateMonitor,))
