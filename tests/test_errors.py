@@ -549,6 +549,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "save_top_k=-2. Must be >= -1"),
         (["callbacks.nan_guard.check_every_n_steps=0"], "ConfigurationError: callbacks.nan_guard.check_every_n_steps=0 "
          "must be >= 1"),
+        (["logger.offline=maybe"], "ConfigurationError: logger.offline=maybe must be true or false"),
+        (["logger=csv", "logger.name=[1,2]"], "ConfigurationError: logger.name=[1, 2] must be a string (or null)"),
         (["callbacks.calibration.predictions_max_values=-1"], "ConfigurationError: "
          "callbacks.calibration.predictions_max_values=-1 must be an integer >= 0"),  # the key as the config has it
         (["strategy_schedule=linear", "strategy_schedule.start=5"], "ConfigurationError: strategy_schedule=linear sets "
@@ -565,7 +567,8 @@ def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
     from labelsmooth.data import digits
 
     monkeypatch.setattr(digits, "read_digits", lambda: pytest.fail("the data set was read"))
-    result = run_app_in_process([*args, "logger=none", f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
+    logger = [] if any(arg.startswith("logger") for arg in args) else ["logger=none"]  # refused before it starts
+    result = run_app_in_process([*args, *logger, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(line) and not Path("/nonexistent").exists()
 

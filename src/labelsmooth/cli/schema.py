@@ -124,7 +124,7 @@ SCHEDULER: dict[str, Field] = {
 # Lightning precisions that cast the weights, not the inputs: the data modules hand float32 inputs to the network.
 # Lightning reads 64 and "64" as "64-true".
 WEIGHT_ONLY_PRECISIONS = {"bf16-true": "bf16-mixed", "16-true": "16-mixed", "64-true": None, "64": None}
-TARGET_NODES = ("trainer", "optimizer", "scheduler", "dataset", "model", "smoothing", "augment", "distill")
+TARGET_NODES = ("trainer", "optimizer", "scheduler", "dataset", "model", "smoothing", "augment", "distill", "logger")
 
 
 def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -> None:
