@@ -549,6 +549,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "save_top_k=-2. Must be >= -1"),
         (["callbacks.nan_guard.check_every_n_steps=0"], "ConfigurationError: callbacks.nan_guard.check_every_n_steps=0 "
          "must be >= 1"),
+        (["augment=mixup", "smoothing=label_relaxation"], "ConfigurationError: The batch augment BatchMixing mixes "
+         "targets, but the smoothing strategy LabelRelaxation has no target distribution"),
         (["logger.offline=maybe"], "ConfigurationError: logger.offline=maybe must be true or false"),
         (["logger=csv", "logger.name=[1,2]"], "ConfigurationError: logger.name=[1, 2] must be a string (or null)"),
         (["callbacks.calibration.predictions_max_values=-1"], "ConfigurationError: "

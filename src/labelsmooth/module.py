@@ -39,6 +39,16 @@ def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     return logits.reshape(target.numel(), -1), target.reshape(-1)
 
 
+def check_mixable(augment: type, criterion: type) -> None:
+    """Refuse a batch mixing (MixUp, CutMix) with a strategy that cannot smooth a mixed target."""
+    if not issubclass(criterion, TakesMixedTargets):
+        raise ConfigurationError(
+            f"The batch augment {augment.__name__} mixes targets, but the smoothing strategy {criterion.__name__} "
+            "has no target distribution to smooth a mixed target with (it has no mixed_target_loss). Use "
+            "augment=none, or a strategy with a target (docs/strategies.md)."
+        )
+
+
 class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     """Trains ``net`` with the loss ``criterion(logits, target)`` (a smoothing strategy).
 
@@ -84,12 +94,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         super().__init__()
         if (teacher is None) != (distillation is None):
             raise ValueError("distillation needs both a teacher network and a distillation loss (or neither)")
-        if augment is not None and not isinstance(criterion, TakesMixedTargets):
-            raise ConfigurationError(
-                f"The batch augment {type(augment).__name__} mixes targets, but the smoothing strategy "
-                f"{type(criterion).__name__} has no target distribution to smooth a mixed target with (it has no "
-                "mixed_target_loss). Use augment=none, or a strategy with a target (docs/strategies.md)."
-            )
+        if augment is not None:
+            check_mixable(type(augment), type(criterion))
         self.net, self.criterion, self.augment = net, criterion, augment
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -303,9 +303,14 @@ def check_start(cfg: DictConfig, overrides: list[str], multirun: bool) -> None:
 
 def check_augment(cfg: DictConfig) -> None:
     """Build the batch mixing once with a stand-in class count, so a setting it refuses (a negative
-    ``augment.mixup_alpha``, a ``prob`` outside [0, 1]) fails before the data set is read or downloaded."""
+    ``augment.mixup_alpha``, a ``prob`` outside [0, 1]), or a strategy that cannot smooth its mixed targets, fails
+    before the data set is read or downloaded."""
     if cfg.get("augment") and cfg.augment.get("_target_"):
-        hydra.utils.instantiate(cfg.augment, num_classes=2)
+        augment = hydra.utils.instantiate(cfg.augment, num_classes=2)
+        if (cfg.get("smoothing") or {}).get("_target_"):
+            from labelsmooth.module import check_mixable
+
+            check_mixable(type(augment), hydra.utils.get_class(cfg.smoothing._target_))
 
 
 def check_optimizer(cfg: DictConfig) -> None:
