@@ -211,6 +211,35 @@ def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Pat
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (  # gamma and focal have a gamma, the default uniform has none: Hydra composes the sweep's base config first
+            ["smoothing=gamma,focal", "smoothing.gamma=0.5"],
+            "ConfigurationError: smoothing.gamma=0.5: a sweep's config is composed first with the default "
+            "smoothing=uniform, which has no gamma: write ++smoothing.gamma=0.5 to set it in every job of the sweep",
+        ),
+        (
+            ["smoothing=gamma,uniform", "smoothing.epsilon=0.1"],
+            "ConfigurationError: smoothing.epsilon=0.1 is not a setting of smoothing=gamma, swept here",
+        ),
+        (
+            ["augment=mixup,cutmix", "augment.prob=1.5"],
+            "ConfigurationError: augment.prob=1.5: a sweep's config is composed first with the default augment=none",
+        ),
+    ],
+)
+def test_a_setting_of_a_swept_group_that_an_option_lacks_is_one_line(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    """Hydra stopped in six lines (``Could not override``) whose advice, ``+``, the jobs' options then refuse."""
+    result = run_app_in_process(
+        ["-m", *args, "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path, env=SHORT
+    )
+    assert result.returncode == 1 and result.stderr.startswith(line), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "sweep").exists()
+
+
 def test_the_options_of_hydras_groups_that_hydra_or_its_plugins_provide_pass() -> None:
     from labelsmooth.conf import CONFIG_DIR
 

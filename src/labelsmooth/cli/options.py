@@ -60,6 +60,7 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     refuse_groups_the_app_lacks(parsed, config_dir, config_name)
     refuse_unknown_launcher_settings(parsed, config_dir)
     refuse_unknown_group_options(parsed, config_dir)
+    refuse_settings_the_default_lacks(parsed, config_dir, config_name)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
 
 
@@ -83,6 +84,43 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
             f"{override.input_line} is not a setting of {config_name}.py: it has no config group {group!r} (its "
             f"groups are {', '.join(sorted(groups))})"
         )
+
+
+def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+    """Refuse ``group.key=value`` beside a sweep of the group (``smoothing=gamma,focal smoothing.gamma=0.5``) when
+    the group's default option lacks ``key``: Hydra composes the sweep's base config, with the default option,
+    before each job's, and stops in six lines that suggest ``+`` (which the jobs' options then refuse); ``++``
+    sets the key in every job."""
+    swept = {
+        o.key_or_group: list(o.sweep_string_iterator())
+        for o in parsed
+        if o.is_sweep_override() and (config_dir / o.key_or_group).is_dir()
+    }
+    if not swept or any(
+        (config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed
+    ):
+        return  # a recipe (experiment=, sweep=) may choose other defaults: Hydra's to check
+    defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
+    chosen = {str(next(iter(d))): next(iter(d.values())) for d in defaults if isinstance(d, dict)}
+
+    def lacks(group: str, option: str, key: str) -> bool:
+        node = yaml.safe_load((config_dir / group / f"{option}.yaml").read_text()) or {}
+        return isinstance(node, dict) and "defaults" not in node and key not in node
+
+    for override in parsed:
+        group, _, key = override.key_or_group.partition(".")
+        if group not in swept or not key or override.is_add() or override.is_force_add() or override.is_delete():
+            continue
+        first = key.split(".")[0]
+        if without := [option for option in swept[group] if lacks(group, option, first)]:
+            raise ConfigurationError(
+                f"{override.input_line} is not a setting of {', '.join(f'{group}={o}' for o in without)}, swept here"
+            )
+        if chosen.get(group) is not None and lacks(group, chosen[group], first):
+            raise ConfigurationError(
+                f"{override.input_line}: a sweep's config is composed first with the default {group}={chosen[group]},"
+                f" which has no {first}: write ++{override.input_line} to set it in every job of the sweep"
+            )
 
 
 def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) -> None:
