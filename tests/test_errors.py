@@ -677,3 +677,19 @@ def test_ctrl_c_in_the_process_that_launched_a_sweep_says_where_it_is(launcher: 
     else:
         assert message.startswith("Interrupted: stopped by Ctrl-C; to continue from its last checkpoint, run the same")
         assert f"resume_sweep=true hydra.sweep.dir={tmp_path} (completed" in message
+
+
+def test_an_unset_environment_variable_is_refused_where_hydra_makes_the_directories(monkeypatch) -> None:
+    """Only the run's and sweep's directories are resolved in the launching process; a job's other settings may
+    read a variable that its own environment sets (``hydra.job.env_set``, a SLURM node's)."""
+    from labelsmooth.conf import CONFIG_DIR
+
+    from labelsmooth.cli.argv import directory_settings, refuse_unset_environment
+
+    monkeypatch.delenv("LABELSMOOTH_NOT_SET", raising=False)
+    assert {"paths.log_dir", "hydra.run.dir", "hydra.sweep.dir"} <= directory_settings(CONFIG_DIR)
+    for override in ("paths.log_dir=${oc.env:LABELSMOOTH_NOT_SET}", "hydra.sweep.dir=/x/${oc.env:LABELSMOOTH_NOT_SET}"):
+        with pytest.raises(ConfigurationError, match=r"the environment variable LABELSMOOTH_NOT_SET is not set"):
+            refuse_unset_environment([override], CONFIG_DIR)
+    refuse_unset_environment(["paths.data_dir=${oc.env:LABELSMOOTH_NOT_SET}"], CONFIG_DIR)  # the job's to resolve
+    refuse_unset_environment(["paths.log_dir=${oc.env:LABELSMOOTH_NOT_SET,/tmp}"], CONFIG_DIR)  # a default

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Sequence
 from difflib import get_close_matches
+from pathlib import Path
 
 from labelsmooth.errors import ConfigurationError
 
@@ -84,15 +85,32 @@ def command_line_overrides(argv: Sequence[str]) -> list[str] | None:
 
 
 ENVIRONMENT_INTERPOLATION = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+DIRECTORY_SETTINGS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
-def refuse_unset_environment(overrides: Sequence[str]) -> None:
-    """An override that reads an environment variable that is not set (``${oc.env:NAME}`` without a default), in
-    one line: Hydra would resolve it while making the run's directories and fail in a long traceback.
+def directory_settings(config_dir: Path) -> set[str]:
+    """The settings a run's or a sweep's directory is made of: Hydra's (``DIRECTORY_SETTINGS``) and those their
+    values in ``hydra/default.yaml`` name (``paths.log_dir``, ``resume``)."""
+    import yaml
 
-    >>> refuse_unset_environment(["paths.data_dir=${oc.env:HOME}", "seed=${oc.env:UNSET_HERE,0}"])
-    """
+    hydra = yaml.safe_load((config_dir / "hydra" / "default.yaml").read_text()) or {}
+    values = [
+        str((hydra.get(part) or {}).get(key, ""))
+        for part, key in (("run", "dir"), ("sweep", "dir"), ("sweep", "subdir"))
+    ]
+    named = {name for value in values for name in re.findall(r"\$\{([A-Za-z_][\w.]*)\}", value)}
+    return set(DIRECTORY_SETTINGS) | {name for name in named if not name.startswith("hydra.")}
+
+
+def refuse_unset_environment(overrides: Sequence[str], config_dir: Path) -> None:
+    """A setting of the run's or sweep's directory (``directory_settings``) that reads an environment variable
+    that is not set (``${oc.env:NAME}`` without a default), in one line: Hydra resolves it in the launching
+    process, making the directory, and would fail in a long traceback. The other settings are resolved in the job,
+    whose environment may set the variable (``hydra.job.env_set``, a SLURM node's)."""
+    settings = directory_settings(config_dir)
     for override in overrides:
+        if override.split("=", 1)[0].lstrip("+~") not in settings:
+            continue
         for name in ENVIRONMENT_INTERPOLATION.findall(override):
             if name not in os.environ:
                 raise ConfigurationError(

@@ -91,10 +91,12 @@ def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, c
     the group's default option lacks ``key``: Hydra composes the sweep's base config, with the default option,
     before each job's, and stops in six lines that suggest ``+`` (which the jobs' options then refuse); ``++``
     sets the key in every job."""
-    swept = {
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    swept = {  # the lists of options (a glob of them is Hydra's to expand)
         o.key_or_group: list(o.sweep_string_iterator())
         for o in parsed
-        if o.is_sweep_override() and (config_dir / o.key_or_group).is_dir()
+        if isinstance(o.value(), ChoiceSweep) and (config_dir / o.key_or_group).is_dir()
     }
     if not swept or any(
         (config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed
@@ -380,7 +382,7 @@ def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable
                 try:
                     sys.argv[1:] = flags_first(sys.argv[1:], Path(sys.argv[0]).name)
                     refuse_unknown_options(sys.argv[1:], config_dir, config_name)
-                    refuse_unset_environment(sys.argv[1:])
+                    refuse_unset_environment(sys.argv[1:], config_dir)
                 except ConfigurationError as error:
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)
                     raise SystemExit(1) from None

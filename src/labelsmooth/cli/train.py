@@ -82,8 +82,9 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']}"
     failed_run_logger = (lambda: failed_job_wandb_run(cfg, context)) if context.multirun else None
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
-        strategy = check_before_data(cfg, context)
+        check_start(cfg, context.overrides, context.multirun)  # resume= with ckpt_path=: refused, not skipped
         refuse_other_completed_job(context, run.summary["overrides"])
+        strategy = check_before_data(cfg, context)
         ckpt_path, resume_wandb_id = start_checkpoint(cfg.get("resume", False), cfg.get("ckpt_path"), context)
         if ckpt_path:  # a mistyped path or other training settings fail before the data set is downloaded or read
             run.summary["continued_from"] = str(Path(ckpt_path).absolute())  # last.ckpt, not the file it links to
@@ -176,17 +177,16 @@ def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
 
 
 def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
-    """Every check that needs no data: the config's types and ranges (``labelsmooth.cli.schema``), devices, DDP in
-    a sweep, optimizer, callbacks, network and distillation teacher; returns the strategy, built here once where the
-    data set config declares its number of classes (a γ <= 1/K, or a schedule that takes it out of its range, then
-    fails before any data is read), else None."""
+    """Every check that needs no data (besides ``check_start``, which ``train`` makes first): the config's types and
+    ranges (``labelsmooth.cli.schema``), devices, DDP in a sweep, optimizer, callbacks, network and distillation
+    teacher; returns the strategy, built here once where the data set config declares its number of classes (a
+    γ <= 1/K, or a schedule that takes it out of its range, then fails before any data is read), else None."""
     from labelsmooth.cli.schema import check_training_precision, validate_run_config
     from labelsmooth.cli.teacher import check_teacher_before_data
 
     check_added_keys(cfg, context.overrides, context.choices)
     validate_run_config(cfg)
     check_training_precision(cfg.trainer)
-    check_start(cfg, context.overrides, context.multirun)
     check_multirun_ddp(cfg.trainer, context.multirun)
     check_devices(cfg.trainer)
     check_optimizer(cfg)

@@ -317,6 +317,7 @@ class FusedClassifier(pl.LightningModule):
         checkpoint["fused"] = {
             "states": [state.state_dict() for state in self.states],
             "failures": [str(failure) if failure else None for failure in self.failures],
+            "failed_epoch": self.failed_epoch,
             "history": self.history,
             "val_acc_best_epoch": [member.val_acc_best_epoch for member in self.members],
             "checkpoints": [c.state_dict() if c is not None else None for c in self.checkpoints],
@@ -328,6 +329,7 @@ class FusedClassifier(pl.LightningModule):
         for state, saved in zip(self.states, fused["states"], strict=True):
             state.load_state_dict(saved)
         self.failures = [MemberFailed(text) if text else None for text in fused["failures"]]
+        self.failed_epoch = fused.get("failed_epoch", [{} for _ in self.members])  # a group checkpoint from before
         self.history = fused["history"]
         for member, epoch in zip(self.members, fused["val_acc_best_epoch"], strict=True):
             member.val_acc_best_epoch = epoch
