@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from labelsmooth.errors import ConfigurationError
+from labelsmooth.smoothing import TakesMixedTargets
 
 
 def _check_alpha(name: str, value: float) -> float:
@@ -76,4 +77,14 @@ class BatchMixing(nn.Module):
         return (
             f"num_classes={self.num_classes}, mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, "
             f"prob={self.prob}, switch_prob={self.switch_prob}"
+        )
+
+
+def check_mixable(augment: type, criterion: type) -> None:
+    """Refuse a batch mixing (MixUp, CutMix) with a strategy that cannot smooth a mixed target."""
+    if not issubclass(criterion, TakesMixedTargets):
+        raise ConfigurationError(
+            f"The batch augment {augment.__name__} mixes targets, but the smoothing strategy {criterion.__name__} "
+            "has no target distribution to smooth a mixed target with (it has no mixed_target_loss). Use "
+            "augment=none, or a strategy with a target (docs/strategies.md)."
         )

@@ -17,11 +17,12 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from labelsmooth.calibration.confusion import per_class_accuracy, worst_class_accuracy
 from labelsmooth.calibration.metrics import PredictionLogits, classification_metrics
 from labelsmooth.calibration.post_hoc import post_hoc_metrics, refinement_nll
-from labelsmooth.errors import ConfigurationError, whole_number
+from labelsmooth.errors import whole_number
+from labelsmooth.mixing import check_mixable
 from labelsmooth.models.l2_penalty import HasOptimizerGroups, L2Terms, apply_l2_penalties, l2_penalty
 from labelsmooth.models.teacher import FrozenTeacher
 from labelsmooth.prediction import PredictsRawImages
-from labelsmooth.smoothing import SmoothingStrategy, TakesMixedTargets
+from labelsmooth.smoothing import SmoothingStrategy
 from labelsmooth.specification import SPECIFICATION_KEY, RunSpecification
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,6 @@ def _as_set(gathered: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     """``PredictionLogits.compute()`` as (N, K) logits and (N,) targets (torchmetrics squeezes a one-sample set)."""
     logits, target = gathered
     return logits.reshape(target.numel(), -1), target.reshape(-1)
-
-
-def check_mixable(augment: type, criterion: type) -> None:
-    """Refuse a batch mixing (MixUp, CutMix) with a strategy that cannot smooth a mixed target."""
-    if not issubclass(criterion, TakesMixedTargets):
-        raise ConfigurationError(
-            f"The batch augment {augment.__name__} mixes targets, but the smoothing strategy {criterion.__name__} "
-            "has no target distribution to smooth a mixed target with (it has no mixed_target_loss). Use "
-            "augment=none, or a strategy with a target (docs/strategies.md)."
-        )
 
 
 class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):

@@ -308,7 +308,7 @@ def check_augment(cfg: DictConfig) -> None:
     if cfg.get("augment") and cfg.augment.get("_target_"):
         augment = hydra.utils.instantiate(cfg.augment, num_classes=2)
         if (cfg.get("smoothing") or {}).get("_target_"):
-            from labelsmooth.module import check_mixable
+            from labelsmooth.mixing import check_mixable
 
             check_mixable(type(augment), hydra.utils.get_class(cfg.smoothing._target_))
 
