@@ -64,11 +64,17 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     refuse_unknown_group_settings(parsed, config_dir, config_name)
 
 
+def default_options(config_dir: Path, config_name: str) -> dict[str, Any]:
+    """The option that the primary config ``config_name`` chooses for each group (its defaults list; None: none)."""
+    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
+    entries = [entry for entry in primary.get("defaults") or [] if isinstance(entry, dict)]
+    return {str(group).removeprefix("override ").lstrip("/"): option for e in entries for group, option in e.items()}
+
+
 def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
     """Refuse ``group=option`` of a group the primary config's defaults list lacks (``eval.py model=resnet_v1``:
     an evaluation takes the checkpoint's own model), and ``+group=option`` of one it has ("Multiple values")."""
-    defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
-    groups = {str(next(iter(d))).removeprefix("override ").lstrip("/") for d in defaults if isinstance(d, dict)}
+    groups = set(default_options(config_dir, config_name))
     for override in parsed:
         group = override.key_or_group
         if override.is_delete() or group.startswith("hydra") or not (config_dir / group).is_dir() or override.package:
@@ -87,23 +93,16 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
 
 
 def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
-    """Refuse ``group.key=value`` beside a sweep of the group (``smoothing=gamma,focal smoothing.gamma=0.5``) when
-    the group's default option lacks ``key``: Hydra composes the sweep's base config, with the default option,
-    before each job's, and stops in six lines that suggest ``+`` (which the jobs' options then refuse); ``++``
-    sets the key in every job."""
+    """Refuse ``group.key=value`` beside a sweep of the group when a swept option lacks ``key``, or the default
+    option does (``smoothing=gamma,focal smoothing.gamma=0.5``: Hydra composes the sweep's base config with the
+    default first, and stops in six lines that suggest ``+``, which the jobs then refuse; ``++`` sets it in each)."""
     from hydra.core.override_parser.types import ChoiceSweep
 
-    swept = {  # the lists of options (a glob of them is Hydra's to expand)
-        o.key_or_group: list(o.sweep_string_iterator())
-        for o in parsed
-        if isinstance(o.value(), ChoiceSweep) and (config_dir / o.key_or_group).is_dir()
-    }
-    if not swept or any(
-        (config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed
-    ):
+    groups = [o for o in parsed if (config_dir / o.key_or_group).is_dir()]  # a glob of options: Hydra's to expand
+    swept = {o.key_or_group: list(o.sweep_string_iterator()) for o in groups if isinstance(o.value(), ChoiceSweep)}
+    if not swept or any(is_global_group(config_dir / o.key_or_group) for o in groups):
         return  # a recipe (experiment=, sweep=) may choose other defaults: Hydra's to check
-    defaults = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()).get("defaults") or []
-    chosen = {str(next(iter(d))): next(iter(d.values())) for d in defaults if isinstance(d, dict)}
+    chosen = default_options(config_dir, config_name)
 
     def lacks(group: str, option: str, key: str) -> bool:
         node = yaml.safe_load((config_dir / group / f"{option}.yaml").read_text()) or {}
@@ -318,7 +317,7 @@ def file_options(
     """What the primary config and the command line's ``group=option`` choose, read from the files; the node of an
     option whose file has a ``defaults`` list comes from ``composed()`` (None: left to Hydra)."""
     primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
-    chosen = {k: v for entry in primary.get("defaults", []) if isinstance(entry, dict) for k, v in entry.items()}
+    chosen = default_options(config_dir, config_name)
     chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
 
     def node_of(name: str) -> Any:
