@@ -107,8 +107,9 @@ def refuse_unset_environment(overrides: Sequence[str], config_dir: Path) -> None
     that is not set (``${oc.env:NAME}`` without a default), in one line: Hydra resolves it in the launching
     process, making the directory, and would fail in a long traceback. The other settings are resolved in the job,
     whose environment may set the variable (``hydra.job.env_set``, a SLURM node's)."""
-    settings = directory_settings(config_dir)
-    for override in overrides:
+    reading = [override for override in overrides if ENVIRONMENT_INTERPOLATION.search(override)]
+    settings = directory_settings(config_dir) if reading else set()  # no file read at start-up without one
+    for override in reading:
         if override.split("=", 1)[0].lstrip("+~") not in settings:
             continue
         for name in ENVIRONMENT_INTERPOLATION.findall(override):

@@ -94,7 +94,7 @@ def replay_history(logger: Any, history: list[dict[str, float]], failed_epoch: d
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()))
         epochs.info("epoch %d done (fused group): %d steps; %s", int(values["epoch"]), ended_at - started_at, text)
         started_at = ended_at
-    if logger and len(failed_epoch) > 1:
+    if logger and failed_epoch:
         logger.log_metrics(failed_epoch, step=started_at)
 
 

@@ -220,7 +220,7 @@ class FusedClassifier(pl.LightningModule):
 
     def _fail(self, m: int, what: str) -> None:
         rates = {key: value for key, value in self._epoch_values[m].items() if key.startswith("lr-")}
-        self.failed_epoch[m] = {**rates, "epoch": self.current_epoch}
+        self.failed_epoch[m] = {**rates, "epoch": self.current_epoch} if rates else {}
         self.failures[m] = MemberFailed(
             f"{what}. Likely causes: a learning rate too high or a strategy parameter out of its useful range. "
             "The other members of its fused group went on."

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from logging.handlers import BufferingHandler
 
 
 def log_files() -> list[logging.FileHandler]:
@@ -18,21 +20,13 @@ def log_to_files(logger: logging.Logger, level: int, message: str) -> None:
     write_to_files([logger.makeRecord(logger.name, level, __file__, 0, message, None, None)])
 
 
-class _Keeper(logging.Handler):
-    def __init__(self, into: list[logging.LogRecord]) -> None:
-        super().__init__(logging.NOTSET)
-        self.into = into
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record)
-
-
 @contextmanager
 def keep_records(into: list[logging.LogRecord]) -> Iterator[list[logging.LogRecord]]:
     """Every log record that reaches the root logger inside the block, appended to ``into``: what one process logs
     once for several runs (a fused group's data set, seeds and fit), to be written to each run's log files later
     (``write_to_files``)."""
-    keeper = _Keeper(into)
+    keeper = BufferingHandler(capacity=sys.maxsize)  # never flushed: it only collects
+    keeper.buffer = into
     root = logging.getLogger()
     root.addHandler(keeper)
     try:
