@@ -130,6 +130,23 @@ def test_ties_count_as_the_mean_over_their_orderings() -> None:
     assert augrc(confidence, correct) == pytest.approx(mean_augrc, rel=1e-12)
 
 
+def test_a_prediction_is_the_logits_argmax_for_every_measure() -> None:
+    """Two logits a float32 rounding apart have equal float32 probabilities, whose argmax is the lower class: the
+    calibration errors and the selective risks counted such a sample wrong where accuracy counted it right."""
+    from labelsmooth.calibration.metrics import ClassificationMetrics
+
+    logits = torch.tensor([[-0.014973640441894531, -0.014973639510571957, -1.0], [3.0, 0.0, 0.0]])
+    target = torch.tensor([1, 0])
+    assert logits.softmax(dim=-1).argmax(dim=-1).tolist() == [0, 0] and logits.argmax(dim=-1).tolist() == [1, 0]
+    confidence, correct = confidences_and_correct(logits, target)
+    assert correct.tolist() == [1.0, 1.0]
+    metrics = ClassificationMetrics(num_classes=3)
+    metrics.update(logits, target)
+    values = {key: float(value) for key, value in metrics.compute().items()}
+    assert values["acc"] == 1.0 and values["aurc"] == 0.0 and values["augrc"] == 0.0
+    assert values["ece"] == pytest.approx(float((1 - confidence).mean()), abs=1e-7)  # two bins, both all right
+
+
 def test_selective_inputs_are_checked() -> None:
     assert math.isnan(aurc(np.zeros(0), np.zeros(0))) and math.isnan(augrc(np.zeros(0), np.zeros(0)))
     assert math.isnan(aurc(np.array([0.5, np.nan]), np.array([1, 0])))

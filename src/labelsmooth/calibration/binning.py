@@ -83,11 +83,11 @@ class BinSums(NamedTuple):
 
 def confidences_and_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-1 softmax confidence ``c_i`` (float32) and correctness ``a_i`` (0./1.) of (N, K) logits and (N,) class
-    indices (``labelsmooth.errors.check_class_indices``)."""
+    indices (``labelsmooth.errors.check_class_indices``). The prediction is the logits' argmax, as accuracy counts
+    it: the float32 softmax of two logits a rounding apart can tie, and its argmax then picks the lower class."""
     check_class_indices(logits, target, owner="confidences_and_correct")
-    probs = logits.float().softmax(dim=-1)
-    confidence, prediction = probs.max(dim=-1)
-    return confidence, (prediction == target).float()
+    confidence = logits.float().softmax(dim=-1).max(dim=-1).values
+    return confidence, (logits.argmax(dim=-1) == target).float()
 
 
 def equal_width_bin_index(values: torch.Tensor, n_bins: int = DEFAULT_BINS) -> torch.Tensor:

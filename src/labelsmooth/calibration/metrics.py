@@ -171,7 +171,8 @@ class ClassificationMetrics(Metric):
         target = target.long()
         log_probs = logits.log_softmax(dim=-1)
         probs = log_probs.exp()
-        confidence, predicted = probs.max(dim=-1)
+        confidence = probs.max(dim=-1).values
+        correct = logits.argmax(dim=-1) == target  # of the logits: float32 probabilities of near-equal logits tie
         per_sample = torch.stack(
             [
                 nll_per_sample(log_probs, target),
@@ -181,10 +182,10 @@ class ClassificationMetrics(Metric):
             ]
         )
         self.sums += per_sample.double().sum(dim=-1)
-        self.correct += (logits.argmax(dim=-1) == target).sum()
+        self.correct += correct.sum()
         self.count += target.numel()
         self.confidence.append(confidence)
-        self.confident_correct.append((predicted == target).float())
+        self.confident_correct.append(correct.float())
         self.ranking_confidence.append(logits.double().softmax(dim=-1).max(dim=-1).values)
         self.classwise += classwise_bin_sums(probs, target, self.n_bins)
 
