@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from labelsmooth.cli.build import CONFIG_DIR
+from labelsmooth.data.preprocess import BatchPreprocessor
 from labelsmooth.models import MLP
 from tests.conftest import compose_train_config, run_training
 from tests.datasets_on_disk import relax_checksums, write_cifar10, write_mnist
@@ -24,7 +25,12 @@ def test_the_three_recipes_exist() -> None:
 @pytest.mark.parametrize("dataset", DATA_SETS)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_with_every_data_set(preset: str, dataset: str, tmp_path: Path) -> None:
+    """It builds its network, its strategy and its batch preprocessing; a recipe that sets an input range turns
+    normalisation off (``tests/test_preprocess_ranges.py`` says why)."""
     cfg = compose_train_config([f"experiment={preset}", f"dataset={dataset}"], output_dir=tmp_path)
+    if [float(v) for v in cfg.dataset.input_range] != [0.0, 1.0]:
+        assert cfg.dataset.normalize == "none"
+    BatchPreprocessor(cfg.dataset.input_range, cfg.dataset.normalize)  # the pair the data module builds
     channels = cfg.dataset.get("channels", 1)
     size = cfg.dataset.get("image_size", 8)
     assert cfg.dataset._target_.startswith("labelsmooth.data.")

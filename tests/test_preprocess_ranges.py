@@ -13,8 +13,6 @@ from labelsmooth.data.preprocess import NORMALIZATIONS, BatchPreprocessor
 from labelsmooth.smoothing import sigmoid
 from tests.conftest import REPO_ROOT, compose_train_config
 
-PRESETS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-DATA_SETS = sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
 SEEDS_ADVICE = "dataset.input_range=[0.01,1] dataset.normalize=none"
 
 
@@ -63,15 +61,6 @@ def test_the_default_data_set_refuses_the_range_alone_and_takes_it_with_normaliz
         hydra.utils.instantiate(cfg.dataset)
     cfg = compose_train_config(SEEDS_ADVICE.split(), output_dir=tmp_path)
     assert hydra.utils.instantiate(cfg.dataset).preprocessor.input_range == (0.01, 1.0)
-
-
-@pytest.mark.parametrize("dataset", DATA_SETS)
-@pytest.mark.parametrize("preset", PRESETS)
-def test_every_recipe_that_sets_an_input_range_turns_normalization_off(preset: str, dataset: str, tmp_path) -> None:
-    cfg = compose_train_config([f"experiment={preset}", f"dataset={dataset}"], output_dir=tmp_path)
-    if [float(v) for v in cfg.dataset.input_range] != [0.0, 1.0]:
-        assert cfg.dataset.normalize == "none", (preset, dataset)
-    BatchPreprocessor(cfg.dataset.input_range, cfg.dataset.normalize)  # the pair the data module builds
 
 
 def test_the_target_range_advice_names_both_settings() -> None:
