@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -144,6 +148,38 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path, scri
     assert result.stderr.strip().splitlines() == [
         f"hydra.run.dir={blocker}/run: cannot create the directory (Not a directory). Choose a writable place with "
         "hydra.run.dir=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too)."
+    ]
+
+
+def test_a_run_directory_that_exists_but_cannot_be_written_is_one_line(capfd: pytest.CaptureFixture) -> None:
+    """A read-only directory passed ``mkdir(exist_ok=True)`` and failed in Hydra's log file handler, in a traceback.
+    Root writes anywhere, so there the check runs in a child process as the unprivileged user 65534."""
+    from labelsmooth.cli.hydra_callbacks import make_directory
+
+    parent = Path(tempfile.mkdtemp())  # /tmp/...: reachable by that user, unlike pytest's tmp_path (mode 700)
+    read_only = parent / "read_only"
+    read_only.mkdir()
+    parent.chmod(0o755)
+    read_only.chmod(0o555)
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's lines reach the parent through the exit code and stderr)
+        code = 0
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            make_directory(str(read_only), "hydra.run.dir")
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 2
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    read_only.chmod(0o755)
+    shutil.rmtree(parent)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
+        f"hydra.run.dir={read_only}: cannot write in the directory (Permission denied). Choose a writable place "
+        "with hydra.run.dir=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too)."
     ]
 
 

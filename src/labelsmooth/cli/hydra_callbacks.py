@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,26 @@ class CheckOutputDirectory(Callback):
 
 
 def make_directory(path: str, key: str) -> None:
-    try:
-        Path(str(path)).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        sys.stderr.write(
-            f"{key}={path}: cannot create the directory ({error.strerror or error}). Choose a writable place with "
-            f"{key}=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too).\n"
-        )
-        raise SystemExit(1) from error
+    """``path`` made, and written in once (a file created and removed): a directory that exists but is read-only
+    failed later, in a traceback from Hydra's log file handler."""
+    for action, attempt in (("create the directory", make), ("write in the directory", write_in)):
+        try:
+            attempt(Path(str(path)))
+        except OSError as error:
+            sys.stderr.write(
+                f"{key}={path}: cannot {action} ({error.strerror or error}). Choose a writable place with "
+                f"{key}=... or paths.log_dir=... (LABELSMOOTH_ROOT moves outputs/ too).\n"
+            )
+            raise SystemExit(1) from error
+
+
+def make(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def write_in(directory: Path) -> None:
+    with tempfile.TemporaryFile(dir=directory):
+        pass
 
 
 class KnowTheSweep(Callback):
