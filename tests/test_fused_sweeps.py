@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from labelsmooth.runs.history import read_history_csv
 from labelsmooth.tracking.wandb_run import sweep_group_name
@@ -173,6 +174,7 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert group_checkpoint.exists() and not metrics_of(killed)  # killed during the group's fit
+    torch.load(group_checkpoint, map_location="cpu", weights_only=True)  # plain values, as a run's checkpoint
     for copy in ("moved", "other", "changed"):
         shutil.copytree(killed, tmp_path / copy, symlinks=True)
     originals = {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")}

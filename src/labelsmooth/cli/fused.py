@@ -354,7 +354,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
                 train_dataloaders=loaders,
                 val_dataloaders=datamodule.val_dataloader(),
                 ckpt_path=str(resume) if resume is not None else None,
-                weights_only=False,
+                weights_only=True,
             )
     except torch.cuda.OutOfMemoryError:
         if len(built) == 1:

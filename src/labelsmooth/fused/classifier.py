@@ -13,7 +13,6 @@ the rounding of batched kernels.
 from __future__ import annotations
 
 import functools
-import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from labelsmooth.fused.stacked import StackedNetworks
 from labelsmooth.lr_schedules import learning_rates
 from labelsmooth.models.l2_penalty import L2Terms, l2_penalty
 from labelsmooth.module import LabelSmoothingClassifier
+from labelsmooth.runs.generators import generator_states, set_generator_states
 
 
 class MemberFailed(LabelsmoothError):
@@ -58,23 +58,17 @@ def outside_autocast(preprocess: Callable[[Any, bool], Any]) -> Callable[[Any, b
 class MemberRandomState:
     """One member's random generators (torch CPU and CUDA, NumPy, Python), captured where it
     is made; inside ``with state:`` they are the global ones, and on leaving they are saved back. Nothing outside
-    the members' own draws reads the global generators while a fused group trains, so they are not restored."""
+    the members' own draws reads the global generators while a fused group trains, so they are not restored. Kept
+    as a run's checkpoint keeps them (``generator_states``), so the group checkpoint loads with ``weights_only``."""
 
     def __init__(self) -> None:
         self.capture()
 
     def capture(self) -> None:
-        self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if _uses_cuda() else []
-        self.numpy = np.random.get_state()
-        self.python = random.getstate()
+        self.states = generator_states(cuda=_uses_cuda())
 
     def restore(self) -> None:
-        torch.set_rng_state(self.torch)
-        if self.cuda:
-            torch.cuda.set_rng_state_all(self.cuda)
-        np.random.set_state(self.numpy)
-        random.setstate(self.python)
+        set_generator_states(self.states)
 
     def __enter__(self) -> MemberRandomState:
         self.restore()
@@ -84,10 +78,10 @@ class MemberRandomState:
         self.capture()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"torch": self.torch, "cuda": self.cuda, "numpy": self.numpy, "python": self.python}
+        return self.states
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.torch, self.cuda, self.numpy, self.python = state["torch"], state["cuda"], state["numpy"], state["python"]
+        self.states = state
 
 
 class LockstepLoaders:
