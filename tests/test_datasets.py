@@ -107,6 +107,16 @@ def test_missing_files_name_the_files_and_the_directory(name: str, tmp_path: Pat
     assert ("dataset.download=true" in message) == data.downloadable
 
 
+def test_missing_files_under_a_relative_directory_say_where_that_is(tmp_path: Path, monkeypatch) -> None:
+    """``paths.data_dir`` is ``./data`` by default: a checkpoint evaluated from another working directory looks for
+    its data there, so the message names the absolute directory too."""
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_train_config(["dataset=cifar10", "paths.data_dir=relative", "dataset.download=false"])
+    data = hydra.utils.instantiate(cfg.dataset)
+    with pytest.raises(DatasetNotFoundError, match=re.escape(f"under relative ({tmp_path / 'relative'}).")):
+        data.prepare_data()
+
+
 # data set → what its missing-files message must say about where to get the files, besides expected_files
 NOT_DOWNLOADABLE = {
     "imagenet": ["image-net.org", "registering", "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar",

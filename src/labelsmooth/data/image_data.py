@@ -223,8 +223,9 @@ class ImageDataModule(ClassificationDataModule):
                 f"{self.name}: damaged files under {self.root} (checksum mismatch): {', '.join(damaged)}. Delete "
                 f"them and put intact copies there (from {self.source}){refetch}."
             )
+        where = self.root if self.root is None or self.root.is_absolute() else f"{self.root} ({self.root.absolute()})"
         return (
-            f"{self.name}: files missing or unreadable under {self.root}. Expected there: {self.expected_files}. "
+            f"{self.name}: files missing or unreadable under {where}. Expected there: {self.expected_files}. "
             f"{self.where_to_get()}"
         )
 
