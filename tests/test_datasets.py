@@ -339,9 +339,15 @@ def test_a_garbled_mnist_file_is_reported_as_unreadable_not_missing(tmp_path: Pa
     with pytest.raises(DatasetUnreadableError, match="cannot read the files") as e:
         data.prepare_data()
     assert "download" not in str(e.value).split("Expected there")[0]
+    data = build("mnist", tmp_path)  # valid idx files, one image fewer than labels
+    count = int.from_bytes(images.read_bytes()[4:8], "big")
+    header = images.read_bytes()[:4] + (count - 1).to_bytes(4, "big") + images.read_bytes()[8:16]
+    images.write_bytes(header + images.read_bytes()[16 : 16 + (count - 1) * 28 * 28])
+    with pytest.raises(DatasetUnreadableError, match=f"the train files under .* hold {count - 1} images but {count}"):
+        data.setup("fit")
 
 
-@pytest.mark.parametrize("name", ["dtd", "aircraft", "flowers102", "imagenet", "imagenette", "gtsrb"])
+@pytest.mark.parametrize("name", ["dtd", "aircraft", "flowers102", "imagenet", "imagenette", "gtsrb", "decathlon"])
 @pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "streaming"])
 def test_a_damaged_image_is_one_error_naming_it(name: str, in_memory: bool, tmp_path: Path, monkeypatch) -> None:
     """A truncated image of a torchvision data set stops the run in one error that names the file, in memory or
@@ -412,12 +418,14 @@ def test_an_own_image_folder_leaves_out_hidden_folders_and_other_files_and_reads
     (train / "cat" / "._0.PNG").write_bytes(b"macOS resource fork")
     (train / "dog" / "notes.txt").write_text("not an image")
     (train / "__MACOSX").mkdir()
+    (train / "cat" / "up").symlink_to("..")  # a loop: the classes again, read as cats, over and over
     module = _folder_module(train)
     with caplog.at_level("WARNING"):
         module.prepare_data()
         module.setup("fit")
     assert module.class_names == ["cat", "dog"] and module.num_classes == 2
     assert caplog.text.count("left out 1 .txt file(s)") == 1  # one warning, though the folder is opened again
+    assert f"left out {train}/cat/up, a link to a folder that holds it" in caplog.text
     every = torch.cat([module.train_set.images, module.val_set.images, module.test_set.images])
     assert every.shape[0] == 9 and int(every.max()) == 140  # no white image: the 16-bit one reads as 40
 
@@ -451,6 +459,15 @@ def test_an_own_image_folder_refuses_a_split_root_a_wrong_class_count_and_foreig
     _png(root / "test" / "owl" / "0.png", 0)
     with pytest.raises(ConfigurationError, match=r"^dataset.test_dir=.* has class folders that dataset.train_dir has"):
         _folder_module(root / "train", test_dir=str(root / "test")).setup("fit")
+    # a split folder that is absent, empty or the training folder, named as itself (the first two were blamed on
+    # dataset.train_dir; the third evaluated the run on the images it trained on)
+    with pytest.raises(ConfigurationError, match=rf"^dataset.val_dir={tmp_path}/absent: no such directory$"):
+        _folder_module(root / "train", val_dir=str(tmp_path / "absent")).setup("fit")
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ConfigurationError, match=rf"^dataset.test_dir={tmp_path}/empty: no images in its class"):
+        _folder_module(root / "train", test_dir=str(tmp_path / "empty")).setup("fit")
+    with pytest.raises(ConfigurationError, match=r"^dataset.val_dir=.* is dataset.train_dir: the run would be"):
+        _folder_module(root / "train", val_dir=str(root / "train")).setup("fit")
 
 
 def test_an_own_image_folders_cached_statistics_follow_its_files(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from torch.utils.data import Dataset
 
 from labelsmooth.data.image_data import ImageDataModule
+from labelsmooth.data.image_folder import load_image
 from labelsmooth.errors import ConfigurationError
 
 DOMAINS = (
@@ -59,8 +59,7 @@ class DecathlonImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self._samples[index]
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        image = load_image(path).convert("RGB")  # a file that cannot be read: one line naming it
         return (self.transform(image) if self.transform else image), label
 
 

@@ -34,11 +34,19 @@ def class_folders(directory: str | os.PathLike) -> list[str]:
 
 def image_files(folder: Path) -> tuple[list[Path], Counter[str]]:
     """The images under ``folder`` (torchvision's image extensions, any case; hidden files and folders left out),
-    sorted, and the other files by extension."""
+    sorted, and the other files by extension. Links to folders are followed, except one back to a folder already
+    read or above ``folder`` (which would read its images twice, or other classes' images as its own)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     images, others = [], Counter[str]()
+    top, walked = os.path.realpath(folder), set()
     for root, directories, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked or (real != top and Path(top).is_relative_to(real)):  # a link back: a loop, or the classes
+            log.warning("%s: left out %s, a link to a folder that holds it or that was read already", folder, root)
+            directories[:] = []
+            continue
+        walked.add(real)
         directories[:] = sorted(d for d in directories if not is_hidden(d))
         for name in sorted(files):
             if is_hidden(name):
@@ -181,6 +189,7 @@ class ImageFolderDataModule(ImageDataModule):
                     f"class folders ({', '.join(classes)}): leave dataset.num_classes=null to count them"
                 )
         else:
+            check_split_folder(split, directory, self.dirs["train"])
             unknown = sorted(set(class_folders(directory)) - set(classes))
             if unknown:
                 raise ConfigurationError(
@@ -188,6 +197,8 @@ class ImageFolderDataModule(ImageDataModule):
                     f"{', '.join(unknown)} (the training classes: {', '.join(classes)})"
                 )
         folder = ClassFolders(directory, classes, transform)
+        if not folder.samples and split != "train":
+            raise ConfigurationError(f"dataset.{split}_dir={directory}: no images in its class folders")
         if not folder.samples:
             raise FileNotFoundError(f"no images under {directory}/<class>/")
         if folder.skipped and directory not in self.warned_about:
@@ -206,6 +217,18 @@ class ImageFolderDataModule(ImageDataModule):
                 log.info("%s: %d images of %d classes (%s)", directory, len(folder), len(classes), ", ".join(classes))
             self.train_folder = folder
         return folder
+
+
+def check_split_folder(split: str, directory: str, train_dir: str) -> None:
+    """Refuse a ``val_dir`` / ``test_dir`` that is no directory, or that is ``train_dir`` (its images would be
+    evaluated on the images trained on)."""
+    if not os.path.isdir(directory):
+        raise ConfigurationError(f"dataset.{split}_dir={directory}: no such directory")
+    if os.path.realpath(directory) == os.path.realpath(train_dir):
+        raise ConfigurationError(
+            f"dataset.{split}_dir={directory} is dataset.train_dir: the run would be evaluated on the images it "
+            f"trained on; leave dataset.{split}_dir=null to set apart dataset.{split}_size of the training images"
+        )
 
 
 def check_not_a_split_root(directory: str, classes: list[str]) -> None:
