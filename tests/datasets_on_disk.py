@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGENETTE_WNIDS = ("n01440764", "n02102040", "n02979186")
+# All ten: a copy that lacks a class is refused (its labels would shift).
+IMAGENETTE_WNIDS = ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042",
+                    "n03425413", "n03445777", "n03888257")  # fmt: skip
 
 
 def _pixels(rng: np.random.Generator, label: int, shape: tuple[int, ...]) -> np.ndarray:

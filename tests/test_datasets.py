@@ -33,7 +33,7 @@ EXPECTED = {
     "flowers102": (102, (3, 72, 72), (6, 3, 3)),
     "omniglot": (4, (1, 105, 105), (8, 4, 4)),
     "imagenet": (1000, (3, 72, 72), (6, 3, 3)),
-    "imagenette": (10, (3, 128, 128), (6, 3, 3)),
+    "imagenette": (10, (3, 128, 128), (20, 10, 10)),
     "decathlon": (3, (3, 72, 72), (6, 3, 3)),
     "image_folder": (3, (3, 32, 32), (6, 3, 3)),
 }
@@ -362,6 +362,23 @@ def test_a_damaged_image_is_one_error_naming_it(name: str, in_memory: bool, tmp_
         data.setup("fit")
         for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
             list(loader)
+
+
+@pytest.mark.parametrize("name", ["imagenet", "imagenette"])
+def test_a_class_folder_missing_from_every_split_is_refused(name: str, tmp_path: Path, monkeypatch) -> None:
+    """The classes were numbered from the folders there are: with one absent from train/ and val/ alike (a half
+    finished copy), every later class's label shifted and the run trained without a word."""
+    from labelsmooth.data import DatasetUnreadableError
+
+    relax_checksums(monkeypatch)
+    data = build(name, tmp_path)
+    folders = sorted(p for p in tmp_path.rglob("n*") if p.is_dir() and p.parent.name in {"train", "val"})
+    wnid = folders[0].name
+    for folder in folders:
+        if folder.name == wnid:
+            shutil.rmtree(folder)
+    with pytest.raises(DatasetUnreadableError, match=rf"1 class folder\(s\) missing under .*: {wnid}\. The classes"):
+        data.setup("fit")
 
 
 def test_a_truncated_decathlon_annotation_file_is_named(tmp_path: Path) -> None:

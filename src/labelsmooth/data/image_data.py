@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,19 @@ class ImageDataModule(ClassificationDataModule):
         if self.downloadable:
             return f"{advice}, or run once with network access and dataset.download=true."
         return f"{advice}. They cannot be fetched automatically."
+
+    def refuse_missing_classes(self, dataset: Any, expected: Iterable[str]) -> Any:
+        """``dataset`` (a torchvision folder data set, numbered by the ``wnids`` folders it found), refused when
+        some of the data set's ``expected`` class folders are absent: each later class's label would shift."""
+        missing = sorted(set(expected) - set(dataset.wnids))
+        if missing:
+            named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DatasetUnreadableError(
+                f"{self.name}: {len(missing)} class folder(s) missing under {self.root}: {named}. The classes are "
+                f"numbered from the folders there are, so every later class's label would shift. Restore them "
+                f"(from {self.source})"
+            )
+        return dataset
 
     def missing_message(self) -> str:
         damaged = self.damaged_files()

@@ -295,10 +295,13 @@ class ImageNetDataModule(ImageDataModule):
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import ImageNet
+        from torchvision.datasets.imagenet import load_meta_file
 
         if split == "val":
             return None
-        return ImageNet(str(self.root), "train" if split == "train" else "val", transform=transform, loader=load_image)
+        split = "train" if split == "train" else "val"
+        images = ImageNet(str(self.root), split, transform=transform, loader=load_image)
+        return self.refuse_missing_classes(images, load_meta_file(str(self.root))[0]) if split == "train" else images
 
 
 class ImagenetteDataModule(ImageDataModule):
@@ -328,6 +331,9 @@ class ImagenetteDataModule(ImageDataModule):
         if split == "val":
             return None
         split = "train" if split == "train" else "val"
-        return Imagenette(
+        images = Imagenette(
             str(self.root), split=split, size=self.size, transform=transform, download=download, loader=load_image
         )
+        if split == "train":  # a test split that lacks a class is refused by setup, against the training classes
+            images = self.refuse_missing_classes(images, Imagenette._WNID_TO_CLASS)  # torchvision's list of the ten
+        return images
