@@ -69,7 +69,7 @@ def run(size: str = "full") -> dict[str, Any]:
     baseline_set = AugmentedTensorImages(images, targets, baseline_transform)
     rows: list[dict[str, Any]] = []
     try:
-        from labelsmooth.data.image_data import InMemoryImages, already_batched
+        from labelsmooth.data.in_memory import InMemoryImages, already_batched
         from labelsmooth.data.preprocess import BatchPreprocessor
     except ImportError as missing:
         ours_loader = None

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from labelsmooth.data import DatasetNotFoundError, DatasetUnreadableError, InMemoryImages
-from labelsmooth.data.image_data import already_batched
+from labelsmooth.data.in_memory import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
 from labelsmooth.data.splits import check_split_size, stratified_carve
 from tests.conftest import compose_train_config

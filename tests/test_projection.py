@@ -23,7 +23,7 @@ from labelsmooth.callbacks.penultimate import (
     why_no_penultimate_features,
 )
 from labelsmooth.data import DigitsDataModule
-from labelsmooth.data.image_data import InMemoryImages
+from labelsmooth.data.in_memory import InMemoryImages
 from labelsmooth.errors import ConfigurationError, FigureSkippedWarning
 from labelsmooth.models import MLP, ResNetV1, ResNetV2, timm_model
 from tests.conftest import run_training

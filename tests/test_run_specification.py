@@ -184,7 +184,7 @@ def test_predict_takes_pil_images_and_image_files_decoded_as_the_image_folders_a
 ) -> None:
     from PIL import Image
 
-    from labelsmooth.data.image_data import decode_transform
+    from labelsmooth.data.in_memory import decode_transform
 
     model = LabelSmoothingClassifier.load_from_checkpoint(copied_checkpoint[0])  # digits: 1 x 8 x 8
     rng = np.random.default_rng(0)

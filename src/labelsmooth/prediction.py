@@ -72,14 +72,14 @@ class PredictsRawImages:
 
 def decoded_images(images: Any, image_shape: tuple[int, int, int]) -> Any:
     """PIL images or image files (one, or a list) as a uint8 ``(N, C, H, W)`` tensor of ``image_shape``, decoded as
-    ``labelsmooth.data.image_data.decode_transform`` decodes a data set's images; anything else as it is."""
+    ``labelsmooth.data.in_memory.decode_transform`` decodes a data set's images; anything else as it is."""
     from PIL import Image
 
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items or not all(isinstance(item, (str, os.PathLike, Image.Image)) for item in items):
         return images
-    from labelsmooth.data.image_data import decode_transform
     from labelsmooth.data.image_folder import eight_bit, load_image
+    from labelsmooth.data.in_memory import decode_transform
 
     channels, height, width = image_shape
     if height != width:

@@ -155,7 +155,7 @@ class PenultimateProjection(pl.Callback):
 
     def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path:
         from labelsmooth.analysis.projection import project_onto_template_plane, projection_figure
-        from labelsmooth.data.image_data import dataset_targets
+        from labelsmooth.data.in_memory import dataset_targets
         from labelsmooth.runs.files import save_figure_atomic
 
         net, datamodule = pl_module.net, trainer.datamodule

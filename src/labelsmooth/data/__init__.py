@@ -3,8 +3,9 @@
 from labelsmooth.data.base import ClassificationDataModule
 from labelsmooth.data.decathlon import DecathlonDataModule
 from labelsmooth.data.digits import DigitsDataModule
-from labelsmooth.data.image_data import DatasetNotFoundError, DatasetUnreadableError, ImageDataModule, InMemoryImages
+from labelsmooth.data.image_data import DatasetNotFoundError, DatasetUnreadableError, ImageDataModule
 from labelsmooth.data.image_folder import ImageFolderDataModule
+from labelsmooth.data.in_memory import InMemoryImages
 from labelsmooth.data.torchvision_sets import (
     CIFAR10DataModule,
     CIFAR100DataModule,

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from labelsmooth.data.image_data import DatasetNotFoundError, ImageDataModule, InMemoryImages
+from labelsmooth.data.image_data import DatasetNotFoundError, ImageDataModule
+from labelsmooth.data.in_memory import InMemoryImages
 
 
 class DigitsDataModule(ImageDataModule):
