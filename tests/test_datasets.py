@@ -485,6 +485,8 @@ def test_an_own_image_folder_refuses_a_split_root_a_wrong_class_count_and_foreig
         _folder_module(root / "train", test_dir=str(tmp_path / "empty")).setup("fit")
     with pytest.raises(ConfigurationError, match=r"^dataset.val_dir=.* is dataset.train_dir: the run would be"):
         _folder_module(root / "train", val_dir=str(root / "train")).setup("fit")
+    with pytest.raises(ConfigurationError, match=r"^dataset.train_dir=.* has one class folder \(cat\): a classifier"):
+        _folder_module(root / "val").setup("fit")  # its dog folder removed above
 
 
 def test_an_own_image_folders_cached_statistics_follow_its_files(tmp_path: Path) -> None:

@@ -183,6 +183,11 @@ class ImageFolderDataModule(ImageDataModule):
         classes = class_folders(self.dirs["train"])
         if split == "train":
             check_not_a_split_root(directory, classes)
+            if len(classes) == 1:
+                raise ConfigurationError(
+                    f"dataset.train_dir={directory} has one class folder ({classes[0]}): a classifier needs at least "
+                    "two, one sub-directory per class"
+                )
             if self.num_classes is not None and self.num_classes != len(classes):
                 raise ConfigurationError(
                     f"dataset.num_classes={self.num_classes}, but dataset.train_dir={directory} has {len(classes)} "
