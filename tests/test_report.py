@@ -693,6 +693,22 @@ def test_a_non_finite_value_is_left_out_and_listed(tmp_path: Path) -> None:
     assert not any("/1: test/aurc" in problem for problem in report.problems)
 
 
+def test_a_completed_job_without_the_compared_parameter_is_listed_as_left_out(tmp_path: Path) -> None:
+    """``smoothing=none`` runs in a sweep compared by ``smoothing.gamma`` have no column: they were left out of every
+    table while the report said every job completed."""
+    sweep = tmp_path / "sweep"
+    write_job(sweep, 0, 0.9, 0, completed(0.9, 0, 0.9, 0.1, 0.02))
+    write_job(sweep, 1, 0.9, 1, completed(0.9, 1, 0.8, 0.1, 0.02))
+    unsmoothed = {key: value for key, value in completed(0.9, 0, 0.7, 0.2, 0.03).items() if key != "smoothing.gamma"}
+    config = write_job(sweep, 2, 0.9, 0, {**unsmoothed, "smoothing": "none"}) / ".hydra" / "config.yaml"
+    unsmoothed_config = {**yaml.safe_load(config.read_text()), "smoothing": {"_target_": "x.CrossEntropy"}}
+    config.write_text(yaml.safe_dump(unsmoothed_config))
+    report = make_report([sweep], parameter="smoothing.gamma")
+    line = f"{sweep / '2'}: completed, but records no smoothing.gamma; left out of every table"
+    assert [p for p in report.problems if line in p] and line in report.markdown.read_text()
+    assert not [p for p in report.problems if "records no" in p and f"{sweep / '2'}:" not in p]
+
+
 def test_table_3_names_the_rows_it_leaves_out_and_why(tmp_path: Path) -> None:
     """A data set without runs at the baseline, and a test metric that the value validation chose lacks."""
     sweep = tmp_path / "sweep"

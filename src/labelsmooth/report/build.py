@@ -31,6 +31,7 @@ from labelsmooth.report.jobs import (
     infer_parameter,
     non_finite_values,
     pooled_keys,
+    without_parameter,
 )
 from labelsmooth.report.markdown import render_markdown
 from labelsmooth.report.penultimate import plot_penultimate_grid
@@ -133,7 +134,7 @@ def make_report(
         check_parameter(jobs, parameter)
     parameter = parameter or infer_parameter(jobs)
     counted, duplicates = counted_jobs(jobs, parameter)
-    problems = [*problems, *non_finite_values(counted)]
+    problems = [*problems, *without_parameter(jobs, parameter), *non_finite_values(counted)]
     tables = [build_table(jobs, metric, parameter) for metric in REPORT_METRICS]
     chosen = choose_baseline(counted, parameter, {c for t in tables for c in t.columns}, baseline)
     out = Path(out_dir or sweep_dirs[0])  # written from here on, once every argument is checked

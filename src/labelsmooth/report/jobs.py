@@ -361,6 +361,16 @@ def distinct_jobs(jobs: Sequence[Job]) -> list[Job]:
     return [newest(group) for group in groups.values()]
 
 
+def without_parameter(jobs: Sequence[Job], parameter: str) -> list[str]:
+    """One line per completed job that records no ``parameter`` (a ``smoothing=none`` run in a table of
+    ``smoothing.gamma``): it has no column, so it is left out of every table."""
+    return [
+        f"{job.directory}: completed, but records no {parameter}; left out of every table (another --param compares it)"
+        for job in jobs
+        if job.status == "completed" and as_parameter_value(job.value(parameter)) is None
+    ]
+
+
 def non_finite_values(jobs: Sequence[Job]) -> list[str]:
     """One line per completed job and report metric whose value is not a finite number or null (``metrics.json``
     writes NaN as null: a NaN ECE) or, for a metric every run records, missing: left out of its table, so the
