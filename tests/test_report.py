@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -707,6 +708,19 @@ def test_a_completed_job_without_the_compared_parameter_is_listed_as_left_out(tm
     line = f"{sweep / '2'}: completed, but records no smoothing.gamma; left out of every table"
     assert [p for p in report.problems if line in p] and line in report.markdown.read_text()
     assert not [p for p in report.problems if "records no" in p and f"{sweep / '2'}:" not in p]
+
+
+def test_the_grid_of_a_sweep_under_the_directory_given_is_read_and_a_directory_given_twice_counts_once(
+    sweep: Path,
+) -> None:
+    """``report.py multirun/2026-01-01`` (a sweep below it) said "0 missing from the grid" without reading its
+    grid; ``report.py s s/`` counted each job of ``s`` as a duplicate of itself."""
+    shutil.rmtree(sweep / "5")
+    below = make_report([sweep.parent], out_dir=sweep.parent / "report")
+    assert [(m.sweep_dir, m.number) for m in below.missing] == [(sweep, 5)]
+    assert "1 missing from the grid" in below.markdown.read_text()
+    twice = make_report([sweep, f"{sweep}/"], out_dir=sweep.parent / "twice")
+    assert len(twice.jobs) == len(below.jobs) == 5 and not twice.duplicates
 
 
 def test_table_3_names_the_rows_it_leaves_out_and_why(tmp_path: Path) -> None:

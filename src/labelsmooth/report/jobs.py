@@ -266,11 +266,14 @@ def _job_directories(sweep_dir: Path) -> list[Path]:
 
 
 def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
-    """Every job under the sweep directories, the grid's jobs without a directory, and problems found."""
+    """Every job under the sweep directories (a directory given twice counts once), the grid's jobs without a
+    directory (the grid of each sweep found: the directory given, or those under it that hold its jobs), and
+    problems found."""
     jobs: list[Job] = []
     missing: list[MissingJob] = []
     problems: list[str] = []
-    for sweep_dir in map(Path, sweep_dirs):
+    given = [Path(d) for d in sweep_dirs]
+    for sweep_dir in (d for i, d in enumerate(given) if d.resolve() not in {g.resolve() for g in given[:i]}):
         if not sweep_dir.is_dir():
             problems.append(f"{sweep_dir}: not a directory")
             continue
@@ -279,14 +282,14 @@ def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[Mi
             problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
         found = {d: read_job(d) for d in directories}
         jobs.extend(found.values())
-        grid = expected_jobs(sweep_dir)
-        for number, overrides in enumerate(grid or []):
-            directory = sweep_dir / str(number)
-            recorded = found[directory].metrics.get("overrides") if directory in found else None
-            if not directory.is_dir():
-                missing.append(MissingJob(sweep_dir, number, overrides))
-            elif isinstance(recorded, list) and not same_job(recorded, redact_secrets(list(overrides))):
-                missing.append(MissingJob(sweep_dir, number, overrides, [str(o) for o in recorded]))
+        for grid_dir in sorted({sweep_dir, *(d.parent for d in directories)}):
+            for number, overrides in enumerate(expected_jobs(grid_dir) or []):
+                directory = grid_dir / str(number)
+                recorded = found[directory].metrics.get("overrides") if directory in found else None
+                if not directory.is_dir():
+                    missing.append(MissingJob(grid_dir, number, overrides))
+                elif isinstance(recorded, list) and not same_job(recorded, redact_secrets(list(overrides))):
+                    missing.append(MissingJob(grid_dir, number, overrides, [str(o) for o in recorded]))
     return jobs, missing, problems
 
 
