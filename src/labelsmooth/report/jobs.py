@@ -282,7 +282,7 @@ def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[Mi
             problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
         found = {d: read_job(d) for d in directories}
         jobs.extend(found.values())
-        for grid_dir in sorted({sweep_dir, *(d.parent for d in directories)}):
+        for grid_dir in sorted({sweep_dir, *(d.parent for d in directories if d != sweep_dir)}):  # not above it
             for number, overrides in enumerate(expected_jobs(grid_dir) or []):
                 directory = grid_dir / str(number)
                 recorded = found[directory].metrics.get("overrides") if directory in found else None
