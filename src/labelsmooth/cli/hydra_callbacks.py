@@ -29,7 +29,7 @@ class CheckOutputDirectory(Callback):
 def make_directory(path: str, key: str) -> None:
     """``path`` made, and written in once (a file created and removed): a directory that exists but is read-only
     failed later, in a traceback from Hydra's log file handler."""
-    for action, attempt in (("create the directory", make), ("write in the directory", write_in)):
+    for action, attempt in (("create the directory", _make), ("write in the directory", _write_in)):
         try:
             attempt(Path(str(path)))
         except OSError as error:
@@ -40,11 +40,11 @@ def make_directory(path: str, key: str) -> None:
             raise SystemExit(1) from error
 
 
-def make(directory: Path) -> None:
+def _make(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def write_in(directory: Path) -> None:
+def _write_in(directory: Path) -> None:
     with tempfile.TemporaryFile(dir=directory):
         pass
 

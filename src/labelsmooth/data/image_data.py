@@ -222,8 +222,10 @@ class ImageDataModule(ClassificationDataModule):
             raise RuntimeError(f"{type(self).__name__}.open_split('train') returned None")
         targets = dataset_targets(base_train)
         for split, dataset in opened.items():  # images and labels read from separate files (MNIST's idx files)
-            labels = len(targets) if dataset is base_train else len(dataset_targets(dataset)) if dataset else 0
-            if dataset is not None and labels != len(dataset):
+            if dataset is None:
+                continue
+            labels = len(targets) if dataset is base_train else len(dataset_targets(dataset))
+            if labels != len(dataset):
                 raise DatasetUnreadableError(
                     f"{self.name}: the {split} files under {self.root} hold {len(dataset)} images but {labels} labels: "
                     f"they are damaged or from different releases. Restore them (from {self.source})"

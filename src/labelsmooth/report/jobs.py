@@ -272,8 +272,11 @@ def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[Mi
     jobs: list[Job] = []
     missing: list[MissingJob] = []
     problems: list[str] = []
-    given = [Path(d) for d in sweep_dirs]
-    for sweep_dir in (d for i, d in enumerate(given) if d.resolve() not in {g.resolve() for g in given[:i]}):
+    read: set[Path] = set()
+    for sweep_dir in map(Path, sweep_dirs):
+        if sweep_dir.resolve() in read:
+            continue
+        read.add(sweep_dir.resolve())
         if not sweep_dir.is_dir():
             problems.append(f"{sweep_dir}: not a directory")
             continue
