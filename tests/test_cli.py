@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
+
+import pytest
 
 from labelsmooth.cli.build import CONFIG_DIR
 from tests.conftest import run_app_in_process, run_cli
@@ -53,6 +56,31 @@ def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
     (metrics,) = (tmp_path / "outputs" / "runs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["status"] == "completed"
     assert "test accuracy" in result.stdout
+
+
+def test_runs_and_evaluations_started_in_the_same_second_get_directories_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python train.py seed=1 & python train.py seed=2`` started in one second shared <date>/<time>/: the second
+    run wrote over the first's checkpoints and metrics.json. Hydra's clock is stopped here at one instant."""
+    import hydra.core.utils
+
+    instant = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    monkeypatch.setattr(hydra.core.utils, "datetime", type("Stopped", (), {"now": staticmethod(lambda: instant)}))
+    common = [*FAST, "logger=none", "figures=false", f"paths.log_dir={tmp_path}"]
+    for seed in (1, 2):
+        result = run_app_in_process([*common, f"seed={seed}"], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "runs" / "2026-01-02"
+    assert sorted(p.name for p in runs.iterdir()) == ["03-04-05", "03-04-05_2"]
+    seeds = [json.loads((runs / name / "metrics.json").read_text())["seed"] for name in ("03-04-05", "03-04-05_2")]
+    assert seeds == [1, 2]
+    checkpoint = f"ckpt_path={runs / '03-04-05' / 'checkpoints' / 'last.ckpt'}"
+    for _ in range(2):
+        result = run_app_in_process([checkpoint, f"paths.log_dir={tmp_path}"], tmp_path, script="eval.py")
+        assert result.returncode == 0, result.stderr[-3000:]
+    evaluations = tmp_path / "eval" / "2026-01-02"
+    assert sorted(p.parent.name for p in evaluations.glob("*/metrics.json")) == ["03-04-05", "03-04-05_2"]
 
 
 def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:

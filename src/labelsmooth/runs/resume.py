@@ -13,6 +13,7 @@ that says it has to start again. Checkpoints are read with ``torch.load(weights_
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterable
@@ -77,11 +78,39 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
     """
     fresh = str(Path(runs_root) / fresh_dir)
     if not resume_asked(resume):
-        return fresh
+        return claim_fresh_directory(fresh)
     if str(resume).lower() != "true":  # a directory that does not exist is not made: the run stops, saying so
         return str(resume) if Path(str(resume)).is_dir() else fresh
     found = find_run_to_resume(runs_root, overrides or [])
     return str(found) if found is not None else fresh
+
+
+def claim_fresh_directory(path: str) -> str:
+    """``path``, or ``path_2``, ``path_3``, ...: the first that this process creates. ``mkdir`` succeeds in one
+    process only, so runs started in the same second (``python train.py seed=1 & python train.py seed=2``) get
+    directories of their own instead of writing over each other's checkpoints and metrics. A directory that
+    cannot be made is returned as it is, for ``CheckOutputDirectory`` to refuse in one line. Registered with
+    ``use_cache=True`` (``labelsmooth.cli.resolvers``): Hydra resolves ``hydra.run.dir`` more than once per run.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> [Path(claim_fresh_directory(f"{root}/runs/12-00-00")).name for _ in range(3)]
+    ['12-00-00', '12-00-00_2', '12-00-00_3']
+    """
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return path
+    for number in itertools.count(1):
+        candidate = path if number == 1 else f"{path}_{number}"
+        try:
+            Path(candidate).mkdir()
+        except FileExistsError:
+            continue
+        except OSError:
+            return path
+        return candidate
+    raise AssertionError("unreachable")
 
 
 def previous_wandb_run_id(run_dir: str | Path) -> str | None:
