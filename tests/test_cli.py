@@ -58,11 +58,12 @@ def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
     assert "test accuracy" in result.stdout
 
 
-def test_runs_and_evaluations_started_in_the_same_second_get_directories_of_their_own(
+def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_of_their_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``python train.py seed=1 & python train.py seed=2`` started in one second shared <date>/<time>/: the second
-    run wrote over the first's checkpoints and metrics.json. Hydra's clock is stopped here at one instant."""
+    run wrote over the first's checkpoints and metrics.json. So did evaluations and sweeps (job 0 of each). Hydra's
+    clock is stopped here at one instant."""
     import hydra.core.utils
 
     instant = datetime.datetime(2026, 1, 2, 3, 4, 5)
@@ -81,6 +82,14 @@ def test_runs_and_evaluations_started_in_the_same_second_get_directories_of_thei
         assert result.returncode == 0, result.stderr[-3000:]
     evaluations = tmp_path / "eval" / "2026-01-02"
     assert sorted(p.parent.name for p in evaluations.glob("*/metrics.json")) == ["03-04-05", "03-04-05_2"]
+    for seed in (3, 4):
+        result = run_app_in_process(["-m", *common, f"seed={seed}"], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = tmp_path / "multirun" / "2026-01-02"
+    seeds = [
+        json.loads((sweeps / name / "0" / "metrics.json").read_text())["seed"] for name in ("03-04-05", "03-04-05_2")
+    ]
+    assert seeds == [3, 4]
 
 
 def test_multirun_ddp_is_refused_up_front(tmp_path: Path) -> None:
