@@ -1,6 +1,6 @@
 """OmegaConf resolvers that ``conf/`` uses, registered by the entry points before Hydra composes a config:
-``ls_run_dir`` (the run directory, or the run being resumed), ``ls_fresh_dir`` (an evaluation's directory; both
-a directory of this run's own) and the SLURM launcher's resources that follow the
+``ls_run_dir`` (the run directory, or the run being resumed), ``ls_fresh_dir`` (a sweep's or an evaluation's directory;
+both claim a directory of their own) and the SLURM launcher's resources that follow the
 job (``ls_gpus_per_job``: none on CPU; ``ls_slurm_tasks_per_job``, ``ls_slurm_cpus_per_task``,
 ``ls_slurm_mem_gb``). Kept out of the package's ``__init__`` so that ``labelsmooth.smoothing`` and the other
 leaves import without OmegaConf."""

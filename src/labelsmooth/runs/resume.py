@@ -90,7 +90,8 @@ def claim_fresh_directory(path: str) -> str:
     process only, so runs started in the same second (``python train.py seed=1 & python train.py seed=2``) get
     directories of their own instead of writing over each other's checkpoints and metrics. A directory that
     cannot be made is returned as it is, for ``CheckOutputDirectory`` to refuse in one line. Registered with
-    ``use_cache=True`` (``labelsmooth.cli.resolvers``): Hydra resolves ``hydra.run.dir`` more than once per run.
+    ``use_cache=True`` (``labelsmooth.cli.resolvers``): Hydra reads ``hydra.run.dir`` more than once per run, and
+    a sweep's jobs get its resolved ``hydra.sweep.dir`` with the config's cache (``OmegaConf.copy_cache``).
 
     >>> import tempfile
     >>> root = tempfile.mkdtemp()
