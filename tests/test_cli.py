@@ -76,6 +76,11 @@ def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_
     assert sorted(p.name for p in runs.iterdir()) == ["03-04-05", "03-04-05_2"]
     seeds = [json.loads((runs / name / "metrics.json").read_text())["seed"] for name in ("03-04-05", "03-04-05_2")]
     assert seeds == [1, 2]
+    # resume=true that finds no run to continue stops, in a directory of its own (it wrote its .hydra/ files into
+    # the first run's, and there found that run's checkpoint as its own)
+    result = run_app_in_process([*common, "seed=5", "resume=true"], tmp_path)
+    assert result.returncode == 1 and "resume" in result.stderr, result.stderr[-3000:]
+    assert (runs / "03-04-05_3").is_dir() and "seed=1" in (runs / "03-04-05" / ".hydra" / "overrides.yaml").read_text()
     checkpoint = f"ckpt_path={runs / '03-04-05' / 'checkpoints' / 'last.ckpt'}"
     for _ in range(2):
         result = run_app_in_process([checkpoint, f"paths.log_dir={tmp_path}"], tmp_path, script="eval.py")

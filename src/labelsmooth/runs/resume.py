@@ -80,9 +80,9 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
     if not resume_asked(resume):
         return claim_fresh_directory(fresh)
     if str(resume).lower() != "true":  # a directory that does not exist is not made: the run stops, saying so
-        return str(resume) if Path(str(resume)).is_dir() else fresh
+        return str(resume) if Path(str(resume)).is_dir() else claim_fresh_directory(fresh)
     found = find_run_to_resume(runs_root, overrides or [])
-    return str(found) if found is not None else fresh
+    return str(found) if found is not None else claim_fresh_directory(fresh)
 
 
 def claim_fresh_directory(path: str) -> str:
