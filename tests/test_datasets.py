@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,26 @@ def test_pixel_mean_is_computed_on_train_and_cached_next_to_the_data(tmp_path: P
     again = build("cifar10", tmp_path, normalize="pixel_mean")
     again.setup("fit")
     assert again.preprocessor.mean.abs().max() == 0
+
+
+def test_the_statistics_cache_is_readable_by_others_and_a_damaged_one_is_computed_again(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """The cache next to a shared data directory: written with the permissions ``open()`` gives (it was 0600, and
+    another user's run stopped in a PermissionError from torch.load); one that cannot be read is recomputed."""
+    relax_checksums(monkeypatch)
+    build("cifar10", tmp_path, normalize="pixel_mean").setup("fit")
+    (cache,) = (tmp_path / ".labelsmooth_cache").glob("CIFAR10DataModule-train-statistics-*.pt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o666 & ~umask
+    cache.write_bytes(cache.read_bytes()[:100])
+    again = build("cifar10", tmp_path, normalize="pixel_mean")
+    with caplog.at_level(logging.WARNING, logger="labelsmooth.data.image_data"):
+        again.setup("fit")
+    torch.testing.assert_close(again.preprocessor.mean.double(), again.train_set.images.double().mean(0) / 255.0)
+    (warning,) = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert f"cannot read the cached pixel statistics {cache}" in warning.getMessage()
 
 
 def test_an_unwritable_statistics_cache_warns_and_the_run_goes_on(tmp_path: Path, monkeypatch, caplog) -> None:

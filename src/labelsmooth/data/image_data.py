@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from labelsmooth.data.in_memory import InMemoryImages, already_batched, dataset_
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import carve_splits, check_split_size
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line, whole_number
+from labelsmooth.runs.files import write_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -58,18 +58,6 @@ def looks_missing(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(
         phrase in text for phrase in ("not found", "not present", "download=true", "does not exist")
     )
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 class ImageDataModule(ClassificationDataModule):
@@ -300,8 +288,12 @@ class ImageDataModule(ClassificationDataModule):
     def _training_statistics(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         cache = self._statistics_cache()
         if cache is not None and cache.is_file():
-            stored = torch.load(cache, weights_only=True)
-            return stored["pixel_sum"], stored["pixel_sq_sum"], int(stored["count"])
+            try:
+                stored = torch.load(cache, weights_only=True)
+                return stored["pixel_sum"], stored["pixel_sq_sum"], int(stored["count"])
+            except Exception as failed:  # another user's unreadable file, a damaged one: recomputed, as if absent
+                log.warning("%s: cannot read the cached pixel statistics %s (%s); computing them again.",
+                            self.name, cache, describe(failed))  # fmt: skip
         pixel_sum = torch.zeros(self.image_shape, dtype=torch.float64)
         pixel_sq_sum = torch.zeros(self.image_shape, dtype=torch.float64)
         if isinstance(self.train_set, InMemoryImages):
@@ -316,7 +308,8 @@ class ImageDataModule(ClassificationDataModule):
         count = len(self.train_set)
         if cache is not None:
             try:
-                _atomic_torch_save({"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}, cache)
+                statistics = {"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}
+                write_atomic(cache, lambda temporary: torch.save(statistics, temporary))  # readable as open() makes
             except (OSError, RuntimeError) as failed:  # read-only data, a file in the way, a full disk (torch.save)
                 log.warning(
                     "%s: could not cache the training split's pixel statistics at %s (%s); using them uncached, "
