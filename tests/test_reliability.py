@@ -570,3 +570,36 @@ def test_a_damaged_data_set_file_is_named(tmp_path: Path) -> None:
         CIFAR10DataModule(root=str(tmp_path), download=False).prepare_data()
     assert_short_error(cli(["dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false"], tmp_path),
                        "damaged files", "batches.meta")  # fmt: skip
+
+
+def test_a_run_still_training_is_not_resumed_or_trained_over_by_another_process(tmp_path: Path) -> None:
+    """A second process pointed at a run that another one is training (``resume=true`` while it still runs,
+    ``resume=<dir>``, ``hydra.run.dir=<dir>``) wrote the same checkpoints and log. The run's ``.lock`` is held
+    here by a plain process, as a training process holds it."""
+    common = ["debug=fast", "logger=none", "figures=false", *QUIET, f"paths.log_dir={tmp_path}"]
+    assert run_app([*common, "trainer.max_epochs=1"], tmp_path).returncode == 0
+    (run_dir,) = (tmp_path / "runs").glob("*/*")
+    (run_dir / "metrics.json").unlink()  # as a run that is still training has none yet
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)", str(run_dir / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        time.sleep(1.1)  # another second: a new run directory would be another <time>
+        refusals = {
+            "resume=true": "nothing to resume: no earlier run with the same overrides",
+            f"resume={run_dir}": "nothing to resume: that run is still training in another process",
+            f"hydra.run.dir={run_dir}": f"{run_dir} is in use: another process is training there now",
+        }
+        for override, refusal in refusals.items():
+            result = run_app([*common, "trainer.max_epochs=1", override], tmp_path)
+            assert result.returncode == 1 and refusal in result.stderr.strip().splitlines()[-1], result.stderr
+            assert not (run_dir / "metrics.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed = run_app([*common, "trainer.max_epochs=1", f"resume={run_dir}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]  # the process that held it has ended
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

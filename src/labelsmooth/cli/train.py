@@ -43,7 +43,7 @@ from labelsmooth.cli.checks import (
 from labelsmooth.cli.context import job_context
 from labelsmooth.cli.data_checks import check_model_fits_data, check_validation_interval
 from labelsmooth.cli.errors import run_app
-from labelsmooth.cli.lifecycle import RunLifecycle
+from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
 from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
@@ -73,6 +73,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     )
     from labelsmooth.runs.files import recorded_metrics
     from labelsmooth.runs.layout import RunDirectory
+    from labelsmooth.runs.lock import training_in
     from labelsmooth.runs.provenance import earlier_code
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.resume import start_checkpoint
@@ -81,7 +82,10 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     summary = describe_run(cfg, context)
     title = f"{summary['dataset']} · {summary['model']} · {summary['smoothing']}"
     failed_run_logger = (lambda: failed_job_wandb_run(cfg, context)) if context.multirun else None
-    with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
+    with (
+        training_in(context.output_dir, lock=is_rank_zero()),  # before anything of this run is written there
+        RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run,
+    ):
         check_start(cfg, context.overrides, context.multirun)  # resume= with ckpt_path=: refused, not skipped
         refuse_other_completed_job(context, run.summary["overrides"])
         strategy = check_before_data(cfg, context)

@@ -26,6 +26,7 @@ import yaml
 from labelsmooth.errors import ConfigurationError, describe, first_line
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.layout import LAST_CHECKPOINT, RunDirectory
+from labelsmooth.runs.lock import in_use
 from labelsmooth.runs.overrides import comparable_overrides
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def find_run_to_resume(
     runs_root: str | Path, overrides: Iterable[str], with_checkpoint: bool = True, exclude: Path | None = None
 ) -> Path | None:
     """The latest run under ``runs_root/<date>/<time>/`` with the same overrides and a checkpoint (``last.ckpt``,
-    or another one when that is missing or damaged: :func:`start_checkpoint` chooses); with
+    or another one when that is missing or damaged: :func:`start_checkpoint` chooses), and not training now; with
     ``with_checkpoint=False`` the latest killed before its first checkpoint (neither a checkpoint nor
     ``metrics.json``), to say so. ``exclude`` (this run's own new directory) is never returned. Checkpoints are
     not read here (Hydra calls this while composing the config)."""
@@ -58,7 +59,7 @@ def find_run_to_resume(
         run_dir = overrides_file.parent.parent
         has_checkpoint = has_checkpoints(run_dir)
         killed_early = not has_checkpoint and not RunDirectory(run_dir).metrics_json.exists()
-        if run_dir == exclude or not (has_checkpoint if with_checkpoint else killed_early):
+        if run_dir == exclude or not (has_checkpoint if with_checkpoint else killed_early) or in_use(run_dir):
             continue
         try:
             previous = yaml.safe_load(overrides_file.read_text()) or []
@@ -79,8 +80,9 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
     fresh = str(Path(runs_root) / fresh_dir)
     if not resume_asked(resume):
         return claim_fresh_directory(fresh)
-    if str(resume).lower() != "true":  # a directory that does not exist is not made: the run stops, saying so
-        return str(resume) if Path(str(resume)).is_dir() else claim_fresh_directory(fresh)
+    if str(resume).lower() != "true":  # a directory that does not exist or is in use: the run stops, saying so
+        named = Path(str(resume))
+        return str(named) if named.is_dir() and not in_use(named) else claim_fresh_directory(fresh)
     found = find_run_to_resume(runs_root, overrides or [])
     return str(found) if found is not None else claim_fresh_directory(fresh)
 
@@ -249,6 +251,8 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
                 what += f" (the latest, {unfinished}, stopped before its first checkpoint: start it afresh)"
         elif not Path(str(resume)).is_dir():
             what = "no such run directory"
+        elif in_use(str(resume)):
+            what = "that run is still training in another process"
         else:
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         raise ConfigurationError(f"resume={resume}: nothing to resume: {what}. {_how_to_start(context)}")

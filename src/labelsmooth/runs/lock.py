@@ -1,0 +1,74 @@
+"""A run directory in use: the process that trains there holds an exclusive ``flock`` on ``<run>/.lock`` for as
+long as it trains, and the kernel lets go of it when the process ends, killed or not. So ``resume=true`` passes
+over a run that is still training, and a second training process pointed at the same directory (``resume=<dir>``
+of a live run, ``hydra.run.dir=<its dir>``) is refused before it writes anything there, instead of two trainers
+writing the same checkpoints. Where the file system has no ``flock`` the run goes on unlocked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from labelsmooth.errors import ConfigurationError
+
+LOCK_FILE = ".lock"
+_held: dict[Path, int] = {}  # the locks this process holds, by run directory
+
+
+def _take(run_dir: Path) -> int | None:
+    """An open descriptor of ``run_dir/.lock`` that now holds the lock; None when another process holds it.
+    ``OSError`` when the file cannot be made or the file system cannot lock."""
+    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except OSError:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def in_use(run_dir: str | os.PathLike) -> bool:
+    """Whether another process trains in ``run_dir`` now (holds its lock)."""
+    path = Path(run_dir).resolve()
+    if path in _held or not (path / LOCK_FILE).is_file():
+        return False
+    try:
+        descriptor = _take(path)
+    except OSError:
+        return False
+    if descriptor is None:
+        return True
+    os.close(descriptor)  # closing the only descriptor lets go of the lock
+    return False
+
+
+@contextlib.contextmanager
+def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while the body trains there (``lock=False``: another rank of a DDP run, whose rank
+    0 holds it); a ``ConfigurationError`` when another process holds it."""
+    path = Path(run_dir).resolve()
+    if not lock or path in _held:
+        yield
+        return
+    try:
+        descriptor = _take(path)
+    except OSError:  # no flock here (some network file systems), or no directory: nothing to hold
+        yield
+        return
+    if descriptor is None:
+        raise ConfigurationError(
+            f"{path} is in use: another process is training there now (it holds {path / LOCK_FILE}). Wait for it "
+            "to end, or train elsewhere (a new run without resume=, or another hydra.run.dir / hydra.sweep.dir)"
+        )
+    _held[path] = descriptor
+    try:
+        yield
+    finally:
+        os.close(_held.pop(path))
