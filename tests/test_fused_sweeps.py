@@ -29,6 +29,7 @@ GRID = ["smoothing=uniform", "strategy_schedule=none,linear", "seed=1", "model=m
 
 def files_of(job: Path) -> set[str]:
     skipped = ("wandb", ".wandb-data", "csv")  # W&B's run and its staged copies: random names
+    skipped += (".lock",)  # held by a job's training process; the fused group's process does not take its members'
     return {
         str(p.relative_to(job)) for p in job.rglob("*") if p.is_file() and p.relative_to(job).parts[0] not in skipped
     }

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from labelsmooth.data.in_memory import InMemoryImages, already_batched, dataset_
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import carve_splits, check_split_size
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line, whole_number
-from labelsmooth.runs.files import write_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -58,6 +58,19 @@ def looks_missing(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(
         phrase in text for phrase in ("not found", "not present", "download=true", "does not exist")
     )
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file of this process beside ``path``, renamed over it: readers see the whole
+    file or none. Made by ``open()``, so others may read it as they may read the data (``mkstemp`` makes 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "xb") as handle:
+            torch.save(obj, handle)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class ImageDataModule(ClassificationDataModule):
@@ -308,8 +321,7 @@ class ImageDataModule(ClassificationDataModule):
         count = len(self.train_set)
         if cache is not None:
             try:
-                statistics = {"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}
-                write_atomic(cache, lambda temporary: torch.save(statistics, temporary))  # readable as open() makes
+                _save_atomic({"pixel_sum": pixel_sum, "pixel_sq_sum": pixel_sq_sum, "count": count}, cache)
             except (OSError, RuntimeError) as failed:  # read-only data, a file in the way, a full disk (torch.save)
                 log.warning(
                     "%s: could not cache the training split's pixel statistics at %s (%s); using them uncached, "
