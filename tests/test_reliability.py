@@ -589,7 +589,7 @@ def test_a_run_still_training_is_not_resumed_or_trained_over_by_another_process(
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         time.sleep(1.1)  # another second: a new run directory would be another <time>
         refusals = {
-            "resume=true": "nothing to resume: no earlier run with the same overrides",
+            "resume=true": f"a checkpoints/last.ckpt that is not still training ({run_dir} is, in another process)",
             f"resume={run_dir}": "nothing to resume: that run is still training in another process",
             f"hydra.run.dir={run_dir}": f"{run_dir} is in use: another process is training there now",
         }

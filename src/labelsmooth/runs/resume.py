@@ -46,26 +46,30 @@ def resume_asked(resume: object) -> bool:
 
 
 def find_run_to_resume(
-    runs_root: str | Path, overrides: Iterable[str], with_checkpoint: bool = True, exclude: Path | None = None
+    runs_root: str | Path,
+    overrides: Iterable[str],
+    with_checkpoint: bool = True,
+    exclude: Path | None = None,
+    running: bool = False,
 ) -> Path | None:
     """The latest run under ``runs_root/<date>/<time>/`` with the same overrides and a checkpoint (``last.ckpt``,
-    or another one when that is missing or damaged: :func:`start_checkpoint` chooses), and not training now; with
-    ``with_checkpoint=False`` the latest killed before its first checkpoint (neither a checkpoint nor
-    ``metrics.json``), to say so. ``exclude`` (this run's own new directory) is never returned. Checkpoints are
-    not read here (Hydra calls this while composing the config)."""
+    or another one when that is missing or damaged: :func:`start_checkpoint` chooses), and not training now
+    (``running=True``: one that is, to say so); with ``with_checkpoint=False`` the latest killed before its first
+    checkpoint (neither a checkpoint nor ``metrics.json``), to say so. ``exclude`` (this run's own new directory)
+    is never returned. Checkpoints are not read here (Hydra calls this while composing the config)."""
     wanted = comparable_overrides(overrides)
     candidates = sorted(Path(runs_root).glob("*/*/.hydra/overrides.yaml"), reverse=True)
     for overrides_file in candidates:
         run_dir = overrides_file.parent.parent
         has_checkpoint = has_checkpoints(run_dir)
         killed_early = not has_checkpoint and not RunDirectory(run_dir).metrics_json.exists()
-        if run_dir == exclude or not (has_checkpoint if with_checkpoint else killed_early) or in_use(run_dir):
+        if run_dir == exclude or not (has_checkpoint if with_checkpoint else killed_early):
             continue
         try:
             previous = yaml.safe_load(overrides_file.read_text()) or []
         except (OSError, yaml.YAMLError):
             continue
-        if comparable_overrides(previous) == wanted:
+        if comparable_overrides(previous) == wanted and in_use(run_dir) == running:
             return run_dir
     return None
 
@@ -247,6 +251,8 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
             unfinished = find_run_to_resume(
                 runs_root, context.overrides, with_checkpoint=False, exclude=context.output_dir
             )
+            if (training := find_run_to_resume(runs_root, context.overrides, running=True)) is not None:
+                what += f" that is not still training ({training} is, in another process)"
             if unfinished is not None:
                 what += f" (the latest, {unfinished}, stopped before its first checkpoint: start it afresh)"
         elif not Path(str(resume)).is_dir():
