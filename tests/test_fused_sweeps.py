@@ -29,7 +29,6 @@ GRID = ["smoothing=uniform", "strategy_schedule=none,linear", "seed=1", "model=m
 
 def files_of(job: Path) -> set[str]:
     skipped = ("wandb", ".wandb-data", "csv")  # W&B's run and its staged copies: random names
-    skipped += (".lock",)  # held by a job's training process; the fused group's process does not take its members'
     return {
         str(p.relative_to(job)) for p in job.rglob("*") if p.is_file() and p.relative_to(job).parts[0] not in skipped
     }
@@ -267,3 +266,28 @@ def test_a_member_whose_schedule_its_strategy_refuses_fails_alone(tmp_path: Path
     assert jobs[0]["status"] == "failed" and "no real-valued parameter" in jobs[0]["error"]
     assert jobs[1]["status"] == "completed" and jobs[1]["strategy_schedule"] == "linear"
     assert jobs[0]["fused_group"] == [] and jobs[1]["fused_group"] == [1]  # the member that trained, alone
+
+
+def test_a_member_whose_directory_another_process_trains_in_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    """``resume_sweep=true`` of a sweep that another process still trains: the job being trained there is refused
+    (its directory's ``.lock`` is held, here by a plain process) and nothing of it is written; the other member
+    trains."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)", str(sweep / "0" / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        grid = ["smoothing=none,uniform", "model=mlp", "trainer.max_epochs=1", "resume_sweep=true"]
+        args = ["-m", *grid, *QUIET, "logger=none", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
+        result = run_app_in_process(args, tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert f"{sweep / '0'} is in use: another process is training there now" in result.stderr
+    assert not (sweep / "0" / "metrics.json").exists() and not (sweep / "0" / "checkpoints").exists()
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["status"] == "completed"

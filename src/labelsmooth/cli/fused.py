@@ -69,6 +69,7 @@ class Member:
     schedule: Any = None  # the strategy schedule (a callback of its run), driven by the group's fit
     setup_log: list[logging.LogRecord] = field(default_factory=list)  # its data set and seed, logged by the group
     fit_log: list[logging.LogRecord] = field(default_factory=list)  # the group's fit (why it stopped)
+    lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # its directory's, until its end
 
 
 def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]:
@@ -215,6 +216,7 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
     optimized metric it returns to the sweeper)."""
     from labelsmooth.cli.context import context_from_hydra
     from labelsmooth.cli.train import check_before_data, completed_job, describe_run
+    from labelsmooth.runs.lock import training_in
     from labelsmooth.runs.result_guard import refuse_other_completed_job
     from labelsmooth.runs.sweeps import optimized_value
 
@@ -224,6 +226,7 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
         if member.done is not None:
             return optimized_value(member.done, cfg.get("optimized_metric"))
     try:
+        member.lock.enter_context(training_in(member.context.output_dir))  # RunInUse: another process trains there
         refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
         member.strategy = check_before_data(cfg, member.context)
         member.checked = True

@@ -17,7 +17,8 @@ def finish(member: Member, cfg: DictConfig) -> float | None:
     from labelsmooth.cli.errors import run_app
     from labelsmooth.runs.sweeps import optimized_value
 
-    summary = run_app(lambda: complete(member, cfg), member.context.multirun)
+    with member.lock:  # held since its set-up (``prepare``)
+        summary = run_app(lambda: complete(member, cfg), member.context.multirun)
     return optimized_value(summary, cfg.get("optimized_metric"))
 
 

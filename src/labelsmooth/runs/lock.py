@@ -13,9 +13,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.runs.result_guard import ResultKept
 
 LOCK_FILE = ".lock"
+
+
+class RunInUse(ResultKept):
+    """Another process trains in this directory now: what is there is left to it (no record of this run)."""
+
+
 _held: dict[Path, int] = {}  # the locks this process holds, by run directory
 
 
@@ -52,7 +58,7 @@ def in_use(run_dir: str | os.PathLike) -> bool:
 @contextlib.contextmanager
 def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]:
     """Hold ``run_dir``'s lock while the body trains there (``lock=False``: another rank of a DDP run, whose rank
-    0 holds it); a ``ConfigurationError`` when another process holds it."""
+    0 holds it); ``RunInUse`` when another process holds it."""
     path = Path(run_dir).resolve()
     if not lock or path in _held:
         yield
@@ -63,7 +69,7 @@ def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]
         yield
         return
     if descriptor is None:
-        raise ConfigurationError(
+        raise RunInUse(
             f"{path} is in use: another process is training there now (it holds {path / LOCK_FILE}). Wait for it "
             "to end, or train elsewhere (a new run without resume=, or another hydra.run.dir / hydra.sweep.dir)"
         )
