@@ -14,6 +14,7 @@ import runpy
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,21 @@ def run_app(
     (``trainer=ddp``: Lightning starts the other ranks from the command line)."""
     runner = run_cli if "trainer=ddp" in args else run_app_in_process
     return runner(args, cwd, env=env, script=script)
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(lock_file: Path) -> Iterator[None]:
+    """``lock_file`` held (``flock``) by a plain process of its own while the body runs, as a training process
+    holds its run directory's ``.lock``."""
+    code = "import fcntl, os, sys, time\nfcntl.flock(os.open(sys.argv[1], os.O_RDWR | os.O_CREAT), fcntl.LOCK_EX)\n"
+    code += "print('held', flush=True)\ntime.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

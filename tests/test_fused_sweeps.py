@@ -18,7 +18,7 @@ import torch
 
 from labelsmooth.runs.history import read_history_csv
 from labelsmooth.tracking.wandb_run import sweep_group_name
-from tests.conftest import REPO_ROOT, metrics_of, run_app_in_process, subprocess_env
+from tests.conftest import REPO_ROOT, lock_held_by_another_process, metrics_of, run_app_in_process, subprocess_env
 from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -274,19 +274,10 @@ def test_a_member_whose_directory_another_process_trains_in_is_refused_and_left_
     trains."""
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)", str(sweep / "0" / ".lock")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with lock_held_by_another_process(sweep / "0" / ".lock"):
         grid = ["smoothing=none,uniform", "model=mlp", "trainer.max_epochs=1", "resume_sweep=true"]
         args = ["-m", *grid, *QUIET, "logger=none", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
         result = run_app_in_process(args, tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 1
     assert f"{sweep / '0'} is in use: another process is training there now" in result.stderr
     assert not (sweep / "0" / "metrics.json").exists() and not (sweep / "0" / "checkpoints").exists()

@@ -25,7 +25,15 @@ from labelsmooth.runs.history import read_history_csv
 from labelsmooth.runs.resume import find_run_to_resume, previous_wandb_run_id
 from labelsmooth.specification import SPECIFICATION_KEY
 from labelsmooth.tracking.wandb_run import REDACTED, redact_secrets
-from tests.conftest import REPO_ROOT, compose_train_config, run_app, run_cli, run_training, subprocess_env
+from tests.conftest import (
+    REPO_ROOT,
+    compose_train_config,
+    lock_held_by_another_process,
+    run_app,
+    run_cli,
+    run_training,
+    subprocess_env,
+)
 from tests.wandb_records import offline_run_of
 
 QUIET = ["trainer.enable_progress_bar=false"]
@@ -580,13 +588,7 @@ def test_a_run_still_training_is_not_resumed_or_trained_over_by_another_process(
     assert run_app([*common, "trainer.max_epochs=1"], tmp_path).returncode == 0
     (run_dir,) = (tmp_path / "runs").glob("*/*")
     (run_dir / "metrics.json").unlink()  # as a run that is still training has none yet
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)", str(run_dir / ".lock")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with lock_held_by_another_process(run_dir / ".lock"):
         time.sleep(1.1)  # another second: a new run directory would be another <time>
         refusals = {
             "resume=true": f"a checkpoints/last.ckpt that is not still training ({run_dir} is, in another process)",
@@ -597,9 +599,6 @@ def test_a_run_still_training_is_not_resumed_or_trained_over_by_another_process(
             result = run_app([*common, "trainer.max_epochs=1", override], tmp_path)
             assert result.returncode == 1 and refusal in result.stderr.strip().splitlines()[-1], result.stderr
             assert not (run_dir / "metrics.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     resumed = run_app([*common, "trainer.max_epochs=1", f"resume={run_dir}"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]  # the process that held it has ended
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

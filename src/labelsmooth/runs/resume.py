@@ -13,7 +13,6 @@ that says it has to start again. Checkpoints are read with ``torch.load(weights_
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Iterable
@@ -108,16 +107,16 @@ def claim_fresh_directory(path: str) -> str:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         return path
-    for number in itertools.count(1):
-        candidate = path if number == 1 else f"{path}_{number}"
+    candidate, number = path, 1
+    while True:
         try:
             Path(candidate).mkdir()
+            return candidate
         except FileExistsError:
-            continue
+            number += 1
+            candidate = f"{path}_{number}"
         except OSError:
             return path
-        return candidate
-    raise AssertionError("unreachable")
 
 
 def previous_wandb_run_id(run_dir: str | Path) -> str | None:
