@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labelsmooth.cli.build import CONFIG_DIR
 from tests.conftest import run_app_in_process, run_cli
@@ -56,6 +57,62 @@ def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
     (metrics,) = (tmp_path / "outputs" / "runs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["status"] == "completed"
     assert "test accuracy" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["run", "multirun", "hydra.mode=MULTIRUN", "sweep preset"])
+def test_hydra_composes_a_launch_once_and_records_its_mode(mode: str, tmp_path: Path, monkeypatch) -> None:
+    """Hydra composed every launch twice, the first time only to read ``hydra.mode``: now once, with the mode and
+    overrides it recorded before. Where an override or a chosen preset sets the mode, Hydra reads it as before."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    reading_the_mode: list[list[str]] = []  # Hydra's get_mode composes without checking the sweep's overrides
+    compose = ConfigLoaderImpl.load_configuration
+
+    def counted(loader, config_name, overrides, run_mode, from_shell=True, validate_sweep_overrides=True):
+        if not validate_sweep_overrides:
+            reading_the_mode.append(list(overrides))
+        return compose(loader, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    args = {"run": [], "multirun": ["-m"], "hydra.mode=MULTIRUN": ["hydra.mode=MULTIRUN"]}.get(
+        mode, ["sweep=strategies"]
+    )
+    sweep = ["smoothing=none", "seed=0"] if mode == "sweep preset" else []  # the preset's jobs, narrowed to one
+    common = ["model=mlp", "logger=none", "figures=false", "trainer.max_epochs=1"]
+    result = run_app_in_process([*args, *common, *sweep, f"paths.log_dir={tmp_path}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (hydra_yaml,) = (
+        tmp_path.glob("*/*/*/*/.hydra/hydra.yaml") if mode != "run" else tmp_path.glob("*/*/*/.hydra/hydra.yaml")
+    )
+    recorded = yaml.safe_load(hydra_yaml.read_text())["hydra"]
+    expected = "RUN" if mode == "run" else "MULTIRUN"
+    assert recorded["mode"] == expected
+    set_by_hydra = mode in ("run", "multirun")  # Hydra adds hydra.mode=<mode> where nothing set it
+    assert (f"hydra.mode={expected}" in recorded["overrides"]["hydra"]) == (
+        set_by_hydra or mode == "hydra.mode=MULTIRUN"
+    )
+    assert len(reading_the_mode) == (0 if set_by_hydra else 1), reading_the_mode
+
+
+def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> None:
+    from labelsmooth.cli.hydra_mode import groups_setting_the_mode, mode_is_unset
+
+    assert groups_setting_the_mode(CONFIG_DIR) == {"sweep", "hparams_search"}
+    assert mode_is_unset(["-m", "seed=0,1", "experiment=mezzini2019"], CONFIG_DIR)
+    for argv in (["sweep=strategies"], ["+hparams_search=gamma_optuna"], ["hydra.mode=RUN"], ["--config-dir", "x"]):
+        assert not mode_is_unset(argv, CONFIG_DIR), argv
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "grid.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
+    (tmp_path / "train.yaml").write_text("defaults:\n  - _self_\n  - sweep: null\nseed: 0\n")
+    assert groups_setting_the_mode(tmp_path) == {"sweep"}
+    (tmp_path / "experiment").mkdir()  # a preset that chooses a sweep: only Hydra can tell
+    (tmp_path / "experiment" / "x.yaml").write_text("# @package _global_\ndefaults:\n  - override /sweep: grid\n")
+    groups_setting_the_mode.cache_clear()
+    assert groups_setting_the_mode(tmp_path) is None and not mode_is_unset(["seed=1"], tmp_path)
+    (tmp_path / "train.yaml").write_text("hydra:\n  mode: MULTIRUN\n")  # the primary config sets it
+    (tmp_path / "experiment" / "x.yaml").unlink()
+    groups_setting_the_mode.cache_clear()
+    assert groups_setting_the_mode(tmp_path) is None
 
 
 def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_of_their_own(

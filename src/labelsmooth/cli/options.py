@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
+from labelsmooth.cli.hydra_mode import mode_read_from_the_files
 from labelsmooth.errors import ConfigurationError
 
 
@@ -386,7 +387,8 @@ def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable
                     print(f"{type(error).__name__}: {error}", file=sys.stderr)
                     raise SystemExit(1) from None
             try:
-                return app()
+                with mode_read_from_the_files(sys.argv[1:], config_dir):
+                    return app()
             except KeyboardInterrupt as error:  # outside a job: the process that launched a sweep's jobs elsewhere
                 from labelsmooth.cli.errors import interruption_outside_a_job
 
