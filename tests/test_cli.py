@@ -13,7 +13,7 @@ from labelsmooth.cli.build import CONFIG_DIR
 from tests.conftest import run_app_in_process, run_cli
 from tests.wandb_records import offline_run_of
 
-FAST = ["debug=fast", "trainer.enable_progress_bar=false"]
+FAST = ["debug=fast", "trainer.enable_progress_bar=false", "figures=false"]
 
 
 def job_dirs(log_dir: Path) -> list[Path]:

@@ -20,7 +20,7 @@ from labelsmooth.runs.context import RunContext
 from tests.conftest import choices_of, compose_train_config
 from tests.fused_helpers import StepLosses
 
-QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+QUIET = ["logger=none", "figures=false", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 # Members that differ in strategy, seed, batch mixing and strategy schedule, with random shifts and flips in the
 # data: every per-member draw (initialisation, shuffle, augmentation, mixing) is exercised.
 MEMBERS = [

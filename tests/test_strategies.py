@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from labelsmooth.cli.build import CONFIG_DIR
 from labelsmooth.cli.train import unsmoothed_parameters
@@ -446,14 +447,19 @@ def test_target_distributions_sum_to_one_and_define_the_loss(data) -> None:
 
 
 STRATEGY_OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "smoothing").glob("*.yaml"))
-# Overrides that make a strategy deterministic across two calls (the float32 test compares two of them).
-DETERMINISTIC = {"disturb_label": ["smoothing.alpha=0.0"]}
+# Settings that make a strategy deterministic across two calls (the float32 test compares two of them).
+DETERMINISTIC = {"disturb_label": {"alpha": 0.0}}
 
 
 def configured_strategy(option: str, num_classes: int = 10):
-    """``conf/smoothing/<option>.yaml`` instantiated as ``train.py smoothing=<option>`` would (a new strategy's
-    YAML file is picked up here without editing the tests)."""
-    cfg = compose_train_config([f"smoothing={option}", *DETERMINISTIC.get(option, [])], output_dir="/tmp")
+    """``conf/smoothing/<option>.yaml`` instantiated with ``train.yaml``'s seed (a new strategy's YAML file is picked
+    up here without editing the tests). Read from its file, not composed: these tests build every strategy in each
+    pytest-xdist worker as it collects them; ``test_every_strategy_has_a_config_and_records_its_parameters`` and
+    ``tests/test_configs.py`` compose each option as ``train.py smoothing=<option>`` does."""
+    primary = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    option_node = OmegaConf.load(CONFIG_DIR / "smoothing" / f"{option}.yaml")
+    cfg = OmegaConf.create({"seed": primary.seed, "smoothing": option_node})
+    cfg.smoothing.merge_with(DETERMINISTIC.get(option, {}))
     strategy = hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
     if isinstance(strategy, UsesClassPrior):
         strategy.set_class_frequencies(torch.full((num_classes,), 1.0 / num_classes))

@@ -123,7 +123,7 @@ def test_metrics_and_calibration_read_the_strategys_predictive_distribution(tmp_
         net.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))  # sigmoid outputs far from summing to 1
     inputs, target = torch.randn(40, 4, generator=generator), torch.randint(0, 3, (40,), generator=generator)
     module = LabelSmoothingClassifier(net, criterion, lambda params: torch.optim.SGD(params, lr=0.1), num_classes=3)
-    calibration = CalibrationCallback(output_dir=str(tmp_path))
+    calibration = CalibrationCallback(output_dir=str(tmp_path), figures=False)
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[calibration]
     )
