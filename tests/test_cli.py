@@ -59,7 +59,9 @@ def test_single_run_goes_to_outputs_runs_date_time(tmp_path: Path) -> None:
     assert "test accuracy" in result.stdout
 
 
-@pytest.mark.parametrize("mode", ["run", "multirun", "hydra.mode=MULTIRUN", "sweep preset"])
+@pytest.mark.parametrize(
+    "mode", ["run", "multirun", "hydra.mode=MULTIRUN", "sweep=strategies", "+sweep@_global_=strategies"]
+)
 def test_hydra_composes_a_launch_once_and_records_its_mode(mode: str, tmp_path: Path, monkeypatch) -> None:
     """Hydra composed every launch twice, the first time only to read ``hydra.mode``: now once, with the mode and
     overrides it recorded before. Where an override or a chosen preset sets the mode, Hydra reads it as before."""
@@ -74,10 +76,8 @@ def test_hydra_composes_a_launch_once_and_records_its_mode(mode: str, tmp_path: 
         return compose(loader, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
 
     monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
-    args = {"run": [], "multirun": ["-m"], "hydra.mode=MULTIRUN": ["hydra.mode=MULTIRUN"]}.get(
-        mode, ["sweep=strategies"]
-    )
-    sweep = ["smoothing=none", "seed=0"] if mode == "sweep preset" else []  # the preset's jobs, narrowed to one
+    args = {"run": [], "multirun": ["-m"]}.get(mode, [mode])
+    sweep = ["smoothing=none", "seed=0"] if "sweep" in mode else []  # the preset's jobs, narrowed to one
     common = ["model=mlp", "logger=none", "figures=false", "trainer.max_epochs=1"]
     result = run_app_in_process([*args, *common, *sweep, f"paths.log_dir={tmp_path}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -97,22 +97,39 @@ def test_hydra_composes_a_launch_once_and_records_its_mode(mode: str, tmp_path: 
 def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> None:
     from labelsmooth.cli.hydra_mode import groups_setting_the_mode, mode_is_unset
 
-    assert groups_setting_the_mode(CONFIG_DIR) == {"sweep", "hparams_search"}
-    assert mode_is_unset(["-m", "seed=0,1", "experiment=mezzini2019"], CONFIG_DIR)
-    for argv in (["sweep=strategies"], ["+hparams_search=gamma_optuna"], ["hydra.mode=RUN"], ["--config-dir", "x"]):
+    assert groups_setting_the_mode(CONFIG_DIR) == {"sweep", "hparams_search"}  # not callbacks' checkpoint mode
+    assert mode_is_unset(["-m", "seed=0,1", "experiment=mezzini2019", "debug=fast"], CONFIG_DIR)
+    chosen = (["sweep=strategies"], ["+hparams_search=gamma_optuna"], ["+sweep@_global_=strategies"], ["sweep/x=y"])
+    for argv in (*chosen, ["hydra.mode=RUN"], ["++hydra.mode@hydra=RUN"], ["--config-dir", "x"]):
         assert not mode_is_unset(argv, CONFIG_DIR), argv
-    (tmp_path / "sweep").mkdir()
-    (tmp_path / "sweep" / "grid.yaml").write_text("# @package _global_\nhydra:\n  mode: MULTIRUN\n")
-    (tmp_path / "train.yaml").write_text("defaults:\n  - _self_\n  - sweep: null\nseed: 0\n")
-    assert groups_setting_the_mode(tmp_path) == {"sweep"}
-    (tmp_path / "experiment").mkdir()  # a preset that chooses a sweep: only Hydra can tell
-    (tmp_path / "experiment" / "x.yaml").write_text("# @package _global_\ndefaults:\n  - override /sweep: grid\n")
+
+    def groups(files: dict[str, str]) -> frozenset[str] | None:
+        for name, text in files.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text)
+        groups_setting_the_mode.cache_clear()
+        found = groups_setting_the_mode(tmp_path)
+        for name in files:
+            (tmp_path / name).unlink()
+        return found
+
+    primary = {"train.yaml": "defaults:\n  - _self_\n  - sweep: null\nseed: 0\n"}
+    grid = {"sweep/grid.yaml": "# @package _global_\nhydra:\n  mode: MULTIRUN\n"}
+    assert groups({**primary, **grid}) == {"sweep"}
+    # an option in a subfolder, a quoted key, a file in the hydra package: its top-level group
+    assert groups({**primary, "experiment/grid/seeds.yaml": "# @package _global_\nhydra: {mode: MULTIRUN}\n"}) == {
+        "experiment"
+    }
+    assert groups({**primary, "experiment/quoted.yaml": 'hydra:\n  "mode": MULTIRUN\n'}) == {"experiment"}
+    assert groups({**primary, "experiment/pkg.yaml": "# @package hydra\nmode: MULTIRUN\n"}) == {"experiment"}
+    assert groups({**primary, "callbacks/default.yaml": "checkpoint:\n  mode: max\n"}) == set()
+    # a defaults list that chooses an option of such a group, in either form, or a primary config that sets it
+    for chooses in ("  - override /sweep: grid\n", "  - /sweep/grid\n", "  - sweep@_global_: grid\n"):
+        preset = {"experiment/x.yaml": "# @package _global_\ndefaults:\n" + chooses}
+        assert groups({**primary, **grid, **preset}) is None, chooses
+    assert groups({"train.yaml": "hydra:\n  mode: MULTIRUN\n"}) is None
+    assert groups({"train.yaml": "mode: MULTIRUN\n"}) is None
     groups_setting_the_mode.cache_clear()
-    assert groups_setting_the_mode(tmp_path) is None and not mode_is_unset(["seed=1"], tmp_path)
-    (tmp_path / "train.yaml").write_text("hydra:\n  mode: MULTIRUN\n")  # the primary config sets it
-    (tmp_path / "experiment" / "x.yaml").unlink()
-    groups_setting_the_mode.cache_clear()
-    assert groups_setting_the_mode(tmp_path) is None
 
 
 def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_of_their_own(

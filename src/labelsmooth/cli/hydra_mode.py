@@ -20,7 +20,7 @@ import yaml
 
 from labelsmooth.cli.argv import command_line_overrides
 
-MODE_KEY = re.compile(r"\bmode\s*:")
+MODE_KEY = re.compile(r"\bmode[\"']?\s*:")  # a prefilter: the files it matches are parsed
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML has it: the same result
 
 
@@ -30,45 +30,62 @@ def yaml_files(config_dir: Path) -> Iterator[tuple[Path, str]]:
         yield path.relative_to(config_dir), path.read_text(errors="replace")
 
 
+def group_named(key: str) -> str:
+    """The top-level config group that an override key or a ``defaults`` entry names: ``+sweep@_global_`` and
+    ``override /sweep`` name ``sweep``, ``experiment/grid`` and ``/sweep/strategies`` name ``experiment`` and
+    ``sweep``, ``trainer.max_epochs`` names ``trainer``.
+
+    >>> [group_named(k) for k in ("+sweep@_global_", "override /sweep", "optional db/mysql", "trainer.max_epochs")]
+    ['sweep', 'sweep', 'db', 'trainer']
+    """
+    key = key.strip().removeprefix("override ").removeprefix("optional ").strip().lstrip("+~/")
+    return re.split(r"[@/.]", key, maxsplit=1)[0]
+
+
+def may_set_the_mode(node: object) -> bool:
+    """Whether a config file's content may set ``hydra.mode`` in some package: a top-level ``mode`` (a file in the
+    ``hydra`` package) or a ``hydra`` node with a ``mode`` (a global one)."""
+    hydra = node.get("hydra") if isinstance(node, dict) else None
+    return isinstance(node, dict) and ("mode" in node or (isinstance(hydra, dict) and "mode" in hydra))
+
+
 @functools.cache
 def groups_setting_the_mode(config_dir: Path) -> frozenset[str] | None:
-    """The config groups with an option that sets ``hydra.mode`` (``sweep``, ``hparams_search``); None when a
-    primary config sets it, a ``defaults`` list chooses an option of such a group, or a file that may do either
-    cannot be read: only Hydra can tell then."""
+    """The top-level config groups with an option (in any subfolder, in any package) that may set ``hydra.mode``
+    (``sweep``, ``hparams_search``); None when a primary config may set it, a ``defaults`` list anywhere chooses
+    an option of such a group, or a file cannot be read: only Hydra can tell then."""
     try:
         groups = set()
         for path, text in yaml_files(config_dir):
-            node = yaml.load(text, Loader=LOADER) if MODE_KEY.search(text) else None
-            hydra = node.get("hydra") if isinstance(node, dict) else None
-            in_hydra_group = path.parts[0] == "hydra" and isinstance(node, dict) and "mode" in node
-            if in_hydra_group or (isinstance(hydra, dict) and "mode" in hydra):
+            if MODE_KEY.search(text) and may_set_the_mode(yaml.load(text, Loader=LOADER)):
                 if len(path.parts) == 1:
                     return None
-                groups.add(path.parent.as_posix())
+                groups.add(path.parts[0])
         for _, text in yaml_files(config_dir):
             chooses = "defaults" in text and any(group in text for group in groups)
             node = yaml.load(text, Loader=LOADER) if chooses else None
             entries = node.get("defaults") if isinstance(node, dict) else None
             for entry in entries if isinstance(entries, list) else []:
-                for key, option in entry.items() if isinstance(entry, dict) else ():
-                    group = str(key).replace("override ", "").replace("optional ", "").strip().lstrip("/")
-                    if group.split("@")[0] in groups and option is not None:
-                        return None
+                named = entry.items() if isinstance(entry, dict) else [(entry, "")]
+                if any(group_named(str(key)) in groups and option is not None for key, option in named):
+                    return None
     except (OSError, yaml.YAMLError):
         return None
     return frozenset(groups)
 
 
 def mode_is_unset(argv: Sequence[str], config_dir: Path) -> bool:
-    """Whether nothing on the command line ``argv`` or in ``config_dir`` sets ``hydra.mode``: no override names it,
-    adds a config search path or chooses an option of a group that sets it (``groups_setting_the_mode``), and the
-    configs come from ``config_dir`` alone."""
+    """Whether nothing on the command line ``argv`` or in ``config_dir`` may set ``hydra.mode``: no override names
+    ``hydra.mode``, adds a config search path or names a group with an option that may set it
+    (``groups_setting_the_mode``), and the configs come from ``config_dir`` alone."""
     overrides = command_line_overrides(argv)
     if overrides is None:  # --config-dir and the like: other files
         return False
     keys = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
+    if {"hydra.mode", "hydra.searchpath"} & {key.split("@")[0] for key in keys}:
+        return False
     groups = groups_setting_the_mode(config_dir)
-    return groups is not None and not {"hydra.mode", "hydra.searchpath", *groups} & keys
+    return groups is not None and not groups & {group_named(key) for key in keys}
 
 
 @contextlib.contextmanager
