@@ -448,32 +448,6 @@ def test_a_setting_the_config_does_not_have_is_refused_in_one_line(command: str,
     assert line in str(refused.value) and "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize(
-    ("command", "line"),
-    [
-        ("debug=fast trainer.limit_train_batches=5 trainer.max_epochs=2 smoothing=gamma smoothing.gamma=0.8", None),
-        ("debug=overfit trainer.overfit_batches=2 trainer.max_epochs=3", None),
-        ("debug=fast trainer.limit_trian_batches=5", "trainer.limit_trian_batches=5 is not a setting: Trainer takes "),
-        ("debug=fast sed=3", "sed=3 is not a setting (did you mean seed? the top-level settings are "),
-        ("debug=fast smoothing.gama=0.8", "smoothing.gama=0.8 is not a setting: UniformSmoothing takes no parameter"),
-    ],
-)
-def test_a_debug_option_is_read_from_its_file_not_composed(command: str, line: str | None, monkeypatch) -> None:
-    """``debug=fast`` only sets keys (``trainer.limit_train_batches``, which the trainer's file lacks): they are read
-    from its file and merged, as Hydra merges them, where Hydra composed the config first (~0.15 s)."""
-    from labelsmooth.conf import CONFIG_DIR
-
-    from labelsmooth.cli import options
-
-    monkeypatch.setattr(options, "composed_config", lambda *args: pytest.fail("composed"))
-    if line is None:
-        options.refuse_unknown_options(command.split(), CONFIG_DIR, "train")
-        return
-    with pytest.raises(ConfigurationError) as refused:
-        options.refuse_unknown_options(command.split(), CONFIG_DIR, "train")
-    assert line in str(refused.value) and "\n" not in str(refused.value)
-
-
 def test_the_option_check_reads_the_overrides_around_hydras_flags_and_leaves_other_sources_to_hydra() -> None:
     from labelsmooth.conf import CONFIG_DIR
 

@@ -13,11 +13,10 @@ which settings there are. The apps check the command line first, and refuse in o
 - each ``name.key=value`` whose node has no ``key``: at a ``_target_`` node whose class takes no parameter ``key``,
   with the parameters it takes (as ``labelsmooth.cli.schema`` words it), or with the node's keys.
 
-The options' settings are read from their files under ``conf/`` (``labelsmooth.cli.known_options``). Where the
-files cannot tell, Hydra composes the command line's group options alone (~0.15 s): an option of a
-``# @package _global_`` group that may change other groups' options (``experiment=``, ``sweep=``; ``debug=fast``
-only sets keys, which are read), or an option that inherits its keys through a ``defaults`` list
-(``trainer=gpu``, ``model=resnet20_v1``). What this cannot see is left to Hydra: sweeps of its
+The options' settings are read from their files under ``conf/``. Where the files cannot tell, Hydra composes the
+command line's group options alone (~0.2 s): a ``# @package _global_`` group is named (``experiment=``,
+``sweep=``, ``debug=``: it may change other groups' options and add keys), or an option inherits its keys through
+a ``defaults`` list (``trainer=gpu``, ``model=resnet20_v1``). What this cannot see is left to Hydra: sweeps of its
 own groups (``hydra/launcher=a,b``, which it refuses in one line), command lines that add config sources
 (``hydra.searchpath``, ``--config-dir``, ``--config-path``, ``--config-name``), sweeps of a global-package group,
 glob and range sweeps, and any override Hydra's parser refuses. ``HYDRA_FULL_ERROR=1`` skips the checks, so
@@ -38,14 +37,6 @@ import yaml
 
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
 from labelsmooth.cli.hydra_mode import mode_read_from_the_files
-from labelsmooth.cli.known_options import (
-    composed_config,
-    config_options,
-    default_options,
-    file_options,
-    is_global_group,
-    plain_global_options,
-)
 from labelsmooth.errors import ConfigurationError
 
 
@@ -72,6 +63,13 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     refuse_unknown_group_options(parsed, config_dir)
     refuse_settings_the_default_lacks(parsed, config_dir, config_name)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
+
+
+def default_options(config_dir: Path, config_name: str) -> dict[str, Any]:
+    """The option that the primary config ``config_name`` chooses for each group (its defaults list; None: none)."""
+    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
+    entries = [entry for entry in primary.get("defaults") or [] if isinstance(entry, dict)]
+    return {str(group).removeprefix("override ").lstrip("/"): option for e in entries for group, option in e.items()}
 
 
 def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
@@ -223,13 +221,11 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
         lambda: composed_config([o for o in parsed if o.key_or_group in groups], config_dir, config_name)
     )
     per_job = False  # a sweep preset's sweeper parameters may choose, per job, the option a swept value needs
-    global_groups = {group for group in groups if is_global_group(config_dir / group)}
-    global_nodes = plain_global_options(parsed, global_groups, config_dir) if global_groups else []
-    if global_nodes is None:
+    if any(is_global_group(config_dir / group) for group in groups):
         known = config_options(cfg := composed())
         per_job = cfg is not None and bool(cfg.hydra.sweeper.get("params"))
     else:
-        known = file_options(parsed, groups, config_dir, config_name, composed, global_groups, global_nodes)
+        known = file_options(parsed, groups, config_dir, config_name, composed)
     if known is None:
         return
     top_level, node_of = known
@@ -309,6 +305,70 @@ def unknown_key(override: Any, name: str, path: list[str], node: Any) -> Configu
             f"{line} is not a setting: {name} has no key {key!r} (its keys: {', '.join(keys)}){hint}"
         )
     return None
+
+
+UNREAD = object()  # the node of an option whose file cannot be read: unknown_key leaves it to Hydra
+# The top-level keys, and the node of a top-level key (a group's chosen option, or the primary config's node).
+KnownOptions = tuple[list[str], Callable[[str], Any]]
+
+
+def file_options(
+    parsed: Sequence[Any], groups: set[str], config_dir: Path, config_name: str, composed: Callable[[], Any]
+) -> KnownOptions:
+    """What the primary config and the command line's ``group=option`` choose, read from the files; the node of an
+    option whose file has a ``defaults`` list comes from ``composed()`` (None: left to Hydra)."""
+    primary = yaml.safe_load((config_dir / f"{config_name}.yaml").read_text()) or {}
+    chosen = default_options(config_dir, config_name)
+    chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
+
+    def node_of(name: str) -> Any:
+        option = chosen.get(name, "")
+        if name not in chosen or option is None:
+            return primary.get(name)
+        path = config_dir / name / f"{option}.yaml"
+        node = yaml.safe_load(path.read_text()) if isinstance(option, str) and path.is_file() else None
+        if not isinstance(node, dict):
+            return UNREAD
+        if "defaults" in node and (known := config_options(composed())) is not None:
+            return known[1](name)
+        return node
+
+    return sorted({*primary, *chosen} - {"defaults", "hydra"}), node_of
+
+
+def composed_config(group_overrides: Sequence[Any], config_dir: Path, config_name: str) -> Any:
+    """The config that Hydra composes from the command line's ``group=option`` overrides alone; None when they
+    sweep a group or do not compose (Hydra reports why), or when Hydra is already initialised in this process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if any(o.is_sweep_override() for o in group_overrides) or GlobalHydra.instance().is_initialized():
+        return None
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, [o.input_line for o in group_overrides], return_hydra_config=True)
+    except Exception:
+        return None
+    return cfg
+
+
+def config_options(cfg: Any) -> KnownOptions | None:
+    """The top-level keys and nodes of a composed config ``cfg`` (None: nothing known)."""
+    from omegaconf import OmegaConf
+
+    if cfg is None:
+        return None
+    groups = {group for group in cfg.hydra.runtime.choices if "/" not in group}
+
+    def node_of(name: str) -> Any:
+        return OmegaConf.to_container(cfg[name], resolve=False) if OmegaConf.is_dict(cfg.get(name)) else cfg.get(name)
+
+    return sorted({*cfg, *groups} - {"hydra"}), node_of
+
+
+def is_global_group(group_dir: Path) -> bool:
+    """Whether a group's options are ``# @package _global_`` configs, which may set any group's option."""
+    return any("@package _global_" in path.read_text() for path in group_dir.rglob("*.yaml"))
 
 
 def with_known_options(config_dir: Path, config_name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
