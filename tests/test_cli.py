@@ -132,6 +132,28 @@ def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> No
     groups_setting_the_mode.cache_clear()
 
 
+def test_the_mode_is_left_to_hydra_where_a_search_path_plugin_adds_configs(monkeypatch) -> None:
+    from hydra._internal import utils
+    from hydra.core.config_search_path import ConfigSearchPath
+
+    from labelsmooth.cli.hydra_mode import configs_elsewhere, mode_is_unset
+
+    assert not configs_elsewhere(CONFIG_DIR)
+    original = utils.create_config_search_path
+
+    def with_a_plugins_path(path: str | None) -> ConfigSearchPath:
+        search_path = original(path)
+        search_path.append("some-plugin", "pkg://some_plugin.conf")
+        return search_path
+
+    monkeypatch.setattr(utils, "create_config_search_path", with_a_plugins_path)
+    configs_elsewhere.cache_clear()
+    try:
+        assert not mode_is_unset(["seed=1"], CONFIG_DIR)
+    finally:
+        configs_elsewhere.cache_clear()
+
+
 def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_of_their_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,7 +77,8 @@ def groups_setting_the_mode(config_dir: Path) -> frozenset[str] | None:
 def mode_is_unset(argv: Sequence[str], config_dir: Path) -> bool:
     """Whether nothing on the command line ``argv`` or in ``config_dir`` may set ``hydra.mode``: no override names
     ``hydra.mode``, adds a config search path or names a group with an option that may set it
-    (``groups_setting_the_mode``), and the configs come from ``config_dir`` alone."""
+    (``groups_setting_the_mode``), and the configs come from ``config_dir`` and Hydra alone (no ``--config-dir``,
+    no search-path plugin)."""
     overrides = command_line_overrides(argv)
     if overrides is None:  # --config-dir and the like: other files
         return False
@@ -85,7 +86,19 @@ def mode_is_unset(argv: Sequence[str], config_dir: Path) -> bool:
     if {"hydra.mode", "hydra.searchpath"} & {key.split("@")[0] for key in keys}:
         return False
     groups = groups_setting_the_mode(config_dir)
-    return groups is not None and not groups & {group_named(key) for key in keys}
+    if groups is None or groups & {group_named(key) for key in keys}:
+        return False
+    return not configs_elsewhere(config_dir)
+
+
+@functools.cache
+def configs_elsewhere(config_dir: Path) -> bool:
+    """Whether Hydra's config search path has more than its own configs, ``config_dir`` and the structured
+    configs: a search-path plugin's files, which this module does not read."""
+    from hydra._internal.utils import create_config_search_path
+
+    search_path = create_config_search_path(str(config_dir)).get_path()
+    return any(element.provider not in ("hydra", "main", "schema") for element in search_path)
 
 
 @contextlib.contextmanager
