@@ -2,10 +2,10 @@
 
 Before it runs an app, Hydra composes the whole config once only to read ``hydra.mode``
 (``hydra._internal.hydra.Hydra.get_mode``), then composes it again to run: ~0.15 s of every launch, and of every
-in-process run of the test suite. The mode is None (Hydra then runs as ``-m`` says) unless an override or a config
-file that the command line chooses sets it (``hydra.mode: MULTIRUN`` in the ``sweep`` presets);
-``mode_read_from_the_files`` answers None without composing where neither can, and leaves every other case to
-Hydra.
+in-process run of the test suite. The mode is None (Hydra then runs as ``-m`` says) unless an override, the primary
+config or an option the config chooses sets it (``hydra.mode: MULTIRUN`` in the ``sweep`` presets).
+``mode_read_from_the_files`` answers None without composing where the files show that none can (read once per
+process), and leaves every other case to Hydra.
 """
 
 from __future__ import annotations
