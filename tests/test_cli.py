@@ -100,7 +100,8 @@ def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> No
     assert groups_setting_the_mode(CONFIG_DIR) == {"sweep", "hparams_search"}  # not callbacks' checkpoint mode
     assert mode_is_unset(["-m", "seed=0,1", "experiment=mezzini2019", "debug=fast"], CONFIG_DIR)
     chosen = (["sweep=strategies"], ["+hparams_search=gamma_optuna"], ["+sweep@_global_=strategies"], ["sweep/x=y"])
-    for argv in (*chosen, ["hydra.mode=RUN"], ["++hydra.mode@hydra=RUN"], ["--config-dir", "x"]):
+    set_here = (["hydra.mode=RUN"], ["++hydra.mode@hydra=RUN"], ["++hydra={mode:RUN}"], ["--config-dir", "x"])
+    for argv in (*chosen, *set_here):
         assert not mode_is_unset(argv, CONFIG_DIR), argv
 
     def groups(files: dict[str, str]) -> frozenset[str] | None:
@@ -123,6 +124,17 @@ def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> No
     assert groups({**primary, "experiment/quoted.yaml": 'hydra:\n  "mode": MULTIRUN\n'}) == {"experiment"}
     assert groups({**primary, "experiment/pkg.yaml": "# @package hydra\nmode: MULTIRUN\n"}) == {"experiment"}
     assert groups({**primary, "callbacks/default.yaml": "checkpoint:\n  mode: max\n"}) == set()
+    for hydra_node in ('"mo\\x64e": MULTIRUN', "job: {name: &k mode}\n  *k : MULTIRUN", "mode: ${oc.env:X}"):
+        assert groups({**primary, "experiment/e.yaml": f"hydra:\n  {hydra_node}\n"}) == {"experiment"}, hydra_node
+    assert groups({**primary, "experiment/e.yaml": "hydra: ${oc.env:X}\n"}) == {"experiment"}
+    assert groups({**primary, "experiment/e.yaml": "hydra.mode: MULTIRUN\n"}) == {"experiment"}
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-linked"  # a folder linked into the config dir, as Hydra reads it
+    (elsewhere / "seeds").mkdir(parents=True)
+    (elsewhere / "seeds" / "x.yaml").write_text("hydra: {mode: MULTIRUN}\n")
+    (tmp_path / "grid").symlink_to(elsewhere)
+    assert groups(primary) == {"grid"}
+    (tmp_path / "grid").unlink()
+    assert groups({"train.yaml": "hydra:\n  searchpath: [file:///elsewhere]\n"}) is None  # files not read here
     # a defaults list that chooses an option of such a group, in either form, or a primary config that sets it
     for chooses in ("  - override /sweep: grid\n", "  - /sweep/grid\n", "  - sweep@_global_: grid\n"):
         preset = {"experiment/x.yaml": "# @package _global_\ndefaults:\n" + chooses}
@@ -135,6 +147,7 @@ def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> No
 def test_the_mode_is_left_to_hydra_where_a_search_path_plugin_adds_configs(monkeypatch) -> None:
     from hydra._internal import utils
     from hydra.core.config_search_path import ConfigSearchPath
+    from hydra.core.config_store import ConfigStore
 
     from labelsmooth.cli.hydra_mode import configs_elsewhere, mode_is_unset
 
@@ -152,6 +165,15 @@ def test_the_mode_is_left_to_hydra_where_a_search_path_plugin_adds_configs(monke
         assert not mode_is_unset(["seed=1"], CONFIG_DIR)
     finally:
         configs_elsewhere.cache_clear()
+    monkeypatch.undo()
+    store = ConfigStore.instance()  # a plugin's structured config in a group of its own
+    store.store(group="audit_grid", name="seeds", node={"hydra": {"mode": "MULTIRUN"}}, package="_global_")
+    try:
+        assert not mode_is_unset(["seed=1"], CONFIG_DIR)
+    finally:
+        del store.repo["audit_grid"]
+        configs_elsewhere.cache_clear()
+    assert mode_is_unset(["seed=1"], CONFIG_DIR)
 
 
 def test_runs_evaluations_and_sweeps_started_in_the_same_second_get_directories_of_their_own(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,14 +21,16 @@ import yaml
 
 from labelsmooth.cli.argv import command_line_overrides
 
-MODE_KEY = re.compile(r"\bmode[\"']?\s*:")  # a prefilter: the files it matches are parsed
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML has it: the same result
 
 
 def yaml_files(config_dir: Path) -> Iterator[tuple[Path, str]]:
-    """Each config file under ``config_dir`` (its path relative to it) and its text."""
-    for path in sorted(config_dir.rglob("*.yaml")):
-        yield path.relative_to(config_dir), path.read_text(errors="replace")
+    """Each config file under ``config_dir``, symbolic links to folders followed as Hydra follows them (its path
+    relative to ``config_dir``) and its text."""
+    for folder, _, names in sorted(os.walk(config_dir, followlinks=True)):
+        for name in sorted(n for n in names if n.endswith(".yaml")):
+            path = Path(folder, name)
+            yield path.relative_to(config_dir), path.read_text(errors="replace")
 
 
 def group_named(key: str) -> str:
@@ -42,24 +45,29 @@ def group_named(key: str) -> str:
     return re.split(r"[@/.]", key, maxsplit=1)[0]
 
 
-def may_set_the_mode(node: object) -> bool:
-    """Whether a config file's content may set ``hydra.mode`` in some package: a top-level ``mode`` (a file in the
-    ``hydra`` package) or a ``hydra`` node with a ``mode`` (a global one)."""
-    hydra = node.get("hydra") if isinstance(node, dict) else None
-    return isinstance(node, dict) and ("mode" in node or (isinstance(hydra, dict) and "mode" in hydra))
+def hydra_keys(node: object) -> set[str]:
+    """The keys a config file's content may set in Hydra's node, in whatever package: its top-level keys (a file
+    in the ``hydra`` package) and those of its ``hydra`` node, ``hydra.mode`` as a dotted key included."""
+    if not isinstance(node, dict):
+        return set()
+    hydra = node.get("hydra")
+    keys = {str(key).removeprefix("hydra.") for key in node} | set(hydra if isinstance(hydra, dict) else ())
+    return keys | ({"mode"} if "hydra" in node and not isinstance(hydra, (dict, type(None))) else set())
 
 
 @functools.cache
 def groups_setting_the_mode(config_dir: Path) -> frozenset[str] | None:
     """The top-level config groups with an option (in any subfolder, in any package) that may set ``hydra.mode``
-    (``sweep``, ``hparams_search``); None when a primary config may set it, a ``defaults`` list anywhere chooses
-    an option of such a group, or a file cannot be read: only Hydra can tell then."""
+    (``sweep``, ``hparams_search``); None when a primary config may set it, a file adds a config search path, a
+    ``defaults`` list anywhere chooses an option of such a group, or a file cannot be read: only Hydra can tell
+    then."""
     try:
         groups = set()
         for path, text in yaml_files(config_dir):
-            if MODE_KEY.search(text) and may_set_the_mode(yaml.load(text, Loader=LOADER)):
-                if len(path.parts) == 1:
-                    return None
+            keys = hydra_keys(yaml.load(text, Loader=LOADER))
+            if "searchpath" in keys or ("mode" in keys and len(path.parts) == 1):
+                return None
+            if "mode" in keys:
                 groups.add(path.parts[0])
         for _, text in yaml_files(config_dir):
             chooses = "defaults" in text and any(group in text for group in groups)
@@ -83,7 +91,7 @@ def mode_is_unset(argv: Sequence[str], config_dir: Path) -> bool:
     if overrides is None:  # --config-dir and the like: other files
         return False
     keys = {override.split("=", 1)[0].lstrip("+~") for override in overrides}
-    if {"hydra.mode", "hydra.searchpath"} & {key.split("@")[0] for key in keys}:
+    if {"hydra", "hydra.mode", "hydra.searchpath"} & {key.split("@")[0] for key in keys}:
         return False
     groups = groups_setting_the_mode(config_dir)
     if groups is None or groups & {group_named(key) for key in keys}:
@@ -93,12 +101,14 @@ def mode_is_unset(argv: Sequence[str], config_dir: Path) -> bool:
 
 @functools.cache
 def configs_elsewhere(config_dir: Path) -> bool:
-    """Whether Hydra's config search path has more than its own configs, ``config_dir`` and the structured
-    configs: a search-path plugin's files, which this module does not read."""
+    """Whether Hydra reads configs besides its own and ``config_dir``'s, which this module does not read: a
+    search-path plugin's files, or a plugin's structured configs in a group of their own."""
     from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_store import ConfigStore
 
-    search_path = create_config_search_path(str(config_dir)).get_path()
-    return any(element.provider not in ("hydra", "main", "schema") for element in search_path)
+    search_path = create_config_search_path(str(config_dir)).get_path()  # discovers the plugins, which may store
+    stored = {name for name in ConfigStore.instance().repo if name not in ("hydra", "_dummy_empty_config_.yaml")}
+    return bool(stored) or any(element.provider not in ("hydra", "main", "schema") for element in search_path)
 
 
 @contextlib.contextmanager
