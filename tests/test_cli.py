@@ -136,7 +136,8 @@ def test_the_mode_is_left_to_hydra_where_a_file_may_set_it(tmp_path: Path) -> No
     (tmp_path / "grid").unlink()
     assert groups({"train.yaml": "hydra:\n  searchpath: [file:///elsewhere]\n"}) is None  # files not read here
     # a defaults list that chooses an option of such a group, in either form, or a primary config that sets it
-    for chooses in ("  - override /sweep: grid\n", "  - /sweep/grid\n", "  - sweep@_global_: grid\n"):
+    escaped = '  - "/\\x73weep/grid"\n'  # /sweep/grid, as YAML reads it
+    for chooses in ("  - override /sweep: grid\n", "  - /sweep/grid\n", "  - sweep@_global_: grid\n", escaped):
         preset = {"experiment/x.yaml": "# @package _global_\ndefaults:\n" + chooses}
         assert groups({**primary, **grid, **preset}) is None, chooses
     assert groups({"train.yaml": "hydra:\n  mode: MULTIRUN\n"}) is None

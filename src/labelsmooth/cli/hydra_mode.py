@@ -62,16 +62,15 @@ def groups_setting_the_mode(config_dir: Path) -> frozenset[str] | None:
     ``defaults`` list anywhere chooses an option of such a group, or a file cannot be read: only Hydra can tell
     then."""
     try:
-        groups = set()
+        groups, nodes = set(), []
         for path, text in yaml_files(config_dir):
-            keys = hydra_keys(yaml.load(text, Loader=LOADER))
+            nodes.append(node := yaml.load(text, Loader=LOADER))
+            keys = hydra_keys(node)
             if "searchpath" in keys or ("mode" in keys and len(path.parts) == 1):
                 return None
             if "mode" in keys:
                 groups.add(path.parts[0])
-        for _, text in yaml_files(config_dir):
-            chooses = "defaults" in text and any(group in text for group in groups)
-            node = yaml.load(text, Loader=LOADER) if chooses else None
+        for node in nodes:
             entries = node.get("defaults") if isinstance(node, dict) else None
             for entry in entries if isinstance(entries, list) else []:
                 named = entry.items() if isinstance(entry, dict) else [(entry, "")]
