@@ -50,9 +50,11 @@ def hydra_keys(node: object) -> set[str]:
     in the ``hydra`` package) and those of its ``hydra`` node, ``hydra.mode`` as a dotted key included."""
     if not isinstance(node, dict):
         return set()
+    keys = {str(key).removeprefix("hydra.") for key in node}
     hydra = node.get("hydra")
-    keys = {str(key).removeprefix("hydra.") for key in node} | set(hydra if isinstance(hydra, dict) else ())
-    return keys | ({"mode"} if "hydra" in node and not isinstance(hydra, (dict, type(None))) else set())
+    if isinstance(hydra, dict):
+        return keys | set(hydra)
+    return keys | {"mode"} if hydra is not None else keys  # an interpolation may stand for any node
 
 
 @functools.cache
