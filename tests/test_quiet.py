@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -71,3 +72,23 @@ def test_wandb_logger_no_longer_passes_the_anonymous_setting(tmp_path: Path) -> 
 def test_sweep_group_name_is_the_sweep_directorys_date_and_time() -> None:
     assert sweep_group_name("outputs/multirun/2026-11-23/01-02-03") == "sweep-2026-11-23-01-02-03"
     assert sweep_group_name(Path("/abs/outputs/multirun/2026-11-23/01-02-03")) == "sweep-2026-11-23-01-02-03"
+
+
+def test_a_wandb_run_looks_for_launch_inputs_only_where_they_can_be_staged(monkeypatch, tmp_path: Path) -> None:
+    """W&B's Launch inputs can only be staged through their module: a run of a process that never imported it
+    does not import it (0.4 s) to look; where it is imported, the staged inputs are applied as before."""
+    from wandb.sdk.launch.inputs import internal
+    from wandb.sdk.wandb_run import Run
+
+    from labelsmooth.tracking.wandb_logger import LAUNCH_INPUTS, WandbLogger
+
+    WandbLogger(offline=True, save_dir=str(tmp_path), project="labelsmooth")
+    applied = []
+    monkeypatch.setattr(internal.StagedLaunchInputs, "apply", lambda self, run: applied.append(run))
+    run = object.__new__(Run)
+    monkeypatch.delitem(sys.modules, LAUNCH_INPUTS)
+    Run._detect_and_apply_job_inputs(run)
+    assert LAUNCH_INPUTS not in sys.modules and applied == []
+    monkeypatch.setitem(sys.modules, LAUNCH_INPUTS, internal)
+    Run._detect_and_apply_job_inputs(run)
+    assert applied == [run]
