@@ -97,3 +97,28 @@ def test_report_aurc_table_shows_both_confidences_and_the_gap(tmp_path: Path) ->
         metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "unsmoothed.smoothing.gamma": 1.0}))
     text = make_report([sweep], out_dir=tmp_path / "no_baseline").markdown.read_text()
     assert "| digits | 0.5 | 21.00 | 10.00 | – | – | – (no baseline runs) |" in text and "nan" not in text
+
+
+def test_two_class_lognorm_ranks_nothing_and_a_diverged_row_is_nan() -> None:
+    """With two classes the normalised confidence is one constant: its AURC is the error rate and its AUGRC half of
+    it (the tie rule), whatever the rounding of each row, and p is the grid's first; a row of non-finite logits
+    makes the metrics NaN, as its NLL does."""
+    import torch
+
+    from labelsmooth.calibration.post_hoc import post_hoc_metrics
+
+    rng = np.random.default_rng(10)
+    target = rng.integers(0, 2, 1000)
+    margin = rng.normal(1.5, 2.0, 1000) * np.where(target == 1, 1.0, -1.0)
+    logits = torch.tensor(np.stack([np.zeros(1000), margin], axis=1), dtype=torch.float32)
+    target = torch.tensor(target)
+    values = post_hoc_metrics(logits[:500], target[:500], logits[500:], target[500:], n_bins=15)
+    error_rate = float((logits[500:].argmax(dim=1) != target[500:]).double().mean())
+    assert values["lognorm_p"] == 1.0
+    assert values["test/aurc_lognorm"] == pytest.approx(error_rate, abs=1e-12)
+    assert values["test/augrc_lognorm"] == pytest.approx(error_rate / 2, abs=1e-12)
+    three = torch.tensor(rng.normal(size=(200, 3)), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 3, 200))
+    three[:20, 0] = float("nan")
+    values = post_hoc_metrics(three, labels, three, labels, n_bins=15)
+    assert np.isnan(values["test/aurc_lognorm"]) and np.isnan(values["test/augrc_lognorm"])

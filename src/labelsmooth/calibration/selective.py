@@ -137,20 +137,31 @@ def lognorm_confidence(logits: np.ndarray, p: float) -> np.ndarray:
     (p-NormSoftmax) ranks the samples alike in the τ → 0 limit of Cattelan & Silva; only the ranking matters to AURC
     and AUGRC. p is a hyperparameter picked on held-out data (``choose_lognorm_p``). Our reading of the papers, the
     centring in particular, follows Cattelan & Silva's reference code; the scale of the confidence is not
-    meaningful, only its order. ``logits`` (N, K); returns (N,) float64; a row of equal logits gets 0.
+    meaningful, only its order. ``logits`` (N, K); returns (N,) float64; a row of equal logits gets 0, a row with a
+    NaN or infinite logit NaN (as its NLL).
+
+    With two classes the centred logits are ``(-d/2, d/2)`` and the confidence is ``2^(-1/p)`` whatever ``d ≠ 0``: it
+    ranks nothing, and its AURC is the error rate (the tie rule of ``cumulative_errors``). It is computed as that
+    constant, so that rounding (the last bits of ``d/2`` over its norm) does not rank the samples and pick a p.
 
     >>> lognorm_confidence(np.array([[2.0, 0.0, -2.0], [1.0, 1.0, 1.0]]), 2).round(4).tolist()  # 2 / √8
     [0.7071, 0.0]
     >>> lognorm_confidence(np.array([[3.0, 0.0, 0.0]]), float("inf")).round(4).tolist()  # centred (2, -1, -1)
     [1.0]
+    >>> lognorm_confidence(np.array([[0.3, -1.1], [5.0, 7.0], [1.0, 1.0], [np.nan, 0.0]]), 2).round(4).tolist()
+    [0.7071, 0.7071, 0.0, nan]
     """
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 2:
         raise ValueError(f"logits must be (N, K), got shape {z.shape}")
     z = z - z.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(z, ord=p, axis=1)
-    top = z.max(axis=1) if z.shape[1] else np.zeros(z.shape[0])
-    return np.divide(top, norm, out=np.zeros_like(top), where=norm > 0)
+    if z.shape[1] == 2:
+        confidence = np.where(z[:, 0] != 0, 2.0 ** (-1.0 / p), 0.0)
+    else:
+        norm = np.linalg.norm(z, ord=p, axis=1)
+        top = z.max(axis=1) if z.shape[1] else np.zeros(z.shape[0])
+        confidence = np.divide(top, norm, out=np.zeros_like(top), where=norm > 0)
+    return np.where(np.isfinite(z).all(axis=1), confidence, np.nan)
 
 
 def choose_lognorm_p(
