@@ -721,6 +721,21 @@ def test_the_grid_of_a_sweep_under_the_directory_given_is_read_and_a_directory_g
     assert "1 missing from the grid" in below.markdown.read_text()
     twice = make_report([sweep, f"{sweep}/"], out_dir=sweep.parent / "twice")
     assert len(twice.jobs) == len(below.jobs) == 5 and not twice.duplicates
+    for order in ([sweep.parent, sweep], [sweep, sweep.parent]):  # one inside the other: each job read once
+        nested = make_report(order, out_dir=sweep.parent / "nested")
+        assert len(nested.jobs) == 5 and not nested.duplicates
+        assert [(m.sweep_dir, m.number) for m in nested.missing] == [(sweep, 5)]
+
+
+def test_values_that_differ_beyond_six_digits_print_apart(tmp_path: Path) -> None:
+    """γ = 0.9999999 and γ = 1 are two columns: their headers and Table 3's best and baseline print them apart."""
+    sweep = tmp_path / "sweep"
+    accuracies = {0.9999999: (0.95, 0.96), 1.0: (0.90, 0.91)}
+    for number, (gamma, seed) in enumerate((g, s) for g in accuracies for s in (0, 1)):
+        write_job(sweep, number, gamma, seed, completed(gamma, seed, accuracies[gamma][seed], 0.1, 0.05))
+    text = make_report([sweep], parameter="smoothing.gamma").markdown.read_text()
+    assert "| data set | γ = 0.9999999 | γ = 1 |" in text
+    assert "| digits | 0.9999999 | 95.50 ± 6.35 (n=2) | 90.50 ± 6.35 (n=2) | 5.24 | 2 | – |" in text
 
 
 def test_table_3_names_the_rows_it_leaves_out_and_why(tmp_path: Path) -> None:

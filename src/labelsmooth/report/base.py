@@ -121,7 +121,13 @@ def column_order(value: ParameterValue) -> tuple[int, float, str]:
 
 
 def format_value(value: ParameterValue) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A parameter's value as the report prints it: a number to the 12 significant digits that make its column
+    (``column_number``), so two columns never print alike (headers, figure panels, legends), without float noise.
+
+    >>> format_value(0.9999999), format_value(1.0), format_value(0.1 + 0.2), format_value(1e-5), format_value("gamma")
+    ('0.9999999', '1', '0.3', '1e-05', 'gamma')
+    """
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 def param_label(parameter: str) -> str:

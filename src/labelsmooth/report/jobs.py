@@ -266,13 +266,13 @@ def _job_directories(sweep_dir: Path) -> list[Path]:
 
 
 def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[MissingJob], list[str]]:
-    """Every job under the sweep directories (a directory given twice counts once), the grid's jobs without a
-    directory (the grid of each sweep found: the directory given, or those under it that hold its jobs), and
-    problems found."""
-    jobs: list[Job] = []
+    """Every job under the sweep directories (a job directory found twice, through a directory given twice or one
+    inside another, counts once), the grid's jobs without a directory (the grid of each sweep found: the directory
+    given, or those under it that hold its jobs), and problems found."""
+    jobs: dict[Path, Job] = {}  # by resolved job directory
     missing: list[MissingJob] = []
     problems: list[str] = []
-    read: set[Path] = set()
+    read: set[Path] = set()  # the sweep and grid directories read, resolved
     for sweep_dir in map(Path, sweep_dirs):
         if sweep_dir.resolve() in read:
             continue
@@ -283,17 +283,22 @@ def collect(sweep_dirs: Iterable[str | os.PathLike]) -> tuple[list[Job], list[Mi
         directories = _job_directories(sweep_dir)
         if not directories:
             problems.append(f"{sweep_dir}: no jobs found (no */.hydra/config.yaml or */metrics.json)")
-        found = {d: read_job(d) for d in directories}
-        jobs.extend(found.values())
+        for directory in directories:
+            if directory.resolve() not in jobs:
+                jobs[directory.resolve()] = read_job(directory)
         for grid_dir in sorted({sweep_dir, *(d.parent for d in directories if d != sweep_dir)}):  # not above it
+            if grid_dir != sweep_dir and grid_dir.resolve() in read:
+                continue
+            read.add(grid_dir.resolve())
             for number, overrides in enumerate(expected_jobs(grid_dir) or []):
                 directory = grid_dir / str(number)
-                recorded = found[directory].metrics.get("overrides") if directory in found else None
+                job = jobs.get(directory.resolve())
+                recorded = job.metrics.get("overrides") if job is not None else None
                 if not directory.is_dir():
                     missing.append(MissingJob(grid_dir, number, overrides))
                 elif isinstance(recorded, list) and not same_job(recorded, redact_secrets(list(overrides))):
                     missing.append(MissingJob(grid_dir, number, overrides, [str(o) for o in recorded]))
-    return jobs, missing, problems
+    return list(jobs.values()), missing, problems
 
 
 def row_labels(jobs: Sequence[Job]) -> Callable[[Job], str]:
