@@ -49,6 +49,19 @@ def bins_note(jobs: Sequence[Job]) -> list[str]:
     return []
 
 
+def selection_note(jobs: Sequence[Job]) -> list[str]:
+    """Which checkpoint the test cells are of: each completed job's selection (``checkpoint.monitor`` and
+    ``checkpoint.mode`` in its ``metrics.json``), with its number of jobs; a warning when they differ."""
+    selections: dict[str, int] = defaultdict(int)
+    for job in (j for j in jobs if j.status == "completed" and "checkpoint.monitor" in j.metrics):
+        monitor, mode = job.metrics["checkpoint.monitor"], job.metrics.get("checkpoint.mode")
+        selections[f"the best by `{monitor}` ({mode})" if monitor else "the last epoch's (none monitored)"] += 1
+    listed = "; ".join(f"{name} in {n} job{'s' if n != 1 else ''}" for name, n in sorted(selections.items()))
+    if len(selections) > 1:
+        return ["", f"**The jobs select their tested checkpoints differently**: {listed}. Test cells pool them."]
+    return ["", f"Test cells are of the checkpoint each job selected: {listed}."] if listed else []
+
+
 def _header(report: Report) -> list[str]:
     symbol = param_label(report.parameter)
     counts: dict[str, int] = defaultdict(int)
@@ -82,7 +95,7 @@ def _header(report: Report) -> list[str]:
         f"table compares the {symbol} with the best mean `{SELECTION_METRIC}` (the test split chooses nothing). "
         "Each table's p-values are uncorrected for the number of data sets and metrics compared.",
     ]
-    lines += bins_note(report.counted)
+    lines += bins_note(report.counted) + selection_note(report.counted)
     if report.pooled:
         lines += [
             "",
