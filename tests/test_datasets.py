@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from labelsmooth.data import DatasetNotFoundError, DatasetUnreadableError, InMemoryImages
+from labelsmooth.data.digits import DigitsDataModule
 from labelsmooth.data.in_memory import already_batched
 from labelsmooth.data.preprocess import BatchPreprocessor, random_shift
 from labelsmooth.data.splits import check_split_size, stratified_carve
@@ -633,3 +634,32 @@ def test_reading_a_data_set_leaves_the_global_random_state_alone(tmp_path: Path)
     before = torch.get_rng_state()
     datamodule = build_datamodule(cfg.dataset)
     assert len(datamodule.train_set) == 6 and torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "decathlon", "dtd"])
+def test_val_size_0_validates_on_the_test_split_and_trains_on_the_whole_training_split(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Mezzini's protocol: no validation split is carved (the training split stays whole) and an official one is
+    not read; the test split (CIFAR's test set, the Decathlon's official validation set) validates."""
+    relax_checksums(monkeypatch)
+    carved = build(name, tmp_path / "carved")
+    carved.setup("fit")
+    data = build(name, tmp_path / "whole", val_size=0)
+    opened = []
+    original = type(data).open_split
+
+    def recording(self, split, *args, **kwargs):
+        opened.append(split)
+        return original(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(type(data), "open_split", recording)
+    data.setup("fit")
+    assert data.val_set is data.test_set and "val" not in opened and data.run_record() == {"validation_split": "test"}
+    assert len(data.test_set) == len(carved.test_set) and carved.run_record() == {}
+    carved_from_training = 0 if name == "dtd" else len(carved.val_set)  # DTD's official validation split goes unused
+    assert len(data.train_set) == len(carved.train_set) + carved_from_training
+    with pytest.raises(Exception, match=r"dataset.val_size=-1 must be 0 \(validate on the test split\), a fraction"):
+        build(name, tmp_path / "refused", val_size=-1)
+    with pytest.raises(ValueError, match=r"^dataset.test_size=0 must be a fraction in \(0, 1\)"):
+        DigitsDataModule(test_size=0)

@@ -878,19 +878,21 @@ def test_wandb_report_page_of_several_data_sets_has_no_means_pooling_them(sweep:
 
 def test_the_report_says_which_checkpoint_its_test_cells_are_of(tmp_path: Path) -> None:
     """The test cells are of each job's selected checkpoint: the report names the selection (`checkpoint.monitor`,
-    `checkpoint.mode`) and warns when the jobs selected differently."""
+    `checkpoint.mode`), warns when the jobs selected differently and when jobs validated on their test split."""
     sweep = tmp_path / "sweep"
     selections = [("val/acc", "max"), ("val/acc", "max"), ("val/nll_ts", "min"), (None, "min")]
     for number, (monitor, mode) in enumerate(selections):
         gamma, seed = (0.8, 1.0)[number % 2], number // 2
         metrics = {**completed(gamma, seed, 0.9, 0.1, 0.05), "checkpoint.monitor": monitor, "checkpoint.mode": mode}
-        write_job(sweep, number, gamma, seed, metrics)
+        write_job(sweep, number, gamma, seed, {**metrics, **({"validation_split": "test"} if number == 3 else {})})
     text = make_report([sweep], parameter="smoothing.gamma", out_dir=tmp_path / "mixed").markdown.read_text()
     assert (
         "**The jobs select their tested checkpoints differently**: the best by `val/acc` (max) in 2 jobs; the best "
         "by `val/nll_ts` (min) in 1 job; the last epoch's (none monitored) in 1 job. Test cells pool them."
     ) in text
+    assert "**1 of 4 completed jobs validate on their test split** (`dataset.val_size=0`, Mezzini's protocol)" in text
     shutil.rmtree(sweep / "2")
     shutil.rmtree(sweep / "3")
     text = make_report([sweep], parameter="smoothing.gamma", out_dir=tmp_path / "one").markdown.read_text()
     assert "Test cells are of the checkpoint each job selected: the best by `val/acc` (max) in 2 jobs." in text
+    assert "validate on their test split" not in text

@@ -44,20 +44,20 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
     """Trains ``net`` with the loss ``criterion(logits, target)`` (a smoothing strategy).
 
     Validation and test use the unsmoothed metrics of ``labelsmooth.calibration.metrics`` (accuracy, NLL, ECE, MCE,
-    Brier) logged as ``val/<metric>`` and ``test/<metric>``, plus ``val/acc_best``, the best validation
-    accuracy so far (the paper's reported number), and ``val/acc_best_epoch``, the 0-based epoch that reached it
-    (the last epoch when the run was still improving). They read the strategy's ``prediction_logits(z)``, logits
-    whose softmax is the model's predictive distribution (``z`` itself for softmax strategies; ``logsigmoid(z)``
-    for sigmoid heads, whose normalised one-vs-rest probabilities are the distribution), and so do temperature
-    scaling and the callbacks that receive the step outputs (reliability diagrams, saved predictions). At test epoch
-    end the module fits the temperature on the latest validation epoch's logits (gathered over DDP processes; Guo et
-    al. 2017) and logs ``temperature`` and ``test/<m>_ts`` for ``labelsmooth.calibration.temperature.SCALED_METRICS``
-    (skipped, with an info line, when no validation ran before the test); ``temperature`` stays readable as an
-    attribute (the calibration callback's scaled diagram). ``n_bins`` equal-width (and equal-mass) bins serve every
-    binned metric and its ``_ts`` form. ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``)
-    completed with the parameters / optimizer here. A network that needs per-group optimizer settings exposes
-    ``optimizer_param_groups()``; a group's ``l2`` entry (Keras' L2 on convolution kernels) is applied as
-    ``labelsmooth.models.l2_penalty`` says, the same under any optimizer.
+    Brier) logged as ``val/<metric>`` and ``test/<metric>``, plus ``val/acc_best``, the best validation accuracy so far
+    (the paper's number; on its split with ``dataset.val_size=0``), and ``val/acc_best_epoch``, the 0-based epoch that
+    reached it (the last epoch when the run was still improving). They read the strategy's ``prediction_logits(z)``,
+    logits whose softmax is the predictive distribution (``z`` for softmax strategies; ``logsigmoid(z)`` for sigmoid
+    heads, whose normalised one-vs-rest probabilities are the distribution), and so do temperature scaling and the
+    callbacks that receive the step outputs (reliability diagrams, saved predictions). At test epoch end the module fits
+    the temperature on the latest validation epoch's logits (gathered over DDP processes; Guo et al. 2017) and logs
+    ``temperature`` and ``test/<m>_ts`` for ``labelsmooth.calibration.temperature.SCALED_METRICS`` (skipped, with an
+    info line, when no validation ran before the test); ``temperature`` stays readable as an attribute (the calibration
+    callback's scaled diagram). ``n_bins`` equal-width (and equal-mass) bins serve every binned metric and its ``_ts``
+    form. ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``) completed with the parameters /
+    optimizer here. A network that needs per-group optimizer settings exposes ``optimizer_param_groups()``; a group's
+    ``l2`` entry (Keras' L2 on convolution kernels) is applied as ``labelsmooth.models.l2_penalty`` says, the same under
+    any optimizer.
 
     Distillation (``teacher`` and ``distillation`` given): the training loss is
     ``distillation(criterion loss, student logits, teacher logits)`` (``labelsmooth.smoothing.distillation``), the

@@ -144,6 +144,7 @@ def evaluate(
             run.summary.update({key: float(value) for key, value in results[0].items()})
         run.summary.update(module.per_class_record())  # val/ and test/acc_per_class, test/acc_worst_class
         run.summary.update(calibration.run_record())
+        run.summary.update(datamodule.run_record())  # validation_split: test, where it validates
         run.summary.update(device_record(trainer))
         run.complete()
     return run.summary

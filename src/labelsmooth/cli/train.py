@@ -142,7 +142,7 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
         run.summary["checkpoint.mode"] = checkpoint.mode
     run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
     run.summary.update(epochs=epochs, world_size=trainer.world_size, **device_record(trainer))
-    run.summary.update(run_records(module, trainer.callbacks))
+    run.summary.update(run_records(module, [*trainer.callbacks, datamodule]))
     log_records_to_wandb(run.logger, run.summary)
     if isinstance(run.logger, WandbLogger) and run.logger.logs_best_checkpoint and best:
         record = {k: run.summary.get(k) for k in ("checkpoint.monitor", "val/acc_best", "val/acc_best_epoch", "seed")}
@@ -216,8 +216,8 @@ def test_checkpoint(trainer: Any, module: Any, datamodule: Any, ckpt_path: str |
 
 
 def run_records(module: Any, callbacks: list) -> dict[str, Any]:
-    """What the LightningModule and the callbacks add to ``metrics.json``: the dict of each one's ``run_record()``
-    (e.g. the epoch of the best validation accuracy, a parameter schedule's values)."""
+    """What the LightningModule, the callbacks and the data module add to ``metrics.json``: the dict of each one's
+    ``run_record()`` (e.g. the epoch of the best validation accuracy, a parameter schedule's values)."""
     from labelsmooth.runs.record import RunRecorder
 
     records: dict[str, Any] = {}

@@ -18,7 +18,7 @@ class ClassificationDataModule(pl.LightningDataModule):
     Subclasses set ``num_classes`` and ``image_shape`` and, in ``setup``, the three datasets
     (``self.train_set``, ``self.val_set``, ``self.test_set``) and ``self.train_targets`` (the training
     labels, for the class prior). The validation split is for model selection; the test split is only
-    evaluated at the end.
+    evaluated at the end (``dataset.val_size=0``: the test split validates too, Mezzini's protocol).
     """
 
     num_classes: int
@@ -53,6 +53,10 @@ class ClassificationDataModule(pl.LightningDataModule):
     @property
     def image_size(self) -> tuple[int, int]:
         return self.image_shape[1], self.image_shape[2]
+
+    def run_record(self) -> dict[str, Any]:
+        """What the data module adds to ``metrics.json`` (``validation_split: test`` where the test split validates)."""
+        return {}
 
     def preprocessing_record(self) -> dict | None:
         """How raw images become network inputs (``BatchPreprocessor.record()``); None: batches are used as stored."""

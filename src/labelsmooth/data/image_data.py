@@ -36,6 +36,8 @@ from labelsmooth.data.splits import carve_splits, check_split_size
 from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line, whole_number
 
 SPLITS = ("train", "val", "test")
+#: What ``val_size=0`` means: no validation split, the test split validates (Mezzini's protocol).
+VALIDATION_ON_TEST = "validate on the test split"
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class ImageDataModule(ClassificationDataModule):
         self.root = Path(root).expanduser() if root is not None else None
         size = whole_number("dataset.image_size", image_size, 1, "pixels")
         self.image_shape = (int(channels), size, size)
-        self.val_size = check_split_size("dataset.val_size", val_size)
+        self.val_size = check_split_size("dataset.val_size", val_size, none_means=VALIDATION_ON_TEST)
         self.test_size = check_split_size("dataset.test_size", test_size)
         self.split_seed = int(split_seed)
         self.in_memory = bool(in_memory)
@@ -210,14 +212,14 @@ class ImageDataModule(ClassificationDataModule):
 
     def prepare_data(self) -> None:
         """Download what is missing (Lightning calls this on one process per node)."""
-        for split in SPLITS:
+        for split in filter(self.has_own_split, SPLITS):
             self._open(split, download=self.download)
 
     # ---- splits ------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        opened = {split: self._open(split, download=False) for split in SPLITS}
+        opened = {split: self._open(split, download=False) if self.has_own_split(split) else None for split in SPLITS}
         base_train = opened["train"]
         if base_train is None:
             raise RuntimeError(f"{type(self).__name__}.open_split('train') returned None")
@@ -231,7 +233,7 @@ class ImageDataModule(ClassificationDataModule):
                     f"{self.name}: the {split} files under {self.root} hold {len(dataset)} images but {labels} labels: "
                     f"they are damaged or from different releases. Restore them (from {self.source})"
                 )
-        missing = [split for split in ("test", "val") if opened[split] is None]
+        missing = [split for split in ("test", "val") if opened[split] is None and self.has_own_split(split)]
         sizes = {split: self.test_size if split == "test" else self.val_size for split in missing}
         groups = self.carve_groups(base_train) if sizes else None
         train_index, carved = carve_splits(targets, sizes, self.split_seed, groups)
@@ -258,7 +260,7 @@ class ImageDataModule(ClassificationDataModule):
         if self.in_memory:
             decoded = {id(base_train): self._decode(base_train)}
             sets = {}
-            for split in SPLITS:
+            for split in filter(self.has_own_split, SPLITS):
                 source = base_train if split in carved or split == "train" else opened[split]
                 if id(source) not in decoded:
                     decoded[id(source)] = self._decode(source)
@@ -267,16 +269,31 @@ class ImageDataModule(ClassificationDataModule):
                 if index is not None:
                     images, labels = images[index], labels[index]
                 sets[split] = InMemoryImages(images, labels)
-            self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
+            self.train_set, self.val_set, self.test_set = sets["train"], sets.get("val"), sets["test"]
         else:
             self.train_set = Subset(base_train, train_index.tolist())
             self.val_set = Subset(base_train, carved["val"].tolist()) if "val" in carved else opened["val"]
             self.test_set = Subset(base_train, carved["test"].tolist()) if "test" in carved else opened["test"]
+        if not self.has_own_split("val"):
+            self.val_set = self.test_set
         if self.preprocessor.needs_statistics:
             self.preprocessor.set_statistics(*self._training_statistics())
+        validation = "%d" if self.has_own_split("val") else "%d: the test split (dataset.val_size=0)"
         log.info(
-            "%s: train %d, val %d, test %d images", self.name, *map(len, (self.train_set, self.val_set, self.test_set))
-        )
+            f"%s: train %d, val {validation}, test %d images",
+            self.name, *map(len, (self.train_set, self.val_set, self.test_set)),
+        )  # fmt: skip
+
+    def has_own_split(self, split: str) -> bool:
+        """Whether ``split`` is a split of its own: all are but ``val`` with ``val_size=0`` (``VALIDATION_ON_TEST``),
+        where the test split validates, as in Mezzini (2018), whose best validation accuracy is the best accuracy
+        on the split it reports (its Keras recipe validates on CIFAR's test set). The training split is then whole,
+        an official validation split goes unused, and the checkpoint, temperature and p of a run are selected on the
+        test images, so its numbers are optimistic: they compare with the paper's, not with a run's held-out test."""
+        return split != "val" or self.val_size != 0
+
+    def run_record(self) -> dict[str, Any]:
+        return {} if self.has_own_split("val") else {"validation_split": "test"}
 
     def _decode(self, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         arrays = self.fast_arrays(dataset)

@@ -9,16 +9,24 @@ import torch
 from labelsmooth.errors import ConfigurationError
 
 
-def check_split_size(key: str, size: float | int) -> float | int:
-    """``size`` if it is a fraction in (0, 1) or a whole number of samples (>= 1), else a ``ConfigurationError``
-    naming ``key`` (checked when the data module is built, before any file is read).
+def check_split_size(key: str, size: float | int, none_means: str | None = None) -> float | int:
+    """``size`` if it is a fraction in (0, 1) or a whole number of samples (>= 1), or 0 where ``none_means`` says
+    what a split of none stands for, else a ``ConfigurationError`` naming ``key`` (checked when the data module is
+    built, before any file is read).
 
     >>> check_split_size("dataset.val_size", 5000), check_split_size("dataset.val_size", 0.1)
     (5000, 0.1)
+    >>> check_split_size("dataset.val_size", 0, none_means="validate on the test split")
+    0
     """
     number = float(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else float("nan")
+    if number == 0.0 and none_means is not None:
+        return 0
     if not (0.0 < number < 1.0 or (number >= 1.0 and number.is_integer())):
-        raise ConfigurationError(f"{key}={size!r} must be a fraction in (0, 1) or a whole number of samples (>= 1)")
+        zero = f"0 ({none_means}), " if none_means is not None else ""
+        raise ConfigurationError(
+            f"{key}={size!r} must be {zero}a fraction in (0, 1) or a whole number of samples (>= 1)"
+        )
     return int(number) if number >= 1.0 else number
 
 

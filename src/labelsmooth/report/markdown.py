@@ -51,15 +51,28 @@ def bins_note(jobs: Sequence[Job]) -> list[str]:
 
 def selection_note(jobs: Sequence[Job]) -> list[str]:
     """Which checkpoint the test cells are of: each completed job's selection (``checkpoint.monitor`` and
-    ``checkpoint.mode`` in its ``metrics.json``), with its number of jobs; a warning when they differ."""
+    ``checkpoint.mode`` in its ``metrics.json``), with its number of jobs; a warning when they differ, and where
+    jobs validate on their test split (``validation_split: test``)."""
     selections: dict[str, int] = defaultdict(int)
     for job in (j for j in jobs if j.status == "completed" and "checkpoint.monitor" in j.metrics):
         monitor, mode = job.metrics["checkpoint.monitor"], job.metrics.get("checkpoint.mode")
         selections[f"the best by `{monitor}` ({mode})" if monitor else "the last epoch's (none monitored)"] += 1
     listed = "; ".join(f"{name} in {n} job{'s' if n != 1 else ''}" for name, n in sorted(selections.items()))
+    lines = []
     if len(selections) > 1:
-        return ["", f"**The jobs select their tested checkpoints differently**: {listed}. Test cells pool them."]
-    return ["", f"Test cells are of the checkpoint each job selected: {listed}."] if listed else []
+        lines = ["", f"**The jobs select their tested checkpoints differently**: {listed}. Test cells pool them."]
+    elif listed:
+        lines = ["", f"Test cells are of the checkpoint each job selected: {listed}."]
+    completed = [j for j in jobs if j.status == "completed"]
+    on_test = sum(j.metrics.get("validation_split") == "test" for j in completed)
+    if on_test:
+        lines += [
+            "",
+            f"**{on_test} of {len(completed)} completed jobs validate on their test split** (`dataset.val_size=0`, "
+            "Mezzini's protocol): their best validation accuracy, checkpoint, temperature and p are chosen on the "
+            "test images, so their numbers compare with the paper's, not with held-out ones.",
+        ]
+    return lines
 
 
 def _header(report: Report) -> list[str]:
