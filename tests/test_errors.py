@@ -594,6 +594,7 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
         (["resume=/nonexistent/run"], "ConfigurationError: resume=/nonexistent/run: nothing to resume: no such run "),
+        (["resume=data"], "ConfigurationError: resume=data: nothing to resume: data is not a run's directory (no "),
         (["~seed"], "ConfigurationError: ~seed: a run needs seed; give it a value instead of removing it"),
         (["+dataset.foo=1"], "ConfigurationError: dataset.foo=1 is not a setting: DigitsDataModule takes no parameter "
          "'foo' (it takes: batch_size, eval_batch_size, "),
@@ -623,6 +624,12 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["strategy_schedule=linear", "strategy_schedule.start=5"], "ConfigurationError: strategy_schedule=linear sets "
          "epsilon=5 at epoch 0: smoothing.epsilon=5.0 is out of range: it must lie in [0, 1)."),
         (["+analysis.foo=1"], "ConfigurationError: analysis.foo is not a setting: analysis takes projection_classes, "),
+        (["scheduler=keras_step", "scheduler.milestones=[0,1]", "scheduler.factors=[-1,0.5]"], "ConfigurationError: "
+         "scheduler.factors=[-1, 0.5] must be finite and > 0 and scheduler.milestones=[0, 1] epochs >= 0"),
+        (["+scheduler.last_epoch=5"], "ConfigurationError: the optimizer or learning-rate scheduler refuses its "
+         "settings (KeyError: "),
+        (["dataset.normalize=none", "dataset.input_range=[0,1e400]"], "ConfigurationError: "
+         "dataset.input_range=[0, inf] must be [low, high], finite, with low < high"),
     ],
 )  # fmt: skip
 def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
@@ -635,9 +642,11 @@ def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
 
     monkeypatch.setattr(digits, "read_digits", lambda: pytest.fail("the data set was read"))
     logger = [] if any(arg.startswith("logger") for arg in args) else ["logger=none"]  # refused before it starts
+    (tmp_path / "data").mkdir()  # a directory that no run wrote: resume=data leaves it empty
     result = run_app_in_process([*args, *logger, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(line) and not Path("/nonexistent").exists()
+    assert not list((tmp_path / "data").iterdir())
 
 
 @pytest.mark.parametrize(

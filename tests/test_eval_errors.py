@@ -61,6 +61,27 @@ def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(tmp
     assert {path: path.read_bytes() for path in before} == before
 
 
+def test_eval_py_into_a_completed_evaluations_directory_leaves_it(tmp_path: Path, checkpoint: Path) -> None:
+    """A second evaluation pointed at the first one's directory replaced its completed ``metrics.json``; a failed
+    evaluation's is replaced (nothing was earned there)."""
+    evaluation = tmp_path / "eval"
+    args = [f"ckpt_path={checkpoint}", f"hydra.run.dir={evaluation}", "figures=false", *QUIET]
+    assert run_eval(args, tmp_path).returncode == 0
+    before = (evaluation / "metrics.json").read_bytes()
+    result = run_eval(args, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == [
+        f"ResultKept: {evaluation} holds a completed evaluation, whose metrics.json an evaluation would replace; it "
+        "is left as it is: give eval.py another hydra.run.dir (by default each evaluation gets its own under "
+        "paths.log_dir/eval/)"
+    ]
+    assert (evaluation / "metrics.json").read_bytes() == before
+    failed = tmp_path / "failed"
+    assert run_eval([f"hydra.run.dir={failed}"], tmp_path).returncode == 1  # no ckpt_path: a failed evaluation
+    assert run_eval([*args[:1], f"hydra.run.dir={failed}", *args[2:]], tmp_path).returncode == 0
+    assert json.loads((failed / "metrics.json").read_text())["status"] == "completed"
+
+
 def test_eval_py_given_a_data_set_key_without_a_data_set_says_to_choose_one(tmp_path: Path) -> None:
     """``dataset`` is a group ``eval.py`` leaves empty (the run's own): "nothing reads a top-level key 'dataset'"."""
     args = ["ckpt_path=x.ckpt", "+dataset.normalize=none", f"hydra.run.dir={tmp_path / 'eval'}", *QUIET]

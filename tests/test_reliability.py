@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,46 @@ def test_resuming_a_finished_run_runs_nothing_and_keeps_its_completed_result(tmp
     result = cli(["debug=fast", "logger=none", f"resume={run_dir}", f"ckpt_path={tmp_path / 'gone.ckpt'}"], tmp_path)
     assert_short_error(result, f"resume={run_dir} and ckpt_path={tmp_path / 'gone.ckpt'} both say where training")
     assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def unfinished_run(tmp_path: Path, args: list[str]) -> tuple[Path, dict[str, bytes]]:
+    """A real run of ``args`` made unfinished, as a kill leaves it: its checkpoints and ``.hydra/`` files, a
+    ``metrics.json`` that says interrupted. Returns its directory and the bytes of what it left."""
+    assert cli(args, tmp_path).returncode == 0
+    (run_dir,) = (path.parent for path in tmp_path.glob("runs/*/*/metrics.json"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.update(status="failed", error_type="Interrupted")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(run_dir / ".hydra" / "completed")  # kept at the start of an unfinished run: its own files
+    (run_dir / ".hydra" / "completed").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        shutil.copy(run_dir / ".hydra" / name, run_dir / ".hydra" / "completed" / name)
+    left = [run_dir / "metrics.json", *(run_dir / ".hydra").glob("*.yaml"), *(run_dir / "checkpoints").glob("*")]
+    return run_dir, {str(path): path.read_bytes() for path in left}
+
+
+def test_a_command_refused_in_an_unfinished_runs_directory_leaves_it_resumable(tmp_path: Path) -> None:
+    """Another job pointed at an unfinished run's directory, the same job without resume=, and resume= with other
+    training settings are refused in one line; its checkpoints, metrics.json and .hydra/ files stay as they were,
+    so resume=true still finds and continues it."""
+    args = ["model=mlp", "debug=fast", "logger=none", "smoothing=uniform"]
+    run_dir, left = unfinished_run(tmp_path, args)
+
+    def unchanged() -> bool:
+        return all(Path(path).read_bytes() == content for path, content in left.items())
+
+    refused = {
+        "holds the checkpoints of an unfinished run": ["smoothing=none", f"hydra.run.dir={run_dir}"],
+        f"resume={run_dir} continues it with its own overrides": [f"hydra.run.dir={run_dir}"],
+        "optimizer.lr": ["optimizer.lr=0.5", f"resume={run_dir}"],
+    }
+    for fragment, extra in refused.items():
+        assert_short_error(cli([*args, *extra], tmp_path), fragment)
+        assert unchanged(), fragment
+    result = cli([*args, "resume=true"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Resuming from {run_dir / 'checkpoints'}" in result.stdout + result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
 
 
 def test_find_run_to_resume_matches_overrides_only(tmp_path: Path) -> None:

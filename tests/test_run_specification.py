@@ -166,6 +166,8 @@ def test_predict_reads_float_pixels_in_0_1_as_uint8_over_255_and_refuses_other_r
     assert torch.allclose(model.predict_proba(images.double() / 255), expected, atol=1e-5)
     assert torch.allclose(model.predict_proba(images.float().numpy() / 255), expected, atol=1e-5)
     assert torch.equal(model.predict_proba(images.long()), expected)
+    for unsigned in (np.uint16, np.uint32):  # torch has no min or max of these
+        assert torch.equal(model.predict_proba(images.numpy().astype(unsigned)), expected)
     digits = torch.arange(17.0).repeat(4)[:64].reshape(1, 8, 8)  # scikit-learn's digits: 0..16
     with pytest.raises(ValueError, match=r"these floats lie in \[0, 16\]: scale them"):
         model.predict(digits)

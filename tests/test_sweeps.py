@@ -77,6 +77,15 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     text = (sweep / "report.md").read_text()
     assert "(failed)" in text and "(incomplete)" in text and "simulated" in text
 
+    # The sweep run again without resume_sweep=true: every job refused, the unfinished ones' checkpoints kept
+    left = {path: path.read_bytes() for path in sweep.glob("*/checkpoints/*.ckpt")}
+    left.update({path: path.read_bytes() for path in sweep.glob("*/metrics.json")})
+    result = run_app_in_process(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "test accuracy" not in output
+    assert output.count("holds the checkpoints of an unfinished run") == 2 and "resume_sweep=true continues" in output
+    assert {path: path.read_bytes() for path in left} == left
+
     result = run_app_in_process(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("test accuracy") + result.stderr.count("test accuracy") == 2  # two jobs trained

@@ -11,6 +11,7 @@ for a run's ``history.csv`` (``labelsmooth.callbacks.epoch_log``) and a fused me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch.optim import Optimizer
@@ -36,6 +37,11 @@ class KerasStepLR(LRScheduler):
     ) -> None:
         if len(milestones) != len(factors) or list(milestones) != sorted(milestones):
             raise ConfigurationError("KerasStepLR: milestones must be increasing and as many as factors")
+        if not all(math.isfinite(float(f)) and float(f) > 0 for f in factors) or any(int(m) < 0 for m in milestones):
+            raise ConfigurationError(
+                f"scheduler.factors={list(factors)} must be finite and > 0 and scheduler.milestones={list(milestones)} "
+                "epochs >= 0 (a factor <= 0 turns the learning rate off or makes it climb the loss)"
+            )
         self.milestones = [int(m) for m in milestones]
         self.factors = [float(f) for f in factors]
         super().__init__(optimizer, last_epoch)

@@ -38,6 +38,8 @@ class PredictsRawImages:
         if batch.dtype == torch.bool:
             raise ValueError("predict takes pixels in 0..255 (uint8) or in [0, 1] (floats), not booleans: convert them")
         kind, top = ("floats", 1.0) if batch.is_floating_point() else ("integers", 255.0)
+        if batch.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch has no min or max for these
+            batch = batch.to(torch.int64)
         low, high = (float(batch.min()), float(batch.max())) if batch.numel() else (0.0, 0.0)
         if batch.is_floating_point() and not bool(batch.isfinite().all()):
             raise ValueError(f"predict takes finite pixels; {int((~batch.isfinite()).sum())} of these are NaN or inf")

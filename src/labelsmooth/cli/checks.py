@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, describe
 
 
 def explicit_device_count(devices: object) -> int | None:
@@ -319,15 +319,15 @@ def check_optimizer(cfg: DictConfig) -> None:
     instead of in a traceback from inside the first training step."""
     import torch
 
-    from labelsmooth.errors import describe
-
     if not cfg.get("optimizer"):
         return
     try:
         optimizer = hydra.utils.instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
         if cfg.get("scheduler"):
             hydra.utils.instantiate(cfg.scheduler)(optimizer)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, KeyError) as error:  # KeyError: torch's, for last_epoch without initial_lr
+        if isinstance(error, ConfigurationError):  # the scheduler's own words, naming its keys
+            raise
         settings = ", ".join(
             f"{group}.{key}={value!r}"
             for group in ("optimizer", "scheduler")

@@ -64,6 +64,7 @@ def evaluate(
     context = context or RunContext(output_dir=Path(output_dir))
     with RunLifecycle(context, {}, summary_keys=("temperature",)) as run:
         refuse_a_training_run(context.output_dir)
+        run.claim()
         ckpt_path = checkpoint_path(cfg)
         evaluated = evaluated_run(ckpt_path)
         # The W&B run starts first, so an evaluation refused for its settings is a failed W&B run too. It joins the

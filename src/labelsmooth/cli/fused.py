@@ -217,7 +217,7 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
     from labelsmooth.cli.context import context_from_hydra
     from labelsmooth.cli.train import check_before_data, completed_job, describe_run
     from labelsmooth.runs.lock import training_in
-    from labelsmooth.runs.result_guard import refuse_other_completed_job
+    from labelsmooth.runs.result_guard import refuse_other_completed_job, refuse_unfinished_run
     from labelsmooth.runs.sweeps import optimized_value
 
     member.cfg, member.context = cfg, context_from_hydra()
@@ -228,6 +228,7 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
     try:
         member.lock.enter_context(training_in(member.context.output_dir))  # RunInUse: another process trains there
         refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
+        refuse_unfinished_run(member.context, continues=bool(cfg.get("resume_sweep")))
         member.strategy = check_before_data(cfg, member.context)
         member.checked = True
     except Exception as error:

@@ -44,6 +44,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     with RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run:
         if member.error is not None and not member.checked:  # refused before any data, as its run would be
             raise member.error
+        run.claim()
         if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
             write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
         run.summary["num_threads"] = torch.get_num_threads()  # recorded by a run that fails as well

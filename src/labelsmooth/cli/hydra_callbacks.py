@@ -146,15 +146,13 @@ class JobStatesWithoutAccounting(Callback):
             return
         from submitit.slurm.slurm import SlurmInfoWatcher
 
-        if getattr(SlurmInfoWatcher._make_command, "from_squeue", False):
-            return
-
         def states_from_squeue(watcher: Any) -> list[str] | None:
             job_ids = sorted(watcher._registered - watcher._finished)
             return [sys.executable, "-m", "labelsmooth.cli.slurm_states", *job_ids] if job_ids else None
 
-        states_from_squeue.from_squeue = True  # type: ignore[attr-defined]
-        SlurmInfoWatcher._make_command = states_from_squeue  # type: ignore[method-assign]
+        if not getattr(SlurmInfoWatcher._make_command, "from_squeue", False):  # once per process; said per sweep
+            states_from_squeue.from_squeue = True  # type: ignore[attr-defined]
+            SlurmInfoWatcher._make_command = states_from_squeue  # type: ignore[method-assign]
         logging.getLogger(__name__).warning(
             "SLURM accounting is off on this cluster: the jobs' states come from squeue instead of sacct."
         )

@@ -17,9 +17,9 @@ from typing import Any
 
 from labelsmooth.cli.errors import error_message, interruption_message, log_failure, root_cause
 from labelsmooth.runs.context import RunContext
-from labelsmooth.runs.files import write_metrics_json
+from labelsmooth.runs.files import recorded_metrics, write_metrics_json
 from labelsmooth.runs.provenance import code_record
-from labelsmooth.runs.result_guard import ResultKept, keep_hydra_files, may_replace
+from labelsmooth.runs.result_guard import ResultKept, holds_a_run, keep_hydra_files, may_replace, restore_hydra_files
 from labelsmooth.tracking.console import print_run_summary
 from labelsmooth.tracking.quiet import silence_library_noise
 from labelsmooth.tracking.wandb_run import finish_wandb, redact_secrets
@@ -68,10 +68,22 @@ class RunLifecycle:
         self.summary_keys = summary_keys
         self.failed_run_logger = failed_run_logger
         self.logger: Any = None
+        self.claimed = False  # until ``claim``: a failure leaves what an earlier run left in the directory
+        self.earlier_run = False
 
     def __enter__(self) -> RunLifecycle:
         silence_library_noise()
+        self.earlier_run = holds_a_run(self.context.output_dir)
         return self
+
+    def claim(self) -> None:
+        """The run takes its directory, its checks passed: its ``.hydra/`` files are kept (a command refused there
+        later puts them back), and from here a failure is this run's to record in ``metrics.json``. Before, a
+        failure in a directory that held an earlier run (a refused ``resume=``, a typo in a re-run) leaves that
+        run's ``metrics.json`` and puts its ``.hydra/`` files back, so ``resume=true`` still finds it."""
+        self.claimed = True
+        if is_rank_zero():
+            keep_hydra_files(self.context.output_dir)
 
     def complete(self) -> None:
         self.summary["status"] = "completed"
@@ -93,7 +105,12 @@ class RunLifecycle:
             self._record_failure(error)
         elif self.summary["status"] != "completed":
             self.summary["status"] = "failed"
-        keeps_other_result = isinstance(error, ResultKept)
+        keeps_other_result = isinstance(error, ResultKept) or (
+            error is not None and self.earlier_run and not self.claimed
+        )
+        if keeps_other_result and is_rank_zero():  # Hydra wrote this command's .hydra/ files there
+            recorded = (recorded_metrics(self.context.output_dir) or {}).get("overrides")
+            restore_hydra_files(self.context.output_dir, recorded if isinstance(recorded, list) else None)
         try:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):
                 write_metrics_json(self.context.output_dir, self.summary)

@@ -75,7 +75,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     from labelsmooth.runs.layout import RunDirectory
     from labelsmooth.runs.lock import training_in
     from labelsmooth.runs.provenance import earlier_code
-    from labelsmooth.runs.result_guard import refuse_other_completed_job
+    from labelsmooth.runs.result_guard import refuse_other_completed_job, refuse_unfinished_run
     from labelsmooth.runs.resume import start_checkpoint
     from labelsmooth.specification import SPECIFICATION_KEY
 
@@ -98,6 +98,10 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             check_same_training(written, training_parts(cfg), ckpt_path)
             weights = {"state_dict": checkpoint["state_dict"]}  # kept through the data's set-up: not the optimizer's
             del checkpoint
+        origin = RunDirectory.of_checkpoint(ckpt_path).root.resolve() if ckpt_path else None
+        here = origin == context.output_dir.resolve()
+        refuse_unfinished_run(context, continues=here)  # resume=, or ckpt_path= of a checkpoint of its own directory
+        run.claim()
         set_num_threads(cfg.get("num_threads"))
         run.summary["num_threads"] = torch.get_num_threads()
 

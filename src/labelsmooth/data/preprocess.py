@@ -8,6 +8,7 @@ training split → (training only) random shift with ``fill_mode='nearest'`` →
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -73,8 +74,14 @@ class BatchPreprocessor:
     ) -> None:
         if normalize not in NORMALIZATIONS:
             raise ConfigurationError(f"dataset.normalize={normalize!r} is not one of {NORMALIZATIONS}")
-        if len(input_range) != 2 or not float(input_range[0]) < float(input_range[1]):
-            raise ConfigurationError(f"dataset.input_range={list(input_range)} must be [low, high] with low < high")
+        if (
+            len(input_range) != 2
+            or not float(input_range[0]) < float(input_range[1])
+            or not all(math.isfinite(float(bound)) for bound in input_range)
+        ):
+            raise ConfigurationError(
+                f"dataset.input_range={list(input_range)} must be [low, high], finite, with low < high"
+            )
         if normalize != "none" and (float(input_range[0]), float(input_range[1])) != (0.0, 1.0):
             why = (
                 "standardisation cancels any affine input scaling exactly"

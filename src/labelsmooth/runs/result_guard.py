@@ -127,12 +127,45 @@ def refuse_other_completed_job(context: RunContext, overrides: list[str]) -> Non
 
 def refuse_a_training_run(run_dir: str | Path) -> None:
     """Raise ``ResultKept`` when ``run_dir`` holds a training run (its ``metrics.json`` records the job's
-    overrides), after putting back its ``.hydra/`` files: an evaluation written there would replace its record."""
+    overrides) or a completed evaluation, after putting back its ``.hydra/`` files: an evaluation written there
+    would replace its record."""
     metrics = recorded_metrics(run_dir)
     recorded = metrics.get("overrides") if metrics else None
-    if isinstance(recorded, list):
-        restore_hydra_files(run_dir, recorded)
+    if isinstance(recorded, list) or completed_result(run_dir) is not None:
+        restore_hydra_files(run_dir, recorded if isinstance(recorded, list) else None)
+        what = "a training run" if isinstance(recorded, list) else "a completed evaluation"
         raise ResultKept(
-            f"{run_dir} holds a training run, whose metrics.json an evaluation would replace; it is left as it is: "
+            f"{run_dir} holds {what}, whose metrics.json an evaluation would replace; it is left as it is: "
             "give eval.py another hydra.run.dir (by default each evaluation gets its own under paths.log_dir/eval/)"
         )
+
+
+def holds_a_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds what a run left: a ``metrics.json`` or a checkpoint (an unfinished run may have
+    only checkpoints: killed before it wrote its record)."""
+    from labelsmooth.runs.resume import has_checkpoints
+
+    return (Path(run_dir) / METRICS_FILE).is_file() or has_checkpoints(run_dir)
+
+
+def refuse_unfinished_run(context: RunContext, continues: bool) -> None:
+    """Raise ``ResultKept`` when this run, which does not continue (``continues``) the run in its directory, was
+    pointed at one holding a readable checkpoint of an unfinished run (killed, failed or interrupted): training
+    there would replace its ``last.ckpt`` and leave its best checkpoints beside this run's. Checkpoints that are all
+    unreadable hold nothing to continue: a run starts afresh over them (as ``resume_sweep=true`` does)."""
+    from labelsmooth.runs.resume import choose_checkpoint, has_checkpoints
+
+    run_dir = context.output_dir
+    if continues or not has_checkpoints(run_dir) or choose_checkpoint(run_dir).path is None:
+        return
+    metrics = recorded_metrics(run_dir)
+    recorded = metrics.get("overrides") if metrics else None
+    whose = f" ({' '.join(map(str, recorded)) or 'no overrides'})" if isinstance(recorded, list) else ""
+    if context.multirun:
+        how, where = "resume_sweep=true continues it (the sweep's own grid)", "hydra.sweep.dir"
+    else:
+        how, where = f"resume={run_dir} continues it with its own overrides", "hydra.run.dir"
+    raise ResultKept(
+        f"{run_dir} holds the checkpoints of an unfinished run{whose}, left as they are: {how}; to train here "
+        f"afresh, move that directory away, or give a new {where}"
+    )

@@ -83,11 +83,18 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
     fresh = str(Path(runs_root) / fresh_dir)
     if not resume_asked(resume):
         return claim_fresh_directory(fresh)
-    if str(resume).lower() != "true":  # a directory that does not exist or is in use: the run stops, saying so
+    if str(resume).lower() != "true":  # not a run's directory, or in use: the run stops, saying so, in a fresh one
         named = Path(str(resume))
-        return str(named) if named.is_dir() and not in_use(named) else claim_fresh_directory(fresh)
+        return str(named) if is_run_directory(named) and not in_use(named) else claim_fresh_directory(fresh)
     found = find_run_to_resume(runs_root, overrides or [])
     return str(found) if found is not None else claim_fresh_directory(fresh)
+
+
+def is_run_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory a run wrote (its ``.hydra/``, a checkpoint or ``metrics.json``), so that a
+    mistyped ``resume=`` of another directory (a data folder, one's home) leaves it untouched."""
+    written = (path / ".hydra").is_dir() or RunDirectory(path).metrics_json.is_file()
+    return path.is_dir() and (written or has_checkpoints(path))
 
 
 def claim_fresh_directory(path: str) -> str:
@@ -258,6 +265,8 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
             what = "no such run directory"
         elif in_use(str(resume)):
             what = "that run is still training in another process"
+        elif not is_run_directory(Path(str(resume))):
+            what = f"{resume} is not a run's directory (no .hydra/, checkpoints or metrics.json in it)"
         else:
             what = f"{context.output_dir} has no {LAST_CHECKPOINT}"
         raise ConfigurationError(f"resume={resume}: nothing to resume: {what}. {_how_to_start(context)}")
