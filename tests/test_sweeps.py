@@ -77,14 +77,18 @@ def test_tiny_sweep_report_and_resume(tmp_path: Path) -> None:
     text = (sweep / "report.md").read_text()
     assert "(failed)" in text and "(incomplete)" in text and "simulated" in text
 
-    # The sweep run again without resume_sweep=true: every job refused, the unfinished ones' checkpoints kept
+    # The sweep run again without resume_sweep=true, or with a typo: refused before any job, nothing written (its
+    # multirun.yaml, which resume_sweep=true reads, neither); the unfinished jobs' checkpoints kept
     left = {path: path.read_bytes() for path in sweep.glob("*/checkpoints/*.ckpt")}
-    left.update({path: path.read_bytes() for path in sweep.glob("*/metrics.json")})
-    result = run_app_in_process(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}"], tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1 and "test accuracy" not in output
-    assert output.count("holds the checkpoints of an unfinished run") == 2 and "resume_sweep=true continues" in output
-    assert {path: path.read_bytes() for path in left} == left
+    left.update({path: path.read_bytes() for path in [*sweep.glob("*/metrics.json"), sweep / "multirun.yaml"]})
+    for typo in ([], ["optimizer.lr=-1"]):
+        result = run_app_in_process(["-m", *GRID, *FAST, *typo, f"hydra.sweep.dir={sweep}"], tmp_path)
+        assert result.returncode == 1 and "test accuracy" not in result.stdout + result.stderr
+        assert result.stderr == (
+            f"hydra.sweep.dir={sweep} holds the jobs of an earlier sweep, left as they are: resume_sweep=true "
+            "continues it (its own grid; jobs may be added at its end), a new sweep needs a new hydra.sweep.dir\n"
+        )
+        assert {path: path.read_bytes() for path in left} == left
 
     result = run_app_in_process(["-m", *GRID, *FAST, f"hydra.sweep.dir={sweep}", "resume_sweep=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -121,9 +121,10 @@ class SayWhenNothingToResume(Callback):
         except ConfigurationError as error:
             sys.stderr.write(f"ConfigurationError: {error}\n")
             raise SystemExit(1) from error
-        if not config.get("resume_sweep"):
-            return
         sweep = Path(str(config.hydra.sweep.dir))
+        if not config.get("resume_sweep"):
+            refuse_a_sweep_over_earlier_jobs(sweep)
+            return
         refuse_a_changed_grid(config, sweep)
         if not any(sweep.glob("*/.hydra")):
             logging.getLogger(__name__).warning(
@@ -166,6 +167,21 @@ def accounting_is_off() -> bool:
         return False
     return any(line.split("=")[-1].strip().endswith("none") for line in shown.splitlines()
                if line.startswith("AccountingStorageType"))  # fmt: skip
+
+
+def refuse_a_sweep_over_earlier_jobs(sweep: Path) -> None:
+    """A sweep started (without ``resume_sweep=true``) in a directory holding jobs of an earlier one: refused in one
+    line before any job and before Hydra writes its ``multirun.yaml`` over the earlier grid's, which
+    ``resume_sweep=true`` reads (each job would be refused anyway: a completed or unfinished run is kept)."""
+    from labelsmooth.runs.result_guard import holds_a_run
+
+    if sweep.is_dir() and any(holds_a_run(job) for job in sweep.iterdir() if job.is_dir()):
+        print(
+            f"hydra.sweep.dir={sweep} holds the jobs of an earlier sweep, left as they are: resume_sweep=true "
+            "continues it (its own grid; jobs may be added at its end), a new sweep needs a new hydra.sweep.dir",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
 
 
 def refuse_a_changed_grid(config: DictConfig, sweep: Path) -> None:
