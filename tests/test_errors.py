@@ -628,6 +628,9 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "scheduler.factors=[-1, 0.5] must be finite and > 0 and scheduler.milestones=[0, 1] epochs >= 0"),
         (["+scheduler.last_epoch=5"], "ConfigurationError: the optimizer or learning-rate scheduler refuses its "
          "settings (KeyError: "),
+        (["dataset=mnist", "dataset.image_size=-5"], "ConfigurationError: dataset.image_size=-5 must be an integer >= "
+         "1 (pixels)"),
+        (["dataset=mnist", "dataset.channels=0"], "ConfigurationError: dataset.channels=0 must be 1 or 3"),
         (["dataset.normalize=none", "dataset.input_range=[0,1e400]"], "ConfigurationError: "
          "dataset.input_range=[0, inf] must be [low, high], finite, with low < high"),
     ],

@@ -9,7 +9,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labelsmooth.errors import whole_number
+from labelsmooth.errors import ConfigurationError, whole_number
+
+
+def image_channels(channels: object) -> int:
+    """``channels`` when an image has that many (1: grey, 3: RGB), else a ``ConfigurationError`` naming the key."""
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
+    return int(channels)  # type: ignore[call-overload]
 
 
 class ClassificationDataModule(pl.LightningDataModule):
@@ -31,7 +38,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         data is read: its ``channels`` and ``image_size``; None where the files will tell."""
         channels, size = config.get("channels"), config.get("image_size")
         if isinstance(channels, int) and isinstance(size, int) and not isinstance(channels, bool):
-            return channels, size, size
+            return image_channels(channels), whole_number("dataset.image_size", size, 1, "pixels"), size
         return None
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:

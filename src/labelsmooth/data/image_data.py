@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from labelsmooth.data.base import ClassificationDataModule
+from labelsmooth.data.base import ClassificationDataModule, image_channels
 from labelsmooth.data.in_memory import InMemoryImages, already_batched, dataset_targets, decode_all, decode_transform
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import carve_splits, check_split_size
@@ -113,11 +113,9 @@ class ImageDataModule(ClassificationDataModule):
         self._seeded_epoch: int | None = None  # the training epoch whose draws this DDP process has seeded
         if num_classes is not None:  # declared by the config; checked against the labels in setup
             self.num_classes = int(num_classes)
-        if channels not in (1, 3):
-            raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
         self.root = Path(root).expanduser() if root is not None else None
         size = whole_number("dataset.image_size", image_size, 1, "pixels")
-        self.image_shape = (int(channels), size, size)
+        self.image_shape = (image_channels(channels), size, size)
         self.val_size = check_split_size("dataset.val_size", val_size, none_means=VALIDATION_ON_TEST)
         self.test_size = check_split_size("dataset.test_size", test_size)
         self.split_seed = int(split_seed)
