@@ -602,6 +602,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["dataset.eval_batch_size=0"], "ConfigurationError: dataset.eval_batch_size=0 must be an integer >= 1"),
         (["trainer.devices=0"], "ConfigurationError: trainer.devices=0 must be a count >= 1, a list of device ids"),
         (["trainer.devices=-2"], "ConfigurationError: trainer.devices=-2 must be a count >= 1, a list of device ids"),
+        (["trainer=cpu", "trainer.devices=[0]"], "ConfigurationError: trainer.devices=[0]: on the CPU give a number of "
+         "processes, not ids"),
         (["model.base_width=0"], "ConfigurationError: model.base_width=0 must be an integer >= 1"),
         (["model.l2=-1"], "ConfigurationError: model.l2=-1 must be a finite number >= 0"),
         (["optimizer.lr=0"], "ConfigurationError: optimizer.lr=0 must be a number > 0 (the learning rate)"),

@@ -30,9 +30,7 @@ def explicit_device_count(devices: object) -> int | None:
 def gpus_per_job(accelerator: object, devices: object) -> int:
     """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
     ``trainer.accelerator=cpu``, else the count ``trainer.devices`` names (1 for ``auto``)."""
-    if str(accelerator).lower() == "cpu":
-        return 0
-    return max(explicit_device_count(devices) or 1, 1)
+    return 0 if str(accelerator).lower() == "cpu" else max(explicit_device_count(devices) or 1, 1)
 
 
 def slurm_tasks_per_job(strategy: object, devices: object) -> int:
@@ -118,6 +116,8 @@ def check_devices(trainer_cfg: DictConfig) -> None:
     requested = requested_devices(trainer_cfg)
     if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
         available, kind = torch.cuda.device_count(), "GPU"
+    elif accelerator in {"cpu", "auto"} and (ids or "," in str(devices)):  # Lightning: a number of processes
+        raise ConfigurationError(f"trainer.devices={devices}: on the CPU give a number of processes, not ids")
     elif accelerator in {"cpu", "auto"}:
         available, kind = os.cpu_count() or 1, "CPU core"
     else:
