@@ -593,6 +593,7 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+trainer.limit_val_batches=0"], "ConfigurationError: trainer.limit_val_batches=0 cannot make a run: "),
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
+        (["+trainer.limit_train_batches=1.5"], "ConfigurationError: trainer.limit_train_batches=1.5 cannot make a run"),
         (["resume=/nonexistent/run"], "ConfigurationError: resume=/nonexistent/run: nothing to resume: no such run "),
         (["resume=data"], "ConfigurationError: resume=data: nothing to resume: data is not a run's directory (no "),
         (["~seed"], "ConfigurationError: ~seed: a run needs seed; give it a value instead of removing it"),

@@ -174,7 +174,8 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval", "max_steps"):
         value = trainer.get(key)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number and (value == 0 or value < 0 and not (key == "max_steps" and value == -1)):
+        neither = isinstance(value, float) and value > 1 and not value.is_integer()  # a count nor a fraction
+        if number and (value == 0 or neither or value < 0 and not (key == "max_steps" and value == -1)):
             raise ConfigurationError(
                 f"trainer.{key}={value} cannot make a run: a run trains, validates each epoch (its checkpoint "
                 "selection) and tests; use a positive count of batches or a fraction in (0, 1]"
