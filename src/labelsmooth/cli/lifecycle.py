@@ -105,12 +105,11 @@ class RunLifecycle:
             self._record_failure(error)
         elif self.summary["status"] != "completed":
             self.summary["status"] = "failed"
-        keeps_other_result = isinstance(error, ResultKept) or (
-            error is not None and self.earlier_run and not self.claimed
-        )
-        if keeps_other_result and is_rank_zero():  # Hydra wrote this command's .hydra/ files there
+        refused_before_claim = error is not None and self.earlier_run and not self.claimed
+        if refused_before_claim and not isinstance(error, ResultKept) and is_rank_zero():  # ResultKept put them back
             recorded = (recorded_metrics(self.context.output_dir) or {}).get("overrides")
             restore_hydra_files(self.context.output_dir, recorded if isinstance(recorded, list) else None)
+        keeps_other_result = isinstance(error, ResultKept) or refused_before_claim
         try:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):
                 write_metrics_json(self.context.output_dir, self.summary)

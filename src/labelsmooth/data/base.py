@@ -16,7 +16,7 @@ def image_channels(channels: object) -> int:
     """``channels`` when an image has that many (1: grey, 3: RGB), else a ``ConfigurationError`` naming the key."""
     if isinstance(channels, bool) or channels not in (1, 3):
         raise ConfigurationError(f"dataset.channels={channels} must be 1 or 3")
-    return int(channels)  # type: ignore[call-overload]
+    return 1 if channels == 1 else 3
 
 
 class ClassificationDataModule(pl.LightningDataModule):
@@ -38,7 +38,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         data is read: its ``channels`` and ``image_size``; None where the files will tell."""
         channels, size = config.get("channels"), config.get("image_size")
         if isinstance(channels, int) and isinstance(size, int) and not isinstance(channels, bool):
-            return image_channels(channels), whole_number("dataset.image_size", size, 1, "pixels"), size
+            size = whole_number("dataset.image_size", size, 1, "pixels")
+            return image_channels(channels), size, size
         return None
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:

@@ -151,8 +151,9 @@ def holds_a_run(run_dir: str | Path) -> bool:
 def refuse_unfinished_run(context: RunContext, continues: bool) -> None:
     """Raise ``ResultKept`` when this run, which does not continue (``continues``) the run in its directory, was
     pointed at one holding a readable checkpoint of an unfinished run (killed, failed or interrupted): training
-    there would replace its ``last.ckpt`` and leave its best checkpoints beside this run's. Checkpoints that are all
-    unreadable hold nothing to continue: a run starts afresh over them (as ``resume_sweep=true`` does)."""
+    there would replace its ``last.ckpt`` and leave its best checkpoints beside this run's; its ``.hydra/`` files are
+    put back. Checkpoints that are all unreadable hold nothing to continue: a run starts afresh over them (as
+    ``resume_sweep=true`` does)."""
     from labelsmooth.runs.resume import choose_checkpoint, has_checkpoints
 
     run_dir = context.output_dir
@@ -160,6 +161,7 @@ def refuse_unfinished_run(context: RunContext, continues: bool) -> None:
         return
     metrics = recorded_metrics(run_dir)
     recorded = metrics.get("overrides") if metrics else None
+    restore_hydra_files(run_dir, recorded if isinstance(recorded, list) else None)
     whose = f" ({' '.join(map(str, recorded)) or 'no overrides'})" if isinstance(recorded, list) else ""
     if context.multirun:
         how, where = "resume_sweep=true continues it (the sweep's own grid)", "hydra.sweep.dir"

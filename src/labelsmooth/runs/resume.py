@@ -93,8 +93,9 @@ def resolve_run_dir(runs_root: str, fresh_dir: str, resume: object, overrides: I
 def is_run_directory(path: Path) -> bool:
     """Whether ``path`` is a directory a run wrote (its ``.hydra/``, a checkpoint or ``metrics.json``), so that a
     mistyped ``resume=`` of another directory (a data folder, one's home) leaves it untouched."""
-    written = (path / ".hydra").is_dir() or RunDirectory(path).metrics_json.is_file()
-    return path.is_dir() and (written or has_checkpoints(path))
+    from labelsmooth.runs.result_guard import holds_a_run
+
+    return path.is_dir() and ((path / ".hydra").is_dir() or holds_a_run(path))
 
 
 def claim_fresh_directory(path: str) -> str:
