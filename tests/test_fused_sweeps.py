@@ -204,9 +204,16 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     assert "#0 completed earlier, #1 completed earlier: none train" in result.stdout + result.stderr
     assert {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")} == originals  # the original untouched
 
-    # Another grid into the interrupted sweep's directory, without resume_sweep: its group starts afresh.
+    # Another grid into the interrupted sweep's directory, without resume_sweep: refused before any job, the
+    # members' and the group's checkpoints kept; with the members' directories moved away, the group starts afresh.
     other = tmp_path / "other"
     other_grid = [*(o.replace("0.0,0.2", "0.1,0.3") for o in grid), "trainer.max_epochs=1"]
+    kept = {path: path.read_bytes() for path in other.rglob("*.ckpt")}
+    result = run_app_in_process(["-m", *other_grid, "hydra/launcher=fused", f"hydra.sweep.dir={other}"], tmp_path)
+    assert result.returncode == 1 and "holds the jobs of an earlier sweep" in result.stderr
+    assert {path: path.read_bytes() for path in kept} == kept and len(kept) > 2
+    for job in ("0", "1"):
+        shutil.rmtree(other / job)
     result = run_app_in_process(["-m", *other_grid, "hydra/launcher=fused", f"hydra.sweep.dir={other}"], tmp_path)
     assert result.returncode == 0 and "continues from" not in result.stdout + result.stderr, result.stderr[-3000:]
     assert [(m["smoothing.epsilon"], m["epochs"]) for m in metrics_of(other).values()] == [(0.1, 1), (0.3, 1)]
