@@ -13,7 +13,7 @@ from labelsmooth.calibration.temperature import fit_temperature
 from labelsmooth.cli.checks import check_multirun_ddp
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.smoothing import BinarySmoothing, CrossEntropy, TargetRange
-from tests.conftest import compose_train_config, run_training
+from tests.conftest import TrainedRun, compose_train_config, run_training
 from tests.wandb_records import offline_run_of
 
 CONTRACT_KEYS = {
@@ -55,15 +55,15 @@ def test_uniform_and_equivalent_gamma_give_the_same_metrics(tmp_path: Path) -> N
             assert uniform[key] == pytest.approx(gamma[key], abs=1e-6), key
 
 
-def test_val_size_0_selects_on_the_test_split_and_records_it(tmp_path: Path) -> None:
+def test_val_size_0_selects_on_the_test_split_and_records_it(tmp_path: Path, trained_run: TrainedRun) -> None:
     """Mezzini's protocol: the test split validates, so the tested checkpoint's accuracy is the best validation
     accuracy, the temperature is fitted on the test logits (its NLL at most the unscaled one) and ``metrics.json``
-    says so."""
+    says so (a run with its own validation split records nothing)."""
     summary = run_training(tmp_path, ["model=mlp", "dataset.val_size=0", "trainer.max_epochs=2"])
     assert summary["validation_split"] == "test"
     assert summary["test/acc"] == pytest.approx(summary["val/acc_best"], abs=1e-7)
     assert summary["test/nll_ts"] <= summary["test/nll"] + 1e-7
-    assert "validation_split" not in run_training(tmp_path / "carved", ["model=mlp"])
+    assert "validation_split" not in trained_run.summary
 
 
 def test_mlp_with_bf16_mixed_precision(tmp_path: Path) -> None:
