@@ -606,6 +606,8 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["trainer=cpu", "trainer.devices=[0]"], "ConfigurationError: trainer.devices=[0]: on the CPU give a number of "
          "processes, not ids"),
         (["model.base_width=0"], "ConfigurationError: model.base_width=0 must be an integer >= 1"),
+        (["model=timm", "model.name=resnet10t", "+model.act_layer=nope"], "ConfigurationError: the model resnet10t "
+         "refuses its settings (KeyError: 'nope'); they are model.name='resnet10t', "),
         (["model.l2=-1"], "ConfigurationError: model.l2=-1 must be a finite number >= 0"),
         (["optimizer.lr=0"], "ConfigurationError: optimizer.lr=0 must be a number > 0 (the learning rate)"),
         (["optimizer.lr=inf"], "ConfigurationError: optimizer.lr=inf must be a number > 0 (the learning rate)"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from labelsmooth.cli.checks import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
+from labelsmooth.cli.devices import gpu_of_parallel_job, slurm_cpus_per_task, slurm_mem_gb, slurm_tasks_per_job
 from tests.conftest import REPO_ROOT, metrics_of, run_app_in_process, run_cli, subprocess_env
 from tests.datasets_on_disk import write_mnist
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
@@ -177,7 +177,7 @@ def test_a_job_at_its_time_limit_is_requeued_and_continues_to_the_uninterrupted_
 def test_a_requeued_slurm_job_is_recognised_and_its_interruption_explained(monkeypatch) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from labelsmooth.cli.checks import slurm_restarts
+    from labelsmooth.cli.devices import slurm_restarts
     from labelsmooth.cli.errors import interruption_message
 
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # no Hydra job in this process

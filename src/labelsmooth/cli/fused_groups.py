@@ -81,7 +81,7 @@ def shared_settings(config: DictConfig, resolve: bool = True) -> dict[str, Any]:
 
 def why_not_fusable(config: DictConfig) -> str | None:
     """Why this job cannot be a member of a fused group (it then runs alone), or None."""
-    from labelsmooth.cli.checks import requested_devices
+    from labelsmooth.cli.devices import requested_devices
 
     trainer = config.get("trainer") or {}
     if str(trainer.get("strategy", "auto")) not in ("auto", "single_device") or requested_devices(trainer) != 1:

@@ -12,7 +12,7 @@ def register_resolvers() -> None:
     """Register the resolvers (idempotent)."""
     from omegaconf import OmegaConf
 
-    from labelsmooth.cli import checks
+    from labelsmooth.cli import devices
     from labelsmooth.runs.resume import claim_fresh_directory, resolve_run_dir
 
     claims_a_directory = {"ls_run_dir": resolve_run_dir, "ls_fresh_dir": claim_fresh_directory}
@@ -20,10 +20,10 @@ def register_resolvers() -> None:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
     resolvers = {
-        "ls_gpus_per_job": checks.gpus_per_job,
-        "ls_slurm_tasks_per_job": checks.slurm_tasks_per_job,
-        "ls_slurm_cpus_per_task": checks.slurm_cpus_per_task,
-        "ls_slurm_mem_gb": checks.slurm_mem_gb,
+        "ls_gpus_per_job": devices.gpus_per_job,
+        "ls_slurm_tasks_per_job": devices.slurm_tasks_per_job,
+        "ls_slurm_cpus_per_task": devices.slurm_cpus_per_task,
+        "ls_slurm_mem_gb": devices.slurm_mem_gb,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

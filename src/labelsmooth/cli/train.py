@@ -36,12 +36,11 @@ from labelsmooth.cli.checks import (
     check_optimizer,
     check_precise_bn,
     check_start,
-    gpu_of_parallel_job,
     set_num_threads,
-    slurm_restarts,
 )
 from labelsmooth.cli.context import job_context
 from labelsmooth.cli.data_checks import check_model_fits_data, check_validation_interval
+from labelsmooth.cli.devices import gpu_of_parallel_job, slurm_restarts
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
 from labelsmooth.cli.options import with_known_options

@@ -1,0 +1,80 @@
+"""Device counting that the checks and the launchers share: the devices ``trainer.devices`` names, what a SLURM job
+of a sweep reserves (GPUs, tasks, CPUs, memory: the ``ls_*`` resolvers of ``conf/hydra/launcher/slurm.yaml``), how
+often SLURM requeued it, and the GPU of a job of a sweep run side by side on one machine."""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def explicit_device_count(devices: object) -> int | None:
+    """The number of devices ``trainer.devices`` names (a count, a list of ids, ``"0,1"``, ``"2"``); None for
+    ``auto`` and ``-1`` (every visible device, known only on the machine that runs the job)."""
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices if devices >= 0 else None
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text.isdigit() else None
+
+
+def gpus_per_job(accelerator: object, devices: object) -> int:
+    """GPUs a launcher should reserve for one job (``hydra/launcher=slurm``: ``gpus_per_node``): none for
+    ``trainer.accelerator=cpu``, else the count ``trainer.devices`` names (1 for ``auto``)."""
+    return 0 if str(accelerator).lower() == "cpu" else max(explicit_device_count(devices) or 1, 1)
+
+
+def slurm_tasks_per_job(strategy: object, devices: object) -> int:
+    """SLURM tasks per sweep job (``hydra/launcher=slurm``: ``tasks_per_node``): one process per device for DDP
+    (SLURM starts them, Lightning's SLURM environment wires them), else 1."""
+    return max(explicit_device_count(devices) or 1, 1) if str(strategy).startswith("ddp") else 1
+
+
+def slurm_cpus_per_task(num_workers: object) -> int:
+    """CPUs per SLURM task: the training process and its data loader workers (``dataset.num_workers``)."""
+    return 1 + max(int(num_workers or 0), 0)  # type: ignore[call-overload]
+
+
+def slurm_mem_gb(num_workers: object, tasks: object) -> int:
+    """Memory per SLURM node (``mem_gb``, submitit's ``--mem``): 4 GB per CPU of each task."""
+    return 4 * slurm_cpus_per_task(num_workers) * max(int(tasks or 1), 1)  # type: ignore[call-overload]
+
+
+def slurm_restarts() -> int:
+    """How often SLURM requeued this job (``SLURM_RESTART_COUNT``; 0 outside SLURM or on its first start): submitit
+    requeues one signalled before its time limit (``signal_delay_s``, ``max_num_timeout`` times) or preempted."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(count) if count.isdigit() else 0
+
+
+def slurm_tasks() -> int | None:
+    """The number of processes SLURM started for this job step (``SLURM_NTASKS`` under ``srun``), or None."""
+    tasks = os.environ.get("SLURM_NTASKS") if os.environ.get("SLURM_STEP_ID") is not None else None
+    return int(tasks) if tasks and tasks.isdigit() else None
+
+
+def gpu_of_parallel_job(trainer_cfg: DictConfig, job_num: int | None, gpu_count: int) -> list[int] | None:
+    """The GPU of one job of a sweep run side by side on one machine (``hydra/launcher=joblib`` or ``parallel``):
+    job k on GPU k mod n, as ``trainer.devices=[k mod n]``; None (the config's own devices) for a job that asks
+    for other than ``trainer.devices=1`` (a list names its GPUs), trains on the CPU, or where there is no GPU.
+    The device index, not ``CUDA_VISIBLE_DEVICES``: joblib reuses its worker processes, where CUDA is set up by the
+    first job."""
+    if job_num is None or gpu_count < 1 or str(trainer_cfg.get("accelerator", "auto")).lower() == "cpu":
+        return None
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, bool) or devices != 1:  # a list names its GPUs; other counts are the user's
+        return None
+    return [job_num % gpu_count]
+
+
+def requested_devices(trainer_cfg: DictConfig) -> int:
+    count = explicit_device_count(trainer_cfg.get("devices", 1))
+    if count is not None:
+        return count
+    import torch  # "auto" or -1: every visible accelerator
+
+    return max(torch.cuda.device_count(), 1) if trainer_cfg.get("accelerator") != "cpu" else 1
