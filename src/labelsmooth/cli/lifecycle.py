@@ -17,9 +17,16 @@ from typing import Any
 
 from labelsmooth.cli.errors import error_message, interruption_message, log_failure, root_cause
 from labelsmooth.runs.context import RunContext
-from labelsmooth.runs.files import recorded_metrics, write_metrics_json
+from labelsmooth.runs.files import write_metrics_json
 from labelsmooth.runs.provenance import code_record
-from labelsmooth.runs.result_guard import ResultKept, holds_a_run, keep_hydra_files, may_replace, restore_hydra_files
+from labelsmooth.runs.result_guard import (
+    ResultKept,
+    holds_a_run,
+    keep_hydra_files,
+    may_replace,
+    recorded_overrides,
+    restore_hydra_files,
+)
 from labelsmooth.tracking.console import print_run_summary
 from labelsmooth.tracking.quiet import silence_library_noise
 from labelsmooth.tracking.wandb_run import finish_wandb, redact_secrets
@@ -107,8 +114,7 @@ class RunLifecycle:
             self.summary["status"] = "failed"
         refused_before_claim = error is not None and self.earlier_run and not self.claimed
         if refused_before_claim and not isinstance(error, ResultKept) and is_rank_zero():  # ResultKept put them back
-            recorded = (recorded_metrics(self.context.output_dir) or {}).get("overrides")
-            restore_hydra_files(self.context.output_dir, recorded if isinstance(recorded, list) else None)
+            restore_hydra_files(self.context.output_dir, recorded_overrides(self.context.output_dir))
         keeps_other_result = isinstance(error, ResultKept) or refused_before_claim
         try:
             if is_rank_zero() and not keeps_other_result and may_replace(self.context.output_dir, self.summary):

@@ -50,6 +50,12 @@ def keep_hydra_files(run_dir: str | Path) -> None:
             write_bytes_atomic(hydra / KEPT_HYDRA_FILES / name, (hydra / name).read_bytes())
 
 
+def recorded_overrides(run_dir: str | Path) -> list[str] | None:
+    """The overrides the ``metrics.json`` of ``run_dir`` records (a training run's), None where it records none."""
+    recorded = (recorded_metrics(run_dir) or {}).get("overrides")
+    return [str(o) for o in recorded] if isinstance(recorded, list) else None
+
+
 def restore_hydra_files(run_dir: str | Path, recorded: Sequence[str] | None) -> None:
     """Put back the ``.hydra/`` files of a finished run: its kept copies, or (kept by none) ``overrides.yaml``
     from the overrides its ``metrics.json`` recorded (``None``: recorded none, nothing is put back)."""
@@ -129,11 +135,10 @@ def refuse_a_training_run(run_dir: str | Path) -> None:
     """Raise ``ResultKept`` when ``run_dir`` holds a training run (its ``metrics.json`` records the job's
     overrides) or a completed evaluation, after putting back its ``.hydra/`` files: an evaluation written there
     would replace its record."""
-    metrics = recorded_metrics(run_dir)
-    recorded = metrics.get("overrides") if metrics else None
-    if isinstance(recorded, list) or completed_result(run_dir) is not None:
-        restore_hydra_files(run_dir, recorded if isinstance(recorded, list) else None)
-        what = "a training run" if isinstance(recorded, list) else "a completed evaluation"
+    recorded = recorded_overrides(run_dir)
+    if recorded is not None or completed_result(run_dir) is not None:
+        restore_hydra_files(run_dir, recorded)
+        what = "a training run" if recorded is not None else "a completed evaluation"
         raise ResultKept(
             f"{run_dir} holds {what}, whose metrics.json an evaluation would replace; it is left as it is: "
             "give eval.py another hydra.run.dir (by default each evaluation gets its own under paths.log_dir/eval/)"
@@ -159,10 +164,9 @@ def refuse_unfinished_run(context: RunContext, continues: bool) -> None:
     run_dir = context.output_dir
     if continues or not has_checkpoints(run_dir) or choose_checkpoint(run_dir).path is None:
         return
-    metrics = recorded_metrics(run_dir)
-    recorded = metrics.get("overrides") if metrics else None
-    restore_hydra_files(run_dir, recorded if isinstance(recorded, list) else None)
-    whose = f" ({' '.join(map(str, recorded)) or 'no overrides'})" if isinstance(recorded, list) else ""
+    recorded = recorded_overrides(run_dir)
+    restore_hydra_files(run_dir, recorded)
+    whose = f" ({' '.join(recorded) or 'no overrides'})" if recorded is not None else ""
     if context.multirun:
         how, where = "resume_sweep=true continues it (the sweep's own grid)", "hydra.sweep.dir"
     else:
