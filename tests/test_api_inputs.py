@@ -116,6 +116,18 @@ def test_a_class_masked_by_a_logit_of_minus_infinity_adds_nothing(strategy, expe
     assert float(loss) == pytest.approx(expected, rel=1e-5) and torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("strategy", [S.FocalLoss(3, 2.0), S.AdaptiveFocalLoss(3), S.CrossEntropy(3)])
+def test_a_masked_class_adds_nothing_under_mixing(strategy) -> None:
+    """A mixed target without weight on a class masked by -inf: the loss is that of the two other classes alone
+    (the focal losses gave NaN, 0 · log 0)."""
+    logits = torch.tensor([[2.0, 0.5, float("-inf")]], requires_grad=True)
+    loss = strategy.mixed_target_loss(logits, torch.tensor([[0.7, 0.3, 0.0]]))
+    loss.backward()
+    unmasked = type(strategy)(2, *strategy.numeric_parameters().values())
+    expected = unmasked.mixed_target_loss(logits[:, :2].detach(), torch.tensor([[0.7, 0.3]]))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5) and torch.isfinite(logits.grad).all()
+
+
 def test_a_strategy_computes_shapes_on_the_meta_device() -> None:
     """Its autocast check raised "unknown device type for autocast" (``F.cross_entropy`` itself runs there)."""
     logits = torch.zeros(4, 5, device="meta")

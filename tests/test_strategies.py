@@ -396,6 +396,26 @@ def test_online_state_is_checkpointed_and_initial_epsilon_smooths_epoch_zero() -
     torch.testing.assert_close(restored.soft_targets[2], torch.full((4,), 0.25))  # unseen: uniform, as the authors
 
 
+def test_online_targets_learnt_in_an_epoch_are_the_next_epochs_targets() -> None:
+    """The module ends a criterion's epoch after its last batch and again at the next epoch's start: the second
+    call, with nothing seen since, keeps the learnt S (and, before any batch, epoch 0's initial_epsilon targets)."""
+    strategy = OnlineLabelSmoothing(4, 0.5, initial_epsilon=0.2)
+    initial = strategy.soft_targets.clone()
+    strategy.on_train_epoch_end()  # epoch 0's start
+    torch.testing.assert_close(strategy.soft_targets, initial)
+    epoch = [(torch.tensor([[5.0, 1, 0, 0], [0, 4.0, 0, 2], [3.0, 0, 0, 0]]), torch.tensor([0, 1, 2]))]
+    strategy(*epoch[0])
+    strategy.on_train_epoch_end()  # after the epoch's last batch
+    strategy.on_train_epoch_end()  # the next epoch's start
+    learnt = online_reference_targets(epoch, 4)
+    torch.testing.assert_close(strategy.soft_targets.double(), learnt)
+    assert strategy.soft_targets[0, 0] > 0.9 and strategy.soft_targets[1, 3] > 0.1
+    restored = OnlineLabelSmoothing(4, 0.5, initial_epsilon=0.2)
+    restored.load_state_dict(strategy.state_dict())  # a checkpoint written between the two calls
+    restored.on_train_epoch_end()
+    torch.testing.assert_close(restored.soft_targets, strategy.soft_targets)
+
+
 def test_online_statistics_are_summed_across_processes() -> None:
     import socket
 

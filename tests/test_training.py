@@ -155,6 +155,29 @@ def test_metrics_and_calibration_read_the_strategys_predictive_distribution(tmp_
     assert results["temperature"] == pytest.approx(expected_temperature, rel=1e-4)
 
 
+def test_the_epochs_training_loss_is_the_mean_over_its_samples() -> None:
+    """Batches of 16, 16 and 8 at a learning rate of 0: ``train/loss`` is the cross entropy of the 40 samples, the
+    last batch counting for its 8 (not the mean of the three batch means)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from labelsmooth.module import LabelSmoothingClassifier
+
+    generator = torch.Generator().manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    inputs, target = torch.randn(40, 4, generator=generator) * 3, torch.randint(0, 3, (40,), generator=generator)
+    optimizer = lambda params: torch.optim.SGD(params, lr=0.0)  # noqa: E731
+    module = LabelSmoothingClassifier(net, CrossEntropy(3), optimizer, num_classes=3)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(inputs, target), batch_size=16))
+    with torch.no_grad():
+        expected = F.cross_entropy(net(inputs).double(), target)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_each_ddp_process_draws_its_own_augmentation_the_same_for_the_same_process_and_epoch(tmp_path: Path) -> None:
     """DDP processes share the seed, so every process shifted, flipped and mixed image i of its batch alike: each
     training epoch of each process now draws from (seed, process, epoch), which a resumed run replays

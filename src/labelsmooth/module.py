@@ -234,7 +234,9 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         if self.teacher is not None:
             teacher_logits = self.teacher(inputs, like=next(self.net.parameters()))
             loss = self.distillation(loss, self.prediction_logits(logits), teacher_logits)
-        self.train_loss.update(loss.detach())  # update, not forward: no per-step batch value (logged per epoch)
+        # update, not forward: no per-step batch value (logged per epoch); the batch mean once per sample, so the
+        # epoch's value is the mean over its samples (torchmetrics 1.9 drops `weight` under nan_strategy="disable")
+        self.train_loss.update(loss.detach().expand(len(target)))
         if self.l2_in_loss:
             loss = loss + l2_penalty(self.l2_in_loss)
         return loss
@@ -323,7 +325,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         # A resumed fit continues from the checkpoint's; loading the best checkpoint after fit keeps fit's own.
         if self.val_acc_best_epoch is None:
             self.val_acc_best_epoch = checkpoint.get("val_acc_best_epoch")
-        if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:  # evaluated as it trained (LogitNorm)
+        if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:  # the values its epoch trained with
             self.criterion.restore_parameters(checkpoint.get(STRATEGY_PARAMETERS_KEY, {}))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

@@ -7,9 +7,9 @@ that the epoch uses on the strategy, in place (``pl_module.criterion``, a ``Sche
 ``set_parameter`` checks the value against the parameter's declared range, as the constructor does), and logs it as
 ``schedule/<parameter>`` once per epoch. The values applied so far are saved in checkpoints: a resumed run
 re-applies the checkpoint's value when it is restored (before its first training step) and refuses a checkpoint
-written under another schedule; evaluating a checkpoint uses the value its epoch trained with (LogitNorm's temperature
-shapes its predictions). ``run_record()`` puts the schedule, its values per epoch and the final value into
-``metrics.json``.
+written under another schedule; evaluating a checkpoint sets the strategy to the value its epoch trained with (no
+strategy's predictions depend on it: LogitNorm is evaluated on the raw logits). ``run_record()`` puts the schedule,
+its values per epoch and the final value into ``metrics.json``.
 
 The parameter defaults to the strategy's only real-valued parameter (an error names them where it has several or
 none). Values are functions of the epoch index ``e`` alone, ``0 <= e < E`` with ``E = trainer.max_epochs``.

@@ -171,7 +171,7 @@ class FusedClassifier(pl.LightningModule):
         member_losses = torch.stack(losses)
         alive = self.alive()
         for m in alive:
-            self.members[m].train_loss.update(member_losses[m].detach())
+            self.members[m].train_loss.update(member_losses[m].detach().expand(len(targets[m])))  # as its run's
         if self.check_every_n_steps is not None:
             self._pending.append((self.global_step, self.current_epoch, member_losses.detach()))
             if len(self._pending) >= self.check_every_n_steps:

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax
+from labelsmooth.smoothing.base import TakesMixedTargets, float32_log_softmax, weighted_log_probs
 from labelsmooth.smoothing.parameters import RealParameter
 
 # (1 - p)^γ for 0 < γ < 1 has an infinite derivative at p = 1; where p rounds to 1 in float32 the factor is taken at
@@ -29,6 +29,12 @@ def focal_terms(log_probs: torch.Tensor, gamma: float | torch.Tensor) -> torch.T
     """``-(1 - p)^γ · log p`` elementwise for float32 ``log p``; ``γ`` a number or a tensor broadcast to it."""
     miss = (-torch.expm1(log_probs)).clamp_min(_SMALLEST_MISS)  # 1 - p, accurate also where p is close to 1
     return -miss.pow(gamma) * log_probs
+
+
+def weighted_focal_terms(weights: torch.Tensor, log_probs: torch.Tensor, gamma: float | torch.Tensor) -> torch.Tensor:
+    """``-w_k (1 - p_k)^γ log p_k``, 0 where ``w_k = 0`` (a class masked by a logit of -inf that the mixed target
+    puts no weight on adds nothing, as in ``weighted_log_probs``)."""
+    return -weighted_log_probs(weights, log_probs) * (-torch.expm1(log_probs)).clamp_min(_SMALLEST_MISS).pow(gamma)
 
 
 class FocalLoss(TakesMixedTargets):
@@ -51,7 +57,7 @@ class FocalLoss(TakesMixedTargets):
         return focal_terms(true_log_prob, self.gamma).mean()
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
-        return (mixed_target * focal_terms(float32_log_softmax(logits), self.gamma)).sum(dim=-1).mean()
+        return weighted_focal_terms(mixed_target, float32_log_softmax(logits), self.gamma).sum(dim=-1).mean()
 
 
 class AdaptiveFocalLoss(TakesMixedTargets):
@@ -94,4 +100,4 @@ class AdaptiveFocalLoss(TakesMixedTargets):
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
         log_probs = float32_log_softmax(logits)
-        return (mixed_target * focal_terms(log_probs, self.sample_gamma(log_probs))).sum(dim=-1).mean()
+        return weighted_focal_terms(mixed_target, log_probs, self.sample_gamma(log_probs)).sum(dim=-1).mean()

@@ -11,7 +11,12 @@ import math
 
 import torch
 
-from labelsmooth.smoothing.base import TakesMixedTargets, class_index_cross_entropy, float32_log_softmax
+from labelsmooth.smoothing.base import (
+    TakesMixedTargets,
+    class_index_cross_entropy,
+    float32_log_softmax,
+    weighted_log_probs,
+)
 from labelsmooth.smoothing.parameters import RealParameter
 
 
@@ -31,7 +36,7 @@ class _PenalizedCrossEntropy(TakesMixedTargets):
         return class_index_cross_entropy(logits, target) + self.alpha * self.penalty(logits)
 
     def compute_mixed_loss(self, logits: torch.Tensor, mixed_target: torch.Tensor) -> torch.Tensor:
-        cross_entropy = -(mixed_target * float32_log_softmax(logits)).sum(dim=-1).mean()
+        cross_entropy = -weighted_log_probs(mixed_target, float32_log_softmax(logits)).sum(dim=-1).mean()
         return cross_entropy + self.alpha * self.penalty(logits)
 
 

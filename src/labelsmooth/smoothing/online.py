@@ -20,15 +20,16 @@ class OnlineLabelSmoothing(HasTargetDistribution):
         ``q = α·onehot(y) + (1 - α)·S_y``,  ``loss = -Σ_k q_k log p_k = α·CE + (1 - α)·(-Σ_k S_{y,k} log p_k)``
 
     (Zhang et al. use ``α = 0.5``). A class with no correctly classified sample in an epoch gets the uniform row
-    ``1/K``, as in the authors' code. In epoch 0 ``S`` is uniform smoothing with ``initial_epsilon``
-    (``S_c = (1 - ε)·onehot(c) + ε/K``); the default ``ε = 0`` (one-hot: epoch 0 is plain cross entropy) is a
-    choice made here, where the authors' scripts differ: their fine-grained script starts from ``1/K``
-    (``initial_epsilon=1``), their CIFAR script from zeros (epoch 0: ``α·CE``).
+    ``1/K`` (the authors' CIFAR code leaves that row at zero, so such a class trains on ``α·CE`` alone). In epoch 0
+    ``S`` is uniform smoothing with ``initial_epsilon`` (``S_c = (1 - ε)·onehot(c) + ε/K``); the default ``ε = 0``
+    (one-hot: epoch 0 is plain cross entropy) is a choice made here, where the authors' scripts differ: their
+    fine-grained script starts from ``1/K`` (``initial_epsilon=1``), their CIFAR script from zeros (epoch 0: ``α·CE``).
 
     The statistics are gathered in ``forward`` while training (``p`` detached) and turned into ``S`` by
     ``on_train_epoch_end()``, which the training module calls right after the last training batch of every
-    epoch, before validation and the epoch's checkpoint (and again, harmlessly, at the start of the next epoch:
-    for data of unknown length and checkpoints written before this order). Under ``torch.distributed`` the sums
+    epoch, before validation and the epoch's checkpoint (and again at the start of the next epoch, for data of
+    unknown length and checkpoints written before this order: a call with no training sample seen since the last
+    one keeps ``S``). Under ``torch.distributed`` the sums
     and counts are first added across processes, so every process holds the same ``S`` and empty statistics when
     the checkpoint is written: a DDP run resumed from it continues exactly. ``S`` is a buffer; the running sums
     and counts are per-process, so they live in the module's extra state (saved in checkpoints, but not a buffer
@@ -49,22 +50,27 @@ class OnlineLabelSmoothing(HasTargetDistribution):
         self.register_buffer("soft_targets", initial)
         self.prediction_sums = torch.zeros(k, k, dtype=torch.float64)
         self.correct_counts = torch.zeros(k, dtype=torch.float64)
+        self.observed_samples = torch.zeros(1, dtype=torch.float64)
 
     def get_extra_state(self) -> dict[str, torch.Tensor]:
         return {
             "prediction_sums": self.prediction_sums.detach().cpu().clone(),
             "correct_counts": self.correct_counts.cpu().clone(),
+            "observed_samples": self.observed_samples.cpu().clone(),
         }
 
     def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         device = self.soft_targets.device
         self.prediction_sums = state["prediction_sums"].to(device, torch.float64, copy=True)
         self.correct_counts = state["correct_counts"].to(device, torch.float64, copy=True)
+        observed = state.get("observed_samples", self.correct_counts.sum().reshape(1))  # older checkpoints
+        self.observed_samples = observed.to(device, torch.float64, copy=True)
 
     def _statistics_to(self, device: torch.device) -> None:
         if self.prediction_sums.device != device:
             self.prediction_sums = self.prediction_sums.to(device)
             self.correct_counts = self.correct_counts.to(device)
+            self.observed_samples = self.observed_samples.to(device)
 
     @torch.no_grad()
     def observe(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -75,21 +81,27 @@ class OnlineLabelSmoothing(HasTargetDistribution):
         labels = labels[correct]
         self.prediction_sums.index_add_(0, labels, probs[correct].double())
         self.correct_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+        self.observed_samples += len(correct)
 
     @torch.no_grad()
     def on_train_epoch_end(self) -> None:
         """Replace ``S`` by the class-wise mean predictions gathered since the last call (summed over processes
-        under ``torch.distributed``: every process must call it) and reset the statistics."""
+        under ``torch.distributed``: every process must call it) and reset the statistics; where no training
+        sample was seen since the last call (on any process), ``S`` stays."""
         self._statistics_to(self.soft_targets.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.prediction_sums)
             dist.all_reduce(self.correct_counts)
+            dist.all_reduce(self.observed_samples)
+        if self.observed_samples.item() == 0:
+            return
         seen = self.correct_counts > 0
         means = self.prediction_sums[seen] / self.correct_counts[seen].unsqueeze(-1)
         self.soft_targets[seen] = (means / means.sum(dim=-1, keepdim=True)).to(self.soft_targets.dtype)
         self.soft_targets[~seen] = 1.0 / self.num_classes
         self.prediction_sums.zero_()
         self.correct_counts.zero_()
+        self.observed_samples.zero_()
 
     def smooth(self, hard_target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         hard_target = hard_target.float()
