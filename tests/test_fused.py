@@ -17,6 +17,7 @@ from labelsmooth.cli.fused_groups import Job, group_jobs, keys_that_split, why_n
 from labelsmooth.cli.train import train
 from labelsmooth.fused.classifier import MemberFailed
 from labelsmooth.runs.context import RunContext
+from labelsmooth.runs.history import read_history_csv
 from tests.conftest import choices_of, compose_train_config
 from tests.fused_helpers import StepLosses
 
@@ -36,6 +37,13 @@ MODELS = {
     "timm": ["model=timm", "model.name=test_resnet"],  # timm's own small ResNet (BatchNorm) for tests
     "mlp bf16-mixed": ["model=mlp", "trainer.precision=bf16-mixed"],  # the shifts are computed outside autocast
     # clipping by value is elementwise: the group's Trainer clips each member's gradients as its run clips them
+    # ranked by a value the run computes as a Python float (the temperature-scaled NLL), which its self.log stores
+    # in float32: the member's history and ranking read those numbers
+    "mlp ranked by val/nll_ts": [
+        "model=mlp",
+        "callbacks.checkpoint.monitor=val/nll_ts",
+        "callbacks.checkpoint.mode=min",
+    ],
     "mlp clipped by value": ["model=mlp", "+trainer.gradient_clip_val=0.02", "+trainer.gradient_clip_algorithm=value"],
 }
 
@@ -68,7 +76,13 @@ def train_alone(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[float]
 
 @pytest.mark.parametrize(
     ("model", "batching", "member"),
-    [("mlp", "loop", 2), ("mlp", "loop", 3), ("resnet_v1", "loop", 1), ("timm", "loop", 1), ("mlp", "vmap", 1)]
+    [
+        ("mlp", "loop", 2),
+        ("mlp ranked by val/nll_ts", "loop", 3),
+        ("resnet_v1", "loop", 1),
+        ("timm", "loop", 1),
+        ("mlp", "vmap", 1),
+    ]
     + [("mlp bf16-mixed", "loop", 0), ("mlp clipped by value", "loop", 1)],
 )
 def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: str, batching: str, member: int) -> None:
@@ -88,6 +102,9 @@ def test_a_member_trains_the_model_its_job_trains_alone(tmp_path: Path, model: s
         assert ours == pytest.approx(theirs, rel=1e-5 if batching == "loop" else 5e-5), f"step {step}"
     if batching == "loop":
         assert fused == separate
+        history = read_history_csv(tmp_path / "alone" / "history.csv")
+        rows = zip(members[member].history, history, strict=True)
+        assert [{key: row[key] for key in alone_row} for row, alone_row in rows] == history
     validation_size = 269
     best = max(values["val/acc"] for values in members[member].history)
     assert abs(best - alone["val/acc_best"]) * validation_size <= 1 + 1e-6
@@ -122,6 +139,10 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
     epochs = [(1, 0), (1, 1), (2, 0), (2, 1)]
     grid = [composed([f"trainer.max_epochs={e}", f"seed={s}"], n, tmp_path) for n, (e, s) in enumerate(epochs)]
     assert keys_that_split(group_jobs(grid, max_members=None)) == ["trainer.max_epochs"]  # not T_max, which follows
+    lrs = [(0.001, 0), (0.001, 1), (0.002, 0), (0.002, 1)]  # every job splits by seed too, once resolved
+    grid = [[f"optimizer.lr={lr}", f"seed={s}", "dataset.split_seed=${seed}"] for lr, s in lrs]
+    grid = [composed(overrides, n, tmp_path) for n, overrides in enumerate(grid)]
+    assert keys_that_split(group_jobs(grid, max_members=None)) == ["dataset.split_seed", "optimizer.lr"]
     capped = group_jobs(jobs, max_members=2)
     assert [[job.number for job in group.jobs] for group in capped] == [[0, 1], [2], [3, 5], [4], [6], [7]]
     capped = group_jobs(jobs, max_members=3)
@@ -150,6 +171,8 @@ def test_jobs_fuse_when_they_differ_only_in_what_is_exact_per_member(tmp_path: P
         ("+callbacks.lr_monitor.log_momentum=true", "not momentum or weight decay"),
         ("callbacks.precise_bn.num_batches=5", "precise BatchNorm statistics"),  # the callback's own, not the key's
         ("callbacks.lr_monitor.logging_interval=step", "learning rates per epoch"),
+        # with no scheduler, its run logged the rates every log_every_n_steps steps
+        ("callbacks.lr_monitor.logging_interval=null", "learning rates per epoch"),
         # a loader that keeps its workers draws its validation order once: the members drifted from epoch 1
         ("dataset=imagenette", "DataLoader workers kept between epochs"),
     ],
@@ -171,6 +194,18 @@ def test_jobs_that_cannot_be_members_say_why(tmp_path: Path, override: str, reas
 )
 def test_jobs_with_what_a_group_reproduces_are_members(tmp_path: Path, override: str) -> None:
     assert why_not_fusable(compose_train_config(override.split(" "), output_dir=tmp_path)) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "records"),
+    [(None, (True, True)), ("callbacks=none", (False, False)), ("callbacks.lr_monitor=null", (True, False))],
+)
+def test_a_member_records_the_epochs_and_rates_its_run_records(tmp_path: Path, override, records) -> None:
+    """A member wrote history.csv and its epoch lines, and logged learning rates, where its run alone (without the
+    epoch log, or the learning-rate monitor) writes and logs none."""
+    from labelsmooth.cli.fused_completion import callbacks_of_its_run
+
+    assert callbacks_of_its_run(compose_train_config([override] if override else [], output_dir=tmp_path)) == records
 
 
 def test_a_network_that_draws_random_numbers_is_not_fused() -> None:

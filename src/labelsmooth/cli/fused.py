@@ -34,13 +34,15 @@ from labelsmooth.cli.fused_groups import (
     Job,
     check_batching,
     check_max_members,
+    earlier_groups,
+    group_checkpoint_to_continue,
     group_jobs,
     keys_that_split,
     members_that_fit,
     remove_completed_group_checkpoints,
+    warn_of_regrouping,
     who_trains,
 )
-from labelsmooth.errors import ConfigurationError
 from labelsmooth.tracking.log_files import keep_records
 from labelsmooth.tracking.quiet import silence_library_noise
 
@@ -105,12 +107,16 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[Any]
         for job in group.jobs if group.reason is None else []:
             log.info("\t\t#%d : %s", job.number, " ".join(job.overrides))
     returns: dict[int, Any] = {}
+    fused_dir = Path(str(config.hydra.sweep.dir)) / ".fused"
+    earlier = earlier_groups(fused_dir)  # an interrupted sweep's group checkpoints
     for group in groups:
         if group.reason is None:
-            returns.update(run_fused(launcher, group, batching))
+            returns.update(run_fused(launcher, group, batching, earlier))
         else:
+            warn_of_regrouping(earlier, [job.number for job in group.jobs])
             returns.update(run_alone(launcher, group.jobs))
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    remove_completed_group_checkpoints(earlier, returns, fused_dir)  # those grouped otherwise now
     return [returns[job.number] for job in jobs]
 
 
@@ -138,7 +144,9 @@ def run_alone(launcher: Any, jobs: list[Job]) -> dict[int, Any]:
     return returns
 
 
-def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
+def run_fused(
+    launcher: Any, group: Group, batching: str, earlier: Sequence[tuple[list[int], Path]] = ()
+) -> dict[int, Any]:
     """One fused group: each job's set-up, one fit for all (for as many as fit together: ``GroupTooLarge``), each
     job's end. Jobs whose network cannot be fused (``NotFusable``) run one after another instead."""
     from hydra.core.utils import configure_log
@@ -162,6 +170,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
             member.group = numbers
         try:
             group_dir = fused_dir / "-".join(map(str, numbers))
+            warn_of_regrouping(earlier, numbers)
             train_group(together, group_dir, batching)  # drops the members whose network could not be built
             for member in candidates:
                 member.group = [m.job.number for m in together] if any(m is member for m in together) else []
@@ -184,9 +193,7 @@ def run_fused(launcher: Any, group: Group, batching: str) -> dict[int, Any]:
             returns[member.job.number] = _run_job(launcher, member.job, lambda cfg, m=member: finish(m, cfg))
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)  # not the last job's log
     whole = [member.job.number for member in members]  # a fit of them all whose members' ends were interrupted
-    if not any(numbers == whole for numbers, _ in trained):
-        trained.append((whole, fused_dir / "-".join(map(str, whole))))
-    remove_completed_group_checkpoints(trained, returns, fused_dir)
+    remove_completed_group_checkpoints([*trained, (whole, fused_dir / "-".join(map(str, whole)))], returns, fused_dir)
     return returns
 
 
@@ -233,33 +240,6 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
         member.checked = True
     except Exception as error:
         member.error = error
-    return None
-
-
-def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path | None:
-    """The group checkpoint a fit continues: ``last.ckpt`` of an interrupted fit of the same jobs, under
-    ``resume_sweep=true``; None otherwise (without it a group starts afresh, as the basic launcher's jobs do). The
-    members' training settings (``training_parts``) are written next to it, and a group checkpoint written for
-    other settings (another grid run into the same sweep directory) is refused in one line, as a run's checkpoint
-    (``check_same_training``; a group checkpoint from before they were written is continued)."""
-    import json
-
-    from labelsmooth.cli.build import training_parts
-    from labelsmooth.runs.checkpoints import check_same_training
-    from labelsmooth.runs.files import write_text_atomic
-
-    settings = json.loads(json.dumps([training_parts(member.cfg) for member in members], default=str))
-    record, resume = group_dir / "members.json", group_dir / "last.ckpt"
-    if resume.is_file() and members[0].cfg.get("resume_sweep"):
-        written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
-        if len(written) != len(settings):
-            raise ConfigurationError(
-                f"resume_sweep=true: {resume} holds {len(written)} members, this group {len(settings)}"
-            )
-        for before, now in zip(written, settings, strict=True):
-            check_same_training(before, now, resume)
-        return resume
-    write_text_atomic(record, json.dumps(settings, indent=1))
     return None
 
 

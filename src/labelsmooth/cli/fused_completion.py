@@ -45,8 +45,10 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
         if member.error is not None and not member.checked:  # refused before any data, as its run would be
             raise member.error
         run.claim()
-        if member.history:  # the epochs it trained, a member that failed too (as a run that fails keeps them)
-            write_history_csv(RunDirectory(context.output_dir).history_csv, member.history)
+        keeps_epoch_log, logs_rates = callbacks_of_its_run(cfg)
+        history, failed_epoch = (member.history, member.failed_epoch) if logs_rates else without_rates(member)
+        if history and keeps_epoch_log:  # the epochs it trained, a member that failed too (as a run that fails)
+            write_history_csv(RunDirectory(context.output_dir).history_csv, history)
         run.summary["num_threads"] = torch.get_num_threads()  # recorded by a run that fails as well
         if member.error is not None and member.module is None:  # failed before its fit: its run has no logger yet
             raise member.error
@@ -61,7 +63,7 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
             ]
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
-        replay_history(run.logger, member.history, member.failed_epoch)
+        replay_history(run.logger, history, failed_epoch, epoch_lines=keeps_epoch_log)
         write_to_files(member.fit_log)
         if member.error is not None:  # failed in the group's fit: its logger holds the epochs it trained
             raise member.error
@@ -70,7 +72,30 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
     return run.summary
 
 
-def replay_history(logger: Any, history: list[dict[str, float]], failed_epoch: dict[str, float]) -> None:
+def callbacks_of_its_run(cfg: DictConfig) -> tuple[bool, bool]:
+    """Whether the member's run keeps the epoch log (``history.csv`` and its ``train.log`` lines: ``EpochLogFile``)
+    and logs the learning rates (a ``LearningRateMonitor``), as its ``callbacks`` config builds them."""
+    import hydra
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from labelsmooth.callbacks.epoch_log import EpochLogFile
+
+    targets = [node.get("_target_") for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    classes = [made for made in map(hydra.utils.get_object, filter(None, targets)) if isinstance(made, type)]
+    return any(issubclass(c, EpochLogFile) for c in classes), any(issubclass(c, LearningRateMonitor) for c in classes)
+
+
+def without_rates(member: Member) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """The member's epoch history and failed epoch without the learning rates, which the group records for every
+    member and a run without a learning-rate monitor does not log."""
+    keep = lambda values: {k: v for k, v in values.items() if not k.startswith("lr-")}  # noqa: E731
+    failed_epoch = keep(member.failed_epoch)
+    return [keep(values) for values in member.history], failed_epoch if len(failed_epoch) > 1 else {}
+
+
+def replay_history(
+    logger: Any, history: list[dict[str, float]], failed_epoch: dict[str, float], epoch_lines: bool = True
+) -> None:
     """The member's epoch values into its logger as its run's Lightning logs them, and one line per epoch into its
     ``train.log``. The run logs the learning rates at the epoch's start (``EpochLearningRateMonitor``, at the steps
     taken before it), then the validation values and the training ones, each with the epoch, at the epoch's last
@@ -94,7 +119,8 @@ def replay_history(logger: Any, history: list[dict[str, float]], failed_epoch: d
                     logger.log_metrics(row, step=step)
             logger.log_metrics({**training, **epoch}, step=ended_at - 1)
         text = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(metrics.items()))
-        epochs.info("epoch %d done (fused group): %d steps; %s", int(values["epoch"]), ended_at - started_at, text)
+        if epoch_lines:
+            epochs.info("epoch %d done (fused group): %d steps; %s", int(values["epoch"]), ended_at - started_at, text)
         started_at = ended_at
     if logger and failed_epoch:
         logger.log_metrics(failed_epoch, step=started_at)

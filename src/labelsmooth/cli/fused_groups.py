@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,7 +171,7 @@ def why_callbacks_not_fusable(callbacks: Any) -> str | None:
         if isinstance(made, type) and issubclass(made, PreciseBatchNorm) and (node.get("num_batches") or 0) > 0:
             return f"callbacks.{name}.num_batches: precise BatchNorm statistics are computed per run"
         monitor = isinstance(made, type) and issubclass(made, LearningRateMonitor)
-        if monitor and node.get("logging_interval") not in (None, "epoch"):
+        if monitor and node.get("logging_interval") != "epoch":
             return f"callbacks.{name}.logging_interval: a fused group logs its members' learning rates per epoch"
         if monitor and (node.get("log_momentum") or node.get("log_weight_decay")):
             return f"callbacks.{name}: a fused group logs its members' learning rates, not momentum or weight decay"
@@ -236,7 +237,8 @@ def group_jobs(jobs: Sequence[Job], max_members: int | None) -> list[Group]:
 def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
     """The settings whose values differ between the jobs of groups that could fuse (what split the grid into them):
     a node whose class (``_target_``) differs by its name alone (``model``), the others by their dotted keys, as
-    the configs write them (or, where only resolved values differ, ``dataset.split_seed=${seed}``, resolved)."""
+    the configs write them, and those whose values differ once resolved through fusable keys
+    (``dataset.split_seed=${seed}``)."""
     targets: set[str] = set()
 
     def flatten(node: Any, path: str, into: dict[str, str]) -> dict[str, str]:
@@ -252,12 +254,14 @@ def keys_that_split(groups: Sequence[Group], shown: int = 5) -> list[str]:
         return into
 
     configs = [group.jobs[0].config for group in groups if why_not_fusable(group.jobs[0].config) is None]
-    differ: set[str] = set()
-    for resolve in (False, True):  # as written first: trainer.max_epochs, not the scheduler's T_max that follows it
-        settings = [flatten(shared_settings(config, resolve), "", {}) for config in configs]
-        differ = {key for key in set().union(*settings) if len({s.get(key) for s in settings}) > 1}
-        if differ:
-            break
+    written, resolved = ([flatten(shared_settings(c, resolve), "", {}) for c in configs] for resolve in (False, True))
+    differ = {key for key in set().union(*written) if len({s.get(key) for s in written}) > 1}
+    # As written: trainer.max_epochs, not the scheduler's T_max that follows it; and a setting that differs once
+    # resolved through keys that are not among them (dataset.split_seed=${seed}).
+    for key in set().union(*resolved) - differ:
+        follows = re.findall(r"\$\{([^}]+)\}", written[0].get(key, "")) if written else []
+        if len({s.get(key) for s in resolved}) > 1 and (not differ or (follows and not set(follows) & differ)):
+            differ.add(key)
     named = sorted(k for k in differ if not any(k.startswith(f"{t}.") for t in differ & targets))
     return named[:shown] + (["..."] if len(named) > shown else [])
 
@@ -307,7 +311,7 @@ def check_batching(value: Any) -> str:
 
 
 def remove_completed_group_checkpoints(
-    trained: list[tuple[list[int], Path]], returns: dict[int, Any], fused_dir: Path
+    trained: Sequence[tuple[list[int], Path]], returns: dict[int, Any], fused_dir: Path
 ) -> None:
     """The group checkpoint (every member's weights and optimizer state: resume state only) of each trained group
     (its jobs' numbers, its directory) whose jobs all completed (``returns``: Hydra's JobReturn by job number):
@@ -317,8 +321,54 @@ def remove_completed_group_checkpoints(
     from hydra.core.utils import JobStatus
 
     for numbers, group_dir in trained:
-        if group_dir.is_dir() and all(returns[number].status == JobStatus.COMPLETED for number in numbers):
+        if group_dir.is_dir() and all(
+            number in returns and returns[number].status == JobStatus.COMPLETED for number in numbers
+        ):
             shutil.rmtree(group_dir, ignore_errors=True)
             log.info("Fused group %s: every member completed; its group checkpoint is removed", group_dir.name)
     if fused_dir.is_dir() and not any(fused_dir.iterdir()):
         fused_dir.rmdir()
+
+
+def earlier_groups(fused_dir: Path) -> list[tuple[list[int], Path]]:
+    """The group directories (``<sweep>/.fused/<job numbers joined by ->``) an interrupted sweep left, with their
+    jobs' numbers."""
+    named = sorted(fused_dir.iterdir()) if fused_dir.is_dir() else []
+    return [([int(n) for n in d.name.split("-")], d) for d in named if d.is_dir() and d.name.replace("-", "").isdigit()]
+
+
+def warn_of_regrouping(earlier: Sequence[tuple[list[int], Path]], numbers: list[int]) -> None:
+    """A warning for each earlier group checkpoint that holds some of the group ``numbers`` but not that group
+    (``hydra.launcher.max_members`` changed, or a group that did not fit was halved): it is not continued."""
+    for other, other_dir in earlier:
+        if set(other) & set(numbers) and other != numbers:
+            log.warning("Fused group %s's checkpoint is not continued: its jobs are grouped otherwise now; jobs %s "
+                        "train from their start", other_dir.name, numbers)  # fmt: skip
+
+
+def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path | None:
+    """The group checkpoint a fit continues: ``last.ckpt`` of an interrupted fit of the same jobs, under
+    ``resume_sweep=true``; None otherwise (without it a group starts afresh, as the basic launcher's jobs do). The
+    members' training settings (``training_parts``) are written next to it, and a group checkpoint written for
+    other settings (another grid run into the same sweep directory) is refused in one line, as a run's checkpoint
+    (``check_same_training``; a group checkpoint from before they were written is continued)."""
+    import json
+
+    from labelsmooth.cli.build import training_parts
+    from labelsmooth.errors import ConfigurationError
+    from labelsmooth.runs.checkpoints import check_same_training
+    from labelsmooth.runs.files import write_text_atomic
+
+    settings = json.loads(json.dumps([training_parts(member.cfg) for member in members], default=str))
+    record, resume = group_dir / "members.json", group_dir / "last.ckpt"
+    if resume.is_file() and members[0].cfg.get("resume_sweep"):
+        written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
+        if len(written) != len(settings):
+            raise ConfigurationError(
+                f"resume_sweep=true: {resume} holds {len(written)} members, this group {len(settings)}"
+            )
+        for before, now in zip(written, settings, strict=True):
+            check_same_training(before, now, resume)
+        return resume
+    write_text_atomic(record, json.dumps(settings, indent=1))
+    return None

@@ -55,6 +55,12 @@ def outside_autocast(preprocess: Callable[[Any, bool], Any]) -> Callable[[Any, b
     return prepare
 
 
+def as_logged(value: float | torch.Tensor) -> float:
+    """``value`` as its run's ``self.log`` stores it: a tensor as it is, a Python number in torch's default dtype
+    (float32), so a member's history and its checkpoint ranking read the numbers of its separate run."""
+    return float(value if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=torch.get_default_dtype()))
+
+
 class MemberRandomState:
     """One member's random generators (torch CPU and CUDA, NumPy, Python), captured where it
     is made; inside ``with state:`` they are the global ones, and on leaving they are saved back. Nothing outside
@@ -293,7 +299,7 @@ class FusedClassifier(pl.LightningModule):
         accuracies = []
         for m in self.alive():
             member = self.members[m]
-            values = {k: float(v) for k, v in member.end_validation(sanity, fitting, self.current_epoch).items()}
+            values = {k: as_logged(v) for k, v in member.end_validation(sanity, fitting, self.current_epoch).items()}
             accuracies.append(values["val/acc"])
             if sanity:
                 continue
