@@ -530,10 +530,10 @@ def test_sigmoid_prediction_logits_are_float32_under_bf16_autocast(strategy) -> 
 
 
 INVALID = [
-    (UniformSmoothing, {"epsilon": -0.1}, r"epsilon=-0\.1.*\[0, 1\)"),
+    (UniformSmoothing, {"epsilon": -0.1}, r"epsilon=-0\.1.*\[0, 1\)\.$"),  # the reason is of ε = 1 alone
     (UniformSmoothing, {"epsilon": 1.0}, r"epsilon=1\.0.*\[0, 1\)\. At ε = 1 the target is the same for every label"),
     (GammaSmoothing, {"gamma": 0.05}, r"gamma=0\.05.*1/K"),
-    (GammaSmoothing, {"gamma": 1.2}, r"gamma=1\.2"),
+    (GammaSmoothing, {"gamma": 1.2}, r"gamma=1\.2 is out of range: it must lie in \(0\.1, 1\]\.$"),
     (PriorSmoothing, {"epsilon": 2.0}, r"epsilon=2"),
     (PriorSmoothing, {"epsilon": 1.0}, r"epsilon=1\.0.*\[0, 1\)"),
     (PriorSmoothing, {"prior": [0.5, 0.5]}, r"prior has 2 entries.*K=10"),

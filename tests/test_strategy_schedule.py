@@ -138,7 +138,7 @@ def test_an_out_of_range_scheduled_value_is_refused_with_the_one_line_message() 
     schedule, uniform = LinearSchedule(start=0.1, end=0.0), UniformSmoothing(10, 0.1)
     schedule.setup(SimpleNamespace(max_epochs=3, current_epoch=0), Recorder(uniform), "fit")
     with pytest.raises(
-        ConfigurationError, match=r"^smoothing\.epsilon=-0\.5 is out of range: it must lie in \[0, 1\)\. At ε = 1 "
+        ConfigurationError, match=r"^smoothing\.epsilon=-0\.5 is out of range: it must lie in \[0, 1\)\.$"
     ):
         uniform.set_parameter("epsilon", -0.5)
     assert uniform.epsilon == 0.1

@@ -44,14 +44,16 @@ def check_range(
     why: str = "",
 ) -> None:
     """Raise ``ConfigurationError`` (a ``ValueError``) naming the parameter, its value and the allowed range
-    when ``value`` is not a number in it."""
+    when ``value`` is not a number in it; ``why`` (why an excluded bound is excluded) follows where the value lies
+    at or beyond an excluded bound."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ConfigurationError(f"smoothing.{name}={value!r} must be a number in the range {low:g}..{high:g}.")
     above_low = value >= low if low_inclusive else value > low
     below_high = value <= high if high_inclusive else value < high
     if not (above_low and below_high):
         interval = f"{'[' if low_inclusive else '('}{low:g}, {high:g}{']' if high_inclusive else ')'}"
-        suffix = f" {why}" if why else ""
+        beyond_excluded = (not low_inclusive and value <= low) or (not high_inclusive and value >= high)
+        suffix = f" {why}" if why and beyond_excluded else ""
         raise ConfigurationError(f"smoothing.{name}={value!r} is out of range: it must lie in {interval}.{suffix}")
 
 
@@ -81,7 +83,8 @@ class RealParameter:
         high: the range's upper bound, of the same kinds.
         low_inclusive: whether the lower bound belongs to the range.
         high_inclusive: whether the upper bound belongs to the range.
-        why: appended to an out-of-range message; ``{num_classes}``, ``{low}`` and ``{high}`` are filled in.
+        why: why an excluded bound is excluded, appended to the message of a value at or beyond it;
+            ``{num_classes}``, ``{low}`` and ``{high}`` are filled in.
         unsmoothed: the value at which the strategy is plain cross entropy (None: no such value).
         fixed: the value is set when the strategy is built and cannot change afterwards.
 
