@@ -17,7 +17,7 @@ from typing import Any
 
 from labelsmooth.cli.errors import error_message, interruption_message, log_failure, root_cause
 from labelsmooth.runs.context import RunContext
-from labelsmooth.runs.files import write_metrics_json
+from labelsmooth.runs.files import remove_interrupted_writes, write_metrics_json
 from labelsmooth.runs.provenance import code_record
 from labelsmooth.runs.result_guard import (
     ResultKept,
@@ -87,10 +87,16 @@ class RunLifecycle:
         """The run takes its directory, its checks passed: its ``.hydra/`` files are kept (a command refused there
         later puts them back), and from here a failure is this run's to record in ``metrics.json``. Before, a
         failure in a directory that held an earlier run (a refused ``resume=``, a typo in a re-run) leaves that
-        run's ``metrics.json`` and puts its ``.hydra/`` files back, so ``resume=true`` still finds it."""
+        run's ``metrics.json`` and puts its ``.hydra/`` files back, so ``resume=true`` still finds it. The temporary
+        files of writes a killed run left unfinished there are removed."""
         self.claimed = True
         if is_rank_zero():
             keep_hydra_files(self.context.output_dir)
+            if removed := remove_interrupted_writes(self.context.output_dir):  # a killed run's, continued here
+                log.info(
+                    "Removed %d temporary file(s) of writes a killed process left unfinished (%.1f MB): %s",
+                    len(removed), sum(removed.values()) / 1e6, ", ".join(path.name for path in removed),
+                )  # fmt: skip
 
     def complete(self) -> None:
         self.summary["status"] = "completed"

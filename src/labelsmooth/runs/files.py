@@ -77,6 +77,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, write)
 
 
+def remove_interrupted_writes(run_dir: str | os.PathLike) -> dict[Path, int]:
+    """Remove the temporary files that writes into the run's directory and its ``checkpoints/`` left when their
+    process was killed (``.<name>.<random>.tmp`` of ``write_atomic``, ``<checkpoint>.tmp`` of a checkpoint or its
+    link); returns their sizes. Only for a run directory this process holds (its lock): no write is under way.
+    """
+    run = RunDirectory(run_dir)
+    removed = {}
+    for directory in (run.root, run.checkpoints):
+        for path in sorted(directory.glob("*.tmp")) if directory.is_dir() else ():
+            if path.name.startswith(".") or path.name.endswith(".ckpt.tmp"):
+                removed[path] = path.lstat().st_size
+                path.unlink(missing_ok=True)
+    return removed
+
+
 def save_figure_atomic(figure: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
     """A matplotlib ``figure`` saved atomically as a PNG at ``path``."""
     return write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
