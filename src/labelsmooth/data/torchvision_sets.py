@@ -189,8 +189,22 @@ class DTDDataModule(ImageDataModule):
         )
 
 
+# "Each image has at the bottom a banner 20 pixels high containing copyright information. Please make sure to
+# remove this banner when using the images to train and evaluate algorithms." (the data set's README)
+AIRCRAFT_BANNER_ROWS = 20
+
+
+def load_aircraft_image(path: str) -> Any:
+    """An FGVC-Aircraft image without the copyright banner of its bottom ``AIRCRAFT_BANNER_ROWS`` rows, which
+    torchvision's ``FGVCAircraft`` keeps (its text would be a feature of the images' source, not of the aircraft)."""
+    image = load_image(path)
+    width, height = image.size
+    return image.crop((0, 0, width, height - AIRCRAFT_BANNER_ROWS))
+
+
 class FGVCAircraftDataModule(ImageDataModule):
-    """FGVC-Aircraft 2013b: 100 variants (or 70 families / 30 manufacturers), official train/val/test."""
+    """FGVC-Aircraft 2013b: 100 variants (or 70 families / 30 manufacturers), official train/val/test; the
+    copyright banner at the bottom of each image is removed, as the data set's README asks."""
 
     name = "FGVC-Aircraft"
     expected_files = (
@@ -206,13 +220,15 @@ class FGVCAircraftDataModule(ImageDataModule):
         self.annotation_level = annotation_level
 
     def cache_key(self) -> dict[str, Any]:
-        return {"annotation_level": self.annotation_level}
+        return {"annotation_level": self.annotation_level, "banner_rows_removed": AIRCRAFT_BANNER_ROWS}
 
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
         from torchvision.datasets import FGVCAircraft
 
         level = self.annotation_level
-        return FGVCAircraft(str(self.root), split, level, transform=transform, download=download, loader=load_image)
+        return FGVCAircraft(
+            str(self.root), split, level, transform=transform, download=download, loader=load_aircraft_image
+        )
 
 
 class Flowers102DataModule(ImageDataModule):
