@@ -96,6 +96,15 @@ def test_aircraft_images_lose_their_copyright_banner(tmp_path: Path, monkeypatch
         assert int(images.max()) < 8
 
 
+def test_imagenette_classes_are_named_by_their_first_name(tmp_path: Path, monkeypatch) -> None:
+    """torchvision names each class with a tuple of synonyms; the confusion matrix showed "('tench', 'Tinca tinca')"."""
+    relax_checksums(monkeypatch)
+    data = build("imagenette", tmp_path, in_memory=False)
+    data.prepare_data()
+    data.setup("fit")
+    assert data.class_names[0] == "tench" and not any("(" in n or "'" in n for n in data.class_names[:20])
+
+
 def test_in_memory_and_streaming_give_the_same_pixels(tmp_path: Path, monkeypatch) -> None:
     relax_checksums(monkeypatch)
     batches = []

@@ -244,7 +244,8 @@ class ImageDataModule(ClassificationDataModule):
                     f"{self.name}: the {split} split's classes are not the training split's (missing there: "
                     f"{missing}), so its labels would shift past a missing class. Restore its folders under {self.root}"
                 )
-        names = [str(name) for name in classes] if classes is not None else []
+        # ImageNet's classes are tuples of synonyms, ("tench", "Tinca tinca"): the first names the class
+        names = [str(name[0] if isinstance(name, tuple) else name) for name in classes] if classes is not None else []
         if self.num_classes is None:
             self.num_classes = len(names) or int(targets.max()) + 1
         self.class_names = names if len(names) == self.num_classes else None
