@@ -153,7 +153,7 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
         start = time.perf_counter()
         net.train()
         loss_sum = torch.zeros(())
-        steps = 0
+        samples = 0
         for step, batch in enumerate(train_loader):
             if case.train_steps is not None and step >= case.train_steps:
                 break
@@ -162,8 +162,8 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
             loss = criterion(net(inputs), target)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach()
-            steps += 1
+            loss_sum += loss.detach() * len(target)  # train/loss: the mean over the epoch's samples
+            samples += len(target)
         middle = time.perf_counter()
         net.eval()
         correct = torch.zeros((), dtype=torch.long)
@@ -176,7 +176,7 @@ def run_plain_loop(case: Case, seed: int) -> dict[str, Any]:
                 correct += (net(inputs).argmax(dim=-1) == target).sum()
                 seen += target.numel()
         val_acc = correct.item() / max(seen, 1)
-        train_loss = loss_sum.item() / max(steps, 1)
+        train_loss = loss_sum.item() / max(samples, 1)
         if scheduler is not None:
             scheduler.step()
         end = time.perf_counter()
