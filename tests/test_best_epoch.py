@@ -67,6 +67,13 @@ def test_a_resumed_run_keeps_its_best_epoch(tmp_path: Path) -> None:
     last = Path(trainer.checkpoint_callback.last_model_path)
     assert first.val_acc_best_epoch is not None
     assert torch.load(last, weights_only=True)["val_acc_best_epoch"] == first.val_acc_best_epoch
-    resumed, _, _ = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=str(last))  # nothing left to train
+    resumed, datamodule, trainer = fit(tmp_path / "resumed", max_epochs=2, ckpt_path=str(last))  # nothing to train
     assert resumed.val_acc_best_epoch == first.val_acc_best_epoch
     assert resumed.run_record() == {"val/acc_best_epoch": first.val_acc_best_epoch}
+    # Its final validation of a checkpoint chosen by another monitor, from an epoch before the best accuracy (as a
+    # run killed in its final test and resumed does): val/acc_best is the run's, not the running best stored there.
+    stored = torch.load(last, weights_only=True)
+    stored["state_dict"]["val_acc_best.max_value"] = torch.tensor(0.0)
+    torch.save(stored, earlier := tmp_path / "earlier.ckpt")
+    validated = trainer.validate(resumed, datamodule=datamodule, ckpt_path=str(earlier), weights_only=True)
+    assert validated[0]["val/acc_best"] == float(first.val_acc_best.compute()) > 0

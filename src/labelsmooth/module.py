@@ -223,8 +223,7 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         if batch_idx + 1 == self.trainer.num_training_batches:
             self.end_criterion_epoch()
 
-    def on_train_epoch_start(self) -> None:
-        # A no-op after the hook above; applies the statistics of data of unknown length and of older checkpoints.
+    def on_train_epoch_start(self) -> None:  # a no-op after the hook above, but for data of unknown length
         self.end_criterion_epoch()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -234,9 +233,8 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
         if self.teacher is not None:
             teacher_logits = self.teacher(inputs, like=next(self.net.parameters()))
             loss = self.distillation(loss, self.prediction_logits(logits), teacher_logits)
-        # update, not forward: no per-step batch value (logged per epoch); the batch mean once per sample, so the
-        # epoch's value is the mean over its samples (torchmetrics 1.9 drops `weight` under nan_strategy="disable")
-        self.train_loss.update(loss.detach().expand(len(target)))
+        # once per sample: the epoch's mean over samples (torchmetrics drops `weight` under nan_strategy="disable")
+        self.train_loss.update(loss.detach().expand(len(target)))  # update: no per-step value (logged per epoch)
         if self.l2_in_loss:
             loss = loss + l2_penalty(self.l2_in_loss)
         return loss
@@ -322,11 +320,13 @@ class LabelSmoothingClassifier(PredictsRawImages, pl.LightningModule):
             checkpoint[SPECIFICATION_KEY] = self.specification.to_checkpoint()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A resumed fit continues from the checkpoint's; loading the best checkpoint after fit keeps fit's own.
+        # A resumed fit continues from the checkpoint's best; an evaluation after fit keeps fit's, the run's best
         if self.val_acc_best_epoch is None:
             self.val_acc_best_epoch = checkpoint.get("val_acc_best_epoch")
         if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:  # the values its epoch trained with
             self.criterion.restore_parameters(checkpoint.get(STRATEGY_PARAMETERS_KEY, {}))
+            if torch.isfinite(best := self.val_acc_best.max_value) and "state_dict" in checkpoint:
+                checkpoint["state_dict"]["val_acc_best.max_value"] = best.detach().clone()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, target = batch
