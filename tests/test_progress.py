@@ -108,12 +108,15 @@ def test_each_epoch_is_one_line_in_the_log_file_and_not_on_the_console(tmp_path:
     logging.getLogger().addHandler(log_file)
     try:
         with caplog.at_level(logging.INFO):
-            run_training(tmp_path / "run", ["trainer.max_epochs=2", "logger=none"])
+            # validation every other epoch: epoch 1's line has no validation values (it repeated epoch 0's)
+            overrides = ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2", "logger=none"]
+            run_training(tmp_path / "run", [*overrides, "trainer.limit_train_batches=3"])
     finally:
         logging.getLogger().removeHandler(log_file)
         log_file.close()
     lines = [line for line in (tmp_path / "train.log").read_text().splitlines() if " done: " in line]
-    assert [line.split(" done:")[0] for line in lines] == ["epoch 0", "epoch 1"]
-    assert all("train/loss=" in line and "val/acc=" in line and "val/ece=" in line for line in lines)
+    assert [line.split(" done:")[0] for line in lines] == ["epoch 0", "epoch 1", "epoch 2"]
+    assert all(" done: 3 steps in " in line and "train/loss=" in line for line in lines)  # the steps it took
+    assert ["val/acc=" in line and "val/ece=" in line for line in lines] == [False, True, False]
     assert "; lr-Adam/pg1=0.001, lr-Adam/pg2=0.001, train/loss=" in lines[0]  # as history.csv, without a logger
     assert "epoch 0 done" not in caplog.text  # the console has the progress bar's line instead

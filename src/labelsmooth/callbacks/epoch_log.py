@@ -24,7 +24,8 @@ log = logging.getLogger("labelsmooth.epochs")
 
 class EpochLogFile(pl.Callback):
     """After each training epoch, ``epoch 3 done: 391 steps in 4.6 s; train/loss=0.6041, val/acc=0.974, ...`` in
-    ``train.log``, with every metric logged so far (Lightning's ``callback_metrics``), so that the log file keeps
+    ``train.log``, with the optimizer steps the epoch took and its row's values (the validation metrics only of an
+    epoch that validated), so that the log file keeps
     the training curve whatever the console shows (a rich bar redraws in place); and, with ``output_dir``, the
     epoch's row in ``<output_dir>/history.csv`` (``labelsmooth.runs.history``): ``train/loss``, the learning rate
     at the epoch's start and the validation metrics of the epochs that ran validation. A resumed run keeps the rows
@@ -35,6 +36,7 @@ class EpochLogFile(pl.Callback):
         self.output_dir = output_dir
         self.rows: list[dict[str, float]] = []
         self._epoch_start = 0.0
+        self._epoch_start_step = 0
         self._rates: dict[str, float] = {}
         self._validated_epoch = -1
         self._finished: tuple[int, int, float] | None = None  # (epoch, steps, seconds), written once all is logged
@@ -59,7 +61,7 @@ class EpochLogFile(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The previous epoch, unless its checkpoint wrote it (the module logs train/loss after this epoch-end hook).
         self._write_finished(trainer)
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._epoch_start_step = time.perf_counter(), trainer.global_step
         self._rates = learning_rates(trainer.optimizers[0]) if trainer.optimizers else {}
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -67,8 +69,7 @@ class EpochLogFile(pl.Callback):
             self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        steps = trainer.num_training_batches
-        self._finished = (trainer.current_epoch, int(steps) if steps != float("inf") else -1, self.elapsed())
+        self._finished = (trainer.current_epoch, trainer.global_step - self._epoch_start_step, self.elapsed())
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         # The epoch's checkpoint is saved after the module's epoch end: its row goes first, so that a run killed
@@ -87,13 +88,13 @@ class EpochLogFile(pl.Callback):
             return
         epoch, steps, seconds = self._finished
         self._finished = None
+        row = self._row(trainer, epoch)  # the rates also where no logger has their monitor
         if self.history_csv is not None:
-            self.rows.append(self._row(trainer, epoch))
+            self.rows.append(row)
             write_history_csv(self.history_csv, self.rows)
         if not log_files():  # no log file (tests, benchmarks): nothing to read back from the device
             return
-        logged = {**trainer.callback_metrics, **self._rates}  # the rates also where no logger has their monitor
-        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(logged.items()))
+        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in sorted(row.items()) if k not in ("epoch", "step"))
         log_to_files(log, logging.INFO, f"epoch {epoch} done: {steps} steps in {seconds:.3g} s; {metrics}")
 
     def _row(self, trainer: pl.Trainer, epoch: int) -> dict[str, float]:
