@@ -102,6 +102,10 @@ def test_an_evaluation_joins_the_group_of_the_run_it_evaluates(tmp_path: Path) -
     assert page.group == metrics["wandb.group"] == "digits-resnet_v1"
     assert page.config["evaluated_run"]["wandb_id"] == metrics["wandb.id"]
     assert page.config["evaluated_run"]["checkpoint"] == metrics["checkpoint"]
+    assert "uniform" in page.tags  # its strategy, read from the checkpoint, as its run is tagged
+    (evaluated,) = (tmp_path / "eval").rglob("metrics.json")
+    worst = json.loads(evaluated.read_text())["test/acc_worst_class"]
+    assert page.summary["test/acc_worst_class"] == worst  # exact, as metrics.json (the logged value is float32)
 
 
 def agent_command(sweep: dict, values: dict) -> list[str]:

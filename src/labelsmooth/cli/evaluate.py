@@ -31,7 +31,13 @@ from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.saved import SavedRun, checkpoint_path, dataset_for_evaluation
 from labelsmooth.cli.schema import validate_run_config
-from labelsmooth.cli.tracking import instantiate_logger, wandb_config, wandb_record
+from labelsmooth.cli.tracking import (
+    add_wandb_tags,
+    instantiate_logger,
+    log_records_to_wandb,
+    wandb_config,
+    wandb_record,
+)
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.files import checkpoint_run_directory, recorded_metrics
 from labelsmooth.runs.overrides import override_key
@@ -124,6 +130,7 @@ def evaluate(
         module.val_acc_best_epoch = None
         if run.logger:
             run.logger.log_hyperparams(evaluation_config(saved.config, saved.names, run.summary))
+            add_wandb_tags(run.logger, [saved.names.get("smoothing", "")])  # as its run is tagged
         calibration = CalibrationCallback(
             output_dir=str(output_dir),
             n_bins=int(saved.config.n_bins),
@@ -147,6 +154,7 @@ def evaluate(
         run.summary.update(calibration.run_record())
         run.summary.update(datamodule.run_record())  # validation_split: test, where it validates
         run.summary.update(device_record(trainer))
+        log_records_to_wandb(run.logger, run.summary)  # test/acc_worst_class exact, as a training run's
         run.complete()
     return run.summary
 

@@ -108,6 +108,31 @@ def run_tags(cfg: DictConfig, context: RunContext) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+def add_wandb_tags(logger: Any, tags: list[str]) -> None:
+    """``tags`` added to a started W&B run (an evaluation learns its strategy from the checkpoint it reads)."""
+    from labelsmooth.tracking.wandb_run import is_wandb
+
+    if is_wandb(logger) and (tags := [tag for tag in tags if tag]):
+        run = logger.experiment
+        run.tags = tuple(dict.fromkeys([*(run.tags or ()), *tags]))
+
+
+def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
+    """The run's records that are not logged metrics (``val/acc_best_epoch``, ``epochs``, ...) into the W&B run's
+    summary, so W&B filters and sorts by them as the report does; the metrics summarised by their best value
+    (``best_value_summaries``) keep it."""
+    from labelsmooth.tracking.wandb_run import best_value_summaries, is_wandb
+
+    if not is_wandb(logger):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        kept = {"status", *best_value_summaries()}
+        plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k not in kept}
+        wandb.run.summary.update(plain)
+
+
 CHOSEN_GROUPS = (
     "dataset",
     "model",

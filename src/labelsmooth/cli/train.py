@@ -45,7 +45,13 @@ from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
 from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
-from labelsmooth.cli.tracking import failed_job_wandb_run, instantiate_logger, wandb_config, wandb_record
+from labelsmooth.cli.tracking import (
+    failed_job_wandb_run,
+    instantiate_logger,
+    log_records_to_wandb,
+    wandb_config,
+    wandb_record,
+)
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.overrides import job_overrides
@@ -228,22 +234,6 @@ def run_records(module: Any, callbacks: list) -> dict[str, Any]:
         if isinstance(part, RunRecorder):
             records.update(part.run_record())
     return records
-
-
-def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
-    """The run's records that are not logged metrics (``val/acc_best_epoch``, ``epochs``, ...) into the W&B run's
-    summary, so W&B filters and sorts by them as the report does; the metrics summarised by their best value
-    (``best_value_summaries``) keep it."""
-    from labelsmooth.tracking.wandb_run import best_value_summaries, is_wandb
-
-    if not is_wandb(logger):
-        return
-    import wandb
-
-    if wandb.run is not None:
-        kept = {"status", *best_value_summaries()}
-        plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k not in kept}
-        wandb.run.summary.update(plain)
 
 
 def completed_job(
