@@ -108,6 +108,25 @@ def test_an_evaluation_joins_the_group_of_the_run_it_evaluates(tmp_path: Path) -
     assert page.summary["test/acc_worst_class"] == worst  # exact, as metrics.json (the logged value is float32)
 
 
+def test_the_best_values_of_a_resumed_run_cover_the_epochs_before_its_resume(tmp_path: Path) -> None:
+    """A resumed run's process logs the epochs after its checkpoint: W&B's best-value summaries covered those
+    alone; the run's history.csv has every epoch, and the run table shows the best of them."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    from labelsmooth.cli.tracking import log_records_to_wandb
+    from labelsmooth.tracking.wandb_run import define_metrics
+
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="labelsmooth")
+    define_metrics(logger.experiment)
+    logger.experiment.log({"val/acc": 0.5, "val/nll": 0.9, "epoch": 2})  # the epoch after the resume
+    history = [{"epoch": 0, "val/acc": 0.25, "val/nll": 1.5}, {"epoch": 1, "val/acc": 0.75, "val/nll": 0.5}]
+    log_records_to_wandb(logger, {"epochs": 3}, [*history, {"epoch": 2, "val/acc": 0.5, "val/nll": 0.9}])
+    logger.experiment.finish()
+    page = offline_run_of(tmp_path)
+    assert page.summary["val/acc"] == {"max": 0.75} and page.summary["val/nll"] == {"min": 0.5}
+    assert page.summary["epochs"] == 3
+
+
 def agent_command(sweep: dict, values: dict) -> list[str]:
     """The command ``wandb agent`` runs for a sample of ``sweep`` (``wandb.wandb_agent.Agent._command_run``): the
     sweep's ``command`` with its macros replaced by W&B's own helpers, the interpreter being this one."""

@@ -5,7 +5,9 @@ existed. The W&B rules themselves (secrets, online checks, finishing) are ``labe
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +119,11 @@ def add_wandb_tags(logger: Any, tags: list[str]) -> None:
         run.tags = tuple(dict.fromkeys([*(run.tags or ()), *tags]))
 
 
-def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
+def log_records_to_wandb(logger: Any, summary: dict[str, Any], history: Sequence[dict[str, float]] = ()) -> None:
     """The run's records that are not logged metrics (``val/acc_best_epoch``, ``epochs``, ...) into the W&B run's
     summary, so W&B filters and sorts by them as the report does; the metrics summarised by their best value
-    (``best_value_summaries``) keep it."""
+    (``best_value_summaries``) keep it, taken over the run's whole ``history`` (its ``history.csv`` rows) where
+    given: W&B's own covers the epochs this process logged, which a resumed run's are not all."""
     from labelsmooth.tracking.wandb_run import best_value_summaries, is_wandb
 
     if not is_wandb(logger):
@@ -131,6 +134,10 @@ def log_records_to_wandb(logger: Any, summary: dict[str, Any]) -> None:
         kept = {"status", *best_value_summaries()}
         plain = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) and k not in kept}
         wandb.run.summary.update(plain)
+        for key, how in best_value_summaries().items():
+            values = [row[key] for row in history if math.isfinite(row.get(key, math.nan))]
+            if values:
+                wandb.run.summary[key] = {how: max(values) if how == "max" else min(values)}
 
 
 CHOSEN_GROUPS = (

@@ -142,6 +142,7 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
     ``best`` as its model artifact."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from labelsmooth.runs.history import recorded_history
     from labelsmooth.runs.provenance import device_record
     from labelsmooth.tracking.wandb_logger import WandbLogger
 
@@ -152,7 +153,7 @@ def finish_run(run: RunLifecycle, trainer: Any, module: Any, datamodule: Any, be
     run.summary.update(test_checkpoint(trainer, module, datamodule, best or None))
     run.summary.update(epochs=epochs, world_size=trainer.world_size, **device_record(trainer))
     run.summary.update(run_records(module, [*trainer.callbacks, datamodule]))
-    log_records_to_wandb(run.logger, run.summary)
+    log_records_to_wandb(run.logger, run.summary, recorded_history(run.context.output_dir))
     if isinstance(run.logger, WandbLogger) and run.logger.logs_best_checkpoint and best:
         record = {k: run.summary.get(k) for k in ("checkpoint.monitor", "val/acc_best", "val/acc_best_epoch", "seed")}
         run.logger.log_best_checkpoint(best, {**record, "dataset": run.summary["dataset"]})

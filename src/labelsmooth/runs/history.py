@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from labelsmooth.runs.files import write_text_atomic
+from labelsmooth.runs.layout import RunDirectory
 
 LEADING = ("epoch", "step")
 
@@ -63,3 +64,11 @@ def read_history_csv(path: str | os.PathLike) -> list[dict[str, float]]:
         except (KeyError, ValueError) as error:
             raise ValueError(f"{path}, line {number}: not a number ({error})") from error
     return rows
+
+
+def recorded_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of the run's ``history.csv``; none where it has none, or one that cannot be read."""
+    try:
+        return read_history_csv(RunDirectory(run_dir).history_csv)
+    except (OSError, ValueError):
+        return []
