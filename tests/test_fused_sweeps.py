@@ -175,7 +175,7 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     process.wait()
     assert group_checkpoint.exists() and not metrics_of(killed)  # killed during the group's fit
     torch.load(group_checkpoint, map_location="cpu", weights_only=True)  # plain values, as a run's checkpoint
-    for copy in ("moved", "other", "changed", "regrouped"):
+    for copy in ("moved", "other", "changed"):
         shutil.copytree(killed, tmp_path / copy, symlinks=True)
     originals = {p: p.read_bytes() for p in killed.glob("*/checkpoints/*")}
 
@@ -217,15 +217,6 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     result = run_app_in_process(["-m", *other_grid, "hydra/launcher=fused", f"hydra.sweep.dir={other}"], tmp_path)
     assert result.returncode == 0 and "continues from" not in result.stdout + result.stderr, result.stderr[-3000:]
     assert [(m["smoothing.epsilon"], m["epochs"]) for m in metrics_of(other).values()] == [(0.1, 1), (0.3, 1)]
-    # Grouped otherwise now: the group checkpoint is not continued, says so, and goes once its jobs completed.
-    regrouped = tmp_path / "regrouped"
-    result = run_app_in_process(
-        ["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={regrouped}", "resume_sweep=true",
-         "hydra.launcher.max_members=1"], tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0 and "Fused group 0-1's checkpoint is not continued" in result.stdout
-    assert [m["status"] for m in metrics_of(regrouped).values()] == ["completed"] * 2
-    assert not (regrouped / ".fused").exists()
     # A group checkpoint written for other settings than the jobs have now is not continued.
     changed = tmp_path / "changed"
     members = changed / ".fused" / "0-1" / "members.json"
@@ -236,6 +227,24 @@ def test_an_interrupted_fused_group_continues_to_the_uninterrupted_result(tmp_pa
     assert result.returncode == 1
     for job in metrics_of(changed).values():
         assert job["status"] == "failed" and "smoothing.epsilon=0.25 in the checkpoint, 0.2 here" in job["error"]
+
+
+def test_a_group_checkpoint_of_another_grouping_is_not_continued_and_goes_once_its_jobs_completed(
+    tmp_path: Path,
+) -> None:
+    """An interrupted group 0-1, resumed in groups of one (``max_members`` changed): not continued, with a warning;
+    it stayed behind for good (its jobs' numbers were not a group any more)."""
+    sweep = tmp_path / "sweep"
+    stale = sweep / ".fused" / "0-1"
+    stale.mkdir(parents=True)
+    (stale / "last.ckpt").write_bytes(b"an interrupted group's weights")
+    grid = ["smoothing=uniform", "smoothing.epsilon=0.0,0.2", "model=mlp", "trainer.max_epochs=1", *QUIET]
+    grid += ["logger=none", "figures=false", "resume_sweep=true", "hydra.launcher.max_members=1"]
+    result = run_app_in_process(["-m", *grid, "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Fused group 0-1's checkpoint is not continued: its jobs are grouped otherwise now" in result.stdout
+    assert [job["status"] for job in metrics_of(sweep).values()] == ["completed"] * 2
+    assert not (sweep / ".fused").exists()
 
 
 @pytest.mark.slow
