@@ -41,6 +41,9 @@ def test_every_checkpoint_carries_the_run_specification(copied_checkpoint: tuple
     assert specification.model["_target_"] and specification.dataset["_target_"].endswith("DigitsDataModule")
     assert specification.preprocessing["normalize"] == "standardize"
     assert specification.preprocessing["mean"] is not None and specification.names["dataset"] == "digits"
+    # every name its run's W&B config and metrics.json give, the strategy schedule included
+    names = {"dataset": "digits", "model": "resnet_v1", "smoothing": "uniform", "augment": "none"}
+    assert specification.names == {**names, "strategy_schedule": "none"}
 
 
 def test_a_copied_checkpoint_evaluates_to_the_runs_test_accuracy(

@@ -255,7 +255,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     from labelsmooth.cli.build import build_datamodule, build_module
     from labelsmooth.cli.checks import set_num_threads
     from labelsmooth.cli.data_checks import check_model_fits_data
-    from labelsmooth.cli.train import describe_run
+    from labelsmooth.cli.train import describe_run, specification_names
     from labelsmooth.fused import (
         FusedClassifier,
         LockstepLoaders,
@@ -279,7 +279,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         try:
             with keep_records(member.setup_log):
                 pl.seed_everything(member.cfg.seed, workers=True)
-            names = {k: v for k, v in describe_run(member.cfg, member.context).items() if k in NAMES}
+            names = specification_names(describe_run(member.cfg, member.context))
             module = build_module(member.cfg, datamodule, criterion=member.strategy, names=names)
             check_model_fits_data(module.net, datamodule)
             member.schedule = (
@@ -367,9 +367,6 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         member.history = fused.history[index]
         member.error, member.failed_epoch = fused.failures[index], fused.failed_epoch[index]
         member.fit_log = fit_log if member.error is None else []  # a member that failed did not reach its end
-
-
-NAMES = ("dataset", "model", "smoothing", "augment")
 
 
 def as_job(member: Member) -> None:

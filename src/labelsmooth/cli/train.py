@@ -112,7 +112,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
 
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = build_datamodule(cfg.dataset)
-        names = {key: run.summary[key] for key in ("dataset", "model", "smoothing", "augment")}
+        names = specification_names(run.summary)
         teacher = load_teacher(cfg.teacher_ckpt, datamodule, cfg.paths) if cfg.get("teacher_ckpt") else None
         module = build_module(cfg, datamodule, criterion=strategy, names=names, teacher=teacher)
         check_model_fits_data(module.net, datamodule)
@@ -178,6 +178,12 @@ def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         "n_bins": cfg.get("n_bins"),
         "overrides": redact_secrets(job_overrides(context.overrides)),
     }
+
+
+def specification_names(described: dict[str, Any]) -> dict[str, str]:
+    """The names a run's checkpoints carry in its specification (``describe_run``'s data set, model, strategy, batch
+    mixing and strategy schedule), for an evaluation of a checkpoint alone to name them as its run does."""
+    return {key: described[key] for key in ("dataset", "model", "smoothing", "augment", "strategy_schedule")}
 
 
 def unsmoothed_parameters(strategy_class: type | None) -> dict[str, float]:
