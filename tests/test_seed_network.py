@@ -226,6 +226,25 @@ def test_backprop_choices_and_the_look_ahead_learning_rate_are_checked() -> None
         MLP(10, 1, 8, backprop="seed_numpy")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["smoothing.loss=bce"], "TargetRange with loss=bce"),  # 10 % accuracy on digits after one epoch
+        (["smoothing=uniform", "~smoothing.loss"], "UniformSmoothing would train to chance"),
+        (["teacher_ckpt=/any/teacher.ckpt"], "and a teacher"),
+    ],
+)
+def test_the_seeds_rule_with_another_loss_is_refused_before_the_data(overrides: list[str], named: str) -> None:
+    from labelsmooth.cli.checks import check_seed_backprop
+
+    check_seed_backprop(compose_train_config(["experiment=seed_mnist_mlp"]))  # the recipe's squared error
+    check_seed_backprop(
+        compose_train_config(["experiment=seed_mnist_mlp", "smoothing.loss=bce", "model.backprop=gradient"])
+    )
+    with pytest.raises(ConfigurationError, match=rf"^model.backprop=seed_numpy is the seeds' update .*{named}"):
+        check_seed_backprop(compose_train_config(["experiment=seed_mnist_mlp", *overrides]))
+
+
 def test_the_recipe_uses_the_seeds_rule_and_the_gradient_is_one_override_away(tmp_path: Path) -> None:
     def network(overrides: list[str]) -> tuple[MLP, dict]:
         cfg = compose_train_config(["dataset=digits", "logger=none", *overrides], output_dir=tmp_path)

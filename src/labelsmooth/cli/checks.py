@@ -236,6 +236,27 @@ def check_start(cfg: DictConfig, overrides: list[str], multirun: bool) -> None:
         )
 
 
+def check_seed_backprop(cfg: DictConfig) -> None:
+    """``model.backprop=seed_numpy`` back-propagates the seeds' output error ``t - o`` (their numpy network's rule),
+    which is the squared error's alone: with another loss (binary or softmax cross entropy, a distillation term) its
+    hidden layer's step has no meaning and the network trains to chance. Refused in one line before any data."""
+    from labelsmooth.smoothing.sigmoid import SigmoidTargetStrategy
+
+    model, smoothing = cfg.get("model") or {}, cfg.get("smoothing") or {}
+    if model.get("backprop") != "seed_numpy":
+        return
+    target = smoothing.get("_target_")
+    strategy = hydra.utils.get_class(target) if isinstance(target, str) else None
+    squared = isinstance(strategy, type) and issubclass(strategy, SigmoidTargetStrategy)
+    if not squared or smoothing.get("loss") != "squared_error" or cfg.get("teacher_ckpt"):
+        loss = f"smoothing={target} with loss={smoothing.get('loss')}" if squared else f"smoothing={target}"
+        raise ConfigurationError(
+            f"model.backprop=seed_numpy is the seeds' update of the squared error of sigmoid outputs "
+            f"(smoothing=target_range or binary with smoothing.loss=squared_error, no teacher_ckpt); {loss}"
+            f"{' and a teacher' if cfg.get('teacher_ckpt') else ''} would train to chance: use model.backprop=gradient"
+        )
+
+
 def check_augment(cfg: DictConfig) -> None:
     """Build the batch mixing once with a stand-in class count, so a setting it refuses (a negative
     ``augment.mixup_alpha``, a ``prob`` outside [0, 1]), or a strategy that cannot smooth its mixed targets, fails

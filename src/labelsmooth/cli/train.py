@@ -35,6 +35,7 @@ from labelsmooth.cli.checks import (
     check_multirun_ddp,
     check_optimizer,
     check_precise_bn,
+    check_seed_backprop,
     check_start,
     set_num_threads,
 )
@@ -216,6 +217,7 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     check_checkpoint_monitor(cfg)
     check_callbacks(cfg)
     check_model_before_data(cfg)
+    check_seed_backprop(cfg)
     strategy = strategy_before_data(cfg)
     if strategy is not None and cfg.get("strategy_schedule"):
         hydra.utils.instantiate(cfg.strategy_schedule).bind(strategy, cfg.trainer.get("max_epochs"))
