@@ -153,3 +153,13 @@ def test_a_student_on_another_split_than_its_teachers_is_refused(tmp_path: Path,
         run_training(tmp_path / "other_batch_size", student(teacher_ckpt, "dataset.batch_size=32"))["status"]
         == "completed"
     )
+    # the same data written as an interpolation (sweep=seed_000's input_range): compared resolved, accepted
+    from omegaconf import OmegaConf
+
+    from labelsmooth.cli.teacher import check_same_data
+
+    teacher = OmegaConf.create({"input_range": [0.01, 1.0]})
+    config = OmegaConf.create({"arm": [0.01, 1.0], "dataset": {"input_range": "${arm}"}})
+    check_same_data(teacher, config.dataset, teacher_ckpt)
+    with pytest.raises(ConfigurationError, match=r"dataset.input_range: teacher \[0.01, 1.0\], student \[0.0, 1.0\]"):
+        check_same_data(teacher, OmegaConf.create({"input_range": [0.0, 1.0]}), teacher_ckpt)

@@ -86,6 +86,18 @@ def trainer_training_settings(trainer: Any) -> dict[str, Any]:
     }
 
 
+def dataset_as_recorded(dataset: DictConfig | None) -> dict[str, Any]:
+    """A data set config as runs record it: resolved, but its ``${paths...}`` interpolations kept (a run elsewhere
+    resolves them against its own paths)."""
+    if not dataset:
+        return {}
+    recorded = OmegaConf.to_container(dataset, resolve=True)
+    for key, value in OmegaConf.to_container(dataset, resolve=False).items():
+        if isinstance(value, str) and "${paths." in value:
+            recorded[key] = value
+    return recorded
+
+
 def training_parts(cfg: DictConfig) -> dict[str, Any]:
     """What a composed config says of its training, before any data is read: the resolved configs of the model,
     strategy, its schedule, batch mixing, distillation, optimizer and scheduler, the Trainer's training settings
@@ -97,15 +109,10 @@ def training_parts(cfg: DictConfig) -> dict[str, Any]:
     def plain(node: Any) -> dict[str, Any] | None:
         return OmegaConf.to_container(node, resolve=True) if node else None
 
-    dataset = plain(cfg.dataset) or {}
-    as_composed = OmegaConf.to_container(cfg.dataset, resolve=False) if cfg.get("dataset") else {}
-    for key, value in as_composed.items():
-        if isinstance(value, str) and "${paths." in value:
-            dataset[key] = value
     return {
         "model": plain(cfg.model),
         "smoothing": plain(cfg.smoothing),
-        "dataset": dataset,
+        "dataset": dataset_as_recorded(cfg.get("dataset")),
         "augment": plain(cfg.get("augment")),
         "strategy_schedule": plain(cfg.get("strategy_schedule")),
         "distill": plain(cfg.get("distill")),

@@ -14,7 +14,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from labelsmooth.cli.saved import SavedRun
@@ -72,8 +72,9 @@ def teacher_run(teacher_ckpt: str | Path, paths: DictConfig | None = None) -> tu
 
 def check_same_data(teacher_dataset: DictConfig, student_dataset: DictConfig, teacher_ckpt: str | Path) -> None:
     """Refuse a student data set that differs from the teacher's in anything but ``STUDENT_MAY_CHANGE``."""
-    teacher = OmegaConf.to_container(teacher_dataset, resolve=False)
-    student = OmegaConf.to_container(student_dataset, resolve=False)
+    from labelsmooth.cli.build import dataset_as_recorded
+
+    teacher, student = dataset_as_recorded(teacher_dataset), dataset_as_recorded(student_dataset)
     differences = [
         f"dataset.{key}: teacher {teacher.get(key)!r}, student {student.get(key)!r}"
         for key in sorted((teacher.keys() | student.keys()) - STUDENT_MAY_CHANGE)
