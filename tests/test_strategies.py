@@ -347,8 +347,8 @@ def test_disturb_label_rate_reproducibility_and_checkpointed_generator() -> None
 
 
 def online_reference_targets(batches, k: int) -> torch.Tensor:
-    """Row c: the mean softmax over the correctly classified samples of class c (1/K when there are none, as the
-    authors' code resets it)."""
+    """Row c: the mean softmax over the correctly classified samples of class c (1/K when there are none: a
+    choice here, where the authors' CIFAR code leaves the row at zero)."""
     targets = torch.full((k, k), 1 / k, dtype=torch.float64)
     logits = torch.cat([b[0] for b in batches]).double()
     labels = torch.cat([b[1] for b in batches])
@@ -393,7 +393,7 @@ def test_online_state_is_checkpointed_and_initial_epsilon_smooths_epoch_zero() -
     restored.on_train_epoch_end()
     strategy.on_train_epoch_end()
     torch.testing.assert_close(restored.soft_targets, strategy.soft_targets)
-    torch.testing.assert_close(restored.soft_targets[2], torch.full((4,), 0.25))  # unseen: uniform, as the authors
+    torch.testing.assert_close(restored.soft_targets[2], torch.full((4,), 0.25))  # unseen: uniform (a choice here)
 
 
 def test_online_targets_learnt_in_an_epoch_are_the_next_epochs_targets() -> None:
