@@ -75,13 +75,12 @@ def complete(member: Member, cfg: DictConfig) -> dict[str, Any]:
 def callbacks_of_its_run(cfg: DictConfig) -> tuple[bool, bool]:
     """Whether the member's run keeps the epoch log (``history.csv`` and its ``train.log`` lines: ``EpochLogFile``)
     and logs the learning rates (a ``LearningRateMonitor``), as its ``callbacks`` config builds them."""
-    import hydra
     from pytorch_lightning.callbacks import LearningRateMonitor
 
     from labelsmooth.callbacks.epoch_log import EpochLogFile
+    from labelsmooth.cli.fused_groups import callback_objects
 
-    targets = [node.get("_target_") for node in (cfg.get("callbacks") or {}).values() if node is not None]
-    classes = [made for made in map(hydra.utils.get_object, filter(None, targets)) if isinstance(made, type)]
+    classes = [made for made in callback_objects(cfg.get("callbacks")).values() if isinstance(made, type)]
     return any(issubclass(c, EpochLogFile) for c in classes), any(issubclass(c, LearningRateMonitor) for c in classes)
 
 

@@ -135,13 +135,28 @@ def why_optimizer_not_fusable(optimizer: Any) -> str | None:
     return None
 
 
+def callback_objects(callbacks: Any) -> dict[str, Any]:
+    """The object (a class, or a factory) each entry of a ``callbacks`` config names by its ``_target_``; entries
+    without one, or whose target cannot be imported (the job's to report), are left out."""
+    import hydra
+
+    objects = {}
+    for name, node in (callbacks or {}).items():
+        target = node.get("_target_") if node is not None else None
+        if isinstance(target, str):
+            try:
+                objects[name] = hydra.utils.get_object(target)
+            except Exception:
+                continue
+    return objects
+
+
 def why_callbacks_not_fusable(callbacks: Any) -> str | None:
     """Why a job's callbacks keep it out of a fused group, or None. The group reproduces per member the project's
     own callbacks (``conf/callbacks/default.yaml``) and the strategy schedule, the checkpoints of
     ``callbacks.checkpoint`` as a ``ModelCheckpoint`` that keeps the best file (or none) and ``last.ckpt`` after
     every validation, and runs an ``Observer`` (a callback that only records) at each member's end; another callback
     (early stopping, a callback of yours) would not run. A target that cannot be imported is the job's to report."""
-    import hydra
     from pytorch_lightning.callbacks import LearningRateMonitor
 
     from labelsmooth.callbacks import (
@@ -158,16 +173,12 @@ def why_callbacks_not_fusable(callbacks: Any) -> str | None:
 
     reproduced = (BestAndLastCheckpoint, LearningRateMonitor, EpochLogFile, NonFiniteLossGuard, PreciseBatchNorm,
                   RandomStateCheckpoint, CalibrationCallback, PenultimateProjection, Observer)  # fmt: skip
-    for name, node in (callbacks or {}).items():
-        target = node.get("_target_") if node is not None else None
-        if name == "strategy_schedule" or not isinstance(target, str):
-            continue
-        try:
-            made = hydra.utils.get_object(target)
-        except Exception:
+    for name, made in callback_objects(callbacks).items():
+        node = callbacks[name]
+        if name == "strategy_schedule":
             continue
         if made is not progress_bar and not (isinstance(made, type) and issubclass(made, reproduced)):
-            return f"callbacks.{name} ({target}) is not one a fused group runs for its members"
+            return f"callbacks.{name} ({node._target_}) is not one a fused group runs for its members"
         if isinstance(made, type) and issubclass(made, PreciseBatchNorm) and (node.get("num_batches") or 0) > 0:
             return f"callbacks.{name}.num_batches: precise BatchNorm statistics are computed per run"
         monitor = isinstance(made, type) and issubclass(made, LearningRateMonitor)
