@@ -247,6 +247,27 @@ def test_a_group_checkpoint_of_another_grouping_is_not_continued_and_goes_once_i
     assert not (sweep / ".fused").exists()
 
 
+@pytest.mark.parametrize("damage", ["empty checkpoint", "truncated members.json"])
+def test_a_damaged_group_checkpoint_is_not_continued_and_its_jobs_train_from_their_start(
+    tmp_path: Path, damage: str
+) -> None:
+    """``resume_sweep=true`` with a group checkpoint a full disk or a kill left damaged (an empty ``last.ckpt``, or
+    a half-written ``members.json``, read first): a warning naming the file, and the jobs train afresh."""
+    sweep = tmp_path / "sweep"
+    grid = ["smoothing=uniform", "smoothing.epsilon=0.0,0.2", "model=mlp", "trainer.max_epochs=1", *QUIET]
+    grid += ["logger=none", "figures=false", "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"]
+    group = sweep / ".fused" / "0-1"
+    group.mkdir(parents=True)
+    (group / "last.ckpt").write_bytes(b"")
+    if damage == "truncated members.json":
+        (group / "members.json").write_text('[{"model": ')
+    result = run_app_in_process(["-m", *grid, "resume_sweep=true"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    damaged = "members.json is damaged (Expecting" if "members" in damage else "last.ckpt is damaged (ckpt_path="
+    assert f"Fused group 0-1 cannot be continued: {damaged}" in result.stdout
+    assert [job["status"] for job in metrics_of(sweep).values()] == ["completed"] * 2
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_a_fused_group_records_each_member_and_says_how_to_continue(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"

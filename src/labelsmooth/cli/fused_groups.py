@@ -366,15 +366,25 @@ def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path
     import json
 
     from labelsmooth.cli.build import training_parts
-    from labelsmooth.errors import ConfigurationError
-    from labelsmooth.runs.checkpoints import check_same_training
+    from labelsmooth.errors import ConfigurationError, first_line
+    from labelsmooth.runs.checkpoints import CheckpointError, check_same_training
     from labelsmooth.runs.files import write_text_atomic
+    from labelsmooth.runs.resume import _checkpoint_progress
 
     settings = json.loads(json.dumps([training_parts(member.cfg) for member in members], default=str))
     record, resume = group_dir / "members.json", group_dir / "last.ckpt"
     if resume.is_file() and members[0].cfg.get("resume_sweep"):
-        written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
-        if len(written) != len(settings):
+        damaged = record
+        try:
+            written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
+            damaged = resume
+            _checkpoint_progress(resume)
+        except (CheckpointError, OSError, ValueError) as error:
+            log.warning("Fused group %s cannot be continued: %s is damaged (%s); its jobs train from their start",
+                        group_dir.name, damaged.name, first_line(error))  # fmt: skip
+            write_text_atomic(record, json.dumps(settings, indent=1))
+            return None
+        if not isinstance(written, list) or len(written) != len(settings):
             raise ConfigurationError(
                 f"resume_sweep=true: {resume} holds {len(written)} members, this group {len(settings)}"
             )
