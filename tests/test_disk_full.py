@@ -16,7 +16,7 @@ import labelsmooth.runs.files as files
 from labelsmooth.errors import DiskFullError
 from labelsmooth.runs.checkpoints import AtomicCheckpointIO
 from labelsmooth.runs.files import write_atomic, write_text_atomic
-from tests.conftest import run_training
+from tests.conftest import run_app_in_process, run_training
 
 OVERRIDES = ["model=mlp", "trainer.max_epochs=3", "callbacks.penultimate_projection=null", "figures=true"]
 
@@ -103,3 +103,16 @@ def test_a_full_disk_ends_the_run_in_one_line_and_resuming_gives_the_uninterrupt
     assert resumed["status"] == "completed"
     for key in ("test/acc", "test/nll", "val/acc_best"):
         assert resumed[key] == reference[key], key
+
+
+def test_a_full_disk_when_a_completed_run_is_asked_to_resume_ends_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    """``resume=true`` of a completed run puts back the ``.hydra/`` files that Hydra rewrote for this command; on a
+    full disk that write fails in one line (no traceback), and the run's result stays as it was."""
+    run = ["model=mlp", "trainer.max_epochs=1", "logger=none", "figures=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert run_app_in_process(run, tmp_path).returncode == 0
+    completed = (tmp_path / "run" / "metrics.json").read_text()
+    monkeypatch.setattr(files, "fsync_file", FullDisk(fail_at=1))
+    result = run_app_in_process([*run, "resume=true"], tmp_path, env={"HYDRA_FULL_ERROR": ""})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "No space left on device writing" in result.stderr.strip().splitlines()[-1]
+    assert (tmp_path / "run" / "metrics.json").read_text() == completed

@@ -896,3 +896,22 @@ def test_the_report_says_which_checkpoint_its_test_cells_are_of(tmp_path: Path) 
     text = make_report([sweep], parameter="smoothing.gamma", out_dir=tmp_path / "one").markdown.read_text()
     assert "Test cells are of the checkpoint each job selected: the best by `val/acc` (max) in 2 jobs." in text
     assert "validate on their test split" not in text
+
+
+def test_a_full_disk_ends_report_py_in_one_line_that_says_how_to_go_on(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+
+    import labelsmooth.runs.files as files
+
+    sweep = tmp_path / "multirun"
+    for number, (gamma, seed, acc) in enumerate(((0.5, 0, 0.90), (1.0, 0, 0.85))):
+        write_job(sweep, number, gamma, seed, completed(gamma, seed, acc, 0.1, 0.02))
+
+    def full(path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "fsync_file", full)
+    assert main([str(sweep), "--out", str(tmp_path / "report")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith("report.py: No space left on device writing ")
+    assert line.endswith(": free some space, then run report.py again")

@@ -162,16 +162,13 @@ def is_disk_full(error: BaseException) -> bool:
 
 class DiskFullError(LabelsmoothError, OSError):
     """A write failed because the file system of ``path`` is full (or the quota is spent): the message names the
-    path, the free space there and how to continue; the partial file was removed."""
+    path and the free space there (``what``), then how a run continues; the partial file was removed."""
 
     def __init__(self, path: str | os.PathLike, cause: OSError | None = None) -> None:
         self.path = os.fspath(path)
-        free = free_space(self.path)
         reason = cause.strerror if cause is not None and cause.strerror else "No space left on device"
-        super().__init__(
-            cause.errno if cause is not None else errno.ENOSPC,
-            f"{reason} writing {self.path} ({free} free there): {HOW_TO_CONTINUE}",
-        )
+        self.what = f"{reason} writing {self.path} ({free_space(self.path)} free there)"
+        super().__init__(cause.errno if cause is not None else errno.ENOSPC, f"{self.what}: {HOW_TO_CONTINUE}")
 
     def __str__(self) -> str:
         return str(self.strerror)

@@ -228,11 +228,12 @@ def prepare(member: Member, cfg: DictConfig) -> float | None:
     from labelsmooth.runs.sweeps import optimized_value
 
     member.cfg, member.context = cfg, context_from_hydra()
-    if cfg.get("resume_sweep"):
-        member.done = completed_job(cfg, member.context.output_dir, member.context.overrides, member.context.choices)
-        if member.done is not None:
-            return optimized_value(member.done, cfg.get("optimized_metric"))
     try:
+        if cfg.get("resume_sweep"):
+            context = member.context
+            member.done = completed_job(cfg, context.output_dir, context.overrides, context.choices)
+            if member.done is not None:
+                return optimized_value(member.done, cfg.get("optimized_metric"))
         member.lock.enter_context(training_in(member.context.output_dir))  # RunInUse: another process trains there
         refuse_other_completed_job(member.context, describe_run(cfg, member.context)["overrides"])
         refuse_unfinished_run(member.context, continues=bool(cfg.get("resume_sweep")))

@@ -261,17 +261,24 @@ def completed_job(
 @with_known_options(CONFIG_DIR, "train")
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from labelsmooth.runs.resume import resume_asked
     from labelsmooth.runs.sweeps import optimized_value
 
     context = job_context()
-    # A re-run of a sweep, or a job that SLURM requeued: completed jobs are skipped, interrupted ones continue.
+    summary = run_app(lambda: completed_or_trained(cfg, context), context.multirun)
+    return optimized_value(summary, cfg.get("optimized_metric"))
+
+
+def completed_or_trained(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """The job's recorded metrics when it has completed and is not to run again (a re-run of a sweep, a job that
+    SLURM requeued, ``resume=`` of a completed run); else ``train``'s, continuing an interrupted job of a sweep."""
+    from labelsmooth.runs.resume import resume_asked
+
     restarts = slurm_restarts()
     if (cfg.get("resume_sweep") and context.multirun) or restarts:
         from labelsmooth.runs.sweeps import can_continue
 
         if (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None:
-            return optimized_value(done, cfg.get("optimized_metric"))
+            return done
         if not cfg.get("resume") and can_continue(context.output_dir, context.overrides):
             why = "resume_sweep" if cfg.get("resume_sweep") else f"requeued by SLURM (restart {restarts})"
             log.info("%s: %s continues from its last checkpoint", why, context.output_dir)
@@ -283,6 +290,5 @@ def main(cfg: DictConfig) -> float | None:
         and not cfg.get("ckpt_path")  # both: train() refuses them together, in one line (check_start)
         and (done := completed_job(cfg, context.output_dir, context.overrides, context.choices)) is not None
     ):  # resume= of a run that has completed: nothing to resume (its metrics.json says so, above)
-        return optimized_value(done, cfg.get("optimized_metric"))
-    summary = run_app(lambda: train(cfg, context), context.multirun)
-    return optimized_value(summary, cfg.get("optimized_metric"))
+        return done
+    return train(cfg, context)

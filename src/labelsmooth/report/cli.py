@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labelsmooth.errors import describe
+from labelsmooth.errors import DiskFullError, describe
 from labelsmooth.report.base import format_value, param_label
 from labelsmooth.report.build import Report, make_report
 from labelsmooth.report.jobs import MULTIRUN_YAML, NoJobsError, ParameterError
@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
     except (ParameterError, NoJobsError) as error:
         print(f"report.py: {error}", file=sys.stderr)
+        return 2
+    except DiskFullError as error:
+        print(f"report.py: {error.what}: free some space, then run report.py again", file=sys.stderr)
         return 2
     except OSError as error:  # an --out that cannot be created or written (its path is in the message)
         if error.filename is None:
