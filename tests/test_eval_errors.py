@@ -42,8 +42,12 @@ def test_eval_py_without_ckpt_path_says_it_is_required(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["status"] == "failed"
 
 
-def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(tmp_path: Path, checkpoint: Path) -> None:
-    """It replaced the run's completed ``metrics.json`` (and its ``.hydra/`` files) with the evaluation's."""
+@pytest.mark.parametrize("finished", [True, False], ids=["completed", "unfinished"])
+def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(
+    tmp_path: Path, checkpoint: Path, finished: bool
+) -> None:
+    """It replaced the run's completed ``metrics.json`` (and its ``.hydra/`` files) with the evaluation's; and an
+    unfinished run's (killed before it wrote ``metrics.json``) predictions, figures and ``.hydra/`` files."""
     import shutil
 
     from labelsmooth.runs.result_guard import keep_hydra_files
@@ -51,6 +55,8 @@ def test_eval_py_into_a_training_runs_directory_leaves_every_file_of_the_run(tmp
     run = tmp_path / "run"
     shutil.copytree(checkpoint.parents[1], run, symlinks=True)
     keep_hydra_files(run)  # as a run that completes under Hydra keeps them (the fixture's run was composed)
+    if not finished:
+        (run / "metrics.json").unlink()
     before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
     result = run_eval([f"ckpt_path={run / 'checkpoints' / checkpoint.name}", f"hydra.run.dir={run}", *QUIET], tmp_path)
     assert result.returncode == 1, result.stderr

@@ -133,12 +133,15 @@ def refuse_other_completed_job(context: RunContext, overrides: list[str]) -> Non
 
 def refuse_a_training_run(run_dir: str | Path) -> None:
     """Raise ``ResultKept`` when ``run_dir`` holds a training run (its ``metrics.json`` records the job's
-    overrides) or a completed evaluation, after putting back its ``.hydra/`` files: an evaluation written there
-    would replace its record."""
+    overrides, or it has checkpoints: an unfinished run may have no record) or a completed evaluation, after
+    putting back its ``.hydra/`` files: an evaluation written there would replace its record."""
+    from labelsmooth.runs.resume import has_checkpoints
+
     recorded = recorded_overrides(run_dir)
-    if recorded is not None or completed_result(run_dir) is not None:
+    training = recorded is not None or has_checkpoints(run_dir)
+    if training or completed_result(run_dir) is not None:
         restore_hydra_files(run_dir, recorded)
-        what = "a training run" if recorded is not None else "a completed evaluation"
+        what = "a training run" if training else "a completed evaluation"
         raise ResultKept(
             f"{run_dir} holds {what}, whose metrics.json an evaluation would replace; it is left as it is: "
             "give eval.py another hydra.run.dir (by default each evaluation gets its own under paths.log_dir/eval/)"
