@@ -116,3 +116,24 @@ def test_a_full_disk_when_a_completed_run_is_asked_to_resume_ends_in_one_line(tm
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "No space left on device writing" in result.stderr.strip().splitlines()[-1]
     assert (tmp_path / "run" / "metrics.json").read_text() == completed
+
+
+@pytest.mark.parametrize(
+    "plugins, atomic",
+    [
+        ("+trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]", True),
+        ("+trainer.plugins={_target_:lightning_fabric.plugins.environments.LightningEnvironment}", True),
+        ("+trainer.plugins=[{_target_:lightning_fabric.plugins.io.TorchCheckpointIO}]", False),
+    ],
+    ids=["a list without a checkpoint writer", "one plugin", "a checkpoint writer of its own"],
+)
+def test_plugins_of_the_config_keep_atomic_checkpoints_unless_one_writes_them(
+    plugins: str, atomic: bool, tmp_path: Path
+) -> None:
+    """A ``trainer.plugins`` of the config (a cluster environment, say) dropped the atomic writer, so a full disk
+    could leave a checkpoint cut short; only a ``CheckpointIO`` of the config's own replaces it."""
+    from labelsmooth.cli.build import build_trainer
+    from tests.conftest import FAST, compose_train_config
+
+    trainer = build_trainer(compose_train_config([*FAST, plugins], output_dir=tmp_path), logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO) is atomic

@@ -3,11 +3,12 @@ LightningModule and the Trainer with its callbacks."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.conf import CONFIG_DIR
@@ -33,8 +34,6 @@ def compose_config(overrides: list[str] | None = None, output_dir: str | Path | 
 
 def in_run_directory(cfg: DictConfig, output_dir: str | Path) -> DictConfig:
     """``cfg`` (changed in place) writing its run into ``output_dir``: ``paths.output_dir`` and ``paths.log_dir``."""
-    from omegaconf import open_dict
-
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir)
@@ -208,13 +207,28 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, progress_bar: bool, 
 
 
 def build_trainer(cfg: DictConfig, logger: Any, **overrides: Any) -> Any:
-    """The Trainer of ``cfg.trainer`` with the configured callbacks and ``logger``; checkpoints are written
-    atomically (``AtomicCheckpointIO``) unless the config names its own plugins."""
-    from labelsmooth.runs.checkpoints import AtomicCheckpointIO
-
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and ``logger`` (``instantiate_trainer``)."""
     callbacks = instantiate_callbacks(
         cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), has_logger=bool(logger)
     )
-    if not cfg.trainer.get("plugins"):
-        overrides.setdefault("plugins", [AtomicCheckpointIO()])
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)
+    return instantiate_trainer(cfg, callbacks=callbacks, logger=logger, **overrides)
+
+
+def instantiate_trainer(cfg: DictConfig, **arguments: Any) -> Any:
+    """The Trainer of ``cfg.trainer`` with ``arguments``; its checkpoints are written atomically
+    (``AtomicCheckpointIO``, added to ``trainer.plugins``) unless a plugin of the config writes them
+    (a ``CheckpointIO`` of its own)."""
+    from lightning_fabric.plugins import CheckpointIO
+
+    from labelsmooth.runs.checkpoints import AtomicCheckpointIO
+
+    configured = cfg.trainer.get("plugins")
+    built = hydra.utils.instantiate(configured) if isinstance(configured, (DictConfig, ListConfig)) else configured
+    plugins = list(built) if isinstance(configured, ListConfig) else [] if built is None else [built]
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicCheckpointIO())
+    if configured is not None:  # the list replaces it (Hydra merges keyword arguments into the config)
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg.trainer):
+            del cfg.trainer["plugins"]
+    return hydra.utils.instantiate(cfg.trainer, plugins=plugins, **arguments)

@@ -253,9 +253,9 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     import torch
 
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
-    from labelsmooth.cli.build import build_datamodule, build_module
+    from labelsmooth.cli.build import build_datamodule, build_module, instantiate_trainer
     from labelsmooth.cli.checks import set_num_threads
-    from labelsmooth.cli.data_checks import check_model_fits_data
+    from labelsmooth.cli.data_checks import check_model_fits_data, warn_of_an_unpaired_last_sample
     from labelsmooth.cli.train import describe_run, specification_names
     from labelsmooth.fused import (
         FusedClassifier,
@@ -265,7 +265,6 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         NotFusable,
         check_fusable,
     )
-    from labelsmooth.runs.checkpoints import AtomicCheckpointIO
 
     first = members[0].cfg
     as_job(members[0])
@@ -316,14 +315,16 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     progress = (first.get("callbacks") or {}).get("progress_bar")
     shown = [hydra.utils.instantiate(progress)] if progress and first.trainer.get("enable_progress_bar") else []
     group_checkpoint = BestAndLastCheckpoint(dirpath=str(group_dir), save_last=True, save_top_k=0, monitor=None)
-    trainer = hydra.utils.instantiate(
-        first.trainer,
+    trainer = instantiate_trainer(
+        first,
         logger=False,
         callbacks=[*shown, *callbacks, group_checkpoint],
         default_root_dir=str(group_dir),
-        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=True,  # the group's checkpoint is the launcher's; the members' follow their own config
     )
+    for member, module in zip(members, built, strict=True):
+        with keep_records(member.setup_log):
+            warn_of_an_unpaired_last_sample(trainer, datamodule, module.augment)
     size, why = members_that_fit(built, trainer.strategy.root_device)
     if size < len(built):
         raise GroupTooLarge(size, why)
