@@ -225,3 +225,17 @@ def test_refusal_from_the_config_records_a_failed_run(tmp_path: Path) -> None:
 def test_training_with_mixing(tmp_path: Path, overrides: list[str]) -> None:
     summary = run_training(tmp_path, [*overrides, "model=mlp", "trainer.limit_train_batches=2"])
     assert summary["status"] == "completed" and 0.0 <= summary["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("batch_size, warned", [(16, True), (64, False)])
+def test_a_last_training_batch_of_one_sample_that_mixing_cannot_pair_is_named(
+    tmp_path: Path, caplog, batch_size: int, warned: bool
+) -> None:
+    """Digits trains on 1169 images: at batch size 16 each epoch ends in a batch of one, which MixUp pairs with
+    itself (torchvision rolls the batch by one), so it trains unmixed with a whole step's weight; 1169 % 64 = 17."""
+    overrides = ["augment=mixup", "model=mlp", "trainer.max_epochs=1", f"dataset.batch_size={batch_size}"]
+    run_training(tmp_path, [*overrides, "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=1"])
+    named = [r.getMessage() for r in caplog.records if "cannot pair with another" in r.getMessage()]
+    assert named == (["augment: the last training batch of each epoch holds one sample (1169 per process, batch "
+                      "size 16), which batch mixing cannot pair with another: it trains unmixed. A "
+                      "dataset.batch_size that leaves another remainder avoids it."] if warned else [])  # fmt: skip

@@ -3,10 +3,14 @@ output, and the training batches an epoch has."""
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from labelsmooth.cli.checks import check_model_accepts
 from labelsmooth.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 def check_model_fits_data(net: Any, datamodule: Any) -> None:
@@ -38,3 +42,27 @@ def check_validation_interval(trainer: Any, datamodule: Any) -> None:
             + f": give at most {batches}, a fraction of an epoch in (0, 1], or trainer.check_val_every_n_epoch=null "
             "to validate every that many batches across epochs"
         )
+
+
+def training_share(trainer: Any, datamodule: Any) -> int | None:
+    """The training samples of an epoch in each process (the sampler pads the shares to one size under DDP); None
+    for a training set of unknown length."""
+    try:
+        return math.ceil(len(datamodule.train_set) / trainer.world_size)
+    except TypeError:
+        return None
+
+
+def warn_of_an_unpaired_last_sample(trainer: Any, datamodule: Any, augment: Any) -> None:
+    """One warning when batch mixing (``augment``) is on and each epoch's last training batch holds one sample:
+    MixUp / CutMix pair a sample with another of its batch, so that one is paired with itself and trains unmixed,
+    with the weight of a whole step (timm's ``Mixup`` refuses odd batches altogether)."""
+    share = training_share(trainer, datamodule)
+    if augment is None or share is None or share % datamodule.batch_size != 1 or trainer.limit_train_batches != 1.0:
+        return
+    log.warning(
+        "augment: the last training batch of each epoch holds one sample (%d per process, batch size %d), which "
+        "batch mixing cannot pair with another: it trains unmixed. A dataset.batch_size that leaves another "
+        "remainder avoids it.",
+        share, datamodule.batch_size,
+    )  # fmt: skip

@@ -40,7 +40,11 @@ from labelsmooth.cli.checks import (
     set_num_threads,
 )
 from labelsmooth.cli.context import job_context
-from labelsmooth.cli.data_checks import check_model_fits_data, check_validation_interval
+from labelsmooth.cli.data_checks import (
+    check_model_fits_data,
+    check_validation_interval,
+    warn_of_an_unpaired_last_sample,
+)
 from labelsmooth.cli.devices import gpu_of_parallel_job, slurm_restarts
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
@@ -127,6 +131,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
                 cfg.trainer.devices = gpu  # job k of a parallel sweep on GPU k mod n
         trainer = build_trainer(cfg, run.logger)
         check_validation_interval(trainer, datamodule)
+        warn_of_an_unpaired_last_sample(trainer, datamodule, module.augment)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
 
