@@ -114,14 +114,18 @@ def kill_resume_and_compare(overrides: list[str], tmp_path: Path, before_resume=
     run_dir = kill_after_first_checkpoint(args, log_dir, tmp_path)
     assert before_resume(run_dir)
     # what writes a kill interrupts leave (an atomic write's temporary file, a checkpoint's), and a user's file
-    unfinished = [run_dir / "checkpoints" / ".best-epoch002.ckpt.k1ll3d.tmp", run_dir / "checkpoints" / "last.ckpt.tmp"]
-    for path in [*unfinished, run_dir / "notes.tmp"]:
+    unfinished = [
+        run_dir / "checkpoints" / ".best-epoch002.ckpt.k1ll3d_x.tmp",
+        run_dir / "checkpoints" / "last.ckpt.tmp",
+    ]
+    users = [run_dir / "notes.tmp", run_dir / ".notes.tmp"]
+    for path in [*unfinished, *users]:
         path.write_bytes(b"partial")
 
     time.sleep(1.1)  # a fresh run would get another <time> directory
     resumed = run_app([*args, "resume=true"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert not any(path.exists() for path in unfinished) and (run_dir / "notes.tmp").exists()
+    assert not any(path.exists() for path in unfinished) and all(path.exists() for path in users)
     assert [p.parent for p in log_dir.glob("runs/*/*/metrics.json")] == [run_dir]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     expected = json.loads(reference_metrics.read_text())

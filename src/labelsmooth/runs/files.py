@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -77,6 +78,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, write)
 
 
+INTERRUPTED_WRITE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # write_atomic's: mkstemp's 8 random characters
+
+
 def remove_interrupted_writes(run_dir: str | os.PathLike) -> dict[Path, int]:
     """Remove the temporary files that writes into the run's directory and its ``checkpoints/`` left when their
     process was killed (``.<name>.<random>.tmp`` of ``write_atomic``, ``<checkpoint>.tmp`` of a checkpoint or its
@@ -86,7 +90,7 @@ def remove_interrupted_writes(run_dir: str | os.PathLike) -> dict[Path, int]:
     removed = {}
     for directory in (run.root, run.checkpoints):
         for path in sorted(directory.glob("*.tmp")) if directory.is_dir() else ():
-            if path.name.startswith(".") or path.name.endswith(".ckpt.tmp"):
+            if INTERRUPTED_WRITE.fullmatch(path.name) or path.name.endswith(".ckpt.tmp"):
                 removed[path] = path.lstat().st_size
                 path.unlink(missing_ok=True)
     return removed
