@@ -77,6 +77,21 @@ def test_temperature_scaling_improves_nll_and_ece_of_overconfident_logits() -> N
     assert after["ece"] < 0.02
 
 
+def test_a_minus_infinite_logit_of_a_wrong_class_is_fitted_and_a_diverged_model_is_not() -> None:
+    """``-inf`` for a class that is not the label keeps the NLL finite at every T (``-inf / T = -inf``): the
+    temperature is the one fitted without that class's mass, where one such logit made it NaN; a NaN, ``+inf``
+    or a ``-inf`` label logit leaves no finite NLL, so no temperature."""
+    logits, target = synthetic_logits(2.0, n=2000)
+    wrong = (target[0] + 1) % logits.shape[1]
+    with_minus_inf = logits.clone()
+    with_minus_inf[0, wrong] = -math.inf
+    assert fit_temperature(with_minus_inf, target) == pytest.approx(fit_temperature(logits, target), rel=0.01)
+    for value, column in ((math.nan, wrong), (math.inf, wrong), (-math.inf, target[0])):
+        diverged = logits.clone()
+        diverged[0, column] = value
+        assert math.isnan(fit_temperature(diverged, target)), (value, column)
+
+
 def test_fit_temperature_works_under_inference_mode() -> None:
     logits, target = synthetic_logits(2.0, n=2000)
     with torch.inference_mode():

@@ -50,7 +50,8 @@ def fit_temperature(
     ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
     (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
     the result does not depend on the order of the samples (under DDP they arrive interleaved); a bound where the
-    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling); NaN where a logit is NaN or inf.
+    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling); NaN where the NLL is not finite
+    (a NaN or +inf logit, or -inf for the true class; a -inf elsewhere stays -inf at any T and is fitted).
     The labels are checked as the metrics check them (``check_logits``: a label of -100 is refused, not dropped).
 
     >>> round(fit_temperature(torch.tensor([[2.0, 0.0]] * 50), torch.zeros(50, dtype=torch.long)), 3)  # all right
@@ -65,14 +66,15 @@ def fit_temperature(
         raise ValueError(f"fit_temperature: bounds={bounds} must be two temperatures 0 < low < high")
     if logits.shape[0] == 0:
         return 1.0
-    if not bool(torch.isfinite(logits).all()):  # a diverged model: no temperature fits, and none is claimed
-        return math.nan
     with torch.inference_mode(False), torch.no_grad():
         logits = logits.detach().cpu().double()
         target = target.detach().cpu().long()
 
         def nll(log_t: float) -> float:
             return float(F.cross_entropy(logits / math.exp(log_t), target))
+
+        if not math.isfinite(nll(0.0)):  # a diverged model: no temperature fits, and none is claimed
+            return math.nan
 
         log_bounds = (math.log(bounds[0]), math.log(bounds[1]))
         result = minimize_scalar(nll, bounds=log_bounds, method="bounded", options={"xatol": tolerance})
