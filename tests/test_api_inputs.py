@@ -49,9 +49,11 @@ def test_confidences_and_correct_refuses_what_it_would_broadcast() -> None:
     ],
 )
 def test_confidences_given_directly_must_be_probabilities(confidence, correct, message) -> None:
-    """Logits given as confidences gave an ECE of 2.09, a smooth ECE of 1.5."""
+    """Logits given as confidences gave an ECE of 2.09, a smooth ECE of 1.5, a reliability bin of accuracy 1.26."""
     with pytest.raises(ValueError, match=f"^binned_calibration_errors: {message}"):
         C.binned_calibration_errors(torch.tensor(confidence), torch.tensor(correct, dtype=torch.float32))
+    with pytest.raises(ValueError, match=f"^binned_statistics: {message}"):
+        C.binned_statistics(torch.tensor(confidence), torch.tensor(correct, dtype=torch.float32))
     with pytest.raises(ValueError, match=f"^smooth_ece: {message}"):
         C.smooth_ece(np.array(confidence), np.array(correct))
     assert math.isnan(C.binned_calibration_errors(torch.tensor([float("nan")]), torch.tensor([1.0]))["ece"])

@@ -89,6 +89,21 @@ def test_each_library_layer_imports_only_what_it_needs() -> None:
     assert result.stdout.split("\n")[:5] == ["False", "True", "[] True", "[]", "True []"]
 
 
+def test_the_lazy_exports_of_calibration_are_the_names_type_checkers_see() -> None:
+    """``labelsmooth.calibration`` imports its names on first use (``_EXPORTS``: name -> module); its
+    ``TYPE_CHECKING`` block imports the same names from the same modules, so mypy types them (they were ``Any``
+    through the module's ``__getattr__``) and re-exports them (``import x as x``) under ``--strict``."""
+    import labelsmooth.calibration as calibration
+
+    typed = {}
+    for node in ast.walk(ast.parse((PACKAGE / "calibration" / "__init__.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labelsmooth.calibration."):
+            for alias in node.names:
+                assert alias.asname == alias.name, alias.name
+                typed[alias.name] = node.module.rsplit(".", 1)[1]
+    assert typed == calibration._EXPORTS
+
+
 def test_no_source_file_is_long_and_the_top_level_stays_small() -> None:
     lengths = {
         str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")

@@ -15,7 +15,7 @@ torch (the report uses them), and the names below are imported lazily, on first 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "DEFAULT_BINS": "bins",
@@ -47,6 +47,86 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the same names, typed and exported for type checkers (tests/test_package.py compares)
+    from labelsmooth.calibration.binning import (
+        bin_sums as bin_sums,
+    )
+    from labelsmooth.calibration.binning import (
+        binned_calibration_errors as binned_calibration_errors,
+    )
+    from labelsmooth.calibration.binning import (
+        binned_statistics as binned_statistics,
+    )
+    from labelsmooth.calibration.binning import (
+        confidences_and_correct as confidences_and_correct,
+    )
+    from labelsmooth.calibration.binning import (
+        expected_calibration_error as expected_calibration_error,
+    )
+    from labelsmooth.calibration.bins import (
+        DEFAULT_BINS as DEFAULT_BINS,
+    )
+    from labelsmooth.calibration.bins import (
+        CalibrationBin as CalibrationBin,
+    )
+    from labelsmooth.calibration.bins import (
+        calibration_errors as calibration_errors,
+    )
+    from labelsmooth.calibration.bins import (
+        errors_from_sums as errors_from_sums,
+    )
+    from labelsmooth.calibration.bins import (
+        summary_of_bins as summary_of_bins,
+    )
+    from labelsmooth.calibration.bins_csv import (
+        BIN_COLUMNS as BIN_COLUMNS,
+    )
+    from labelsmooth.calibration.bins_csv import (
+        bins_by_split as bins_by_split,
+    )
+    from labelsmooth.calibration.bins_csv import (
+        bins_csv_text as bins_csv_text,
+    )
+    from labelsmooth.calibration.bins_csv import (
+        read_bins_csv as read_bins_csv,
+    )
+    from labelsmooth.calibration.classwise import (
+        classwise_calibration_error as classwise_calibration_error,
+    )
+    from labelsmooth.calibration.metrics import (
+        ClassificationMetrics as ClassificationMetrics,
+    )
+    from labelsmooth.calibration.metrics import (
+        classification_metrics as classification_metrics,
+    )
+    from labelsmooth.calibration.reliability import (
+        reliability_figure as reliability_figure,
+    )
+    from labelsmooth.calibration.scores import (
+        brier_score as brier_score,
+    )
+    from labelsmooth.calibration.scores import (
+        negative_log_likelihood as negative_log_likelihood,
+    )
+    from labelsmooth.calibration.selective import (
+        augrc as augrc,
+    )
+    from labelsmooth.calibration.selective import (
+        aurc as aurc,
+    )
+    from labelsmooth.calibration.selective import (
+        risk_coverage_curve as risk_coverage_curve,
+    )
+    from labelsmooth.calibration.smooth import (
+        smooth_ece as smooth_ece,
+    )
+    from labelsmooth.calibration.temperature import (
+        fit_temperature as fit_temperature,
+    )
+    from labelsmooth.calibration.temperature import (
+        temperature_scaled_metrics as temperature_scaled_metrics,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -146,7 +146,9 @@ def bin_sums(
 def binned_statistics(
     confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = DEFAULT_BINS, equal_mass: bool = False
 ) -> list[CalibrationBin]:
-    """The non-empty bins of ``confidence`` with their accuracy and mean confidence (the reliability diagram's)."""
+    """The non-empty bins of ``confidence`` with their accuracy and mean confidence (the reliability diagram's);
+    confidences outside [0, 1] or outcomes other than 0 and 1 are refused (``check_confidences``)."""
+    check_confidences(confidence, correct, "binned_statistics")
     sums = bin_sums(confidence, correct, n_bins, equal_mass)
     rows = zip(*(t.cpu().tolist() for t in sums), strict=True)
     return [

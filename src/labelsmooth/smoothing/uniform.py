@@ -156,7 +156,9 @@ class PriorSmoothing(HasTargetDistribution, UsesClassPrior):
     prior: torch.Tensor
     prior_is_set: torch.Tensor
 
-    def __init__(self, num_classes: int, epsilon: float = 0.1, prior: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, num_classes: int, epsilon: float = 0.1, prior: Sequence[float] | torch.Tensor | None = None
+    ) -> None:
         super().__init__(num_classes)
         self.epsilon = epsilon
         self.prior_given = prior is not None
