@@ -746,3 +746,25 @@ def test_an_unset_environment_variable_is_refused_where_hydra_makes_the_director
             refuse_unset_environment([override], CONFIG_DIR)
     refuse_unset_environment(["paths.data_dir=${oc.env:LABELSMOOTH_NOT_SET}"], CONFIG_DIR)  # the job's to resolve
     refuse_unset_environment(["paths.log_dir=${oc.env:LABELSMOOTH_NOT_SET,/tmp}"], CONFIG_DIR)  # a default
+
+
+def test_an_evaluation_split_smaller_than_the_processes_is_refused() -> None:
+    """Under DDP each process evaluates its own samples, none repeated: with one validation sample for two
+    processes the second had none, and the gathering of the metrics' states failed at the first validation."""
+    from types import SimpleNamespace
+
+    from labelsmooth.cli.data_checks import check_splits_cover_the_processes
+    from labelsmooth.errors import ConfigurationError
+
+    data = SimpleNamespace(val_set=[0], test_set=[0, 1, 2])
+    with pytest.raises(ConfigurationError) as refused:
+        check_splits_cover_the_processes(SimpleNamespace(world_size=2), data)
+    assert str(refused.value) == (
+        "the validation split holds 1 sample, fewer than the 2 processes that evaluate it: use fewer trainer.devices, "
+        "or a larger split"
+    )
+    check_splits_cover_the_processes(SimpleNamespace(world_size=1), data)
+    with pytest.raises(ConfigurationError, match="^the test split holds 3 samples, fewer than the 4 processes"):
+        check_splits_cover_the_processes(
+            SimpleNamespace(world_size=4), SimpleNamespace(val_set=[0] * 4, test_set=[0] * 3)
+        )

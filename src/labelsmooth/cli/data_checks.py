@@ -66,3 +66,21 @@ def warn_of_an_unpaired_last_sample(trainer: Any, datamodule: Any, augment: Any)
         "remainder avoids it.",
         share, datamodule.batch_size,
     )  # fmt: skip
+
+
+def check_splits_cover_the_processes(trainer: Any, datamodule: Any) -> None:
+    """Refuse a validation or test split with fewer samples than the run's processes: evaluation gives each process
+    its own samples without repeating any, and a process with none cannot join the gathering of the metrics' states
+    (the run would crash at the end of its first validation)."""
+    if trainer.world_size == 1:
+        return
+    for split, dataset in (("validation", datamodule.val_set), ("test", datamodule.test_set)):
+        try:
+            size = len(dataset)
+        except TypeError:
+            continue
+        if 0 < size < trainer.world_size:
+            raise ConfigurationError(
+                f"the {split} split holds {size} sample{'s' if size > 1 else ''}, fewer than the {trainer.world_size} "
+                "processes that evaluate it: use fewer trainer.devices, or a larger split"
+            )
