@@ -94,7 +94,9 @@ def test_a_ddp_sweep_outside_slurm_is_refused_naming_the_slurm_launcher(tmp_path
 
 
 def test_slurm_resources_follow_the_job() -> None:
-    assert slurm_tasks_per_job("ddp", 4) == 4 and slurm_tasks_per_job("auto", 4) == 1
+    assert slurm_tasks_per_job("ddp", 4) == 4 and slurm_tasks_per_job("ddp_spawn", 4) == 1
+    # Lightning resolves "auto" with several devices to DDP, a process per device: 1 task failed its check
+    assert slurm_tasks_per_job("auto", 4) == 4 and slurm_tasks_per_job("auto", 1) == 1
     assert slurm_cpus_per_task(0) == 1 and slurm_cpus_per_task(7) == 8
     assert slurm_mem_gb(3, 2) == 32
 

@@ -102,6 +102,12 @@ def test_multirun_with_subprocess_ddp_is_refused(tmp_path: Path) -> None:
     check_multirun_ddp(cfg.trainer, multirun=False)
     single = compose_train_config(["trainer=ddp", "trainer.devices=1"], output_dir=tmp_path)
     check_multirun_ddp(single.trainer, multirun=True)
+    # strategy auto on two devices is Lightning's DDP: each process ran the whole sweep again
+    auto = compose_train_config(["trainer=cpu", "trainer.devices=2"], output_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="^trainer.strategy=auto with 2 devices cannot run inside a Hydra"):
+        check_multirun_ddp(auto.trainer, multirun=True)
+    spawned = compose_train_config(["trainer=cpu", "trainer.devices=2", "+trainer.strategy=ddp_spawn"], tmp_path)
+    check_multirun_ddp(spawned.trainer, multirun=True)
 
 
 def sigmoid_distribution(logits: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from labelsmooth.cli.devices import explicit_device_count, requested_devices, slurm_tasks
+from labelsmooth.cli.devices import explicit_device_count, requested_devices, slurm_tasks, starts_a_process_per_device
 from labelsmooth.errors import ConfigurationError, describe
 
 
@@ -71,7 +71,7 @@ def check_multirun_ddp(trainer_cfg: DictConfig, multirun: bool) -> None:
     started by ``srun`` and wired by Lightning's SLURM environment, so there it is allowed."""
     strategy = str(trainer_cfg.get("strategy", "auto"))
     devices = requested_devices(trainer_cfg)
-    if not (multirun and strategy.startswith("ddp") and "spawn" not in strategy and devices > 1):
+    if not (multirun and starts_a_process_per_device(strategy) and devices > 1):
         return
     nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
     if slurm_tasks() == devices * nodes:

@@ -28,10 +28,21 @@ def gpus_per_job(accelerator: object, devices: object) -> int:
     return 0 if str(accelerator).lower() == "cpu" else max(explicit_device_count(devices) or 1, 1)
 
 
+def starts_a_process_per_device(strategy: object) -> bool:
+    """Whether ``trainer.strategy`` trains on several devices with a process per device that Lightning starts by
+    launching the script again (or that SLURM starts as tasks): DDP and its relatives, and ``auto``, which
+    Lightning resolves to DDP for more than one device; not the ``spawn`` / ``fork`` / ``notebook`` variants, whose
+    processes are forked or spawned from the running one."""
+    name = str(strategy).lower()
+    launched = name == "auto" or name.startswith(("ddp", "fsdp", "deepspeed"))
+    return launched and not any(kind in name for kind in ("spawn", "fork", "notebook"))
+
+
 def slurm_tasks_per_job(strategy: object, devices: object) -> int:
-    """SLURM tasks per sweep job (``hydra/launcher=slurm``: ``tasks_per_node``): one process per device for DDP
-    (SLURM starts them, Lightning's SLURM environment wires them), else 1."""
-    return max(explicit_device_count(devices) or 1, 1) if str(strategy).startswith("ddp") else 1
+    """SLURM tasks per sweep job (``hydra/launcher=slurm``: ``tasks_per_node``): one process per device where the
+    strategy runs one (``starts_a_process_per_device``; SLURM starts them, Lightning's SLURM environment wires
+    them), else 1."""
+    return max(explicit_device_count(devices) or 1, 1) if starts_a_process_per_device(strategy) else 1
 
 
 def slurm_cpus_per_task(num_workers: object) -> int:
