@@ -65,16 +65,21 @@ def test_ddp_jobs_in_a_slurm_sweep_equal_a_hand_started_srun_run(
     slurm_cluster: dict[str, str],  # noqa: F811
 ) -> None:
     """Also Lightning's distributed sampler over the in-memory batch fetch of a data set on disk (MNIST's idx
-    files)."""
+    files); and resources that follow each job of the sweep (``trainer.devices=2,1``: 2 tasks, then 1), where every
+    job got those of the sweep's base config (2 tasks: the 1-device job failed Lightning's check)."""
     write_mnist(tmp_path / "data")
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv", "seed=3"]
     ddp += ["dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", "dataset.val_size=0.34"]
     ddp += ["dataset.batch_size=4"]
     sweep = tmp_path / "sweep"
-    result = slurm_sweep([*ddp, f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster)
+    result = slurm_sweep(
+        [*ddp[:2], "trainer.devices=2,1", *ddp[3:], f"hydra.sweep.dir={sweep}"], tmp_path, slurm_cluster
+    )
     assert result.returncode == 0, result.stderr[-3000:] + job_logs(sweep)
-    (in_sweep,) = metrics_of(sweep).values()
+    assert "jobs 0: tasks_per_node=2, gpus_per_node=0" in result.stdout and "jobs 1: tasks_per_node=1" in result.stdout
+    in_sweep, one_process = metrics_of(sweep)[0], metrics_of(sweep)[1]
     assert in_sweep["status"] == "completed" and in_sweep["world_size"] == 2 and in_sweep["dataset"] == "mnist"
+    assert one_process["status"] == "completed" and one_process["world_size"] == 1
 
     by_hand = tmp_path / "by-hand"
     command = ["srun", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1"]
