@@ -164,7 +164,6 @@ def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -
             "hydra.sweeper.params={smoothing.gamma:'choice(0.05,0.9)'}",
             "hydra.sweeper.n_trials=2",
             f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",  # as docs/sweeps.md shows
-            "hydra.sweeper.study_name=gamma",
             *FAST,
             f"hydra.sweep.dir={sweep}",
         ],  # fmt: skip
@@ -175,12 +174,29 @@ def test_optuna_search_over_gamma_goes_on_after_a_failed_trial(tmp_path: Path) -
     assert statuses == {0.9: "completed", 0.05: "failed"}  # γ must exceed 1/K = 0.1
     import optuna
 
-    study = optuna.load_study(study_name="gamma", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="gamma-digits-resnet_v1", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]  # kept for the next invocation
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"] == {"smoothing.gamma": 0.9}
     completed = next(m for m in metrics_of(sweep).values() if m["status"] == "completed")
     assert best["best_value"] == pytest.approx(completed["val/acc_best"])
+
+
+def test_an_optuna_study_kept_in_storage_draws_new_trials_in_its_next_search(tmp_path: Path) -> None:
+    """With the sampler's configured seed alone, a second search of a study kept in ``storage`` drew the first
+    one's parameters again (start-up draws are random): the same training, counted twice by the study."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search = ["hparams_search=gamma_optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=1", *FAST]
+    search += ["hydra.sweeper.params={smoothing.gamma:'interval(0.5,1.0)'}", f"hydra.sweeper.storage={storage}"]
+    for attempt in ("first", "second"):
+        result = run_app_in_process([*search, f"hydra.sweep.dir={tmp_path / attempt}"], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "Study gamma-digits-resnet_v1 holds 1 trials: its sampler is seeded 0 + 1" in result.stdout
+    import optuna
+
+    study = optuna.load_study(study_name="gamma-digits-resnet_v1", storage=storage)
+    first, second = (trial.params["smoothing.gamma"] for trial in study.trials)
+    assert first != second
 
 
 def compose_hydra(overrides: list[str]):
