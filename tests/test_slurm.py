@@ -121,6 +121,24 @@ def test_each_job_of_a_parallel_sweep_gets_its_own_gpu(trainer: dict, job: int, 
     assert gpu_of_parallel_job(OmegaConf.create(trainer), job, gpus) == expected
 
 
+def test_a_parallel_job_takes_a_gpu_no_other_job_of_its_sweep_holds(tmp_path: Path) -> None:
+    """joblib gives the next job to whichever worker is free: job 2 of a 2-GPU sweep ran on GPU 0 beside job 0,
+    which still trained there, while GPU 1 idled. Each job holds its GPU's lock until it ends."""
+    from labelsmooth.cli.devices import held_gpu_of_parallel_job
+
+    one_gpu = OmegaConf.create({"accelerator": "gpu", "devices": 1})
+    with held_gpu_of_parallel_job(one_gpu, 0, 2, str(tmp_path)) as job_0:
+        assert job_0 == [0]
+        with held_gpu_of_parallel_job(one_gpu, 2, 2, str(tmp_path)) as job_2:
+            assert job_2 == [1]  # GPU 0 is job 0's
+            with held_gpu_of_parallel_job(one_gpu, 4, 2, str(tmp_path)) as job_4:
+                assert job_4 == [0]  # more jobs at once than GPUs: it shares GPU 4 mod 2, as before
+    with held_gpu_of_parallel_job(one_gpu, 3, 2, str(tmp_path)) as job_3:
+        assert job_3 == [1]  # both free again: from GPU 3 mod 2 on
+    with held_gpu_of_parallel_job(OmegaConf.create({"accelerator": "cpu", "devices": 1}), 1, 2, str(tmp_path)) as cpu:
+        assert cpu is None
+
+
 @pytest.mark.slow
 def test_a_cancelled_slurm_job_continues_with_resume_sweep_to_the_uninterrupted_result(
     tmp_path: Path,

@@ -4,7 +4,10 @@ often SLURM requeued it, and the GPU of a job of a sweep run side by side on one
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,6 +83,25 @@ def gpu_of_parallel_job(trainer_cfg: DictConfig, job_num: int | None, gpu_count:
     if isinstance(devices, bool) or devices != 1:  # a list names its GPUs; other counts are the user's
         return None
     return [job_num % gpu_count]
+
+
+@contextlib.contextmanager
+def held_gpu_of_parallel_job(
+    trainer_cfg: DictConfig, job_num: int | None, gpu_count: int, sweep_dir: str | None
+) -> Iterator[list[int] | None]:
+    """``gpu_of_parallel_job``, made one job per GPU: joblib hands the next job to whichever worker is free, so
+    jobs k and k + n overlapped on GPU k mod n while another GPU idled. The job takes the first GPU from k mod n on
+    that no other job of the sweep holds (a lock in ``<sweep>/.gpus/``, held until the job ends); where every
+    GPU is held (more jobs at once than GPUs) it shares GPU k mod n, as before."""
+    from labelsmooth.runs.lock import first_free
+
+    first = gpu_of_parallel_job(trainer_cfg, job_num, gpu_count)
+    if first is None or sweep_dir is None:
+        yield first
+        return
+    order = [(first[0] + step) % gpu_count for step in range(gpu_count)]
+    with first_free(Path(sweep_dir) / ".gpus", [f"gpu{gpu}.lock" for gpu in order]) as free:
+        yield first if free is None else [order[free]]
 
 
 def requested_devices(trainer_cfg: DictConfig) -> int:

@@ -8,6 +8,7 @@ sweeper.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ from labelsmooth.cli.data_checks import (
     check_validation_interval,
     warn_of_an_unpaired_last_sample,
 )
-from labelsmooth.cli.devices import gpu_of_parallel_job, slurm_restarts
+from labelsmooth.cli.devices import held_gpu_of_parallel_job, slurm_restarts
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
 from labelsmooth.cli.options import with_known_options
@@ -96,6 +97,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     with (
         training_in(context.output_dir, lock=is_rank_zero()),  # before anything of this run is written there
         RunLifecycle(context, summary, title=title, failed_run_logger=failed_run_logger) as run,
+        contextlib.ExitStack() as held,
     ):
         check_start(cfg, context.overrides, context.multirun)  # resume= with ckpt_path=: refused, not skipped
         refuse_other_completed_job(context, run.summary["overrides"])
@@ -127,9 +129,11 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
             check_same_classes(written, datamodule.class_names, ckpt_path)
         run.logger = instantiate_logger(cfg, context, resume_wandb_id)
         run.summary.update(wandb_record(run.logger))
-        if context.parallel and (gpu := gpu_of_parallel_job(cfg.trainer, context.job_num, torch.cuda.device_count())):
-            with open_dict(cfg):
-                cfg.trainer.devices = gpu  # job k of a parallel sweep on GPU k mod n
+        if context.parallel:  # job k of a sweep run side by side: a free GPU, from GPU k mod n on
+            gpus, sweep = torch.cuda.device_count(), context.sweep_dir
+            if gpu := held.enter_context(held_gpu_of_parallel_job(cfg.trainer, context.job_num, gpus, sweep)):
+                with open_dict(cfg):
+                    cfg.trainer.devices = gpu
         trainer = build_trainer(cfg, run.logger)
         check_validation_interval(trainer, datamodule)
         check_splits_cover_the_processes(trainer, datamodule)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from labelsmooth.runs.result_guard import ResultKept
@@ -25,10 +25,10 @@ class RunInUse(ResultKept):
 _held: dict[Path, int] = {}  # the locks this process holds, by run directory
 
 
-def _take(run_dir: Path) -> int | None:
-    """An open descriptor of ``run_dir/.lock`` that now holds the lock; None when another process holds it.
+def _take(run_dir: Path, name: str = LOCK_FILE) -> int | None:
+    """An open descriptor of ``run_dir/<name>`` that now holds the lock; None when another process holds it.
     ``OSError`` when the file cannot be made or the file system cannot lock."""
-    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    descriptor = os.open(run_dir / name, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -78,3 +78,24 @@ def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]
         yield
     finally:
         os.close(_held.pop(path))
+
+
+@contextlib.contextmanager
+def first_free(directory: str | os.PathLike, names: Sequence[str]) -> Iterator[int | None]:
+    """The index of the first of the lock files ``names`` in ``directory`` that no other process holds, held while
+    the body runs (e.g. the GPUs of a sweep's jobs that run side by side); None when each is held, or where the file
+    system cannot lock."""
+    path = Path(directory)
+    for index, name in enumerate(names):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            descriptor = _take(path, name)
+        except OSError:
+            break
+        if descriptor is not None:
+            try:
+                yield index
+            finally:
+                os.close(descriptor)
+            return
+    yield None
