@@ -16,10 +16,21 @@ from labelsmooth.errors import ConfigurationError, describe
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
-    """Refuse an accelerator that Lightning does not have or this machine cannot run, and more devices than it
-    has, before Lightning launches processes for them."""
+    """Refuse an accelerator that Lightning does not have or this machine cannot run, a strategy name it does not
+    have, and more devices than the machine has, before Lightning launches processes for them."""
+    import difflib
+
     import torch
     from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    strategy, strategies = trainer_cfg.get("strategy", "auto"), StrategyRegistry.available_strategies()
+    if isinstance(strategy, str) and strategy not in {"auto", *strategies}:
+        close = difflib.get_close_matches(strategy, strategies, n=3) or ["ddp", "ddp_spawn", "fsdp"]
+        raise ConfigurationError(
+            f"trainer.strategy={strategy} is not a Lightning strategy: auto, or one of {len(strategies)} such as "
+            f"{', '.join(close)} (pytorch_lightning.strategies.StrategyRegistry)"
+        )
 
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     known = AcceleratorRegistry.available_accelerators()
