@@ -592,6 +592,7 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+foo.bar=1"], "ConfigurationError: +foo.bar=1 is not a setting: nothing reads a top-level key 'foo' "),
         (["+trainer.limit_val_batches=0"], "ConfigurationError: trainer.limit_val_batches=0 cannot make a run: "),
         (["+trainer.strategy=dpp"], "ConfigurationError: trainer.strategy=dpp is not a Lightning strategy: auto, or "),
+        (["~trainer.max_epochs"], "InterpolationKeyError: Interpolation key 'trainer.max_epochs' not found (at sch"),
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
         (["+trainer.limit_train_batches=1.5"], "ConfigurationError: trainer.limit_train_batches=1.5 cannot make a run"),

@@ -63,7 +63,12 @@ def error_message(error: BaseException) -> str:
     """The message of ``error``; for an error re-raised from a DataLoader worker, whose message carries the
     worker's whole traceback, its last line (the worker's own error, e.g. the image file it could not read); for
     a file-system error, its path and reason."""
+    from omegaconf.errors import OmegaConfBaseException
+
     text = str(error)
+    if isinstance(error, OmegaConfBaseException) and text.strip():  # its message ends in full_key and object_type lines
+        first, key = text.strip().splitlines()[0], error.full_key
+        return f"{first} (at {key})" if key and key not in first else first
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}" + (f"; {HOW_TO_CONTINUE}" if is_disk_full(error) else "")
     if is_disk_full(error) and not isinstance(error, LabelsmoothError):
