@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,22 +124,55 @@ def test_each_job_of_a_parallel_sweep_gets_its_own_gpu(trainer: dict, job: int, 
     assert gpu_of_parallel_job(OmegaConf.create(trainer), job, gpus) == expected
 
 
+HOLD_LOCKS = """
+import fcntl, os, sys, time
+for path in sys.argv[1:]:
+    fcntl.lockf(os.open(path, os.O_RDWR | os.O_CREAT), fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def gpus_held_by_another_job(sweep: Path, *gpus: int) -> Iterator[None]:
+    """Another process (another job of the sweep) holding the locks of ``gpus``."""
+    (sweep / ".gpus").mkdir(parents=True, exist_ok=True)
+    paths = [str(sweep / ".gpus" / f"gpu{gpu}.lock") for gpu in gpus]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCKS, *paths], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_parallel_job_takes_a_gpu_no_other_job_of_its_sweep_holds(tmp_path: Path) -> None:
     """joblib gives the next job to whichever worker is free: job 2 of a 2-GPU sweep ran on GPU 0 beside job 0,
-    which still trained there, while GPU 1 idled. Each job holds its GPU's lock until it ends."""
+    which still trained there, while GPU 1 idled. Each job holds its GPU's lock until it ends, and the DataLoader
+    workers it forked do not keep it after."""
     from labelsmooth.cli.devices import held_gpu_of_parallel_job
 
-    one_gpu = OmegaConf.create({"accelerator": "gpu", "devices": 1})
-    with held_gpu_of_parallel_job(one_gpu, 0, 2, str(tmp_path)) as job_0:
-        assert job_0 == [0]
-        with held_gpu_of_parallel_job(one_gpu, 2, 2, str(tmp_path)) as job_2:
-            assert job_2 == [1]  # GPU 0 is job 0's
-            with held_gpu_of_parallel_job(one_gpu, 4, 2, str(tmp_path)) as job_4:
-                assert job_4 == [0]  # more jobs at once than GPUs: it shares GPU 4 mod 2, as before
-    with held_gpu_of_parallel_job(one_gpu, 3, 2, str(tmp_path)) as job_3:
-        assert job_3 == [1]  # both free again: from GPU 3 mod 2 on
-    with held_gpu_of_parallel_job(OmegaConf.create({"accelerator": "cpu", "devices": 1}), 1, 2, str(tmp_path)) as cpu:
-        assert cpu is None
+    one_gpu, sweep = OmegaConf.create({"accelerator": "gpu", "devices": 1}), str(tmp_path)
+    with gpus_held_by_another_job(tmp_path, 0), held_gpu_of_parallel_job(one_gpu, 2, 2, sweep) as job_2:
+        assert job_2 == [1]  # GPU 0 is job 0's
+    with gpus_held_by_another_job(tmp_path, 0, 1), held_gpu_of_parallel_job(one_gpu, 4, 2, sweep) as job_4:
+        assert job_4 == [0]  # more jobs at once than GPUs: it shares GPU 4 mod 2, as before
+    with held_gpu_of_parallel_job(one_gpu, 3, 2, sweep) as job_3:
+        assert job_3 == [1]  # all free again: from GPU 3 mod 2 on
+        worker = os.fork()
+        if worker == 0:  # a DataLoader worker, forked during the job, that outlives it
+            time.sleep(30)
+            os._exit(0)
+    try:
+        with gpus_held_by_another_job(tmp_path, 1):  # the next job could take GPU 1: the worker holds nothing
+            pass
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        os.waitpid(worker, 0)
+    cpu = OmegaConf.create({"accelerator": "cpu", "devices": 1})
+    with held_gpu_of_parallel_job(cpu, 1, 2, sweep) as on_cpu:
+        assert on_cpu is None
 
 
 @pytest.mark.slow

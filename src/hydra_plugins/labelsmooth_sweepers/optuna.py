@@ -53,7 +53,7 @@ if OptunaSweeper is not None:
             import optuna
 
             impl, seed = self.sweeper, (self.sampler_config or {}).get("seed")
-            if impl.storage is None or seed is None or self.continues_its_sweep:
+            if impl.storage is None or impl.study_name is None or seed is None or self.continues_its_sweep:
                 return
             try:
                 earlier = len(optuna.load_study(study_name=impl.study_name, storage=impl.storage).trials)

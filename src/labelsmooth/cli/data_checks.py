@@ -57,8 +57,11 @@ def warn_of_an_unpaired_last_sample(trainer: Any, datamodule: Any, augment: Any)
     """One warning when batch mixing (``augment``) is on and each epoch's last training batch holds one sample:
     MixUp / CutMix pair a sample with another of its batch, so that one is paired with itself and trains unmixed,
     with the weight of a whole step (timm's ``Mixup`` refuses odd batches altogether)."""
-    share = training_share(trainer, datamodule)
-    if augment is None or share is None or share % datamodule.batch_size != 1 or trainer.limit_train_batches != 1.0:
+    share, batch_size = training_share(trainer, datamodule), datamodule.batch_size
+    if augment is not None and batch_size == 1:
+        log.warning("augment: dataset.batch_size=1: batch mixing cannot pair a sample with another, so none is mixed")
+        return
+    if augment is None or share is None or share % batch_size != 1 or trainer.limit_train_batches != 1.0:
         return
     log.warning(
         "augment: the last training batch of each epoch holds one sample (%d per process, batch size %d), which "

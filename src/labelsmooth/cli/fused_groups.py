@@ -377,6 +377,8 @@ def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path
         damaged = record
         try:
             written = json.loads(record.read_text()) if record.is_file() else [None] * len(settings)
+            if not isinstance(written, list):
+                raise ValueError(f"not a list but {type(written).__name__}")
             damaged = resume
             _checkpoint_progress(resume)
         except (CheckpointError, OSError, ValueError) as error:
@@ -384,7 +386,7 @@ def group_checkpoint_to_continue(group_dir: Path, members: list[Member]) -> Path
                         group_dir.name, damaged.name, first_line(error))  # fmt: skip
             write_text_atomic(record, json.dumps(settings, indent=1))
             return None
-        if not isinstance(written, list) or len(written) != len(settings):
+        if len(written) != len(settings):
             raise ConfigurationError(
                 f"resume_sweep=true: {resume} holds {len(written)} members, this group {len(settings)}"
             )

@@ -8,6 +8,7 @@ writing the same checkpoints. Where the file system has no ``flock`` the run goe
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
@@ -25,10 +26,10 @@ class RunInUse(ResultKept):
 _held: dict[Path, int] = {}  # the locks this process holds, by run directory
 
 
-def _take(run_dir: Path, name: str = LOCK_FILE) -> int | None:
-    """An open descriptor of ``run_dir/<name>`` that now holds the lock; None when another process holds it.
+def _take(run_dir: Path) -> int | None:
+    """An open descriptor of ``run_dir/.lock`` that now holds the lock; None when another process holds it.
     ``OSError`` when the file cannot be made or the file system cannot lock."""
-    descriptor = os.open(run_dir / name, os.O_RDWR | os.O_CREAT, 0o666)
+    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -80,16 +81,30 @@ def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]
         os.close(_held.pop(path))
 
 
+def _take_unshared(path: Path) -> int | None:
+    """``_take`` with a POSIX record lock (``lockf``), which a forked child (a DataLoader worker that outlives the
+    job) does not inherit, as it would an ``flock``; locks of one process never exclude each other."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno in (errno.EACCES, errno.EAGAIN):  # another process holds it
+            return None
+        raise
+    return descriptor
+
+
 @contextlib.contextmanager
 def first_free(directory: str | os.PathLike, names: Sequence[str]) -> Iterator[int | None]:
     """The index of the first of the lock files ``names`` in ``directory`` that no other process holds, held while
-    the body runs (e.g. the GPUs of a sweep's jobs that run side by side); None when each is held, or where the file
-    system cannot lock."""
+    the body runs (e.g. the GPUs of a sweep's jobs that run side by side: ``_take_unshared``); None when each is
+    held, or where the file system cannot lock."""
     path = Path(directory)
     for index, name in enumerate(names):
         try:
             path.mkdir(parents=True, exist_ok=True)
-            descriptor = _take(path, name)
+            descriptor = _take_unshared(path / name)
         except OSError:
             break
         if descriptor is not None:
