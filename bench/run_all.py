@@ -148,7 +148,7 @@ def section_sweep(result: dict) -> list[str]:
             r["wall_s"],
             r["work_s"],
             r.get("evaluation_s", ""),
-            f"**{fmt(r['overhead_per_job_s'])}**",
+            f"**{fmt(r['overhead_per_job_s'])}**" if "goal" in r else fmt(r["overhead_per_job_s"]),
             fmt(r["wall_s"] / r["work_s"]) if r.get("work_s") else "",
         ]
         for r in result["rows"]
@@ -188,8 +188,8 @@ def section_fused(result: dict) -> list[str]:
         for r in result["rows"]
     ]
     headers = [
-        "model", "jobs", "launcher", "wall s", "wall / basic", "training (fit) s", "fit / basic", "peak MiB",
-        "peak GPU MiB", "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
+        "model", "jobs", "launcher", "wall s", "wall / basic", "training (fit) s, jobs' fits summed", "fit / basic",
+        "peak MiB (PSS)", "peak GPU MiB allocated", "val/acc_best vs basic (max diff)", "test/nll vs basic (max diff)",
     ]  # fmt: skip
     commands = [f"`{result['command']}`", ""]
     if "gpu_case" in result:
@@ -214,7 +214,10 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     if suite.is_file():
         run = json.loads(suite.read_text())
         size = run.get("size", "quick" if run.get("quick") else "full")
-        suite_line = f"- last `make bench`{'' if size == 'full' else f' --size {size}'}: {run['total_s']:.0f} s in all"
+        when = f" at commit {run['git_commit']}, {run['date']}" if "git_commit" in run else ""
+        suite_line = (
+            f"- last `make bench`{'' if size == 'full' else f' --size {size}'}{when}: {run['total_s']:.0f} s in all"
+        )
     lines = [
         "# Benchmark results",
         "",
@@ -224,8 +227,10 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         f"- torch {machine['torch']}, Python {machine['python']}; rendered at commit {machine['git_commit']}",
         f"- rendered {machine['date']} (1-minute load average {machine['load_average_1min']});"
         " each section says when it was measured",
-        "- medians of repetitions; ours and the baseline alternate within one process; ratio = ours / baseline",
-        "  (time: lower is better), except the data path (images/s: speed-up = ours / baseline).",
+        "- medians of repetitions, ours and the baseline alternating, except the fused grids (each launcher once,"
+        " in turn); ratio = ours / baseline",
+        "  (time: lower is better), except the data path (images/s: speed-up = ours / baseline). The load average"
+        " is read once, when a section's results are written.",
         suite_line,
         "",
     ]
@@ -268,6 +273,7 @@ def main() -> None:
                 failed.append(name)
         if not args.only:
             total = {"total_s": round(time.perf_counter() - start, 1), "size": args.size, "failed": failed}
+            total.update({key: machine_info()[key] for key in ("git_commit", "date")})
             (args.results_dir / "run_all.json").write_text(json.dumps(total, indent=2) + "\n")
     results_md = BENCH_DIR / "RESULTS.md" if args.results_dir == RESULTS_DIR else args.results_dir / "RESULTS.md"
     results_md.write_text(render(args.results_dir))
