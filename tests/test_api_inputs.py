@@ -134,3 +134,21 @@ def test_a_strategy_computes_shapes_on_the_meta_device() -> None:
     """Its autocast check raised "unknown device type for autocast" (``F.cross_entropy`` itself runs there)."""
     logits = torch.zeros(4, 5, device="meta")
     assert S.UniformSmoothing(5)(logits, torch.zeros(4, dtype=torch.long, device="meta")).device.type == "meta"
+
+
+def test_numpy_inputs_to_the_tensor_metrics_are_named_not_an_attribute_error() -> None:
+    """NumPy arrays given to a metric of torch tensors failed with "'numpy.ndarray' object has no attribute 'dim'"."""
+    with pytest.raises(TypeError, match=r"^expected_calibration_error: logits is a ndarray; expected a torch.Tensor"):
+        C.expected_calibration_error(LOGITS.numpy(), TARGET)
+    with pytest.raises(TypeError, match=r"^NegativeLogLikelihood: target is a list; expected a torch.Tensor"):
+        NegativeLogLikelihood().update(LOGITS, [0, 1, 2, 2])
+
+
+def test_probabilities_given_for_logits_are_named_by_every_way_into_the_metrics() -> None:
+    """The functions warned; the metric classes and temperature_scaled_metrics took them silently (an ECE of 0.05
+    instead of 0.30)."""
+    probabilities = LOGITS.softmax(-1)
+    with pytest.warns(UserWarning, match="^ClassificationMetrics: every row of the logits is non-negative"):
+        C.ClassificationMetrics(num_classes=3).update(probabilities, TARGET)
+    with pytest.warns(UserWarning, match="^temperature_scaled_metrics: every row of the logits is non-negative"):
+        C.temperature_scaled_metrics(probabilities, TARGET, 1.5)

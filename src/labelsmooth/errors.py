@@ -62,7 +62,12 @@ def check_class_index_shapes(logits: Any, target: Any, num_classes: int | None =
     and (N,) class indices would otherwise broadcast or truncate without a word: logits that are not (N, K) with
     K = ``num_classes`` (when given), a target that is not N integers (an (N, 1) column, float "indices"). Reads
     shapes and types alone (a loss calls it every step); returns K."""
+    import torch  # imported already wherever logits are checked
+
     where = f"{owner}: " if owner else ""
+    for name, value in (("logits", logits), ("target", target)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}{name} is a {type(value).__name__}; expected a torch.Tensor (torch.as_tensor)")
     classes = num_classes if num_classes is not None else (logits.shape[-1] if logits.dim() == 2 else None)
     if logits.dim() != 2 or logits.shape[1] != classes:
         raise ValueError(f"{where}logits have shape {tuple(logits.shape)}; expected (N, K) with K = {classes} classes")

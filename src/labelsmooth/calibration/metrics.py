@@ -15,7 +15,12 @@ from torchmetrics.utilities import dim_zero_cat
 
 from labelsmooth.calibration.binning import DEFAULT_BINS, bin_sums, confidences_and_correct
 from labelsmooth.calibration.classwise import classwise_bin_sums, classwise_ece_of_sums
-from labelsmooth.calibration.scores import brier_per_sample, entropy_per_sample, nll_per_sample
+from labelsmooth.calibration.scores import (
+    brier_per_sample,
+    entropy_per_sample,
+    nll_per_sample,
+    warn_of_probabilities,
+)
 from labelsmooth.calibration.selective import augrc, aurc
 from labelsmooth.calibration.smooth import smooth_ece
 from labelsmooth.errors import check_class_indices, whole_number
@@ -167,6 +172,7 @@ class ClassificationMetrics(Metric):
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         check_class_indices(logits, target, self.num_classes, type(self).__name__)
+        warn_of_probabilities(logits, type(self).__name__, stacklevel=5)  # past torchmetrics' update wrapper
         logits = logits.detach().float()
         target = target.long()
         log_probs = logits.log_softmax(dim=-1)

@@ -39,13 +39,19 @@ def check_logits(logits: torch.Tensor, target: torch.Tensor, owner: str) -> None
     like probabilities (non-negative rows that sum to 1): the metrics take logits (or log-probabilities), and a
     second softmax of probabilities changes every value (an ECE of 0.18 read as 0.55)."""
     check_class_indices(logits, target, owner=owner)
+    warn_of_probabilities(logits, owner)
+
+
+def warn_of_probabilities(logits: torch.Tensor, owner: str, stacklevel: int = 4) -> None:
+    """The warning of ``check_logits`` where CPU ``logits`` look like probabilities (``stacklevel``: the caller's
+    caller's frame, the user's call of ``owner``)."""
     if logits.device.type != "cpu" or not logits.numel() or logits.shape[1] < 2 or bool(logits.min() < 0):
         return
     if torch.allclose(logits.double().sum(dim=-1), torch.ones((), dtype=torch.float64), atol=1e-4):
         warnings.warn(
             f"{owner}: every row of the logits is non-negative and sums to 1, as probabilities do; it takes "
             "logits (or log-probabilities), and applies the softmax itself",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -100,7 +100,9 @@ def temperature_scaled_metrics(
     keeps each prediction but not the ranking of the confidences across samples (``labelsmooth.calibration.
     selective``)."""
     from labelsmooth.calibration.metrics import ClassificationMetrics
+    from labelsmooth.calibration.scores import check_logits
 
+    check_logits(logits, target, "temperature_scaled_metrics")
     if isinstance(temperature, torch.Tensor) and temperature.numel() == 1:
         temperature = float(temperature)
     number = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
