@@ -142,7 +142,16 @@ def slug(text: str) -> str:
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    """``value`` to ``digits`` decimals (a value that rounds to zero without its sign: never ``-0.00``); – for
+    none or a non-finite one.
+
+    >>> fmt(-0.001), fmt(12.345), fmt(float("nan"))
+    ('0.00', '12.35', '–')
+    """
+    if value is None or not math.isfinite(value):
+        return "–"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def fmt_p_value(p: float | None) -> str:

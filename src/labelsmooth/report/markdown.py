@@ -98,7 +98,8 @@ def _header(report: Report) -> list[str]:
         "",
         f"Table 3 compares the best {symbol} with {symbol} = {format_value(report.baseline)}: "
         "`diff % = 100 · (best - baseline) / best` for the accuracies (the paper's definition), "
-        "`100 · (best - baseline) / baseline` for the errors (the change relative to the baseline); a best tied "
+        "`100 · (best - baseline) / baseline` for the errors (the change relative to the baseline: negative is a "
+        "lower error than the baseline's, positive a higher one); a best tied "
         "with other values (equal means) names them (in a test table, the values validation could not tell from "
         "it); a baseline that no value beats is compared with itself; p-value: two-sided paired t-test over the "
         "seeds both have "
