@@ -151,6 +151,33 @@ def test_timm_pretrained_loads_a_local_file_and_never_a_hub(tmp_path) -> None:
         timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(tmp_path / "absent.pth"))
 
 
+def test_timm_pretrained_weights_load_whole_or_are_refused_in_one_line(tmp_path) -> None:
+    """timm's loading of a local file is lenient when the classes differ from its default: a file of another
+    architecture (or this project's checkpoint) loaded nothing, and the run trained from random weights. Now every
+    weight fits, a same-size classifier is kept, a checkpoint of this project gives its network's weights, and
+    another architecture is one ConfigurationError."""
+    import timm
+
+    from labelsmooth.errors import ConfigurationError
+    from labelsmooth.models import timm_model
+
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=4, in_chans=3)
+    weights, checkpoint, other = tmp_path / "w.pth", tmp_path / "run.ckpt", tmp_path / "other.pth"
+    torch.save(source.state_dict(), weights)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}, checkpoint)
+    torch.save(timm.create_model("test_efficientnet", num_classes=4).state_dict(), other)
+    for path in (weights, checkpoint):
+        net = timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(path))
+        for key, value in source.state_dict().items():
+            torch.testing.assert_close(net.state_dict()[key], value)  # the classifier too: the same 4 classes
+    one_channel = timm_model("test_resnet", num_classes=4, in_channels=1, pretrained=str(weights))
+    assert one_channel(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+    with pytest.raises(ConfigurationError, match=rf"^model.pretrained={other}: its weights do not fit timm's test_res"):
+        timm_model("test_resnet", num_classes=4, in_channels=3, pretrained=str(other))
+    with pytest.raises(ConfigurationError, match=r"^model.bn_momentum=1.5 must lie in \(0, 1\]"):
+        timm_model("test_efficientnet", num_classes=4, in_channels=3, bn_momentum=1.5)
+
+
 def test_a_name_that_is_not_a_timm_architecture_is_refused_with_the_close_ones() -> None:
     """A typo or a hub name is one configuration error naming the key, the value and close names (it was timm's
     ``RuntimeError('Unknown model ...')`` inside Hydra's instantiation error)."""
