@@ -592,6 +592,7 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["+foo.bar=1"], "ConfigurationError: +foo.bar=1 is not a setting: nothing reads a top-level key 'foo' "),
         (["+trainer.limit_val_batches=0"], "ConfigurationError: trainer.limit_val_batches=0 cannot make a run: "),
         (["+trainer.strategy=dpp"], "ConfigurationError: trainer.strategy=dpp is not a Lightning strategy: auto, or "),
+        (["model=timm", "+model.drop_rate=2.0"], "ConfigurationError: the model (ResNet) fails on a zero batch of "),
         (["~trainer.max_epochs"], "InterpolationKeyError: Interpolation key 'trainer.max_epochs' not found (at sch"),
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),
@@ -770,3 +771,18 @@ def test_an_evaluation_split_smaller_than_the_processes_is_refused() -> None:
         check_splits_cover_the_processes(
             SimpleNamespace(world_size=4), SimpleNamespace(val_set=[0] * 4, test_set=[0] * 3)
         )
+
+
+def test_a_last_batch_of_one_sample_that_batchnorm_cannot_train_on_is_refused_before_training(tmp_path: Path) -> None:
+    """Digits' 1169 training images at batch size 16 end each epoch in a batch of one; timm's resnet18 reduces 8×8
+    images to 1×1 features, where BatchNorm cannot train on one sample: it failed at that batch, after a whole
+    epoch, in a traceback. The Keras ResNet keeps 2×2 features there, and trains."""
+    args = ["dataset.batch_size=16", "logger=none", "figures=false", "+trainer.max_steps=2"]
+    refused = run_app_in_process(["model=timm", *args, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith(
+        "ConfigurationError: the last training batch of each epoch holds one sample (1169 per process, "
+        "dataset.batch_size=16), on which the model's BatchNorm cannot train"
+    )
+    trained = run_app_in_process(["model=resnet_v1", *args, f"paths.log_dir={tmp_path}"], cwd=tmp_path, env=SHORT)
+    assert trained.returncode == 0, trained.stderr[-3000:]

@@ -130,6 +130,11 @@ def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int
             out = net(torch.zeros(shape, device=device))
     except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
         fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
+        if not any(word in str(error).lower() for word in ("size", "shape", "dimension", "match", "channel")):
+            raise ConfigurationError(  # a setting of the model, not the input: dropout of 2, say
+                f"the model ({type(net).__name__}) fails on a zero batch of the data set's shape "
+                f"{tuple(shape[1:])}: {first_line(error)}; check its model.* settings"
+            ) from error
         raise ConfigurationError(
             f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
             f"(channels, height, width): {first_line(error)}. Choose a model for this "

@@ -87,3 +87,30 @@ def check_splits_cover_the_processes(trainer: Any, datamodule: Any) -> None:
                 f"the {split} split holds {size} sample{'s' if size > 1 else ''}, fewer than the {trainer.world_size} "
                 "processes that evaluate it: use fewer trainer.devices, or a larger split"
             )
+
+
+def check_a_last_batch_of_one_trains(trainer: Any, datamodule: Any, net: Any) -> None:
+    """Refuse, before training, a training split whose last batch holds one sample where the network cannot train on
+    one: BatchNorm over features of one value per channel (a small image through a deep network, e.g. digits' 8×8
+    through timm's resnet18) raises at that batch, after a whole epoch, in a traceback. One training step of a
+    copy of the network on the meta device, one sample, tells."""
+    import copy
+
+    import torch
+
+    share = training_share(trainer, datamodule)
+    if share is None or share % datamodule.batch_size != 1 or trainer.limit_train_batches != 1.0:
+        return
+    if not any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in net.modules()):
+        return
+    probe = copy.deepcopy(net).to("meta").train()
+    try:
+        probe(torch.zeros((1, *datamodule.image_shape), device="meta"))
+    except ValueError as error:
+        if "Expected more than 1 value per channel" not in str(error):
+            return  # another matter, which training itself reports
+        raise ConfigurationError(
+            f"the last training batch of each epoch holds one sample ({share} per process, dataset.batch_size="
+            f"{datamodule.batch_size}), on which the model's BatchNorm cannot train (its features are one value "
+            "per channel there): choose a dataset.batch_size that leaves another remainder"
+        ) from None

@@ -42,6 +42,7 @@ from labelsmooth.cli.checks import (
 )
 from labelsmooth.cli.context import job_context
 from labelsmooth.cli.data_checks import (
+    check_a_last_batch_of_one_trains,
     check_model_fits_data,
     check_splits_cover_the_processes,
     check_validation_interval,
@@ -137,6 +138,7 @@ def train(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         trainer = build_trainer(cfg, run.logger)
         check_validation_interval(trainer, datamodule)
         check_splits_cover_the_processes(trainer, datamodule)
+        check_a_last_batch_of_one_trains(trainer, datamodule, module.net)
         warn_of_an_unpaired_last_sample(trainer, datamodule, module.augment)
         if run.logger:
             run.logger.log_hyperparams(wandb_config(cfg, context.choices))
