@@ -328,3 +328,13 @@ def test_a_member_whose_directory_another_process_trains_in_is_refused_and_left_
     assert f"{sweep / '0'} is in use: another process is training there now" in result.stderr
     assert not (sweep / "0" / "metrics.json").exists() and not (sweep / "0" / "checkpoints").exists()
     assert json.loads((sweep / "1" / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_last_batch_of_one_that_batchnorm_cannot_train_on_fails_each_member_before_training(tmp_path: Path) -> None:
+    """The refusal of a run alone (tests/test_errors.py), for a fused group: each member records it, untrained."""
+    sweep = tmp_path / "sweep"
+    grid = ["model=timm", "dataset.batch_size=16", "seed=0,1", "+trainer.max_steps=2", "logger=none", "figures=false"]
+    result = run_app_in_process(["-m", *grid, *QUIET, "hydra/launcher=fused", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 1
+    for job in metrics_of(sweep).values():
+        assert job["status"] == "failed" and job["error"].startswith("the last training batch of each epoch holds one")

@@ -255,7 +255,11 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
     from labelsmooth.callbacks.checkpoint import BestAndLastCheckpoint
     from labelsmooth.cli.build import build_datamodule, build_module, instantiate_trainer
     from labelsmooth.cli.checks import set_num_threads
-    from labelsmooth.cli.data_checks import check_model_fits_data, warn_of_an_unpaired_last_sample
+    from labelsmooth.cli.data_checks import (
+        check_a_last_batch_of_one_trains,
+        check_model_fits_data,
+        warn_of_an_unpaired_last_sample,
+    )
     from labelsmooth.cli.train import describe_run, specification_names
     from labelsmooth.fused import (
         FusedClassifier,
@@ -322,6 +326,7 @@ def train_group(members: list[Member], group_dir: Path, batching: str = "loop", 
         default_root_dir=str(group_dir),
         enable_checkpointing=True,  # the group's checkpoint is the launcher's; the members' follow their own config
     )
+    check_a_last_batch_of_one_trains(trainer, datamodule, built[0].net)  # the members' networks are of one model
     for member, module in zip(members, built, strict=True):
         with keep_records(member.setup_log):
             warn_of_an_unpaired_last_sample(trainer, datamodule, module.augment)
