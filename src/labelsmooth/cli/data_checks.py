@@ -53,15 +53,23 @@ def training_share(trainer: Any, datamodule: Any) -> int | None:
         return None
 
 
+def last_batch_of_one(trainer: Any, datamodule: Any) -> int | None:
+    """Each process's training samples (``training_share``) when each epoch's last training batch holds one sample
+    of them and the Trainer does not cut the epoch short; None otherwise."""
+    share = training_share(trainer, datamodule)
+    if share is None or share % datamodule.batch_size != 1 or trainer.limit_train_batches != 1.0:
+        return None
+    return share
+
+
 def warn_of_an_unpaired_last_sample(trainer: Any, datamodule: Any, augment: Any) -> None:
     """One warning when batch mixing (``augment``) is on and each epoch's last training batch holds one sample:
     MixUp / CutMix pair a sample with another of its batch, so that one is paired with itself and trains unmixed,
     with the weight of a whole step (timm's ``Mixup`` refuses odd batches altogether)."""
-    share, batch_size = training_share(trainer, datamodule), datamodule.batch_size
-    if augment is not None and batch_size == 1:
+    if augment is not None and datamodule.batch_size == 1:
         log.warning("augment: dataset.batch_size=1: batch mixing cannot pair a sample with another, so none is mixed")
         return
-    if augment is None or share is None or share % batch_size != 1 or trainer.limit_train_batches != 1.0:
+    if augment is None or (share := last_batch_of_one(trainer, datamodule)) is None:
         return
     log.warning(
         "augment: the last training batch of each epoch holds one sample (%d per process, batch size %d), which "
@@ -98,8 +106,7 @@ def check_a_last_batch_of_one_trains(trainer: Any, datamodule: Any, net: Any) ->
 
     import torch
 
-    share = training_share(trainer, datamodule)
-    if share is None or share % datamodule.batch_size != 1 or trainer.limit_train_batches != 1.0:
+    if (share := last_batch_of_one(trainer, datamodule)) is None:
         return
     if not any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in net.modules()):
         return

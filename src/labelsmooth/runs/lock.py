@@ -11,8 +11,9 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from labelsmooth.runs.result_guard import ResultKept
 
@@ -26,17 +27,18 @@ class RunInUse(ResultKept):
 _held: dict[Path, int] = {}  # the locks this process holds, by run directory
 
 
-def _take(run_dir: Path) -> int | None:
-    """An open descriptor of ``run_dir/.lock`` that now holds the lock; None when another process holds it.
-    ``OSError`` when the file cannot be made or the file system cannot lock."""
-    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+def _take(path: Path, lock: Callable[[int, int], Any] = fcntl.flock) -> int | None:
+    """An open descriptor of the lock file ``path`` that now holds the lock; None when another process holds it.
+    ``OSError`` when the file cannot be made or the file system cannot lock. ``lock``: ``flock`` (a run directory's,
+    which the processes a run forks share), or ``lockf``, a POSIX record lock, which a forked child (a DataLoader
+    worker that outlives its job) does not inherit; locks of one process never exclude each other."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        lock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
         os.close(descriptor)
-        return None
-    except OSError:
-        os.close(descriptor)
+        if error.errno in (errno.EACCES, errno.EAGAIN):  # another process holds it
+            return None
         raise
     return descriptor
 
@@ -47,7 +49,7 @@ def in_use(run_dir: str | os.PathLike) -> bool:
     if path in _held or not (path / LOCK_FILE).is_file():
         return False
     try:
-        descriptor = _take(path)
+        descriptor = _take(path / LOCK_FILE)
     except OSError:
         return False
     if descriptor is None:
@@ -65,7 +67,7 @@ def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]
         yield
         return
     try:
-        descriptor = _take(path)
+        descriptor = _take(path / LOCK_FILE)
     except OSError:  # no flock here (some network file systems), or no directory: nothing to hold
         yield
         return
@@ -81,30 +83,16 @@ def training_in(run_dir: str | os.PathLike, lock: bool = True) -> Iterator[None]
         os.close(_held.pop(path))
 
 
-def _take_unshared(path: Path) -> int | None:
-    """``_take`` with a POSIX record lock (``lockf``), which a forked child (a DataLoader worker that outlives the
-    job) does not inherit, as it would an ``flock``; locks of one process never exclude each other."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(descriptor)
-        if error.errno in (errno.EACCES, errno.EAGAIN):  # another process holds it
-            return None
-        raise
-    return descriptor
-
-
 @contextlib.contextmanager
 def first_free(directory: str | os.PathLike, names: Sequence[str]) -> Iterator[int | None]:
     """The index of the first of the lock files ``names`` in ``directory`` that no other process holds, held while
-    the body runs (e.g. the GPUs of a sweep's jobs that run side by side: ``_take_unshared``); None when each is
+    the body runs (e.g. the GPUs of a sweep's jobs that run side by side: ``_take`` with ``lockf``); None when each is
     held, or where the file system cannot lock."""
     path = Path(directory)
     for index, name in enumerate(names):
         try:
             path.mkdir(parents=True, exist_ok=True)
-            descriptor = _take_unshared(path / name)
+            descriptor = _take(path / name, fcntl.lockf)
         except OSError:
             break
         if descriptor is not None:
