@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 # Under pytest-xdist (make test) one torch thread per worker, set before torch is imported and inherited by the
@@ -25,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 # for each other (a fused ResNet test took 71 s instead of 9 s).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from labelsmooth.conf import CONFIG_DIR
 
 from labelsmooth.cli.build import compose_config, in_run_directory
 from labelsmooth.cli.train import train
@@ -37,15 +42,46 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def composed_by_hydra(override: Override) -> bool:
+    """Whether Hydra reads ``override`` while it builds the defaults list (``group=option``, ``+group=option``,
+    ``~group``, ``group@package=option``) or it is one of Hydra's own settings (``hydra.searchpath`` changes where
+    the groups are found). Every other override is a value that Hydra sets on the composed config afterwards, in
+    command-line order (``ConfigLoaderImpl._apply_overrides_to_config``)."""
+    key = override.key_or_group
+    return key.startswith("hydra") or "/" in key or (CONFIG_DIR / key).is_dir()
+
+
+@functools.cache
+def _composed_groups(group_overrides: tuple[str, ...], working_dir: str) -> DictConfig:
+    return compose_config(list(group_overrides))
+
+
 @functools.cache
 def _composed(overrides: tuple[str, ...], working_dir: str) -> DictConfig:
-    return compose_config(list(overrides))
+    """``compose_config(overrides)`` as Hydra composes it, in two steps: the config of the overrides that Hydra
+    reads while it builds the defaults list, composed once per process for all the tests that choose the same
+    options (building the defaults list, which loads every YAML file, is most of a composition), then the other
+    overrides set on a copy by Hydra's own function, as Hydra sets them. Where Hydra would refuse them, Hydra's
+    own composition gives its error. ``LABELSMOOTH_TEST_COMPOSE_CHECK=1`` composes each one in one step too and
+    fails where the two differ."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    groups = tuple(o.input_line for o in parsed if composed_by_hydra(o))
+    cfg = copy.deepcopy(_composed_groups(groups, working_dir))
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not composed_by_hydra(o)], cfg)
+    except Exception:
+        return compose_config(list(overrides))
+    if os.environ.get("LABELSMOOTH_TEST_COMPOSE_CHECK") == "1":
+        whole = compose_config(list(overrides))
+        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(whole), f"composed in two steps differently: {overrides}"
+        assert OmegaConf.is_struct(cfg) == OmegaConf.is_struct(whole), overrides
+    return cfg
 
 
 def compose_train_config(overrides: list[str] | None = None, output_dir: str | Path | None = None) -> DictConfig:
-    """``compose_config`` (the config ``python train.py <overrides>`` runs), memoized in this test process: the suite
-    composes the same overrides hundreds of times, at about 0.1 s each. A deep copy, which the test may change; the
-    working directory is part of the key (a ``hydra.searchpath`` may be relative)."""
+    """``compose_config`` (the config ``python train.py <overrides>`` runs), memoized in this test process
+    (``_composed``): the suite composes hundreds of override lists, at 0.1 to 0.3 s each. A deep copy, which the
+    test may change; the working directory is part of the key (a ``hydra.searchpath`` may be relative)."""
     cfg = copy.deepcopy(_composed(tuple(overrides or ()), os.getcwd()))
     return cfg if output_dir is None else in_run_directory(cfg, output_dir)
 

@@ -79,3 +79,37 @@ def test_a_class_of_yours_with_kwargs_keeps_them_and_lightning_reads_its_choices
 class DataOfYours:
     def __init__(self, root: str = ".", **dataset_kwargs) -> None:
         self.dataset_kwargs = dataset_kwargs
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["smoothing=gamma", "smoothing.gamma=0.8", "trainer.max_epochs=3", "seed=4"],
+        ["experiment=mezzini2019", "dataset=cifar10", "smoothing.gamma=0.7"],
+        ["+teacher=resnet_v1", "model=mlp", "~callbacks.lr_monitor", "++trainer.deterministic=true"],
+        ["+model@teacher=mlp", "model=mlp", "+trainer.limit_predict_batches=2", "callbacks=none"],
+        ["debug=fast", "dataset.batch_size=7", "dataset.batch_size=9", "optimizer.lr=1e-2", "optimizer=sgd"],
+        ["hydra.run.dir=/tmp/x", "logger=csv", "smoothing=uniform", "smoothing.epsilon=0.2", "~smoothing.epsilon"],
+        ["sweep=strategies", "n_bins=10", "trainer.precision=bf16-mixed", "dataset=mnist", "model=timm"],
+        ["seed=1", "trainer.max_epochs=${seed}"],
+        ["model@teacher=mlp"],  # refused: an option in a package needs "+"
+        ["smoothing=gamma", "smoothing.gammma=0.8"],  # refused: no such key
+    ],
+)
+def test_the_tests_two_step_composition_is_hydras(overrides: list[str]) -> None:
+    """The tests compose the overrides that choose options once per process and set the others on a copy
+    (``tests/conftest.py::_composed``): the result is Hydra's one-step composition, in values and in flags."""
+    from omegaconf import OmegaConf
+
+    from labelsmooth.cli.build import compose_config
+    from tests.conftest import _composed
+
+    try:
+        whole = compose_config(overrides)
+    except Exception as error:
+        with pytest.raises(type(error)):
+            _composed.__wrapped__(tuple(overrides), "")
+        return
+    two_steps = _composed.__wrapped__(tuple(overrides), "")
+    assert OmegaConf.to_yaml(two_steps) == OmegaConf.to_yaml(whole)
+    assert OmegaConf.is_struct(two_steps) and OmegaConf.is_struct(whole)

@@ -18,7 +18,6 @@ import pytest
 import torch
 import yaml
 
-from labelsmooth.report.build import make_report
 from labelsmooth.report.cli import main as report_main
 from labelsmooth.report.jobs import read_job
 from labelsmooth.runs.checkpoints import CheckpointError
@@ -26,6 +25,7 @@ from labelsmooth.runs.context import RunContext
 from labelsmooth.runs.resume import choose_checkpoint, find_run_to_resume, start_checkpoint
 from labelsmooth.runs.sweeps import can_continue
 from tests.conftest import run_app_in_process, run_training
+from tests.report_helpers import make_report
 
 # A schedule that does not follow trainer.max_epochs: a resumed run may train on past the killed run's end.
 TRAIN = ["model=mlp", "trainer.max_epochs=2", "scheduler=multistep"]
@@ -208,7 +208,7 @@ def test_the_report_names_damaged_files_and_goes_on_with_the_other_jobs(tmp_path
     assert npz.startswith(f"warning: {damaged_predictions} cannot be read (BadZipFile: ")
     assert npz.endswith("left out of the risk–coverage curves")
 
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     assert sorted(j.status for j in report.jobs) == ["completed", "completed", "completed", "unreadable"]
     accuracy = next(t for t in report.tables if t.metric.key == "val/acc_best")
     assert {v: sorted(s) for v, s in accuracy.values["digits"].items()} == {0.5: [0], 1.0: [0, 1]}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from labelsmooth.report.build import make_report
 from labelsmooth.report.curves import seed_band
 from labelsmooth.runs.history import read_history_csv, write_history_csv
 from labelsmooth.runs.layout import RunDirectory
 from tests.conftest import TrainedRun
+from tests.report_helpers import make_report
 from tests.test_report import completed, write_job
 
 
@@ -64,7 +64,7 @@ def test_the_report_draws_the_learning_curves_and_names_a_damaged_history(tmp_pa
                     "train/loss": 2.0 - e} for e in range(3)]  # fmt: skip
         write_history_csv(RunDirectory(job).history_csv, history)
     RunDirectory(sweep / "3").history_csv.write_text("epoch,step\n0\n")
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     assert (sweep / "curves_digits.png").read_bytes()[:4] == b"\x89PNG"
     text = report.markdown.read_text()
     assert "![curves_digits](curves_digits.png)" in text
@@ -78,5 +78,5 @@ def test_the_learning_curves_of_jobs_that_did_not_validate_draw_the_other_panels
     for number, seed in enumerate((0, 1)):
         job = write_job(sweep, number, 0.9, seed, completed(0.9, seed, 0.9, 0.1, 0.05))
         write_history_csv(RunDirectory(job).history_csv, [{"epoch": 0, "step": 10, "train/loss": 2.0 - seed}])
-    make_report([sweep])
+    make_report([sweep], plots=True)
     assert (sweep / "curves_digits.png").read_bytes()[:4] == b"\x89PNG"

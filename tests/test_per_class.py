@@ -101,7 +101,7 @@ def test_the_confusion_figure_is_drawn_for_many_classes(tmp_path: Path) -> None:
 
 
 def test_report_per_class_table_has_the_means_over_seeds(tmp_path: Path) -> None:
-    from labelsmooth.report.build import make_report
+    from tests.report_helpers import make_report
 
     sweep = tmp_path / "multirun" / "2026-01-03" / "00-00-00"
     per_class = {
@@ -137,7 +137,7 @@ def test_report_per_class_table_has_the_means_over_seeds(tmp_path: Path) -> None
 
 
 def test_report_per_class_table_shows_the_worst_ten_of_the_baseline_for_many_classes(tmp_path: Path) -> None:
-    from labelsmooth.report.build import make_report
+    from tests.report_helpers import make_report
 
     sweep = tmp_path / "multirun" / "2026-01-04" / "00-00-00"
     k = 30

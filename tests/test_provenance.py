@@ -8,11 +8,11 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from labelsmooth.report.build import make_report
 from labelsmooth.report.cli import main
 from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.runs.provenance import code_record, git_state
 from tests.conftest import REPO_ROOT, TrainedRun
+from tests.report_helpers import make_report
 from tests.test_report import completed, read_csv, write_job
 
 

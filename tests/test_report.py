@@ -19,13 +19,13 @@ import pytest
 import yaml
 
 from labelsmooth.report.baseline import resolve_baseline
-from labelsmooth.report.build import make_report
 from labelsmooth.report.cli import main
 from labelsmooth.report.jobs import NoJobsError, ParameterError
 from labelsmooth.report.plots import pool_bins
 from labelsmooth.report.stats import mean_confidence_interval, paired_comparison
 from labelsmooth.report.wandb_page import build_wandb_report, wandb_groups, wandb_setting, why_wandb_cannot_publish
 from tests.conftest import subprocess_env
+from tests.report_helpers import make_report
 from tests.wandb_records import offline_run_of
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
@@ -123,7 +123,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_report_tables_match_the_runs_and_list_the_failures(sweep: Path) -> None:
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     acc_rows = {float(r["smoothing.gamma"]): r for r in read_csv(sweep / "table_val_acc_best.csv")}
     assert set(acc_rows) == {0.5, 1.0}
     assert float(acc_rows[0.5]["mean"]) == pytest.approx(0.91)
@@ -285,7 +285,7 @@ def _offline_socket(monkeypatch) -> None:
 def test_wandb_report_page_shows_the_tables_the_sweep_runs_and_the_summary_run(sweep: Path, monkeypatch) -> None:
     from wandb_workspaces import expr
 
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     group = "sweep-2026-01-01-00-00-00"
     _offline_socket(monkeypatch)  # building the page must not ask the W&B API
     page = build_wandb_report(report, "labelsmooth", "me", [group], "run123")
@@ -389,7 +389,7 @@ def test_strategies_compared_by_name_with_none_as_the_default_baseline(tmp_path:
     for number, ((name, seed), acc) in enumerate(accuracies.items()):
         metrics = {**completed(0.9, seed, acc, 0.1, 0.05), "smoothing": name}
         write_job(sweep, number, 0.9, seed, metrics)
-    report = make_report([sweep], parameter="smoothing")
+    report = make_report([sweep], parameter="smoothing", plots=True)
     assert report.baseline == "none"
     acc_table = report.tables[0]
     assert acc_table.columns == ["gamma", "none", "uniform"]
@@ -564,7 +564,7 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
 
     for module in (build_module, tables_module):  # report.md, the CSV files
         monkeypatch.setattr(module, "write_text_atomic", recording_write)
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     csvs = {p.name for p in report.files if p.suffix == ".csv"}
     assert len(csvs) == 9 and sorted(written) == sorted([*csvs, "report.md"])
     assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
@@ -584,7 +584,7 @@ def test_report_files_are_written_atomically(sweep: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
     with pytest.raises(OSError, match="disk full"):
-        make_report([sweep])
+        make_report([sweep], plots=True)
     assert png.read_bytes() == before  # the old plot stays whole
     assert not [p.name for p in sweep.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
 
@@ -667,10 +667,22 @@ def test_reliability_diagrams_are_drawn_per_row_of_the_tables(tmp_path: Path) ->
         (job / "calibration").mkdir()
         rows = ["split,lower,upper,count,accuracy,confidence", f"test,0.5,1.0,10,{accuracy},0.75"]
         (job / "calibration" / "reliability_test.csv").write_text("\n".join(rows) + "\n")
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     drawn = sorted(p.name for p in report.files if p.name.startswith("reliability_"))
     assert drawn == ["reliability_digits__MLP_.png", "reliability_digits__ResNet_.png"]
     assert sorted(report.tables[0].values) == ["digits (MLP)", "digits (ResNet)"]
+
+
+def test_no_plots_writes_the_tables_without_figures(sweep: Path) -> None:
+    """``report.py --no-plots``: the same report.md and CSV files, no figure drawn or linked."""
+    assert main([str(sweep), "--no-plots"]) == 0
+    assert not list(sweep.glob("*.png"))
+    tables = {p.name: p.read_text() for p in sweep.glob("*.csv")}
+    text = (sweep / "report.md").read_text()
+    assert "## Plots" not in text and ".png" not in text and len(tables) == 9
+    assert main([str(sweep)]) == 0
+    assert {p.name: p.read_text() for p in sweep.glob("*.csv")} == tables
+    assert "## Plots" in (sweep / "report.md").read_text() and list(sweep.glob("accuracy_vs_*.png"))
 
 
 def test_a_non_finite_value_is_left_out_and_listed(tmp_path: Path) -> None:

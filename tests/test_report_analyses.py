@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from labelsmooth.report.build import make_report
 from labelsmooth.report.jobs import collect
 from labelsmooth.report.penultimate import penultimate_images
 from labelsmooth.report.risk_coverage import risk_coverage_curves
+from tests.report_helpers import make_report
 
 T_975_DF1 = 12.706204736174698  # Student t quantile 0.975, 1 degree of freedom
 T_975_DF2 = 4.302652729911275
@@ -160,7 +160,7 @@ def test_risk_coverage_curves_are_the_seeds_mean_of_the_saved_predictions(select
         np.testing.assert_allclose(curve.risk, np.mean([risks[(gamma, s)] for s in range(3)], axis=0), atol=1e-12)
         # the area under the mean curve is the mean AURC of the table
         assert curve.risk.mean() == pytest.approx(np.mean([risks[(gamma, s)].mean() for s in range(3)]), abs=1e-12)
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     assert (sweep / "risk_coverage_digits.png").read_bytes()[:4] == b"\x89PNG"
     assert "![risk_coverage_digits](risk_coverage_digits.png)" in report.markdown.read_text()
 
@@ -215,7 +215,7 @@ def test_the_penultimate_grid_shows_the_first_seed_of_each_value(tmp_path: Path)
     jobs, _, _ = collect([sweep])
     chosen = penultimate_images(jobs, "smoothing.gamma")
     assert {v: job.directory.name for v, job in chosen["digits"].items()} == {0.5: "1", 1.0: "2"}  # no image at 0.8
-    report = make_report([sweep])
+    report = make_report([sweep], plots=True)
     assert "![penultimate_digits](penultimate_digits.png)" in report.markdown.read_text()
     import matplotlib.image
 

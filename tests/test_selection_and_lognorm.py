@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelsmooth.report.build import make_report
 from tests.conftest import TrainedRun, run_training
+from tests.report_helpers import make_report
 from tests.test_report import completed, write_job
 
 GRID = [*range(1, 11), np.inf]

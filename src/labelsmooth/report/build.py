@@ -107,8 +107,10 @@ def make_report(
     out_dir: str | os.PathLike | None = None,
     parameter: str | None = None,
     baseline: float | str | None = None,
+    plots: bool = True,
 ) -> Report:
-    """Read the sweeps, write report.md, the CSV files and the plots into ``out_dir`` (the first sweep dir).
+    """Read the sweeps, write report.md, the CSV files and (``plots``) the plots into ``out_dir`` (the first sweep
+    dir).
     ``parameter`` is a number (``smoothing.gamma``) or a name (``smoothing``: compare strategies); ``baseline``
     the value to compare the best with (default: the unsmoothed value the jobs record, ``none`` for names;
     ``labelsmooth.report.baseline``). Without ``parameter``, the one key the jobs vary besides the seed
@@ -159,10 +161,10 @@ def make_report(
     per_class = build_per_class_tables(counted, parameter, chosen.value)
     if per_class:
         files.append(write_per_class_csv(out / per_class_csv_name(), per_class, parameter))
-    plots = _plots(out, tables, counted, parameter, problems)
+    drawn = _plots(out, tables, counted, parameter, problems) if plots else []
     report = Report(
-        out, out / REPORT_FILE, files + plots, tables, compared, jobs, missing, problems,
-        [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, plots,
+        out, out / REPORT_FILE, files + drawn, tables, compared, jobs, missing, problems,
+        [Path(d) for d in sweep_dirs], parameter, chosen.value, duplicates, chosen.reason, distillation, drawn,
     )  # fmt: skip
     report.per_class, report.counted = per_class, counted
     report.pooled = pooled_keys(jobs, parameter)

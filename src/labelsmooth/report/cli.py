@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "unsmoothed.<param>; none for a name; for jobs that record none, 1 if swept, else 0 if swept)",
     )
     parser.add_argument(
+        "--no-plots", action="store_true", help="the tables alone, without the figures (about 1 s less per figure)"
+    )
+    parser.add_argument(
         "--wandb", action="store_true", help="also publish a W&B report page and a run with the tables and plots"
     )
     parser.add_argument("--project", help="W&B project for --wandb (default: the training runs' logger.project)")
@@ -161,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     console = Console()
     try:
-        report = make_report(args.sweep_dirs, args.out, args.param, args.baseline)
+        report = make_report(args.sweep_dirs, args.out, args.param, args.baseline, plots=not args.no_plots)
     except (ParameterError, NoJobsError) as error:
         print(f"report.py: {error}", file=sys.stderr)
         return 2
