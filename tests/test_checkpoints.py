@@ -252,3 +252,11 @@ def test_a_checkpoint_continued_on_data_of_other_classes_is_refused(tmp_path: Pa
     continued = [*folder, f"dataset.train_dir={birds['train_dir']}", f"ckpt_path={trained['checkpoint']}"]
     with pytest.raises(CheckpointMismatchError, match=r"trained on the classes cats, dogs, owls; this run's data has "):
         run_training(tmp_path / "b", continued)
+
+
+def test_an_empty_ckpt_path_starts_from_no_checkpoint(tmp_path: Path) -> None:
+    """``ckpt_path=''`` is no checkpoint, as null is: Lightning read it after the data as a path it could not find."""
+    from labelsmooth.runs.context import RunContext
+    from labelsmooth.runs.resume import start_checkpoint
+
+    assert start_checkpoint(False, "", RunContext(output_dir=tmp_path, choices={})) == (None, None)

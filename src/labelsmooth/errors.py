@@ -24,9 +24,12 @@ class ConfigurationError(LabelsmoothError, ValueError):
     """A run configuration that cannot work (a parameter out of range, options that do not go together)."""
 
 
-def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
-    """``value`` when it is an integer >= ``minimum`` (a bool is not), else a ``ConfigurationError`` naming the
-    config key, the value and the range, with ``what`` the key means.
+SEED_RANGE = (0, 2**32 - 1)  # numpy's and Lightning's seed_everything's range (uint32)
+
+
+def whole_number(key: str, value: object, minimum: int, what: str = "", maximum: int | None = None) -> int:
+    """``value`` when it is an integer >= ``minimum`` and <= ``maximum`` (a bool is not), else a
+    ``ConfigurationError`` naming the config key, the value and the range, with ``what`` the key means.
 
     >>> whole_number("n_bins", 15, 1)
     15
@@ -35,9 +38,11 @@ def whole_number(key: str, value: object, minimum: int, what: str = "") -> int:
     ...
     labelsmooth.errors.ConfigurationError: n_bins=0 must be an integer >= 1 (the bins of the calibration errors)
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigurationError(f"{key}={value!r} must be an integer >= {minimum}" + (f" ({what})" if what else ""))
-    return int(value)
+    number = int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigurationError(f"{key}={value!r} must be an integer {allowed}" + (f" ({what})" if what else ""))
+    return number
 
 
 def non_negative_number(key: str, value: object, what: str = "") -> float:

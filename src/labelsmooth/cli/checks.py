@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.cli.devices import explicit_device_count, requested_devices, slurm_tasks, starts_a_process_per_device
-from labelsmooth.errors import ConfigurationError, describe
+from labelsmooth.errors import ConfigurationError, describe, whole_number
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -108,8 +108,8 @@ def set_num_threads(num_threads: Any) -> None:
         _TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
     if num_threads is None:
         num_threads = _TORCH_DEFAULT_THREADS[0]
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ConfigurationError(f"num_threads={num_threads!r} must be a positive integer (null: torch's default)")
+    cores = os.cpu_count() or 1  # more threads than that only wait for each other (100,000 crash torch)
+    whole_number("num_threads", num_threads, 1, f"this machine's {cores} cores; null: torch's default", cores)
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
 

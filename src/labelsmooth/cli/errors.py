@@ -203,6 +203,8 @@ def user_errors_in_one_line() -> Iterator[None]:
         yield
     except Exception as error:
         compact = as_compact_user_error(error)
+        if compact is error and type(error).__name__ == "InstantiationException" and error.__cause__ is not None:
+            raise error.__cause__ from None  # Hydra prints its own wrapper without a traceback: the bug's, with one
         if compact is error:
             raise
         raise compact from error

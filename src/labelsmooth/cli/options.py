@@ -184,8 +184,9 @@ def option_of(override: Any) -> str:
 
 
 def refuse_unknown_value(group: str, value: str, options: list[str]) -> None:
-    """Refuse ``group=value`` unless ``value`` is one of ``options`` (or null), naming them and the closest."""
-    if value == "null" or value in options:
+    """Refuse ``group=value`` unless ``value`` is one of ``options``, naming them and the closest (``null`` too:
+    Hydra cannot compose it; ``~group`` removes a group)."""
+    if value in options:
         return
     # the options at the value's depth: model=mlpp lists model's files, not those of model/mezzini2019
     shown = [o for o in options if o.count("/") == value.count("/")] or options

@@ -17,6 +17,7 @@ Every refusal is a ``ConfigurationError`` of one line naming the key, the value 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -27,9 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from labelsmooth.errors import ConfigurationError
-
-SEED_RANGE = (0, 2**32 - 1)  # numpy's and Lightning's seed_everything's range (uint32)
+from labelsmooth.errors import SEED_RANGE, ConfigurationError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Field:
 TOP_LEVEL: dict[str, Field] = {
     "seed": Field(int, *SEED_RANGE, what="the seed of weights, data order and augmentation"),
     "precise_bn": Field(int, 0, what="training batches; 0: off"),
-    "n_bins": Field(int, 1, what="the bins of the calibration errors"),
+    "n_bins": Field(int, 1, 10_000, what="the bins of the calibration errors"),
     "figures": Field(bool),
     "resume": Field((bool, str)),
     "resume_sweep": Field(bool),
@@ -97,6 +96,8 @@ ANALYSIS: dict[str, Field] = {
 TRAINER_COUNTS: dict[str, Field] = {
     "min_epochs": Field(int, 0, nullable=True),
     "check_val_every_n_epoch": Field(int, 1, nullable=True),
+    "num_sanity_val_steps": Field(int, -1, nullable=True, what="-1: all"),
+    "log_every_n_steps": Field(int, 1, nullable=True),
     "max_steps": Field(int, -1, nullable=True, what="-1: no bound"),
     "accumulate_grad_batches": Field(int, 1),
     "gradient_clip_val": Field(float, 0, nullable=True, what="0: no clipping"),
@@ -109,7 +110,7 @@ OPTIMIZER: dict[str, Field] = {
     "weight_decay": Field(float, 0),
     "momentum": Field(float, 0, 1),
     "dampening": Field(float, 0, 1),
-    "eps": Field(float, 0),
+    "eps": Field(float, 0, above_low=True),
 }
 SCHEDULER: dict[str, Field] = {
     "gamma": Field(float, 0, what="the learning rate's factor at each milestone"),
@@ -141,6 +142,10 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
         if key not in ANALYSIS:
             raise ConfigurationError(f"analysis.{key} is not a setting: analysis takes {', '.join(ANALYSIS)}")
         check(f"analysis.{key}", _value(cfg.analysis, key), ANALYSIS[key])
+    if cfg.get("trainer"):  # first: the nodes that follow its bounds (scheduler.T_max) name them as it does
+        check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
+    if cfg.get("dataset") and "num_classes" in cfg.dataset:
+        check("dataset.num_classes", _value(cfg.dataset, "num_classes"), Field(int, 2, nullable=True))
     for name in TARGET_NODES:
         if cfg.get(name):
             check_target_node(name, OmegaConf.to_container(cfg[name], resolve=True))
@@ -149,8 +154,6 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
     for name, node in (cfg.get("callbacks") or {}).items():
         if node and "_target_" in node:
             check_target_node(f"callbacks.{name}", OmegaConf.to_container(node, resolve=True))
-    if cfg.get("trainer"):
-        check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
     for key, field in OPTIMIZER.items():  # a number or text; other forms are the optimizer's own (Adafactor's eps pair)
         value = _value(cfg.optimizer, key) if cfg.get("optimizer") and key in cfg.optimizer else None
         if isinstance(value, (int, float, str)):
@@ -189,11 +192,10 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
         )
     elif max_epochs is not None:
         check("trainer.max_epochs", max_epochs, Field(int, -1, what="-1: bounded by max_steps or max_time"))
-    min_epochs = trainer.get("min_epochs")
-    if isinstance(min_epochs, int) and isinstance(max_epochs, int) and -1 < max_epochs < min_epochs:
-        raise ConfigurationError(
-            f"trainer.min_epochs={min_epochs} exceeds trainer.max_epochs={max_epochs}, which ends the run first"
-        )
+    for key in ("min_epochs", "check_val_every_n_epoch"):  # a validation after the last epoch selects nothing
+        value = trainer.get(key)
+        if isinstance(value, int) and isinstance(max_epochs, int) and -1 < max_epochs < value:
+            raise ConfigurationError(f"trainer.{key}={value} exceeds trainer.max_epochs={max_epochs}: it ends first")
     precision = str(trainer.get("precision"))
     if precision in WEIGHT_ONLY_PRECISIONS:
         nearest = WEIGHT_ONLY_PRECISIONS[precision] or "32-true"
@@ -354,10 +356,8 @@ def _takes_any_keyword(parameters: Mapping[str, inspect.Parameter]) -> bool:
 
 def _annotations(function: Callable, parameters: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
     """The resolved annotations of ``function``'s ``parameters``."""
-    try:
+    with contextlib.suppress(Exception):  # e.g. a name imported only for type checkers: then one by one, below
         return typing.get_type_hints(function)
-    except Exception:  # e.g. a name imported only for type checkers: resolve the annotations one by one
-        pass
     namespace = {**vars(collections.abc), **vars(typing), **getattr(function, "__globals__", {})}
     hints = {}
     for name, parameter in parameters.items():

@@ -33,7 +33,7 @@ from labelsmooth.data.base import ClassificationDataModule, image_channels
 from labelsmooth.data.in_memory import InMemoryImages, already_batched, dataset_targets, decode_all, decode_transform
 from labelsmooth.data.preprocess import BatchPreprocessor, process_epoch_seed
 from labelsmooth.data.splits import carve_splits, check_split_size
-from labelsmooth.errors import ConfigurationError, LabelsmoothError, describe, first_line, whole_number
+from labelsmooth.errors import SEED_RANGE, ConfigurationError, LabelsmoothError, describe, first_line, whole_number
 
 SPLITS = ("train", "val", "test")
 #: What ``val_size=0`` means: no validation split, the test split validates (Mezzini's protocol).
@@ -118,7 +118,8 @@ class ImageDataModule(ClassificationDataModule):
         self.image_shape = (image_channels(channels), size, size)
         self.val_size = check_split_size("dataset.val_size", val_size, none_means=VALIDATION_ON_TEST)
         self.test_size = check_split_size("dataset.test_size", test_size)
-        self.split_seed = int(split_seed)
+        low, high = SEED_RANGE
+        self.split_seed = whole_number("dataset.split_seed", split_seed, low, "the split's seed", maximum=high)
         self.in_memory = bool(in_memory)
         self.download = bool(download) and self.downloadable
         self.preprocessor = BatchPreprocessor(input_range, normalize, shift, hflip)

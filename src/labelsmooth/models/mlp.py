@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -67,7 +68,7 @@ class MLP(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigurationError(f"model.dropout={dropout!r} must lie in [0, 1)")
-        if backprop == "seed_numpy" and (backprop_lr is None or backprop_lr < 0):
+        if backprop == "seed_numpy" and (backprop_lr is None or not 0 <= backprop_lr < math.inf):
             raise ConfigurationError(
                 f"model.backprop=seed_numpy needs model.backprop_lr >= 0 (the optimizer's learning rate, "
                 f"model.backprop_lr=${{optimizer.lr}}), got {backprop_lr!r}"

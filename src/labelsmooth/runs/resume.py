@@ -248,7 +248,7 @@ def start_checkpoint(resume: object, ckpt_path: str | None, context: RunContext)
     from labelsmooth.runs.checkpoints import CheckpointError
 
     if not resume_asked(resume):
-        return ckpt_path, None
+        return ckpt_path or None, None  # ckpt_path='' is no checkpoint, as null is
     if not has_checkpoints(context.output_dir):
         if context.multirun:
             what = f"this sweep job's directory {context.output_dir} has no {LAST_CHECKPOINT}"
