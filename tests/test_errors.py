@@ -647,6 +647,9 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["dataset=null"], "ConfigurationError: dataset=null is not an option of dataset: the options are "),
         (["dataset.num_classes=-1"], "ConfigurationError: dataset.num_classes=-1 must be an integer >= 2 (or null)"),
         (["dataset.num_classes=0"], "ConfigurationError: dataset.num_classes=0 must be an integer >= 2 (or null)"),
+        (["dataset.num_classes=11"], "ConfigurationError: dataset.num_classes=11: DigitsDataModule has 10 classes"),
+        (["dataset=mnist", "dataset.num_classes=9"], "ConfigurationError: dataset.num_classes=9: MNISTDataModule has "
+         "10 classes"),
         (["n_bins=1000000000"], "ConfigurationError: n_bins=1000000000 must be an integer in [1, 10000]"),
         (["dataset.split_seed=-1"], "ConfigurationError: dataset.split_seed=-1 must be an integer in [0, 4294967295]"),
         (["dataset.split_seed=99999999999999999999"], "ConfigurationError: dataset.split_seed=99999999999999999999 "
@@ -657,6 +660,12 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["trainer.max_epochs=null"], "ConfigurationError: trainer.max_epochs=null must be an integer >= 1 (unless "),
         (["+trainer.num_sanity_val_steps=-2"], "ConfigurationError: trainer.num_sanity_val_steps=-2 must be an "
          "integer >= -1"),
+        (["dataset=omniglot", "smoothing.epsilon=-0.1"], "ConfigurationError: smoothing.epsilon=-0.1 is out of range: "
+         "it must lie in [0, 1)."),  # a data set that counts its classes from its files
+        (["dataset=omniglot", "smoothing=gamma", "smoothing.gamma=2"], "ConfigurationError: smoothing.gamma=2 is out "
+         "of range: it must lie in (one_over_k(K), 1]."),
+        (["+scheduler.eta_min=1000"], "ConfigurationError: scheduler.eta_min=1000 exceeds optimizer.lr=0.001: the "
+         "cosine would raise it"),
         (["trainer.log_every_n_steps=0"], "ConfigurationError: trainer.log_every_n_steps=0 must be an integer >= 1"),
         (["model=mlp_seed", "model.backprop=seed_numpy", "smoothing=target_range", "smoothing.loss=squared_error",
           "model.backprop_lr=nan"], "ConfigurationError: model.backprop=seed_numpy needs model.backprop_lr >= 0"),

@@ -57,10 +57,17 @@ def build_datamodule(dataset_cfg: DictConfig) -> Any:
 def strategy_before_data(cfg: DictConfig) -> Any:
     """The run's smoothing strategy when the data set config declares its number of classes (built before any
     data is read or downloaded, so a γ <= 1/K or an ε out of range fails in a second); None otherwise (data sets
-    that count their classes from their files: the strategy is built with the module)."""
+    that count their classes from their files: the strategy is built with the module, and its parameters' ranges
+    that do not depend on K are checked here)."""
+    from labelsmooth.smoothing import SchedulableParameters
+
     num_classes = cfg.dataset.get("num_classes") if cfg.get("dataset") else None
     if isinstance(num_classes, int) and not isinstance(num_classes, bool) and cfg.get("smoothing"):
         return hydra.utils.instantiate(cfg.smoothing, num_classes=num_classes)
+    settings = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else {}
+    strategy = hydra.utils.get_class(settings["_target_"]) if "_target_" in settings else None
+    if isinstance(strategy, type) and issubclass(strategy, SchedulableParameters):
+        strategy.check_parameters(**{key: value for key, value in settings.items() if not key.startswith("_")})
     return None
 
 

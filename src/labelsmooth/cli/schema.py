@@ -161,6 +161,9 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
     for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
         if cfg.get("scheduler") and key in cfg.scheduler:
             check(f"scheduler.{key}", _value(cfg.scheduler, key), field)
+    eta_min, lr = (cfg.get("scheduler") or {}).get("eta_min"), (cfg.get("optimizer") or {}).get("lr")
+    if isinstance(eta_min, (int, float)) and isinstance(lr, (int, float)) and eta_min > lr:
+        raise ConfigurationError(f"scheduler.eta_min={eta_min} exceeds optimizer.lr={lr}: the cosine would raise it")
 
 
 def check(key: str, value: Any, field: Field) -> None:

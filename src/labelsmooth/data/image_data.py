@@ -111,6 +111,9 @@ class ImageDataModule(ClassificationDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
         self._seeded_epoch: int | None = None  # the training epoch whose draws this DDP process has seeded
+        fixed = type(self).num_classes  # a data set of known classes: another count would train another head
+        if num_classes is not None and fixed is not None and num_classes != fixed:
+            raise ConfigurationError(f"dataset.num_classes={num_classes}: {type(self).__name__} has {fixed} classes")
         if num_classes is not None:  # declared by the config; checked against the labels in setup
             self.num_classes = int(num_classes)
         self.root = Path(root).expanduser() if root is not None else None

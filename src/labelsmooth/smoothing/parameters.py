@@ -152,11 +152,16 @@ class RealParameter:
 
     def check(self, value: Any, num_classes: int | None, values: Mapping[str, float]) -> None:
         """Raise the one-line ``ConfigurationError`` when ``value`` is out of range (given K and the values of the
-        parameters declared before); where the range cannot be resolved (K unknown), only that it is a number."""
+        parameters declared before); where one bound cannot be resolved (K unknown), the other one."""
         low, high = self.bound(self.low, num_classes, values), self.bound(self.high, num_classes, values)
         if low is None or high is None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise ConfigurationError(f"smoothing.{self.name}={value!r} must be a number.")
+            below = low is not None and (value < low if self.low_inclusive else value <= low)
+            if below or (high is not None and (value > high if self.high_inclusive else value >= high)):
+                raise ConfigurationError(
+                    f"smoothing.{self.name}={value!r} is out of range: it must lie in {self.describe()}."
+                )
             return
         why = self.why.format(num_classes=num_classes, low=low, high=high)
         check_range(
