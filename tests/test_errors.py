@@ -664,6 +664,10 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "it must lie in [0, 1)."),  # a data set that counts its classes from its files
         (["dataset=omniglot", "smoothing=gamma", "smoothing.gamma=2"], "ConfigurationError: smoothing.gamma=2 is out "
          "of range: it must lie in (one_over_k(K), 1]."),
+        (["smoothing=prior", "smoothing.prior=abc"], "ConfigurationError: smoothing.prior='abc' must be a list of 10 "
+         "numbers."),
+        (["+trainer.limit_train_batches=nan"], "ConfigurationError: trainer.limit_train_batches=nan cannot make a run"),
+        (["+callbacks.foo._target_=abc.def"], "ConfigurationError: callbacks.foo._target_=abc.def cannot be imported "),
         (["+scheduler.eta_min=1000"], "ConfigurationError: scheduler.eta_min=1000 exceeds optimizer.lr=0.001: the "
          "cosine would raise it"),
         (["trainer.log_every_n_steps=0"], "ConfigurationError: trainer.log_every_n_steps=0 must be an integer >= 1"),

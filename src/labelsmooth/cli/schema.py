@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from labelsmooth.errors import SEED_RANGE, ConfigurationError
+from labelsmooth.errors import SEED_RANGE, ConfigurationError, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +180,7 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval", "max_steps"):
         value = trainer.get(key)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        neither = isinstance(value, float) and value > 1 and not value.is_integer()  # a count nor a fraction
+        neither = isinstance(value, float) and (math.isnan(value) or value > 1 and not value.is_integer())
         if number and (value == 0 or neither or value < 0 and not (key == "max_steps" and value == -1)):
             raise ConfigurationError(
                 f"trainer.{key}={value} cannot make a run: a run trains, validates each epoch (its checkpoint "
@@ -236,7 +236,7 @@ def check_target_node(name: str, node: Mapping[str, Any]) -> None:
 
         constructor = get_object(target)
     except Exception as error:  # an import error of the target: the build reports it with its cause
-        raise ConfigurationError(f"{name}._target_={target} cannot be imported ({error})") from None
+        raise ConfigurationError(f"{name}._target_={target} cannot be imported ({first_line(error)})") from None
     parameters, hints = _signature(constructor)
     if parameters is None:
         return

@@ -127,7 +127,10 @@ class GammaSmoothing(HasTargetDistribution):
 
 def check_distribution(name: str, values: Sequence[float] | torch.Tensor, num_classes: int) -> torch.Tensor:
     """A validated probability vector: ``num_classes`` finite non-negative entries that sum to 1 (±1e-4)."""
-    vector = torch.as_tensor(values, dtype=torch.float64).flatten()
+    try:
+        vector = torch.as_tensor(values, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigurationError(f"smoothing.{name}={values!r} must be a list of {num_classes} numbers.") from None
     if vector.numel() != num_classes:
         raise ConfigurationError(
             f"smoothing.{name} has {vector.numel()} entries; it needs one per class (K={num_classes})."
