@@ -820,21 +820,21 @@ def test_a_last_batch_of_one_sample_that_batchnorm_cannot_train_on_is_refused_be
     assert trained.returncode == 0, trained.stderr[-3000:]
 
 
-def network_with_a_bug(**settings: object) -> None:
-    """A model class of ours with a bug in its constructor."""
-    return 1 / 0
+def network_with_a_bug(bug: str = "zero", **settings: object) -> None:
+    """A model class of the user's with a bug in its constructor."""
+    return 1 / 0 if bug == "zero" else len(5)  # type: ignore[arg-type]
 
 
-def test_a_bug_in_a_class_that_the_config_builds_keeps_its_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("bug", "error"), [("zero", "ZeroDivisionError: division by zero"),
+                                            ("len", "TypeError: object of type 'int' has no len()")])  # fmt: skip
+def test_a_bug_in_a_class_that_the_config_builds_keeps_its_traceback(bug: str, error: str, tmp_path: Path) -> None:
     """Hydra wraps an error raised in a ``_target_``'s constructor in its ``InstantiationException``, which it
-    prints in a few lines without a traceback: the bug is raised as it is, so its traceback names the line."""
-    args = [
-        "model=mlp",
-        "model._target_=tests.test_errors.network_with_a_bug",
-        "logger=none",
-        f"paths.log_dir={tmp_path}",
-    ]
+    prints in a few lines without a traceback: the bug is raised as it is, so its traceback names the line. A
+    ``TypeError`` raised in the project's or the user's code is a bug too, not a setting the model refuses (those
+    are raised in torch's or timm's code)."""
+    target = "model._target_=tests.test_errors.network_with_a_bug"
+    args = ["model=mlp", target, f"+model.bug={bug}", "logger=none", f"paths.log_dir={tmp_path}"]
     result = run_app_in_process(args, cwd=tmp_path, env=SHORT)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "in network_with_a_bug" in result.stderr, result.stderr
-    assert "ZeroDivisionError: division by zero" in result.stderr and "InstantiationException" not in result.stderr
+    assert error in result.stderr and "InstantiationException" not in result.stderr and "refuses" not in result.stderr

@@ -158,7 +158,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
     cannot run (the check after the data covers it)."""
     import torch
 
-    from labelsmooth.cli.errors import root_cause
+    from labelsmooth.cli.errors import raised_in_a_library, root_cause
     from labelsmooth.specification import network_for
 
     dataset, model = cfg.get("dataset"), cfg.get("model")
@@ -181,7 +181,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
                 f"model.{taken[1]}={OmegaConf.select(model, taken[1])}: the model {name} does not take "
                 f"{taken[1]!r} ({type(cause).__name__}: {cause})"
             ) from error
-        if isinstance(cause, (TypeError, ValueError, KeyError)) and not isinstance(cause, ConfigurationError):
+        if isinstance(cause, (TypeError, ValueError, KeyError)) and raised_in_a_library(cause):
             settings = OmegaConf.to_container(model, resolve=True).items()  # type: ignore[union-attr]
             shown = ", ".join(f"model.{key}={value!r}" for key, value in settings if not str(key).startswith("_"))
             message = f"the model {name} refuses its settings ({describe(cause)}); they are {shown}"

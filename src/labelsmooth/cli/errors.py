@@ -48,6 +48,26 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+def raised_in_a_library(error: BaseException) -> bool:
+    """Whether ``error`` was raised in an installed library's code (torch, timm refusing a setting passed through),
+    not in this project's or the user's own code, where a ``TypeError`` or ``ValueError`` is a bug to show with its
+    traceback: the innermost frame of its traceback is under site-packages and outside ``labelsmooth``."""
+    import site
+    from pathlib import Path
+
+    import labelsmooth
+
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return True
+    filename = frame.tb_frame.f_code.co_filename
+    libraries = [*site.getsitepackages(), site.getusersitepackages()]
+    ours = str(Path(labelsmooth.__file__).parent)
+    return not filename.startswith(ours) and any(filename.startswith(path) for path in libraries)
+
+
 def is_user_error(error: BaseException) -> bool:
     """Whether ``error`` (unwrapped by ``root_cause``) is a problem the user can fix rather than a bug."""
     if isinstance(error, (LabelsmoothError, NotImplementedError)):
