@@ -668,6 +668,7 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
          "numbers."),
         (["+trainer.limit_train_batches=nan"], "ConfigurationError: trainer.limit_train_batches=nan cannot make a run"),
         (["+callbacks.foo._target_=abc.def"], "ConfigurationError: callbacks.foo._target_=abc.def cannot be imported "),
+        (["+dataset.channels=3"], "ConfigurationError: dataset.channels=3 is not a setting of digits: its 8×8 grey "),
         (["+scheduler.eta_min=1000"], "ConfigurationError: scheduler.eta_min=1000 exceeds optimizer.lr=0.001: the "
          "cosine would raise it"),
         (["trainer.log_every_n_steps=0"], "ConfigurationError: trainer.log_every_n_steps=0 must be an integer >= 1"),

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from labelsmooth.data.image_data import DatasetNotFoundError, ImageDataModule
 from labelsmooth.data.in_memory import InMemoryImages
+from labelsmooth.errors import ConfigurationError
 
 
 class DigitsDataModule(ImageDataModule):
@@ -46,6 +47,9 @@ class DigitsDataModule(ImageDataModule):
         hflip: bool = False,
         **kwargs: Any,
     ) -> None:
+        for fixed in {"root", "image_size", "channels", "in_memory", "download"} & set(kwargs):
+            raise ConfigurationError(f"dataset.{fixed}={kwargs[fixed]} is not a setting of digits: its 8×8 grey images "
+                                     "ship with scikit-learn and are read into memory")  # fmt: skip
         super().__init__(
             None, self.shape[1], self.shape[0], batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers,
