@@ -137,15 +137,15 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
             raise ConfigurationError(f"~{key}: a run needs {key}; give it a value instead of removing it")
     for key, field in TOP_LEVEL.items():
         if key in cfg:
-            check(key, _value(cfg, key), field)
+            check(key, plain_value(cfg[key]), field)
     for key in cfg.get("analysis") or {}:
         if key not in ANALYSIS:
             raise ConfigurationError(f"analysis.{key} is not a setting: analysis takes {', '.join(ANALYSIS)}")
-        check(f"analysis.{key}", _value(cfg.analysis, key), ANALYSIS[key])
+        check(f"analysis.{key}", plain_value(cfg.analysis[key]), ANALYSIS[key])
     if cfg.get("trainer"):  # first: the nodes that follow its bounds (scheduler.T_max) name them as it does
         check_trainer(OmegaConf.to_container(cfg.trainer, resolve=True))
     if cfg.get("dataset") and "num_classes" in cfg.dataset:
-        check("dataset.num_classes", _value(cfg.dataset, "num_classes"), Field(int, 2, nullable=True))
+        check("dataset.num_classes", plain_value(cfg.dataset.num_classes), Field(int, 2, nullable=True))
     for name in TARGET_NODES:
         if cfg.get(name):
             check_target_node(name, OmegaConf.to_container(cfg[name], resolve=True))
@@ -155,12 +155,12 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
         if node and "_target_" in node:
             check_target_node(f"callbacks.{name}", OmegaConf.to_container(node, resolve=True))
     for key, field in OPTIMIZER.items():  # a number or text; other forms are the optimizer's own (Adafactor's eps pair)
-        value = _value(cfg.optimizer, key) if cfg.get("optimizer") and key in cfg.optimizer else None
+        value = plain_value(cfg.optimizer[key]) if cfg.get("optimizer") and key in cfg.optimizer else None
         if isinstance(value, (int, float, str)):
             check(f"optimizer.{key}", value, field)
     for key, field in SCHEDULER.items():  # after the trainer: the cosine period follows trainer.max_epochs
         if cfg.get("scheduler") and key in cfg.scheduler:
-            check(f"scheduler.{key}", _value(cfg.scheduler, key), field)
+            check(f"scheduler.{key}", plain_value(cfg.scheduler[key]), field)
     eta_min, lr = (cfg.get("scheduler") or {}).get("eta_min"), (cfg.get("optimizer") or {}).get("lr")
     if isinstance(eta_min, (int, float)) and isinstance(lr, (int, float)) and eta_min > lr:
         raise ConfigurationError(f"scheduler.eta_min={eta_min} exceeds optimizer.lr={lr}: the cosine would raise it")
@@ -374,8 +374,8 @@ def _annotations(function: Callable, parameters: Mapping[str, inspect.Parameter]
     return hints
 
 
-def _value(node: DictConfig, key: str) -> Any:
-    value = node[key]
+def plain_value(value: Any) -> Any:
+    """A config value as Python holds it: a node (a list or dict given) as a container, resolved."""
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 

@@ -53,6 +53,7 @@ from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
 from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
+from labelsmooth.cli.schema import plain_value
 from labelsmooth.cli.tracking import (
     failed_job_wandb_run,
     instantiate_logger,
@@ -181,7 +182,7 @@ def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
     smoothing = OmegaConf.to_container(cfg.smoothing, resolve=True) if cfg.get("smoothing") else None
     strategy_class = hydra.utils.get_class(smoothing["_target_"]) if smoothing and "_target_" in smoothing else None
     return {
-        "seed": _plain(cfg.get("seed")),
+        "seed": plain_value(cfg.get("seed")),
         "dataset": context.choices.get("dataset", target_name(cfg.get("dataset"))),
         "model": model_name(context.choices.get("model"), cfg.get("model")),
         "smoothing": context.choices.get("smoothing", target_name(cfg.get("smoothing"))),
@@ -189,14 +190,9 @@ def describe_run(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
         **unsmoothed_parameters(strategy_class),
         "augment": context.choices.get("augment", target_name(cfg.get("augment"))),
         "strategy_schedule": context.choices.get("strategy_schedule", "none"),
-        "n_bins": _plain(cfg.get("n_bins")),
+        "n_bins": plain_value(cfg.get("n_bins")),
         "overrides": redact_secrets(job_overrides(context.overrides)),
     }
-
-
-def _plain(value: Any) -> Any:
-    """A config value as ``metrics.json`` can hold it (a list given where a number belongs, which the run refuses)."""
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def specification_names(described: dict[str, Any]) -> dict[str, str]:
