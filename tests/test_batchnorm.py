@@ -123,6 +123,15 @@ def test_precise_bn_refuses_a_number_of_batches_that_is_not_a_count(value) -> No
         PreciseBatchNorm(value)
 
 
+def test_precise_bn_refuses_a_model_without_batchnorm_when_training_starts() -> None:
+    """Where the data set declares no image shape (its files tell), the model is first built after the data: the
+    callback refuses at set-up, before training, as the check before the data does for a declared shape."""
+    with pytest.raises(ConfigurationError, match=r"^precise_bn=3: the model \(Sequential\) has no BatchNorm layer"):
+        PreciseBatchNorm(3).setup(pl.Trainer(logger=False), nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), "fit")
+    PreciseBatchNorm(0).setup(pl.Trainer(logger=False), nn.Linear(4, 2), "fit")  # off
+    PreciseBatchNorm(3).setup(pl.Trainer(logger=False), nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)), "fit")
+
+
 def digits_setup(tmp_path: Path, *overrides: str):
     cfg = compose_train_config(
         ["logger=none", "model.bn_momentum=0.01", "dataset.batch_size=2000", *overrides], output_dir=tmp_path

@@ -65,7 +65,8 @@ def test_unknown_option_names_the_valid_ones(tmp_path) -> None:
 def test_a_class_of_yours_with_kwargs_keeps_them_and_lightning_reads_its_choices_in_any_case(tmp_path) -> None:
     """A class of the project passes ``**kwargs`` to its base, whose keys the schema then checks; a class of yours
     may send them elsewhere, so its keys are not refused. ``gradient_clip_algorithm`` is read as Lightning reads it."""
-    from labelsmooth.cli.schema import check_target_node, validate_run_config
+    from labelsmooth.cli.schema import validate_run_config
+    from labelsmooth.cli.signatures import check_target_node
     from labelsmooth.errors import ConfigurationError
 
     check_target_node("dataset", {"_target_": "tests.test_configs.DataOfYours", "root": ".", "split": "train"})

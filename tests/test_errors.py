@@ -17,7 +17,7 @@ from labelsmooth.cli.process_exit import end_without_final_collection
 from labelsmooth.data.image_data import DatasetNotFoundError
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.checkpoints import CheckpointError
-from tests.conftest import run_app_in_process
+from tests.conftest import compose_train_config, run_app_in_process
 
 SHORT = {"HYDRA_FULL_ERROR": "", "WANDB_MODE": "disabled"}
 
@@ -586,6 +586,14 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
     assert result.stderr.startswith("ConfigurationError: model.bn_momentum=0.01: the model resnet18 does not take")
 
 
+@pytest.mark.parametrize("duration", ["00:12:00:00", "1:00:00:30", "{hours:12}", "{days:1,minutes:30}"])
+def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(duration: str, tmp_path: Path) -> None:
+    from labelsmooth.cli.schema import validate_run_config
+
+    validate_run_config(compose_train_config([f"+trainer.max_time={duration}"], output_dir=tmp_path))
+    validate_run_config(compose_train_config([f"+trainer.val_check_interval={duration}"], output_dir=tmp_path))
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -674,6 +682,22 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
         (["trainer.log_every_n_steps=0"], "ConfigurationError: trainer.log_every_n_steps=0 must be an integer >= 1"),
         (["model=mlp_seed", "model.backprop=seed_numpy", "smoothing=target_range", "smoothing.loss=squared_error",
           "model.backprop_lr=nan"], "ConfigurationError: model.backprop=seed_numpy needs model.backprop_lr >= 0"),
+        # a duration that Lightning's Timer cannot read failed after the data; an integer as an AttributeError
+        (["+trainer.max_time=abc"], "ConfigurationError: trainer.max_time=abc must be a duration longer than 0: "
+                                    "'DD:HH:MM:SS'"),
+        (["+trainer.max_time=1"], "ConfigurationError: trainer.max_time=1 must be a duration"),
+        (["+trainer.max_time=00:00:00:00"], "ConfigurationError: trainer.max_time=00:00:00:00 must be a duration"),
+        (["+trainer.max_time={minutes:-1}"], "ConfigurationError: trainer.max_time={'minutes': -1} must be a dur"),
+        (["+trainer.max_time={fortnights:1}"], "ConfigurationError: trainer.max_time={'fortnights': 1} must be a"),
+        (["+trainer.val_check_interval=abc"], "ConfigurationError: trainer.val_check_interval=abc must be a dur"),
+        # read only when the files were opened, and then blamed on them
+        (["dataset=dtd", "dataset.partition=0"], "ConfigurationError: dataset.partition=0 must be one of 1, 2, 3"),
+        (["dataset=aircraft", "dataset.annotation_level=abc"],
+         "ConfigurationError: dataset.annotation_level=abc must be one of 'variant', 'family', 'manufacturer'"),
+        # accepted: the run recorded precise_bn=3 and recomputed nothing; the learning rate never decayed
+        (["model=mlp", "precise_bn=3"], "ConfigurationError: precise_bn=3: the model (MLP) has no BatchNorm layer"),
+        (["scheduler=multistep", "scheduler.milestones=[2,-1]"],
+         "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
     ],
 )  # fmt: skip
 def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(

@@ -40,6 +40,15 @@ def batch_norm_layers(net: nn.Module) -> list[_BatchNorm]:
     return [module for module in net.modules() if isinstance(module, _BatchNorm)]
 
 
+def refuse_without_batch_norm(num_batches: int, net: nn.Module) -> None:
+    """``precise_bn=N`` (N > 0) on a network without BatchNorm would recompute nothing while the run records it."""
+    if num_batches and not batch_norm_layers(net):
+        raise ConfigurationError(
+            f"precise_bn={num_batches}: the model ({type(net).__name__}) has no BatchNorm layer whose statistics it "
+            "would recompute; set precise_bn=0"
+        )
+
+
 def recompute_batch_norm_statistics(net: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
     """``update_bn`` over ``inputs`` (network inputs on ``net``'s device), with every submodule's train / eval mode
     put back as it was (``update_bn`` restores only the top module's, recursively); the number of batches used."""
@@ -87,6 +96,9 @@ class PreciseBatchNorm(Callback):
 
     def run_record(self) -> dict[str, Any]:
         return {"precise_bn": self.num_batches}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        refuse_without_batch_norm(self.num_batches, pl_module.net if isinstance(pl_module, Classifier) else pl_module)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:

@@ -158,6 +158,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
     cannot run (the check after the data covers it)."""
     import torch
 
+    from labelsmooth.callbacks.precise_bn import refuse_without_batch_norm
     from labelsmooth.cli.errors import raised_in_a_library, root_cause
     from labelsmooth.specification import network_for
 
@@ -187,6 +188,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
             message = f"the model {name} refuses its settings ({describe(cause)}); they are {shown}"
             raise ConfigurationError(message) from error
         raise
+    refuse_without_batch_norm(cfg.get("precise_bn", 0), net)
 
 
 def declared_image_shape(dataset: DictConfig) -> tuple[int, int, int] | None:

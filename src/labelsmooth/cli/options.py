@@ -11,7 +11,7 @@ which settings there are. The apps check the command line first, and refuse in o
   top-level settings and the closest of them (``+key=value`` adds a key: ``labelsmooth.cli.checks`` refuses the
   ones nothing reads, once the config is composed);
 - each ``name.key=value`` whose node has no ``key``: at a ``_target_`` node whose class takes no parameter ``key``,
-  with the parameters it takes (as ``labelsmooth.cli.schema`` words it), or with the node's keys.
+  with the parameters it takes (as ``labelsmooth.cli.signatures`` words it), or with the node's keys.
 
 The options' settings are read from their files under ``conf/``. Where the files cannot tell, Hydra composes the
 command line's group options alone (~0.2 s): a ``# @package _global_`` group is named (``experiment=``,
@@ -275,7 +275,7 @@ def unknown_key(override: Any, name: str, path: list[str], node: Any) -> Configu
     ``name`` lacks a key on the way (Hydra's struct mode refuses it), with the keys it has, or at a ``_target_``
     node with the parameters its class takes; None when it may be a setting. A node that inherits its keys through
     a ``defaults`` list is left to Hydra; ``++name.a.b=value`` may add a key that the class takes."""
-    from labelsmooth.cli.schema import constructor_parameters, unknown_parameter
+    from labelsmooth.cli.signatures import constructor_parameters, unknown_parameter
 
     line, value, adds = override.input_line, override.input_line.partition("=")[2], override.is_force_add()
     for key in path:

@@ -9,7 +9,7 @@ read by ``load_image`` (a ``loader``, or ``ImageFiles`` for GTSRB), so a damaged
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -169,7 +169,14 @@ class DTDDataModule(ImageDataModule):
     expected_files = "dtd/dtd/images/<class>/*.jpg, dtd/dtd/labels/{train,val,test}<partition>.txt"
     source = "https://www.robots.ox.ac.uk/~vgg/data/dtd/ (extract dtd-r1.0.1.tar.gz into root/dtd)"
 
-    def __init__(self, root: str, image_size: int = 72, channels: int = 3, partition: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 72,
+        channels: int = 3,
+        partition: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10] = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(root, image_size, channels, **kwargs)
         self.partition = int(partition)
 
@@ -214,7 +221,12 @@ class FGVCAircraftDataModule(ImageDataModule):
     source = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (extract fgvc-aircraft-2013b.tar.gz into root)"
 
     def __init__(
-        self, root: str, image_size: int = 72, channels: int = 3, annotation_level: str = "variant", **kwargs: Any
+        self,
+        root: str,
+        image_size: int = 72,
+        channels: int = 3,
+        annotation_level: Literal["variant", "family", "manufacturer"] = "variant",
+        **kwargs: Any,
     ) -> None:
         super().__init__(root, image_size, channels, **kwargs)
         self.annotation_level = annotation_level
