@@ -14,8 +14,9 @@ import runpy
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -40,6 +41,47 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def _keep_each_config_file_parsed() -> None:
+    """Hydra reads and parses every YAML file of the config tree again for each composition, about a third of
+    one, and the suite composes thousands. Each test process keeps a file's parse (keyed by its real path,
+    modification time and size, so a file a test writes or changes is read again) and Hydra's own configs', and
+    hands Hydra a copy of it; the rest of the composition is Hydra's, unchanged."""
+    from hydra._internal.core_plugins.file_config_source import FileConfigSource
+    from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
+
+    parsed: dict[tuple, Any] = {}
+
+    def kept(load: Callable, key_of: Callable) -> Callable:
+        def load_config(source: Any, config_path: str) -> Any:
+            key = key_of(source, config_path)
+            if key is None:
+                return load(source, config_path)
+            if key not in parsed:
+                parsed[key] = load(source, config_path)
+            result = parsed[key]
+            return dataclasses.replace(result, config=copy.deepcopy(result.config), header=dict(result.header))
+
+        return load_config
+
+    def file_key(source: FileConfigSource, config_path: str) -> tuple | None:
+        path = os.path.realpath(os.path.join(source.path, source._normalize_file_name(config_path)))
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            return (path, stat.st_mtime_ns, stat.st_size)
+        return None  # Hydra's own error
+
+    def hydras_own(source: ImportlibResourcesConfigSource, config_path: str) -> tuple | None:
+        return (source.path, config_path) if source.path.split(".")[0] == "hydra" else None
+
+    FileConfigSource.load_config = kept(FileConfigSource.load_config, file_key)  # type: ignore[method-assign]
+    ImportlibResourcesConfigSource.load_config = kept(  # type: ignore[method-assign]
+        ImportlibResourcesConfigSource.load_config, hydras_own
+    )
+
+
+_keep_each_config_file_parsed()
 
 
 def composed_by_hydra(override: Override) -> bool:
