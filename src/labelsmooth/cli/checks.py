@@ -345,8 +345,6 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
 
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from labelsmooth.calibration.metrics import ClassificationMetrics
-    from labelsmooth.module import VALIDATION_RECORDS
     from labelsmooth.tracking.wandb_run import best_value_summaries
 
     node = OmegaConf.select(cfg, "callbacks.checkpoint", default=None)
@@ -357,7 +355,7 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
         raise ConfigurationError(f"callbacks.checkpoint.mode={mode} must be min or max")
     if not isinstance(monitor, str) or not monitor.startswith(("val/", "test/")):
         return
-    names = [f"val/{name}" for name in ClassificationMetrics.NAMES] + list(VALIDATION_RECORDS)
+    names = validation_metric_names()
     if monitor not in names:
         close = get_close_matches(monitor.replace("test/", "val/", 1), names, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
@@ -371,4 +369,28 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
         raise ConfigurationError(
             f"callbacks.checkpoint.mode={mode} would keep the checkpoint with the worst {monitor} (the {ranked} is "
             f"the best): set callbacks.checkpoint.mode={best}"
+        )
+
+
+def validation_metric_names() -> list[str]:
+    """The numbers a run records of each validation (``val/<ClassificationMetrics.NAMES>``) and of its validations
+    together (``module.VALIDATION_RECORDS``: the best accuracy and its epoch, the temperature-scaled NLL)."""
+    from labelsmooth.calibration.metrics import ClassificationMetrics
+    from labelsmooth.module import VALIDATION_RECORDS
+
+    return [f"val/{name}" for name in ClassificationMetrics.NAMES] + list(VALIDATION_RECORDS)
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """``optimized_metric``, the number each job returns to the sweeper: a name under ``val/`` must be one the run
+    records (a run that records no such number trained in full, then returned none). Other names (``test/...``,
+    the per-class accuracies) are read from ``metrics.json`` at the end, with a warning when absent."""
+    from difflib import get_close_matches
+
+    name = cfg.get("optimized_metric")
+    if isinstance(name, str) and name.startswith("val/") and name not in (names := validation_metric_names()):
+        close = get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigurationError(
+            f"optimized_metric={name} is not a number the run records: {hint}the validation records {', '.join(names)}"
         )

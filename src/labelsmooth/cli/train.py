@@ -34,6 +34,7 @@ from labelsmooth.cli.checks import (
     check_devices,
     check_model_before_data,
     check_multirun_ddp,
+    check_optimized_metric,
     check_optimizer,
     check_precise_bn,
     check_seed_backprop,
@@ -229,6 +230,7 @@ def check_before_data(cfg: DictConfig, context: RunContext) -> Any:
     check_precise_bn(cfg)
     check_teacher_before_data(cfg)
     check_checkpoint_monitor(cfg)
+    check_optimized_metric(cfg)
     check_callbacks(cfg)
     check_model_before_data(cfg)
     check_seed_backprop(cfg)
