@@ -700,7 +700,8 @@ def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(
          "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
         # trained in full, then returned no number to the sweeper
         (["optimized_metric=val/acc_bets"],
-         "ConfigurationError: optimized_metric=val/acc_bets is not a number the run records: did you mean val/acc_best?"),
+         "ConfigurationError: optimized_metric=val/acc_bets is not a number the run records: did you mean "
+         "val/acc_best?"),
     ],
 )  # fmt: skip
 def test_settings_that_cannot_make_a_run_stop_in_one_line_before_the_data(
