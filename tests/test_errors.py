@@ -600,7 +600,14 @@ def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(
         (["+foo.bar=1"], "ConfigurationError: +foo.bar=1 is not a setting: nothing reads a top-level key 'foo' "),
         (["+trainer.limit_val_batches=0"], "ConfigurationError: trainer.limit_val_batches=0 cannot make a run: "),
         (["+trainer.strategy=dpp"], "ConfigurationError: trainer.strategy=dpp is not a Lightning strategy: auto, or "),
-        (["model=timm", "+model.drop_rate=2.0"], "ConfigurationError: the model (ResNet) fails on a zero batch of "),
+        (["model=timm", "+model.drop_rate=2.0"], "ConfigurationError: the model (ResNet) fails on a zero batch of "
+         "the data set's shape (1, 8, 8): dropout probability has to be between 0 and 1, but got 2.0; check its "
+         "model.* settings (they are model.name='resnet18', model.pretrained=False, model.pass_image_size=False, "
+         "model.drop_rate=2.0)"),
+        # Lightning's three lists of choices, each once (64 and '64' alike)
+        (["trainer.precision=abc"], "ConfigurationError: trainer.precision=abc must be one of 64, 32, 16, "
+         "'transformer-engine', 'transformer-engine-float16', '16-true', '16-mixed', 'bf16-true', 'bf16-mixed', "
+         "'32-true', '64-true', 'bf16' (or null)"),
         (["~trainer.max_epochs"], "ConfigurationError: trainer.max_epochs=null must be an integer >= 1 (unless "),
         (["+trainer.max_steps=0"], "ConfigurationError: trainer.max_steps=0 cannot make a run: "),
         (["+trainer.val_check_interval=0"], "ConfigurationError: trainer.val_check_interval=0 cannot make a run: "),

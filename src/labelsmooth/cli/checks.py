@@ -114,9 +114,10 @@ def set_num_threads(num_threads: Any) -> None:
         torch.set_num_threads(num_threads)
 
 
-def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int | None) -> None:
+def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int | None, settings: str = "") -> None:
     """Pass a zero batch of ``image_shape`` (C, H, W) through ``net`` on its device (the meta device computes shapes
-    alone) and refuse, in one line, inputs it cannot take or an output that is not ``num_classes`` (None: any)."""
+    alone) and refuse, in one line, inputs it cannot take or an output that is not ``num_classes`` (None: any);
+    ``settings``: the model's settings, named when one of them fails the batch (``model_settings``)."""
     import torch
 
     from labelsmooth.errors import first_line
@@ -134,6 +135,7 @@ def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int
             raise ConfigurationError(  # a setting of the model, not the input: dropout of 2, say
                 f"the model ({type(net).__name__}) fails on a zero batch of the data set's shape "
                 f"{tuple(shape[1:])}: {first_line(error)}; check its model.* settings"
+                + (f" (they are {settings})" if settings else "")
             ) from error
         raise ConfigurationError(
             f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
@@ -171,7 +173,7 @@ def check_model_before_data(cfg: DictConfig) -> None:
     try:
         with torch.device("meta"):
             net = network_for(model, num_classes or 2, shape[0], shape[1:])
-            check_model_accepts(net, shape, num_classes)
+            check_model_accepts(net, shape, num_classes, model_settings(model))
     except Exception as error:
         cause = root_cause(error)
         if _meta_cannot_run(cause) or _meta_cannot_run(cause.__cause__):
@@ -183,12 +185,16 @@ def check_model_before_data(cfg: DictConfig) -> None:
                 f"{taken[1]!r} ({type(cause).__name__}: {cause})"
             ) from error
         if isinstance(cause, (TypeError, ValueError, KeyError)) and raised_in_a_library(cause):
-            settings = OmegaConf.to_container(model, resolve=True).items()  # type: ignore[union-attr]
-            shown = ", ".join(f"model.{key}={value!r}" for key, value in settings if not str(key).startswith("_"))
-            message = f"the model {name} refuses its settings ({describe(cause)}); they are {shown}"
+            message = f"the model {name} refuses its settings ({describe(cause)}); they are {model_settings(model)}"
             raise ConfigurationError(message) from error
         raise
     refuse_without_batch_norm(cfg.get("precise_bn", 0), net)
+
+
+def model_settings(model: DictConfig) -> str:
+    """The model config's settings as a user gives them: ``model.name='resnet18', model.drop_rate=2``."""
+    settings = OmegaConf.to_container(model, resolve=True).items()  # type: ignore[union-attr]
+    return ", ".join(f"model.{key}={value!r}" for key, value in settings if not str(key).startswith("_"))
 
 
 def declared_image_shape(dataset: DictConfig) -> tuple[int, int, int] | None:
@@ -373,8 +379,7 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
 
 
 def validation_metric_names() -> list[str]:
-    """The numbers a run records of each validation (``val/<ClassificationMetrics.NAMES>``) and of its validations
-    together (``module.VALIDATION_RECORDS``: the best accuracy and its epoch, the temperature-scaled NLL)."""
+    """The numbers a run records of each validation and of its validations together (``VALIDATION_RECORDS``)."""
     from labelsmooth.calibration.metrics import ClassificationMetrics
     from labelsmooth.module import VALIDATION_RECORDS
 
@@ -383,8 +388,7 @@ def validation_metric_names() -> list[str]:
 
 def check_optimized_metric(cfg: DictConfig) -> None:
     """``optimized_metric``, the number each job returns to the sweeper: a name under ``val/`` must be one the run
-    records (a run that records no such number trained in full, then returned none). Other names (``test/...``,
-    the per-class accuracies) are read from ``metrics.json`` at the end, with a warning when absent."""
+    records; other names are read from ``metrics.json`` at the end, with a warning when absent."""
     from difflib import get_close_matches
 
     name = cfg.get("optimized_metric")

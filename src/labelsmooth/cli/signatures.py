@@ -106,8 +106,14 @@ def matches(value: Any, annotation: Any) -> bool:
 def describe_type(annotation: Any) -> str:
     """A type annotation in a user's words (``int | None`` → ``an integer (or null)``)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        kinds = [describe_type(a) for a in args if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):  # the choices of its Literals as one list (64 and '64' once)
+        choices: dict[str, Any] = {}
+        for arg in args:
+            for choice in typing.get_args(arg) if typing.get_origin(arg) is typing.Literal else ():
+                choices.setdefault(str(choice), choice)
+        listed = [typing.Literal[tuple(choices.values())]] if choices else []
+        others = [a for a in args if a is not type(None) and typing.get_origin(a) is not typing.Literal]
+        kinds = [describe_type(a) for a in [*listed, *others]]
         return " or ".join(dict.fromkeys(kinds)) + (" (or null)" if type(None) in args else "")
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
