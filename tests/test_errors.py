@@ -705,6 +705,12 @@ def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(
         (["model=mlp", "precise_bn=3"], "ConfigurationError: precise_bn=3: the model (MLP) has no BatchNorm layer"),
         (["scheduler=multistep", "scheduler.milestones=[2,-1]"],
          "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
+        # Hydra's parser: its words over three lines, a caret, and no key
+        (["smoothing.gamma=[1"], "ConfigurationError: smoothing.gamma=[1 cannot be parsed as an override (no viable "
+         "alternative at input '[1'): give key=value, quoting a value"),
+        (["a b=c"], "ConfigurationError: a b=c cannot be parsed as an override (' ' at character 2): give key=value"),
+        (["-m", "seed=0,1", "smoothing.gamma=0.8)"], "ConfigurationError: smoothing.gamma=0.8) cannot be parsed as an "
+         "override (extraneous input ')' expecting <EOF>)"),
         # trained in full, then returned no number to the sweeper
         (["optimized_metric=val/acc_bets"],
          "ConfigurationError: optimized_metric=val/acc_bets is not a number the run records: did you mean "

@@ -39,6 +39,28 @@ def parse_override(override: str) -> tuple[str, str | None]:
     return key.strip().lstrip("+~"), (value if equals else None)
 
 
+def parse_command_line(overrides: Sequence[str]) -> list[Any]:
+    """Hydra's parse of command-line ``overrides`` (its ``Override`` objects); one that Hydra's grammar refuses is
+    a ``ConfigurationError`` of one line naming it, where Hydra printed its parser's words and a caret."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from labelsmooth.errors import ConfigurationError
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as error:
+        lines, lexer = error.message.splitlines(), "LexerNoViableAltException: "
+        reason = lines[1] if lines[0].startswith("Error parsing override") and len(lines) > 1 else lines[0]
+        if lines[0].startswith(lexer) and len(lines) > 1:  # the next line's caret marks the character
+            at = len(lines[1]) - len(lexer) - 1
+            reason = f"{error.override[at]!r} at character {at + 1}" if 0 <= at < len(error.override) else "a character"
+        raise ConfigurationError(
+            f"{error.override} cannot be parsed as an override ({reason}): give key=value, quoting a value that holds "
+            "spaces, brackets or braces (key='...'); the grammar: https://hydra.cc/docs/advanced/override_grammar/basic"
+        ) from None
+
+
 def override_key(override: str) -> str:
     """The key of one override, without Hydra's ``+`` / ``++`` / ``~`` prefix."""
     return parse_override(override)[0]
