@@ -705,6 +705,9 @@ def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(
         (["model=mlp", "precise_bn=3"], "ConfigurationError: precise_bn=3: the model (MLP) has no BatchNorm layer"),
         (["scheduler=multistep", "scheduler.milestones=[2,-1]"],
          "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
+        # torch failed to allocate them after the data, in a traceback
+        (["model=mlp", "model.hidden_sizes=[1000000000]"], "ConfigurationError: the model (MLP) has 75,000,000,010 "
+         "parameters, 279.4 GiB as float32: more than this machine's "),
         # Hydra's parser: its words over three lines, a caret, and no key
         (["smoothing.gamma=[1"], "ConfigurationError: smoothing.gamma=[1 cannot be parsed as an override (no viable "
          "alternative at input '[1'): give key=value, quoting a value"),

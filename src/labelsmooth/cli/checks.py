@@ -4,7 +4,6 @@ with a message that names the key and the fix."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -112,109 +111,6 @@ def set_num_threads(num_threads: Any) -> None:
     whole_number("num_threads", num_threads, 1, f"this machine's {cores} cores; null: torch's default", cores)
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
-
-
-def check_model_accepts(net: Any, image_shape: tuple[int, ...], num_classes: int | None, settings: str = "") -> None:
-    """Pass a zero batch of ``image_shape`` (C, H, W) through ``net`` on its device (the meta device computes shapes
-    alone) and refuse, in one line, inputs it cannot take or an output that is not ``num_classes`` (None: any);
-    ``settings``: the model's settings, named when one of them fails the batch (``model_settings``)."""
-    import torch
-
-    from labelsmooth.errors import first_line
-
-    shape = (2, *image_shape)
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            out = net(torch.zeros(shape, device=device))
-    except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts the input size of its ViTs
-        fixed_size = " (a timm model built for one input size, such as a ViT: model.pass_image_size=true)"
-        if not any(word in str(error).lower() for word in ("size", "shape", "dimension", "match", "channel")):
-            raise ConfigurationError(  # a setting of the model, not the input: dropout of 2, say
-                f"the model ({type(net).__name__}) fails on a zero batch of the data set's shape "
-                f"{tuple(shape[1:])}: {first_line(error)}; check its model.* settings"
-                + (f" (they are {settings})" if settings else "")
-            ) from error
-        raise ConfigurationError(
-            f"the model ({type(net).__name__}) does not accept the data set's inputs of shape {tuple(shape[1:])} "
-            f"(channels, height, width): {first_line(error)}. Choose a model for this "
-            f"input size and number of channels{fixed_size if type(net).__module__.startswith('timm') else ''}."
-        ) from error
-    finally:
-        net.train(was_training)
-    if num_classes is not None and tuple(out.shape) != (2, num_classes):
-        raise ConfigurationError(
-            f"the model ({type(net).__name__}) outputs shape {tuple(out.shape[1:])} per sample but the data set has "
-            f"{num_classes} classes"
-        )
-
-
-def check_model_before_data(cfg: DictConfig) -> None:
-    """Build the network on the meta device (shapes without memory or initialisation) for the input shape that the
-    data set config declares (``declared_image_shape``: its ``channels`` and ``image_size``, or the data module's
-    fixed shape; its ``num_classes``, or 2 where the files will tell), and pass a zero batch through it: an unknown
-    architecture, a setting the model does not take, a missing weights file or inputs the model cannot accept fail
-    before a download. Skipped where no shape is declared, and where the model uses an operation the meta device
-    cannot run (the check after the data covers it)."""
-    import torch
-
-    from labelsmooth.callbacks.precise_bn import refuse_without_batch_norm
-    from labelsmooth.cli.errors import raised_in_a_library, root_cause
-    from labelsmooth.specification import network_for
-
-    dataset, model = cfg.get("dataset"), cfg.get("model")
-    shape = declared_image_shape(dataset) if dataset else None
-    if not model or shape is None:
-        return
-    declared = dataset.get("num_classes")
-    num_classes = declared if isinstance(declared, int) and not isinstance(declared, bool) else None
-    try:
-        with torch.device("meta"):
-            net = network_for(model, num_classes or 2, shape[0], shape[1:])
-            check_model_accepts(net, shape, num_classes, model_settings(model))
-    except Exception as error:
-        cause = root_cause(error)
-        if _meta_cannot_run(cause) or _meta_cannot_run(cause.__cause__):
-            return
-        name = model.get("name") or str(model.get("_target_", "")).rsplit(".", 1)[-1]
-        if isinstance(cause, TypeError) and (taken := re.search(r"unexpected keyword argument '(\w+)'", str(cause))):
-            raise ConfigurationError(
-                f"model.{taken[1]}={OmegaConf.select(model, taken[1])}: the model {name} does not take "
-                f"{taken[1]!r} ({type(cause).__name__}: {cause})"
-            ) from error
-        if isinstance(cause, (TypeError, ValueError, KeyError)) and raised_in_a_library(cause):
-            message = f"the model {name} refuses its settings ({describe(cause)}); they are {model_settings(model)}"
-            raise ConfigurationError(message) from error
-        raise
-    refuse_without_batch_norm(cfg.get("precise_bn", 0), net)
-
-
-def model_settings(model: DictConfig) -> str:
-    """The model config's settings as a user gives them: ``model.name='resnet18', model.drop_rate=2``."""
-    settings = OmegaConf.to_container(model, resolve=True).items()  # type: ignore[union-attr]
-    return ", ".join(f"model.{key}={value!r}" for key, value in settings if not str(key).startswith("_"))
-
-
-def declared_image_shape(dataset: DictConfig) -> tuple[int, int, int] | None:
-    """The image shape a data set config declares before any data is read (``declared_image_shape`` of the data
-    module class it names; its ``channels`` and ``image_size`` for a class of yours)."""
-    from labelsmooth.data.base import ClassificationDataModule
-
-    try:
-        data_class = hydra.utils.get_class(str(dataset.get("_target_")))
-    except Exception:  # a target that cannot be imported fails with its own message when the data set is built
-        data_class = ClassificationDataModule
-    if not (isinstance(data_class, type) and issubclass(data_class, ClassificationDataModule)):
-        data_class = ClassificationDataModule
-    return data_class.declared_image_shape(dataset)
-
-
-def _meta_cannot_run(error: BaseException | None) -> bool:
-    """Whether ``error`` is the meta device's own limit (an operation without a meta kernel, a value read from a
-    tensor), not the model's."""
-    return isinstance(error, (NotImplementedError, RuntimeError, TypeError)) and "meta" in str(error).lower()
 
 
 def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:

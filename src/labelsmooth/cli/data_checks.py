@@ -7,7 +7,7 @@ import logging
 import math
 from typing import Any
 
-from labelsmooth.cli.checks import check_model_accepts
+from labelsmooth.cli.model_checks import check_model_accepts
 from labelsmooth.errors import ConfigurationError
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,6 @@ from labelsmooth.cli.checks import (
     check_callbacks,
     check_checkpoint_monitor,
     check_devices,
-    check_model_before_data,
     check_multirun_ddp,
     check_optimized_metric,
     check_optimizer,
@@ -52,6 +51,7 @@ from labelsmooth.cli.data_checks import (
 from labelsmooth.cli.devices import held_gpu_of_parallel_job, slurm_restarts
 from labelsmooth.cli.errors import run_app
 from labelsmooth.cli.lifecycle import RunLifecycle, is_rank_zero
+from labelsmooth.cli.model_checks import check_model_before_data
 from labelsmooth.cli.options import with_known_options
 from labelsmooth.cli.resolvers import register_resolvers
 from labelsmooth.cli.schema import plain_value
