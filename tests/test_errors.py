@@ -587,11 +587,10 @@ def test_a_data_module_of_a_fixed_shape_declares_it_so_the_model_is_checked_befo
 
 
 @pytest.mark.parametrize("duration", ["00:12:00:00", "1:00:00:30", "{hours:12}", "{days:1,minutes:30}"])
-def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(duration: str, tmp_path: Path) -> None:
+def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path: Path) -> None:
     from labelsmooth.cli.schema import validate_run_config
 
     validate_run_config(compose_train_config([f"+trainer.max_time={duration}"], output_dir=tmp_path))
-    validate_run_config(compose_train_config([f"+trainer.val_check_interval={duration}"], output_dir=tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -696,7 +695,12 @@ def test_a_duration_lightning_reads_is_a_valid_max_time_and_validation_interval(
         (["+trainer.max_time=00:00:00:00"], "ConfigurationError: trainer.max_time=00:00:00:00 must be a duration"),
         (["+trainer.max_time={minutes:-1}"], "ConfigurationError: trainer.max_time={'minutes': -1} must be a dur"),
         (["+trainer.max_time={fortnights:1}"], "ConfigurationError: trainer.max_time={'fortnights': 1} must be a"),
-        (["+trainer.val_check_interval=abc"], "ConfigurationError: trainer.val_check_interval=abc must be a dur"),
+        # Lightning's validations at times, which would select the checkpoint by the machine's speed: they failed
+        # after the data (AttributeError in the project's own check of the interval)
+        (["+trainer.val_check_interval=abc"], "ConfigurationError: trainer.val_check_interval=abc is not a number of "
+         "batches or a fraction of an epoch: validations at times would depend on the machine's speed"),
+        (["+trainer.val_check_interval=00:00:00:01", "trainer.check_val_every_n_epoch=null"],
+         "ConfigurationError: trainer.val_check_interval=00:00:00:01 is not a number of batches or a fraction of an "),
         # read only when the files were opened, and then blamed on them
         (["dataset=dtd", "dataset.partition=0"], "ConfigurationError: dataset.partition=0 must be one of 1, 2, 3"),
         (["dataset=aircraft", "dataset.annotation_level=abc"],

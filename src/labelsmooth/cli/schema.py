@@ -186,9 +186,13 @@ def check_trainer(trainer: Mapping[str, Any]) -> None:
                 "selection) and tests; use a positive count of batches or a fraction in (0, 1]"
                 + (" (max_steps: -1 for no bound)" if key == "max_steps" else "")
             )
-    for key in ("max_time", "val_check_interval"):  # a duration, as Lightning's Timer reads one
-        if isinstance(trainer.get(key), (str, dict)) or key == "max_time" and trainer.get(key) is not None:
-            check_duration(f"trainer.{key}", trainer[key])
+    if trainer.get("max_time") is not None:
+        check_duration("trainer.max_time", trainer["max_time"])
+    if isinstance(interval := trainer.get("val_check_interval"), (str, dict)):
+        raise ConfigurationError(
+            f"trainer.val_check_interval={shown(interval)} is not a number of batches or a fraction of an epoch: "
+            "validations at times would depend on the machine's speed, and so would the checkpoint they select"
+        )
     max_epochs = trainer.get("max_epochs")
     bounded = (trainer.get("max_steps") not in (None, -1)) or trainer.get("max_time") is not None
     if not bounded:
