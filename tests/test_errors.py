@@ -709,6 +709,11 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["model=mlp", "precise_bn=3"], "ConfigurationError: precise_bn=3: the model (MLP) has no BatchNorm layer"),
         (["scheduler=multistep", "scheduler.milestones=[2,-1]"],
          "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
+        # Hydra's "Ambiguous value" over five lines (the sweep presets set the mode: tests/test_sweeps.py)
+        (["seed=0,1"], "ConfigurationError: seed=0,1 is a sweep over several values: add -m (--multirun) to run one "
+         "job per value, or give one value (a list is seed=[...], a text with commas seed='...')"),
+        (["smoothing=gamma", "smoothing.gamma=range(0.5,1,0.1)"],
+         "ConfigurationError: smoothing.gamma=range(0.5,1,0.1) is a sweep over several values: add -m"),
         # torch failed to allocate them after the data, in a traceback
         (["model=mlp", "model.hidden_sizes=[1000000000]"], "ConfigurationError: the model (MLP) has 75,000,000,010 "
          "parameters, 279.4 GiB as float32: more than this machine's "),

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -127,3 +128,20 @@ def mode_read_from_the_files(argv: Sequence[str], config_dir: Path) -> Iterator[
         yield
     finally:
         Hydra.get_mode = composing  # type: ignore[method-assign]
+
+
+def refuse_a_sweep_outside_multirun(argv: Sequence[str], parsed: Sequence[Any], config_dir: Path) -> None:
+    """A sweep over several values (``seed=0,1``, ``seed=range(3)``: ``parsed``, Hydra's ``Override`` objects) in a
+    command line without ``-m`` whose files set no mode either (``mode_is_unset``): one line, where Hydra printed
+    its own over several lines."""
+    from labelsmooth.errors import ConfigurationError
+
+    if "-m" in argv or "--multirun" in argv or not mode_is_unset(argv, config_dir):
+        return
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            raise ConfigurationError(
+                f"{override.input_line} is a sweep over several values: add -m (--multirun) to run one job per "
+                f"value, or give one value (a list is {key}=[...], a text with commas {key}='...')"
+            )

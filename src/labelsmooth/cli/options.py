@@ -49,12 +49,14 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     """A ``ConfigurationError`` for the first ``group=option`` of ``argv`` whose option is not a file of
     ``config_dir/group``, then for the first ``group.key=value`` that its option cannot take (see the module
     docstring for what is left to Hydra); ``config_name``: the app's primary config (``train``, ``eval``)."""
+    from labelsmooth.cli.hydra_mode import refuse_a_sweep_outside_multirun
     from labelsmooth.runs.overrides import parse_command_line
 
     overrides = command_line_overrides(argv)
     if overrides is None or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
         return
     parsed = parse_command_line(overrides)
+    refuse_a_sweep_outside_multirun(argv, parsed, config_dir)
     refuse_groups_the_app_lacks(parsed, config_dir, config_name)
     refuse_unknown_launcher_settings(parsed, config_dir)
     refuse_unknown_group_options(parsed, config_dir)
