@@ -36,8 +36,9 @@ from typing import Any
 import yaml
 
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
-from labelsmooth.cli.hydra_mode import mode_read_from_the_files
+from labelsmooth.cli.hydra_mode import mode_read_from_the_files, refuse_a_sweep_outside_multirun
 from labelsmooth.errors import ConfigurationError
+from labelsmooth.runs.overrides import parse_command_line
 
 
 def group_options(group_dir: Path) -> list[str]:
@@ -49,9 +50,6 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     """A ``ConfigurationError`` for the first ``group=option`` of ``argv`` whose option is not a file of
     ``config_dir/group``, then for the first ``group.key=value`` that its option cannot take (see the module
     docstring for what is left to Hydra); ``config_name``: the app's primary config (``train``, ``eval``)."""
-    from labelsmooth.cli.hydra_mode import refuse_a_sweep_outside_multirun
-    from labelsmooth.runs.overrides import parse_command_line
-
     overrides = command_line_overrides(argv)
     if overrides is None or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
         return
