@@ -274,3 +274,8 @@ def test_a_temperature_at_its_bound_is_named_in_a_warning() -> None:
     wide = torch.tensor([[2.0, 0.0]] * 50)
     with pytest.warns(UserWarning, match=r"lowest at the bound T = 0.01"):
         assert fit_temperature(wide, torch.zeros(50, dtype=torch.long)) == pytest.approx(0.01)
+    # Logits of a diverged training (optimizer.lr=1e10 on digits), mostly wrong and larger than 100 times any
+    # useful margin: softer is better up to the upper bound, a cause of its own (it said "every prediction right").
+    wrong = torch.tensor([[1e6, 0.0]] * 45 + [[0.0, 1e6]] * 5)
+    with pytest.warns(UserWarning, match=r"lowest at the bound T = 100 .*\(logits so large that even divided by 100"):
+        assert fit_temperature(wrong, torch.ones(50, dtype=torch.long)) == pytest.approx(100.0)

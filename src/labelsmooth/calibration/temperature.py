@@ -83,10 +83,15 @@ def fit_temperature(
         log_t = min((*log_bounds, float(result.x)), key=nll)
     temperature = float(math.exp(log_t))
     if at_bound(temperature, bounds):
+        cause = (
+            "every held-out prediction right, or logits that separate the classes: the sharper the better"
+            if temperature < math.sqrt(bounds[0] * bounds[1])
+            else f"logits so large that even divided by {bounds[1]:.3g} they are overconfident in wrong predictions, "
+            "as after a diverged training: the softer the better"
+        )
         warnings.warn(
-            f"fit_temperature: the held-out NLL is lowest at the bound T = {temperature:.3g} of {bounds} (every "
-            "held-out prediction right, or logits that separate the classes): no temperature minimises it, and "
-            "metrics scaled by this one (test/*_ts) are not a calibration",
+            f"fit_temperature: the held-out NLL is lowest at the bound T = {temperature:.3g} of {bounds} ({cause}): "
+            "no temperature minimises it, and metrics scaled by this one (test/*_ts) are not a calibration",
             stacklevel=2,
         )
     return temperature
