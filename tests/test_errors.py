@@ -723,6 +723,17 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["a b=c"], "ConfigurationError: a b=c cannot be parsed as an override (' ' at character 2): give key=value"),
         (["-m", "seed=0,1", "smoothing.gamma=0.8)"], "ConfigurationError: smoothing.gamma=0.8) cannot be parsed as an "
          "override (extraneous input ')' expecting <EOF>)"),
+        # Hydra's "Could not append to config" (three lines and a hint) or "Could not delete from config" (a line and
+        # a hint), while it composed
+        (["model=mlp", "+model.dropout=0.5"], "ConfigurationError: +model.dropout=0.5: model.dropout is in the config "
+         "already (model.dropout=0.0): write model.dropout=0.5 to set it (+ adds a key the config lacks; "
+         "++model.dropout=0.5 adds it or sets it)"),
+        (["-m", "+seed=1,2"], "ConfigurationError: +seed=1,2: seed is in the config already (seed=0): write seed=1,2"),
+        (["~model.depht"], "ConfigurationError: ~model.depht: model.depht is not in the config, so there is nothing "
+         "to delete"),
+        (["~ckpt_path"], "ConfigurationError: ~ckpt_path: ckpt_path is null, so there is nothing to delete"),
+        (["~trainer.max_epochs=5"], "ConfigurationError: ~trainer.max_epochs=5: trainer.max_epochs is 30 in the "
+         "config, not 5: write ~trainer.max_epochs to delete it whatever its value"),
         # trained in full, then returned no number to the sweeper
         (["optimized_metric=val/acc_bets"],
          "ConfigurationError: optimized_metric=val/acc_bets is not a number the run records: did you mean "

@@ -8,8 +8,7 @@ which settings there are. The apps check the command line first, and refuse in o
   file, with the group's options and the closest of them; and each option of Hydra's own groups
   (``hydra/launcher=fusd``) that neither a file here nor Hydra and its plugins provide;
 - each ``key=value`` whose key the primary config (``train.yaml``, ``eval.yaml``) does not have, with its
-  top-level settings and the closest of them (``+key=value`` adds a key: ``labelsmooth.cli.checks`` refuses the
-  ones nothing reads, once the config is composed);
+  top-level settings and the closest of them (``+key=value`` and ``~key``: ``labelsmooth.cli.add_and_delete``);
 - each ``name.key=value`` whose node has no ``key``: at a ``_target_`` node whose class takes no parameter ``key``,
   with the parameters it takes (as ``labelsmooth.cli.signatures`` words it), or with the node's keys.
 
@@ -35,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from labelsmooth.cli.add_and_delete import refuse_an_addition_or_deletion_hydra_refuses
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
 from labelsmooth.cli.hydra_mode import mode_read_from_the_files, refuse_a_sweep_outside_multirun
 from labelsmooth.errors import ConfigurationError
@@ -229,7 +229,10 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
     top_level, node_of = known
     for override in parsed:
         name, _, key = override.key_or_group.partition(".")
-        if override.is_add() or override.is_delete() or name.startswith("hydra") or "/" in name:
+        if name.startswith("hydra") or "/" in name:
+            continue
+        if override.is_add() or override.is_delete():
+            refuse_an_addition_or_deletion_hydra_refuses(override, parsed, top_level, node_of, config_dir)
             continue
         if per_job and override.is_sweep_override():  # Hydra composes the command line's settings alone first
             continue
