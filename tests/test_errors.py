@@ -151,6 +151,26 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path: Path, scri
     ]
 
 
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("train.py", []), ("train.py", ["-m", "seed=0,1"]), ("eval.py", ["ckpt_path=x.ckpt"])],
+)
+def test_changing_into_the_run_directory_is_refused_before_anything_is_created(
+    tmp_path: Path, script: str, args: list[str]
+) -> None:
+    """``hydra.job.chdir=true`` made a run look for its data under its run directory (``<run dir>/data``: "files
+    missing" for CIFAR-10 kept in ``./data``), and a relative ``ckpt_path=`` there too."""
+    logs = tmp_path / "logs"
+    overrides = [*args, "hydra.job.chdir=true", "logger=none", f"paths.log_dir={logs}"]
+    result = run_app_in_process(overrides, cwd=tmp_path, env=SHORT, script=script)
+    assert result.returncode == 1 and not logs.exists()
+    assert result.stderr.strip().splitlines() == [
+        "hydra.job.chdir=true: runs read relative paths (paths.*, the data, ckpt_path=) from the directory they start "
+        "in and write their outputs into the run directory by its full path; in the run directory they would look "
+        "for the data under it. Leave hydra.job.chdir=false (the default)."
+    ]
+
+
 def test_a_run_directory_that_exists_but_cannot_be_written_is_one_line(capfd: pytest.CaptureFixture) -> None:
     """A read-only directory passed ``mkdir(exist_ok=True)`` and failed in Hydra's log file handler, in a traceback.
     Root writes anywhere, so there the check runs in a child process as the unprivileged user 65534."""

@@ -49,6 +49,29 @@ def _write_in(directory: Path) -> None:
         pass
 
 
+class StayInTheLaunchDirectory(Callback):
+    """``hydra.job.chdir=true`` refused in one line before any job: the apps read every relative path (``paths.*``,
+    the data set's files, ``ckpt_path=``) from the directory they were launched in, and write their outputs into
+    the run directory by its absolute path; in the run directory a run looked for ``./data`` there and called the
+    data set missing."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_changing_directory(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_changing_directory(config)
+
+
+def refuse_changing_directory(config: DictConfig) -> None:
+    if config.hydra.job.get("chdir"):
+        sys.stderr.write(
+            f"hydra.job.chdir={str(config.hydra.job.chdir).lower()}: runs read relative paths (paths.*, the data, ckpt_path=) from "
+            "the directory they start in and write their outputs into the run directory by its full path; in the "
+            "run directory they would look for the data under it. Leave hydra.job.chdir=false (the default).\n"
+        )
+        raise SystemExit(1)
+
+
 class KnowTheSweep(Callback):
     """The sweep's Hydra config (``HydraConfig``) in the process that launches its jobs too, not only inside them,
     so Ctrl-C there (joblib's or SLURM's jobs run elsewhere) is answered with where the sweep is and how it goes on
