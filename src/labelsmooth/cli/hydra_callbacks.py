@@ -65,9 +65,10 @@ class StayInTheLaunchDirectory(Callback):
 def refuse_changing_directory(config: DictConfig) -> None:
     if config.hydra.job.get("chdir"):
         sys.stderr.write(
-            f"hydra.job.chdir={str(config.hydra.job.chdir).lower()}: runs read relative paths (paths.*, the data, ckpt_path=) from "
-            "the directory they start in and write their outputs into the run directory by its full path; in the "
-            "run directory they would look for the data under it. Leave hydra.job.chdir=false (the default).\n"
+            f"hydra.job.chdir={str(config.hydra.job.chdir).lower()}: runs read relative paths (paths.*, the data, "
+            "ckpt_path=) from the directory they start in and write their outputs into the run directory by its full "
+            "path; in the run directory they would look for the data under it. Leave hydra.job.chdir=false (the "
+            "default).\n"
         )
         raise SystemExit(1)
 
