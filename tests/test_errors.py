@@ -754,6 +754,12 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["~ckpt_path"], "ConfigurationError: ~ckpt_path: ckpt_path is null, so there is nothing to delete"),
         (["~trainer.max_epochs=5"], "ConfigurationError: ~trainer.max_epochs=5: trainer.max_epochs is 30 in the "
          "config, not 5: write ~trainer.max_epochs to delete it whatever its value"),
+        # Hydra's "Key 'dirr' not in 'RunDir'" over four lines, without the keys there are
+        (["hydra.run.dirr=x"], "ConfigurationError: hydra.run.dirr=x is not a setting: hydra.run has no key 'dirr' "
+         "(its keys: dir); did you mean hydra.run.dir?"),
+        (["hydra.job.chdri=true"], "ConfigurationError: hydra.job.chdri=true is not a setting: hydra.job has no key "
+         "'chdri' (its keys: chdir, config, config_name, env_copy, env_set, id, name, num, override_dirname); did you "
+         "mean hydra.job.chdir?"),
         # trained in full, then returned no number to the sweeper
         (["optimized_metric=val/acc_bets"],
          "ConfigurationError: optimized_metric=val/acc_bets is not a number the run records: did you mean "

@@ -10,7 +10,8 @@ which settings there are. The apps check the command line first, and refuse in o
 - each ``key=value`` whose key the primary config (``train.yaml``, ``eval.yaml``) does not have, with its
   top-level settings and the closest of them (``+key=value`` and ``~key``: ``labelsmooth.cli.add_and_delete``);
 - each ``name.key=value`` whose node has no ``key``: at a ``_target_`` node whose class takes no parameter ``key``,
-  with the parameters it takes (as ``labelsmooth.cli.signatures`` words it), or with the node's keys.
+  with the parameters it takes (as ``labelsmooth.cli.signatures`` words it), or with the node's keys;
+- each ``hydra.key=value`` that Hydra's own config or the chosen launcher lacks (``labelsmooth.cli.hydra_settings``).
 
 The options' settings are read from their files under ``conf/``. Where the files cannot tell, Hydra composes the
 command line's group options alone (~0.2 s): a ``# @package _global_`` group is named (``experiment=``,
@@ -37,6 +38,7 @@ import yaml
 from labelsmooth.cli.add_and_delete import refuse_an_addition_or_deletion_hydra_refuses
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
 from labelsmooth.cli.hydra_mode import mode_read_from_the_files, refuse_a_sweep_outside_multirun
+from labelsmooth.cli.hydra_settings import refuse_unknown_hydra_settings
 from labelsmooth.errors import ConfigurationError
 from labelsmooth.runs.overrides import parse_command_line
 
@@ -56,7 +58,8 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     parsed = parse_command_line(overrides)
     refuse_a_sweep_outside_multirun(argv, parsed, config_dir)
     refuse_groups_the_app_lacks(parsed, config_dir, config_name)
-    refuse_unknown_launcher_settings(parsed, config_dir)
+    groups = [config_dir / o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()]
+    refuse_unknown_hydra_settings(parsed, config_dir, recipe=any(is_global_group(group) for group in groups))
     refuse_unknown_group_options(parsed, config_dir)
     refuse_settings_the_default_lacks(parsed, config_dir, config_name)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
@@ -120,32 +123,6 @@ def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, c
                 f"{override.input_line}: a sweep's config is composed first with the default {group}={chosen[group]},"
                 f" which has no {first}: write ++{override.input_line} to set it in every job of the sweep"
             )
-
-
-def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path) -> None:
-    """Refuse ``hydra.launcher.<key>=...`` that the chosen launcher does not take, where a file of the project
-    defines it (``fused``) or it is the basic one (no settings); Hydra's five lines named neither."""
-    recipe = any(
-        (config_dir / o.key_or_group).is_dir() and is_global_group(config_dir / o.key_or_group) for o in parsed
-    )
-    if recipe or not any(o.key_or_group.startswith("hydra.launcher.") for o in parsed):
-        return  # a recipe (experiment=, sweep=) may choose the launcher; no launcher setting: no file is read
-    chosen = [o for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
-    if any(o.is_sweep_override() for o in chosen):  # Hydra refuses a sweep of its own config in one line
-        return
-    launcher = chosen[-1].get_value_element_as_str() if chosen else "basic"
-    files = {path.stem: yaml.safe_load(path.read_text()) for path in (config_dir / "hydra" / "launcher").glob("*.yaml")}
-    node = files.get(launcher, {} if launcher == "basic" else None)
-    if not isinstance(node, dict) or "defaults" in node:  # a plugin's launcher (joblib, submitit): Hydra's to check
-        return
-    settings = sorted(k for k in node if not k.startswith("_"))
-    for override in parsed:
-        parts = override.key_or_group.split(".")
-        if parts[:2] == ["hydra", "launcher"] and len(parts) > 2 and parts[2] not in settings:
-            known = f"its settings are {', '.join(settings)}" if settings else "it takes no settings"
-            owners = [name for name, other in files.items() if isinstance(other, dict) and parts[2] in other]
-            known += f" ({parts[2]} is a setting of hydra/launcher={', '.join(sorted(owners))})" if owners else ""
-            raise ConfigurationError(f"{override.input_line} is not a setting of hydra/launcher={launcher}: {known}")
 
 
 def refuse_unknown_group_options(parsed: Sequence[Any], config_dir: Path) -> None:
