@@ -754,6 +754,9 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["~ckpt_path"], "ConfigurationError: ~ckpt_path: ckpt_path is null, so there is nothing to delete"),
         (["~trainer.max_epochs=5"], "ConfigurationError: ~trainer.max_epochs=5: trainer.max_epochs is 30 in the "
          "config, not 5: write ~trainer.max_epochs to delete it whatever its value"),
+        # each job of the sweep failed in turn after composing ("Error executing job with overrides", three lines)
+        (["-m", "model=mlp", "+model.foo=0.1,0.2"], "ConfigurationError: model.foo=0.1,0.2 is not a setting: MLP takes "
+         "no parameter 'foo' (it takes: num_classes, in_channels, image_size, hidden_sizes, activation, dropout, "),
         # Hydra's "Key 'dirr' not in 'RunDir'" over four lines, without the keys there are
         (["hydra.run.dirr=x"], "ConfigurationError: hydra.run.dirr=x is not a setting: hydra.run has no key 'dirr' "
          "(its keys: dir); did you mean hydra.run.dir?"),

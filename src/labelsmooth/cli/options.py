@@ -204,13 +204,15 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
     if known is None:
         return
     top_level, node_of = known
+    retargeted = {o.key_or_group.split(".")[0] for o in parsed if o.key_or_group.endswith("._target_")}
     for override in parsed:
         name, _, key = override.key_or_group.partition(".")
-        if name.startswith("hydra") or "/" in name:
+        if name.startswith("hydra") or "/" in name or name in retargeted:  # another class: checked once composed
             continue
         if override.is_add() or override.is_delete():
             refuse_an_addition_or_deletion_hydra_refuses(override, parsed, top_level, node_of, config_dir)
-            continue
+            if override.is_delete() or not key or not isinstance(node_of(name), dict):  # +key: checked once composed
+                continue
         if per_job and override.is_sweep_override():  # Hydra composes the command line's settings alone first
             continue
         if name not in top_level:
@@ -251,10 +253,11 @@ def unknown_key(override: Any, name: str, path: list[str], node: Any) -> Configu
     """The refusal of the setting ``name.a.b=value`` (``path``: ``[a, b]``) when the config node ``node`` of
     ``name`` lacks a key on the way (Hydra's struct mode refuses it), with the keys it has, or at a ``_target_``
     node with the parameters its class takes; None when it may be a setting. A node that inherits its keys through
-    a ``defaults`` list is left to Hydra; ``++name.a.b=value`` may add a key that the class takes."""
+    a ``defaults`` list is left to Hydra; ``+name.a.b=value`` (``++``) may add a key that the class takes."""
     from labelsmooth.cli.signatures import constructor_parameters, unknown_parameter
 
-    line, value, adds = override.input_line, override.input_line.partition("=")[2], override.is_force_add()
+    line, value = override.input_line, override.input_line.partition("=")[2]
+    adds = override.is_add() or override.is_force_add()
     for key in path:
         if node is None:
             return ConfigurationError(f"{line} is not a setting: {name} is null, so it has no key {key!r}")
