@@ -60,7 +60,8 @@ def refuse_an_addition_or_deletion_hydra_refuses(
     if override.is_delete() and (held is None or isinstance(held, KeyError)):
         state = "null" if held is None else "not in the config"
         raise ConfigurationError(f"{line}: {dotted} is {state}, so there is nothing to delete")
-    if override.is_delete() and value is not None and value != held and isinstance(held, (str, int, float, bool)):
+    # the same type or no comparison: PyYAML reads 1e-3 as a text, where Hydra's parser and OmegaConf read a number
+    if override.is_delete() and type(value) is type(held) and value != held and isinstance(held, (str, int, float)):
         raise ConfigurationError(
             f"{line}: {dotted} is {held} in the config, not {value}: write ~{dotted} to delete it whatever its value"
         )

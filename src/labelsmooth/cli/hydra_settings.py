@@ -44,7 +44,10 @@ def unknown_hydra_key(override: Any) -> None:
     for depth, key in enumerate(path[1:], start=1):
         if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
             return
-        types = typing.get_type_hints(node)  # Hydra's module writes its annotations as strings
+        try:
+            types = typing.get_type_hints(node)  # Hydra's module writes its annotations as strings
+        except Exception:  # annotations this Hydra version cannot resolve: its own check remains
+            return
         keys = sorted(field.name for field in dataclasses.fields(node))
         if key not in keys:
             close = get_close_matches(key, keys, n=1)
