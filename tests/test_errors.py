@@ -752,6 +752,11 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["~model.depht"], "ConfigurationError: ~model.depht: model.depht is not in the config, so there is nothing "
          "to delete"),
         (["~ckpt_path"], "ConfigurationError: ~ckpt_path: ckpt_path is null, so there is nothing to delete"),
+        # Hydra's traceback from its run directory's ${resume}; the callbacks' InterpolationKeyError, not naming ~n_bins
+        (["~resume"], "ConfigurationError: ~resume: a run needs resume (hydra.run.dir reads it); give it a value "
+         "instead of removing it"),
+        (["~n_bins"], "ConfigurationError: ~n_bins: a run needs n_bins (callbacks.calibration.n_bins reads it); give "
+         "it a value instead of removing it"),
         (["~trainer.max_epochs=5"], "ConfigurationError: ~trainer.max_epochs=5: trainer.max_epochs is 30 in the "
          "config, not 5: write ~trainer.max_epochs to delete it whatever its value"),
         # each job of the sweep failed in turn after composing ("Error executing job with overrides", three lines)

@@ -184,6 +184,17 @@ def test_eval_py_asking_for_devices_this_machine_lacks_is_one_line(tmp_path: Pat
     ], result.stderr
 
 
+@pytest.mark.parametrize("key", ["n_bins", "figures", "save_predictions", "predictions_max_values"])
+def test_eval_py_refuses_a_setting_it_reads_removed(tmp_path: Path, checkpoint: Path, key: str) -> None:
+    """``~n_bins`` (and the others eval.py reads) failed in a traceback (``ConfigAttributeError: Key 'n_bins' is
+    not in struct``) after the checkpoint was read."""
+    result = run_eval([f"ckpt_path={checkpoint}", f"~{key}", "logger=none"], cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == [
+        f"ConfigurationError: ~{key}: a run needs {key}; give it a value instead of removing it"
+    ], result.stderr
+
+
 def test_eval_py_takes_num_threads_as_training_does(tmp_path: Path, checkpoint: Path) -> None:
     """CPU results depend on torch's thread count: eval.py sets and records it as train.py does (it refused the key)."""
     import torch

@@ -80,7 +80,8 @@ def evaluate(
         if run.logger:
             run.logger.log_hyperparams({**wandb_config(cfg, context.choices), "evaluated_run": evaluated})
         check_added_keys(cfg, context.overrides, context.choices)
-        validate_run_config(cfg, required=("seed", "trainer", "paths"))
+        required = ("seed", "trainer", "paths", "n_bins", "figures", "save_predictions", "predictions_max_values")
+        validate_run_config(cfg, required=required)
         check_devices(cfg.trainer)
         set_num_threads(cfg.get("num_threads"))
         run.summary["checkpoint"] = str(Path(ckpt_path).resolve())
