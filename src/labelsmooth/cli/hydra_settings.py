@@ -11,7 +11,7 @@ left to Hydra.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import yaml
 from labelsmooth.errors import ConfigurationError
 
 
-def refuse_unknown_hydra_settings(parsed: Sequence[Any], config_dir: Path, recipe: bool) -> None:
+def refuse_unknown_hydra_settings(parsed: Sequence[Any], config_dir: Path, names_a_recipe: Callable[[], bool]) -> None:
     """Refuse the first ``hydra.a.b=value`` whose key Hydra's config lacks (``unknown_hydra_key``), then the first
     ``hydra.launcher.<key>`` the chosen launcher does not take (``refuse_unknown_launcher_settings``)."""
     for override in parsed:
@@ -28,7 +28,7 @@ def refuse_unknown_hydra_settings(parsed: Sequence[Any], config_dir: Path, recip
             override.is_add() or override.is_force_add() or override.is_delete()
         ):
             unknown_hydra_key(override)
-    refuse_unknown_launcher_settings(parsed, config_dir, recipe)
+    refuse_unknown_launcher_settings(parsed, config_dir, names_a_recipe)
 
 
 def unknown_hydra_key(override: Any) -> None:
@@ -59,11 +59,14 @@ def unknown_hydra_key(override: Any) -> None:
         node = types.get(key)
 
 
-def refuse_unknown_launcher_settings(parsed: Sequence[Any], config_dir: Path, recipe: bool) -> None:
+def refuse_unknown_launcher_settings(
+    parsed: Sequence[Any], config_dir: Path, names_a_recipe: Callable[[], bool]
+) -> None:
     """Refuse ``hydra.launcher.<key>=...`` that the chosen launcher does not take, where a file of the project
-    defines it (``fused``) or it is the basic one (no settings); Hydra's five lines named neither. ``recipe``: the
-    command line names a global-package group (``experiment=``, ``sweep=``), which may choose the launcher."""
-    if recipe or not any(o.key_or_group.startswith("hydra.launcher.") for o in parsed):
+    defines it (``fused``) or it is the basic one (no settings); Hydra's five lines named neither.
+    ``names_a_recipe()``: whether the command line names a global-package group (``experiment=``, ``sweep=``), which
+    may choose the launcher (its files are read only when a launcher setting is given)."""
+    if not any(o.key_or_group.startswith("hydra.launcher.") for o in parsed) or names_a_recipe():
         return  # a recipe (experiment=, sweep=) may choose the launcher; no launcher setting: no file is read
     chosen = [o for o in parsed if o.key_or_group == "hydra/launcher" and not o.is_delete()]
     if any(o.is_sweep_override() for o in chosen):  # Hydra refuses a sweep of its own config in one line

@@ -59,7 +59,7 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     refuse_a_sweep_outside_multirun(argv, parsed, config_dir)
     refuse_groups_the_app_lacks(parsed, config_dir, config_name)
     groups = [config_dir / o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()]
-    refuse_unknown_hydra_settings(parsed, config_dir, recipe=any(is_global_group(group) for group in groups))
+    refuse_unknown_hydra_settings(parsed, config_dir, names_a_recipe=lambda: any(map(is_global_group, groups)))
     refuse_unknown_group_options(parsed, config_dir)
     refuse_settings_the_default_lacks(parsed, config_dir, config_name)
     refuse_unknown_group_settings(parsed, config_dir, config_name)
