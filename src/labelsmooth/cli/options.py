@@ -302,6 +302,7 @@ def file_options(
     chosen = default_options(config_dir, config_name)
     chosen.update({o.key_or_group: o.value() for o in parsed if o.key_or_group in groups and not o.is_delete()})
 
+    @functools.cache  # each node read once: the checks of a command line ask for the same ones (read-only)
     def node_of(name: str) -> Any:
         option = chosen.get(name, "")
         if name not in chosen or option is None:
@@ -341,6 +342,7 @@ def config_options(cfg: Any) -> KnownOptions | None:
         return None
     groups = {group for group in cfg.hydra.runtime.choices if "/" not in group}
 
+    @functools.cache  # each node read once: the checks of a command line ask for the same ones (read-only)
     def node_of(name: str) -> Any:
         return OmegaConf.to_container(cfg[name], resolve=False) if OmegaConf.is_dict(cfg.get(name)) else cfg.get(name)
 
