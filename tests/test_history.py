@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ def test_seed_band_is_the_mean_and_range_over_the_seeds_with_each_epoch() -> Non
     assert band is not None and band.runs == 2 and band.epochs == [0, 1, 2]
     assert band.mean == pytest.approx([0.4, 0.4, 0.9]) and band.low == [0.2, 0.4, 0.9] and band.high == [0.6, 0.4, 0.9]
     assert seed_band(seeds, "val/nll") is None
+
+
+@pytest.mark.parametrize("diverged_first", [True, False])
+def test_a_seed_whose_value_is_nan_does_not_have_that_epoch(diverged_first: bool) -> None:
+    """history.csv keeps a diverged epoch's ``nan``: the band is over the other seeds, whatever the seeds' order
+    (``min``/``max`` of a list with a NaN depend on where it stands)."""
+    seeds = [[{"epoch": 0, "step": 1, "val/nll": math.nan}], [{"epoch": 0, "step": 1, "val/nll": 0.5}]]
+    band = seed_band(seeds[::-1] if diverged_first else seeds, "val/nll")
+    assert band is not None and (band.mean, band.low, band.high, band.runs) == ([0.5], [0.5], [0.5], 1)
 
 
 def test_the_report_draws_the_learning_curves_and_names_a_damaged_history(tmp_path: Path) -> None:

@@ -154,6 +154,31 @@ def test_report_per_class_table_shows_the_worst_ten_of_the_baseline_for_many_cla
     assert table.classes == expected
     assert table.estimate(1.0, None).mean == pytest.approx(sum(baseline) / k)
     text = report.markdown.read_text()
-    assert f"the 10 worst of {k} classes at γ = 1" in text
+    assert f"the 10 worst of {k} classes at γ = 1, chosen on these test numbers" in text  # no validation recorded
     header = "| γ | " + " | ".join(f"class {c}" for c in expected) + " | mean over classes |"
     assert header in text
+
+
+def test_report_per_class_table_chooses_the_worst_classes_on_validation(tmp_path: Path) -> None:
+    """Classes chosen for their low test accuracy at the baseline look better under any other γ by chance alone
+    (regression to the mean): the worst ten are those of the baseline's validation accuracy."""
+    from tests.report_helpers import make_report
+
+    sweep = tmp_path / "multirun" / "2026-01-05" / "00-00-00"
+    k = 30
+    test = [0.5 + 0.01 * ((7 * c) % k) for c in range(k)]  # worst on test: 0, 13, 26, ...
+    validation = [0.5 + 0.01 * ((11 * c) % k) for c in range(k)]  # worst on validation: 0, 11, 22, ...
+    for number, (gamma, seed) in enumerate([(1.0, 0), (1.0, 1), (0.5, 0)]):
+        recorded = {"test/acc_per_class": test, "val/acc_per_class": validation} if gamma == 1.0 else {}
+        recorded = recorded or {"test/acc_per_class": [0.9] * k, "val/acc_per_class": [0.9] * k}
+        write_job(sweep, number, gamma, seed, {**completed(gamma, seed, 0.8, 0.1, 0.05), **recorded})
+    report = make_report([sweep])
+    (table,) = report.per_class
+    assert table.chosen_on == "validation"
+    assert (
+        table.classes
+        == sorted(range(k), key=lambda c: validation[c])[:10]
+        != sorted(range(k), key=test.__getitem__)[:10]
+    )
+    text = report.markdown.read_text()
+    assert f"the 10 worst of {k} classes at γ = 1\n" in text and "chosen on these test numbers" not in text

@@ -283,7 +283,28 @@ def test_students_of_other_teachers_or_temperatures_are_never_one_cell(tmp_path:
     for teacher, base in (("gamma (γ=0.8)", 0.8), ("none", 0.85)):
         for t in (1, 4):
             estimate = table.estimate("digits (mlp)", f"{teacher} · distill.temperature={t}")
-            assert estimate.n == 2 and estimate.mean == pytest.approx(base + 0.01 * t + 0.0005)
+            assert estimate.n == 1 and estimate.mean == pytest.approx(base + 0.01 * t + 0.0005)  # one teacher
+
+
+def test_students_of_one_teacher_are_one_replicate_of_its_setting(tmp_path: Path) -> None:
+    """Two teachers of one setting, three students each: the students share their teacher, so the cell is over the
+    two teachers' means (n=2, t with 1 degree of freedom), not over six students as if independent, whose interval
+    would be far too narrow when the teachers differ more than their students."""
+    sweep = tmp_path / "students"
+    accuracies = {"/t/a.ckpt": (0.900, 0.901, 0.899), "/t/b.ckpt": (0.800, 0.801, 0.799)}
+    number = 0
+    for checkpoint, students in accuracies.items():
+        for seed, acc in enumerate(students):
+            metrics = {"seed": seed, "val/acc_best": 0.9, "test/acc": acc, "teacher.smoothing": "none"}
+            metrics["teacher.checkpoint"] = checkpoint  # as the student records it, whatever teacher_ckpt said
+            write_run(sweep, number, [f"teacher_ckpt=elsewhere/{number}.ckpt", f"seed={seed}"], metrics)
+            number += 1
+    report = make_report([sweep])
+    estimate = report.distillation.estimate("digits (mlp)", "none")
+    assert estimate.n == 2 and estimate.mean == pytest.approx(0.85)
+    assert estimate.half_width == pytest.approx(T_975_DF1 * np.std([0.9, 0.8], ddof=1) / np.sqrt(2))
+    (row,) = read_csv(sweep / "table_distillation_test_acc.csv")
+    assert (row["n"], row["teachers"]) == ("2", "/t/a.ckpt;/t/b.ckpt")
 
 
 def test_a_key_that_changes_with_the_parameter_is_named_and_a_null_metric_listed(tmp_path: Path) -> None:

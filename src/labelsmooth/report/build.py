@@ -157,7 +157,7 @@ def make_report(
     distillation = build_distillation_table(distinct_jobs(jobs))
     if distillation is not None:
         path = out / f"table_distillation_{STUDENT_METRIC.slug}.csv"
-        files.append(write_table_csv(path, distillation, TEACHER_COLUMN, replicates="runs"))
+        files.append(write_table_csv(path, distillation, TEACHER_COLUMN))
     per_class = build_per_class_tables(counted, parameter, chosen.value)
     if per_class:
         files.append(write_per_class_csv(out / per_class_csv_name(), per_class, parameter))

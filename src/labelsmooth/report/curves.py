@@ -2,12 +2,14 @@
 validation NLL and the training loss against the epoch, one curve per value of the swept parameter, from the jobs'
 ``history.csv`` (``labelsmooth.runs.history``).
 
-A curve is the mean over the seeds that have the epoch, with the band from their lowest to their highest value. A
-``history.csv`` that cannot be read is left out with one line naming it among the report's problems.
+A curve is the mean over the seeds that have the epoch, with the band from their lowest to their highest value; a
+seed whose value is not finite there (``nan`` in its ``history.csv``) does not have it. A ``history.csv`` that cannot
+be read is left out with one line naming it among the report's problems.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ def seed_band(histories: Sequence[Sequence[dict[str, float]]], metric: str) -> S
     by_epoch: dict[int, list[float]] = defaultdict(list)
     runs = 0
     for rows in histories:
-        values = {int(row["epoch"]): row[metric] for row in rows if metric in row}
+        values = {int(row["epoch"]): row[metric] for row in rows if math.isfinite(row.get(metric, math.nan))}
         runs += bool(values)
         for epoch, value in values.items():
             by_epoch[epoch].append(value)

@@ -241,8 +241,10 @@ def _distillation(table: Table) -> list[str]:
         f"## Distillation · {table.metric.title} by the teacher's smoothing (`{STUDENT_METRIC.key}`)",
         "",
         "Rows: the student (data set and model); columns: the teacher's strategy and parameters as the student's "
-        f"metrics.json records them (`{TEACHER_KEY}`, `{TEACHER_KEY}.<param>`). Cells over the student runs of "
-        "each teacher setting (n: student runs, their seeds and teachers of that setting).",
+        f"metrics.json records them (`{TEACHER_KEY}`, `{TEACHER_KEY}.<param>`). Students of one teacher share it, "
+        "so each teacher's students are averaged first; cells are over the teachers of each setting (n: teachers, "
+        "trained with other seeds). With one teacher per setting there is no interval: the students' seeds alone "
+        "would not say how much another teacher of that setting would differ.",
         "",
         markdown_table(["student", *(format_value(c) for c in table.columns)], table_rows(table)),
     ]

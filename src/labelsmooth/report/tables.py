@@ -56,6 +56,8 @@ class Table:
     values: dict[str, dict[ParameterValue, dict[Any, float]]]
     improving: dict[str, dict[ParameterValue, set[Any]]] = field(default_factory=dict)
     at_bound: dict[str, dict[ParameterValue, set[Any]]] = field(default_factory=dict)
+    replicates: str = "seeds"  # what a cell's n counts
+    improving_note: str = STILL_IMPROVING_NOTE
 
     @property
     def columns(self) -> list[ParameterValue]:
@@ -92,7 +94,8 @@ class Table:
     def notes(self) -> list[str]:
         """The notes that explain the marks its cells carry."""
         bounded = any(seeds for per_row in self.at_bound.values() for seeds in per_row.values())
-        return [note for note, shown in ((STILL_IMPROVING_NOTE, self.marked), (AT_BOUND_NOTE, bounded)) if shown]
+        notes = ((self.improving_note, self.marked), (AT_BOUND_NOTE, bounded))
+        return [note for note, shown in notes if shown]
 
 
 def build_table(jobs: Sequence[Job], metric: ReportMetric, parameter: str) -> Table:
@@ -215,15 +218,15 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
     return write_text_atomic(path, buffer.getvalue())
 
 
-def write_table_csv(path: Path, table: Table, parameter: str, replicates: str = "seeds") -> Path:
-    """One row per cell: mean, 95% interval, standard deviation, n and the ``replicates`` (seeds) it pools."""
+def write_table_csv(path: Path, table: Table, parameter: str) -> Path:
+    """One row per cell: mean, 95% interval, standard deviation, n and the replicates (seeds) it pools."""
     rows = []
     for row, per_value in table.values.items():
         for column in sorted(per_value, key=column_order):
             e = table.estimate(row, column)
             seeds = ";".join(str(s) for s in sorted(per_value[column], key=str))
             rows.append([row, column, e.mean, e.half_width, e.low, e.high, e.std, e.n, seeds])
-    header = ["row", parameter, "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n", replicates]
+    header = ["row", parameter, "mean", "ci95_half_width", "ci95_low", "ci95_high", "std", "n", table.replicates]
     return write_csv(path, header, rows)
 
 
