@@ -279,3 +279,11 @@ def test_a_temperature_at_its_bound_is_named_in_a_warning() -> None:
     wrong = torch.tensor([[1e6, 0.0]] * 45 + [[0.0, 1e6]] * 5)
     with pytest.warns(UserWarning, match=r"lowest at the bound T = 100 .*\(logits so large that even divided by 100"):
         assert fit_temperature(wrong, torch.ones(50, dtype=torch.long)) == pytest.approx(100.0)
+
+
+def test_logits_equal_across_classes_fit_no_temperature() -> None:
+    """A model that predicts the uniform distribution: softmax(z / T) is the same at every T, so no T is fitted
+    (the search stopped at the lower bound and blamed "every held-out prediction right")."""
+    logits = torch.randn(50, 1).expand(50, 4)
+    with pytest.warns(UserWarning, match=r"same logit for every class .* the NLL does not depend on T, so T = 1$"):
+        assert fit_temperature(logits, torch.randint(0, 4, (50,))) == 1.0

@@ -50,7 +50,8 @@ def fit_temperature(
     ``1/T`` (a log-sum-exp minus a linear term), hence unimodal in ``log T``: a bounded Brent search
     (``scipy.optimize.minimize_scalar``) over ``log T`` in ``bounds`` finds it to ``tolerance``, in float64, so
     the result does not depend on the order of the samples (under DDP they arrive interleaved); a bound where the
-    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling); NaN where the NLL is not finite
+    NLL is no higher than there is the result. For N = 0 it is 1 (no scaling), and where every sample's logits
+    are equal across classes (softmax is then uniform at any T), with a warning; NaN where the NLL is not finite
     (a NaN or +inf logit, or -inf for the true class; a -inf elsewhere stays -inf at any T and is fitted).
     The labels are checked as the metrics check them (``check_logits``: a label of -100 is refused, not dropped).
 
@@ -75,6 +76,13 @@ def fit_temperature(
 
         if not math.isfinite(nll(0.0)):  # a diverged model: no temperature fits, and none is claimed
             return math.nan
+        if bool((logits == logits[:, :1]).all()):
+            warnings.warn(
+                "fit_temperature: every held-out sample has the same logit for every class (a model that predicts "
+                "the uniform distribution): the NLL does not depend on T, so T = 1",
+                stacklevel=2,
+            )
+            return 1.0
 
         log_bounds = (math.log(bounds[0]), math.log(bounds[1]))
         result = minimize_scalar(nll, bounds=log_bounds, method="bounded", options={"xatol": tolerance})
