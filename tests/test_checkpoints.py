@@ -200,6 +200,7 @@ def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_p
     checkpoints are selected by the highest validation entropy, which falls as the MLP learns: epoch 0 of 2, and
     still of 4."""
     from labelsmooth.runs.checkpoints import CheckpointError
+    from labelsmooth.runs.history import read_history_csv
     from tests.conftest import run_training
 
     worst_first = ["model=mlp", "scheduler=none", "callbacks.checkpoint.monitor=val/entropy"]
@@ -219,6 +220,11 @@ def test_a_checkpoint_continued_in_another_directory_keeps_its_best_so_far(tmp_p
     assert continued["epochs"] == 4 and continued["test/acc"] == first["test/acc"]
     assert continued["continued_from"] == str(last) and "continued_from" not in first
     assert (tmp_path / "a" / "checkpoints" / "best-epoch000.ckpt").is_file()  # the first run keeps its own
+    # its history.csv has the epochs val/acc_best was taken over, those of the checkpoint too (it had 2 and 3)
+    history = read_history_csv(tmp_path / "b" / "history.csv")
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    assert history[:2] == read_history_csv(tmp_path / "a" / "history.csv")
+    assert max(row["val/acc"] for row in history) == pytest.approx(continued["val/acc_best"], abs=1e-7)
 
     # a run directory moved (its first location gone) and continued there, as resume=<moved run> does
     moved = tmp_path / "moved"

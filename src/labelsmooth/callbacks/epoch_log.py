@@ -20,6 +20,7 @@ from labelsmooth.runs.layout import RunDirectory
 from labelsmooth.tracking.log_files import log_files, log_to_files
 
 log = logging.getLogger("labelsmooth.epochs")
+HISTORY_CHECKPOINT_KEY = "labelsmooth_history"
 
 
 class EpochLogFile(pl.Callback):
@@ -29,7 +30,10 @@ class EpochLogFile(pl.Callback):
     the training curve whatever the console shows (a rich bar redraws in place); and, with ``output_dir``, the
     epoch's row in ``<output_dir>/history.csv`` (``labelsmooth.runs.history``): ``train/loss``, the learning rate
     at the epoch's start and the validation metrics of the epochs that ran validation. A resumed run keeps the rows
-    of the epochs before the one it resumes at."""
+    of the epochs before the one it resumes at: each checkpoint carries the rows up to its epoch
+    (``HISTORY_CHECKPOINT_KEY``), so that a run continued from a checkpoint in another directory (``ckpt_path=``)
+    has the whole curve its ``val/acc_best`` was taken over; a checkpoint without them resumes with the rows of the
+    run directory's ``history.csv``."""
 
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__()
@@ -40,6 +44,7 @@ class EpochLogFile(pl.Callback):
         self._rates: dict[str, float] = {}
         self._validated_epoch = -1
         self._finished: tuple[int, int, float] | None = None  # (epoch, steps, seconds), written once all is logged
+        self._checkpoint_rows: list[dict[str, float]] | None = None  # those of the checkpoint a fit continues
 
     @property
     def history_csv(self) -> Path | None:
@@ -49,8 +54,13 @@ class EpochLogFile(pl.Callback):
         self.rows = self._earlier_rows(trainer.current_epoch)
 
     def _earlier_rows(self, epoch: int) -> list[dict[str, float]]:
-        """The rows of the epochs before ``epoch`` that ``history.csv`` holds (a resumed run); none for a new run."""
-        if epoch == 0 or self.history_csv is None or not self.history_csv.is_file():
+        """The rows of the epochs before ``epoch`` that the continued checkpoint, else ``history.csv``, holds (a
+        resumed run); none for a new run."""
+        if epoch == 0 or self.history_csv is None:
+            return []
+        if self._checkpoint_rows is not None:
+            return [row for row in self._checkpoint_rows if row["epoch"] < epoch]
+        if not self.history_csv.is_file():
             return []
         try:
             return [row for row in read_history_csv(self.history_csv) if row["epoch"] < epoch]
@@ -75,6 +85,12 @@ class EpochLogFile(pl.Callback):
         # The epoch's checkpoint is saved after the module's epoch end: its row goes first, so that a run killed
         # after the checkpoint resumes with the row of every epoch the checkpoint holds.
         self._write_finished(trainer)
+        if self.history_csv is not None:
+            checkpoint[HISTORY_CHECKPOINT_KEY] = [dict(row) for row in self.rows]
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        rows = checkpoint.get(HISTORY_CHECKPOINT_KEY)
+        self._checkpoint_rows = rows if isinstance(rows, list) else None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_finished(trainer)
