@@ -296,3 +296,38 @@ def test_eval_py_over_several_checkpoints_evaluates_each_whatever_the_others_do(
     assert result.returncode == 1  # as under train.py -m: a sweep with a failed job
     assert "#1 : ckpt_path=b.ckpt" in result.stdout + result.stderr  # the second ran after the first failed
     assert [json.loads((tmp_path / "sweep" / n / "metrics.json").read_text())["status"] for n in "01"] == ["failed"] * 2
+
+
+def test_eval_py_on_an_image_folder_takes_the_models_image_size_and_checks_its_class_names(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    """The shared digits run (8×8 grey, classes 0-9) on folders of 40-pixel images. Digits recorded no class names,
+    so folders named zero…nine (sorted: eight, five, four, …) were scored by position; the folder's default size
+    (32) was taken, and the network, which pools globally, scored the upscaled images (0.10 against 0.94)."""
+    from tests.datasets_on_disk import write_image_folder
+
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    named = write_image_folder(tmp_path / "named", classes=words)
+    numbered = write_image_folder(tmp_path / "numbered", classes=tuple(str(d) for d in range(10)))
+    folder = [f"ckpt_path={checkpoint}", "dataset=image_folder", "dataset.channels=1", "dataset.num_workers=0"]
+    folder += ["dataset.val_size=0.25", "dataset.test_size=0.25", *QUIET]
+
+    result = run_eval([*folder, f"dataset.train_dir={named['train_dir']}", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
+    assert result.returncode == 1 and error_lines(result) == [
+        "EvaluationError: the checkpoint was trained on the classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, the evaluated data "
+        "has eight, five, four, nine, one, seven, six, three, two, zero: its labels would be matched by position. "
+        "Evaluate on data with the training classes, in their order."
+    ], result.stderr
+
+    numbered_folder = [*folder, f"dataset.train_dir={numbered['train_dir']}"]
+    result = run_eval([*numbered_folder, "dataset.image_size=16", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path)
+    assert result.returncode == 1 and error_lines(result) == [
+        "EvaluationError: the evaluated data set's images are 1×16×16 (channels×height×width), the model was trained "
+        "on 1×8×8 (digits): evaluate it on images of that shape (dataset.image_size=8 where the data set resizes its "
+        "images)"
+    ], result.stderr
+
+    result = run_eval([*numbered_folder, f"hydra.run.dir={tmp_path / 'c'}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert (metrics["status"], metrics["dataset"], metrics["trained_on"]) == ("completed", "image_folder", "digits")

@@ -91,7 +91,7 @@ def evaluate(
         run.summary["n_bins"] = int(saved.config.n_bins)
         dataset_cfg = saved.dataset
         if cfg.get("dataset"):
-            dataset_cfg = dataset_for_evaluation(saved.dataset, cfg.dataset, context.overrides)
+            dataset_cfg = dataset_for_evaluation(saved.dataset, cfg.dataset, context.overrides, saved.image_shape)
         run.summary.update(
             {
                 "seed": saved.seed,
@@ -107,6 +107,7 @@ def evaluate(
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in metrics.json
         datamodule = build_datamodule(dataset_cfg)
+        saved.check_image_shape(datamodule)
         saved.preprocess_as_trained(datamodule)
         module = saved.module_for(datamodule)
         try:

@@ -44,6 +44,7 @@ class SavedRun:
     names: dict[str, str]
     class_names: list[str] | None = None  # the training data's, as the run specification records them
     preprocessing: dict[str, Any] | None = None  # ``BatchPreprocessor.record()`` of training, statistics included
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width) the model was trained on
 
     @classmethod
     def of_checkpoint(
@@ -82,7 +83,9 @@ class SavedRun:
         for key, value in (specification.selection or {}).items():  # by config key: the checkpoint selection
             OmegaConf.update(config, key, value, force_add=True)
         names = dict(specification.names)
-        return cls(checkpoint, config, names, specification.class_names, specification.preprocessing)
+        return cls(
+            checkpoint, config, names, specification.class_names, specification.preprocessing, specification.image_shape
+        )
 
     @property
     def dataset(self) -> DictConfig:
@@ -129,6 +132,18 @@ class SavedRun:
                 trained.normalize, float(trained.mean.mean()), float(current.mean.mean()),
             )  # fmt: skip
         current.mean, current.std = trained.mean, trained.std
+
+    def check_image_shape(self, datamodule: Any) -> None:
+        """Refuse images of another shape than the model was trained on: a convolutional network with global
+        pooling takes them, and its numbers would be those of resized inputs, not the model's."""
+        if self.image_shape is None or tuple(datamodule.image_shape) == tuple(self.image_shape):
+            return
+        shown = lambda shape: "×".join(map(str, shape))  # noqa: E731
+        raise EvaluationError(
+            f"the evaluated data set's images are {shown(datamodule.image_shape)} (channels×height×width), the model "
+            f"was trained on {shown(self.image_shape)} ({self.names.get('dataset', '?')}): evaluate it on images of "
+            f"that shape (dataset.image_size={self.image_shape[1]} where the data set resizes its images)"
+        )
 
     def module_for(self, datamodule: Any) -> Any:
         """The run's LightningModule sized for ``datamodule`` (its classes, image shape and preprocessing),
@@ -186,25 +201,39 @@ PREPROCESSING_KEYS = ("normalize", "input_range")
 SPLIT_KEYS = ("val_size", "test_size", "split_seed")
 
 
-def dataset_for_evaluation(trained_on: DictConfig, requested: DictConfig, overrides: Sequence[str]) -> DictConfig:
+def dataset_for_evaluation(
+    trained_on: DictConfig,
+    requested: DictConfig,
+    overrides: Sequence[str],
+    image_shape: tuple[int, int, int] | None = None,
+) -> DictConfig:
     """The ``dataset=`` config of an evaluation, with the input preprocessing the run was trained with
     (``normalize``, ``input_range``: e.g. ``experiment=mezzini2019``'s per-pixel mean subtraction), since a model
-    gives its accuracy only on inputs prepared as in training; and, when it is the data set class the run was
-    trained on, the run's split (``val_size``, ``test_size``, ``split_seed``), since another split of the same files
-    would validate and test on images the run trained on. A key given on the command line
-    (``dataset.normalize=...``) wins."""
+    gives its accuracy only on inputs prepared as in training; the model's square image size (of ``image_shape``,
+    the checkpoint's) where the data set resizes its images (``image_size``), since the model was trained at that
+    size; and, when it is the data set class the run was trained on, the run's split (``val_size``, ``test_size``,
+    ``split_seed``), since another split of the same files would validate and test on images the run trained on. A
+    key given on the command line (``dataset.normalize=...``) wins."""
     given = {override_key(o) for o in overrides}
     same_data_set = trained_on.get("_target_") == requested.get("_target_")
     merged = copy.deepcopy(requested)
     kept = []
     with open_dict(merged):
+        size = image_shape[1] if image_shape is not None and image_shape[1] == image_shape[2] else None
+        if size is not None and "image_size" in merged and "dataset.image_size" not in given:
+            if merged.image_size != size:
+                kept.append(f"image_size={size}")
+            merged.image_size = size
         for key in PREPROCESSING_KEYS + (SPLIT_KEYS if same_data_set else ()):
             if key in trained_on and key in merged and f"dataset.{key}" not in given:
                 if merged[key] != trained_on[key]:
                     kept.append(f"{key}={OmegaConf.to_container(trained_on, resolve=True)[key]}")
                 merged[key] = trained_on[key]
     if kept:
-        log.info("The run's input preprocessing and split are kept for the evaluation data set: %s", ", ".join(kept))
+        log.info(
+            "The run's input preprocessing, image size and split are kept for the evaluation data set: %s",
+            ", ".join(kept),
+        )
     other_split = [
         f"dataset.{key}={merged[key]} (the run's: {trained_on[key]})"
         for key in SPLIT_KEYS

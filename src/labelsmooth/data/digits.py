@@ -67,7 +67,8 @@ class DigitsDataModule(ImageDataModule):
             return None
         pixels, targets = read_digits()
         images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)
-        return InMemoryImages(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(targets.astype(np.int64)))
+        labels = torch.from_numpy(targets.astype(np.int64))
+        return InMemoryImages(torch.from_numpy(images).unsqueeze(1), labels, [str(d) for d in range(self.num_classes)])
 
 
 @functools.cache

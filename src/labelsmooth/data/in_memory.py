@@ -11,17 +11,20 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 
 class InMemoryImages(Dataset):
-    """uint8 images ``(N, C, H, W)`` and int64 targets ``(N,)`` held in memory.
+    """uint8 images ``(N, C, H, W)`` and int64 targets ``(N,)`` held in memory; ``classes``: the classes' names in
+    label order, as torchvision's data sets name them, where the data set has names.
 
     ``__getitems__`` (used by the DataLoader's batched fetch) indexes the whole batch at once; pair it with
     ``collate_fn=already_batched``.
     """
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: Sequence[str] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(targets):
             raise ValueError("InMemoryImages takes uint8 images (N, C, H, W) and N targets")
         self.images = images.contiguous()
         self.targets = torch.as_tensor(targets, dtype=torch.long)
+        if classes is not None:
+            self.classes = list(classes)
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -56,7 +56,12 @@ class UniformSmoothing(HasTargetDistribution):
     """Uniform label smoothing (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7).
 
     ``q = (1 - ε)·onehot(y) + ε·u`` with ``u = 1/K``: the true class gets ``1 - ε + ε/K``, every other
-    class ``ε/K``. ``ε = 0`` is plain cross entropy; equals ``F.cross_entropy(label_smoothing=ε)``.
+    class ``ε/K``. ``ε = 0`` is plain cross entropy; equals ``F.cross_entropy(label_smoothing=ε)``. fastai's
+    Imagenette example (Howard & Gugger, ch. 7: 10 classes, ε = 0.1, the target of class 3):
+
+    >>> q = UniformSmoothing(10, epsilon=0.1).target_distribution(torch.tensor([3]))
+    >>> [round(p, 6) for p in q[0].tolist()]
+    [0.01, 0.01, 0.01, 0.91, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01]
     """
 
     epsilon = RealParameter(
