@@ -76,6 +76,7 @@ def test_command_line_choices_win_over_the_recipe(tmp_path: Path) -> None:
 def test_seed_recipe_is_the_seeds_network(tmp_path: Path) -> None:
     cfg = compose_train_config(["experiment=seed_mnist_mlp"], output_dir=tmp_path)
     assert cfg.dataset._target_ == "labelsmooth.data.MNISTDataModule" and cfg.dataset.batch_size == 1
+    assert cfg.dataset.val_size == 0  # all 60,000 training images, as the seeds' numbers
     assert list(cfg.dataset.input_range) == [0.01, 1.0] and cfg.model.hidden_sizes == [100]
     assert cfg.model.activation == "sigmoid" and cfg.optimizer._target_ == "torch.optim.SGD"
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.momentum == 0.0 and cfg.trainer.max_epochs == 1
