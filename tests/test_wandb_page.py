@@ -94,6 +94,7 @@ def test_an_evaluation_joins_the_group_of_the_run_it_evaluates(tmp_path: Path) -
     run_training(trained, ["logger=wandb"])
     metrics = json.loads((trained / "metrics.json").read_text())
     evaluation = [f"ckpt_path={metrics['checkpoint']}", "logger=wandb", f"paths.log_dir={tmp_path / 'eval'}"]
+    evaluation.append("trainer.precision=bf16-mixed")  # trained in 32
     result = run_app_in_process([*evaluation, "trainer.enable_progress_bar=false"], tmp_path, script="eval.py")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "eval").rglob("offline-run-*")
@@ -103,6 +104,7 @@ def test_an_evaluation_joins_the_group_of_the_run_it_evaluates(tmp_path: Path) -
     assert page.config["evaluated_run"]["wandb_id"] == metrics["wandb.id"]
     assert page.config["evaluated_run"]["checkpoint"] == metrics["checkpoint"]
     assert "uniform" in page.tags  # its strategy, read from the checkpoint, as its run is tagged
+    assert page.config["trainer"]["precision"] == "bf16-mixed"  # what it was evaluated with, not the training's 32
     (evaluated,) = (tmp_path / "eval").rglob("metrics.json")
     worst = json.loads(evaluated.read_text())["test/acc_worst_class"]
     assert page.summary["test/acc_worst_class"] == worst  # exact, as metrics.json (the logged value is float32)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelsmooth.cli.build import CONFIG_DIR, build_datamodule, trainer_training_settings
 from labelsmooth.cli.checks import check_added_keys, check_devices, set_num_threads
@@ -130,9 +130,6 @@ def evaluate(
         # the checkpoint holds training's best; val/acc_best here is this evaluation's
         module.val_acc_best.reset()
         module.val_acc_best_epoch = None
-        if run.logger:
-            run.logger.log_hyperparams(evaluation_config(saved.config, saved.names, run.summary))
-            add_wandb_tags(run.logger, [saved.names.get("smoothing", "")])  # as its run is tagged
         calibration = CalibrationCallback(
             output_dir=str(output_dir),
             n_bins=int(saved.config.n_bins),
@@ -147,6 +144,10 @@ def evaluate(
             cfg.trainer, callbacks=[calibration, *shown], logger=run.logger, enable_checkpointing=False
         )
         run.summary["precision"] = str(trainer.precision)  # what Lightning computes in: 16-mixed is bf16 on a CPU
+        if run.logger:
+            evaluated_as = evaluation_config(saved.config, saved.names, run.summary, dataset_cfg, cfg.trainer.precision)
+            run.logger.log_hyperparams(evaluated_as)
+            add_wandb_tags(run.logger, [saved.names.get("smoothing", "")])  # as its run is tagged
         for results in (
             trainer.validate(module, datamodule=datamodule, verbose=False),
             trainer.test(module, datamodule=datamodule, verbose=False),
@@ -194,9 +195,15 @@ def evaluated_run(ckpt_path: str | Path) -> dict[str, Any]:
     return evaluated
 
 
-def evaluation_config(run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
-    """The W&B config of an evaluation: the evaluated run's config and config-group names (``wandb_config``), the
-    data set evaluated on, and where the checkpoint and its run are."""
+def evaluation_config(
+    run_cfg: DictConfig, choices: dict[str, str], summary: dict[str, Any], dataset_cfg: DictConfig, precision: Any
+) -> dict[str, Any]:
+    """The W&B config of an evaluation: the evaluated run's config and config-group names (``wandb_config``) with
+    the data set (``dataset_cfg``) and precision it was evaluated with, and where the checkpoint and its run are."""
+    run_cfg = copy.deepcopy(run_cfg)
+    with open_dict(run_cfg):
+        run_cfg.dataset = dataset_cfg
+        OmegaConf.update(run_cfg, "trainer.precision", precision, force_add=True)
     config = wandb_config(run_cfg, {**choices, "dataset": str(summary.get("dataset", choices.get("dataset", "")))})
     block = {key: summary.get(key) for key in ("checkpoint", "run_dir", "dataset", "trained_on") if key in summary}
     config["evaluation"] = redact_secrets(block)
