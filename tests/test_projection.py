@@ -140,6 +140,20 @@ def test_projection_classes_must_be_three_distinct_indices(classes) -> None:
     assert check_projection_classes(None) == (0, 1, 2)
 
 
+def test_the_templates_are_weights_and_biases_as_muller_et_al_define_them() -> None:
+    """Their ``w_k`` are "weights and biases of the last layer" scoring ``[x; 1]``: a template's product with
+    ``[x; 1]`` is the class's logit (the weights alone left the biases' shift out of the picture)."""
+    net = MLP(num_classes=5, in_channels=1, image_size=8, hidden_sizes=[6])
+    with torch.no_grad():
+        net.get_classifier().bias.normal_()
+    callback = PenultimateProjection(classes=(4, 0, 2))
+    features = torch.randn(7, 6, dtype=torch.float64)
+    head = net.get_classifier()
+    logits = features @ head.weight.detach().double().T + head.bias.detach().double()
+    with_one = torch.cat([features, torch.ones(7, 1, dtype=torch.float64)], dim=1).numpy()
+    assert np.allclose(with_one @ callback.templates(net).T, logits[:, [4, 0, 2]].numpy(), atol=1e-12)
+
+
 def test_a_run_draws_the_picture_of_its_best_checkpoint(tmp_path: Path) -> None:
     overrides = ["model=mlp", "analysis.projection_classes=[3,5,7]", "logger=wandb", "figures=true"]
     summary = run_training(tmp_path, overrides)
@@ -161,7 +175,8 @@ def test_runs_without_a_picture_say_why(caplog) -> None:
     trainer = SimpleNamespace(is_global_zero=True, datamodule=datamodule)
     net = MLP(num_classes=4, in_channels=1, image_size=8, hidden_sizes=[6])
     with torch.no_grad():
-        net.get_classifier().weight[2] = 2 * net.get_classifier().weight[1] - net.get_classifier().weight[0]
+        head = net.get_classifier()
+        head.weight[2], head.bias[2] = 2 * head.weight[1] - head.weight[0], 2 * head.bias[1] - head.bias[0]
     cases = {
         "the data set has 2 classes; the picture needs three": SimpleNamespace(num_classes=2, net=net),
         "Sequential has no forward_features": SimpleNamespace(num_classes=4, net=nn.Sequential(nn.Linear(2, 4))),

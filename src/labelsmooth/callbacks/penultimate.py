@@ -4,7 +4,8 @@ At ``on_test_end``, which in ``train`` follows the final ``trainer.test`` on the
 of the weights the run's test metrics describe), for three classes (``analysis.projection_classes``): the
 penultimate activations of up to ``images_per_class`` training and validation images of each class, without
 augmentation and preprocessed as for evaluation, projected onto the plane through the three classes' templates
-(rows of the last layer's weight). The images are a fixed-seed sample, the same in every run on the same data, so
+(rows of the last layer's weight with the class's bias appended, the activations with a 1 appended: Müller et
+al.'s ``w_k`` "weights and biases", ``z_k = w_kᵀ[x; 1]``). The images are a fixed-seed sample, the same in every run on the same data, so
 the pictures of a sweep compare like with like. The scatter (training and validation side by side) is written to
 ``RunDirectory(output_dir).penultimate_projection`` and, under a W&B logger, logged as the image
 ``penultimate_projection``.
@@ -135,8 +136,12 @@ class PenultimateProjection(pl.Callback):
         return reason
 
     def templates(self, net: nn.Module) -> np.ndarray:
-        """The chosen classes' rows of the last layer's weight (3, D), float64."""
-        return net.get_classifier().weight.detach()[list(self.classes)].double().cpu().numpy()
+        """The chosen classes' rows of the last layer's weight, each with the class's bias appended (0 without a
+        bias): (3, D + 1), float64."""
+        head = net.get_classifier()
+        rows = head.weight.detach()[list(self.classes)].double().cpu()
+        bias = head.bias.detach()[list(self.classes)].double().cpu() if head.bias is not None else torch.zeros(3)
+        return torch.cat([rows, bias.double().unsqueeze(1)], dim=1).numpy()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not self.figures:
@@ -162,9 +167,11 @@ class PenultimateProjection(pl.Callback):
         templates = self.templates(net)
         panels = {}
         vertices = None
-        for title, dataset in (("training", datamodule.train_set), ("validation", datamodule.val_set)):
+        validation = "validation" if datamodule.val_set is not datamodule.test_set else "validation (the test split)"
+        for title, dataset in (("training", datamodule.train_set), (validation, datamodule.val_set)):
             features, targets = self.features_of(trainer, pl_module, dataset, dataset_targets(dataset))
-            coordinates, vertices = project_onto_template_plane(features, templates)
+            with_one = np.concatenate([features, np.ones((len(features), 1))], axis=1)  # [x; 1], as the templates
+            coordinates, vertices = project_onto_template_plane(with_one, templates)
             panels[title] = (coordinates, np.argmax(targets[:, None] == np.asarray(self.classes)[None, :], axis=1))
         names = [f"class {k}" for k in self.classes]
         figure = projection_figure(
