@@ -2,9 +2,9 @@
 
 The logit of class ``k`` is ``z_k = w_k·x + b_k``: the ``k``-th row ``w_k`` of the last layer's weight, the class's
 *template*, scores the penultimate activation ``x``; Müller et al. fold the bias in, the template ``[w_k; b_k]``
-scoring ``[x; 1]``, as ``labelsmooth.callbacks.penultimate`` passes them here. Label smoothing pulls the activations of a class towards its
-template and to equal distances from the other templates, so they form tight, equally spaced clusters; without it
-the clusters are broader. The picture (their §2): pick three classes, find an orthonormal basis of the plane
+scoring ``[x; 1]``, as ``labelsmooth.callbacks.penultimate`` passes them here. Label smoothing pulls the
+activations of a class towards its template and to equal distances from the other templates, so they form tight,
+equally spaced clusters; without it the clusters are broader. The picture (their §2): pick three classes, find an orthonormal basis of the plane
 through their three templates, and project the penultimate activations of examples of those classes onto it.
 
 Coordinates are taken in that basis relative to the centroid of the three templates, with ``e1`` along
