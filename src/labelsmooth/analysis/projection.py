@@ -4,8 +4,9 @@ The logit of class ``k`` is ``z_k = w_k·x + b_k``: the ``k``-th row ``w_k`` of 
 *template*, scores the penultimate activation ``x``; Müller et al. fold the bias in, the template ``[w_k; b_k]``
 scoring ``[x; 1]``, as ``labelsmooth.callbacks.penultimate`` passes them here. Label smoothing pulls the
 activations of a class towards its template and to equal distances from the other templates, so they form tight,
-equally spaced clusters; without it the clusters are broader. The picture (their §2): pick three classes, find an orthonormal basis of the plane
-through their three templates, and project the penultimate activations of examples of those classes onto it.
+equally spaced clusters; without it the clusters are broader. The picture (their §2): pick three classes, find an
+orthonormal basis of the plane through their three templates, and project the penultimate activations of examples
+of those classes onto it.
 
 Coordinates are taken in that basis relative to the centroid of the three templates, with ``e1`` along
 ``t2 − t1`` and ``e2`` the part of ``t3 − t1`` orthogonal to ``e1`` (Gram–Schmidt, written out rather than numpy's

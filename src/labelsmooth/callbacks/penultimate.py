@@ -6,9 +6,9 @@ penultimate activations of up to ``images_per_class`` training and validation im
 augmentation and preprocessed as for evaluation, projected onto the plane through the three classes' templates
 (rows of the last layer's weight with the class's bias appended, the activations with a 1 appended: Müller et
 al.'s ``w_k`` "weights and biases", ``z_k = w_kᵀ[x; 1]``). The images are a fixed-seed sample, the same in every
-run on the same data, so the pictures of a sweep compare like with like. The scatter (training and validation side by side) is written to
-``RunDirectory(output_dir).penultimate_projection`` and, under a W&B logger, logged as the image
-``penultimate_projection``.
+run on the same data, so the pictures of a sweep compare like with like. The scatter (training and validation side
+by side) is written to ``RunDirectory(output_dir).penultimate_projection`` and, under a W&B logger, logged as the
+image ``penultimate_projection``.
 
 A model offers its penultimate features as timm's models do: ``forward_head(forward_features(x), pre_logits=True)``
 (N, D), with ``get_classifier()`` the last ``nn.Linear`` (this package's ResNets and MLPs, and timm's models). The
