@@ -114,3 +114,17 @@ def test_the_tests_two_step_composition_is_hydras(overrides: list[str]) -> None:
     two_steps = _composed.__wrapped__(tuple(overrides), "")
     assert OmegaConf.to_yaml(two_steps) == OmegaConf.to_yaml(whole)
     assert OmegaConf.is_struct(two_steps) and OmegaConf.is_struct(whole)
+
+
+@pytest.mark.parametrize(("scheduler", "max_epochs", "warned"), [("keras_step", 30, True), ("multistep", 81, False)])
+def test_milestones_that_the_run_never_reaches_are_named(tmp_path, caplog, scheduler, max_epochs, warned) -> None:
+    """scheduler=keras_step with the default 30 epochs kept the learning rate constant, unsaid."""
+    import logging
+
+    from labelsmooth.cli.schema import validate_run_config
+
+    cfg = compose_train_config([f"scheduler={scheduler}", f"trainer.max_epochs={max_epochs}"], output_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="labelsmooth.cli.schema"):
+        validate_run_config(cfg)
+    expected = "scheduler.milestones=[80, 120, 160, 180]: none comes before trainer.max_epochs=30, so the learning"
+    assert (expected in caplog.text) is warned and ("never changes" in caplog.text) is warned

@@ -17,6 +17,7 @@ Every refusal is a ``ConfigurationError`` of one line naming the key, the value 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.cli.signatures import check_target_node, shown
 from labelsmooth.errors import SEED_RANGE, ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +163,18 @@ def validate_run_config(cfg: DictConfig, required: tuple[str, ...] = REQUIRED) -
     milestones = plain_value((cfg.get("scheduler") or {}).get("milestones"))
     if isinstance(milestones, list) and any(isinstance(m, (int, float)) and m < 0 for m in milestones):
         raise ConfigurationError(f"scheduler.milestones={milestones} must be epochs >= 0")
+    max_epochs = (cfg.get("trainer") or {}).get("max_epochs")
+    if (
+        isinstance(milestones, list)
+        and milestones
+        and isinstance(max_epochs, int)
+        and 0 < max_epochs <= min(milestones)
+    ):
+        log.warning(
+            "scheduler.milestones=%s: none comes before trainer.max_epochs=%d, so the learning rate never changes in "
+            "this run (set trainer.max_epochs beyond the first milestone, other milestones, or scheduler=none)",
+            milestones, max_epochs,
+        )  # fmt: skip
     eta_min, lr = (cfg.get("scheduler") or {}).get("eta_min"), (cfg.get("optimizer") or {}).get("lr")
     if isinstance(eta_min, (int, float)) and isinstance(lr, (int, float)) and eta_min > lr:
         raise ConfigurationError(f"scheduler.eta_min={eta_min} exceeds optimizer.lr={lr}: the cosine would raise it")
