@@ -60,8 +60,8 @@ class UniformSmoothing(HasTargetDistribution):
     Imagenette example (Howard & Gugger, ch. 7: 10 classes, ε = 0.1, the target of class 3):
 
     >>> q = UniformSmoothing(10, epsilon=0.1).target_distribution(torch.tensor([3]))
-    >>> [round(p, 6) for p in q[0].tolist()]
-    [0.01, 0.01, 0.01, 0.91, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01]
+    >>> tuple(round(p, 6) for p in q[0].tolist())
+    (0.01, 0.01, 0.01, 0.91, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01)
     """
 
     epsilon = RealParameter(
