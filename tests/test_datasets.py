@@ -703,3 +703,35 @@ def test_val_size_0_validates_on_the_test_split_and_trains_on_the_whole_training
         build(name, tmp_path / "refused", val_size=-1)
     with pytest.raises(ValueError, match=r"^dataset.test_size=0 must be a fraction in \(0, 1\)"):
         DigitsDataModule(test_size=0)
+
+
+@pytest.mark.parametrize("name", ["dtd", "aircraft", "flowers102"])
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in_memory", "streaming"])
+def test_trainval_trains_on_the_official_train_and_val_splits(
+    name: str, in_memory: bool, tmp_path: Path, monkeypatch
+) -> None:
+    """Published numbers on these data sets train on both official splits: ``dataset.trainval=true`` joins them and
+    carves the validation split from them (here one image per class), or validates on the test split."""
+    relax_checksums(monkeypatch)
+    official = build(name, tmp_path / "official", in_memory=in_memory)
+    official.setup("fit")
+    joined = build(name, tmp_path / "joined", in_memory=in_memory, trainval=True, val_size=3)
+    joined.setup("fit")
+    labelled = len(official.train_set) + len(official.val_set)  # 3 classes × (2 + 1)
+    assert (len(joined.train_set), len(joined.val_set), len(joined.test_set)) == (labelled - 3, 3, 3)
+    assert joined.class_names == official.class_names and joined.num_classes == official.num_classes
+    assert torch.equal(joined.class_frequencies, official.class_frequencies)  # 2 images a class either way
+    on_test = build(name, tmp_path / "on_test", in_memory=in_memory, trainval=True, val_size=0)
+    on_test.setup("fit")
+    assert len(on_test.train_set) == labelled and on_test.run_record() == {"validation_split": "test"}
+
+
+def test_trainval_on_a_data_set_without_an_official_validation_split_is_refused(tmp_path: Path) -> None:
+    from labelsmooth.errors import ConfigurationError
+
+    with pytest.raises(Exception) as refused:  # Hydra's InstantiationException, whose cause the apps report
+        build("cifar10", tmp_path, trainval=True)
+    assert isinstance(refused.value.__cause__, ConfigurationError)
+    assert (
+        str(refused.value.__cause__) == "dataset.trainval=true: CIFAR-10 has no official validation split to train on"
+    )

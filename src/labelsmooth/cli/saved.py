@@ -198,7 +198,7 @@ def load_run_config(ckpt_path: str | Path, log_dir: str | Path | None = None) ->
 
 PREPROCESSING_KEYS = ("normalize", "input_range")
 # How a data set's files are split into training, validation and test images.
-SPLIT_KEYS = ("val_size", "test_size", "split_seed")
+SPLIT_KEYS = ("val_size", "test_size", "split_seed", "trainval")
 
 
 def dataset_for_evaluation(

@@ -89,6 +89,7 @@ class ImageDataModule(ClassificationDataModule):
     source: str = ""
     downloadable: bool = True
     num_classes: int | None = None
+    official_val_split: bool = False  # an official validation split that ``trainval`` can train on
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class ImageDataModule(ClassificationDataModule):
         shift: float = 0.0,
         hflip: bool = False,
         num_classes: int | None = None,
+        trainval: bool = False,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
         self._seeded_epoch: int | None = None  # the training epoch whose draws this DDP process has seeded
@@ -126,6 +128,9 @@ class ImageDataModule(ClassificationDataModule):
         self.in_memory = bool(in_memory)
         self.download = bool(download) and self.downloadable
         self.preprocessor = BatchPreprocessor(input_range, normalize, shift, hflip)
+        if trainval and not self.official_val_split:
+            raise ConfigurationError(f"dataset.trainval=true: {self.name} has no official validation split to train on")
+        self.trainval = bool(trainval)  # train on the official train and val splits together; val carved from them
 
     # ---- what a data set provides -------------------------------------------------------------------
     def open_split(self, split: str, transform: Any, download: bool) -> Dataset | None:
@@ -214,14 +219,21 @@ class ImageDataModule(ClassificationDataModule):
 
     def prepare_data(self) -> None:
         """Download what is missing (Lightning calls this on one process per node)."""
-        for split in filter(self.has_own_split, SPLITS):
+        for split in filter(self._opened_split, SPLITS):
             self._open(split, download=self.download)
+
+    def _opened_split(self, split: str) -> bool:
+        return self.has_own_split(split) or (split == "val" and self.trainval)
 
     # ---- splits ------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        opened = {split: self._open(split, download=False) if self.has_own_split(split) else None for split in SPLITS}
+        opened = {split: self._open(split, download=False) if self._opened_split(split) else None for split in SPLITS}
+        if self.trainval:  # the official val split trains; validation is carved from both (or the test split)
+            from labelsmooth.data.in_memory import joined
+
+            opened["train"], opened["val"] = joined(opened["train"], opened["val"]), None
         base_train = opened["train"]
         if base_train is None:
             raise RuntimeError(f"{type(self).__name__}.open_split('train') returned None")

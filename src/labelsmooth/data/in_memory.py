@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 
 class InMemoryImages(Dataset):
@@ -51,11 +51,22 @@ def decode_transform(image_size: int, channels: int):
     return v2.Compose([mode, v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()])
 
 
+def joined(train: Dataset, val: Dataset) -> Dataset:
+    """A data set's official training and validation splits as one training set (``dataset.trainval``), with the
+    training split's classes (``.classes``: those of the data set, the same in every official split)."""
+    both = ConcatDataset([train, val])
+    if hasattr(train, "classes"):
+        both.classes = list(train.classes)  # type: ignore[attr-defined]
+    return both
+
+
 def dataset_targets(dataset: Dataset) -> torch.Tensor:
     """The labels of a data set of ``(image, label)`` pairs without decoding its images: a torchvision data set,
     a ``TensorDataset(images, labels)``, or a ``Subset`` of one."""
     if isinstance(dataset, Subset):
         return dataset_targets(dataset.dataset)[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    if isinstance(dataset, ConcatDataset):
+        return torch.cat([dataset_targets(part) for part in dataset.datasets])
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
         return torch.as_tensor(dataset.tensors[1], dtype=torch.long)
     for attribute in ("targets", "labels", "_labels"):

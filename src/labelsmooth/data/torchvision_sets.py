@@ -164,6 +164,7 @@ class GTSRBDataModule(ImageDataModule):
 class DTDDataModule(ImageDataModule):
     """Describable Textures Dataset: 47 classes, official train/val/test of partition ``partition`` (1-10)."""
 
+    official_val_split = True
     name = "DTD"
     num_classes = 47
     expected_files = "dtd/dtd/images/<class>/*.jpg, dtd/dtd/labels/{train,val,test}<partition>.txt"
@@ -213,6 +214,7 @@ class FGVCAircraftDataModule(ImageDataModule):
     """FGVC-Aircraft 2013b: 100 variants (or 70 families / 30 manufacturers), official train/val/test; the
     copyright banner at the bottom of each image is removed, as the data set's README asks."""
 
+    official_val_split = True
     name = "FGVC-Aircraft"
     expected_files = (
         "fgvc-aircraft-2013b/data/images/*.jpg, fgvc-aircraft-2013b/data/{variants,families,manufacturers}.txt, "
@@ -246,6 +248,7 @@ class FGVCAircraftDataModule(ImageDataModule):
 class Flowers102DataModule(ImageDataModule):
     """Oxford 102 Flowers: 102 classes, official train/val/test (``setid.mat``)."""
 
+    official_val_split = True
     name = "Flowers-102"
     num_classes = 102
     expected_files = "flowers-102/jpg/image_00001.jpg..., flowers-102/imagelabels.mat, flowers-102/setid.mat"
