@@ -13,6 +13,7 @@ import errno
 import numbers
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -22,6 +23,19 @@ class LabelsmoothError(Exception):
 
 class ConfigurationError(LabelsmoothError, ValueError):
     """A run configuration that cannot work (a parameter out of range, options that do not go together)."""
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (``difflib``'s similarity ratio >= 0.6), None where none is: the name that
+    every "did you mean" of the apps offers.
+
+    >>> closest("sed", ["seed", "resume"]), closest("xyz", ["seed"])
+    ('seed', None)
+    """
+    from difflib import get_close_matches
+
+    close = get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
 
 
 SEED_RANGE = (0, 2**32 - 1)  # numpy's and Lightning's seed_everything's range (uint32)

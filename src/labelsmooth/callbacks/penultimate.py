@@ -140,8 +140,10 @@ class PenultimateProjection(pl.Callback):
         bias): (3, D + 1), float64."""
         head = net.get_classifier()
         rows = head.weight.detach()[list(self.classes)].double().cpu()
-        bias = head.bias.detach()[list(self.classes)].double().cpu() if head.bias is not None else torch.zeros(3)
-        return torch.cat([rows, bias.double().unsqueeze(1)], dim=1).numpy()
+        bias = (
+            head.bias.detach()[list(self.classes)].double().cpu() if head.bias is not None else torch.zeros(3).double()
+        )
+        return torch.cat([rows, bias.unsqueeze(1)], dim=1).numpy()
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not self.figures:

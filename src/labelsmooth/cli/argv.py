@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from difflib import get_close_matches
 from pathlib import Path
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, closest
 
 # Hydra's command-line options (hydra._internal.utils.get_args_parser) that take a value, and those that make it
 # read configs from elsewhere than the project's conf/.
@@ -42,8 +41,7 @@ def flags_first(argv: Sequence[str], script: str = "train.py") -> list[str]:
             continue
         name = argument.split("=", 1)[0]
         if name not in FLAGS:
-            close = get_close_matches(name, sorted(FLAGS), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
+            hint = f"did you mean {near}? " if (near := closest(name, sorted(FLAGS))) else ""
             raise ConfigurationError(
                 f"{argument} is not an option of {script} ({hint}python {script} --help lists the options and the "
                 "config groups)"

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from labelsmooth.cli.devices import explicit_device_count, requested_devices, slurm_tasks, starts_a_process_per_device
-from labelsmooth.errors import ConfigurationError, describe, whole_number
+from labelsmooth.errors import ConfigurationError, closest, describe, whole_number
 
 
 def check_devices(trainer_cfg: DictConfig) -> None:
@@ -116,8 +116,6 @@ def set_num_threads(num_threads: Any) -> None:
 def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable[str]) -> None:
     """Refuse a top-level key that a ``+key=value`` override adds (``groups``: the chosen config groups, which
     ``+`` may fill): nothing would read it, and a typo (``+sed=3``) would run with the default unsaid."""
-    from difflib import get_close_matches
-
     from labelsmooth.conf import CONFIG_DIR
     from labelsmooth.runs.overrides import added_top_level_keys, added_top_level_nodes
 
@@ -128,8 +126,7 @@ def check_added_keys(cfg: DictConfig, overrides: Sequence[str], groups: Iterable
         if (CONFIG_DIR / top).is_dir():  # eval.py's dataset (null: the run's own)
             raise ConfigurationError(f"+{key}={value}: choose a {top} first ({top}=<option>), then set its keys")
         settings = sorted(k for k in cfg if k != top and k != "hydra")
-        close = get_close_matches(top, settings, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = f"did you mean {near}? " if (near := closest(top, settings)) else ""
         raise ConfigurationError(
             f"+{key}={value} is not a setting: nothing reads a top-level key {top!r} ({hint}the top-level settings "
             f"are {', '.join(settings)})"
@@ -243,8 +240,6 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
     ``module.VALIDATION_RECORDS``) in the direction that ranks it (the highest accuracy, the lowest error or loss).
     Lightning checks the name only at the end of the first epoch's validation. A name outside ``val/`` (a
     training metric, one your own callback logs) is left to Lightning."""
-    from difflib import get_close_matches
-
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from labelsmooth.tracking.wandb_run import best_value_summaries
@@ -259,8 +254,7 @@ def check_checkpoint_monitor(cfg: DictConfig) -> None:
         return
     names = validation_metric_names()
     if monitor not in names:
-        close = get_close_matches(monitor.replace("test/", "val/", 1), names, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = f"did you mean {near}? " if (near := closest(monitor.replace("test/", "val/", 1), names)) else ""
         raise ConfigurationError(
             f"callbacks.checkpoint.monitor={monitor} is not a validation metric: {hint}the checkpoints are selected "
             f"during training by one of {', '.join(names)}"
@@ -285,12 +279,9 @@ def validation_metric_names() -> list[str]:
 def check_optimized_metric(cfg: DictConfig) -> None:
     """``optimized_metric``, the number each job returns to the sweeper: a name under ``val/`` must be one the run
     records; other names are read from ``metrics.json`` at the end, with a warning when absent."""
-    from difflib import get_close_matches
-
     name = cfg.get("optimized_metric")
     if isinstance(name, str) and name.startswith("val/") and name not in (names := validation_metric_names()):
-        close = get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = f"did you mean {near}? " if (near := closest(name, names)) else ""
         raise ConfigurationError(
             f"optimized_metric={name} is not a number the run records: {hint}the validation records {', '.join(names)}"
         )

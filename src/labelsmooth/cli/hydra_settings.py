@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, closest
 
 
 def refuse_unknown_hydra_settings(parsed: Sequence[Any], config_dir: Path, names_a_recipe: Callable[[], bool]) -> None:
@@ -35,7 +35,6 @@ def unknown_hydra_key(override: Any) -> None:
     """Walk ``hydra.a.b`` down Hydra's structured config while its nodes are dataclasses (their keys are fixed);
     refuse a key one of them lacks, with the keys it has and the closest of them."""
     import typing
-    from difflib import get_close_matches
 
     from hydra.conf import HydraConf
 
@@ -50,8 +49,7 @@ def unknown_hydra_key(override: Any) -> None:
             return
         keys = sorted(field.name for field in dataclasses.fields(node))
         if key not in keys:
-            close = get_close_matches(key, keys, n=1)
-            hint = f"; did you mean {'.'.join(path[:depth])}.{close[0]}?" if close else ""
+            hint = f"; did you mean {'.'.join(path[:depth])}.{near}?" if (near := closest(key, keys)) else ""
             raise ConfigurationError(
                 f"{override.input_line} is not a setting: {'.'.join(path[:depth])} has no key {key!r} (its keys: "
                 f"{', '.join(keys)}){hint}"

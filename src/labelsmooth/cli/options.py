@@ -29,7 +29,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from labelsmooth.cli.add_and_delete import refuse_an_addition_or_deletion_hydra_
 from labelsmooth.cli.argv import command_line_overrides, flags_first, refuse_unset_environment
 from labelsmooth.cli.hydra_mode import mode_read_from_the_files, refuse_a_sweep_outside_multirun
 from labelsmooth.cli.hydra_settings import refuse_unknown_hydra_settings
-from labelsmooth.errors import ConfigurationError
+from labelsmooth.errors import ConfigurationError, closest
 from labelsmooth.runs.overrides import parse_command_line
 
 
@@ -164,8 +163,7 @@ def refuse_unknown_value(group: str, value: str, options: list[str]) -> None:
         return
     # the options at the value's depth: model=mlpp lists model's files, not those of model/mezzini2019
     shown = [o for o in options if o.count("/") == value.count("/")] or options
-    close = get_close_matches(value, shown, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = f" (did you mean {near}?)" if (near := closest(value, shown)) else ""
     raise ConfigurationError(f"{group}={value} is not an option of {group}: the options are {', '.join(shown)}{hint}")
 
 
@@ -216,8 +214,7 @@ def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, confi
         if per_job and override.is_sweep_override():  # Hydra composes the command line's settings alone first
             continue
         if name not in top_level:
-            close = get_close_matches(name, top_level, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
+            hint = f"did you mean {near}? " if (near := closest(name, top_level)) else ""
             raise ConfigurationError(
                 f"{override.input_line} is not a setting ({hint}the top-level settings are {', '.join(top_level)})"
             )
@@ -280,8 +277,7 @@ def unknown_key(override: Any, name: str, path: list[str], node: Any) -> Configu
                 f"add it with +{name}.{key}={value}"
             )
         keys = sorted(str(k) for k in node if not str(k).startswith("_"))
-        close = get_close_matches(key, keys, n=1)
-        hint = f"; did you mean {name}.{close[0]}?" if close else ""
+        hint = f"; did you mean {name}.{near}?" if (near := closest(key, keys)) else ""
         return ConfigurationError(
             f"{line} is not a setting: {name} has no key {key!r} (its keys: {', '.join(keys)}){hint}"
         )

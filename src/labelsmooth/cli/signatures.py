@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from labelsmooth.errors import ConfigurationError, first_line
+from labelsmooth.errors import ConfigurationError, closest, first_line
 
 
 def check_target_node(name: str, node: Mapping[str, Any]) -> None:
@@ -48,13 +48,10 @@ def unknown_parameter(
 ) -> ConfigurationError | None:
     """The refusal of ``name.key=value`` when the constructor of ``target`` (its ``parameters``) takes no parameter
     ``key`` (nor ``**kwargs``), with the closest one it takes; None when it takes it."""
-    from difflib import get_close_matches
-
     if key in parameters or _takes_any_keyword(parameters):
         return None
     accepted = [k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    close = get_close_matches(key, accepted, n=1)
-    hint = f"; did you mean {name}.{close[0]}?" if close else ""
+    hint = f"; did you mean {name}.{near}?" if (near := closest(key, accepted)) else ""
     return ConfigurationError(
         f"{name}.{key}={shown(value)} is not a setting: {target.rsplit('.', 1)[-1]} takes no parameter {key!r} "
         f"(it takes: {', '.join(accepted)}){hint}"
