@@ -47,7 +47,11 @@ def _keep_each_config_file_parsed() -> None:
     """Hydra reads and parses every YAML file of the config tree again for each composition, about a third of
     one, and the suite composes thousands. Each test process keeps a file's parse (keyed by its real path,
     modification time and size, so a file a test writes or changes is read again) and Hydra's own configs', and
-    hands Hydra a copy of it; the rest of the composition is Hydra's, unchanged."""
+    hands Hydra a copy of it; the rest of the composition is Hydra's, unchanged. Hydra's plugin scan executes its
+    core plugins' modules again, which makes new classes of them, so the scan comes first (once per process)."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
     from hydra._internal.core_plugins.file_config_source import FileConfigSource
     from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
 
