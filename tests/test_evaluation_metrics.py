@@ -191,3 +191,10 @@ def test_figures_false_draws_none_and_keeps_every_number(tmp_path: Path) -> None
     assert {k: v for k, v in drawn.items() if isinstance(v, float)} == {
         k: v for k, v in numbers.items() if isinstance(v, float)
     }
+
+
+def test_plot_every_n_epochs_0_keeps_the_final_validation_diagram(tmp_path: Path) -> None:
+    """0 draws no diagram during training; the final validation of the best checkpoint draws its own (its CSV too)."""
+    run_training(tmp_path, ["model=mlp", "trainer.max_epochs=2", "callbacks.calibration.plot_every_n_epochs=0"])
+    rows = (tmp_path / "calibration" / "reliability_val.csv").read_text().splitlines()
+    assert len(rows) > 1 and (tmp_path / "calibration" / "reliability_test.csv").is_file()

@@ -185,7 +185,7 @@ class CalibrationCallback(pl.Callback):
         self.val_logits, self.val_target = gathered
         final = trainer.state.fn == TrainerFn.VALIDATING
         every = self.plot_every_n_epochs
-        if every and ((trainer.current_epoch + 1) % every == 0 or final):
+        if final or (every and (trainer.current_epoch + 1) % every == 0):
             # the final validation evaluates a checkpoint (train.py's best, eval.py's given): the trainer's epoch
             # count is then the end of fit, not the checkpoint's epoch
             title = "validation, evaluated checkpoint" if final else f"validation, epoch {trainer.current_epoch}"
