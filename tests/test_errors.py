@@ -697,7 +697,7 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["dataset=omniglot", "smoothing.epsilon=-0.1"], "ConfigurationError: smoothing.epsilon=-0.1 is out of range: "
          "it must lie in [0, 1)."),  # a data set that counts its classes from its files
         (["dataset=omniglot", "smoothing=gamma", "smoothing.gamma=2"], "ConfigurationError: smoothing.gamma=2 is out "
-         "of range: it must lie in (one_over_k(K), 1]."),
+         "of range: it must lie in (1/K, 1]."),
         (["smoothing=prior", "smoothing.prior=abc"], "ConfigurationError: smoothing.prior='abc' must be a list of 10 "
          "numbers."),
         (["+trainer.limit_train_batches=nan"], "ConfigurationError: trainer.limit_train_batches=nan cannot make a run"),

@@ -20,6 +20,7 @@ Every refusal is a ``ConfigurationError`` of one line naming the key, the value 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -29,8 +30,20 @@ from typing import Any, ClassVar, overload
 
 from labelsmooth.errors import ConfigurationError
 
+
+@dataclasses.dataclass(frozen=True)
+class OfClassCount:
+    """A bound that is a function of the number of classes K, and how a range shows it (``1/K``)."""
+
+    of: Callable[[int], float]
+    text: str
+
+    def __call__(self, num_classes: int) -> float:
+        return self.of(num_classes)
+
+
 # A bound of a range: a number, the name of a parameter declared before this one, or a function of K.
-Bound = float | str | Callable[[int], float]
+Bound = float | str | OfClassCount
 
 
 def check_range(
@@ -146,7 +159,7 @@ class RealParameter:
         """The value of ``bound`` (None where it needs K and K is unknown, or a parameter not given)."""
         if isinstance(bound, str):
             return values.get(bound)
-        if callable(bound):
+        if isinstance(bound, OfClassCount):
             return None if num_classes is None else bound(num_classes)
         return bound
 
@@ -175,13 +188,13 @@ class RealParameter:
         )
 
     def describe(self) -> str:
-        """The range as text, e.g. ``[0, 1]``, ``(one_over_k(K), 1]`` or ``(low, 1]``."""
+        """The range as text, e.g. ``[0, 1]``, ``(1/K, 1]`` or ``(low, 1]``."""
 
         def text(bound: Bound) -> str:
             if isinstance(bound, str):
                 return bound
-            if callable(bound):
-                return f"{getattr(bound, '__name__', 'f')}(K)"
+            if isinstance(bound, OfClassCount):
+                return bound.text
             return f"{bound:g}"
 
         left, right = "[" if self.low_inclusive else "(", "]" if self.high_inclusive else ")"

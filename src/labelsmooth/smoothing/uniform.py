@@ -25,7 +25,7 @@ from labelsmooth.smoothing.base import (
     float32_log_softmax,
     weighted_log_probs,
 )
-from labelsmooth.smoothing.parameters import RealParameter
+from labelsmooth.smoothing.parameters import OfClassCount, RealParameter
 
 
 def mixed_two_weight_cross_entropy(
@@ -101,7 +101,7 @@ class GammaSmoothing(HasTargetDistribution):
     """
 
     gamma = RealParameter(
-        one_over_k,
+        OfClassCount(one_over_k, "1/K"),
         1.0,
         low_inclusive=False,
         why="With K={num_classes} classes γ must exceed 1/K={low:.6g} so the true class keeps the most mass.",
