@@ -279,6 +279,15 @@ def test_an_unknown_group_option_is_one_line_before_hydra_composes(tmp_path: Pat
             ["smoothing=gamma,uniform", "smoothing.epsilon=0.1"],
             "ConfigurationError: smoothing.epsilon=0.1 is not a setting of smoothing=gamma, swept here",
         ),
+        (  # a sweep preset's sweeps; a list of the command line replaces the preset's
+            ["sweep=strategies", "smoothing.epsilon=0.2"],
+            "ConfigurationError: smoothing.epsilon=0.2 is not a setting of smoothing=none, smoothing=gamma, swept by "
+            "sweep=strategies",
+        ),
+        (
+            ["sweep=strategies", "smoothing=none,uniform", "smoothing.epsilon=0.2"],
+            "ConfigurationError: smoothing.epsilon=0.2 is not a setting of smoothing=none, swept here",
+        ),
         (
             ["augment=mixup,cutmix", "augment.prob=1.5"],
             "ConfigurationError: augment.prob=1.5: a sweep's config is composed first with the default augment=none",
@@ -730,6 +739,9 @@ def test_a_duration_lightning_reads_is_a_valid_max_time(duration: str, tmp_path:
         (["scheduler=multistep", "scheduler.milestones=[2,-1]"],
          "ConfigurationError: scheduler.milestones=[2, -1] must be epochs >= 0"),
         # Hydra's "Ambiguous value" over five lines (the sweep presets set the mode: tests/test_sweeps.py)
+        (["sweep=strategies", "smoothing=none,gamma"], "ConfigurationError: smoothing=none,gamma is a sweep over "
+         "several values: add -m (--multirun) to run one job per value, or choose one option (a preset's mode comes "
+         "after Hydra chose the options)"),
         (["seed=0,1"], "ConfigurationError: seed=0,1 is a sweep over several values: add -m (--multirun) to run one "
          "job per value, or give one value (a list is seed=[...], a text with commas seed='...')"),
         (["smoothing=gamma", "smoothing.gamma=range(0.5,1,0.1)"],

@@ -133,15 +133,20 @@ def mode_read_from_the_files(argv: Sequence[str], config_dir: Path) -> Iterator[
 def refuse_a_sweep_outside_multirun(argv: Sequence[str], parsed: Sequence[Any], config_dir: Path) -> None:
     """A sweep over several values (``seed=0,1``, ``seed=range(3)``: ``parsed``, Hydra's ``Override`` objects) in a
     command line without ``-m`` whose files set no mode either (``mode_is_unset``): one line, where Hydra printed
-    its own over several lines."""
+    its own over several lines. A sweep of a group's options needs ``-m`` beside a preset that sets the mode too:
+    Hydra builds the defaults list before the preset's mode applies."""
     from labelsmooth.errors import ConfigurationError
 
-    if "-m" in argv or "--multirun" in argv or not mode_is_unset(argv, config_dir):
+    if "-m" in argv or "--multirun" in argv:
         return
+    unset = mode_is_unset(argv, config_dir)
     for override in parsed:
-        if override.is_sweep_override():
+        if override.is_sweep_override() and (unset or (config_dir / override.key_or_group).is_dir()):
             key = override.get_key_element()
+            one = f"give one value (a list is {key}=[...], a text with commas {key}='...')"
+            if (config_dir / override.key_or_group).is_dir():
+                one = "choose one option" + ("" if unset else " (a preset's mode comes after Hydra chose the options)")
             raise ConfigurationError(
                 f"{override.input_line} is a sweep over several values: add -m (--multirun) to run one job per "
-                f"value, or give one value (a list is {key}=[...], a text with commas {key}='...')"
+                f"value, or {one}"
             )

@@ -60,8 +60,10 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     groups = [config_dir / o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()]
     refuse_unknown_hydra_settings(parsed, config_dir, names_a_recipe=lambda: any(map(is_global_group, groups)))
     refuse_unknown_group_options(parsed, config_dir)
-    refuse_settings_the_default_lacks(parsed, config_dir, config_name)
-    refuse_unknown_group_settings(parsed, config_dir, config_name)
+    chosen = [o for o in parsed if not o.key_or_group.startswith("hydra") and (config_dir / o.key_or_group).is_dir()]
+    composed = functools.cache(lambda: composed_config(chosen, config_dir, config_name))  # read by both, if needed
+    refuse_settings_the_default_lacks(parsed, config_dir, config_name, composed)
+    refuse_unknown_group_settings(parsed, config_dir, config_name, composed)
 
 
 def default_options(config_dir: Path, config_name: str) -> dict[str, Any]:
@@ -92,17 +94,30 @@ def refuse_groups_the_app_lacks(parsed: Sequence[Any], config_dir: Path, config_
         )
 
 
-def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+def refuse_settings_the_default_lacks(
+    parsed: Sequence[Any], config_dir: Path, config_name: str, composed: Callable[[], Any]
+) -> None:
     """Refuse ``group.key=value`` beside a sweep of the group when a swept option lacks ``key``, or the default
     option does (``smoothing=gamma,focal smoothing.gamma=0.5``: Hydra composes the sweep's base config with the
-    default first, and stops in six lines that suggest ``+``, which the jobs then refuse; ``++`` sets it in each)."""
+    default first, and stops in six lines that suggest ``+``, which the jobs then refuse; ``++`` sets it in each).
+    A sweep preset's sweeps (``sweep=strategies smoothing.epsilon=0.2``) are read from ``composed()``."""
     from hydra.core.override_parser.types import ChoiceSweep
 
-    groups = [o for o in parsed if (config_dir / o.key_or_group).is_dir()]  # a glob of options: Hydra's to expand
-    swept = {o.key_or_group: list(o.sweep_string_iterator()) for o in groups if isinstance(o.value(), ChoiceSweep)}
-    if not swept or any(is_global_group(config_dir / o.key_or_group) for o in groups):
-        return  # a recipe (experiment=, sweep=) may choose other defaults: Hydra's to check
-    chosen = default_options(config_dir, config_name)
+    def sweeps(overrides: Sequence[Any]) -> dict[str, list[str]]:  # a glob of options: Hydra's to expand
+        chosen = [o for o in overrides if (config_dir / o.key_or_group).is_dir()]
+        return {o.key_or_group: list(o.sweep_string_iterator()) for o in chosen if isinstance(o.value(), ChoiceSweep)}
+
+    swept = sweeps(parsed)
+    where = dict.fromkeys(swept, "swept here")
+    recipes = " ".join(o.input_line for o in parsed if is_global_group(config_dir / o.key_or_group))
+    if recipes and any((config_dir / o.key_or_group.split(".")[0]).is_dir() for o in parsed if "." in o.key_or_group):
+        preset = ((cfg := composed()) and cfg.hydra.sweeper.get("params")) or {}
+        in_preset = sweeps(parse_command_line([f"{key}={value}" for key, value in preset.items()]))
+        where = {**dict.fromkeys(in_preset, f"swept by {recipes}"), **where}
+        swept = {**in_preset, **swept}  # the command line's lists replace the preset's
+    if not swept:
+        return
+    chosen = {} if recipes else default_options(config_dir, config_name)  # a recipe may choose other defaults
 
     def lacks(group: str, option: str, key: str) -> bool:
         node = yaml.safe_load((config_dir / group / f"{option}.yaml").read_text()) or {}
@@ -114,9 +129,8 @@ def refuse_settings_the_default_lacks(parsed: Sequence[Any], config_dir: Path, c
             continue
         first = key.split(".")[0]
         if without := [option for option in swept[group] if lacks(group, option, first)]:
-            raise ConfigurationError(
-                f"{override.input_line} is not a setting of {', '.join(f'{group}={o}' for o in without)}, swept here"
-            )
+            options = ", ".join(f"{group}={option}" for option in without)
+            raise ConfigurationError(f"{override.input_line} is not a setting of {options}, {where[group]}")
         if chosen.get(group) is not None and lacks(group, chosen[group], first):
             raise ConfigurationError(
                 f"{override.input_line}: a sweep's config is composed first with the default {group}={chosen[group]},"
@@ -182,17 +196,16 @@ def hydra_group_options(group: str, config_dir: Path) -> list[str]:
         return []
 
 
-def refuse_unknown_group_settings(parsed: Sequence[Any], config_dir: Path, config_name: str) -> None:
+def refuse_unknown_group_settings(
+    parsed: Sequence[Any], config_dir: Path, config_name: str, composed: Callable[[], Any]
+) -> None:
     """Refuse the first ``key=value`` (or ``++key=value``) whose key the primary config ``config_name`` does not
     have, and the first ``group.key=value`` whose node lacks ``key`` (``unknown_key``). The options and their
     settings are read from the files; Hydra composes the command line's group options alone (~0.2 s) when the
     files cannot tell: a global-package group is named (it may change the options and add keys), or a setting's
-    option inherits keys through a ``defaults`` list."""
+    option inherits keys through a ``defaults`` list (``composed()``: that config, None where it cannot be)."""
     groups = {o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")}
     groups = {group for group in groups if (config_dir / group).is_dir()}
-    composed = functools.cache(
-        lambda: composed_config([o for o in parsed if o.key_or_group in groups], config_dir, config_name)
-    )
     per_job = False  # a sweep preset's sweeper parameters may choose, per job, the option a swept value needs
     if any(is_global_group(config_dir / group) for group in groups):
         known = config_options(cfg := composed())
