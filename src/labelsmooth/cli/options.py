@@ -60,8 +60,8 @@ def refuse_unknown_options(argv: Sequence[str], config_dir: Path, config_name: s
     groups = [config_dir / o.key_or_group for o in parsed if (config_dir / o.key_or_group).is_dir()]
     refuse_unknown_hydra_settings(parsed, config_dir, names_a_recipe=lambda: any(map(is_global_group, groups)))
     refuse_unknown_group_options(parsed, config_dir)
-    chosen = [o for o in parsed if not o.key_or_group.startswith("hydra") and (config_dir / o.key_or_group).is_dir()]
-    composed = functools.cache(lambda: composed_config(chosen, config_dir, config_name))  # read by both, if needed
+    options = [o for o in parsed if not o.key_or_group.startswith("hydra") and (config_dir / o.key_or_group).is_dir()]
+    composed = functools.cache(lambda: composed_config(options, config_dir, config_name))  # read by both, if needed
     refuse_settings_the_default_lacks(parsed, config_dir, config_name, composed)
     refuse_unknown_group_settings(parsed, config_dir, config_name, composed)
 
@@ -104,8 +104,8 @@ def refuse_settings_the_default_lacks(
     from hydra.core.override_parser.types import ChoiceSweep
 
     def sweeps(overrides: Sequence[Any]) -> dict[str, list[str]]:  # a glob of options: Hydra's to expand
-        chosen = [o for o in overrides if (config_dir / o.key_or_group).is_dir()]
-        return {o.key_or_group: list(o.sweep_string_iterator()) for o in chosen if isinstance(o.value(), ChoiceSweep)}
+        options = [o for o in overrides if (config_dir / o.key_or_group).is_dir()]
+        return {o.key_or_group: list(o.sweep_string_iterator()) for o in options if isinstance(o.value(), ChoiceSweep)}
 
     swept = sweeps(parsed)
     where = dict.fromkeys(swept, "swept here")
