@@ -109,8 +109,13 @@ def refuse_settings_the_default_lacks(
 
     swept = sweeps(parsed)
     where = dict.fromkeys(swept, "swept here")
-    recipes = " ".join(o.input_line for o in parsed if is_global_group(config_dir / o.key_or_group))
-    if recipes and any((config_dir / o.key_or_group.split(".")[0]).is_dir() for o in parsed if "." in o.key_or_group):
+    sets_a_group_key = any(
+        (config_dir / o.key_or_group.split(".")[0]).is_dir() for o in parsed if "." in o.key_or_group
+    )
+    recipes = " ".join(
+        o.input_line for o in parsed if sets_a_group_key and is_global_group(config_dir / o.key_or_group)
+    )
+    if recipes:
         preset = ((cfg := composed()) and cfg.hydra.sweeper.get("params")) or {}
         in_preset = sweeps(parse_command_line([f"{key}={value}" for key, value in preset.items()]))
         where = {**dict.fromkeys(in_preset, f"swept by {recipes}"), **where}
